@@ -1,0 +1,169 @@
+//! `interplay`: the native runner of Interplay's experiments, for researchers and for checks
+//! against the page. Every command prints JSON on stdout; errors go to stderr with exit code 1.
+//!
+//! ```text
+//! interplay logits   --model PATH --ids 1,2,3 [--all-positions] [--device cpu|wgpu]
+//! interplay patch    --model PATH --clean-ids .. --corrupt-ids .. --hook resid_pre|resid_mid|resid_post|attn_out|mlp_out|head_out
+//!                    --answer ID --wrong ID [--device cpu|wgpu]
+//! interplay tokenize --model PATH --text "..."
+//! ```
+//! `--model` is a `.gguf` file or a folder with `model.safetensors` + `config.json`
+//! (+ `tokenizer.json`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use interplay_models::device::read_f32;
+use interplay_models::load::{LoadedModel, load_path};
+use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::{Backend, ComputeDevice};
+use serde_json::json;
+
+const USAGE: &str = "usage:
+  interplay logits   --model PATH --ids 1,2,3 [--all-positions] [--device cpu|wgpu]
+  interplay patch    --model PATH --clean-ids 1,2,3 --corrupt-ids 1,4,3 --hook HOOK --answer ID --wrong ID [--device cpu|wgpu]
+                     HOOK: resid_pre | resid_mid | resid_post | attn_out | mlp_out | head_out
+  interplay tokenize --model PATH --text TEXT
+--model: a .gguf file, or a folder with model.safetensors + config.json (+ tokenizer.json)";
+
+struct Args {
+    cmd: String,
+    rest: Vec<String>,
+}
+
+impl Args {
+    fn value(&self, name: &str) -> Option<&str> {
+        self.rest
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| self.rest.get(i + 1))
+            .map(String::as_str)
+    }
+    fn need(&self, name: &str) -> Result<&str> {
+        self.value(name)
+            .ok_or_else(|| anyhow!("missing {name}\n\n{USAGE}"))
+    }
+    fn flag(&self, name: &str) -> bool {
+        self.rest.iter().any(|a| a == name)
+    }
+    fn ids(&self, name: &str) -> Result<Vec<u32>> {
+        parse_ids(self.need(name)?)
+            .with_context(|| format!("{name} takes comma-separated token ids"))
+    }
+    fn id(&self, name: &str) -> Result<u32> {
+        self.need(name)?
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} takes one token id"))
+    }
+}
+
+fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    let ids = s
+        .split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| x.trim().parse::<u32>().map_err(|e| anyhow!("{x:?}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() {
+        bail!("no token ids given");
+    }
+    Ok(ids)
+}
+
+fn device(args: &Args) -> Result<ComputeDevice> {
+    let backend: Backend = args.value("--device").unwrap_or("cpu").parse()?;
+    Ok(pollster::block_on(ComputeDevice::init(backend))?)
+}
+
+fn load(args: &Args, dev: &ComputeDevice) -> Result<LoadedModel> {
+    let path = PathBuf::from(args.need("--model")?);
+    load_path(&path, &dev.device).with_context(|| format!("loading {}", path.display()))
+}
+
+fn run(args: &Args) -> Result<serde_json::Value> {
+    match args.cmd.as_str() {
+        "logits" => {
+            let dev = device(args)?;
+            let m = load(args, &dev)?;
+            let ids = args.ids("--ids")?;
+            let tokens = m.model.tokens(&[ids.clone()])?;
+            let logits = m.model.forward(tokens);
+            let [_, p, v] = logits.dims();
+            let values = pollster::block_on(read_f32(logits))?;
+            let rows: Vec<&[f32]> = values.chunks(v).collect();
+            Ok(if args.flag("--all-positions") {
+                json!({ "logits": rows, "device": dev.backend })
+            } else {
+                json!({ "logits": rows[p - 1], "device": dev.backend })
+            })
+        }
+        "patch" => {
+            let dev = device(args)?;
+            let m = load(args, &dev)?;
+            let target: PatchTarget = args.need("--hook")?.parse()?;
+            let grid = pollster::block_on(patch_sweep(
+                &m.model,
+                &args.ids("--clean-ids")?,
+                &args.ids("--corrupt-ids")?,
+                target,
+                args.id("--answer")?,
+                args.id("--wrong")?,
+                &mut |_, _| true,
+            ))?;
+            if (grid.clean_metric - grid.corrupt_metric).abs() < 1e-12 {
+                eprintln!(
+                    "warning: the clean and corrupted metrics are equal; the normalised grid is 0 everywhere"
+                );
+            }
+            Ok(json!({
+                "clean_metric": grid.clean_metric,
+                "corrupt_metric": grid.corrupt_metric,
+                "grid": grid.grid,
+                "patched": grid.patched,
+                "device": dev.backend,
+            }))
+        }
+        "tokenize" => {
+            let dev = ComputeDevice::cpu();
+            let m = load(args, &dev)?;
+            let tk = m.tokenizer.as_ref().ok_or_else(|| {
+                anyhow!(
+                    "this model has no tokenizer: {}",
+                    m.tokenizer_note.clone().unwrap_or_default()
+                )
+            })?;
+            let text = args.need("--text")?;
+            let ids = tk.encode(text)?;
+            Ok(json!({ "ids": ids, "tokens": tk.display_tokens(&ids) }))
+        }
+        "" | "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(serde_json::Value::Null)
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still read as a message, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("interplay: internal error: {info}");
+    }));
+    let mut all = std::env::args().skip(1);
+    let args = Args {
+        cmd: all.next().unwrap_or_default(),
+        rest: all.collect(),
+    };
+    match run(&args) {
+        Ok(serde_json::Value::Null) => ExitCode::SUCCESS,
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("interplay: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

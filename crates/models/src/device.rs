@@ -1,0 +1,183 @@
+//! The one place that chooses a compute device and reads results back.
+//!
+//! The page asks for a WebGPU adapter first and falls back to Burn's CPU backend (Flex) in
+//! WebAssembly when there is none; natively the CLI and the tests pick by name. Every read of a
+//! tensor goes through [`read_f32`], which is asynchronous: a synchronous readback panics on
+//! WebGPU (burn#4487).
+
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// Which backend computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Burn's wgpu backend: WebGPU in the page, Vulkan/Metal natively.
+    Wgpu,
+    /// Burn's Flex CPU backend (single-threaded WebAssembly in the page).
+    Cpu,
+}
+
+impl Backend {
+    /// Short label shown in the page's device indicator and the CLI's `--device`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Wgpu => "WebGPU",
+            Backend::Cpu => "CPU",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Wgpu => "wgpu",
+            Backend::Cpu => "cpu",
+        })
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "wgpu" | "webgpu" | "gpu" => Ok(Backend::Wgpu),
+            "cpu" | "flex" => Ok(Backend::Cpu),
+            other => Err(ModelError::Input(format!(
+                "unknown device {other:?}: use \"cpu\" or \"wgpu\""
+            ))),
+        }
+    }
+}
+
+/// A ready device and what it is.
+#[derive(Clone, Debug)]
+pub struct ComputeDevice {
+    /// The Burn device every tensor of a run is created on.
+    pub device: Device,
+    /// Which backend it is.
+    pub backend: Backend,
+    /// Adapter description where the backend reports one (e.g. "swiftshader").
+    pub adapter: String,
+}
+
+impl ComputeDevice {
+    /// The CPU device: always available.
+    pub fn cpu() -> Self {
+        Self {
+            device: Device::flex(),
+            backend: Backend::Cpu,
+            adapter: "Flex (Rust, WebAssembly SIMD in the page)".into(),
+        }
+    }
+
+    /// Initialise the wgpu device asynchronously (required in the browser, fine natively).
+    ///
+    /// Initialising twice returns the already-initialised runtime's device.
+    pub async fn wgpu() -> Result<Self> {
+        use std::sync::OnceLock;
+        static READY: OnceLock<Device> = OnceLock::new();
+        if let Some(device) = READY.get() {
+            return Ok(Self::wgpu_from(device.clone()));
+        }
+        let device = Device::wgpu_options()
+            .init_async()
+            .await
+            .map_err(|e| ModelError::Device(format!("no WebGPU adapter: {e}")))?;
+        let device = READY.get_or_init(|| device).clone();
+        Ok(Self::wgpu_from(device))
+    }
+
+    fn wgpu_from(device: Device) -> Self {
+        Self {
+            device,
+            backend: Backend::Wgpu,
+            adapter: "wgpu".into(),
+        }
+    }
+
+    /// The device for `backend`; wgpu failures are returned, not papered over.
+    pub async fn init(backend: Backend) -> Result<Self> {
+        match backend {
+            Backend::Cpu => Ok(Self::cpu()),
+            Backend::Wgpu => Self::wgpu().await,
+        }
+    }
+
+    /// The preferred device with the page's fallback rule: wgpu if it comes up, else the CPU,
+    /// with the reason the GPU was not used.
+    pub async fn init_with_fallback(preferred: Backend) -> (Self, Option<String>) {
+        match Self::init(preferred).await {
+            Ok(dev) => (dev, None),
+            Err(e) => (Self::cpu(), Some(e.to_string())),
+        }
+    }
+}
+
+/// Read a float tensor back to the host, asynchronously, as a flat row-major vector.
+///
+/// # Shapes
+/// - `tensor`: any `[d0, .., dn]`; returns `d0 * .. * dn` values.
+pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| ModelError::Device(format!("reading a result back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Device(format!("unexpected result type: {e:?}")))
+}
+
+/// A real computation that proves a device end to end: a seeded matrix product on the device
+/// checked against a float64 product on the host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCheck {
+    /// Matrix size n of the n×n·n×n product.
+    pub n: usize,
+    /// Largest |device − reference| over all entries.
+    pub max_abs_err: f64,
+    /// Sum of the device result (a fingerprint the page and the tests compare across devices).
+    pub checksum: f64,
+}
+
+/// Run [`DeviceCheck`] on `dev`.
+pub async fn device_check(dev: &ComputeDevice, n: usize) -> Result<DeviceCheck> {
+    // A small LCG keeps the inputs identical on every platform without a RNG dependency.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    };
+    let a: Vec<f32> = (0..n * n).map(|_| next()).collect();
+    let b: Vec<f32> = (0..n * n).map(|_| next()).collect();
+    let ta = Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(a.clone(), [n, n]),
+        &dev.device,
+    );
+    let tb = Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(b.clone(), [n, n]),
+        &dev.device,
+    );
+    let got = read_f32(ta.matmul(tb)).await?;
+    let mut max_abs_err = 0f64;
+    let mut checksum = 0f64;
+    for i in 0..n {
+        for j in 0..n {
+            let r: f64 = (0..n)
+                .map(|k| a[i * n + k] as f64 * b[k * n + j] as f64)
+                .sum();
+            let g = got[i * n + j] as f64;
+            max_abs_err = max_abs_err.max((g - r).abs());
+            checksum += g;
+        }
+    }
+    Ok(DeviceCheck {
+        n,
+        max_abs_err,
+        checksum,
+    })
+}

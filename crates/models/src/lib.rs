@@ -1,0 +1,34 @@
+//! Interplay's model core: the compute device layer, tokenizers, one transformer for the GPT-2
+//! and Llama families with TransformerLens hook points, GGUF / safetensors loaders, and the
+//! patching engine.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`device`] | device choice (WebGPU/wgpu or CPU) and asynchronous readback |
+//! | [`tokenizer`] | GPT-2 BPE, HF `tokenizer.json`, GGUF-embedded tokenizers, chat template |
+//! | [`config`] | [`TransformerConfig`]: presets, HF `config.json` |
+//! | [`transformer`] | [`Transformer`]: the model, written once for every device |
+//! | [`hooks`] | [`HookPoint`] names, [`HookPlan`] (cache + interventions) |
+//! | [`patching`] | activation-patching sweeps that recompute only what changes |
+//! | [`gguf`], [`safetensors`], [`weights`], [`load`] | checkpoints → [`Transformer`] |
+//! | [`error`] | [`ModelError`], the crate's error |
+
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod gguf;
+pub mod hooks;
+pub mod load;
+pub mod patching;
+pub mod safetensors;
+pub mod tokenizer;
+pub mod transformer;
+pub mod weights;
+
+pub use config::{Arch, TransformerConfig};
+pub use device::{Backend, ComputeDevice};
+pub use error::{ModelError, Result};
+pub use hooks::{Act, Action, ActivationCache, HookPlan, HookPoint, Selector};
+pub use load::LoadedModel;
+pub use tokenizer::TextTokenizer;
+pub use transformer::Transformer;

@@ -1,0 +1,392 @@
+//! Activation patching (Meng et al. 2022; Wang et al. 2022), the TransformerLens convention:
+//! run the **corrupted** prompt, patch in activations from the **clean** run, and report how much
+//! of the clean metric comes back: `(patched − corrupt) / (clean − corrupt)` (1 = fully
+//! restored, 0 = no effect). The metric is the logit difference `logit(answer) − logit(wrong)`
+//! at the last position.
+//!
+//! Sweeps recompute only what a patch can change. Patching layer `L` at position `p` changes
+//! nothing before layer `L` and, attention being causal, nothing before position `p`. So every
+//! variant starts at layer `L` from the corrupted run's residual stream, runs only positions
+//! `p..`, takes keys and values of earlier positions from the corrupted run, and evaluates the
+//! metric at the last position only (two unembedding columns, not the whole vocabulary).
+//! Variants sharing `p` advance through the layers together in one batch that grows by the
+//! variants starting at each layer.
+
+use burn::tensor::{Int, Tensor, TensorData, s};
+use serde::{Deserialize, Serialize};
+
+use crate::device::read_f32;
+use crate::error::{ModelError, Result};
+use crate::hooks::{Act, Action, HookPlan, HookPoint, HookRunner, Intervention, Selector};
+use crate::transformer::{KvCache, Transformer};
+
+/// What a sweep patches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchTarget {
+    /// `hook_resid_pre` by layer × position (plus a final row for the input to `ln_final`).
+    ResidPre,
+    /// `hook_resid_mid` by layer × position.
+    ResidMid,
+    /// `hook_resid_post` by layer × position.
+    ResidPost,
+    /// `hook_attn_out` by layer × position.
+    AttnOut,
+    /// `hook_mlp_out` by layer × position.
+    MlpOut,
+    /// Each head's output (`attn.hook_z` of that head) at all positions, by layer × head.
+    HeadOut,
+}
+
+impl PatchTarget {
+    fn hook(self, l: usize) -> HookPoint {
+        match self {
+            PatchTarget::ResidPre => HookPoint::ResidPre(l),
+            PatchTarget::ResidMid => HookPoint::ResidMid(l),
+            PatchTarget::ResidPost => HookPoint::ResidPost(l),
+            PatchTarget::AttnOut => HookPoint::AttnOut(l),
+            PatchTarget::MlpOut => HookPoint::MlpOut(l),
+            PatchTarget::HeadOut => HookPoint::Z(l),
+        }
+    }
+}
+
+impl std::str::FromStr for PatchTarget {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "resid_pre" => PatchTarget::ResidPre,
+            "resid_mid" => PatchTarget::ResidMid,
+            "resid_post" => PatchTarget::ResidPost,
+            "attn_out" => PatchTarget::AttnOut,
+            "mlp_out" => PatchTarget::MlpOut,
+            "head_out" => PatchTarget::HeadOut,
+            other => {
+                return Err(ModelError::Input(format!(
+                    "unknown patch target {other:?}: use resid_pre, resid_mid, resid_post, attn_out, mlp_out or head_out"
+                )));
+            }
+        })
+    }
+}
+
+/// The result of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatchGrid {
+    /// Metric of the clean run.
+    pub clean_metric: f32,
+    /// Metric of the corrupted run.
+    pub corrupt_metric: f32,
+    /// Normalised recovery, `grid[layer][position]` (or `[layer][head]` for head outputs).
+    pub grid: Vec<Vec<f32>>,
+    /// The patched metric itself, same layout.
+    pub patched: Vec<Vec<f32>>,
+}
+
+/// The logit-difference metric, evaluated cheaply from residual streams.
+struct LogitDiff {
+    /// `W_U[:, answer] − W_U[:, wrong]`, `[d_model, 1]`.
+    direction: Tensor<2>,
+}
+
+impl LogitDiff {
+    fn new(model: &Transformer, answer: u32, wrong: u32) -> Result<Self> {
+        let v = model.config.d_vocab;
+        for id in [answer, wrong] {
+            if id as usize >= v {
+                return Err(ModelError::Input(format!(
+                    "token id {id} is outside the vocabulary (size {v})"
+                )));
+            }
+        }
+        let w_u = model.unembed_matrix();
+        let d = model.config.d_model;
+        let cols = Tensor::<1, Int>::from_data(
+            TensorData::new(vec![answer as i32, wrong as i32], [2]),
+            &model.device(),
+        );
+        let two = w_u.select(1, cols); // [d, 2]
+        let direction = two.clone().slice(s![.., 0..1]) - two.slice(s![.., 1..2]);
+        Ok(Self {
+            direction: direction.reshape([d, 1]),
+        })
+    }
+
+    /// # Shapes
+    /// - `resid`: input to `ln_final` at the last position, `[n, d_model]` → `[n]`.
+    fn eval(&self, model: &Transformer, resid: Tensor<2>) -> Tensor<1> {
+        let [n, d] = resid.dims();
+        let x = model
+            .ln_final
+            .forward(resid.reshape([n, 1, d]))
+            .reshape([n, d]);
+        x.matmul(self.direction.clone()).reshape([n])
+    }
+}
+
+fn last_position(resid: Tensor<3>) -> Tensor<2> {
+    let [b, p, d] = resid.dims();
+    resid.slice(s![.., p - 1..p, ..]).reshape([b, d])
+}
+
+/// Check a clean/corrupted pair.
+pub fn check_pair(clean: &[u32], corrupt: &[u32]) -> Result<()> {
+    if clean.is_empty() || corrupt.is_empty() {
+        return Err(ModelError::Input("a prompt is empty".into()));
+    }
+    if clean.len() != corrupt.len() {
+        return Err(ModelError::Input(format!(
+            "the clean prompt has {} tokens and the corrupted one {}: patching needs the same number of tokens",
+            clean.len(),
+            corrupt.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A full run that keeps the residual stream entering every layer (and `ln_final`), the hooks
+/// in `extra`, and the rotated keys/values of every layer.
+struct Recorded {
+    resid_pre: Vec<Tensor<3>>,
+    kv: KvCache,
+    acts: crate::hooks::ActivationCache,
+}
+
+fn record(model: &Transformer, ids: &[u32], extra: &[HookPoint]) -> Result<Recorded> {
+    let n = model.config.n_layers;
+    let tokens = model.tokens(&[ids.to_vec()])?;
+    let mut plan = HookPlan::caching((0..=n).map(HookPoint::ResidPre));
+    plan.cache.extend(extra.iter().copied());
+    let mut hooks = HookRunner::new(&plan, 0);
+    let resid = model.embed_tokens(tokens, &mut hooks);
+    let (_, kv) = model.run_blocks(resid, 0, None, &mut hooks, true);
+    let acts = hooks.cache;
+    let resid_pre = (0..=n)
+        .map(|l| {
+            acts.r3(HookPoint::ResidPre(l))
+                .ok_or_else(|| ModelError::Device("missing cached residual".into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let kv = kv.ok_or_else(|| ModelError::Device("missing key/value cache".into()))?;
+    Ok(Recorded {
+        resid_pre,
+        kv,
+        acts,
+    })
+}
+
+/// Patch `target` from the clean run into the corrupted one, for every layer and position
+/// (or head). `progress(done, total)` is called between batches; returning `false` cancels.
+pub async fn patch_sweep(
+    model: &Transformer,
+    clean: &[u32],
+    corrupt: &[u32],
+    target: PatchTarget,
+    answer: u32,
+    wrong: u32,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<PatchGrid> {
+    check_pair(clean, corrupt)?;
+    let cfg = &model.config;
+    let (n, p_len, h) = (cfg.n_layers, clean.len(), cfg.n_heads);
+    let metric = LogitDiff::new(model, answer, wrong)?;
+    let targets: Vec<HookPoint> = (0..n).map(|l| target.hook(l)).collect();
+    let clean_run = record(model, clean, &targets)?;
+    let corrupt_run = record(model, corrupt, &[])?;
+
+    let mut outputs: Vec<Tensor<1>> = vec![
+        metric.eval(model, last_position(clean_run.resid_pre[n].clone())),
+        metric.eval(model, last_position(corrupt_run.resid_pre[n].clone())),
+    ];
+    // (start position, rows per layer): head outputs are patched at every position.
+    let starts: Vec<usize> = if target == PatchTarget::HeadOut {
+        vec![0]
+    } else {
+        (0..p_len).collect()
+    };
+    let per_layer = if target == PatchTarget::HeadOut { h } else { 1 };
+    let total = starts.len();
+    for (done, &p) in starts.iter().enumerate() {
+        if !progress(done, total) {
+            return Err(ModelError::Input("cancelled".into()));
+        }
+        let mut resid: Option<Tensor<3>> = None;
+        let mut rows = 0usize;
+        for l in 0..n {
+            // New variants join at layer l from the corrupted stream, positions p.. only.
+            let fresh = corrupt_run.resid_pre[l].clone().slice(s![.., p..p_len, ..]);
+            let [_, sfx, d] = fresh.dims();
+            let fresh = fresh.expand([per_layer, sfx, d]);
+            let mut plan = HookPlan::default();
+            let src = match clean_run.acts.get(target.hook(l)) {
+                Some(a) => a.clone(),
+                None => return Err(ModelError::Device("missing clean activation".into())),
+            };
+            for j in 0..per_layer {
+                let selector = if target == PatchTarget::HeadOut {
+                    Selector::head(j).at_batch(vec![rows + j])
+                } else {
+                    Selector::position(p).at_batch(vec![rows + j])
+                };
+                plan.interventions.push(Intervention {
+                    hook: target.hook(l),
+                    selector,
+                    action: Action::Replace(src.clone()),
+                });
+            }
+            rows += per_layer;
+            let batch = match resid.take() {
+                Some(r) => Tensor::cat(vec![r, fresh], 0),
+                None => fresh,
+            };
+            let prefix = (p > 0).then(|| KvCache {
+                k: vec![corrupt_run.kv.k[l].clone().slice(s![.., .., 0..p, ..])],
+                v: vec![corrupt_run.kv.v[l].clone().slice(s![.., .., 0..p, ..])],
+            });
+            let mut hooks = HookRunner::new(&plan, p);
+            resid = Some(model.run_one_block(l, batch, prefix.as_ref(), &mut hooks));
+        }
+        if let Some(r) = resid {
+            outputs.push(metric.eval(model, last_position(r)));
+        }
+        if target == PatchTarget::ResidPre {
+            // The final row patches the input to ln_final; only the last position reaches the
+            // metric.
+            let src = if p == p_len - 1 {
+                &clean_run
+            } else {
+                &corrupt_run
+            };
+            outputs.push(metric.eval(model, last_position(src.resid_pre[n].clone())));
+        }
+    }
+    progress(total, total);
+    let values = read_f32(Tensor::cat(outputs, 0)).await?;
+    let (clean_metric, corrupt_metric) = (values[0], values[1]);
+    let rows_out = if target == PatchTarget::ResidPre {
+        n + 1
+    } else {
+        n
+    };
+    let cols = if target == PatchTarget::HeadOut {
+        h
+    } else {
+        p_len
+    };
+    let mut patched = vec![vec![0f32; cols]; rows_out];
+    let mut it = values[2..].iter().copied();
+    for (pi, &p) in starts.iter().enumerate() {
+        let _ = pi;
+        for l in 0..n {
+            for j in 0..per_layer {
+                let v = it.next().unwrap_or(f32::NAN);
+                if target == PatchTarget::HeadOut {
+                    patched[l][j] = v;
+                } else {
+                    patched[l][p] = v;
+                }
+            }
+        }
+        if target == PatchTarget::ResidPre {
+            patched[n][p] = it.next().unwrap_or(f32::NAN);
+        }
+    }
+    let denom = clean_metric - corrupt_metric;
+    let grid = patched
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|&v| {
+                    if denom == 0.0 {
+                        0.0
+                    } else {
+                        (v - corrupt_metric) / denom
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Ok(PatchGrid {
+        clean_metric,
+        corrupt_metric,
+        grid,
+        patched,
+    })
+}
+
+/// The same sweep done the obvious way: one full forward pass per variant. Slow; it exists to
+/// check [`patch_sweep`] against.
+pub async fn patch_sweep_naive(
+    model: &Transformer,
+    clean: &[u32],
+    corrupt: &[u32],
+    target: PatchTarget,
+    answer: u32,
+    wrong: u32,
+) -> Result<PatchGrid> {
+    check_pair(clean, corrupt)?;
+    let cfg = &model.config;
+    let (n, p_len, h) = (cfg.n_layers, clean.len(), cfg.n_heads);
+    let rows_out = if target == PatchTarget::ResidPre {
+        n + 1
+    } else {
+        n
+    };
+    let cols = if target == PatchTarget::HeadOut {
+        h
+    } else {
+        p_len
+    };
+    let hooks: Vec<HookPoint> = (0..rows_out).map(|l| target.hook(l)).collect();
+    let (clean_logits, clean_cache) =
+        model.run_with_hooks(model.tokens(&[clean.to_vec()])?, &HookPlan::caching(hooks));
+    let corrupt_tokens = model.tokens(&[corrupt.to_vec()])?;
+    let corrupt_logits = model.forward(corrupt_tokens.clone());
+    let ld = |logits: Tensor<3>| -> Tensor<1> {
+        let v = logits.dims()[2];
+        let last = last_position(logits).reshape([v]);
+        last.clone().slice(s![answer as usize..answer as usize + 1])
+            - last.slice(s![wrong as usize..wrong as usize + 1])
+    };
+    let mut outs = vec![ld(clean_logits), ld(corrupt_logits)];
+    for l in 0..rows_out {
+        for c in 0..cols {
+            let src: Act = clean_cache
+                .get(target.hook(l))
+                .cloned()
+                .ok_or_else(|| ModelError::Device("missing clean activation".into()))?;
+            let selector = if target == PatchTarget::HeadOut {
+                Selector::head(c)
+            } else {
+                Selector::position(c)
+            };
+            let plan = HookPlan::default().with(target.hook(l), selector, Action::Replace(src));
+            let (logits, _) = model.run_with_hooks(corrupt_tokens.clone(), &plan);
+            outs.push(ld(logits));
+        }
+    }
+    let values = read_f32(Tensor::cat(outs, 0)).await?;
+    let (clean_metric, corrupt_metric) = (values[0], values[1]);
+    let patched: Vec<Vec<f32>> = values[2..].chunks(cols).map(<[f32]>::to_vec).collect();
+    let denom = clean_metric - corrupt_metric;
+    let grid = patched
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|&v| {
+                    if denom == 0.0 {
+                        0.0
+                    } else {
+                        (v - corrupt_metric) / denom
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Ok(PatchGrid {
+        clean_metric,
+        corrupt_metric,
+        grid,
+        patched,
+    })
+}

@@ -1,0 +1,446 @@
+//! One transformer for the GPT-2 and Llama families, written once for every Burn device, with
+//! TransformerLens hook points (see [`crate::hooks`]).
+//!
+//! GPT-2 (Radford et al. 2019): learned positions, LayerNorm, GELU (tanh) MLP, tied unembedding.
+//! Llama (Touvron et al. 2023), e.g. SmolLM2-135M: RoPE (rotate-half layout, as Hugging Face),
+//! RMSNorm, SwiGLU MLP, grouped-query attention. Weights are stored as `[d_in, d_out]` so every
+//! projection is `x · W`.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu_approximate, silu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData, s};
+
+use crate::config::{Arch, TransformerConfig};
+use crate::error::{ModelError, Result};
+use crate::hooks::{ActivationCache, HookPlan, HookPoint, HookRunner};
+
+/// LayerNorm (with bias) or RMSNorm (without).
+#[derive(Module, Debug)]
+pub struct Norm {
+    /// Scale, `[d_model]`.
+    pub weight: Param<Tensor<1>>,
+    /// Shift, `[d_model]` (LayerNorm only).
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Epsilon.
+    #[module(skip)]
+    pub eps: f64,
+    /// RMSNorm when true.
+    #[module(skip)]
+    pub rms: bool,
+}
+
+impl Norm {
+    /// # Shapes
+    /// - `x`: `[batch, pos, d_model]` → same.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let d = x.dims()[2];
+        let w = self.weight.val().reshape([1, 1, d]);
+        let y = if self.rms {
+            let ms = x.clone().powf_scalar(2.0).mean_dim(2);
+            x / (ms + self.eps).sqrt()
+        } else {
+            let mean = x.clone().mean_dim(2);
+            let xc = x - mean;
+            let var = xc.clone().powf_scalar(2.0).mean_dim(2);
+            xc / (var + self.eps).sqrt()
+        };
+        let y = y * w;
+        match &self.bias {
+            Some(b) => y + b.val().reshape([1, 1, d]),
+            None => y,
+        }
+    }
+}
+
+/// Multi-head (grouped-query) self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[d_model, n_heads * d_head]`
+    pub w_q: Param<Tensor<2>>,
+    /// `[n_heads * d_head]`
+    pub b_q: Option<Param<Tensor<1>>>,
+    /// `[d_model, n_kv_heads * d_head]`
+    pub w_k: Param<Tensor<2>>,
+    /// `[n_kv_heads * d_head]`
+    pub b_k: Option<Param<Tensor<1>>>,
+    /// `[d_model, n_kv_heads * d_head]`
+    pub w_v: Param<Tensor<2>>,
+    /// `[n_kv_heads * d_head]`
+    pub b_v: Option<Param<Tensor<1>>>,
+    /// `[n_heads * d_head, d_model]`
+    pub w_o: Param<Tensor<2>>,
+    /// `[d_model]`
+    pub b_o: Option<Param<Tensor<1>>>,
+}
+
+/// The MLP: GELU (`w_gate` absent) or SwiGLU (`silu(x·W_gate) ⊙ (x·W_in)`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[d_model, d_mlp]` (the "up" projection for SwiGLU)
+    pub w_in: Param<Tensor<2>>,
+    /// `[d_mlp]`
+    pub b_in: Option<Param<Tensor<1>>>,
+    /// `[d_model, d_mlp]`
+    pub w_gate: Option<Param<Tensor<2>>>,
+    /// `[d_mlp, d_model]`
+    pub w_out: Param<Tensor<2>>,
+    /// `[d_model]`
+    pub b_out: Option<Param<Tensor<1>>>,
+}
+
+/// One transformer block.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// Norm before attention.
+    pub ln1: Norm,
+    /// Attention.
+    pub attn: Attention,
+    /// Norm before the MLP.
+    pub ln2: Norm,
+    /// MLP.
+    pub mlp: Mlp,
+}
+
+/// The model.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    /// `W_E`, `[d_vocab, d_model]`
+    pub embed: Param<Tensor<2>>,
+    /// `W_pos`, `[n_ctx, d_model]` (GPT-2 only)
+    pub pos_embed: Option<Param<Tensor<2>>>,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    /// Final norm.
+    pub ln_final: Norm,
+    /// `W_U`, `[d_model, d_vocab]`; `None` when tied to `W_Eᵀ`.
+    pub unembed: Option<Param<Tensor<2>>>,
+    /// Shape and family.
+    #[module(skip)]
+    pub config: TransformerConfig,
+}
+
+/// Keys and values of earlier positions (already rotated), one per layer, so a run can start
+/// in the middle of a prompt.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    /// Per layer: `[batch or 1, n_kv_heads, pos, d_head]`.
+    pub k: Vec<Tensor<4>>,
+    /// Per layer: same as `k`.
+    pub v: Vec<Tensor<4>>,
+}
+
+/// `x · W (+ b)` for `x: [batch, pos, d_in]`, `W: [d_in, d_out]` → `[batch, pos, d_out]`.
+fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Option<Param<Tensor<1>>>) -> Tensor<3> {
+    let [bs, p, d] = x.dims();
+    let w = w.val();
+    let o = w.dims()[1];
+    let y = x.reshape([bs * p, d]).matmul(w);
+    let y = match b {
+        Some(b) => y + b.val().reshape([1, o]),
+        None => y,
+    };
+    y.reshape([bs, p, o])
+}
+
+impl Transformer {
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed.val().device()
+    }
+
+    /// Token ids as a tensor, after checking them.
+    ///
+    /// # Shapes
+    /// - `ids`: `batch` rows of equal length `pos` → `[batch, pos]`.
+    pub fn tokens(&self, ids: &[Vec<u32>]) -> Result<Tensor<2, Int>> {
+        let b = ids.len();
+        let p = ids.first().map(Vec::len).unwrap_or(0);
+        if b == 0 || p == 0 {
+            return Err(ModelError::Input("the prompt is empty".into()));
+        }
+        if ids.iter().any(|r| r.len() != p) {
+            return Err(ModelError::Input(
+                "prompts in one batch must have the same number of tokens".into(),
+            ));
+        }
+        if self.config.arch == Arch::Gpt2 && p > self.config.n_ctx {
+            return Err(ModelError::Input(format!(
+                "the prompt has {p} tokens; this model's context holds {}",
+                self.config.n_ctx
+            )));
+        }
+        let mut flat = Vec::with_capacity(b * p);
+        for &id in ids.iter().flatten() {
+            if id as usize >= self.config.d_vocab {
+                return Err(ModelError::Input(format!(
+                    "token id {id} is outside the vocabulary (size {})",
+                    self.config.d_vocab
+                )));
+            }
+            flat.push(id as i32);
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(flat, [b, p]),
+            &self.device(),
+        ))
+    }
+
+    /// Logits for every position.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → `[batch, pos, d_vocab]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.run_with_hooks(tokens, &HookPlan::default()).0
+    }
+
+    /// Logits and the cached activations under a hook plan.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → logits `[batch, pos, d_vocab]`.
+    pub fn run_with_hooks(
+        &self,
+        tokens: Tensor<2, Int>,
+        plan: &HookPlan,
+    ) -> (Tensor<3>, ActivationCache) {
+        let mut hooks = HookRunner::new(plan, 0);
+        let resid = self.embed_tokens(tokens, &mut hooks);
+        let (resid, _) = self.run_blocks(resid, 0, None, &mut hooks, false);
+        let logits = self.unembed_resid(resid, &mut hooks);
+        (logits, hooks.cache)
+    }
+
+    /// Embedding (plus learned positions), hooks `hook_embed`, `hook_pos_embed`.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → `[batch, pos, d_model]`.
+    pub(crate) fn embed_tokens(&self, tokens: Tensor<2, Int>, hooks: &mut HookRunner) -> Tensor<3> {
+        let [b, p] = tokens.dims();
+        let d = self.config.d_model;
+        let e = self
+            .embed
+            .val()
+            .select(0, tokens.reshape([b * p]))
+            .reshape([b, p, d]);
+        let e = hooks.r3(HookPoint::Embed, e);
+        match &self.pos_embed {
+            Some(w) => {
+                let pe = w
+                    .val()
+                    .slice(s![0..p, ..])
+                    .reshape([1, p, d])
+                    .expand([b, p, d]);
+                let pe = hooks.r3(HookPoint::PosEmbed, pe);
+                e + pe
+            }
+            None => e,
+        }
+    }
+
+    /// Run blocks `start..` on a residual stream whose first position is `hooks.pos_offset`.
+    /// `prefix` holds keys/values of positions `0..pos_offset` for every layer (needed when the
+    /// offset is non-zero). With `record_kv` the rotated keys/values of this run are returned.
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]` → the input to `ln_final`, same shape.
+    pub(crate) fn run_blocks(
+        &self,
+        mut resid: Tensor<3>,
+        start: usize,
+        prefix: Option<&KvCache>,
+        hooks: &mut HookRunner,
+        record_kv: bool,
+    ) -> (Tensor<3>, Option<KvCache>) {
+        let mut kv = record_kv.then(|| KvCache {
+            k: Vec::new(),
+            v: Vec::new(),
+        });
+        for (l, block) in self.blocks.iter().enumerate().skip(start) {
+            let pre = prefix.map(|c| (c.k[l].clone(), c.v[l].clone()));
+            let (r, k, v) = self.block_forward(l, block, resid, pre, hooks);
+            resid = r;
+            if let Some(kv) = kv.as_mut() {
+                kv.k.push(k);
+                kv.v.push(v);
+            }
+        }
+        let resid = hooks.r3(HookPoint::ResidPre(self.config.n_layers), resid);
+        (resid, kv)
+    }
+
+    /// Run block `l` alone on a residual stream starting at `hooks.pos_offset`, with keys and
+    /// values of earlier positions for this layer in `prefix` (`k[0]`, `v[0]`).
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]` → same.
+    pub(crate) fn run_one_block(
+        &self,
+        l: usize,
+        resid: Tensor<3>,
+        prefix: Option<&KvCache>,
+        hooks: &mut HookRunner,
+    ) -> Tensor<3> {
+        let pre = prefix.map(|c| (c.k[0].clone(), c.v[0].clone()));
+        self.block_forward(l, &self.blocks[l], resid, pre, hooks).0
+    }
+
+    /// Final norm and unembedding, hook `ln_final.hook_normalized`.
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]` → `[batch, pos, d_vocab]`.
+    pub(crate) fn unembed_resid(&self, resid: Tensor<3>, hooks: &mut HookRunner) -> Tensor<3> {
+        let x = self.ln_final.forward(resid);
+        let x = hooks.r3(HookPoint::LnFinal, x);
+        let [b, p, d] = x.dims();
+        let logits = x.reshape([b * p, d]).matmul(self.unembed_matrix());
+        logits.reshape([b, p, self.config.d_vocab])
+    }
+
+    /// `W_U`, `[d_model, d_vocab]`.
+    pub fn unembed_matrix(&self) -> Tensor<2> {
+        match &self.unembed {
+            Some(w) => w.val(),
+            None => self.embed.val().transpose(),
+        }
+    }
+
+    /// cos and sin tables for absolute positions `offset..offset + p`, `[1, p, 1, d_head]`.
+    fn rope_tables(&self, offset: usize, p: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let dh = self.config.d_head;
+        let half = dh / 2;
+        let mut cos = Vec::with_capacity(p * dh);
+        let mut sin = Vec::with_capacity(p * dh);
+        for pos in offset..offset + p {
+            // HF layout: the angle table is repeated for both halves of the head.
+            for _half in 0..2 {
+                for i in 0..half {
+                    let inv = self.config.rope_theta.powf(-(2.0 * i as f64) / dh as f64);
+                    let a = pos as f64 * inv;
+                    cos.push(a.cos() as f32);
+                    sin.push(a.sin() as f32);
+                }
+            }
+        }
+        let c = Tensor::<4>::from_data(TensorData::new(cos, [1, p, 1, dh]), device);
+        let s = Tensor::<4>::from_data(TensorData::new(sin, [1, p, 1, dh]), device);
+        (c, s)
+    }
+
+    /// One block. Returns the new residual and this run's rotated keys/values.
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]`
+    /// - `prefix`: keys/values of earlier positions, `[batch or 1, n_kv_heads, pos0, d_head]`
+    /// - returns `([batch, pos, d_model], k, v)` with k, v `[batch, n_kv_heads, pos, d_head]`
+    fn block_forward(
+        &self,
+        l: usize,
+        block: &Block,
+        resid: Tensor<3>,
+        prefix: Option<(Tensor<4>, Tensor<4>)>,
+        hooks: &mut HookRunner,
+    ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
+        let cfg = &self.config;
+        let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
+        let resid = hooks.r3(HookPoint::ResidPre(l), resid);
+        let [b, p, _] = resid.dims();
+        let device = resid.device();
+        let offset = hooks.pos_offset;
+
+        let x = block.ln1.forward(resid.clone());
+        let a = &block.attn;
+        let q = linear(x.clone(), &a.w_q, &a.b_q).reshape([b, p, h, dh]);
+        let k = linear(x.clone(), &a.w_k, &a.b_k).reshape([b, p, hkv, dh]);
+        let v = linear(x, &a.w_v, &a.b_v).reshape([b, p, hkv, dh]);
+        let q = hooks.r4(HookPoint::Q(l), q);
+        let k = hooks.r4(HookPoint::K(l), k);
+        let v = hooks.r4(HookPoint::V(l), v);
+        let (q, k) = if cfg.arch == Arch::Llama {
+            let (cos, sin) = self.rope_tables(offset, p, &device);
+            let rot = |t: Tensor<4>| {
+                let x1 = t.clone().slice(s![.., .., .., 0..dh / 2]);
+                let x2 = t.clone().slice(s![.., .., .., dh / 2..dh]);
+                let rh = Tensor::cat(vec![x2.neg(), x1], 3);
+                t * cos.clone() + rh * sin.clone()
+            };
+            (rot(q), rot(k))
+        } else {
+            (q, k)
+        };
+        // [batch, heads, pos, d_head]
+        let q = q.swap_dims(1, 2);
+        let mut k = k.swap_dims(1, 2);
+        let mut v = v.swap_dims(1, 2);
+        let k_new = k.clone();
+        let v_new = v.clone();
+        if let Some((pk, pv)) = prefix {
+            let p0 = pk.dims()[2];
+            if p0 > 0 {
+                k = Tensor::cat(vec![pk.expand([b, hkv, p0, dh]), k], 2);
+                v = Tensor::cat(vec![pv.expand([b, hkv, p0, dh]), v], 2);
+            }
+        }
+        let total = k.dims()[2];
+        let g = cfg.group_size();
+        let (k, v) = if g > 1 {
+            let rep = |t: Tensor<4>| {
+                t.unsqueeze_dim::<5>(2)
+                    .expand([b, hkv, g, total, dh])
+                    .reshape([b, h, total, dh])
+            };
+            (rep(k), rep(v))
+        } else {
+            (k, v)
+        };
+        let scores = q.matmul(k.transpose()).div_scalar((dh as f64).sqrt());
+        // Causal mask: query i (absolute offset+i) sees keys 0..=offset+i.
+        let mut mask = Vec::with_capacity(p * total);
+        for i in 0..p {
+            for j in 0..total {
+                mask.push(j > offset + i);
+            }
+        }
+        let mask = Tensor::<4, burn::tensor::Bool>::from_data(
+            TensorData::new(mask, [1, 1, p, total]),
+            &device,
+        )
+        .expand([b, h, p, total]);
+        let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        let scores = hooks.r4(HookPoint::AttnScores(l), scores);
+        let pattern = softmax(scores, 3);
+        let pattern = hooks.r4(HookPoint::Pattern(l), pattern);
+        let z = pattern.matmul(v).swap_dims(1, 2); // [b, p, h, dh]
+        let z = hooks.r4(HookPoint::Z(l), z);
+        let attn_out = if hooks.touches(HookPoint::Result(l)) {
+            // Each head's write to the residual stream: z_h · W_O[h]  → [b, p, h, d]
+            let wo = a.w_o.val().reshape([1, h, dh, d]);
+            let result = z.swap_dims(1, 2).matmul(wo).swap_dims(1, 2);
+            let result = hooks.r4(HookPoint::Result(l), result);
+            let out = result.sum_dim(2).reshape([b, p, d]);
+            match &a.b_o {
+                Some(bo) => out + bo.val().reshape([1, 1, d]),
+                None => out,
+            }
+        } else {
+            linear(z.reshape([b, p, h * dh]), &a.w_o, &a.b_o)
+        };
+        let attn_out = hooks.r3(HookPoint::AttnOut(l), attn_out);
+        let resid = hooks.r3(HookPoint::ResidMid(l), resid + attn_out);
+
+        let x = block.ln2.forward(resid.clone());
+        let m = &block.mlp;
+        let post = match &m.w_gate {
+            Some(wg) => {
+                let gate = hooks.r3(HookPoint::MlpPre(l), linear(x.clone(), wg, &None));
+                silu(gate) * linear(x, &m.w_in, &m.b_in)
+            }
+            None => {
+                let pre = hooks.r3(HookPoint::MlpPre(l), linear(x, &m.w_in, &m.b_in));
+                gelu_approximate(pre)
+            }
+        };
+        let post = hooks.r3(HookPoint::MlpPost(l), post);
+        let mlp_out = hooks.r3(HookPoint::MlpOut(l), linear(post, &m.w_out, &m.b_out));
+        let resid = hooks.r3(HookPoint::ResidPost(l), resid + mlp_out);
+        (resid, k_new, v_new)
+    }
+}

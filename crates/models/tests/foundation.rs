@@ -1,0 +1,55 @@
+//! Foundation checks: the bundled GPT-2 tokenizer gives GPT-2's ids, and both native devices
+//! compute the device check correctly and agree.
+#![cfg(not(target_family = "wasm"))]
+
+use interplay_models::TextTokenizer;
+use interplay_models::device::{ComputeDevice, device_check};
+
+fn gpt2() -> TextTokenizer {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../public/tokenizers/gpt2");
+    let enc = std::fs::read(format!("{dir}/encoder.json")).expect("bundled encoder.json");
+    let bpe = std::fs::read_to_string(format!("{dir}/vocab.bpe")).expect("bundled vocab.bpe");
+    TextTokenizer::gpt2_from_bpe(&enc, &bpe).expect("gpt2 tokenizer builds")
+}
+
+#[test]
+fn gpt2_tokenizer_gives_known_ids() {
+    let tk = gpt2();
+    assert_eq!(tk.encode("Hello world").unwrap(), vec![15496, 995]);
+    // " Mary" and " John" are single GPT-2 tokens, as the IOI experiments need.
+    assert_eq!(tk.encode(" Mary").unwrap(), vec![5335]);
+    assert_eq!(tk.encode(" John").unwrap(), vec![1757]);
+    assert_eq!(tk.vocab_size(), 50257);
+    let ids = tk.encode("When Mary and John went to the store").unwrap();
+    assert_eq!(
+        tk.decode(&ids).unwrap(),
+        "When Mary and John went to the store"
+    );
+    assert_eq!(tk.display_tokens(&ids[..2]), vec!["When", "␣Mary"]);
+}
+
+#[test]
+fn cpu_device_check_matches_reference() {
+    let dev = ComputeDevice::cpu();
+    let check = pollster::block_on(device_check(&dev, 48)).unwrap();
+    assert!(check.max_abs_err < 1e-4, "{check:?}");
+}
+
+#[test]
+fn wgpu_device_check_matches_cpu() {
+    // Natively this runs on lavapipe (software Vulkan); a machine with no adapter skips loudly.
+    let gpu = match pollster::block_on(ComputeDevice::wgpu()) {
+        Ok(d) => d,
+        Err(e) => {
+            if std::env::var("INTERPLAY_REQUIRE_WGPU").is_ok() {
+                panic!("wgpu required but unavailable: {e}");
+            }
+            eprintln!("SKIP: no wgpu adapter ({e})");
+            return;
+        }
+    };
+    let g = pollster::block_on(device_check(&gpu, 48)).unwrap();
+    let c = pollster::block_on(device_check(&ComputeDevice::cpu(), 48)).unwrap();
+    assert!(g.max_abs_err < 1e-4, "{g:?}");
+    assert!((g.checksum - c.checksum).abs() < 1e-3, "{g:?} vs {c:?}");
+}

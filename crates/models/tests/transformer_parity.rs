@@ -1,0 +1,171 @@
+//! The transformer core against Hugging Face `transformers` (golden values made by
+//! tests/fixtures/make_goldens.py): logits, every TransformerLens hook, patching grids; on the CPU
+//! device and on wgpu (lavapipe natively).
+#![cfg(not(target_family = "wasm"))]
+
+mod common;
+
+use common::*;
+use interplay_models::device::read_f32;
+use interplay_models::hooks::{Act, HookPlan, HookPoint};
+use interplay_models::load::{load_gguf, load_path};
+use interplay_models::patching::{PatchTarget, patch_sweep, patch_sweep_naive};
+use interplay_models::{ComputeDevice, Transformer};
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    pollster::block_on(f)
+}
+
+fn load(name: &str, dev: &ComputeDevice) -> Transformer {
+    load_path(&fixtures().join(name), &dev.device)
+        .expect("fixture loads")
+        .model
+}
+
+fn check_logits(model: &Transformer, name: &str, label: &str) {
+    let g = golden(name);
+    let ids = ids(&g["prompt"]);
+    let logits = model.forward(model.tokens(&[ids]).unwrap());
+    let got = block(read_f32(logits)).unwrap();
+    let (_, want) = tensor(&g["logits"]);
+    let err = max_rel_err(&got, &want);
+    assert!(err < 1e-4, "{label}: logits differ from HF by {err:e}");
+}
+
+fn read_act(a: &Act) -> Vec<f32> {
+    match a {
+        Act::R3(t) => block(read_f32(t.clone())).unwrap(),
+        Act::R4(t) => block(read_f32(t.clone())).unwrap(),
+    }
+}
+
+fn check_hooks(model: &Transformer, name: &str, label: &str) {
+    let g = golden(name);
+    let hooks = g["hooks"].as_object().unwrap();
+    let points: Vec<HookPoint> = hooks.keys().map(|k| k.parse().expect(k)).collect();
+    let plan = HookPlan::caching(points.iter().copied());
+    let (_, cache) = model.run_with_hooks(model.tokens(&[ids(&g["prompt"])]).unwrap(), &plan);
+    for (k, v) in hooks {
+        let hp: HookPoint = k.parse().unwrap();
+        assert_eq!(hp.to_string(), *k, "hook names round-trip");
+        let act = cache
+            .get(hp)
+            .unwrap_or_else(|| panic!("{label}: {k} not cached"));
+        let (shape, want) = tensor(v);
+        assert_eq!(act.dims(), shape, "{label}: {k} shape");
+        let err = max_rel_err(&read_act(act), &want);
+        assert!(err < 1e-4, "{label}: {k} differs from HF by {err:e}");
+    }
+}
+
+#[test]
+fn gpt2_matches_hf_on_every_device() {
+    for dev in devices() {
+        let m = load("tiny-gpt2", &dev);
+        check_logits(&m, "tiny-gpt2", &format!("gpt2/{}", dev.backend));
+        check_hooks(&m, "tiny-gpt2", &format!("gpt2/{}", dev.backend));
+    }
+}
+
+#[test]
+fn llama_matches_hf_on_every_device() {
+    for dev in devices() {
+        let m = load("tiny-llama", &dev);
+        check_logits(&m, "tiny-llama", &format!("llama/{}", dev.backend));
+        check_hooks(&m, "tiny-llama", &format!("llama/{}", dev.backend));
+    }
+}
+
+#[test]
+fn llama_gguf_matches_hf() {
+    let dev = ComputeDevice::cpu();
+    let bytes = std::fs::read(fixtures().join("tiny-llama/model.gguf")).unwrap();
+    let m = load_gguf(&bytes, &dev.device).expect("gguf loads").model;
+    check_logits(&m, "tiny-llama", "llama/gguf");
+}
+
+fn check_grids(name: &str, dev: &ComputeDevice) {
+    let g = golden(name);
+    let p = &g["patching"];
+    let m = load(name, dev);
+    let (clean, corrupt) = (ids(&p["clean"]), ids(&p["corrupt"]));
+    let (a, w) = (
+        p["answer"].as_u64().unwrap() as u32,
+        p["wrong"].as_u64().unwrap() as u32,
+    );
+    for (target, key) in [
+        (PatchTarget::ResidPre, "resid_pre"),
+        (PatchTarget::AttnOut, "attn_out"),
+        (PatchTarget::HeadOut, "head_out"),
+    ] {
+        let grid = block(patch_sweep(
+            &m,
+            &clean,
+            &corrupt,
+            target,
+            a,
+            w,
+            &mut |_, _| true,
+        ))
+        .unwrap();
+        assert!((grid.clean_metric as f64 - p["clean_metric"].as_f64().unwrap()).abs() < 1e-4);
+        assert!((grid.corrupt_metric as f64 - p["corrupt_metric"].as_f64().unwrap()).abs() < 1e-4);
+        let want = p[key].as_array().unwrap();
+        assert_eq!(grid.grid.len(), want.len(), "{name}/{key} rows");
+        for (l, (row, wrow)) in grid.grid.iter().zip(want).enumerate() {
+            for (c, (v, wv)) in row.iter().zip(wrow.as_array().unwrap()).enumerate() {
+                let wv = wv.as_f64().unwrap();
+                assert!(
+                    (*v as f64 - wv).abs() < 1e-3,
+                    "{name}/{key}/{}: grid[{l}][{c}] = {v}, HF {wv}",
+                    dev.backend
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn patching_grids_match_hf() {
+    for dev in devices() {
+        check_grids("tiny-gpt2", &dev);
+        check_grids("tiny-llama", &dev);
+    }
+}
+
+#[test]
+fn fast_sweep_equals_naive_sweep_for_every_target() {
+    let dev = ComputeDevice::cpu();
+    for name in ["tiny-gpt2", "tiny-llama"] {
+        let g = golden(name);
+        let p = &g["patching"];
+        let m = load(name, &dev);
+        let (clean, corrupt) = (ids(&p["clean"]), ids(&p["corrupt"]));
+        for target in [
+            PatchTarget::ResidPre,
+            PatchTarget::ResidMid,
+            PatchTarget::ResidPost,
+            PatchTarget::AttnOut,
+            PatchTarget::MlpOut,
+            PatchTarget::HeadOut,
+        ] {
+            let fast = block(patch_sweep(
+                &m,
+                &clean,
+                &corrupt,
+                target,
+                30,
+                58,
+                &mut |_, _| true,
+            ))
+            .unwrap();
+            let slow = block(patch_sweep_naive(&m, &clean, &corrupt, target, 30, 58)).unwrap();
+            for (r1, r2) in fast.patched.iter().zip(&slow.patched) {
+                for (x, y) in r1.iter().zip(r2) {
+                    assert!((x - y).abs() < 1e-4, "{name} {target:?}: {x} vs {y}");
+                }
+            }
+            assert_eq!(fast.patched.len(), slow.patched.len());
+        }
+    }
+}

@@ -1,0 +1,83 @@
+// Shared browser-test harness: serves dist/ under a sub-path, launches Debian's Chromium headless
+// with or without WebGPU (SwiftShader), and records console errors, panics and every request
+// so a test can fail on any of them.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startServer } from "./serve.mjs";
+
+export const PREFIX = "/courses/interp/";
+export const MODES = [
+  { name: "webgpu", args: ["--enable-unsafe-webgpu", "--enable-features=Vulkan"], backend: "wgpu" },
+  { name: "cpu", args: [], backend: "cpu" },
+];
+
+const BASE_ARGS = [
+  "--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+  "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
+];
+
+export async function serveDist() {
+  const dist = path.resolve(process.cwd(), "dist");
+  if (!fs.existsSync(path.join(dist, "index.html"))) {
+    throw new Error("dist/index.html is missing: run `cargo xtask build` first");
+  }
+  const server = await startServer({ dir: dist, port: 0, prefix: PREFIX });
+  return { server, base: `http://127.0.0.1:${server.address().port}${PREFIX}` };
+}
+
+export async function launch(mode) {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [...BASE_ARGS, ...mode.args],
+    viewport: { width: 1280, height: 900 },
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const problems = [];
+  const requests = [];
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
+    if (/panicked at/.test(msg.text())) problems.push(`panic: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+  page.on("request", (req) => requests.push(req.url()));
+  return {
+    context, page, problems, requests,
+    async close() {
+      await context.close();
+      fs.rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/// Page object for the app shell.
+export class ShellPage {
+  constructor(page) { this.page = page; }
+  async open(url) { await this.page.goto(url); }
+  async waitStartup(timeout = 120_000) {
+    await this.page.waitForSelector('[data-testid="startup-status"][data-state="done"], [data-testid="startup-status"][data-state="error"]', { timeout });
+    const state = await this.page.getAttribute('[data-testid="startup-status"]', "data-state");
+    if (state !== "done") {
+      throw new Error("start-up failed: " + (await this.page.textContent('[data-testid="startup-error"]')));
+    }
+  }
+  async backend() { return this.page.getAttribute('[data-testid="device-indicator"]', "data-backend"); }
+  async tokenIds() {
+    const ids = await this.page.getAttribute('[data-testid="startup-tokens"]', "data-ids");
+    return ids.split(",").map(Number);
+  }
+  async maxError() { return Number(await this.page.textContent('[data-testid="startup-error-max"]')); }
+  async checksum() { return Number(await this.page.textContent('[data-testid="startup-checksum"]')); }
+  async sinceNavigationMs() { return parseFloat(await this.page.textContent('[data-testid="startup-since-nav"]')); }
+  async switchTo(backend) { await this.page.selectOption('[data-testid="device-switch"]', backend); }
+  async gotoLab(slug) { await this.page.click(`[data-testid="nav-${slug}"]`); }
+}
+
+/// Fail when any request left the page's origin.
+export function offOrigin(requests, base) {
+  const origin = new URL(base).origin;
+  return requests.filter((u) => !u.startsWith(origin) && !u.startsWith("data:") && !u.startsWith("blob:"));
+}

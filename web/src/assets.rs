@@ -1,0 +1,55 @@
+//! Bundled files are fetched with URLs relative to the page, so the built site works from any
+//! host and sub-path, and never leaves the page's origin.
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// Why a bundled file could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AssetError {
+    /// The request failed or returned a non-2xx status.
+    #[error("could not load {url}: {reason}")]
+    Fetch {
+        /// The relative URL.
+        url: String,
+        /// What the browser said.
+        reason: String,
+    },
+}
+
+fn js_err(url: &str, e: wasm_bindgen::JsValue) -> AssetError {
+    AssetError::Fetch {
+        url: url.to_string(),
+        reason: e.as_string().unwrap_or_else(|| format!("{e:?}")),
+    }
+}
+
+/// Fetch `url` (relative to the page) as bytes.
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, AssetError> {
+    let window = web_sys::window().ok_or_else(|| AssetError::Fetch {
+        url: url.into(),
+        reason: "no window".into(),
+    })?;
+    let resp = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(|e| js_err(url, e))?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|e| js_err(url, e))?;
+    if !resp.ok() {
+        return Err(AssetError::Fetch {
+            url: url.into(),
+            reason: format!("HTTP {}", resp.status()),
+        });
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(|e| js_err(url, e))?)
+        .await
+        .map_err(|e| js_err(url, e))?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+/// Milliseconds since navigation started (`performance.now()`).
+pub fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
+}

