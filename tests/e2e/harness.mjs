@@ -81,3 +81,44 @@ export function offOrigin(requests, base) {
   const origin = new URL(base).origin;
   return requests.filter((u) => !u.startsWith(origin) && !u.startsWith("data:") && !u.startsWith("blob:"));
 }
+
+/// Page object for the Circuits lab.
+export class CircuitsPage {
+  constructor(page) { this.page = page; }
+  async open(base) {
+    await this.page.goto(base + "#/circuits");
+    await this.page.waitForSelector('[data-testid="lab-circuits"]');
+    await this.page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])');
+  }
+  async loadFiles(paths) {
+    const seq = Number(await this.page.getAttribute('[data-testid="model-load"]', "data-seq"));
+    await this.page.setInputFiles('[data-testid="model-file"]', paths);
+    await this.page.waitForSelector(`[data-testid="model-load"][data-state="idle"]:not([data-seq="${seq}"])`, { timeout: 120_000 });
+  }
+  async loadError() {
+    return (await this.page.$('[data-testid="model-error"]')) ? this.page.textContent('[data-testid="model-error"]') : null;
+  }
+  async runIds(ids) {
+    await this.page.fill('[data-testid="prompt-ids"]', ids.join(","));
+    return this.run();
+  }
+  async runText(text) {
+    await this.page.fill('[data-testid="prompt-ids"]', "");
+    await this.page.fill('[data-testid="prompt-text"]', text);
+    return this.run();
+  }
+  async run() {
+    const seq = await this.page.getAttribute('[data-testid="run-status"]', "data-seq");
+    await this.page.click('[data-testid="run-prompt"]');
+    await this.page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 120_000 });
+    return this.page.getAttribute('[data-testid="run-status"]', "data-state");
+  }
+  async lastLogits() { return JSON.parse(await this.page.textContent('[data-testid="last-logits"]')); }
+  async runError() { return this.page.textContent('[data-testid="run-error"]'); }
+}
+
+export function maxRelErr(got, want) {
+  let m = 0;
+  for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
+  return m;
+}

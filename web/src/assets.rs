@@ -53,3 +53,27 @@ pub fn now_ms() -> f64 {
         .map(|p| p.now())
         .unwrap_or(0.0)
 }
+
+/// Let the browser paint and handle input before long work continues.
+pub async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// Read every file of a file list (a picker or a drop) into memory. The bytes stay in the page.
+pub async fn read_files(files: &web_sys::FileList) -> Result<Vec<(String, Vec<u8>)>, AssetError> {
+    let mut out = Vec::new();
+    for i in 0..files.length() {
+        let Some(f) = files.get(i) else { continue };
+        let name = f.name();
+        let buf = JsFuture::from(f.array_buffer())
+            .await
+            .map_err(|e| js_err(&name, e))?;
+        out.push((name, js_sys::Uint8Array::new(&buf).to_vec()));
+    }
+    Ok(out)
+}

@@ -6,8 +6,12 @@
 //! | [`runtime`] | the page's compute device (WebGPU, else CPU) shared with every lab |
 //! | [`assets`] | fetching bundled files relative to the page (works from any sub-path) |
 //! | [`shell`] | header, navigation, device switch, start-up check |
+//! | [`models`] | the loaded model (bundled or from the user's disk), rebuilt on device switch |
+//! | [`circuits`] | Circuits lab |
 
 pub mod assets;
+pub mod circuits;
+pub mod models;
 pub mod runtime;
 pub mod shell;
 

@@ -168,6 +168,7 @@ pub fn App() -> impl IntoView {
         <main>
             {move || match lab.get() {
                 Lab::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
+                Lab::Circuits => view! { <crate::circuits::CircuitsLab/> }.into_any(),
                 other => view! { <Coming lab=other/> }.into_any(),
             }}
         </main>

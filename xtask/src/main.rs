@@ -246,5 +246,14 @@ fn bench(root: &Path) -> Result<()> {
         raw as f64 / 1e6,
         gz as f64 / 1e6
     );
-    run(Command::new("node").args(["tests/e2e/bench.mjs"]))
+    run(Command::new("node").args(["tests/e2e/bench.mjs"]))?;
+    run(Command::new("cargo").args(["bench", "-p", "interplay-models", "--bench", "smollm2"]))?;
+    // The PyTorch peer needs torch + transformers + gguf + accelerate (pip); skip without them.
+    let peer = Command::new("python3")
+        .arg("tests/bench/peer_smollm2.py")
+        .status();
+    if !peer.is_ok_and(|s| s.success()) {
+        println!("(PyTorch peer skipped: pip install torch transformers gguf accelerate)");
+    }
+    Ok(())
 }

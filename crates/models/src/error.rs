@@ -48,7 +48,7 @@ pub enum ModelError {
     #[error("device: {0}")]
     Device(String),
     /// A file could not be read from disk (native only).
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path given.
         path: String,

@@ -1,0 +1,189 @@
+//! The CLI's JSON contract against the Hugging Face goldens, and its errors.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn fixtures() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))
+}
+
+fn golden(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(fixtures().join(name).join("golden.json")).unwrap())
+        .unwrap()
+}
+
+fn interplay(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_interplay"))
+        .args(args)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+fn csv(v: &Value) -> String {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn logits_match_hf_for_folders_and_gguf() {
+    for (name, model) in [
+        ("tiny-gpt2", "tiny-gpt2".to_string()),
+        ("tiny-llama", "tiny-llama".to_string()),
+        ("tiny-llama", "tiny-llama/model.gguf".to_string()),
+    ] {
+        let g = golden(name);
+        let path = fixtures().join(&model);
+        let (code, v, err) = interplay(&[
+            "logits",
+            "--model",
+            path.to_str().unwrap(),
+            "--ids",
+            &csv(&g["prompt"]),
+            "--all-positions",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let got: Vec<f64> = v["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            .collect();
+        let want: Vec<f64> = g["logits"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{model}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn patch_grid_matches_hf() {
+    for name in ["tiny-gpt2", "tiny-llama"] {
+        let g = golden(name);
+        let p = &g["patching"];
+        for hook in ["resid_pre", "attn_out", "head_out"] {
+            let (code, v, err) = interplay(&[
+                "patch",
+                "--model",
+                fixtures().join(name).to_str().unwrap(),
+                "--clean-ids",
+                &csv(&p["clean"]),
+                "--corrupt-ids",
+                &csv(&p["corrupt"]),
+                "--hook",
+                hook,
+                "--answer",
+                &p["answer"].to_string(),
+                "--wrong",
+                &p["wrong"].to_string(),
+            ]);
+            assert_eq!(code, 0, "{err}");
+            let (got, want) = (v["grid"].as_array().unwrap(), p[hook].as_array().unwrap());
+            assert_eq!(got.len(), want.len());
+            for (r1, r2) in got.iter().zip(want) {
+                for (a, b) in r1.as_array().unwrap().iter().zip(r2.as_array().unwrap()) {
+                    let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+                    assert!((a - b).abs() < 1e-3, "{name}/{hook}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_are_messages_not_panics() {
+    let tiny = fixtures().join("tiny-llama");
+    let bad_gguf = std::env::temp_dir().join("interplay-truncated.gguf");
+    let whole = std::fs::read(tiny.join("model.gguf")).unwrap();
+    std::fs::write(&bad_gguf, &whole[..whole.len() / 3]).unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec![
+            "logits".into(),
+            "--model".into(),
+            "/nonexistent/model.gguf".into(),
+            "--ids".into(),
+            "1".into(),
+        ],
+        vec![
+            "logits".into(),
+            "--model".into(),
+            bad_gguf.display().to_string(),
+            "--ids".into(),
+            "1".into(),
+        ],
+        vec![
+            "logits".into(),
+            "--model".into(),
+            tiny.display().to_string(),
+            "--ids".into(),
+            "1,999".into(),
+        ],
+        vec![
+            "logits".into(),
+            "--model".into(),
+            tiny.display().to_string(),
+            "--ids".into(),
+            "".into(),
+        ],
+        vec![
+            "logits".into(),
+            "--model".into(),
+            tiny.display().to_string(),
+        ],
+        vec![
+            "patch".into(),
+            "--model".into(),
+            tiny.display().to_string(),
+            "--clean-ids".into(),
+            "1,2".into(),
+            "--corrupt-ids".into(),
+            "1".into(),
+            "--hook".into(),
+            "resid_pre".into(),
+            "--answer".into(),
+            "1".into(),
+            "--wrong".into(),
+            "2".into(),
+        ],
+        vec![
+            "patch".into(),
+            "--model".into(),
+            tiny.display().to_string(),
+            "--clean-ids".into(),
+            "1,2".into(),
+            "--corrupt-ids".into(),
+            "1,3".into(),
+            "--hook".into(),
+            "nope".into(),
+            "--answer".into(),
+            "1".into(),
+            "--wrong".into(),
+            "2".into(),
+        ],
+        vec!["frobnicate".into()],
+    ];
+    for args in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = interplay(&a);
+        assert_ne!(code, 0, "{args:?} should fail");
+        assert!(err.contains("interplay: error:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

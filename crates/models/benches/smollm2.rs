@@ -1,0 +1,126 @@
+//! Benchmark (prints figures, asserts nothing): SmolLM2-135M-Instruct on the native CPU device.
+//! forward on the 14-token IOI prompt; forward caching every hook; the full resid_pre patching
+//! sweep (31 × 14). `cargo xtask bench` prints PyTorch's figures (tests/bench/peer_smollm2.py)
+//! beside these.
+
+use std::time::Instant;
+
+use interplay_models::device::read_f32;
+use interplay_models::hooks::{HookPlan, HookPoint};
+use interplay_models::load::load_path;
+use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::{Backend, ComputeDevice};
+
+fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
+    f(); // warm-up
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[t.len() / 2]
+}
+
+fn all_hooks(n_layers: usize) -> Vec<HookPoint> {
+    let mut v = vec![HookPoint::Embed, HookPoint::LnFinal];
+    for l in 0..n_layers {
+        v.extend([
+            HookPoint::ResidPre(l),
+            HookPoint::ResidMid(l),
+            HookPoint::ResidPost(l),
+            HookPoint::AttnOut(l),
+            HookPoint::MlpOut(l),
+            HookPoint::Q(l),
+            HookPoint::K(l),
+            HookPoint::V(l),
+            HookPoint::Z(l),
+            HookPoint::AttnScores(l),
+            HookPoint::Pattern(l),
+            HookPoint::MlpPre(l),
+            HookPoint::MlpPost(l),
+        ]);
+    }
+    v
+}
+
+fn main() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        println!("SmolLM2 missing: run `cargo xtask fetch-models`");
+        return;
+    }
+    let backend: Backend = std::env::var("INTERPLAY_BENCH_DEVICE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Backend::Cpu);
+    let dev = pollster::block_on(ComputeDevice::init(backend)).expect("device");
+    let t = Instant::now();
+    let loaded = load_path(&path, &dev.device).expect("load");
+    println!(
+        "ours  [{}] load GGUF + dequantise: {:.0} ms",
+        dev.backend,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let m = &loaded.model;
+    let tk = loaded.tokenizer.as_ref().expect("tokenizer");
+    let clean = tk
+        .encode("When Mary and John went to the store, John gave a drink to")
+        .expect("ids");
+    let corrupt = tk
+        .encode("When Mary and John went to the store, Mary gave a drink to")
+        .expect("ids");
+    let (mary, john) = (
+        tk.encode(" Mary").expect("id")[0],
+        tk.encode(" John").expect("id")[0],
+    );
+    let tokens = m.tokens(&[clean.clone()]).expect("tokens");
+    let fwd = median_ms(
+        || {
+            let _ = pollster::block_on(read_f32(m.forward(tokens.clone())));
+        },
+        10,
+    );
+    let plan = HookPlan::caching(all_hooks(m.config.n_layers));
+    let cached = median_ms(
+        || {
+            let (logits, cache) = m.run_with_hooks(tokens.clone(), &plan);
+            let _ = pollster::block_on(read_f32(logits));
+            let _ =
+                pollster::block_on(read_f32(cache.r3(HookPoint::ResidPre(29)).expect("cached")));
+        },
+        5,
+    );
+    let sweep = median_ms(
+        || {
+            let _ = pollster::block_on(patch_sweep(
+                m,
+                &clean,
+                &corrupt,
+                PatchTarget::ResidPre,
+                mary,
+                john,
+                &mut |_, _| true,
+            ));
+        },
+        3,
+    );
+    println!(
+        "ours  [{}] forward, {} tokens: {fwd:.1} ms",
+        dev.backend,
+        clean.len()
+    );
+    println!(
+        "ours  [{}] forward caching every hook: {cached:.1} ms",
+        dev.backend
+    );
+    println!(
+        "ours  [{}] resid_pre patching sweep (31 × {}): {:.2} s",
+        dev.backend,
+        clean.len(),
+        sweep / 1e3
+    );
+}

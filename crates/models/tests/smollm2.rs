@@ -1,0 +1,96 @@
+//! SmolLM2-135M-Instruct (the real model we ship, fetched by `cargo xtask setup`) against
+//! Hugging Face `transformers` loading the same GGUF: tokenizer, logits, the IOI logit
+//! difference, and the resid_pre patching grid. Without the file the test says so and passes,
+//! unless `CI` is set, where setup must have fetched it.
+#![cfg(not(target_family = "wasm"))]
+
+mod common;
+
+use common::*;
+use interplay_models::ComputeDevice;
+use interplay_models::device::read_f32;
+use interplay_models::load::load_path;
+use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::tokenizer::smollm2_chat;
+
+const GGUF: &str = "../../public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[test]
+fn smollm2_ioi_matches_hf() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GGUF);
+    if !path.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "SmolLM2 missing in CI: `cargo xtask setup` fetches it"
+        );
+        eprintln!(
+            "SKIP: {} missing (run `cargo xtask fetch-models`)",
+            path.display()
+        );
+        return;
+    }
+    let g = golden("smollm2");
+    let dev = ComputeDevice::cpu();
+    let loaded = load_path(&path, &dev.device).expect("SmolLM2 loads");
+    let tk = loaded.tokenizer.as_ref().expect("GGUF tokenizer");
+    let m = &loaded.model;
+    assert_eq!(m.config.n_layers, 30);
+    assert_eq!(m.config.n_kv_heads, 3);
+
+    // Tokenizer: same ids as HF's tokenizer built from the same GGUF.
+    let clean = tk.encode(g["clean_text"].as_str().unwrap()).unwrap();
+    assert_eq!(clean, ids(&g["clean"]));
+    let corrupt = tk.encode(g["corrupt_text"].as_str().unwrap()).unwrap();
+    assert_eq!(corrupt, ids(&g["corrupt"]));
+    let chat = tk.encode(&smollm2_chat("Hi")).unwrap();
+    assert_eq!(chat, ids(&g["chat_ids"]), "chat template");
+    let (mary, john) = (
+        g["answer"].as_u64().unwrap() as u32,
+        g["wrong"].as_u64().unwrap() as u32,
+    );
+    assert_eq!(tk.encode(" Mary").unwrap(), vec![mary]);
+
+    // Logits at the last position, fed without BOS.
+    let logits = m.forward(m.tokens(&[clean.clone()]).unwrap());
+    let [_, p, v] = logits.dims();
+    let all = pollster::block_on(read_f32(logits)).unwrap();
+    let last = &all[(p - 1) * v..];
+    let want: Vec<f64> = g["last_logits_head"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let err = max_rel_err(&last[..want.len()], &want);
+    assert!(err < 1e-4, "SmolLM2 logits differ from HF by {err:e}");
+    let ld = last[mary as usize] - last[john as usize];
+    let hf = g["logit_diff"].as_f64().unwrap();
+    assert!(
+        ld > 3.0,
+        "IOI: \" Mary\" should be well above \" John\", got {ld}"
+    );
+    assert!(
+        (ld as f64 - hf).abs() < 1e-3 * hf.abs().max(1.0),
+        "logit diff {ld} vs HF {hf}"
+    );
+
+    // The resid_pre patching grid (31 × 14) against HF's hook-by-hook sweep.
+    let grid = pollster::block_on(patch_sweep(
+        m,
+        &clean,
+        &corrupt,
+        PatchTarget::ResidPre,
+        mary,
+        john,
+        &mut |_, _| true,
+    ))
+    .unwrap();
+    let want = g["resid_pre"].as_array().unwrap();
+    assert_eq!(grid.grid.len(), 31);
+    for (l, (row, wrow)) in grid.grid.iter().zip(want).enumerate() {
+        for (c, (x, w)) in row.iter().zip(wrow.as_array().unwrap()).enumerate() {
+            let w = w.as_f64().unwrap();
+            assert!((*x as f64 - w).abs() < 1e-3, "grid[{l}][{c}] = {x}, HF {w}");
+        }
+    }
+}

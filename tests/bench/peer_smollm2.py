@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""PyTorch peer figures for `cargo xtask bench` (prints, asserts nothing).
+
+SmolLM2-135M-Instruct from the same GGUF, loaded by transformers, 2 threads, float32:
+forward on the 14-token IOI prompt; forward caching every module output (what TransformerLens's
+run_with_cache keeps); and the resid_pre patching sweep (31 x 14) done the best simple way in
+PyTorch: the corrupted run's residual stream is cached, and for each layer L the 14 position
+variants run layers L.. as one batch (unpatched layers reused).
+"""
+import os
+import statistics
+import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+torch.set_num_threads(int(os.environ.get("PEER_THREADS", "2")))
+torch.set_grad_enabled(False)
+path = os.path.join(os.path.dirname(__file__), "..", "..", "public", "models", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+if not os.path.exists(path):
+    print("peer: SmolLM2 missing")
+    sys.exit(0)
+d, f = os.path.split(os.path.abspath(path))
+tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, attn_implementation="eager").eval()
+clean = torch.tensor([tok("When Mary and John went to the store, John gave a drink to", add_special_tokens=False).input_ids])
+corrupt = torch.tensor([tok("When Mary and John went to the store, Mary gave a drink to", add_special_tokens=False).input_ids])
+mary = tok(" Mary", add_special_tokens=False).input_ids[0]
+john = tok(" John", add_special_tokens=False).input_ids[0]
+P = clean.shape[1]
+
+
+def med(fn, reps):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+fwd = med(lambda: model(clean), 10)
+
+store = {}
+handles = [m.register_forward_hook(lambda mod, a, o, n=n: store.__setitem__(n, o)) for n, m in model.named_modules() if n]
+cached = med(lambda: model(clean, output_attentions=True), 5)
+for h in handles:
+    h.remove()
+
+layers = model.model.layers
+n = len(layers)
+
+
+def sweep():
+    out = model(clean, output_hidden_states=True)
+    clean_h = out.hidden_states  # [n+1] of [1, P, d]; index L = input to layer L (last: after norm)
+    cor = model(corrupt, output_hidden_states=True).hidden_states
+    pos_ids = torch.arange(P)[None].expand(P, P)
+    grid = torch.zeros(n + 1, P)
+    for L in range(n):
+        h = cor[L].expand(P, P, -1).clone()
+        h[torch.arange(P), torch.arange(P)] = clean_h[L][0]
+        pe = model.model.rotary_emb(h, pos_ids)
+        mask = torch.full((P, P), float("-inf")).triu(1)[None, None]
+        for layer in layers[L:]:
+            h = layer(h, attention_mask=mask, position_ids=pos_ids, position_embeddings=pe)
+            h = h[0] if isinstance(h, tuple) else h
+        logits = model.lm_head(model.model.norm(h[:, -1]))
+        grid[L] = logits[:, mary] - logits[:, john]
+    return grid
+
+
+sw = med(sweep, 3)
+print(f"torch [cpu, {torch.get_num_threads()} threads] forward, {P} tokens: {fwd * 1e3:.1f} ms")
+print(f"torch [cpu, {torch.get_num_threads()} threads] forward caching every module output: {cached * 1e3:.1f} ms")
+print(f"torch [cpu, {torch.get_num_threads()} threads] resid_pre patching sweep (31 x {P}), unpatched layers reused: {sw:.2f} s")

@@ -1,0 +1,60 @@
+// Circuits lab in the browser, on WebGPU and on the CPU fallback: load the HF fixtures from the
+// user's disk (file picker), run a prompt, and match Hugging Face's logits; bad files and bad
+// prompts give a message and the page stays usable.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { MODES, serveDist, launch, CircuitsPage, maxRelErr, offOrigin } from "./harness.mjs";
+
+const FIX = path.resolve("tests/fixtures");
+const golden = (name) => JSON.parse(fs.readFileSync(path.join(FIX, name, "golden.json"), "utf8"));
+const lastRow = (g) => {
+  const [p, v] = g.logits.shape;
+  return g.logits.data.slice((p - 1) * v, p * v);
+};
+
+let srv;
+before(async () => { srv = await serveDist(); });
+after(() => srv.server.close());
+
+for (const mode of MODES) {
+  test(`circuits: user models match Hugging Face on ${mode.name}`, async () => {
+    const b = await launch(mode);
+    try {
+      const lab = new CircuitsPage(b.page);
+      await lab.open(srv.base);
+      assert.equal(await b.page.getAttribute('[data-testid="device-indicator"]', "data-backend"), mode.backend);
+
+      for (const [name, files] of [
+        ["tiny-gpt2", ["model.safetensors", "config.json"]],
+        ["tiny-llama", ["model.safetensors", "config.json"]],
+        ["tiny-llama", ["model.gguf"]],
+      ]) {
+        const g = golden(name);
+        await lab.loadFiles(files.map((f) => path.join(FIX, name, f)));
+        assert.equal(await lab.loadError(), null, `${name}/${files[0]} loads`);
+        assert.equal(await lab.runIds(g.prompt), "done");
+        const err = maxRelErr(await lab.lastLogits(), lastRow(g));
+        assert.ok(err < 1e-4, `${name}/${files[0]} on ${mode.name}: logits differ from HF by ${err}`);
+      }
+
+      // Bad inputs: a message, and the loaded model keeps working.
+      await lab.loadFiles([path.join(FIX, "tiny-llama", "config.json")]);
+      assert.match(await lab.loadError(), /no model file/);
+      const cut = path.join(fs.mkdtempSync("/tmp/interplay-bad-"), "truncated.gguf");
+      const whole = fs.readFileSync(path.join(FIX, "tiny-llama", "model.gguf"));
+      fs.writeFileSync(cut, whole.subarray(0, whole.length >> 1));
+      await lab.loadFiles([cut]);
+      assert.match(await lab.loadError(), /truncated/);
+      assert.equal(await lab.runIds([1, 2, 300]), "error");
+      assert.match(await lab.runError(), /outside the vocabulary/);
+      assert.equal(await lab.runIds([1, 2, 3]), "done", "the page is still usable");
+
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+}

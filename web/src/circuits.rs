@@ -1,0 +1,289 @@
+//! Circuits lab: load a transformer (the bundled SmolLM2-135M-Instruct, or a GGUF/safetensors
+//! file from the user's disk, which never leaves the browser), run a prompt, see its tokens and
+//! next-token predictions on the page's device.
+
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+
+use burn::tensor::s;
+use interplay_models::device::read_f32;
+use interplay_models::tokenizer::visible;
+
+use crate::assets::{fetch_bytes, now_ms, read_files, yield_now};
+use crate::models::{self, ModelInfo, ModelSource};
+
+const SMOLLM2_URL: &str = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const IOI_PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
+
+/// One run's result.
+#[derive(Clone, Debug, PartialEq)]
+struct RunResult {
+    tokens: Vec<(String, u32)>,
+    top: Vec<(String, u32, f32, f32)>,
+    last_logits: Option<String>,
+    ms: f64,
+    backend: String,
+}
+
+fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
+    let ids: Result<Vec<u32>, _> = s
+        .split([',', ' '])
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| x.trim().parse::<u32>())
+        .collect();
+    let ids =
+        ids.map_err(|e| format!("token ids must be whole numbers separated by commas ({e})"))?;
+    if ids.is_empty() {
+        return Err("the prompt is empty: type some text or token ids".into());
+    }
+    Ok(ids)
+}
+
+async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String> {
+    let (m, info) = models::current()?;
+    let ids = if !ids_text.trim().is_empty() || m.tokenizer.is_none() {
+        parse_ids(&ids_text)?
+    } else {
+        if text.is_empty() {
+            return Err("the prompt is empty: type some text".into());
+        }
+        m.tokenizer
+            .as_ref()
+            .ok_or("this model has no tokenizer: give token ids")?
+            .encode(&text)
+            .map_err(|e| e.to_string())?
+    };
+    let shown = |id: u32| -> String {
+        m.tokenizer
+            .as_ref()
+            .map(|t| t.display_tokens(&[id]).remove(0))
+            .unwrap_or_else(|| format!("#{id}"))
+    };
+    let t0 = now_ms();
+    let tokens = m.model.tokens(&[ids.clone()]).map_err(|e| e.to_string())?;
+    let logits = m.model.forward(tokens);
+    let [_, p, v] = logits.dims();
+    let last = logits.slice(s![0..1, p - 1..p, 0..v]).reshape([v]);
+    let last = read_f32(last).await.map_err(|e| e.to_string())?;
+    let ms = now_ms() - t0;
+    if last.iter().any(|x| !x.is_finite()) {
+        return Err("the model produced NaN or infinite logits".into());
+    }
+    let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let z: f32 = last.iter().map(|x| (x - max).exp()).sum();
+    let mut order: Vec<usize> = (0..v).collect();
+    order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+    let top = order
+        .iter()
+        .take(10)
+        .map(|&i| {
+            (
+                shown(i as u32),
+                i as u32,
+                (last[i] - max).exp() / z,
+                last[i],
+            )
+        })
+        .collect();
+    Ok(RunResult {
+        tokens: ids.iter().map(|&i| (shown(i), i)).collect(),
+        top,
+        last_logits: (v <= 4096).then(|| serde_json::to_string(&last).unwrap_or_default()),
+        ms,
+        backend: info.backend.label().to_string(),
+    })
+}
+
+/// The lab.
+#[component]
+pub fn CircuitsLab() -> impl IntoView {
+    let info = RwSignal::new(models::current().ok().map(|(_, i)| i));
+    let status = RwSignal::new(None::<Result<String, String>>);
+    let busy = RwSignal::new(false);
+    let prompt = RwSignal::new(IOI_PROMPT.to_string());
+    let ids_text = RwSignal::new(String::new());
+    let result = RwSignal::new(None::<Result<RunResult, String>>);
+    // Counts finished load attempts so tests (and screen readers) can tell a new outcome.
+    let loads = RwSignal::new(0u32);
+    let runs = RwSignal::new(0u32);
+
+    let finish_load = move |source: ModelSource| {
+        let r = models::load(source);
+        match r {
+            Ok(i) => {
+                status.set(Some(Ok(format!("Loaded {}", i.name))));
+                info.set(Some(i));
+            }
+            Err(e) => status.set(Some(Err(format!("Could not load the model: {e}")))),
+        }
+        loads.update(|n| *n += 1);
+        busy.set(false);
+    };
+
+    let load_bundled = move |_| {
+        busy.set(true);
+        status.set(Some(Ok(
+            "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
+        )));
+        spawn_local(async move {
+            match fetch_bytes(SMOLLM2_URL).await {
+                Ok(bytes) => {
+                    status.set(Some(Ok("Dequantising and uploading weights…".into())));
+                    yield_now().await;
+                    finish_load(ModelSource {
+                        name: "SmolLM2-135M-Instruct (Q4_1 GGUF)".into(),
+                        files: vec![("SmolLM2-135M-Instruct.Q4_1.gguf".into(), Rc::new(bytes))],
+                    });
+                }
+                Err(e) => {
+                    status.set(Some(Err(format!(
+                        "{e}. Run `cargo xtask fetch-models` before building the site."
+                    ))));
+                    loads.update(|n| *n += 1);
+                    busy.set(false);
+                }
+            }
+        });
+    };
+
+    let load_files = move |files: web_sys::FileList| {
+        busy.set(true);
+        status.set(Some(
+            Ok("Reading files (they stay in this browser)…".into()),
+        ));
+        spawn_local(async move {
+            match read_files(&files).await {
+                Ok(v) if v.is_empty() => {
+                    status.set(Some(Err("no file chosen".into())));
+                    loads.update(|n| *n += 1);
+                    busy.set(false);
+                }
+                Ok(v) => {
+                    yield_now().await;
+                    let name = v
+                        .iter()
+                        .map(|(n, _)| n.clone())
+                        .collect::<Vec<_>>()
+                        .join(" + ");
+                    finish_load(ModelSource {
+                        name,
+                        files: v.into_iter().map(|(n, b)| (n, Rc::new(b))).collect(),
+                    });
+                }
+                Err(e) => {
+                    status.set(Some(Err(e.to_string())));
+                    loads.update(|n| *n += 1);
+                    busy.set(false);
+                }
+            }
+        });
+    };
+
+    let on_pick = move |ev: leptos::ev::Event| {
+        if let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+            && let Some(files) = input.files()
+        {
+            load_files(files);
+        }
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        if let Some(files) = ev.data_transfer().and_then(|d| d.files()) {
+            load_files(files);
+        }
+    };
+
+    let run = move |_| {
+        busy.set(true);
+        let (t, i) = (prompt.get_untracked(), ids_text.get_untracked());
+        spawn_local(async move {
+            yield_now().await;
+            let r = run_prompt(t, i).await;
+            if let Ok((_, i)) = models::current() {
+                info.set(Some(i));
+            }
+            result.set(Some(r));
+            runs.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+
+    view! {
+        <section class="card" data-testid="lab-circuits">
+            <h2>"Circuits lab"</h2>
+            <p>"Load a transformer and look inside it. Files you choose are read by this page and never uploaded."</p>
+            <div class="row">
+                <button data-testid="load-smollm2" on:click=load_bundled prop:disabled=move || busy.get()>
+                    "Load SmolLM2-135M-Instruct"
+                </button>
+                <label class="file" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
+                    "…or choose / drop a .gguf file, or .safetensors + config.json (+ tokenizer.json): "
+                    <input type="file" multiple accept=".gguf,.safetensors,.json" data-testid="model-file"
+                           on:change=on_pick prop:disabled=move || busy.get()/>
+                </label>
+            </div>
+            <div data-testid="model-load" data-seq=move || loads.get()
+                 data-state=move || if busy.get() { "busy" } else { "idle" }></div>
+            {move || status.get().map(|s| match s {
+                Ok(m) => view! { <p class="muted" data-testid="model-status">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert" data-testid="model-error">{e}</p> }.into_any(),
+            })}
+            {move || info.get().map(|i: ModelInfo| view! {
+                <dl class="facts" data-testid="model-info" data-layers=i.n_layers data-heads=i.n_heads data-vocab=i.d_vocab>
+                    <dt>"model"</dt><dd data-testid="model-name">{i.name.clone()}</dd>
+                    <dt>"shape"</dt><dd>{i.summary.clone()}</dd>
+                    <dt>"tokenizer"</dt><dd>{if i.has_tokenizer { "included".to_string() } else { format!("none — give token ids ({})", i.tokenizer_note.clone().unwrap_or_default()) }}</dd>
+                </dl>
+            })}
+        </section>
+        <section class="card">
+            <h2>"Prompt"</h2>
+            <label for="prompt-text">"Text"</label>
+            <textarea id="prompt-text" data-testid="prompt-text" rows="2"
+                      prop:value=move || prompt.get()
+                      on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
+            <label for="prompt-ids">"or token ids (comma-separated; used when filled in)"</label>
+            <input id="prompt-ids" data-testid="prompt-ids" type="text"
+                   prop:value=move || ids_text.get()
+                   on:input=move |ev| ids_text.set(event_target_value(&ev))/>
+            <p><button data-testid="run-prompt" on:click=run prop:disabled=move || busy.get() || info.get().is_none()>"Run"</button></p>
+            <div data-testid="run-status" data-seq=move || runs.get() data-state=move || match (busy.get(), result.get()) {
+                (true, _) => "running",
+                (false, None) => "idle",
+                (false, Some(Ok(_))) => "done",
+                (false, Some(Err(_))) => "error",
+            }>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert" data-testid="run-error">{e}</p> }.into_any(),
+                Ok(r) => view! {
+                    <div class="tokens" data-testid="run-tokens">
+                        {r.tokens.into_iter().enumerate().map(|(i, (t, id))| view! {
+                            <span class="tok" title=format!("position {i}, token id {id}")>{t}<small>{id}</small></span>
+                        }).collect_view()}
+                    </div>
+                    <p class="muted">{format!("computed on {} in {:.0} ms", r.backend, r.ms)}</p>
+                    <table class="top" data-testid="top-tokens">
+                        <caption>"Most likely next tokens"</caption>
+                        <thead><tr><th>"token"</th><th>"id"</th><th>"probability"</th><th>"logit"</th></tr></thead>
+                        <tbody>
+                        {r.top.into_iter().map(|(t, id, p, l)| view! {
+                            <tr data-id=id>
+                                <td class="mono">{visible(&t)}</td><td>{id}</td>
+                                <td><span class="bar" style=format!("width:{:.1}%", p * 100.0)></span>{format!("{:.1}%", p * 100.0)}</td>
+                                <td>{format!("{l:.3}")}</td>
+                            </tr>
+                        }).collect_view()}
+                        </tbody>
+                    </table>
+                    {r.last_logits.map(|j| view! { <pre hidden data-testid="last-logits">{j}</pre> })}
+                }.into_any(),
+            })}
+            </div>
+        </section>
+    }
+}
