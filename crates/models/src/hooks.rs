@@ -342,6 +342,15 @@ impl ActivationCache {
     }
 }
 
+/// The mean of an activation over its batch (dim 0), keeping a batch of 1: the source for
+/// [`Action::Mean`] (mean ablation over a batch or a dataset of prompts of equal length).
+pub fn mean_over_batch(act: &Act) -> Act {
+    match act {
+        Act::R3(t) => Act::R3(t.clone().mean_dim(0)),
+        Act::R4(t) => Act::R4(t.clone().mean_dim(0)),
+    }
+}
+
 /// Applies a plan during a forward pass. `pos_offset` is the absolute position of the run's
 /// first position (non-zero when a sweep runs only a suffix of the prompt).
 pub(crate) struct HookRunner<'a> {
