@@ -6,7 +6,11 @@
 //! interplay patch    --model PATH --clean-ids .. --corrupt-ids .. --hook resid_pre|resid_mid|resid_post|attn_out|mlp_out|head_out
 //!                    --answer ID --wrong ID [--device cpu|wgpu]
 //! interplay tokenize --model PATH --text "..."
+//! interplay run      SPEC.json [--model PATH] [--device cpu|wgpu]
 //! ```
+//! `run` takes an experiment spec exported from the page (or written by hand) and prints the same
+//! numbers the page shows. A spec naming the bundled model `"smollm2"` finds it under
+//! `public/models/` unless `--model` is given.
 //! `--model` is a `.gguf` file or a folder with `model.safetensors` + `config.json`
 //! (+ `tokenizer.json`).
 
@@ -14,17 +18,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use interplay_lab::PatchingSpec;
 use interplay_models::device::read_f32;
 use interplay_models::load::{LoadedModel, load_path};
 use interplay_models::patching::{PatchTarget, patch_sweep};
 use interplay_models::{Backend, ComputeDevice};
 use serde_json::json;
 
+const SMOLLM2: &str = "public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 const USAGE: &str = "usage:
   interplay logits   --model PATH --ids 1,2,3 [--all-positions] [--device cpu|wgpu]
   interplay patch    --model PATH --clean-ids 1,2,3 --corrupt-ids 1,4,3 --hook HOOK --answer ID --wrong ID [--device cpu|wgpu]
                      HOOK: resid_pre | resid_mid | resid_post | attn_out | mlp_out | head_out
   interplay tokenize --model PATH --text TEXT
+  interplay run      SPEC.json [--model PATH] [--device cpu|wgpu]   (a spec exported from the page)
 --model: a .gguf file, or a folder with model.safetensors + config.json (+ tokenizer.json)";
 
 struct Args {
@@ -136,6 +144,37 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             let text = args.need("--text")?;
             let ids = tk.encode(text)?;
             Ok(json!({ "ids": ids, "tokens": tk.display_tokens(&ids) }))
+        }
+        "run" => {
+            let spec_path = args
+                .rest
+                .first()
+                .filter(|a| !a.starts_with("--"))
+                .ok_or_else(|| anyhow!("run takes a spec file\n\n{USAGE}"))?;
+            let text = std::fs::read_to_string(spec_path)
+                .with_context(|| format!("reading {spec_path}"))?;
+            let spec: PatchingSpec = serde_json::from_str(&text)
+                .with_context(|| format!("{spec_path} is not a patching spec"))?;
+            let dev = device(args)?;
+            let path = match args.value("--model") {
+                Some(p) => PathBuf::from(p),
+                None if spec.model == "smollm2" => PathBuf::from(SMOLLM2),
+                None => bail!(
+                    "the spec names model {:?}: give its file with --model",
+                    spec.model
+                ),
+            };
+            let m = load_path(&path, &dev.device)
+                .with_context(|| format!("loading {}", path.display()))?;
+            let grid = pollster::block_on(spec.run(&m, &mut |_, _| true))?;
+            Ok(json!({
+                "spec": spec,
+                "clean_metric": grid.clean_metric,
+                "corrupt_metric": grid.corrupt_metric,
+                "grid": grid.grid,
+                "patched": grid.patched,
+                "device": dev.backend,
+            }))
         }
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");

@@ -1,0 +1,24 @@
+//! Interplay's experiments. Each is one serde spec type that round-trips through the page URL
+//! (share links), JSON import/export, the native CLI (`interplay run spec.json`) and the tests,
+//! so the same spec gives the same numbers everywhere.
+//!
+//! | module | experiment |
+//! |---|---|
+//! | [`patching`] | activation patching sweeps (Circuits lab) |
+//! | [`share`] | the URL encoding every spec uses |
+
+pub mod patching;
+pub mod share;
+
+pub use patching::{PatchingSpec, Prompt, TokenRef};
+
+/// Why a spec cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The spec itself is malformed or inconsistent.
+    #[error("{0}")]
+    Spec(String),
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] interplay_models::ModelError),
+}

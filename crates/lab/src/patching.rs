@@ -1,0 +1,140 @@
+//! The activation-patching experiment (Circuits lab): a clean and a corrupted prompt, the answer
+//! and the wrong token, and which activation to sweep. See `interplay_models::patching` for the
+//! method and the clean/corrupted convention.
+
+use interplay_models::load::LoadedModel;
+use interplay_models::patching::{PatchGrid, PatchTarget, check_pair, patch_sweep};
+use interplay_models::tokenizer::TextTokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+
+/// A prompt: text (tokenized without BOS) or token ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// Token ids as given.
+    Ids(Vec<u32>),
+    /// Text, tokenized by the model's tokenizer.
+    Text(String),
+}
+
+/// A single token: its text (must be exactly one token, e.g. `" Mary"`) or its id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenRef {
+    /// An id.
+    Id(u32),
+    /// Text that must be one token.
+    Text(String),
+}
+
+/// One activation-patching sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatchingSpec {
+    /// Which model: `"smollm2"` (bundled) or a name the user gave a file they loaded.
+    pub model: String,
+    /// The prompt whose behaviour we explain.
+    pub clean: Prompt,
+    /// The same prompt with the information removed (names swapped, ...).
+    pub corrupt: Prompt,
+    /// The correct next token on the clean prompt.
+    pub answer: TokenRef,
+    /// The token the corrupted prompt favours.
+    pub wrong: TokenRef,
+    /// Which activation to patch.
+    pub target: PatchTarget,
+}
+
+/// A spec resolved against a model's tokenizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedPatching {
+    /// Clean ids.
+    pub clean: Vec<u32>,
+    /// Corrupted ids.
+    pub corrupt: Vec<u32>,
+    /// Answer id.
+    pub answer: u32,
+    /// Wrong id.
+    pub wrong: u32,
+}
+
+impl PatchingSpec {
+    /// IOI on SmolLM2-135M-Instruct: which layers and positions carry the indirect object's name
+    /// (Wang et al. 2022). The corruption swaps which name repeats, so the answer flips.
+    pub fn ioi_smollm2() -> Self {
+        Self {
+            model: "smollm2".into(),
+            clean: Prompt::Text(
+                "When Mary and John went to the store, John gave a drink to".into(),
+            ),
+            corrupt: Prompt::Text(
+                "When Mary and John went to the store, Mary gave a drink to".into(),
+            ),
+            answer: TokenRef::Text(" Mary".into()),
+            wrong: TokenRef::Text(" John".into()),
+            target: PatchTarget::ResidPre,
+        }
+    }
+
+    /// Token ids for everything, checking the pair and the single-token answers.
+    pub fn resolve(&self, tk: Option<&TextTokenizer>) -> Result<ResolvedPatching, LabError> {
+        let need_tk = || {
+            tk.ok_or_else(|| {
+                LabError::Spec("this model has no tokenizer: give token ids instead of text".into())
+            })
+        };
+        let prompt = |p: &Prompt, which: &str| -> Result<Vec<u32>, LabError> {
+            match p {
+                Prompt::Ids(ids) => Ok(ids.clone()),
+                Prompt::Text(t) if t.is_empty() => {
+                    Err(LabError::Spec(format!("the {which} prompt is empty")))
+                }
+                Prompt::Text(t) => Ok(need_tk()?.encode(t)?),
+            }
+        };
+        let token = |t: &TokenRef, which: &str| -> Result<u32, LabError> {
+            match t {
+                TokenRef::Id(i) => Ok(*i),
+                TokenRef::Text(s) => {
+                    let ids = need_tk()?.encode(s)?;
+                    match ids[..] {
+                        [one] => Ok(one),
+                        _ => Err(LabError::Spec(format!(
+                            "the {which} {s:?} is {} tokens; it must be exactly one (try a leading space)",
+                            ids.len()
+                        ))),
+                    }
+                }
+            }
+        };
+        let clean = prompt(&self.clean, "clean")?;
+        let corrupt = prompt(&self.corrupt, "corrupted")?;
+        check_pair(&clean, &corrupt)?;
+        Ok(ResolvedPatching {
+            clean,
+            corrupt,
+            answer: token(&self.answer, "answer")?,
+            wrong: token(&self.wrong, "wrong token")?,
+        })
+    }
+
+    /// Run the sweep. `progress(done, total)` returning `false` cancels.
+    pub async fn run(
+        &self,
+        m: &LoadedModel,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<PatchGrid, LabError> {
+        let r = self.resolve(m.tokenizer.as_ref())?;
+        Ok(patch_sweep(
+            &m.model,
+            &r.clean,
+            &r.corrupt,
+            self.target,
+            r.answer,
+            r.wrong,
+            progress,
+        )
+        .await?)
+    }
+}
