@@ -21,7 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use interplay_lab::PatchingSpec;
 use interplay_models::device::read_f32;
 use interplay_models::load::{LoadedModel, load_path};
-use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::{Backend, ComputeDevice};
 use serde_json::json;
 
@@ -117,7 +117,7 @@ fn run(args: &Args) -> Result<serde_json::Value> {
                 target,
                 args.id("--answer")?,
                 args.id("--wrong")?,
-                &mut |_, _| true,
+                &mut no_progress,
             ))?;
             if (grid.clean_metric - grid.corrupt_metric).abs() < 1e-12 {
                 eprintln!(
@@ -166,7 +166,7 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             };
             let m = load_path(&path, &dev.device)
                 .with_context(|| format!("loading {}", path.display()))?;
-            let grid = pollster::block_on(spec.run(&m, &mut |_, _| true))?;
+            let grid = pollster::block_on(spec.run(&m, &mut no_progress))?;
             Ok(json!({
                 "spec": spec,
                 "clean_metric": grid.clean_metric,

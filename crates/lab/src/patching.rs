@@ -3,7 +3,7 @@
 //! method and the clean/corrupted convention.
 
 use interplay_models::load::LoadedModel;
-use interplay_models::patching::{PatchGrid, PatchTarget, check_pair, patch_sweep};
+use interplay_models::patching::{PatchGrid, PatchTarget, Progress, check_pair, patch_sweep};
 use interplay_models::tokenizer::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
@@ -119,11 +119,11 @@ impl PatchingSpec {
         })
     }
 
-    /// Run the sweep. `progress(done, total)` returning `false` cancels.
+    /// Run the sweep. `progress(done, total)` resolving to `false` cancels.
     pub async fn run(
         &self,
         m: &LoadedModel,
-        progress: &mut dyn FnMut(usize, usize) -> bool,
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<PatchGrid, LabError> {
         let r = self.resolve(m.tokenizer.as_ref())?;
         Ok(patch_sweep(

@@ -5,7 +5,7 @@ use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::{PatchingSpec, Prompt, TokenRef};
 use interplay_models::ComputeDevice;
 use interplay_models::load::load_path;
-use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 
 fn fixtures() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))
@@ -53,7 +53,7 @@ fn running_a_spec_equals_the_sweep() {
         wrong: TokenRef::Id(58),
         target: PatchTarget::AttnOut,
     };
-    let a = pollster::block_on(spec.run(&m, &mut |_, _| true)).unwrap();
+    let a = pollster::block_on(spec.run(&m, &mut no_progress)).unwrap();
     let b = pollster::block_on(patch_sweep(
         &m.model,
         &[5, 30, 12, 77, 30, 41, 9, 66],
@@ -61,7 +61,7 @@ fn running_a_spec_equals_the_sweep() {
         PatchTarget::AttnOut,
         30,
         58,
-        &mut |_, _| true,
+        &mut no_progress,
     ))
     .unwrap();
     assert_eq!(a, b);

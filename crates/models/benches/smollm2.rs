@@ -8,7 +8,7 @@ use std::time::Instant;
 use interplay_models::device::read_f32;
 use interplay_models::hooks::{HookPlan, HookPoint};
 use interplay_models::load::load_path;
-use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::{Backend, ComputeDevice};
 
 fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
@@ -103,7 +103,7 @@ fn main() {
                 PatchTarget::ResidPre,
                 mary,
                 john,
-                &mut |_, _| true,
+                &mut no_progress,
             ));
         },
         3,

@@ -12,6 +12,9 @@
 //! Variants sharing `p` advance through the layers together in one batch that grows by the
 //! variants starting at each layer.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use burn::tensor::{Int, Tensor, TensorData, s};
 use serde::{Deserialize, Serialize};
 
@@ -175,8 +178,17 @@ fn record(model: &Transformer, ids: &[u32], extra: &[HookPoint]) -> Result<Recor
     })
 }
 
+/// What a sweep's progress callback returns: resolves to `false` to cancel. Being a future lets
+/// the page yield to the browser between batches, so it never freezes.
+pub type Progress = Pin<Box<dyn Future<Output = bool>>>;
+
+/// A progress callback that never cancels (CLI, tests).
+pub fn no_progress(_done: usize, _total: usize) -> Progress {
+    Box::pin(async { true })
+}
+
 /// Patch `target` from the clean run into the corrupted one, for every layer and position
-/// (or head). `progress(done, total)` is called between batches; returning `false` cancels.
+/// (or head). `progress(done, total)` is awaited between batches; resolving to `false` cancels.
 pub async fn patch_sweep(
     model: &Transformer,
     clean: &[u32],
@@ -184,7 +196,7 @@ pub async fn patch_sweep(
     target: PatchTarget,
     answer: u32,
     wrong: u32,
-    progress: &mut dyn FnMut(usize, usize) -> bool,
+    progress: &mut dyn FnMut(usize, usize) -> Progress,
 ) -> Result<PatchGrid> {
     check_pair(clean, corrupt)?;
     let cfg = &model.config;
@@ -207,7 +219,7 @@ pub async fn patch_sweep(
     let per_layer = if target == PatchTarget::HeadOut { h } else { 1 };
     let total = starts.len();
     for (done, &p) in starts.iter().enumerate() {
-        if !progress(done, total) {
+        if !progress(done, total).await {
             return Err(ModelError::Input("cancelled".into()));
         }
         let mut resid: Option<Tensor<3>> = None;
@@ -260,7 +272,7 @@ pub async fn patch_sweep(
             outputs.push(metric.eval(model, last_position(src.resid_pre[n].clone())));
         }
     }
-    progress(total, total);
+    progress(total, total).await;
     let values = read_f32(Tensor::cat(outputs, 0)).await?;
     let (clean_metric, corrupt_metric) = (values[0], values[1]);
     let rows_out = if target == PatchTarget::ResidPre {

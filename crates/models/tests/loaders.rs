@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use interplay_models::gguf::Gguf;
 use interplay_models::load::{load_gguf, load_path, load_safetensors};
-use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::{ComputeDevice, ModelError};
 
 #[test]
@@ -136,7 +136,7 @@ fn bad_prompts_give_input_errors() {
         PatchTarget::ResidPre,
         4,
         5,
-        &mut |_, _| true,
+        &mut no_progress,
     ));
     let msg = r.unwrap_err().to_string();
     assert!(msg.contains("same number of tokens"), "{msg}");
@@ -147,7 +147,7 @@ fn bad_prompts_give_input_errors() {
         PatchTarget::ResidPre,
         400,
         5,
-        &mut |_, _| true,
+        &mut no_progress,
     ));
     assert!(r.is_err());
 }

@@ -10,7 +10,7 @@ use common::*;
 use interplay_models::ComputeDevice;
 use interplay_models::device::read_f32;
 use interplay_models::load::load_path;
-use interplay_models::patching::{PatchTarget, patch_sweep};
+use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::tokenizer::smollm2_chat;
 
 const GGUF: &str = "../../public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -82,7 +82,7 @@ fn smollm2_ioi_matches_hf() {
         PatchTarget::ResidPre,
         mary,
         john,
-        &mut |_, _| true,
+        &mut no_progress,
     ))
     .unwrap();
     let want = g["resid_pre"].as_array().unwrap();

@@ -9,7 +9,7 @@ use common::*;
 use interplay_models::device::read_f32;
 use interplay_models::hooks::{Act, HookPlan, HookPoint};
 use interplay_models::load::{load_gguf, load_path};
-use interplay_models::patching::{PatchTarget, patch_sweep, patch_sweep_naive};
+use interplay_models::patching::{PatchTarget, no_progress, patch_sweep, patch_sweep_naive};
 use interplay_models::{ComputeDevice, Transformer};
 
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -105,7 +105,7 @@ fn check_grids(name: &str, dev: &ComputeDevice) {
             target,
             a,
             w,
-            &mut |_, _| true,
+            &mut no_progress,
         ))
         .unwrap();
         assert!((grid.clean_metric as f64 - p["clean_metric"].as_f64().unwrap()).abs() < 1e-4);
@@ -156,7 +156,7 @@ fn fast_sweep_equals_naive_sweep_for_every_target() {
                 target,
                 30,
                 58,
-                &mut |_, _| true,
+                &mut no_progress,
             ))
             .unwrap();
             let slow = block(patch_sweep_naive(&m, &clean, &corrupt, target, 30, 58)).unwrap();
