@@ -285,5 +285,6 @@ pub fn CircuitsLab() -> impl IntoView {
             })}
             </div>
         </section>
+        <crate::patching::PatchingPanel model_loaded=loads/>
     }
 }

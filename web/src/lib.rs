@@ -7,11 +7,15 @@
 //! | [`assets`] | fetching bundled files relative to the page (works from any sub-path) |
 //! | [`shell`] | header, navigation, device switch, start-up check |
 //! | [`models`] | the loaded model (bundled or from the user's disk), rebuilt on device switch |
-//! | [`circuits`] | Circuits lab |
+//! | [`circuits`] | Circuits lab: model loading, prompt view |
+//! | [`patching`] | Circuits lab: activation patching panel (spec in the URL) |
+//! | [`plots`] | heatmap, palettes, export |
 
 pub mod assets;
 pub mod circuits;
 pub mod models;
+pub mod patching;
+pub mod plots;
 pub mod runtime;
 pub mod shell;
 

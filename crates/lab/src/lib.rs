@@ -4,9 +4,11 @@
 //!
 //! | module | experiment |
 //! |---|---|
+//! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
 //! | [`patching`] | activation patching sweeps (Circuits lab) |
 //! | [`share`] | the URL encoding every spec uses |
 
+pub mod circuits;
 pub mod patching;
 pub mod share;
 

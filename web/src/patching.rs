@@ -1,0 +1,272 @@
+//! Circuits lab: the activation-patching panel. Its state is a [`PatchingSpec`], which lives in
+//! the URL (`#/circuits?spec=...`), exports as JSON and runs in the CLI (`interplay run`).
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use interplay_lab::share::{decode, encode, spec_param};
+use interplay_lab::{PatchingSpec, Prompt, TokenRef};
+use interplay_models::patching::{PatchGrid, PatchTarget, Progress};
+
+use crate::assets::{now_ms, yield_now};
+use crate::models;
+use crate::plots::{Heatmap, download};
+
+fn prompt_of(s: &str) -> Prompt {
+    let ids: Option<Vec<u32>> = s.split(',').map(|x| x.trim().parse().ok()).collect();
+    match ids {
+        Some(ids) if !s.trim().is_empty() => Prompt::Ids(ids),
+        _ => Prompt::Text(s.to_string()),
+    }
+}
+
+fn token_of(s: &str) -> TokenRef {
+    s.trim()
+        .parse()
+        .map(TokenRef::Id)
+        .unwrap_or_else(|_| TokenRef::Text(s.to_string()))
+}
+
+fn prompt_text(p: &Prompt) -> String {
+    match p {
+        Prompt::Text(t) => t.clone(),
+        Prompt::Ids(ids) => ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+    }
+}
+
+fn token_text(t: &TokenRef) -> String {
+    match t {
+        TokenRef::Text(s) => s.clone(),
+        TokenRef::Id(i) => i.to_string(),
+    }
+}
+
+fn target_name(t: PatchTarget) -> &'static str {
+    match t {
+        PatchTarget::ResidPre => "resid_pre",
+        PatchTarget::ResidMid => "resid_mid",
+        PatchTarget::ResidPost => "resid_post",
+        PatchTarget::AttnOut => "attn_out",
+        PatchTarget::MlpOut => "mlp_out",
+        PatchTarget::HeadOut => "head_out",
+    }
+}
+
+fn hash() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().hash().ok())
+        .unwrap_or_default()
+}
+
+/// Put the spec in the address bar without reloading (the share link).
+fn write_url(spec: &PatchingSpec) -> String {
+    let h = format!("#/circuits?spec={}", encode(spec));
+    if let Some(w) = web_sys::window() {
+        if let Ok(hist) = w.history() {
+            let _ = hist.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&h));
+        }
+        if let Ok(href) = w.location().href() {
+            return format!("{}{}", href.split('#').next().unwrap_or(""), h);
+        }
+    }
+    h
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct SweepResult {
+    grid: PatchGrid,
+    rows: Vec<String>,
+    cols: Vec<String>,
+    spec: PatchingSpec,
+    ms: f64,
+    backend: String,
+}
+
+/// The patching panel.
+#[component]
+pub fn PatchingPanel(
+    /// Bumped whenever a model loads, so labels follow the model.
+    model_loaded: RwSignal<u32>,
+) -> impl IntoView {
+    // A spec from a share link wins over the default; a damaged link says so.
+    let (initial, link_error) = match spec_param(&hash()).map(decode::<PatchingSpec>) {
+        Some(Ok(s)) => (s, None),
+        Some(Err(e)) => (PatchingSpec::ioi_smollm2(), Some(e.to_string())),
+        None => (PatchingSpec::ioi_smollm2(), None),
+    };
+    let model_name = RwSignal::new(initial.model.clone());
+    let clean = RwSignal::new(prompt_text(&initial.clean));
+    let corrupt = RwSignal::new(prompt_text(&initial.corrupt));
+    let answer = RwSignal::new(token_text(&initial.answer));
+    let wrong = RwSignal::new(token_text(&initial.wrong));
+    let target = RwSignal::new(initial.target);
+    let busy = RwSignal::new(false);
+    let cancel = RwSignal::new(false);
+    let progress = RwSignal::new((0usize, 0usize));
+    let result = RwSignal::new(None::<Result<SweepResult, String>>);
+    let runs = RwSignal::new(0u32);
+    let share = RwSignal::new(String::new());
+    let link_error = RwSignal::new(link_error);
+
+    let spec = move || PatchingSpec {
+        model: model_name.get_untracked(),
+        clean: prompt_of(&clean.get_untracked()),
+        corrupt: prompt_of(&corrupt.get_untracked()),
+        answer: token_of(&answer.get_untracked()),
+        wrong: token_of(&wrong.get_untracked()),
+        target: target.get_untracked(),
+    };
+
+    let run = move |_| {
+        let (m, info) = match models::current() {
+            Ok(x) => x,
+            Err(e) => {
+                result.set(Some(Err(e)));
+                runs.update(|n| *n += 1);
+                return;
+            }
+        };
+        let mut s = spec();
+        s.model = if info.name.starts_with("SmolLM2") {
+            "smollm2".into()
+        } else {
+            info.name.clone()
+        };
+        model_name.set(s.model.clone());
+        share.set(write_url(&s));
+        busy.set(true);
+        cancel.set(false);
+        spawn_local(async move {
+            let t0 = now_ms();
+            let mut on_progress = move |done: usize, total: usize| -> Progress {
+                progress.set((done, total));
+                Box::pin(async move {
+                    yield_now().await;
+                    !cancel.get_untracked()
+                })
+            };
+            let r = s.run(&m, &mut on_progress).await.map_err(|e| e.to_string());
+            let r = r.and_then(|grid| {
+                let resolved = s.resolve(m.tokenizer.as_ref()).map_err(|e| e.to_string())?;
+                let shown = |id: u32| {
+                    m.tokenizer
+                        .as_ref()
+                        .map(|t| t.display_tokens(&[id]).remove(0))
+                        .unwrap_or_else(|| format!("#{id}"))
+                };
+                let n = m.model.config.n_layers;
+                let rows = (0..grid.grid.len())
+                    .map(|l| {
+                        if l == n {
+                            "ln_final in".to_string()
+                        } else {
+                            format!("L{l}")
+                        }
+                    })
+                    .collect();
+                let cols = if s.target == PatchTarget::HeadOut {
+                    (0..m.model.config.n_heads)
+                        .map(|h| format!("H{h}"))
+                        .collect()
+                } else {
+                    resolved
+                        .clean
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &id)| format!("{i} {}", shown(id)))
+                        .collect()
+                };
+                Ok(SweepResult {
+                    grid,
+                    rows,
+                    cols,
+                    spec: s.clone(),
+                    ms: now_ms() - t0,
+                    backend: info.backend.label().into(),
+                })
+            });
+            result.set(Some(r));
+            runs.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+
+    let _ = model_loaded;
+    view! {
+        <section class="card" data-testid="patching">
+            <h2>"Activation patching"</h2>
+            <p class="muted">"Run the corrupted prompt, patch one activation in from the clean run, and see how much of the \
+                clean logit difference (answer − wrong) comes back: 1 = fully restored, 0 = no effect. \
+                Prompts may be text or comma-separated token ids; both must have the same number of tokens."</p>
+            {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
+            <div class="grid2">
+                <label>"Clean prompt"<input type="text" data-testid="patch-clean" prop:value=move || clean.get() on:input=move |ev| clean.set(event_target_value(&ev))/></label>
+                <label>"Corrupted prompt"<input type="text" data-testid="patch-corrupt" prop:value=move || corrupt.get() on:input=move |ev| corrupt.set(event_target_value(&ev))/></label>
+                <label>"Answer token"<input type="text" data-testid="patch-answer" prop:value=move || answer.get() on:input=move |ev| answer.set(event_target_value(&ev))/></label>
+                <label>"Wrong token"<input type="text" data-testid="patch-wrong" prop:value=move || wrong.get() on:input=move |ev| wrong.set(event_target_value(&ev))/></label>
+            </div>
+            <label>"Activation "
+                <select data-testid="patch-target" prop:value=move || target_name(target.get())
+                        on:change=move |ev| if let Ok(t) = event_target_value(&ev).parse() { target.set(t) }>
+                    <option value="resid_pre">"residual stream before each layer (resid_pre)"</option>
+                    <option value="resid_mid">"residual stream between attention and MLP (resid_mid)"</option>
+                    <option value="resid_post">"residual stream after each layer (resid_post)"</option>
+                    <option value="attn_out">"attention output (attn_out)"</option>
+                    <option value="mlp_out">"MLP output (mlp_out)"</option>
+                    <option value="head_out">"each head's output, all positions (head_out)"</option>
+                </select>
+            </label>
+            <p>
+                <button data-testid="patch-run" on:click=run prop:disabled=move || busy.get()>"Run sweep"</button>
+                " "
+                <button data-testid="patch-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>
+                " "
+                {move || busy.get().then(|| { let (d, t) = progress.get(); view! {
+                    <progress data-testid="patch-progress" max=t.max(1) value=d></progress>
+                }})}
+            </p>
+            {move || (!share.get().is_empty()).then(|| view! {
+                <label>"Share link (reproduces this experiment)"
+                    <input type="text" readonly data-testid="share-link" prop:value=move || share.get()/></label>
+            })}
+            <div data-testid="patch-status" data-seq=move || runs.get()
+                 data-state=move || match (busy.get(), result.get()) {
+                     (true, _) => "running",
+                     (false, None) => "idle",
+                     (false, Some(Ok(_))) => "done",
+                     (false, Some(Err(_))) => "error",
+                 }>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert" data-testid="patch-error">{e}</p> }.into_any(),
+                Ok(r) => {
+                    let spec_json = serde_json::to_string_pretty(&r.spec).unwrap_or_default();
+                    let data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
+                        "corrupt_metric": r.grid.corrupt_metric, "grid": r.grid.grid, "patched": r.grid.patched});
+                    let data = data.to_string();
+                    let csv = {
+                        let mut s = format!("row,{}\n", r.cols.join(","));
+                        for (l, row) in r.rows.iter().zip(&r.grid.grid) {
+                            s += &format!("{l},{}\n", row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
+                        }
+                        s
+                    };
+                    view! {
+                        <dl class="facts">
+                            <dt>"clean logit difference"</dt><dd data-testid="clean-metric">{format!("{:.4}", r.grid.clean_metric)}</dd>
+                            <dt>"corrupted logit difference"</dt><dd data-testid="corrupt-metric">{format!("{:.4}", r.grid.corrupt_metric)}</dd>
+                            <dt>"computed on"</dt><dd>{format!("{} in {:.0} ms", r.backend, r.ms)}</dd>
+                        </dl>
+                        <Heatmap rows=r.rows cols=r.cols values=r.grid.grid.clone()
+                                 what="normalised recovery".to_string() testid="patch-grid".to_string()/>
+                        <p>
+                            <button on:click=move |_| download("patching.json", "application/json", &data)>"Export JSON"</button>" "
+                            <button on:click=move |_| download("patching.csv", "text/csv", &csv)>"Export CSV"</button>" "
+                            <button on:click=move |_| download("spec.json", "application/json", &spec_json)>"Export spec (for `interplay run`)"</button>
+                        </p>
+                    }.into_any()
+                }
+            })}
+            </div>
+        </section>
+    }
+}
