@@ -285,6 +285,8 @@ pub fn CircuitsLab() -> impl IntoView {
             })}
             </div>
         </section>
+        <crate::views::AnalysisPanel prompt=prompt ids_text=ids_text/>
         <crate::patching::PatchingPanel model_loaded=loads/>
+        <crate::views::HeadScoresPanel/>
     }
 }

@@ -10,6 +10,7 @@
 //! | [`circuits`] | Circuits lab: model loading, prompt view |
 //! | [`patching`] | Circuits lab: activation patching panel (spec in the URL) |
 //! | [`plots`] | heatmap, palettes, export |
+//! | [`views`] | Circuits lab: attention, logit lens, attribution, head detectors |
 
 pub mod assets;
 pub mod circuits;
@@ -18,5 +19,6 @@ pub mod patching;
 pub mod plots;
 pub mod runtime;
 pub mod shell;
+pub mod views;
 
 pub use shell::App;

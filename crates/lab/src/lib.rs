@@ -4,10 +4,12 @@
 //!
 //! | module | experiment |
 //! |---|---|
+//! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
 //! | [`patching`] | activation patching sweeps (Circuits lab) |
 //! | [`share`] | the URL encoding every spec uses |
 
+pub mod ablation;
 pub mod circuits;
 pub mod patching;
 pub mod share;

@@ -1,0 +1,307 @@
+//! Circuits lab: analysis views of one prompt — attention patterns, logit lens, direct logit
+//! attribution — and head detectors on repeated random tokens. Each has hover values and a data
+//! table (through [`Heatmap`]) and exports its numbers.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use interplay_lab::circuits::{
+    Attribution, HeadScores, LogitLens, Patterns, attention_patterns, direct_logit_attribution,
+    head_scores, logit_lens,
+};
+use interplay_lab::{Prompt, TokenRef};
+
+use crate::assets::yield_now;
+use crate::models;
+use crate::plots::{Heatmap, download};
+
+#[derive(Clone, Debug, PartialEq)]
+struct Analysis {
+    tokens: Vec<String>,
+    patterns: Patterns,
+    lens: LogitLens,
+    lens_labels: Vec<String>,
+    dla: Option<Attribution>,
+    answer_label: String,
+}
+
+fn label(m: &interplay_models::LoadedModel, id: u32) -> String {
+    m.tokenizer
+        .as_ref()
+        .map(|t| t.display_tokens(&[id]).remove(0))
+        .unwrap_or_else(|| format!("#{id}"))
+}
+
+fn resolve_token(m: &interplay_models::LoadedModel, t: &str) -> Result<Option<u32>, String> {
+    if t.trim().is_empty() {
+        return Ok(None);
+    }
+    let r = match t.trim().parse::<u32>() {
+        Ok(i) => TokenRef::Id(i),
+        Err(_) => TokenRef::Text(t.to_string()),
+    };
+    match r {
+        TokenRef::Id(i) => Ok(Some(i)),
+        TokenRef::Text(s) => {
+            let tk = m
+                .tokenizer
+                .as_ref()
+                .ok_or("this model has no tokenizer: give token ids")?;
+            match tk.encode(&s).map_err(|e| e.to_string())?[..] {
+                [one] => Ok(Some(one)),
+                ref many => Err(format!(
+                    "{s:?} is {} tokens; it must be exactly one",
+                    many.len()
+                )),
+            }
+        }
+    }
+}
+
+async fn analyse(prompt: Prompt, answer: String, wrong: String) -> Result<Analysis, String> {
+    let (m, _) = models::current()?;
+    let ids = match prompt {
+        Prompt::Ids(ids) => ids,
+        Prompt::Text(t) if t.is_empty() => return Err("the prompt is empty".into()),
+        Prompt::Text(t) => m
+            .tokenizer
+            .as_ref()
+            .ok_or("this model has no tokenizer: give token ids")?
+            .encode(&t)
+            .map_err(|e| e.to_string())?,
+    };
+    let model = &m.model;
+    model.tokens(&[ids.clone()]).map_err(|e| e.to_string())?;
+    let (a, w) = (resolve_token(&m, &answer)?, resolve_token(&m, &wrong)?);
+    for id in [a, w].into_iter().flatten() {
+        if id as usize >= model.config.d_vocab {
+            return Err(format!("token id {id} is outside the vocabulary"));
+        }
+    }
+    yield_now().await;
+    let patterns = attention_patterns(model, &ids)
+        .await
+        .map_err(|e| e.to_string())?;
+    yield_now().await;
+    let tracked: Vec<u32> = [a, w].into_iter().flatten().collect();
+    let lens = logit_lens(model, &ids, &tracked, 3)
+        .await
+        .map_err(|e| e.to_string())?;
+    yield_now().await;
+    let dla = match (a, w) {
+        (Some(a), Some(w)) => Some(
+            direct_logit_attribution(model, &ids, a, w)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
+    Ok(Analysis {
+        tokens: ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| format!("{i} {}", label(&m, id)))
+            .collect(),
+        lens_labels: tracked.iter().map(|&t| label(&m, t)).collect(),
+        answer_label: match (a, w) {
+            (Some(a), Some(w)) => format!("logit({}) − logit({})", label(&m, a), label(&m, w)),
+            _ => String::new(),
+        },
+        patterns,
+        lens,
+        dla,
+    })
+}
+
+/// Views of one prompt.
+#[component]
+pub fn AnalysisPanel(
+    /// The prompt text or ids, shared with the prompt box.
+    prompt: RwSignal<String>,
+    /// Ids typed instead of text.
+    ids_text: RwSignal<String>,
+) -> impl IntoView {
+    let answer = RwSignal::new(" Mary".to_string());
+    let wrong = RwSignal::new(" John".to_string());
+    let busy = RwSignal::new(false);
+    let result = RwSignal::new(None::<Result<Analysis, String>>);
+    let runs = RwSignal::new(0u32);
+    let layer = RwSignal::new(0usize);
+    let head = RwSignal::new(0usize);
+
+    let run = move |_| {
+        busy.set(true);
+        let p = if ids_text.get_untracked().trim().is_empty() {
+            Prompt::Text(prompt.get_untracked())
+        } else {
+            let ids: Result<Vec<u32>, _> = ids_text
+                .get_untracked()
+                .split(',')
+                .map(|x| x.trim().parse::<u32>())
+                .collect();
+            match ids {
+                Ok(ids) => Prompt::Ids(ids),
+                Err(e) => {
+                    result.set(Some(Err(format!("token ids must be numbers: {e}"))));
+                    runs.update(|n| *n += 1);
+                    busy.set(false);
+                    return;
+                }
+            }
+        };
+        let (a, w) = (answer.get_untracked(), wrong.get_untracked());
+        spawn_local(async move {
+            yield_now().await;
+            let r = analyse(p, a, w).await;
+            if let Ok(an) = &r {
+                layer.set(
+                    layer
+                        .get_untracked()
+                        .min(an.patterns.pattern.len().saturating_sub(1)),
+                );
+                head.set(0);
+            }
+            result.set(Some(r));
+            runs.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+
+    view! {
+        <section class="card" data-testid="analysis">
+            <h2>"Inside one prompt"</h2>
+            <p class="muted">"Attention patterns, the logit lens (what the residual stream would predict after each layer) and \
+                direct logit attribution (how much each head and MLP writes toward the answer rather than the wrong token)."</p>
+            <div class="grid2">
+                <label>"Answer token"<input type="text" data-testid="analysis-answer" prop:value=move || answer.get() on:input=move |ev| answer.set(event_target_value(&ev))/></label>
+                <label>"Wrong token"<input type="text" data-testid="analysis-wrong" prop:value=move || wrong.get() on:input=move |ev| wrong.set(event_target_value(&ev))/></label>
+            </div>
+            <p><button data-testid="analysis-run" on:click=run prop:disabled=move || busy.get()>"Analyse the prompt"</button></p>
+            <div data-testid="analysis-status" data-seq=move || runs.get()
+                 data-state=move || match (busy.get(), result.get()) {
+                     (true, _) => "running", (false, None) => "idle",
+                     (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert" data-testid="analysis-error">{e}</p> }.into_any(),
+                Ok(an) => {
+                    let n_layers = an.patterns.pattern.len();
+                    let n_heads = an.patterns.pattern.first().map(Vec::len).unwrap_or(0);
+                    let an2 = an.clone();
+                    let attention = move || {
+                        let (l, h) = (layer.get().min(n_layers.saturating_sub(1)), head.get().min(n_heads.saturating_sub(1)));
+                        let values = an2.patterns.pattern.get(l).and_then(|x| x.get(h)).cloned().unwrap_or_default();
+                        view! { <Heatmap rows=an2.tokens.clone() cols=an2.tokens.clone() values=values
+                                  what=format!("attention of L{l}H{h}, query (row) → key (column)") testid="attention-map".to_string()/> }
+                    };
+                    let lens_rows: Vec<String> = (0..an.lens.top.len()).map(|l| if l + 1 == an.lens.top.len() { "output".into() } else { format!("L{l} in") }).collect();
+                    let lens_vals: Vec<Vec<f32>> = an.lens.tracked.iter().map(|r| r.iter().map(|(p, _)| *p).collect()).collect();
+                    let lens_json = serde_json::to_string(&an.lens).unwrap_or_default();
+                    let dla_json = an.dla.as_ref().map(|d| serde_json::to_string(d).unwrap_or_default());
+                    view! {
+                        <h3>"Attention patterns"</h3>
+                        <label>"layer "<select data-testid="attention-layer" on:change=move |ev| layer.set(event_target_value(&ev).parse().unwrap_or(0))>
+                            {(0..n_layers).map(|l| view! { <option value=l selected=move || layer.get() == l>{format!("L{l}")}</option> }).collect_view()}
+                        </select></label>
+                        " "
+                        <label>"head "<select data-testid="attention-head" on:change=move |ev| head.set(event_target_value(&ev).parse().unwrap_or(0))>
+                            {(0..n_heads).map(|h| view! { <option value=h selected=move || head.get() == h>{format!("H{h}")}</option> }).collect_view()}
+                        </select></label>
+                        {attention}
+                        <h3>"Logit lens"</h3>
+                        <table class="data" data-testid="logit-lens">
+                            <thead><tr><th>"layer"</th><th>"top predictions"</th>
+                                {an.lens_labels.iter().map(|t| view! { <th>{format!("p({t}) / rank")}</th> }).collect_view()}</tr></thead>
+                            <tbody>{an.lens.top.iter().zip(&an.lens.tracked).zip(&lens_rows).map(|((top, tr), l)| view! {
+                                <tr><th scope="row">{l.clone()}</th>
+                                    <td>{top.iter().map(|(id, p)| format!("#{id} {:.1}%", p * 100.0)).collect::<Vec<_>>().join(", ")}</td>
+                                    {tr.iter().map(|(p, r)| view! { <td>{format!("{:.2}% / {r}", p * 100.0)}</td> }).collect_view()}
+                                </tr>
+                            }).collect_view()}</tbody>
+                        </table>
+                        {(!an.lens_labels.is_empty()).then(|| view! {
+                            <Heatmap rows=lens_rows.clone() cols=an.lens_labels.clone() values=lens_vals.clone()
+                                     what="probability under the logit lens".to_string() testid="lens-map".to_string()/>
+                        })}
+                        <p><button on:click=move |_| download("logit-lens.json", "application/json", &lens_json)>"Export logit lens JSON"</button></p>
+                        {an.dla.clone().map(|d| {
+                            let rows: Vec<String> = (0..d.heads.len()).map(|l| format!("L{l}")).collect();
+                            let mut cols: Vec<String> = (0..d.heads.first().map(Vec::len).unwrap_or(0)).map(|h| format!("H{h}")).collect();
+                            cols.push("MLP".into());
+                            let vals: Vec<Vec<f32>> = d.heads.iter().zip(&d.mlps).map(|(h, m)| { let mut r = h.clone(); r.push(*m); r }).collect();
+                            let sum: f32 = vals.iter().flatten().sum::<f32>() + d.embed + d.biases;
+                            let js = dla_json.clone().unwrap_or_default();
+                            view! {
+                                <h3>"Direct logit attribution"</h3>
+                                <p class="muted" data-testid="dla-total" data-total=d.total data-sum=sum>
+                                    {format!("{}: model {:.4}; components sum to {:.4} (embedding {:.4}, biases {:.4})", an.answer_label, d.total, sum, d.embed, d.biases)}
+                                </p>
+                                <Heatmap rows=rows cols=cols values=vals what="direct logit attribution".to_string() testid="dla-map".to_string()/>
+                                <p><button on:click=move |_| download("dla.json", "application/json", &js)>"Export attribution JSON"</button></p>
+                            }
+                        })}
+                    }.into_any()
+                }
+            })}
+            </div>
+        </section>
+    }
+}
+
+/// Head detectors on repeated random tokens.
+#[component]
+pub fn HeadScoresPanel() -> impl IntoView {
+    let half = RwSignal::new(20usize);
+    let seed = RwSignal::new(0u64);
+    let busy = RwSignal::new(false);
+    let result = RwSignal::new(None::<Result<HeadScores, String>>);
+    let runs = RwSignal::new(0u32);
+    let run = move |_| {
+        busy.set(true);
+        let (h, s) = (half.get_untracked(), seed.get_untracked());
+        spawn_local(async move {
+            yield_now().await;
+            let r = match models::current() {
+                Ok((m, _)) => head_scores(&m.model, h, s).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            result.set(Some(r));
+            runs.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+    view! {
+        <section class="card" data-testid="head-scores">
+            <h2>"Induction, previous-token and duplicate-token heads"</h2>
+            <p class="muted">"A seeded random sequence is repeated twice. Induction heads attend from a token to the one after its \
+                earlier copy; when they work, the loss on the second half falls far below the first."</p>
+            <label>"length of each half "<input type="number" min="2" max="256" data-testid="scores-half" prop:value=move || half.get().to_string()
+                on:input=move |ev| half.set(event_target_value(&ev).parse().unwrap_or(20))/></label>
+            " "
+            <label>"seed "<input type="number" data-testid="scores-seed" prop:value=move || seed.get().to_string()
+                on:input=move |ev| seed.set(event_target_value(&ev).parse().unwrap_or(0))/></label>
+            " "
+            <button data-testid="scores-run" on:click=run prop:disabled=move || busy.get()>"Score heads"</button>
+            <div data-testid="scores-status" data-seq=move || runs.get()
+                 data-state=move || match (busy.get(), result.get()) {
+                     (true, _) => "running", (false, None) => "idle",
+                     (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+                Ok(s) => {
+                    let rows: Vec<String> = (0..s.induction.len()).map(|l| format!("L{l}")).collect();
+                    let cols: Vec<String> = (0..s.induction.first().map(Vec::len).unwrap_or(0)).map(|h| format!("H{h}")).collect();
+                    let js = serde_json::to_string(&s).unwrap_or_default();
+                    view! {
+                        <p data-testid="scores-loss" data-first=s.loss_first data-second=s.loss_second>
+                            {format!("loss on the first half {:.2}, on the repeated half {:.2}", s.loss_first, s.loss_second)}</p>
+                        <Heatmap rows=rows.clone() cols=cols.clone() values=s.induction.clone() what="induction score".to_string() testid="induction-map".to_string()/>
+                        <Heatmap rows=rows.clone() cols=cols.clone() values=s.previous.clone() what="previous-token score".to_string() testid="previous-map".to_string()/>
+                        <Heatmap rows=rows cols=cols values=s.duplicate.clone() what="duplicate-token score".to_string() testid="duplicate-map".to_string()/>
+                        <p><button on:click=move |_| download("head-scores.json", "application/json", &js)>"Export JSON"</button></p>
+                    }.into_any()
+                }
+            })}
+            </div>
+        </section>
+    }
+}
