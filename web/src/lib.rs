@@ -8,10 +8,12 @@
 //! | [`shell`] | header, navigation, device switch, start-up check |
 //! | [`models`] | the loaded model (bundled or from the user's disk), rebuilt on device switch |
 //! | [`circuits`] | Circuits lab: model loading, prompt view |
+//! | [`ablation`] | Circuits lab: head ablation and path patching |
 //! | [`patching`] | Circuits lab: activation patching panel (spec in the URL) |
 //! | [`plots`] | heatmap, palettes, export |
 //! | [`views`] | Circuits lab: attention, logit lens, attribution, head detectors |
 
+pub mod ablation;
 pub mod assets;
 pub mod circuits;
 pub mod models;

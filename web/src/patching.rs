@@ -268,5 +268,13 @@ pub fn PatchingPanel(
             })}
             </div>
         </section>
+        <crate::ablation::AblationPanel spec=Signal::derive(move || PatchingSpec {
+            model: model_name.get(),
+            clean: prompt_of(&clean.get()),
+            corrupt: prompt_of(&corrupt.get()),
+            answer: token_of(&answer.get()),
+            wrong: token_of(&wrong.get()),
+            target: target.get(),
+        })/>
     }
 }

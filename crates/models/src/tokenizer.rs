@@ -129,9 +129,17 @@ impl TextTokenizer {
     }
 }
 
-/// SmolLM2's chat template for one user turn, ready for the assistant's answer.
-pub fn smollm2_chat(user: &str) -> String {
-    format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+/// SmolLM2-Instruct's default system prompt (its chat template adds it when none is given).
+pub const SMOLLM2_SYSTEM: &str =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+/// SmolLM2's chat template for one user turn, ready for the assistant's answer; `system`
+/// defaults to [`SMOLLM2_SYSTEM`], as the model's own template does.
+pub fn smollm2_chat(system: Option<&str>, user: &str) -> String {
+    let system = system.unwrap_or(SMOLLM2_SYSTEM);
+    format!(
+        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    )
 }
 
 /// Make whitespace visible in a token string.

@@ -42,7 +42,8 @@ fn smollm2_ioi_matches_hf() {
     assert_eq!(clean, ids(&g["clean"]));
     let corrupt = tk.encode(g["corrupt_text"].as_str().unwrap()).unwrap();
     assert_eq!(corrupt, ids(&g["corrupt"]));
-    let chat = tk.encode(&smollm2_chat("Hi")).unwrap();
+    assert_eq!(smollm2_chat(None, "Hi"), g["chat_text"].as_str().unwrap());
+    let chat = tk.encode(&smollm2_chat(None, "Hi")).unwrap();
     assert_eq!(chat, ids(&g["chat_ids"]), "chat template");
     let (mary, john) = (
         g["answer"].as_u64().unwrap() as u32,
