@@ -58,7 +58,7 @@ export class ShellPage {
   constructor(page) { this.page = page; }
   async open(url) { await this.page.goto(url); }
   async waitStartup(timeout = 120_000) {
-    await this.page.waitForSelector('[data-testid="startup-status"][data-state="done"], [data-testid="startup-status"][data-state="error"]', { timeout });
+    await this.page.waitForSelector('[data-testid="startup-status"][data-state="done"], [data-testid="startup-status"][data-state="error"]', { timeout, state: "attached" });
     const state = await this.page.getAttribute('[data-testid="startup-status"]', "data-state");
     if (state !== "done") {
       throw new Error("start-up failed: " + (await this.page.textContent('[data-testid="startup-error"]')));
@@ -88,12 +88,12 @@ export class CircuitsPage {
   async open(base) {
     await this.page.goto(base + "#/circuits");
     await this.page.waitForSelector('[data-testid="lab-circuits"]');
-    await this.page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])');
+    await this.page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])', { timeout: 60_000 });
   }
   async loadFiles(paths) {
     const seq = Number(await this.page.getAttribute('[data-testid="model-load"]', "data-seq"));
     await this.page.setInputFiles('[data-testid="model-file"]', paths);
-    await this.page.waitForSelector(`[data-testid="model-load"][data-state="idle"]:not([data-seq="${seq}"])`, { timeout: 120_000 });
+    await this.page.waitForSelector(`[data-testid="model-load"][data-state="idle"]:not([data-seq="${seq}"])`, { timeout: 120_000, state: "attached" });
   }
   async loadError() {
     return (await this.page.$('[data-testid="model-error"]')) ? this.page.textContent('[data-testid="model-error"]') : null;
@@ -110,7 +110,7 @@ export class CircuitsPage {
   async run() {
     const seq = await this.page.getAttribute('[data-testid="run-status"]', "data-seq");
     await this.page.click('[data-testid="run-prompt"]');
-    await this.page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 120_000 });
+    await this.page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 120_000, state: "attached" });
     return this.page.getAttribute('[data-testid="run-status"]', "data-state");
   }
   async lastLogits() { return JSON.parse(await this.page.textContent('[data-testid="last-logits"]')); }

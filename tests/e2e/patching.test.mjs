@@ -40,7 +40,7 @@ for (const mode of MODES) {
       await lab.loadFiles([path.join(FIX, "tiny-llama", "model.gguf")]);
       const seq = await page.getAttribute('[data-testid="patch-status"]', "data-seq");
       await page.click('[data-testid="patch-run"]');
-      await page.waitForSelector(`[data-testid="patch-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 120_000 });
+      await page.waitForSelector(`[data-testid="patch-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 120_000, state: "attached" });
       assert.equal(await page.getAttribute('[data-testid="patch-status"]', "data-state"), "done");
       const grid = JSON.parse(await page.getAttribute('[data-testid="patch-grid"]', "data-values"));
       assert.equal(grid.length, cli.grid.length);
@@ -59,7 +59,7 @@ for (const mode of MODES) {
       await page.fill('[data-testid="patch-corrupt"]', g.corrupt.slice(1).join(","));
       const seq2 = await page.getAttribute('[data-testid="patch-status"]', "data-seq");
       await page.click('[data-testid="patch-run"]');
-      await page.waitForSelector(`[data-testid="patch-status"]:not([data-seq="${seq2}"])[data-state="error"]`);
+      await page.waitForSelector(`[data-testid="patch-status"]:not([data-seq="${seq2}"])[data-state="error"]`, { state: "attached" });
       assert.match(await page.textContent('[data-testid="patch-error"]'), /same number of tokens/);
 
       assert.deepEqual(offOrigin(b.requests, srv.base), []);

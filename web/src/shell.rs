@@ -248,9 +248,10 @@ fn Home(
             <p>"Interplay runs real models on your own GPU through WebGPU, or on the CPU inside \
                 WebAssembly when WebGPU is missing. Nothing you load leaves this page."</p>
             {move || fallback().map(|r| view! {
-                <p class="notice" data-testid="fallback-notice">
-                    "WebGPU is not available here, so Interplay computes on the CPU. (" {r} ")"
-                </p>
+                <div class="notice" data-testid="fallback-notice">
+                    <p>"WebGPU is not available in this browser, so Interplay computes on the CPU inside                         WebAssembly. Everything works; large models are slower."</p>
+                    <details><summary>"Why"</summary><p class="muted">{r}</p></details>
+                </div>
             })}
         </section>
         <section class="card" aria-live="polite">

@@ -202,7 +202,32 @@ fn build_site(root: &Path) -> Result<()> {
     run(Command::new("trunk")
         .args(["build", "--release"])
         .env("PATH", tool_path(root))
-        .env("TRUNK_SKIP_VERSION_CHECK", "true"))
+        .env("TRUNK_SKIP_VERSION_CHECK", "true"))?;
+    externalise_loader(&root.join("dist"))
+}
+
+/// Trunk inlines its wasm loader as a `<script type="module">`. The page's Content-Security-Policy
+/// allows only scripts from its own origin (no 'unsafe-inline'), so the loader moves to a file.
+fn externalise_loader(dist: &Path) -> Result<()> {
+    let index = dist.join("index.html");
+    let html = std::fs::read_to_string(&index)?;
+    let open = "<script type=\"module\">";
+    let Some(start) = html.find(open) else {
+        return Ok(()); // already external
+    };
+    let body_start = start + open.len();
+    let end = html[body_start..]
+        .find("</script>")
+        .map(|e| body_start + e)
+        .context("unterminated loader script in dist/index.html")?;
+    std::fs::write(dist.join("boot.js"), &html[body_start..end])?;
+    let html = format!(
+        "{}<script type=\"module\" src=\"./boot.js\"></script>{}",
+        &html[..start],
+        &html[end + "</script>".len()..]
+    );
+    std::fs::write(index, html)?;
+    Ok(())
 }
 
 fn test(root: &Path, skip_e2e: bool) -> Result<()> {

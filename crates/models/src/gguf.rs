@@ -356,6 +356,11 @@ impl<'a> Gguf<'a> {
             .get("tokenizer.ggml.model")
             .and_then(Value::as_str)
             .unwrap_or("");
+        if model.is_empty() {
+            return Err(ModelError::Tokenizer(
+                "this GGUF file carries no tokenizer; give token ids".into(),
+            ));
+        }
         if model != "gpt2" {
             return Err(ModelError::Tokenizer(format!(
                 "GGUF tokenizer type {model:?} is not supported (byte-level BPE \"gpt2\" is); token ids still work"
