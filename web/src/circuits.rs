@@ -63,7 +63,10 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
             .unwrap_or_else(|| format!("#{id}"))
     };
     let t0 = now_ms();
-    let tokens = m.model.tokens(&[ids.clone()]).map_err(|e| e.to_string())?;
+    let tokens = m
+        .model
+        .tokens(std::slice::from_ref(&ids))
+        .map_err(|e| e.to_string())?;
     let logits = m.model.forward(tokens);
     let [_, p, v] = logits.dims();
     let last = logits.slice(s![0..1, p - 1..p, 0..v]).reshape([v]);

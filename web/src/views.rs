@@ -71,7 +71,9 @@ async fn analyse(prompt: Prompt, answer: String, wrong: String) -> Result<Analys
             .map_err(|e| e.to_string())?,
     };
     let model = &m.model;
-    model.tokens(&[ids.clone()]).map_err(|e| e.to_string())?;
+    model
+        .tokens(std::slice::from_ref(&ids))
+        .map_err(|e| e.to_string())?;
     let (a, w) = (resolve_token(&m, &answer)?, resolve_token(&m, &wrong)?);
     for id in [a, w].into_iter().flatten() {
         if id as usize >= model.config.d_vocab {

@@ -95,7 +95,7 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             let dev = device(args)?;
             let m = load(args, &dev)?;
             let ids = args.ids("--ids")?;
-            let tokens = m.model.tokens(&[ids.clone()])?;
+            let tokens = m.model.tokens(std::slice::from_ref(&ids))?;
             let logits = m.model.forward(tokens);
             let [_, p, v] = logits.dims();
             let values = pollster::block_on(read_f32(logits))?;

@@ -1,4 +1,5 @@
 //! The CLI's JSON contract against the Hugging Face goldens, and its errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::process::Command;
 

@@ -295,7 +295,7 @@ pub async fn head_scores(m: &Transformer, half: usize, seed: u64) -> Result<Head
             .collect()
     };
     // Next-token loss per position.
-    let logits = m.forward(m.tokens(&[ids.clone()])?);
+    let logits = m.forward(m.tokens(std::slice::from_ref(&ids))?);
     let v = m.config.d_vocab;
     let lp = burn::tensor::activation::log_softmax(logits, 2);
     let lp = read_f32(lp).await?;

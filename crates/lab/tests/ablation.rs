@@ -1,4 +1,5 @@
 //! Head ablation and path patching behave as their definitions say.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use interplay_lab::ablation::{AblationKind, ReceiverInput, ablate_heads, path_patch};
 use interplay_models::load::load_path;

@@ -1,5 +1,6 @@
 //! Circuits analyses: patterns equal the HF hook; the logit lens's last row is the model's output;
 //! direct logit attribution sums to the logit difference; head scores are attention fractions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use interplay_lab::circuits::{
     attention_patterns, direct_logit_attribution, head_scores, logit_lens,
@@ -66,8 +67,10 @@ fn logit_lens_ends_at_the_models_output() {
     let ids = prompt(&g);
     let lens = pollster::block_on(logit_lens(&m, &ids, &[5, 17], 5)).unwrap();
     assert_eq!(lens.top.len(), 3);
-    let logits =
-        pollster::block_on(read_f32(m.forward(m.tokens(&[ids.clone()]).unwrap()))).unwrap();
+    let logits = pollster::block_on(read_f32(
+        m.forward(m.tokens(std::slice::from_ref(&ids)).unwrap()),
+    ))
+    .unwrap();
     let last = &logits[logits.len() - 96..];
     let argmax = (0..96)
         .max_by(|&a, &b| last[a].total_cmp(&last[b]))

@@ -1,5 +1,6 @@
 //! Specs round-trip through JSON and share links, resolve with clear errors, and run to the same
 //! numbers as the sweep they describe.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::{PatchingSpec, Prompt, TokenRef};

@@ -2,6 +2,7 @@
 //! forward on the 14-token IOI prompt; forward caching every hook; the full resid_pre patching
 //! sweep (31 × 14). `cargo xtask bench` prints PyTorch's figures (tests/bench/peer_smollm2.py)
 //! beside these.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::time::Instant;
 
@@ -77,7 +78,7 @@ fn main() {
         tk.encode(" Mary").expect("id")[0],
         tk.encode(" John").expect("id")[0],
     );
-    let tokens = m.tokens(&[clean.clone()]).expect("tokens");
+    let tokens = m.tokens(std::slice::from_ref(&clean)).expect("tokens");
     let fwd = median_ms(
         || {
             let _ = pollster::block_on(read_f32(m.forward(tokens.clone())));

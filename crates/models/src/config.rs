@@ -96,13 +96,13 @@ impl TransformerConfig {
         if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.d_vocab == 0 {
             return bad("zero layers, width, heads or vocabulary".into());
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} query heads cannot share {} key/value heads",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.d_head == 0 || (self.arch == Arch::Llama && self.d_head % 2 != 0) {
+        if self.d_head == 0 || (self.arch == Arch::Llama && !self.d_head.is_multiple_of(2)) {
             return bad(format!("head width {} is not usable", self.d_head));
         }
         if self.n_layers > 1024 || self.d_model > 65536 || self.d_vocab > 1 << 22 {

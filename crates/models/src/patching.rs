@@ -287,15 +287,14 @@ pub async fn patch_sweep(
     };
     let mut patched = vec![vec![0f32; cols]; rows_out];
     let mut it = values[2..].iter().copied();
-    for (pi, &p) in starts.iter().enumerate() {
-        let _ = pi;
-        for l in 0..n {
+    for &p in &starts {
+        for row in patched.iter_mut().take(n) {
             for j in 0..per_layer {
                 let v = it.next().unwrap_or(f32::NAN);
                 if target == PatchTarget::HeadOut {
-                    patched[l][j] = v;
+                    row[j] = v;
                 } else {
-                    patched[l][p] = v;
+                    row[p] = v;
                 }
             }
         }

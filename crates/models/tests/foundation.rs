@@ -1,5 +1,6 @@
 //! Foundation checks: the bundled GPT-2 tokenizer gives GPT-2's ids, and both native devices
 //! compute the device check correctly and agree.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
 use interplay_models::TextTokenizer;

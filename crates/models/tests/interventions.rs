@@ -1,5 +1,6 @@
 //! Interventions compose as documented: zero / scale / mean / add / project / subspace patching,
 //! selected by position, head and batch row.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
 mod common;

@@ -1,4 +1,5 @@
 //! Checkpoint parsing: quantisation against gguf-py, and every bad file giving a typed error.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
 mod common;

@@ -2,6 +2,7 @@
 //! Hugging Face `transformers` loading the same GGUF: tokenizer, logits, the IOI logit
 //! difference, and the resid_pre patching grid. Without the file the test says so and passes,
 //! unless `CI` is set, where setup must have fetched it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
 mod common;
@@ -52,7 +53,7 @@ fn smollm2_ioi_matches_hf() {
     assert_eq!(tk.encode(" Mary").unwrap(), vec![mary]);
 
     // Logits at the last position, fed without BOS.
-    let logits = m.forward(m.tokens(&[clean.clone()]).unwrap());
+    let logits = m.forward(m.tokens(std::slice::from_ref(&clean)).unwrap());
     let [_, p, v] = logits.dims();
     let all = pollster::block_on(read_f32(logits)).unwrap();
     let last = &all[(p - 1) * v..];

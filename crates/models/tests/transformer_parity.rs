@@ -1,6 +1,7 @@
 //! The transformer core against Hugging Face `transformers` (golden values made by
 //! tests/fixtures/make_goldens.py): logits, every TransformerLens hook, patching grids; on the CPU
 //! device and on wgpu (lavapipe natively).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
 mod common;

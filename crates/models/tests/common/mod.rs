@@ -1,4 +1,5 @@
 //! Shared helpers: fixture paths, golden JSON, tolerant comparison, devices.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![allow(dead_code)]
 
 use std::path::PathBuf;
