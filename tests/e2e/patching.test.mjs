@@ -70,6 +70,26 @@ for (const mode of MODES) {
   });
 }
 
+test("embed mode hides navigation and the chosen panels and locks the inputs", async () => {
+  const b = await launch(MODES[1]);
+  try {
+    const url = srv.base + "#/circuits?spec=" + encodeURIComponent(JSON.stringify(SPEC)) + "&embed=1&lock=1&hide=guided,model,head-scores";
+    await b.page.setViewportSize({ width: 800, height: 600 });
+    await b.page.goto(url);
+    await b.page.waitForSelector('[data-testid="patching"]');
+    assert.equal(await b.page.isVisible('nav.labs'), false, "no navigation");
+    for (const id of ["guided", "lab-circuits", "head-scores"]) {
+      assert.equal(await b.page.isVisible(`[data-testid="${id}"]`), false, `${id} hidden`);
+    }
+    assert.ok(await b.page.isVisible('[data-testid="patching"]'));
+    assert.ok(await b.page.isDisabled('[data-testid="patch-clean"]'), "inputs locked");
+    assert.equal(await b.page.inputValue('[data-testid="patch-clean"]'), g.clean.join(","));
+    await b.page.screenshot({ path: path.join(SHOTS, "embed-800x600.png") });
+  } finally {
+    await b.close();
+  }
+});
+
 test("a damaged share link says so and the lab still works", async () => {
   const b = await launch(MODES[1]);
   try {

@@ -126,7 +126,7 @@ pub fn CircuitsLab() -> impl IntoView {
         busy.set(false);
     };
 
-    let load_bundled = move |_| {
+    let load_bundled = move || {
         busy.set(true);
         status.set(Some(Ok(
             "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
@@ -216,12 +216,31 @@ pub fn CircuitsLab() -> impl IntoView {
         });
     };
 
+    // An embedded experiment names a bundled model; load it without asking.
+    if use_context::<crate::shell::Embed>().is_some_and(|e| e.embed) && models::current().is_err() {
+        load_bundled();
+    }
+
+    // Guided experiments fill the panels through this preset.
+    let preset = RwSignal::new(None::<crate::guided::Preset>);
+    Effect::new(move |_| {
+        if let Some(crate::guided::Preset {
+            prompt: Some((p, _, _)),
+            ..
+        }) = preset.get()
+        {
+            prompt.set(p);
+            ids_text.set(String::new());
+        }
+    });
+
     view! {
-        <section class="card" data-testid="lab-circuits">
+        <crate::guided::GuidedPanel preset=preset load_smollm2=Callback::new(move |_: ()| load_bundled())/>
+        <section class="card" data-testid="lab-circuits" hidden=crate::shell::hidden("model")>
             <h2>"Circuits lab"</h2>
             <p>"Load a transformer and look inside it. Files you choose are read by this page and never uploaded."</p>
             <div class="row">
-                <button data-testid="load-smollm2" on:click=load_bundled prop:disabled=move || busy.get()>
+                <button data-testid="load-smollm2" on:click=move |_| load_bundled() prop:disabled=move || busy.get()>
                     "Load SmolLM2-135M-Instruct"
                 </button>
                 <label class="file" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
@@ -244,7 +263,7 @@ pub fn CircuitsLab() -> impl IntoView {
                 </dl>
             })}
         </section>
-        <section class="card">
+        <section class="card" hidden=crate::shell::hidden("prompt")>
             <h2>"Prompt"</h2>
             <label for="prompt-text">"Text"</label>
             <textarea id="prompt-text" data-testid="prompt-text" rows="2"
@@ -288,8 +307,8 @@ pub fn CircuitsLab() -> impl IntoView {
             })}
             </div>
         </section>
-        <crate::views::AnalysisPanel prompt=prompt ids_text=ids_text/>
-        <crate::patching::PatchingPanel model_loaded=loads/>
-        <crate::views::HeadScoresPanel/>
+        <crate::views::AnalysisPanel prompt=prompt ids_text=ids_text preset=preset/>
+        <crate::patching::PatchingPanel preset=preset/>
+        <crate::views::HeadScoresPanel preset=preset/>
     }
 }

@@ -92,7 +92,11 @@ const GUIDES: &[Guide] = &[
                 wrong: TokenRef::Text(" Rome".into()),
                 ..PatchingSpec::ioi_smollm2()
             }),
-            prompt: Some(("The capital of France is".into(), " Paris".into(), " Rome".into())),
+            prompt: Some((
+                "The capital of France is".into(),
+                " Paris".into(),
+                " Rome".into(),
+            )),
             induction_half: None,
         },
     },
@@ -108,7 +112,7 @@ pub fn GuidedPanel(
 ) -> impl IntoView {
     let chosen = RwSignal::new(None::<&'static str>);
     view! {
-        <section class="card" data-testid="guided">
+        <section class="card" data-testid="guided" hidden=crate::shell::hidden("guided")>
             <h2>"Guided experiments"</h2>
             <p class="muted">"Each sets up the lab to reproduce a published finding on SmolLM2-135M-Instruct. \
                 Read, press Set up, then run the panels below."</p>

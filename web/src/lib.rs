@@ -6,9 +6,11 @@
 //! | [`runtime`] | the page's compute device (WebGPU, else CPU) shared with every lab |
 //! | [`assets`] | fetching bundled files relative to the page (works from any sub-path) |
 //! | [`shell`] | header, navigation, device switch, start-up check |
+//! | [`offline`] | service worker registration (offline use) |
 //! | [`models`] | the loaded model (bundled or from the user's disk), rebuilt on device switch |
 //! | [`circuits`] | Circuits lab: model loading, prompt view |
 //! | [`ablation`] | Circuits lab: head ablation and path patching |
+//! | [`guided`] | Circuits lab: guided experiments (presets + text) |
 //! | [`patching`] | Circuits lab: activation patching panel (spec in the URL) |
 //! | [`plots`] | heatmap, palettes, export |
 //! | [`views`] | Circuits lab: attention, logit lens, attribution, head detectors |
@@ -16,7 +18,9 @@
 pub mod ablation;
 pub mod assets;
 pub mod circuits;
+pub mod guided;
 pub mod models;
+pub mod offline;
 pub mod patching;
 pub mod plots;
 pub mod runtime;

@@ -2,5 +2,6 @@
 
 fn main() {
     console_error_panic_hook::set_once();
+    interplay_web::offline::register_service_worker();
     leptos::mount::mount_to_body(interplay_web::App);
 }

@@ -85,8 +85,8 @@ struct SweepResult {
 /// The patching panel.
 #[component]
 pub fn PatchingPanel(
-    /// Bumped whenever a model loads, so labels follow the model.
-    model_loaded: RwSignal<u32>,
+    /// A guided experiment's setup; the form follows it.
+    preset: RwSignal<Option<crate::guided::Preset>>,
 ) -> impl IntoView {
     // A spec from a share link wins over the default; a damaged link says so.
     let (initial, link_error) = match spec_param(&hash()).map(decode::<PatchingSpec>) {
@@ -107,6 +107,7 @@ pub fn PatchingPanel(
     let runs = RwSignal::new(0u32);
     let share = RwSignal::new(String::new());
     let link_error = RwSignal::new(link_error);
+    let lock = crate::shell::locked();
 
     let spec = move || PatchingSpec {
         model: model_name.get_untracked(),
@@ -191,22 +192,33 @@ pub fn PatchingPanel(
         });
     };
 
-    let _ = model_loaded;
+    Effect::new(move |_| {
+        if let Some(crate::guided::Preset {
+            patching: Some(p), ..
+        }) = preset.get()
+        {
+            clean.set(prompt_text(&p.clean));
+            corrupt.set(prompt_text(&p.corrupt));
+            answer.set(token_text(&p.answer));
+            wrong.set(token_text(&p.wrong));
+            target.set(p.target);
+        }
+    });
     view! {
-        <section class="card" data-testid="patching">
+        <section class="card" data-testid="patching" hidden=crate::shell::hidden("patching")>
             <h2>"Activation patching"</h2>
             <p class="muted">"Run the corrupted prompt, patch one activation in from the clean run, and see how much of the \
                 clean logit difference (answer − wrong) comes back: 1 = fully restored, 0 = no effect. \
                 Prompts may be text or comma-separated token ids; both must have the same number of tokens."</p>
             {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
             <div class="grid2">
-                <label>"Clean prompt"<input type="text" data-testid="patch-clean" prop:value=move || clean.get() on:input=move |ev| clean.set(event_target_value(&ev))/></label>
-                <label>"Corrupted prompt"<input type="text" data-testid="patch-corrupt" prop:value=move || corrupt.get() on:input=move |ev| corrupt.set(event_target_value(&ev))/></label>
-                <label>"Answer token"<input type="text" data-testid="patch-answer" prop:value=move || answer.get() on:input=move |ev| answer.set(event_target_value(&ev))/></label>
-                <label>"Wrong token"<input type="text" data-testid="patch-wrong" prop:value=move || wrong.get() on:input=move |ev| wrong.set(event_target_value(&ev))/></label>
+                <label>"Clean prompt"<input type="text" data-testid="patch-clean" prop:disabled=lock prop:value=move || clean.get() on:input=move |ev| clean.set(event_target_value(&ev))/></label>
+                <label>"Corrupted prompt"<input type="text" data-testid="patch-corrupt" prop:disabled=lock prop:value=move || corrupt.get() on:input=move |ev| corrupt.set(event_target_value(&ev))/></label>
+                <label>"Answer token"<input type="text" data-testid="patch-answer" prop:disabled=lock prop:value=move || answer.get() on:input=move |ev| answer.set(event_target_value(&ev))/></label>
+                <label>"Wrong token"<input type="text" data-testid="patch-wrong" prop:disabled=lock prop:value=move || wrong.get() on:input=move |ev| wrong.set(event_target_value(&ev))/></label>
             </div>
             <label>"Activation "
-                <select data-testid="patch-target" prop:value=move || target_name(target.get())
+                <select data-testid="patch-target" prop:disabled=lock prop:value=move || target_name(target.get())
                         on:change=move |ev| if let Ok(t) = event_target_value(&ev).parse() { target.set(t) }>
                     <option value="resid_pre">"residual stream before each layer (resid_pre)"</option>
                     <option value="resid_mid">"residual stream between attention and MLP (resid_mid)"</option>
@@ -228,6 +240,10 @@ pub fn PatchingPanel(
             {move || (!share.get().is_empty()).then(|| view! {
                 <label>"Share link (reproduces this experiment)"
                     <input type="text" readonly data-testid="share-link" prop:value=move || share.get()/></label>
+                <label>"Embed in course material (one experiment, no navigation, inputs locked)"
+                    <input type="text" readonly data-testid="embed-snippet" prop:value=move || format!(
+                        "<iframe src=\"{}&embed=1&lock=1&hide=guided,model\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
+                        share.get())/></label>
             })}
             <div data-testid="patch-status" data-seq=move || runs.get()
                  data-state=move || match (busy.get(), result.get()) {

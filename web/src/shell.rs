@@ -70,6 +70,48 @@ fn current_hash() -> String {
         .unwrap_or_default()
 }
 
+/// Embed mode, from the hash query: `embed=1` shows one lab without navigation; `hide=a,b`
+/// hides panels by name (`guided`, `model`, `prompt`, `analysis`, `patching`, `ablation`,
+/// `head-scores`); `lock=1` makes the experiment's inputs read-only.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Embed {
+    /// Compact mode without navigation.
+    pub embed: bool,
+    /// Hidden panels.
+    pub hidden: Vec<String>,
+    /// Inputs read-only.
+    pub locked: bool,
+}
+
+impl Embed {
+    /// Read the flags from a hash such as `#/circuits?spec=...&embed=1&hide=guided`.
+    pub fn from_hash(hash: &str) -> Self {
+        let query = hash.split_once('?').map(|x| x.1).unwrap_or("");
+        let mut e = Embed::default();
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("embed", v)) => e.embed = v == "1" || v == "true",
+                Some(("lock", v)) => e.locked = v == "1" || v == "true",
+                Some(("hide", v)) => {
+                    e.hidden = v.split(',').map(|x| x.trim().to_string()).collect()
+                }
+                _ => {}
+            }
+        }
+        e
+    }
+}
+
+/// Whether a panel is hidden in this page's embed settings.
+pub fn hidden(panel: &str) -> bool {
+    use_context::<Embed>().is_some_and(|e| e.hidden.iter().any(|h| h == panel))
+}
+
+/// Whether inputs are locked.
+pub fn locked() -> bool {
+    use_context::<Embed>().is_some_and(|e| e.locked)
+}
+
 /// The device the URL asks for (`?device=cpu`), else WebGPU.
 fn requested_backend() -> Backend {
     web_sys::window()
@@ -150,11 +192,14 @@ pub fn App() -> impl IntoView {
     start(requested_backend());
 
     provide_context(DeviceContext { device });
+    let embed = Embed::from_hash(&current_hash());
+    let compact = embed.embed;
+    provide_context(embed);
 
     view! {
-        <header class="top">
+        <header class="top" class:embed=compact>
             <h1>"Interplay"<small>"interpretability playground"</small></h1>
-            <nav class="labs" aria-label="Labs">
+            <nav class="labs" aria-label="Labs" hidden=compact>
                 {Lab::ALL.into_iter().map(|l| view! {
                     <a href=format!("#/{}", l.slug())
                        data-testid=format!("nav-{}", l.slug())
@@ -165,7 +210,7 @@ pub fn App() -> impl IntoView {
             </nav>
             <DeviceSwitch device=device busy=busy on_switch=Callback::new(start)/>
         </header>
-        <main>
+        <main class:embed=compact>
             {move || match lab.get() {
                 Lab::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
                 Lab::Circuits => view! { <crate::circuits::CircuitsLab/> }.into_any(),

@@ -122,9 +122,21 @@ pub fn AnalysisPanel(
     prompt: RwSignal<String>,
     /// Ids typed instead of text.
     ids_text: RwSignal<String>,
+    /// A guided experiment's setup.
+    preset: RwSignal<Option<crate::guided::Preset>>,
 ) -> impl IntoView {
     let answer = RwSignal::new(" Mary".to_string());
     let wrong = RwSignal::new(" John".to_string());
+    Effect::new(move |_| {
+        if let Some(crate::guided::Preset {
+            prompt: Some((_, a, w)),
+            ..
+        }) = preset.get()
+        {
+            answer.set(a);
+            wrong.set(w);
+        }
+    });
     let busy = RwSignal::new(false);
     let result = RwSignal::new(None::<Result<Analysis, String>>);
     let runs = RwSignal::new(0u32);
@@ -170,7 +182,7 @@ pub fn AnalysisPanel(
     };
 
     view! {
-        <section class="card" data-testid="analysis">
+        <section class="card" data-testid="analysis" hidden=crate::shell::hidden("analysis")>
             <h2>"Inside one prompt"</h2>
             <p class="muted">"Attention patterns, the logit lens (what the residual stream would predict after each layer) and \
                 direct logit attribution (how much each head and MLP writes toward the answer rather than the wrong token)."</p>
@@ -251,8 +263,20 @@ pub fn AnalysisPanel(
 
 /// Head detectors on repeated random tokens.
 #[component]
-pub fn HeadScoresPanel() -> impl IntoView {
+pub fn HeadScoresPanel(
+    /// A guided experiment's setup.
+    preset: RwSignal<Option<crate::guided::Preset>>,
+) -> impl IntoView {
     let half = RwSignal::new(20usize);
+    Effect::new(move |_| {
+        if let Some(crate::guided::Preset {
+            induction_half: Some(h),
+            ..
+        }) = preset.get()
+        {
+            half.set(h);
+        }
+    });
     let seed = RwSignal::new(0u64);
     let busy = RwSignal::new(false);
     let result = RwSignal::new(None::<Result<HeadScores, String>>);
@@ -272,7 +296,7 @@ pub fn HeadScoresPanel() -> impl IntoView {
         });
     };
     view! {
-        <section class="card" data-testid="head-scores">
+        <section class="card" data-testid="head-scores" hidden=crate::shell::hidden("head-scores")>
             <h2>"Induction, previous-token and duplicate-token heads"</h2>
             <p class="muted">"A seeded random sequence is repeated twice. Induction heads attend from a token to the one after its \
                 earlier copy; when they work, the loss on the second half falls far below the first."</p>
