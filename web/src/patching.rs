@@ -242,7 +242,7 @@ pub fn PatchingPanel(
                     <input type="text" readonly data-testid="share-link" prop:value=move || share.get()/></label>
                 <label>"Embed in course material (one experiment, no navigation, inputs locked)"
                     <input type="text" readonly data-testid="embed-snippet" prop:value=move || format!(
-                        "<iframe src=\"{}&embed=1&lock=1&hide=guided,model\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
+                        "<iframe src=\"{}&embed=1&lock=1&hide=guided,model,prompt,analysis,head-scores\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
                         share.get())/></label>
             })}
             <div data-testid="patch-status" data-seq=move || runs.get()
