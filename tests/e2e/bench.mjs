@@ -1,19 +1,52 @@
-// Benchmark (prints, asserts nothing): navigation → first result in headless Chromium, per device.
+// Benchmark (prints, asserts nothing), headless Chromium, both devices:
+//  - navigation → first result of the start-up check (cold profile each time);
+//  - SmolLM2-135M-Instruct in the page: load (fetch + dequantise + upload), one forward on the
+//    IOI prompt, and the IOI resid_pre patching sweep (31 × 14).
 import { MODES, serveDist, launch, ShellPage } from "./harness.mjs";
 
 const srv = await serveDist();
+const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 for (const mode of MODES) {
   const runs = [];
   for (let i = 0; i < 3; i++) {
     const b = await launch(mode);
     const shell = new ShellPage(b.page);
-    const t0 = Date.now();
     await shell.open(srv.base);
     await shell.waitStartup();
-    runs.push({ wall: Date.now() - t0, page: await shell.sinceNavigationMs(), backend: await shell.backend() });
+    runs.push(await shell.sinceNavigationMs());
     await b.close();
   }
-  const med = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  console.log(`${mode.name.padEnd(7)} (${runs[0].backend}): navigation → first result ${med(runs.map((r) => r.page)).toFixed(0)} ms (median of ${runs.length}, cold profile each)`);
+  console.log(`browser [${mode.name}] navigation → first result: ${med(runs).toFixed(0)} ms (median of ${runs.length}, cold profile each)`);
+}
+
+const SKIP_SMOLLM2 = process.env.INTERPLAY_BENCH_SKIP_SMOLLM2 === "1";
+for (const mode of SKIP_SMOLLM2 ? [] : MODES) {
+  const b = await launch(mode);
+  const page = b.page;
+  try {
+    await page.goto(srv.base + "#/circuits");
+    await page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])', { timeout: 60_000 });
+    let t = Date.now();
+    await page.click('[data-testid="load-smollm2"]');
+    await page.waitForSelector('[data-testid="model-load"][data-state="idle"]:not([data-seq="0"])', { timeout: 600_000, state: "attached" });
+    const load = Date.now() - t;
+    if (await page.$('[data-testid="model-error"]')) throw new Error(await page.textContent('[data-testid="model-error"]'));
+    t = Date.now();
+    await page.click('[data-testid="run-prompt"]');
+    await page.waitForSelector('[data-testid="run-status"]:not([data-seq="0"]):is([data-state="done"], [data-state="error"])', { timeout: 600_000, state: "attached" });
+    const fwd = Date.now() - t;
+    const top = await page.textContent('[data-testid="top-tokens"] tbody tr:first-child td:first-child');
+    t = Date.now();
+    await page.click('[data-testid="patch-run"]');
+    await page.waitForSelector('[data-testid="patch-status"]:not([data-seq="0"]):is([data-state="done"], [data-state="error"])', { timeout: 900_000, state: "attached" });
+    const sweep = Date.now() - t;
+    const clean = await page.textContent('[data-testid="clean-metric"]').catch(() => "?");
+    console.log(`browser [${mode.name}] SmolLM2: load ${(load / 1e3).toFixed(1)} s; forward (IOI prompt, first run) ${fwd} ms, top token ${JSON.stringify(top)}; resid_pre sweep 31×14 ${(sweep / 1e3).toFixed(1)} s (clean logit diff ${clean})`);
+  } catch (e) {
+    console.log(`browser [${mode.name}] SmolLM2 failed: ${e.message}`);
+  } finally {
+    await b.close();
+  }
 }
 srv.server.close();

@@ -82,10 +82,15 @@ impl ComputeDevice {
         if let Some(device) = READY.get() {
             return Ok(Self::wgpu_from(device.clone()));
         }
-        let device = Device::wgpu_options()
-            .init_async()
-            .await
-            .map_err(|e| ModelError::Device(format!("no WebGPU adapter: {e}")))?;
+        let device = match Device::wgpu_options().init_async().await {
+            Ok(d) => d,
+            // Another caller initialised the runtime first (tests run in parallel; the page may
+            // ask twice): a handle to the same default device reuses it.
+            Err(e) if e.to_string().contains("already initialized") => {
+                Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+            }
+            Err(e) => return Err(ModelError::Device(format!("no WebGPU adapter: {e}"))),
+        };
         let device = READY.get_or_init(|| device).clone();
         Ok(Self::wgpu_from(device))
     }
