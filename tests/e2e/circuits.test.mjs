@@ -47,6 +47,15 @@ for (const mode of MODES) {
       fs.writeFileSync(cut, whole.subarray(0, whole.length >> 1));
       await lab.loadFiles([cut]);
       assert.match(await lab.loadError(), /truncated/);
+      // Over-long prompt for a model with learned positions (tiny GPT-2: context 32).
+      await lab.loadFiles(["model.safetensors", "config.json"].map((f) => path.join(FIX, "tiny-gpt2", f)));
+      assert.equal(await lab.runIds(Array(40).fill(1)), "error");
+      assert.match(await lab.runError(), /context holds 32/);
+      // Empty prompt: this model has no tokenizer, so empty ids.
+      await b.page.fill('[data-testid="prompt-ids"]', "");
+      await b.page.fill('[data-testid="prompt-text"]', "");
+      assert.equal(await lab.run(), "error");
+      assert.match(await lab.runError(), /empty/);
       assert.equal(await lab.runIds([1, 2, 300]), "error");
       assert.match(await lab.runError(), /outside the vocabulary/);
       assert.equal(await lab.runIds([1, 2, 3]), "done", "the page is still usable");

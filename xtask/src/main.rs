@@ -282,7 +282,15 @@ fn bench(root: &Path) -> Result<()> {
         gz as f64 / 1e6
     );
     run(Command::new("node").args(["tests/e2e/bench.mjs"]))?;
-    run(Command::new("cargo").args(["bench", "--profile", "dev", "-p", "interplay-models", "--bench", "smollm2"]))?;
+    run(Command::new("cargo").args([
+        "bench",
+        "--profile",
+        "dev",
+        "-p",
+        "interplay-models",
+        "--bench",
+        "smollm2",
+    ]))?;
     // The PyTorch peer needs torch + transformers + gguf + accelerate (pip); skip without them.
     let peer = Command::new("python3")
         .arg("tests/bench/peer_smollm2.py")
