@@ -54,6 +54,9 @@ pub fn Heatmap(
     what: String,
     /// Test id of the figure.
     testid: String,
+    /// Called with `(row, col)` when a cell is clicked.
+    #[prop(optional)]
+    on_cell: Option<Callback<(usize, usize)>>,
 ) -> impl IntoView {
     let (cw, ch, left, top) = (46.0f32, 18.0f32, 70.0f32, 64.0f32);
     let width = left + cw * cols.len() as f32 + 10.0;
@@ -75,7 +78,9 @@ pub fn Heatmap(
                 let title = format!("{} · {}: {what} = {v:.4}", rows[r], cols.get(c).cloned().unwrap_or_default());
                 view! {
                     <rect x=left + c as f32 * cw y=top + r as f32 * ch width=cw - 1.0 height=ch - 1.0
-                          fill=diverging(v / scale) data-row=r data-col=c data-value=v>
+                          fill=diverging(v / scale) data-row=r data-col=c data-value=v
+                          style=if on_cell.is_some() { "cursor:pointer" } else { "" }
+                          on:click=move |_| if let Some(cb) = on_cell { cb.run((r, c)) }>
                         <title>{title}</title>
                     </rect>
                 }

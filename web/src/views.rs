@@ -213,6 +213,31 @@ pub fn AnalysisPanel(
                     let dla_json = an.dla.as_ref().map(|d| serde_json::to_string(d).unwrap_or_default());
                     view! {
                         <h3>"Attention patterns"</h3>
+                        {
+                            // Overview: every layer × head, attention from the last position to a chosen key.
+                            let key = RwSignal::new(an.tokens.len().saturating_sub(1));
+                            let an3 = an.clone();
+                            let overview = move || {
+                                let k = key.get().min(an3.tokens.len().saturating_sub(1));
+                                let q = an3.tokens.len().saturating_sub(1);
+                                let vals: Vec<Vec<f32>> = an3.patterns.pattern.iter()
+                                    .map(|layer| layer.iter().map(|head| head.get(q).and_then(|r| r.get(k)).copied().unwrap_or(0.0)).collect())
+                                    .collect();
+                                view! {
+                                    <Heatmap rows=(0..n_layers).map(|l| format!("L{l}")).collect() cols=(0..n_heads).map(|h| format!("H{h}")).collect()
+                                        values=vals what=format!("attention from the last token to {}", an3.tokens.get(k).cloned().unwrap_or_default())
+                                        testid="attention-overview".to_string()
+                                        on_cell=Callback::new(move |(l, h): (usize, usize)| { layer.set(l); head.set(h); })/>
+                                }
+                            };
+                            view! {
+                                <label>"overview: attention from the last token to "<select data-testid="attention-key" on:change=move |ev| key.set(event_target_value(&ev).parse().unwrap_or(0))>
+                                    {an.tokens.iter().enumerate().map(|(i, t)| view! { <option value=i selected=i + 1 == an.tokens.len()>{t.clone()}</option> }).collect_view()}
+                                </select></label>
+                                <p class="muted">"Click a head to see its full pattern below."</p>
+                                {overview}
+                            }
+                        }
                         <label>"layer "<select data-testid="attention-layer" on:change=move |ev| layer.set(event_target_value(&ev).parse().unwrap_or(0))>
                             {(0..n_layers).map(|l| view! { <option value=l selected=move || layer.get() == l>{format!("L{l}")}</option> }).collect_view()}
                         </select></label>
