@@ -21,24 +21,24 @@ for (const mode of MODES) {
 }
 
 const SKIP_SMOLLM2 = process.env.INTERPLAY_BENCH_SKIP_SMOLLM2 === "1";
-for (const mode of SKIP_SMOLLM2 ? [] : MODES) {
+for (const mode of SKIP_SMOLLM2 ? [] : MODES.filter((m) => !process.env.INTERPLAY_BENCH_MODE || m.name === process.env.INTERPLAY_BENCH_MODE)) {
   const b = await launch(mode);
   const page = b.page;
   try {
     await page.goto(srv.base + "#/circuits");
     await page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])', { timeout: 60_000 });
     let t = Date.now();
-    await page.click('[data-testid="load-smollm2"]');
+    await page.click('[data-testid="load-smollm2"]', { timeout: 600_000 });
     await page.waitForSelector('[data-testid="model-load"][data-state="idle"]:not([data-seq="0"])', { timeout: 600_000, state: "attached" });
     const load = Date.now() - t;
     if (await page.$('[data-testid="model-error"]')) throw new Error(await page.textContent('[data-testid="model-error"]'));
     t = Date.now();
-    await page.click('[data-testid="run-prompt"]');
+    await page.click('[data-testid="run-prompt"]', { timeout: 600_000 });
     await page.waitForSelector('[data-testid="run-status"]:not([data-seq="0"]):is([data-state="done"], [data-state="error"])', { timeout: 600_000, state: "attached" });
     const fwd = Date.now() - t;
     const top = await page.textContent('[data-testid="top-tokens"] tbody tr:first-child td:first-child');
     t = Date.now();
-    await page.click('[data-testid="patch-run"]');
+    await page.click('[data-testid="patch-run"]', { timeout: 600_000 });
     await page.waitForSelector('[data-testid="patch-status"]:not([data-seq="0"]):is([data-state="done"], [data-state="error"])', { timeout: 900_000, state: "attached" });
     const sweep = Date.now() - t;
     const clean = await page.textContent('[data-testid="clean-metric"]').catch(() => "?");
