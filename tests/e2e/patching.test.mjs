@@ -102,3 +102,20 @@ test("a damaged share link says so and the lab still works", async () => {
     await b.close();
   }
 });
+
+test("work in progress survives a reload", async () => {
+  const b = await launch(MODES[1]);
+  try {
+    await b.page.goto(srv.base + "#/circuits");
+    await b.page.waitForSelector('[data-testid="patching"]');
+    await b.page.fill('[data-testid="patch-clean"]', "When Anna and Bob met, Bob thanked");
+    await b.page.fill('[data-testid="prompt-text"]', "My own prompt");
+    await b.page.reload();
+    await b.page.waitForSelector('[data-testid="patching"]');
+    assert.equal(await b.page.inputValue('[data-testid="patch-clean"]'), "When Anna and Bob met, Bob thanked");
+    assert.equal(await b.page.inputValue('[data-testid="prompt-text"]'), "My own prompt");
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await b.close();
+  }
+});

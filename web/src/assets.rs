@@ -77,3 +77,35 @@ pub async fn read_files(files: &web_sys::FileList) -> Result<Vec<(String, Vec<u8
     }
     Ok(out)
 }
+
+/// `localStorage` (reached through `Reflect`, so no extra web-sys features): `None` when the
+/// browser refuses storage (private mode, sandboxed iframe) — the page then just does not autosave.
+fn local_storage() -> Option<wasm_bindgen::JsValue> {
+    let w = web_sys::window()?;
+    js_sys::Reflect::get(&w, &"localStorage".into())
+        .ok()
+        .filter(|s| !s.is_null() && !s.is_undefined())
+}
+
+fn call_storage(method: &str, args: &[&str]) -> Option<wasm_bindgen::JsValue> {
+    let storage = local_storage()?;
+    let f: js_sys::Function = js_sys::Reflect::get(&storage, &method.into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let args: js_sys::Array = args
+        .iter()
+        .map(|a| wasm_bindgen::JsValue::from_str(a))
+        .collect();
+    f.apply(&storage, &args).ok()
+}
+
+/// Read an autosaved draft.
+pub fn draft_get(key: &str) -> Option<String> {
+    call_storage("getItem", &[key]).and_then(|v| v.as_string())
+}
+
+/// Autosave a draft (ignored when storage is unavailable or full).
+pub fn draft_set(key: &str, value: &str) {
+    let _ = call_storage("setItem", &[key, value]);
+}

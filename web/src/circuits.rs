@@ -12,10 +12,12 @@ use burn::tensor::s;
 use interplay_models::device::read_f32;
 use interplay_models::tokenizer::visible;
 
-use crate::assets::{fetch_bytes, now_ms, read_files, yield_now};
+use crate::assets::{draft_get, draft_set, fetch_bytes, now_ms, read_files, yield_now};
 use crate::models::{self, ModelInfo, ModelSource};
 
 const SMOLLM2_URL: &str = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Where the prompt box autosaves.
+const PROMPT_KEY: &str = "interplay.circuits.prompt";
 const IOI_PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
 /// One run's result.
@@ -106,7 +108,8 @@ pub fn CircuitsLab() -> impl IntoView {
     let info = RwSignal::new(models::current().ok().map(|(_, i)| i));
     let status = RwSignal::new(None::<Result<String, String>>);
     let busy = RwSignal::new(false);
-    let prompt = RwSignal::new(IOI_PROMPT.to_string());
+    let prompt = RwSignal::new(draft_get(PROMPT_KEY).unwrap_or_else(|| IOI_PROMPT.to_string()));
+    Effect::new(move |_| draft_set(PROMPT_KEY, &prompt.get()));
     let ids_text = RwSignal::new(String::new());
     let result = RwSignal::new(None::<Result<RunResult, String>>);
     // Counts finished load attempts so tests (and screen readers) can tell a new outcome.

@@ -8,7 +8,10 @@ use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::{PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::{PatchGrid, PatchTarget, Progress};
 
-use crate::assets::{now_ms, yield_now};
+use crate::assets::{draft_get, draft_set, now_ms, yield_now};
+
+/// Where the patching panel autosaves its experiment.
+const DRAFT_KEY: &str = "interplay.circuits.patching";
 use crate::models;
 use crate::plots::{Heatmap, download};
 
@@ -89,10 +92,16 @@ pub fn PatchingPanel(
     preset: RwSignal<Option<crate::guided::Preset>>,
 ) -> impl IntoView {
     // A spec from a share link wins over the default; a damaged link says so.
+    // A share link wins; else the autosaved draft; else the IOI default.
+    let draft = || {
+        draft_get(DRAFT_KEY)
+            .and_then(|d| serde_json::from_str::<PatchingSpec>(&d).ok())
+            .unwrap_or_else(PatchingSpec::ioi_smollm2)
+    };
     let (initial, link_error) = match spec_param(&hash()).map(decode::<PatchingSpec>) {
         Some(Ok(s)) => (s, None),
-        Some(Err(e)) => (PatchingSpec::ioi_smollm2(), Some(e.to_string())),
-        None => (PatchingSpec::ioi_smollm2(), None),
+        Some(Err(e)) => (draft(), Some(e.to_string())),
+        None => (draft(), None),
     };
     let model_name = RwSignal::new(initial.model.clone());
     let clean = RwSignal::new(prompt_text(&initial.clean));
@@ -192,6 +201,20 @@ pub fn PatchingPanel(
         });
     };
 
+    // Autosave every edit, so a reload or a crash loses nothing.
+    Effect::new(move |_| {
+        let s = PatchingSpec {
+            model: model_name.get(),
+            clean: prompt_of(&clean.get()),
+            corrupt: prompt_of(&corrupt.get()),
+            answer: token_of(&answer.get()),
+            wrong: token_of(&wrong.get()),
+            target: target.get(),
+        };
+        if let Ok(json) = serde_json::to_string(&s) {
+            draft_set(DRAFT_KEY, &json);
+        }
+    });
     Effect::new(move |_| {
         if let Some(crate::guided::Preset {
             patching: Some(p), ..
