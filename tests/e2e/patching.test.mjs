@@ -50,6 +50,11 @@ for (const mode of MODES) {
           assert.ok(Math.abs(grid[l][p] - g.resid_pre[l][p]) < 1e-3, `[${l}][${p}] page ${grid[l][p]} vs HF ${g.resid_pre[l][p]}`);
         }
       }
+      // The heatmap exports as a standalone SVG file.
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click('[data-testid="patch-grid-svg"]')]);
+      const svgPath = path.join(SHOTS, `patching-${mode.name}.svg`);
+      await download.saveAs(svgPath);
+      assert.match(fs.readFileSync(svgPath, "utf8"), /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
       const share = await page.inputValue('[data-testid="share-link"]');
       assert.match(share, /#\/circuits\?spec=/);
       await page.locator('[data-testid="patch-grid"]').screenshot({ path: path.join(SHOTS, `patching-${mode.name}.png`) });

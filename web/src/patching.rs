@@ -282,13 +282,6 @@ pub fn PatchingPanel(
                     let data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
                         "corrupt_metric": r.grid.corrupt_metric, "grid": r.grid.grid, "patched": r.grid.patched});
                     let data = data.to_string();
-                    let csv = {
-                        let mut s = format!("row,{}\n", r.cols.join(","));
-                        for (l, row) in r.rows.iter().zip(&r.grid.grid) {
-                            s += &format!("{l},{}\n", row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
-                        }
-                        s
-                    };
                     view! {
                         <dl class="facts">
                             <dt>"clean logit difference"</dt><dd data-testid="clean-metric">{format!("{:.4}", r.grid.clean_metric)}</dd>
@@ -299,7 +292,6 @@ pub fn PatchingPanel(
                                  what="normalised recovery".to_string() testid="patch-grid".to_string()/>
                         <p>
                             <button on:click=move |_| download("patching.json", "application/json", &data)>"Export JSON"</button>" "
-                            <button on:click=move |_| download("patching.csv", "text/csv", &csv)>"Export CSV"</button>" "
                             <button on:click=move |_| download("spec.json", "application/json", &spec_json)>"Export spec (for `interplay run`)"</button>
                         </p>
                     }.into_any()

@@ -41,6 +41,16 @@ pub fn download(name: &str, mime: &str, contents: &str) {
     let _ = web_sys::Url::revoke_object_url(&url);
 }
 
+/// Download the SVG of the figure with test id `testid` as a standalone file.
+pub fn export_svg(testid: &str) {
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    if let Ok(Some(svg)) = doc.query_selector(&format!("[data-testid='{testid}'] svg")) {
+        download(&format!("{testid}.svg"), "image/svg+xml", &svg.outer_html());
+    }
+}
+
 /// A heatmap of `values[row][col]`, coloured symmetrically around zero.
 #[component]
 pub fn Heatmap(
@@ -67,6 +77,16 @@ pub fn Heatmap(
         .fold(0f32, |m, v| m.max(v.abs()))
         .max(1e-6);
     let json = serde_json::to_string(&values).unwrap_or_default();
+    let csv = {
+        let mut s = format!("row,{}\n", cols.join(","));
+        for (l, row) in rows.iter().zip(&values) {
+            let vals: Vec<String> = row.iter().map(f32::to_string).collect();
+            s += &format!("{l},{}\n", vals.join(","));
+        }
+        s
+    };
+    let svg_id = testid.clone();
+    let csv_id = testid.clone();
     let cells = values
         .iter()
         .enumerate()
@@ -109,10 +129,14 @@ pub fn Heatmap(
         .collect_view();
     view! {
         <figure class="heatmap" data-testid=testid data-values=json>
-            <svg width=width height=height role="img" aria-label=what.clone()>
+            <svg xmlns="http://www.w3.org/2000/svg" width=width height=height role="img" aria-label=what.clone()>
                 {col_labels}{row_labels}{cells}
             </svg>
             <figcaption class="muted">{format!("{what}; colour scale ±{scale:.3} (purple negative, orange positive)")}</figcaption>
+            <p>
+                <button data-testid=format!("{svg_id}-svg") on:click=move |_| export_svg(&svg_id)>"Export SVG"</button>" "
+                <button on:click=move |_| download(&format!("{csv_id}.csv"), "text/csv", &csv)>"Export CSV"</button>
+            </p>
             <details><summary>"Data table"</summary>
                 <table class="data"><thead><tr><th></th>{cols.iter().map(|c| view! { <th scope="col">{c.clone()}</th> }).collect_view()}</tr></thead>
                 <tbody>{table_rows}</tbody></table>
