@@ -118,14 +118,16 @@ pub fn PatchingPanel(
     let link_error = RwSignal::new(link_error);
     let lock = crate::shell::locked();
 
-    let spec = move || PatchingSpec {
-        model: model_name.get_untracked(),
-        clean: prompt_of(&clean.get_untracked()),
-        corrupt: prompt_of(&corrupt.get_untracked()),
-        answer: token_of(&answer.get_untracked()),
-        wrong: token_of(&wrong.get_untracked()),
-        target: target.get_untracked(),
-    };
+    // The form as a spec: one derived signal for the run, the autosave and the ablation panel.
+    let current = Signal::derive(move || PatchingSpec {
+        model: model_name.get(),
+        clean: prompt_of(&clean.get()),
+        corrupt: prompt_of(&corrupt.get()),
+        answer: token_of(&answer.get()),
+        wrong: token_of(&wrong.get()),
+        target: target.get(),
+    });
+    let spec = move || current.get_untracked();
 
     let run = move |_| {
         let (m, info) = match models::current() {
@@ -203,15 +205,7 @@ pub fn PatchingPanel(
 
     // Autosave every edit, so a reload or a crash loses nothing.
     Effect::new(move |_| {
-        let s = PatchingSpec {
-            model: model_name.get(),
-            clean: prompt_of(&clean.get()),
-            corrupt: prompt_of(&corrupt.get()),
-            answer: token_of(&answer.get()),
-            wrong: token_of(&wrong.get()),
-            target: target.get(),
-        };
-        if let Ok(json) = serde_json::to_string(&s) {
+        if let Ok(json) = serde_json::to_string(&current.get()) {
             draft_set(DRAFT_KEY, &json);
         }
     });
@@ -299,13 +293,6 @@ pub fn PatchingPanel(
             })}
             </div>
         </section>
-        <crate::ablation::AblationPanel spec=Signal::derive(move || PatchingSpec {
-            model: model_name.get(),
-            clean: prompt_of(&clean.get()),
-            corrupt: prompt_of(&corrupt.get()),
-            answer: token_of(&answer.get()),
-            wrong: token_of(&wrong.get()),
-            target: target.get(),
-        })/>
+        <crate::ablation::AblationPanel spec=current/>
     }
 }
