@@ -7,12 +7,19 @@
 //!                    --answer ID --wrong ID [--device cpu|wgpu]
 //! interplay tokenize --model PATH --text "..."
 //! interplay run      SPEC.json [--model PATH] [--device cpu|wgpu]
+//! interplay esn      --task mackey-glass|narma10|santa-fe --steps N --train N --test N --warmup N
+//!                    --units N --spectral-radius X --leak X --input-scaling X --ridge X --seed S
+//!                    [--inhibition X [--adapt --target-rate X --target-spread X]]
+//! interplay memory-capacity --units N --spectral-radius X --ridge X --k-max K --seed S
+//! interplay izhikevich --excitatory N --inhibitory N --ms T --seed S     (also: lif)
 //! ```
 //! `run` takes an experiment spec exported from the page (or written by hand) and prints the same
 //! numbers the page shows. A spec naming the bundled model `"smollm2"` finds it under
 //! `public/models/` unless `--model` is given.
 //! `--model` is a `.gguf` file or a folder with `model.safetensors` + `config.json`
 //! (+ `tokenizer.json`).
+
+mod dynamics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +40,11 @@ const USAGE: &str = "usage:
                      HOOK: resid_pre | resid_mid | resid_post | attn_out | mlp_out | head_out
   interplay tokenize --model PATH --text TEXT
   interplay run      SPEC.json [--model PATH] [--device cpu|wgpu]   (a spec exported from the page)
+  interplay esn      --task mackey-glass|narma10|santa-fe [--steps 10000 --train 5000 --test 2000 --warmup 100
+                     --units 500 --spectral-radius 0.9 --leak 0.3 --input-scaling 1.0 --ridge 1e-7 --seed 42]
+                     [--inhibition X [--adapt --target-rate 0.2 --target-spread 0.1]] [--device cpu|wgpu]
+  interplay memory-capacity [--units 100 --spectral-radius 1.0 --ridge 1e-4 --k-max 50 --seed 1] [--device cpu|wgpu]
+  interplay izhikevich [--excitatory 800 --inhibitory 200 --ms 1000 --seed 1] [--device cpu|wgpu]   (lif: same flags)
 --model: a .gguf file, or a folder with model.safetensors + config.json (+ tokenizer.json)";
 
 struct Args {
@@ -153,6 +165,9 @@ fn run(args: &Args) -> Result<serde_json::Value> {
                 .ok_or_else(|| anyhow!("run takes a spec file\n\n{USAGE}"))?;
             let text = std::fs::read_to_string(spec_path)
                 .with_context(|| format!("reading {spec_path}"))?;
+            if let Some(spec) = dynamics::parse_spec(&text)? {
+                return dynamics::run_spec(&spec, args);
+            }
             let spec: PatchingSpec = serde_json::from_str(&text)
                 .with_context(|| format!("{spec_path} is not a patching spec"))?;
             let dev = device(args)?;
@@ -180,7 +195,10 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             println!("{USAGE}");
             Ok(serde_json::Value::Null)
         }
-        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+        other => match dynamics::command(args)? {
+            Some(v) => Ok(v),
+            None => bail!("unknown command {other:?}\n\n{USAGE}"),
+        },
     }
 }
 

@@ -1,0 +1,430 @@
+//! Echo state networks: leaky tanh rate units, x(t+1) = (1 − α) x(t) + α f(W_in u(t) + W x(t) + b),
+//! as ReservoirPy's `Reservoir`; optionally split into excitatory and inhibitory populations
+//! (Dale's law, non-negative rates) with local E/I self-adaptation of inhibitory gains.
+//!
+//! Weights are drawn on the host from [`Rng`] and uploaded, so a seed gives the same reservoir on
+//! every device; the recurrence runs as tensors on the chosen Burn device and states come back in
+//! chunks through the asynchronous readback.
+
+use burn::tensor::{Device, Tensor, TensorData, s};
+use interplay_models::device::read_f32;
+use interplay_models::patching::Progress;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DynamicsError, Result};
+use crate::linalg::spectral_radius;
+use crate::rng::Rng;
+
+/// Steps simulated between two readbacks (and progress reports).
+const CHUNK: usize = 250;
+
+/// How a reservoir is built; defaults follow ReservoirPy's `Reservoir`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EsnParams {
+    /// Number of units N.
+    pub units: usize,
+    /// Spectral radius ρ the recurrent matrix is scaled to.
+    pub spectral_radius: f64,
+    /// Leak rate α ∈ (0, 1].
+    pub leak: f64,
+    /// Scale of the ±1 input weights.
+    pub input_scaling: f64,
+    /// Fraction of non-zero input weights.
+    pub input_connectivity: f64,
+    /// Fraction of non-zero recurrent weights.
+    pub rc_connectivity: f64,
+    /// Constant bias added to every unit.
+    pub bias: f64,
+    /// Seed of the weights.
+    pub seed: u64,
+    /// Separate excitatory and inhibitory populations (None: ReservoirPy's signed normal W).
+    pub ei: Option<EiParams>,
+}
+
+impl Default for EsnParams {
+    fn default() -> Self {
+        Self {
+            units: 100,
+            spectral_radius: 0.9,
+            leak: 1.0,
+            input_scaling: 1.0,
+            input_connectivity: 0.1,
+            rc_connectivity: 0.1,
+            bias: 0.0,
+            seed: 42,
+            ei: None,
+        }
+    }
+}
+
+/// An excitatory/inhibitory reservoir ("Boosting Reservoir Computing with Brain-inspired
+/// Adaptive Dynamics"): units have rates f(x) = tanh(max(x, 0)) ∈ [0, 1); a unit's outgoing
+/// weights all share its sign.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EiParams {
+    /// Fraction of excitatory units (the rest are inhibitory).
+    pub excitatory_fraction: f64,
+    /// Total inhibitory weight divided by total excitatory weight: 1 is balanced, above 1
+    /// inhibition-dominated, below 1 excitation-dominated.
+    pub inhibition: f64,
+    /// Local self-adaptation of each unit's inhibitory gain toward a target rate.
+    pub adaptation: Option<Adaptation>,
+}
+
+impl Default for EiParams {
+    fn default() -> Self {
+        Self {
+            excitatory_fraction: 0.8,
+            inhibition: 1.0,
+            adaptation: None,
+        }
+    }
+}
+
+/// g_i ← max(0, g_i + η (r_i(t) − ρ_i)) on each unit's inhibitory input, during the first `steps`
+/// steps of a run (then frozen, so the readout sees a fixed network).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Adaptation {
+    /// Learning rate η.
+    pub eta: f64,
+    /// Mean target rate ρ̄.
+    pub target_rate: f64,
+    /// Targets are U(ρ̄ − spread, ρ̄ + spread) per unit: 0 is homogeneous, above 0 heterogeneous.
+    pub target_spread: f64,
+    /// Number of adaptation steps from the start of the run.
+    pub steps: usize,
+}
+
+impl Default for Adaptation {
+    fn default() -> Self {
+        Self {
+            eta: 0.01,
+            target_rate: 0.2,
+            target_spread: 0.0,
+            steps: 2000,
+        }
+    }
+}
+
+/// The host copy of a reservoir's weights (row-major; W[i][j] is the weight from j to i).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReservoirWeights {
+    /// Units N.
+    pub units: usize,
+    /// Input width I.
+    pub inputs: usize,
+    /// `[N, N]` recurrent weights.
+    pub w: Vec<f64>,
+    /// `[N, I]` input weights.
+    pub w_in: Vec<f64>,
+    /// `[N]` biases.
+    pub bias: Vec<f64>,
+    /// Number of excitatory units (the first ones) for E/I reservoirs.
+    pub excitatory: Option<usize>,
+}
+
+impl ReservoirWeights {
+    /// Draw weights for `params` with `inputs` input channels.
+    pub fn generate(params: &EsnParams, inputs: usize) -> Result<Self> {
+        check_params(params, inputs)?;
+        let n = params.units;
+        let base = Rng::new(params.seed);
+        let mut rng_w = base.fork(1);
+        let mut rng_in = base.fork(2);
+        let mut w = vec![0.0; n * n];
+        let excitatory = params
+            .ei
+            .as_ref()
+            .map(|ei| ((n as f64) * ei.excitatory_fraction).round() as usize);
+        for v in w.iter_mut() {
+            if rng_w.bernoulli(params.rc_connectivity) {
+                *v = rng_w.normal();
+            }
+        }
+        if let (Some(ne), Some(ei)) = (excitatory, &params.ei) {
+            // Dale's law: column j carries unit j's sign; inhibition is scaled so that total
+            // inhibitory weight is `inhibition` × total excitatory weight.
+            let (mut sum_e, mut sum_i) = (0.0, 0.0);
+            for i in 0..n {
+                for j in 0..n {
+                    let v = &mut w[i * n + j];
+                    *v = v.abs();
+                    if j < ne {
+                        sum_e += *v;
+                    } else {
+                        sum_i += *v;
+                    }
+                }
+            }
+            let scale = if sum_i > 0.0 {
+                ei.inhibition * sum_e / sum_i
+            } else {
+                0.0
+            };
+            for i in 0..n {
+                for j in ne..n {
+                    w[i * n + j] *= -scale;
+                }
+            }
+        }
+        let rho = spectral_radius(&w, n)?;
+        if rho > 0.0 {
+            let k = params.spectral_radius / rho;
+            w.iter_mut().for_each(|v| *v *= k);
+        }
+        let w_in = (0..n * inputs)
+            .map(|_| {
+                if rng_in.bernoulli(params.input_connectivity) {
+                    let sign = if rng_in.bernoulli(0.5) { 1.0 } else { -1.0 };
+                    sign * params.input_scaling
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Self {
+            units: n,
+            inputs,
+            w,
+            w_in,
+            bias: vec![params.bias; n],
+            excitatory,
+        })
+    }
+}
+
+fn check_params(p: &EsnParams, inputs: usize) -> Result<()> {
+    let bad = |m: &str| Err(DynamicsError::Input(m.to_string()));
+    if p.units == 0 || p.units > 4096 {
+        return bad("the reservoir needs between 1 and 4096 units");
+    }
+    if inputs == 0 {
+        return bad("the reservoir needs at least one input");
+    }
+    if !(p.leak > 0.0 && p.leak <= 1.0) {
+        return bad("the leak rate must be in (0, 1]");
+    }
+    if !(p.spectral_radius >= 0.0 && p.spectral_radius.is_finite()) {
+        return bad("the spectral radius must be a finite number ≥ 0");
+    }
+    for (name, v) in [
+        ("input connectivity", p.input_connectivity),
+        ("recurrent connectivity", p.rc_connectivity),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(DynamicsError::Input(format!(
+                "the {name} must be in [0, 1]"
+            )));
+        }
+    }
+    if !p.input_scaling.is_finite() || !p.bias.is_finite() {
+        return bad("input scaling and bias must be finite");
+    }
+    if let Some(ei) = &p.ei {
+        if !(ei.excitatory_fraction > 0.0 && ei.excitatory_fraction < 1.0) {
+            return bad("the excitatory fraction must be in (0, 1)");
+        }
+        if !(ei.inhibition >= 0.0 && ei.inhibition.is_finite()) {
+            return bad("the inhibition ratio must be a finite number ≥ 0");
+        }
+        if let Some(a) = &ei.adaptation
+            && !(a.eta >= 0.0
+                && a.target_rate > 0.0
+                && a.target_rate < 1.0
+                && a.target_spread >= 0.0)
+        {
+            return bad("adaptation needs η ≥ 0, a target rate in (0, 1) and a spread ≥ 0");
+        }
+    }
+    Ok(())
+}
+
+/// A reservoir on a device.
+pub struct Reservoir {
+    /// The host copy of its weights.
+    pub weights: ReservoirWeights,
+    leak: f64,
+    /// Wᵀ restricted to excitatory (or all, for signed reservoirs) presynaptic units: `[N, N]`.
+    w_t: Tensor<2>,
+    /// Wᵀ of the inhibitory presynaptic units (E/I reservoirs): `[N, N]`.
+    w_inh_t: Option<Tensor<2>>,
+    /// `[I, N]`.
+    w_in_t: Tensor<2>,
+    /// `[1, N]`.
+    bias: Tensor<2>,
+    adaptation: Option<(Adaptation, Vec<f64>)>,
+    device: Device,
+}
+
+/// What a run returns.
+#[derive(Clone, Debug, Default)]
+pub struct RunOutput {
+    /// `[T, N]` states, row-major.
+    pub states: Vec<f32>,
+    /// Final inhibitory gains per unit (E/I reservoirs; empty otherwise).
+    pub gains: Vec<f32>,
+    /// Per step, mean excitatory and mean inhibitory recurrent input over units (E/I only).
+    pub balance: Vec<(f32, f32)>,
+}
+
+impl Reservoir {
+    /// Build from `params` for `inputs` channels on `device`.
+    pub fn new(params: &EsnParams, inputs: usize, device: &Device) -> Result<Self> {
+        let weights = ReservoirWeights::generate(params, inputs)?;
+        let adaptation = match params.ei.as_ref().and_then(|e| e.adaptation.clone()) {
+            Some(a) => {
+                let mut rng = Rng::new(params.seed).fork(3);
+                let targets = (0..params.units)
+                    .map(|_| {
+                        (a.target_rate + a.target_spread * (2.0 * rng.uniform() - 1.0))
+                            .clamp(0.01, 0.99)
+                    })
+                    .collect();
+                Some((a, targets))
+            }
+            None => None,
+        };
+        Ok(Self::from_weights(weights, params.leak, adaptation, device))
+    }
+
+    /// Use given weights (e.g. a ReservoirPy reservoir's, in the golden tests).
+    pub fn from_weights(
+        weights: ReservoirWeights,
+        leak: f64,
+        adaptation: Option<(Adaptation, Vec<f64>)>,
+        device: &Device,
+    ) -> Self {
+        let n = weights.units;
+        let transpose = |keep: &dyn Fn(usize) -> bool| {
+            let mut t = vec![0f32; n * n];
+            for i in 0..n {
+                for j in 0..n {
+                    if keep(j) {
+                        t[j * n + i] = weights.w[i * n + j] as f32;
+                    }
+                }
+            }
+            Tensor::<2>::from_data(TensorData::new(t, [n, n]), device)
+        };
+        let (w_t, w_inh_t) = match weights.excitatory {
+            Some(ne) => (transpose(&|j| j < ne), Some(transpose(&|j| j >= ne))),
+            None => (transpose(&|_| true), None),
+        };
+        let i = weights.inputs;
+        let mut w_in_t = vec![0f32; i * n];
+        for r in 0..n {
+            for c in 0..i {
+                w_in_t[c * n + r] = weights.w_in[r * i + c] as f32;
+            }
+        }
+        let bias: Vec<f32> = weights.bias.iter().map(|&b| b as f32).collect();
+        Self {
+            w_in_t: Tensor::from_data(TensorData::new(w_in_t, [i, n]), device),
+            bias: Tensor::from_data(TensorData::new(bias, [1, n]), device),
+            w_t,
+            w_inh_t,
+            leak,
+            adaptation,
+            weights,
+            device: device.clone(),
+        }
+    }
+
+    /// Drive the reservoir from a zero state with `inputs` (`[T, I]` row-major) and return every
+    /// state. `progress(done, total)` is awaited after each chunk; returning false cancels.
+    pub async fn run(
+        &self,
+        inputs: &[f64],
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
+    ) -> Result<RunOutput> {
+        let n = self.weights.units;
+        let i = self.weights.inputs;
+        if !inputs.len().is_multiple_of(i) {
+            return Err(DynamicsError::Input("ragged input series".into()));
+        }
+        if inputs.iter().any(|v| !v.is_finite()) {
+            return Err(DynamicsError::Input(
+                "the input series holds NaN or infinite values".into(),
+            ));
+        }
+        let steps = inputs.len() / i;
+        let dev = &self.device;
+        let ei = self.weights.excitatory.is_some();
+        let mut x = Tensor::<2>::zeros([1, n], dev);
+        let mut gain = Tensor::<2>::ones([1, n], dev);
+        let targets = self.adaptation.as_ref().map(|(a, t)| {
+            let t: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+            (
+                a.clone(),
+                Tensor::<2>::from_data(TensorData::new(t, [1, n]), dev),
+            )
+        });
+        let mut out = RunOutput {
+            states: Vec::with_capacity(steps * n),
+            ..Default::default()
+        };
+        let mut start = 0;
+        while start < steps {
+            let len = CHUNK.min(steps - start);
+            let u: Vec<f32> = inputs[start * i..(start + len) * i]
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            // [len, N]: the input drive of the whole chunk in one product.
+            let drive = Tensor::<2>::from_data(TensorData::new(u, [len, i]), dev)
+                .matmul(self.w_in_t.clone())
+                + self.bias.clone();
+            let mut chunk = Vec::with_capacity(len);
+            let mut bal = Vec::with_capacity(len);
+            for k in 0..len {
+                let exc = x.clone().matmul(self.w_t.clone());
+                let pre = match &self.w_inh_t {
+                    Some(w_inh) => {
+                        let inh = x.clone().matmul(w_inh.clone()) * gain.clone();
+                        bal.push(Tensor::cat(
+                            vec![exc.clone().mean_dim(1), inh.clone().mean_dim(1)],
+                            1,
+                        ));
+                        exc + inh
+                    }
+                    None => exc,
+                } + drive.clone().slice(s![k..k + 1, ..]);
+                let act = if ei {
+                    pre.clamp_min(0.0).tanh()
+                } else {
+                    pre.tanh()
+                };
+                x = x * (1.0 - self.leak) + act * self.leak;
+                if let Some((a, t)) = &targets
+                    && start + k < a.steps
+                {
+                    gain = (gain + (x.clone() - t.clone()) * a.eta).clamp_min(0.0);
+                }
+                chunk.push(x.clone());
+            }
+            let states = read_f32(Tensor::cat(chunk, 0)).await?;
+            if states.iter().any(|v| !v.is_finite()) {
+                return Err(DynamicsError::Input(
+                    "the reservoir diverged (NaN states): lower the spectral radius or input scaling"
+                        .into(),
+                ));
+            }
+            out.states.extend(states);
+            if !bal.is_empty() {
+                let b = read_f32(Tensor::cat(bal, 0)).await?;
+                out.balance.extend(b.chunks_exact(2).map(|p| (p[0], p[1])));
+            }
+            start += len;
+            if !progress(start, steps).await {
+                return Err(DynamicsError::Cancelled);
+            }
+        }
+        if ei {
+            out.gains = read_f32(gain).await?;
+        }
+        Ok(out)
+    }
+}

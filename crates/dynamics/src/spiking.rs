@@ -1,0 +1,385 @@
+//! Spiking networks: Izhikevich (2003) neurons with the published cell types and the classic
+//! 800 + 200 random network, and leaky integrate-and-fire neurons on the same connectivity.
+//!
+//! The membrane state lives on the Burn device; thalamic noise is drawn on the host from the
+//! seed, a chunk at a time, so a seed gives the same drive on every device. Spikes come back per
+//! chunk through the asynchronous readback and stream into the page's raster.
+
+use burn::tensor::{Device, Int, Tensor, TensorData, s};
+use interplay_models::device::read_f32;
+use interplay_models::patching::Progress;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DynamicsError, Result};
+use crate::rng::Rng;
+
+/// Milliseconds simulated between two readbacks.
+const CHUNK: usize = 50;
+
+/// Izhikevich's published cell types (a, b, c, d).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CellType {
+    /// Regular spiking (excitatory, adapting).
+    RegularSpiking,
+    /// Intrinsically bursting.
+    IntrinsicallyBursting,
+    /// Chattering (fast rhythmic bursts).
+    Chattering,
+    /// Fast spiking (inhibitory, no adaptation).
+    FastSpiking,
+    /// Low-threshold spiking (inhibitory).
+    LowThreshold,
+}
+
+impl CellType {
+    /// (a, b, c, d) from Izhikevich (2003), Fig. 2.
+    pub fn abcd(self) -> [f64; 4] {
+        match self {
+            CellType::RegularSpiking => [0.02, 0.2, -65.0, 8.0],
+            CellType::IntrinsicallyBursting => [0.02, 0.2, -55.0, 4.0],
+            CellType::Chattering => [0.02, 0.2, -50.0, 2.0],
+            CellType::FastSpiking => [0.1, 0.2, -65.0, 2.0],
+            CellType::LowThreshold => [0.02, 0.25, -65.0, 2.0],
+        }
+    }
+}
+
+/// Which neuron model the network uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum NeuronModel {
+    /// Izhikevich (2003): excitatory cells interpolate RS→CH and inhibitory FS→LTS with r ~ U(0,1)
+    /// per neuron (heterogeneous), unless `excitatory_type` / `inhibitory_type` fix one type.
+    Izhikevich {
+        /// Fix every excitatory cell to one type.
+        #[serde(default)]
+        excitatory_type: Option<CellType>,
+        /// Fix every inhibitory cell to one type.
+        #[serde(default)]
+        inhibitory_type: Option<CellType>,
+    },
+    /// Leaky integrate-and-fire with delta synapses: v += (v_rest − v)/τ + I each ms; v ≥ θ
+    /// fires, resets and is refractory.
+    Lif {
+        /// Membrane time constant τ (ms).
+        tau_ms: f64,
+        /// Threshold θ (mV).
+        threshold: f64,
+        /// Rest and reset potential (mV).
+        rest: f64,
+        /// Refractory period (ms).
+        refractory_ms: f64,
+    },
+}
+
+/// A random E/I spiking network driven by thalamic noise (Izhikevich 2003 by default).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpikingSpec {
+    /// Neuron model.
+    pub model: NeuronModel,
+    /// Excitatory neurons.
+    pub excitatory: usize,
+    /// Inhibitory neurons.
+    pub inhibitory: usize,
+    /// Simulated milliseconds (1 ms steps; Izhikevich's v uses two 0.5 ms half-steps).
+    pub ms: usize,
+    /// Seed of the heterogeneity, the weights and the noise.
+    pub seed: u64,
+    /// Thalamic noise amplitude onto excitatory cells (× N(0,1) each ms).
+    pub noise_exc: f64,
+    /// Thalamic noise amplitude onto inhibitory cells.
+    pub noise_inh: f64,
+    /// Weights from excitatory cells are `weight_exc` · U(0,1).
+    pub weight_exc: f64,
+    /// Weights from inhibitory cells are −`weight_inh` · U(0,1).
+    pub weight_inh: f64,
+    /// Fraction of connections present (1: all-to-all, as in the 2003 paper).
+    pub connectivity: f64,
+    /// Neurons whose membrane potential is recorded (clipped at the 30 mV spike peak).
+    pub trace_neurons: Vec<usize>,
+    /// Return every spike (for the raster); counts and rates are always returned.
+    pub raster: bool,
+}
+
+impl Default for SpikingSpec {
+    fn default() -> Self {
+        Self {
+            model: NeuronModel::Izhikevich {
+                excitatory_type: None,
+                inhibitory_type: None,
+            },
+            excitatory: 800,
+            inhibitory: 200,
+            ms: 1000,
+            seed: 1,
+            noise_exc: 5.0,
+            noise_inh: 2.0,
+            weight_exc: 0.5,
+            weight_inh: 1.0,
+            connectivity: 1.0,
+            trace_neurons: vec![],
+            raster: true,
+        }
+    }
+}
+
+/// The outcome of a [`SpikingSpec`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpikingResult {
+    /// Total spikes.
+    pub spikes: usize,
+    /// Mean excitatory rate (Hz).
+    pub rate_exc_hz: f64,
+    /// Mean inhibitory rate (Hz).
+    pub rate_inh_hz: f64,
+    /// (ms, neuron) of every spike when the raster was asked for.
+    pub raster: Vec<(u32, u32)>,
+    /// Excitatory spikes per ms.
+    pub pop_exc: Vec<u32>,
+    /// Inhibitory spikes per ms.
+    pub pop_inh: Vec<u32>,
+    /// One membrane trace (mV per ms) per `trace_neurons` entry.
+    pub traces: Vec<Vec<f32>>,
+}
+
+impl SpikingResult {
+    /// Merge the next chunk of a streamed run.
+    pub fn extend(&mut self, next: SpikingResult) {
+        self.spikes += next.spikes;
+        self.raster.extend(next.raster);
+        self.pop_exc.extend(next.pop_exc);
+        self.pop_inh.extend(next.pop_inh);
+        if self.traces.is_empty() {
+            self.traces = next.traces;
+        } else {
+            for (a, b) in self.traces.iter_mut().zip(next.traces) {
+                a.extend(b);
+            }
+        }
+    }
+}
+
+impl SpikingSpec {
+    fn check(&self) -> Result<()> {
+        let n = self.excitatory + self.inhibitory;
+        let bad = |m: String| Err(DynamicsError::Input(m));
+        if n == 0 || n > 10_000 {
+            return bad("the network needs between 1 and 10 000 neurons".into());
+        }
+        if self.ms == 0 || self.ms > 600_000 {
+            return bad("simulate between 1 ms and 10 minutes".into());
+        }
+        if !(0.0..=1.0).contains(&self.connectivity) {
+            return bad("connectivity must be in [0, 1]".into());
+        }
+        for v in [
+            self.noise_exc,
+            self.noise_inh,
+            self.weight_exc,
+            self.weight_inh,
+        ] {
+            if !v.is_finite() {
+                return bad("noise and weight scales must be finite".into());
+            }
+        }
+        if let Some(&i) = self.trace_neurons.iter().find(|&&i| i >= n) {
+            return bad(format!("neuron {i} does not exist (the network has {n})"));
+        }
+        if let NeuronModel::Lif { tau_ms, .. } = self.model
+            && !(tau_ms >= 1.0)
+        {
+            return bad("the LIF time constant must be at least 1 ms".into());
+        }
+        Ok(())
+    }
+
+    /// Simulate on `device`; `on_chunk` receives each chunk's spikes as they come (the page
+    /// draws them) and `progress(done_ms, total_ms)` may cancel.
+    pub async fn run(
+        &self,
+        device: &Device,
+        on_chunk: &mut dyn FnMut(&SpikingResult),
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
+    ) -> Result<SpikingResult> {
+        self.check()?;
+        let (ne, ni) = (self.excitatory, self.inhibitory);
+        let n = ne + ni;
+        let base = Rng::new(self.seed);
+        let mut rng_cells = base.fork(1);
+        let mut rng_w = base.fork(2);
+        let mut rng_noise = base.fork(3);
+
+        // Per-neuron parameters (a, b, c, d); heterogeneous via r ~ U(0,1) as in the 2003 code.
+        let mut abcd = [vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]];
+        let (exc_t, inh_t) = match &self.model {
+            NeuronModel::Izhikevich {
+                excitatory_type,
+                inhibitory_type,
+            } => (*excitatory_type, *inhibitory_type),
+            NeuronModel::Lif { .. } => (None, None),
+        };
+        for k in 0..n {
+            let r = rng_cells.uniform();
+            let p = if k < ne {
+                exc_t.map(CellType::abcd).unwrap_or([
+                    0.02,
+                    0.2,
+                    -65.0 + 15.0 * r * r,
+                    8.0 - 6.0 * r * r,
+                ])
+            } else {
+                inh_t
+                    .map(CellType::abcd)
+                    .unwrap_or([0.02 + 0.08 * r, 0.25 - 0.05 * r, -65.0, 2.0])
+            };
+            for (dst, v) in abcd.iter_mut().zip(p) {
+                dst[k] = v as f32;
+            }
+        }
+        // Sᵀ: row j holds neuron j's outgoing weights, so firedᵀ·Sᵀ sums the input per target.
+        let mut st = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                let w = rng_w.uniform();
+                if self.connectivity < 1.0 && !rng_w.bernoulli(self.connectivity) {
+                    continue;
+                }
+                st[j * n + i] = if j < ne {
+                    (self.weight_exc * w) as f32
+                } else {
+                    (-self.weight_inh * w) as f32
+                };
+            }
+        }
+        let row = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, n]), device);
+        let [a, b, c, d] = abcd.map(row);
+        let st = Tensor::<2>::from_data(TensorData::new(st, [n, n]), device);
+        let trace_idx = (!self.trace_neurons.is_empty()).then(|| {
+            let idx: Vec<i32> = self.trace_neurons.iter().map(|&i| i as i32).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(idx, [self.trace_neurons.len()]), device)
+        });
+
+        let (mut v, mut u, mut refractory) = match &self.model {
+            NeuronModel::Izhikevich { .. } => {
+                let v = Tensor::<2>::full([1, n], -65.0, device);
+                let u = b.clone() * v.clone();
+                (v, u, None)
+            }
+            NeuronModel::Lif { rest, .. } => (
+                Tensor::<2>::full([1, n], *rest, device),
+                Tensor::<2>::zeros([1, n], device),
+                Some(Tensor::<2>::zeros([1, n], device)),
+            ),
+        };
+
+        let mut total = SpikingResult::default();
+        let mut start = 0;
+        while start < self.ms {
+            let len = CHUNK.min(self.ms - start);
+            let noise: Vec<f32> = (0..len * n)
+                .map(|k| {
+                    let amp = if k % n < ne {
+                        self.noise_exc
+                    } else {
+                        self.noise_inh
+                    };
+                    (amp * rng_noise.normal()) as f32
+                })
+                .collect();
+            let noise = Tensor::<2>::from_data(TensorData::new(noise, [len, n]), device);
+            let mut fired_rows = Vec::with_capacity(len);
+            let mut trace_rows = Vec::new();
+            for k in 0..len {
+                let input = noise.clone().slice(s![k..k + 1, ..]);
+                match &self.model {
+                    NeuronModel::Izhikevich { .. } => {
+                        let fired = v.clone().greater_equal_elem(30.0);
+                        let f = fired.clone().float();
+                        v = v.mask_where(fired, c.clone());
+                        u = u + d.clone() * f.clone();
+                        let i = input + f.clone().matmul(st.clone());
+                        // Two 0.5 ms half-steps for v (numerical stability, as in the paper).
+                        for _ in 0..2 {
+                            let dv = v.clone().square() * 0.04 + v.clone() * 5.0 + 140.0
+                                - u.clone()
+                                + i.clone();
+                            v = v + dv * 0.5;
+                        }
+                        u = u.clone() + a.clone() * (b.clone() * v.clone() - u);
+                        fired_rows.push(f);
+                    }
+                    NeuronModel::Lif {
+                        tau_ms,
+                        threshold,
+                        rest,
+                        refractory_ms,
+                    } => {
+                        let fired = v.clone().greater_equal_elem(*threshold);
+                        let f = fired.clone().float();
+                        v = v.mask_fill(fired.clone(), *rest);
+                        let r = refractory.take().unwrap_or_else(|| f.zeros_like());
+                        let r = (r - 1.0).clamp_min(0.0).mask_fill(fired, *refractory_ms);
+                        let active = r.clone().lower_equal_elem(0.0).float();
+                        let i = input + f.clone().matmul(st.clone());
+                        v = v.clone() + ((v.clone().neg() + *rest) / *tau_ms + i) * active;
+                        refractory = Some(r);
+                        fired_rows.push(f);
+                    }
+                }
+                if let Some(idx) = &trace_idx {
+                    trace_rows.push(v.clone().select(1, idx.clone()));
+                }
+            }
+            let fired = read_f32(Tensor::cat(fired_rows, 0)).await?;
+            let mut chunk = SpikingResult {
+                pop_exc: vec![0; len],
+                pop_inh: vec![0; len],
+                ..Default::default()
+            };
+            for (k, row) in fired.chunks_exact(n).enumerate() {
+                for (j, &s) in row.iter().enumerate() {
+                    if s > 0.5 {
+                        chunk.spikes += 1;
+                        if j < ne {
+                            chunk.pop_exc[k] += 1;
+                        } else {
+                            chunk.pop_inh[k] += 1;
+                        }
+                        if self.raster {
+                            chunk.raster.push(((start + k) as u32, j as u32));
+                        }
+                    }
+                }
+            }
+            if !trace_rows.is_empty() {
+                let m = self.trace_neurons.len();
+                let tr = read_f32(Tensor::cat(trace_rows, 0)).await?;
+                chunk.traces = (0..m)
+                    .map(|j| tr.iter().skip(j).step_by(m).map(|&x| x.min(30.0)).collect())
+                    .collect();
+            }
+            on_chunk(&chunk);
+            total.extend(chunk);
+            start += len;
+            if !progress(start, self.ms).await {
+                return Err(DynamicsError::Cancelled);
+            }
+        }
+        let secs = self.ms as f64 / 1000.0;
+        let exc: u32 = total.pop_exc.iter().sum();
+        let inh: u32 = total.pop_inh.iter().sum();
+        total.rate_exc_hz = if ne > 0 {
+            exc as f64 / ne as f64 / secs
+        } else {
+            0.0
+        };
+        total.rate_inh_hz = if ni > 0 {
+            inh as f64 / ni as f64 / secs
+        } else {
+            0.0
+        };
+        Ok(total)
+    }
+}

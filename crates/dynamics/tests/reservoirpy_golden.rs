@@ -1,0 +1,138 @@
+//! The Dynamics core against ReservoirPy 0.4.2 (tests/fixtures/make_dynamics_goldens.py).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use burn::tensor::Device;
+use interplay_dynamics::esn::{Reservoir, ReservoirWeights};
+use interplay_dynamics::linalg::{nrmse, r2, ridge, spectral_radius};
+use interplay_dynamics::series::{MackeyGlass, narma10};
+use interplay_models::patching::no_progress;
+use serde_json::Value;
+
+fn golden() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/dynamics/golden.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn mackey_glass_matches_reservoirpy() {
+    let g = golden();
+    let mg = &g["mackey_glass"];
+    let ours = MackeyGlass::default()
+        .generate(400, Some(&f64s(&mg["history"])), 0)
+        .unwrap();
+    let want = f64s(&mg["series"]);
+    for (a, b) in ours.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn narma10_matches_reservoirpy() {
+    let g = golden();
+    let (_, y) = narma10(200, 0, Some(&f64s(&g["narma10"]["u"]))).unwrap();
+    let want = f64s(&g["narma10"]["y"]);
+    assert_eq!(y.len(), want.len());
+    for (a, b) in y.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn spectral_radius_matches_numpy() {
+    let g = golden();
+    let r = spectral_radius(&f64s(&g["spectral"]["matrix"]), 30).unwrap();
+    let want = g["spectral"]["radius"].as_f64().unwrap();
+    assert!((r - want).abs() < 1e-9 * want, "{r} vs {want}");
+}
+
+async fn esn_case(device: &Device) {
+    let g = golden();
+    let e = &g["esn"];
+    let n = e["units"].as_u64().unwrap() as usize;
+    let weights = ReservoirWeights {
+        units: n,
+        inputs: 1,
+        w: f64s(&e["w"]),
+        w_in: f64s(&e["w_in"]),
+        bias: f64s(&e["bias"]),
+        excitatory: None,
+    };
+    let res = Reservoir::from_weights(weights, e["leak"].as_f64().unwrap(), None, device);
+    let out = res.run(&f64s(&e["input"]), &mut no_progress).await.unwrap();
+    // States: float32 on the device against float64 in ReservoirPy.
+    let rows: Vec<usize> = e["state_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let mut worst = 0f64;
+    for (k, &t) in rows.iter().enumerate() {
+        let want = f64s(&e["states"][k]);
+        for (got, want) in out.states[t * n..(t + 1) * n].iter().zip(&want) {
+            worst = worst.max((*got as f64 - want).abs());
+        }
+    }
+    assert!(worst < 1e-5, "largest state difference {worst}");
+    let (warmup, train) = (
+        e["warmup"].as_u64().unwrap() as usize,
+        e["train"].as_u64().unwrap() as usize,
+    );
+    let target = f64s(&e["target"]);
+    let fit = ridge(
+        &out.states[warmup * n..train * n],
+        &target[warmup..train],
+        n,
+        1,
+        e["ridge"].as_f64().unwrap(),
+    )
+    .unwrap();
+    let pred = fit.predict(&out.states[train * n..]);
+    let want_pred = f64s(&e["prediction"]);
+    let worst_pred = pred
+        .iter()
+        .zip(&want_pred)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst_pred < 1e-3,
+        "largest prediction difference {worst_pred}"
+    );
+    let (want_nrmse, want_r2) = (e["nrmse"].as_f64().unwrap(), e["r2"].as_f64().unwrap());
+    let got = nrmse(&target[train..], &pred);
+    assert!(
+        (got - want_nrmse).abs() < 0.05 * want_nrmse,
+        "{got} vs {want_nrmse}"
+    );
+    assert!((r2(&target[train..], &pred) - want_r2).abs() < 1e-4);
+}
+
+#[test]
+fn esn_matches_reservoirpy_on_cpu() {
+    pollster::block_on(esn_case(&Device::flex()));
+}
+
+#[test]
+fn esn_matches_reservoirpy_on_wgpu() {
+    let Ok(dev) = pollster::block_on(interplay_models::ComputeDevice::wgpu()) else {
+        assert!(
+            std::env::var("INTERPLAY_REQUIRE_WGPU").is_err(),
+            "INTERPLAY_REQUIRE_WGPU is set but no wgpu adapter came up"
+        );
+        eprintln!("skipped: no wgpu adapter");
+        return;
+    };
+    pollster::block_on(esn_case(&dev.device));
+}

@@ -1,0 +1,208 @@
+//! The Dynamics experiments end to end on the CPU device: known behaviours, not timings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use burn::tensor::Device;
+use interplay_dynamics::spiking::{CellType, NeuronModel};
+use interplay_dynamics::{
+    Adaptation, DynamicsError, DynamicsSpec, EiParams, EsnParams, MemoryCapacitySpec,
+    PredictionSpec, SpikingSpec, Task,
+};
+use interplay_models::patching::{Progress, no_progress};
+
+fn cpu() -> Device {
+    Device::flex()
+}
+
+#[test]
+fn mackey_glass_one_step_is_predicted_well() {
+    let spec = PredictionSpec {
+        steps: 3000,
+        train: 2000,
+        test: 500,
+        reservoir: EsnParams {
+            units: 100,
+            leak: 0.3,
+            spectral_radius: 0.9,
+            ..EsnParams::default()
+        },
+        ..PredictionSpec::default()
+    };
+    let r = pollster::block_on(spec.run(&cpu(), &mut no_progress)).unwrap();
+    assert_eq!(r.prediction.len(), 500);
+    assert!(r.nrmse < 0.02, "nrmse {}", r.nrmse);
+    assert!(r.r2 > 0.99, "r2 {}", r.r2);
+}
+
+#[test]
+fn narma_and_santa_fe_run() {
+    for task in [Task::Narma10, Task::SantaFe] {
+        let spec = PredictionSpec {
+            task,
+            steps: 2500,
+            train: 1500,
+            test: 500,
+            ridge: 1e-5,
+            reservoir: EsnParams {
+                units: 100,
+                ..EsnParams::default()
+            },
+            ..PredictionSpec::default()
+        };
+        let r = pollster::block_on(spec.run(&cpu(), &mut no_progress)).unwrap();
+        assert!(
+            r.nrmse.is_finite() && r.nrmse < 0.3,
+            "{task:?} nrmse {}",
+            r.nrmse
+        );
+    }
+}
+
+#[test]
+fn memory_capacity_is_positive_and_bounded_by_units() {
+    let spec = MemoryCapacitySpec {
+        train: 2000,
+        test: 500,
+        ..MemoryCapacitySpec::default()
+    };
+    let r = pollster::block_on(spec.run(&cpu(), &mut no_progress)).unwrap();
+    assert_eq!(r.mc_k.len(), 50);
+    assert!(r.mc > 10.0 && r.mc <= 100.0, "mc {}", r.mc);
+    // Short delays are remembered almost perfectly, long ones not.
+    assert!(r.mc_k[0] > 0.95 && r.mc_k[49] < r.mc_k[0]);
+}
+
+#[test]
+fn izhikevich_2003_network_has_its_published_rates() {
+    let r = pollster::block_on(SpikingSpec::default().run(&cpu(), &mut |_| {}, &mut no_progress))
+        .unwrap();
+    // Izhikevich (2003): about 7.6 Hz (excitatory) and 7.2 Hz (inhibitory) over 1 s.
+    assert!(
+        (3.0..15.0).contains(&r.rate_exc_hz) && (3.0..20.0).contains(&r.rate_inh_hz),
+        "{} {}",
+        r.rate_exc_hz,
+        r.rate_inh_hz
+    );
+    assert_eq!(r.pop_exc.len(), 1000);
+    assert_eq!(r.raster.len(), r.spikes);
+}
+
+#[test]
+fn single_cell_types_and_lif_behave() {
+    // A lone regular-spiking cell with constant-ish drive fires; traces are clipped at 30 mV.
+    let spec = SpikingSpec {
+        model: NeuronModel::Izhikevich {
+            excitatory_type: Some(CellType::RegularSpiking),
+            inhibitory_type: None,
+        },
+        excitatory: 1,
+        inhibitory: 0,
+        ms: 300,
+        noise_exc: 10.0,
+        trace_neurons: vec![0],
+        ..SpikingSpec::default()
+    };
+    let r = pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress)).unwrap();
+    assert_eq!(r.traces[0].len(), 300);
+    assert!(r.traces[0].iter().all(|&v| v <= 30.0));
+    let lif = SpikingSpec {
+        model: NeuronModel::Lif {
+            tau_ms: 20.0,
+            threshold: -50.0,
+            rest: -65.0,
+            refractory_ms: 2.0,
+        },
+        ms: 300,
+        ..SpikingSpec::default()
+    };
+    let r = pollster::block_on(lif.run(&cpu(), &mut |_| {}, &mut no_progress)).unwrap();
+    assert!(r.spikes > 0 && r.rate_exc_hz < 500.0, "{}", r.rate_exc_hz);
+}
+
+#[test]
+fn self_adaptation_moves_rates_toward_targets() {
+    let params = |adapt: bool| EsnParams {
+        units: 100,
+        spectral_radius: 0.95,
+        bias: 0.2,
+        input_connectivity: 1.0,
+        ei: Some(EiParams {
+            inhibition: 0.5,
+            adaptation: adapt.then_some(Adaptation {
+                steps: 1500,
+                ..Adaptation::default()
+            }),
+            ..EiParams::default()
+        }),
+        ..EsnParams::default()
+    };
+    let rate = |adapt: bool| {
+        let spec = MemoryCapacitySpec {
+            k_max: 10,
+            warmup: 1500,
+            train: 500,
+            test: 100,
+            reservoir: params(adapt),
+            ..MemoryCapacitySpec::default()
+        };
+        // Mean rate after adaptation, from the E/I balance trace's companion: the states.
+        let r = pollster::block_on(spec.run(&cpu(), &mut no_progress)).unwrap();
+        r.balance
+    };
+    let fixed = rate(false);
+    let adapted = rate(true);
+    let tail = |b: &[(f32, f32)]| {
+        let t = &b[b.len() - 200..];
+        t.iter().map(|(e, i)| (e + i) as f64).sum::<f64>() / t.len() as f64
+    };
+    // Inhibitory gains grow where rates exceed the 0.2 target: net recurrent input falls.
+    assert!(
+        tail(&adapted) < tail(&fixed),
+        "{} vs {}",
+        tail(&adapted),
+        tail(&fixed)
+    );
+}
+
+#[test]
+fn specs_round_trip_and_cancel() {
+    let spec = DynamicsSpec::MemoryCapacity(MemoryCapacitySpec::default());
+    let text = serde_json::to_string(&spec).unwrap();
+    assert!(text.contains("\"experiment\":\"memory-capacity\""));
+    assert_eq!(serde_json::from_str::<DynamicsSpec>(&text).unwrap(), spec);
+    let minimal: DynamicsSpec =
+        serde_json::from_str(r#"{"experiment":"spiking","ms":20}"#).unwrap();
+    let DynamicsSpec::Spiking(s) = minimal else {
+        panic!("not spiking")
+    };
+    assert_eq!((s.ms, s.excitatory), (20, 800));
+
+    let mut cancel = |_: usize, _: usize| -> Progress { Box::pin(async { false }) };
+    let err = pollster::block_on(SpikingSpec::default().run(&cpu(), &mut |_| {}, &mut cancel))
+        .unwrap_err();
+    assert!(matches!(err, DynamicsError::Cancelled));
+}
+
+#[test]
+fn bad_parameters_are_refused_with_a_message() {
+    let bad = PredictionSpec {
+        train: 50,
+        warmup: 100,
+        ..PredictionSpec::default()
+    };
+    let e = pollster::block_on(bad.run(&cpu(), &mut no_progress)).unwrap_err();
+    assert!(e.to_string().contains("warm-up"), "{e}");
+    let bad = SpikingSpec {
+        trace_neurons: vec![5000],
+        ..SpikingSpec::default()
+    };
+    let e = pollster::block_on(bad.run(&cpu(), &mut |_| {}, &mut no_progress)).unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    let bad = PredictionSpec {
+        reservoir: EsnParams {
+            leak: 0.0,
+            ..EsnParams::default()
+        },
+        ..PredictionSpec::default()
+    };
+    assert!(pollster::block_on(bad.run(&cpu(), &mut no_progress)).is_err());
+}
