@@ -6,6 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startServer } from "./serve.mjs";
+import assert from "node:assert/strict";
 
 export const PREFIX = "/courses/interp/";
 export const MODES = [
@@ -121,4 +122,27 @@ export function maxRelErr(got, want) {
   let m = 0;
   for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
   return m;
+}
+
+/// Page object for the Dynamics lab.
+export class DynamicsPage {
+  constructor(page) { this.page = page; }
+  /// Open a share link for `spec` (a fresh load, so the lab reads the link) and wait for `backend`.
+  async open(base, spec, backend) {
+    await this.page.goto(base + "#/dynamics?spec=" + encodeURIComponent(JSON.stringify(spec)));
+    await this.page.reload();
+    await this.page.waitForSelector('[data-testid="dyn-run"]');
+    if (backend) {
+      await this.page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
+    }
+  }
+  /// Click Run and wait until the run ends in `state` ("done" or "error").
+  async run(state = "done", timeout = 300_000) {
+    const seq = await this.page.getAttribute('[data-testid="dyn-status"]', "data-seq");
+    await this.page.click('[data-testid="dyn-run"]');
+    await this.page.waitForSelector(`[data-testid="dyn-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
+    assert.equal(await this.page.getAttribute('[data-testid="dyn-status"]', "data-state"), state,
+      state === "done" ? await this.page.textContent('[data-testid="dyn-status"]') : "");
+    return Number(await this.page.getAttribute('[data-testid="dyn-status"]', "data-ms"));
+  }
 }

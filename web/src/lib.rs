@@ -12,12 +12,14 @@
 //! | [`ablation`] | Circuits lab: head ablation and path patching |
 //! | [`guided`] | Circuits lab: guided experiments (presets + text) |
 //! | [`patching`] | Circuits lab: activation patching panel (spec in the URL) |
-//! | [`plots`] | heatmap, palettes, export |
+//! | [`dynamics`] | Dynamics lab: spiking/reservoir experiments, raster and line plots, share links |
+//! | [`plots`] | heatmap, line plot, palettes, export |
 //! | [`views`] | Circuits lab: attention, logit lens, attribution, head detectors |
 
 pub mod ablation;
 pub mod assets;
 pub mod circuits;
+pub mod dynamics;
 pub mod guided;
 pub mod models;
 pub mod offline;

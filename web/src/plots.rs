@@ -144,3 +144,128 @@ pub fn Heatmap(
         </figure>
     }
 }
+
+/// Colour-blind-safe line colours (Okabe–Ito blue, vermillion, bluish green, reddish purple).
+pub const LINE_COLOURS: [&str; 4] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"];
+
+/// One named series of a [`LinePlot`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Legend name.
+    pub name: String,
+    /// y values at x = x0, x0 + 1, ...
+    pub values: Vec<f64>,
+}
+
+/// A line plot of one or more series over a shared x axis, with a data-table alternative and
+/// SVG/CSV export. Long series are drawn decimated (every value stays in the table and CSV).
+#[component]
+pub fn LinePlot(
+    /// The series.
+    series: Vec<Series>,
+    /// x of the first value.
+    #[prop(default = 0.0)]
+    x0: f64,
+    /// x step between values.
+    #[prop(default = 1.0)]
+    dx: f64,
+    /// x axis label.
+    xlabel: String,
+    /// y axis label.
+    ylabel: String,
+    /// Test id of the figure.
+    testid: String,
+) -> impl IntoView {
+    let (w, h, left, bottom) = (640.0f64, 200.0f64, 56.0f64, 30.0f64);
+    let finite = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else if lo.is_finite() {
+        (lo - 1.0, lo + 1.0)
+    } else {
+        (0.0, 1.0)
+    };
+    let n = series
+        .iter()
+        .map(|s| s.values.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    let step = (n / 1500).max(1);
+    let px = move |i: usize| left + (w - left - 10.0) * i as f64 / (n - 1) as f64;
+    let py = move |v: f64| 8.0 + (h - bottom - 8.0) * (1.0 - (v - lo) / (hi - lo));
+    let lines = series
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let pts: String = s
+                .values
+                .iter()
+                .enumerate()
+                .step_by(step)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, &v)| format!("{:.1},{:.1} ", px(i), py(v)))
+                .collect();
+            view! { <polyline points=pts fill="none" stroke=LINE_COLOURS[k % 4] stroke-width="1.4"><title>{s.name.clone()}</title></polyline> }
+        })
+        .collect_view();
+    let legend = series
+        .iter()
+        .enumerate()
+        .map(|(k, s)| view! { <span style=format!("color:{}", LINE_COLOURS[k % 4])>{format!("━ {} ", s.name)}</span> })
+        .collect_view();
+    let xmax = x0 + dx * (n - 1) as f64;
+    let csv = {
+        let mut out = format!(
+            "x,{}\n",
+            series
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        for i in 0..n {
+            let vals: Vec<String> = series
+                .iter()
+                .map(|s| s.values.get(i).map(|v| v.to_string()).unwrap_or_default())
+                .collect();
+            out += &format!("{},{}\n", x0 + dx * i as f64, vals.join(","));
+        }
+        out
+    };
+    let table_rows = (0..n.min(200))
+        .map(|i| view! { <tr><th scope="row">{format!("{}", x0 + dx * i as f64)}</th>
+            {series.iter().map(|s| view! { <td>{s.values.get(i).map(|v| format!("{v:.4}")).unwrap_or_default()}</td> }).collect_view()}</tr> })
+        .collect_view();
+    let (svg_id, csv_id) = (testid.clone(), testid.clone());
+    view! {
+        <figure class="lineplot" data-testid=testid>
+            <svg xmlns="http://www.w3.org/2000/svg" viewBox=format!("0 0 {w} {h}") width="100%" role="img" aria-label=format!("{ylabel} against {xlabel}")>
+                <line x1=left y1=h - bottom x2=w - 10.0 y2=h - bottom stroke="#999"/>
+                <line x1=left y1=8.0 x2=left y2=h - bottom stroke="#999"/>
+                <text x=left - 4.0 y=14.0 text-anchor="end" font-size="10">{format!("{hi:.3}")}</text>
+                <text x=left - 4.0 y=h - bottom text-anchor="end" font-size="10">{format!("{lo:.3}")}</text>
+                <text x=left y=h - 12.0 font-size="10">{format!("{x0}")}</text>
+                <text x=w - 10.0 y=h - 12.0 text-anchor="end" font-size="10">{format!("{xmax}")}</text>
+                <text x=(left + w) / 2.0 y=h - 2.0 text-anchor="middle" font-size="11">{xlabel.clone()}</text>
+                <text x=12.0 y=(h - bottom) / 2.0 font-size="11" transform=format!("rotate(-90 12 {})", (h - bottom) / 2.0) text-anchor="middle">{ylabel.clone()}</text>
+                {lines}
+            </svg>
+            <figcaption class="muted">{legend}</figcaption>
+            <p>
+                <button on:click=move |_| export_svg(&svg_id)>"Export SVG"</button>" "
+                <button on:click=move |_| download(&format!("{csv_id}.csv"), "text/csv", &csv)>"Export CSV"</button>
+            </p>
+            <details><summary>"Data table"</summary>
+                <table class="data"><thead><tr><th>{xlabel}</th>{series.iter().map(|s| view! { <th scope="col">{s.name.clone()}</th> }).collect_view()}</tr></thead>
+                <tbody>{table_rows}</tbody></table>
+            </details>
+        </figure>
+    }
+}

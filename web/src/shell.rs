@@ -214,6 +214,7 @@ pub fn App() -> impl IntoView {
             {move || match lab.get() {
                 Lab::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
                 Lab::Circuits => view! { <crate::circuits::CircuitsLab/> }.into_any(),
+                Lab::Dynamics => view! { <crate::dynamics::DynamicsLab/> }.into_any(),
                 other => view! { <Coming lab=other/> }.into_any(),
             }}
         </main>

@@ -298,5 +298,80 @@ fn bench(root: &Path) -> Result<()> {
     if !peer.is_ok_and(|s| s.success()) {
         println!("(PyTorch peer skipped: pip install torch transformers gguf accelerate)");
     }
+    bench_dynamics()
+}
+
+/// The Dynamics lab's CLI contract runs natively, the same specs in the page on both devices,
+/// and the ReservoirPy / NumPy peer measured in the same session.
+fn bench_dynamics() -> Result<()> {
+    run(Command::new("cargo").args(["build", "-q", "-p", "interplay-cli"]))?;
+    let cli = |args: &[&str]| -> Result<()> {
+        let out = Command::new("cargo")
+            .args(["run", "-q", "-p", "interplay-cli", "--"])
+            .args(args)
+            .output()?;
+        println!(
+            "native cpu {}: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+        Ok(())
+    };
+    cli(&[
+        "esn",
+        "--task",
+        "mackey-glass",
+        "--steps",
+        "10000",
+        "--train",
+        "5000",
+        "--test",
+        "2000",
+        "--warmup",
+        "100",
+        "--units",
+        "500",
+        "--spectral-radius",
+        "0.9",
+        "--leak",
+        "0.3",
+        "--input-scaling",
+        "1.0",
+        "--ridge",
+        "1e-7",
+        "--seed",
+        "42",
+    ])?;
+    cli(&[
+        "memory-capacity",
+        "--units",
+        "100",
+        "--spectral-radius",
+        "1.0",
+        "--ridge",
+        "1e-4",
+        "--k-max",
+        "50",
+        "--seed",
+        "1",
+    ])?;
+    cli(&[
+        "izhikevich",
+        "--excitatory",
+        "800",
+        "--inhibitory",
+        "200",
+        "--ms",
+        "1000",
+        "--seed",
+        "1",
+    ])?;
+    run(Command::new("node").args(["tests/e2e/bench_dynamics.mjs"]))?;
+    let peer = Command::new("python3")
+        .arg("tests/bench/peer_dynamics.py")
+        .status();
+    if !peer.is_ok_and(|s| s.success()) {
+        println!("(ReservoirPy peer skipped: pip install reservoirpy==0.4.2 numpy)");
+    }
     Ok(())
 }

@@ -76,6 +76,10 @@ pub fn run_spec(spec: &DynamicsSpec, args: &Args) -> Result<Value> {
             let r = pollster::block_on(s.run(&dev.device, &mut |_| {}, &mut no_progress))?;
             json!({ "spikes": r.spikes, "rate_exc_hz": r.rate_exc_hz, "rate_inh_hz": r.rate_inh_hz })
         }
+        DynamicsSpec::WhatWhen(s) => {
+            let r = pollster::block_on(s.run(&dev.device, &mut |_| {}, &mut no_progress))?;
+            json!({ "learned": r.learned, "trials": r.trials })
+        }
         DynamicsSpec::EiSweep(s) => {
             let rows = pollster::block_on(s.run(&dev.device, &mut |_| {}, &mut no_progress))?;
             json!({ "rows": rows })

@@ -6,6 +6,7 @@
 //! | [`esn`] | echo state networks (ReservoirPy's equations), E/I populations, self-adaptation |
 //! | [`spiking`] | Izhikevich (2003) cell types and network, leaky integrate-and-fire |
 //! | [`tasks`] | prediction (Mackey-Glass, NARMA-10, Santa Fe) and memory-capacity specs |
+//! | [`whatwhen`] | the what/when paradigm: three-factor Hebbian readout vs FORCE |
 //! | [`series`] | the benchmark series generators and bundled data |
 //! | [`linalg`] | spectral radius, ridge readout, NRMSE / R² |
 //! | [`rng`] | the seeded generator every weight and input comes from |
@@ -20,8 +21,10 @@ pub mod rng;
 pub mod series;
 pub mod spiking;
 pub mod tasks;
+pub mod whatwhen;
 
 pub use error::{DynamicsError, Result};
 pub use esn::{Adaptation, EiParams, EsnParams, Reservoir};
 pub use spiking::{CellType, NeuronModel, SpikingResult, SpikingSpec};
 pub use tasks::{DynamicsSpec, EiSweepRow, EiSweepSpec, MemoryCapacitySpec, PredictionSpec, Task};
+pub use whatwhen::{WhatWhenResult, WhatWhenSpec};

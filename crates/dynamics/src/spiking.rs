@@ -203,133 +203,24 @@ impl SpikingSpec {
         on_chunk: &mut dyn FnMut(&SpikingResult),
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<SpikingResult> {
-        self.check()?;
+        let mut net = Network::new(self, device)?;
         let (ne, ni) = (self.excitatory, self.inhibitory);
         let n = ne + ni;
-        let base = Rng::new(self.seed);
-        let mut rng_cells = base.fork(1);
-        let mut rng_w = base.fork(2);
-        let mut rng_noise = base.fork(3);
-
-        // Per-neuron parameters (a, b, c, d); heterogeneous via r ~ U(0,1) as in the 2003 code.
-        let mut abcd = [vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]];
-        let (exc_t, inh_t) = match &self.model {
-            NeuronModel::Izhikevich {
-                excitatory_type,
-                inhibitory_type,
-            } => (*excitatory_type, *inhibitory_type),
-            NeuronModel::Lif { .. } => (None, None),
-        };
-        for k in 0..n {
-            let r = rng_cells.uniform();
-            let p = if k < ne {
-                exc_t.map(CellType::abcd).unwrap_or([
-                    0.02,
-                    0.2,
-                    -65.0 + 15.0 * r * r,
-                    8.0 - 6.0 * r * r,
-                ])
-            } else {
-                inh_t
-                    .map(CellType::abcd)
-                    .unwrap_or([0.02 + 0.08 * r, 0.25 - 0.05 * r, -65.0, 2.0])
-            };
-            for (dst, v) in abcd.iter_mut().zip(p) {
-                dst[k] = v as f32;
-            }
-        }
-        // Sᵀ: row j holds neuron j's outgoing weights, so firedᵀ·Sᵀ sums the input per target.
-        let mut st = vec![0f32; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                let w = rng_w.uniform();
-                if self.connectivity < 1.0 && !rng_w.bernoulli(self.connectivity) {
-                    continue;
-                }
-                st[j * n + i] = if j < ne {
-                    (self.weight_exc * w) as f32
-                } else {
-                    (-self.weight_inh * w) as f32
-                };
-            }
-        }
-        let row = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, n]), device);
-        let [a, b, c, d] = abcd.map(row);
-        let st = Tensor::<2>::from_data(TensorData::new(st, [n, n]), device);
         let trace_idx = (!self.trace_neurons.is_empty()).then(|| {
             let idx: Vec<i32> = self.trace_neurons.iter().map(|&i| i as i32).collect();
             Tensor::<1, Int>::from_data(TensorData::new(idx, [self.trace_neurons.len()]), device)
         });
-
-        let (mut v, mut u, mut refractory) = match &self.model {
-            NeuronModel::Izhikevich { .. } => {
-                let v = Tensor::<2>::full([1, n], -65.0, device);
-                let u = b.clone() * v.clone();
-                (v, u, None)
-            }
-            NeuronModel::Lif { rest, .. } => (
-                Tensor::<2>::full([1, n], *rest, device),
-                Tensor::<2>::zeros([1, n], device),
-                Some(Tensor::<2>::zeros([1, n], device)),
-            ),
-        };
-
         let mut total = SpikingResult::default();
         let mut start = 0;
         while start < self.ms {
             let len = CHUNK.min(self.ms - start);
-            let noise: Vec<f32> = (0..len * n)
-                .map(|k| {
-                    let amp = if k % n < ne {
-                        self.noise_exc
-                    } else {
-                        self.noise_inh
-                    };
-                    (amp * rng_noise.normal()) as f32
-                })
-                .collect();
-            let noise = Tensor::<2>::from_data(TensorData::new(noise, [len, n]), device);
+            let noise = net.noise(len);
             let mut fired_rows = Vec::with_capacity(len);
             let mut trace_rows = Vec::new();
             for k in 0..len {
-                let input = noise.clone().slice(s![k..k + 1, ..]);
-                match &self.model {
-                    NeuronModel::Izhikevich { .. } => {
-                        let fired = v.clone().greater_equal_elem(30.0);
-                        let f = fired.clone().float();
-                        v = v.mask_where(fired, c.clone());
-                        u = u + d.clone() * f.clone();
-                        let i = input + f.clone().matmul(st.clone());
-                        // Two 0.5 ms half-steps for v (numerical stability, as in the paper).
-                        for _ in 0..2 {
-                            let dv = v.clone().square() * 0.04 + v.clone() * 5.0 + 140.0
-                                - u.clone()
-                                + i.clone();
-                            v = v + dv * 0.5;
-                        }
-                        u = u.clone() + a.clone() * (b.clone() * v.clone() - u);
-                        fired_rows.push(f);
-                    }
-                    NeuronModel::Lif {
-                        tau_ms,
-                        threshold,
-                        rest,
-                        refractory_ms,
-                    } => {
-                        let fired = v.clone().greater_equal_elem(*threshold);
-                        let f = fired.clone().float();
-                        v = v.mask_fill(fired.clone(), *rest);
-                        let r = refractory.take().unwrap_or_else(|| f.zeros_like());
-                        let r = (r - 1.0).clamp_min(0.0).mask_fill(fired, *refractory_ms);
-                        let active = r.clone().lower_equal_elem(0.0).float();
-                        let i = input + f.clone().matmul(st.clone());
-                        v = v.clone() + ((v.clone().neg() + *rest) / *tau_ms + i) * active;
-                        refractory = Some(r);
-                        fired_rows.push(f);
-                    }
-                }
+                fired_rows.push(net.step(noise.clone().slice(s![k..k + 1, ..])));
                 if let Some(idx) = &trace_idx {
-                    trace_rows.push(v.clone().select(1, idx.clone()));
+                    trace_rows.push(net.v.clone().select(1, idx.clone()));
                 }
             }
             let fired = read_f32(Tensor::cat(fired_rows, 0)).await?;
@@ -381,5 +272,166 @@ impl SpikingSpec {
             0.0
         };
         Ok(total)
+    }
+}
+
+/// A spiking network on a device: per-neuron parameters, weights and state.
+pub(crate) struct Network {
+    model: NeuronModel,
+    ne: usize,
+    n: usize,
+    noise_exc: f64,
+    noise_inh: f64,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    c: Tensor<2>,
+    d: Tensor<2>,
+    /// Sᵀ, `[N, N]`: row j holds neuron j's outgoing weights.
+    st: Tensor<2>,
+    /// Membrane potential, `[1, N]`.
+    pub(crate) v: Tensor<2>,
+    u: Tensor<2>,
+    refractory: Option<Tensor<2>>,
+    rng_noise: Rng,
+}
+
+impl Network {
+    /// Build `spec`'s network (heterogeneity, weights, initial state) from its seed.
+    pub(crate) fn new(spec: &SpikingSpec, device: &Device) -> Result<Self> {
+        spec.check()?;
+        let (ne, ni) = (spec.excitatory, spec.inhibitory);
+        let n = ne + ni;
+        let base = Rng::new(spec.seed);
+        let mut rng_cells = base.fork(1);
+        let mut rng_w = base.fork(2);
+        let rng_noise = base.fork(3);
+
+        // Per-neuron parameters (a, b, c, d); heterogeneous via r ~ U(0,1) as in the 2003 code.
+        let mut abcd = [vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]];
+        let (exc_t, inh_t) = match &spec.model {
+            NeuronModel::Izhikevich {
+                excitatory_type,
+                inhibitory_type,
+            } => (*excitatory_type, *inhibitory_type),
+            NeuronModel::Lif { .. } => (None, None),
+        };
+        for k in 0..n {
+            let r = rng_cells.uniform();
+            let p = if k < ne {
+                exc_t.map(CellType::abcd).unwrap_or([
+                    0.02,
+                    0.2,
+                    -65.0 + 15.0 * r * r,
+                    8.0 - 6.0 * r * r,
+                ])
+            } else {
+                inh_t
+                    .map(CellType::abcd)
+                    .unwrap_or([0.02 + 0.08 * r, 0.25 - 0.05 * r, -65.0, 2.0])
+            };
+            for (dst, v) in abcd.iter_mut().zip(p) {
+                dst[k] = v as f32;
+            }
+        }
+        let mut st = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                let w = rng_w.uniform();
+                if spec.connectivity < 1.0 && !rng_w.bernoulli(spec.connectivity) {
+                    continue;
+                }
+                st[j * n + i] = if j < ne {
+                    (spec.weight_exc * w) as f32
+                } else {
+                    (-spec.weight_inh * w) as f32
+                };
+            }
+        }
+        let row = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, n]), device);
+        let [a, b, c, d] = abcd.map(row);
+        let (v, u, refractory) = match &spec.model {
+            NeuronModel::Izhikevich { .. } => {
+                let v = Tensor::<2>::full([1, n], -65.0, device);
+                let u = b.clone() * v.clone();
+                (v, u, None)
+            }
+            NeuronModel::Lif { rest, .. } => (
+                Tensor::<2>::full([1, n], *rest, device),
+                Tensor::<2>::zeros([1, n], device),
+                Some(Tensor::<2>::zeros([1, n], device)),
+            ),
+        };
+        Ok(Self {
+            model: spec.model.clone(),
+            ne,
+            n,
+            noise_exc: spec.noise_exc,
+            noise_inh: spec.noise_inh,
+            a,
+            b,
+            c,
+            d,
+            st: Tensor::<2>::from_data(TensorData::new(st, [n, n]), device),
+            v,
+            u,
+            refractory,
+            rng_noise,
+        })
+    }
+
+    /// Thalamic noise for the next `len` ms, `[len, N]`, drawn on the host.
+    pub(crate) fn noise(&mut self, len: usize) -> Tensor<2> {
+        let (n, ne) = (self.n, self.ne);
+        let noise: Vec<f32> = (0..len * n)
+            .map(|k| {
+                let amp = if k % n < ne {
+                    self.noise_exc
+                } else {
+                    self.noise_inh
+                };
+                (amp * self.rng_noise.normal()) as f32
+            })
+            .collect();
+        Tensor::<2>::from_data(TensorData::new(noise, [len, n]), &self.v.device())
+    }
+
+    /// Advance 1 ms with external input `input` (`[1, N]`); returns who fired (`[1, N]`, 0/1).
+    pub(crate) fn step(&mut self, input: Tensor<2>) -> Tensor<2> {
+        match &self.model {
+            NeuronModel::Izhikevich { .. } => {
+                let fired = self.v.clone().greater_equal_elem(30.0);
+                let f = fired.clone().float();
+                self.v = self.v.clone().mask_where(fired, self.c.clone());
+                self.u = self.u.clone() + self.d.clone() * f.clone();
+                let i = input + f.clone().matmul(self.st.clone());
+                // Two 0.5 ms half-steps for v (numerical stability, as in the paper).
+                for _ in 0..2 {
+                    let v = self.v.clone();
+                    let dv = v.clone().square() * 0.04 + v.clone() * 5.0 + 140.0 - self.u.clone()
+                        + i.clone();
+                    self.v = v + dv * 0.5;
+                }
+                self.u = self.u.clone()
+                    + self.a.clone() * (self.b.clone() * self.v.clone() - self.u.clone());
+                f
+            }
+            NeuronModel::Lif {
+                tau_ms,
+                threshold,
+                rest,
+                refractory_ms,
+            } => {
+                let fired = self.v.clone().greater_equal_elem(*threshold);
+                let f = fired.clone().float();
+                let v = self.v.clone().mask_fill(fired.clone(), *rest);
+                let r = self.refractory.take().unwrap_or_else(|| f.zeros_like());
+                let r = (r - 1.0).clamp_min(0.0).mask_fill(fired, *refractory_ms);
+                let active = r.clone().lower_equal_elem(0.0).float();
+                let i = input + f.clone().matmul(self.st.clone());
+                self.v = v.clone() + ((v.neg() + *rest) / *tau_ms + i) * active;
+                self.refractory = Some(r);
+                f
+            }
+        }
     }
 }

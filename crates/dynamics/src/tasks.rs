@@ -325,6 +325,8 @@ pub enum DynamicsSpec {
     Spiking(crate::spiking::SpikingSpec),
     /// Memory capacity across E/I balances, with and without self-adaptation.
     EiSweep(EiSweepSpec),
+    /// The what/when paradigm with a three-factor (or FORCE) readout.
+    WhatWhen(crate::whatwhen::WhatWhenSpec),
 }
 
 /// "Boosting Reservoir Computing": memory capacity of E/I reservoirs over a range of inhibition

@@ -206,3 +206,38 @@ fn bad_parameters_are_refused_with_a_message() {
     };
     assert!(pollster::block_on(bad.run(&cpu(), &mut no_progress)).is_err());
 }
+
+#[test]
+fn three_factor_readout_learns_what_and_when_and_readapts_where_force_does_not() {
+    use interplay_dynamics::whatwhen::{Rule, WhatWhenSpec};
+    let run = |spec: &WhatWhenSpec| {
+        pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress)).unwrap()
+    };
+    let three = run(&WhatWhenSpec::default());
+    let [before, after] = [&three.learned[0], &three.learned[1]];
+    // Magnitudes follow the probabilities (0.8 / 0.2, then swapped) without a reset ...
+    assert!(before[0] > 2.0 * before[1], "{before:?}");
+    assert!(after[1] > 1.5 * after[0], "{after:?}");
+    // ... and the readout fires in the stimulus window more than elsewhere.
+    let late: Vec<_> = three
+        .trials
+        .iter()
+        .filter(|t| t.phase == 0)
+        .skip(30)
+        .collect();
+    let inside: f64 = late.iter().map(|t| t.in_window[0]).sum();
+    let outside: f64 = late.iter().map(|t| t.outside[0]).sum();
+    assert!(inside > 1.5 * outside, "{inside} vs {outside}");
+
+    let force = run(&WhatWhenSpec {
+        rule: Rule::Force { alpha: 1.0 },
+        ..WhatWhenSpec::default()
+    });
+    // FORCE's gain has shrunk by the swap: it still favours the old stimulus.
+    assert!(force.learned[0][0] > 2.0 * force.learned[0][1]);
+    assert!(
+        force.learned[1][0] > force.learned[1][1],
+        "{:?}",
+        force.learned[1]
+    );
+}

@@ -1,0 +1,91 @@
+// Dynamics lab from share links, on WebGPU and on the CPU fallback: the Mackey-Glass echo state
+// network and the Izhikevich raster report the CLI's numbers for the same spec; a bad parameter
+// gives a message and the page stays usable. Screenshots go to target/screenshots/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { MODES, serveDist, launch, offOrigin, DynamicsPage } from "./harness.mjs";
+
+const SHOTS = path.resolve("target/screenshots");
+export const MG = {
+  experiment: "prediction", task: "mackey-glass", steps: 2000, train: 1200, test: 500, warmup: 100,
+  horizon: 1, ridge: 1e-7, series_seed: 0,
+  reservoir: { units: 100, spectral_radius: 0.9, leak: 0.3, input_scaling: 1.0, seed: 42 },
+};
+export const IZ = { experiment: "spiking", ms: 300, seed: 1, trace_neurons: [0, 850] };
+
+function cli(spec) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
+  const file = path.join(dir, "spec.json");
+  fs.writeFileSync(file, JSON.stringify(spec));
+  return JSON.parse(execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8" }));
+}
+
+let srv, cliMg, cliIz;
+before(async () => {
+  srv = await serveDist();
+  cliMg = cli(MG);
+  cliIz = cli(IZ);
+  fs.mkdirSync(SHOTS, { recursive: true });
+});
+after(() => srv.server.close());
+
+for (const mode of MODES) {
+  test(`Dynamics share links match the CLI on ${mode.name}`, async () => {
+    const b = await launch(mode);
+    try {
+      const lab = new DynamicsPage(b.page);
+      // Mackey-Glass ESN: the echo state property makes the run insensitive to float rounding.
+      await lab.open(srv.base, MG, mode.backend);
+      await lab.run();
+      const nrmse = Number(await b.page.textContent('[data-testid="dyn-nrmse"]'));
+      assert.ok(Math.abs(nrmse - cliMg.nrmse) <= 1e-3 * cliMg.nrmse + 1e-6, `page NRMSE ${nrmse} vs CLI ${cliMg.nrmse}`);
+      assert.ok(nrmse < 0.01);
+      assert.match(await b.page.inputValue('[data-testid="dyn-share-link"]'), /#\/dynamics\?spec=/);
+      await b.page.screenshot({ path: path.join(SHOTS, `dynamics-esn-${mode.name}.png`), fullPage: true });
+
+      // Izhikevich raster: spikes stream in; rates as the CLI's. The network is chaotic, so
+      // float rounding that differs between devices may move single spikes: rates agree to 3%.
+      await lab.open(srv.base, IZ, mode.backend);
+      await lab.run();
+      const spikes = Number(await b.page.getAttribute('[data-testid="dyn-raster"]', "data-spikes"));
+      assert.ok(spikes > 0);
+      const exc = parseFloat(await b.page.textContent('[data-testid="dyn-rate-exc"]'));
+      const inh = parseFloat(await b.page.textContent('[data-testid="dyn-rate-inh"]'));
+      assert.ok(Math.abs(exc - cliIz.rate_exc_hz) <= 0.03 * cliIz.rate_exc_hz + 0.01, `exc ${exc} vs CLI ${cliIz.rate_exc_hz}`);
+      assert.ok(Math.abs(inh - cliIz.rate_inh_hz) <= 0.03 * cliIz.rate_inh_hz + 0.01, `inh ${inh} vs CLI ${cliIz.rate_inh_hz}`);
+      await b.page.screenshot({ path: path.join(SHOTS, `dynamics-raster-${mode.name}.png`), fullPage: true });
+
+      // A bad parameter: a clear message, then the page still runs.
+      await b.page.fill('[data-testid="dyn-exc"]', "20000");
+      await b.page.dispatchEvent('[data-testid="dyn-exc"]', "change");
+      await lab.run("error");
+      assert.match(await b.page.textContent('[data-testid="dyn-error"]'), /between 1 and 10 000 neurons/);
+      await b.page.fill('[data-testid="dyn-exc"]', "80");
+      await b.page.dispatchEvent('[data-testid="dyn-exc"]', "change");
+      await lab.run();
+
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+}
+
+test("a damaged Dynamics link says so and keeps a working lab", async () => {
+  const b = await launch(MODES[1]);
+  try {
+    await b.page.goto(srv.base + "#/dynamics?spec=%7B%22experiment%22%3A%22nope%22");
+    await b.page.waitForSelector('[data-testid="link-error"]');
+    await b.page.click('[data-testid="dyn-guided-memory"]');
+    await new DynamicsPage(b.page).run();
+    assert.ok(Number(await b.page.textContent('[data-testid="dyn-mc"]')) > 1);
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await b.close();
+  }
+});
