@@ -435,6 +435,7 @@ pub fn DynamicsLab() -> impl IntoView {
     let link_error = RwSignal::new(link_error);
     let busy = RwSignal::new(false);
     let cancel = RwSignal::new(false);
+    let paused = RwSignal::new(false);
     let progress = RwSignal::new((0usize, 0usize));
     let outcome = RwSignal::new(None::<Result<Outcome, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
@@ -453,6 +454,7 @@ pub fn DynamicsLab() -> impl IntoView {
         share.set(write_url(&s));
         busy.set(true);
         cancel.set(false);
+        paused.set(false);
         progress.set((0, 1));
         let dev = crate::runtime::current();
         let backend = dev.backend.label();
@@ -462,6 +464,10 @@ pub fn DynamicsLab() -> impl IntoView {
                 progress.set((done, total));
                 Box::pin(async move {
                     yield_now().await;
+                    // Paused: keep the simulation's state and wait (the page stays live).
+                    while paused.get_untracked() && !cancel.get_untracked() {
+                        yield_now().await;
+                    }
                     !cancel.get_untracked()
                 })
             };
@@ -577,6 +583,8 @@ pub fn DynamicsLab() -> impl IntoView {
             {move || json_error.get().map(|e| view! { <p class="error" role="alert" data-testid="dyn-input-error">{e}</p> })}
             <p>
                 <button data-testid="dyn-run" on:click=run prop:disabled=move || busy.get()>"Run"</button>" "
+                <button data-testid="dyn-pause" on:click=move |_| paused.update(|p| *p = !*p) prop:disabled=move || !busy.get()>
+                    {move || if paused.get() { "Resume" } else { "Pause" }}</button>" "
                 <button data-testid="dyn-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
                 {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="dyn-progress" max=t.max(1) value=d></progress> }})}
             </p>

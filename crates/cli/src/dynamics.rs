@@ -151,6 +151,8 @@ pub fn command(args: &Args) -> Result<Option<Value>> {
                 )?,
                 weight_inh: args.num("--weight-inh", d.weight_inh)?,
                 connectivity: args.num("--connectivity", d.connectivity)?,
+                poisson_hz: args.num("--poisson-hz", d.poisson_hz)?,
+                poisson_weight: args.num("--poisson-weight", d.poisson_weight)?,
                 trace_neurons: vec![],
                 raster: false,
             })

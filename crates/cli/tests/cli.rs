@@ -188,3 +188,88 @@ fn errors_are_messages_not_panics() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn dynamics_commands_print_their_contract() {
+    let (code, v, err) = interplay(&[
+        "esn",
+        "--task",
+        "mackey-glass",
+        "--steps",
+        "2000",
+        "--train",
+        "1200",
+        "--test",
+        "500",
+        "--warmup",
+        "100",
+        "--units",
+        "100",
+        "--spectral-radius",
+        "0.9",
+        "--leak",
+        "0.3",
+        "--input-scaling",
+        "1.0",
+        "--ridge",
+        "1e-7",
+        "--seed",
+        "42",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(v["nrmse"].as_f64().unwrap() < 0.01 && v["r2"].as_f64().unwrap() > 0.99);
+    assert!(v["seconds"].as_f64().unwrap() > 0.0);
+
+    let (code, v, err) = interplay(&[
+        "memory-capacity",
+        "--units",
+        "100",
+        "--spectral-radius",
+        "1.0",
+        "--ridge",
+        "1e-4",
+        "--k-max",
+        "50",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mc_k = v["mc_k"].as_array().unwrap();
+    assert_eq!(mc_k.len(), 50);
+    let sum: f64 = mc_k.iter().map(|x| x.as_f64().unwrap()).sum();
+    assert!((sum - v["mc"].as_f64().unwrap()).abs() < 1e-9);
+
+    let (code, v, err) = interplay(&[
+        "izhikevich",
+        "--excitatory",
+        "800",
+        "--inhibitory",
+        "200",
+        "--ms",
+        "1000",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let exc = v["rate_exc_hz"].as_f64().unwrap();
+    assert!((5.0..11.0).contains(&exc), "{exc}");
+    assert!(v["spikes"].as_u64().unwrap() > 1000);
+}
+
+#[test]
+fn dynamics_bad_input_is_a_message() {
+    let (code, _, err) = interplay(&["esn", "--units", "0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("between 1 and 4096 units"), "{err}");
+    let (code, _, err) = interplay(&["izhikevich", "--ms", "ten"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--ms"), "{err}");
+    let dir = std::env::temp_dir().join("interplay-bad-dyn-spec.json");
+    std::fs::write(&dir, r#"{"experiment":"spiking","ms":-3}"#).unwrap();
+    let (code, _, err) = interplay(&["run", dir.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not a valid Dynamics experiment spec"),
+        "{err}"
+    );
+}

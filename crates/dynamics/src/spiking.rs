@@ -97,6 +97,11 @@ pub struct SpikingSpec {
     pub weight_inh: f64,
     /// Fraction of connections present (1: all-to-all, as in the 2003 paper).
     pub connectivity: f64,
+    /// Independent Poisson input spike trains, one per neuron, at this rate (Hz; 0: none),
+    /// added to the thalamic noise.
+    pub poisson_hz: f64,
+    /// Input current of one Poisson input spike.
+    pub poisson_weight: f64,
     /// Neurons whose membrane potential is recorded (clipped at the 30 mV spike peak).
     pub trace_neurons: Vec<usize>,
     /// Return every spike (for the raster); counts and rates are always returned.
@@ -119,6 +124,8 @@ impl Default for SpikingSpec {
             weight_exc: 0.5,
             weight_inh: 1.0,
             connectivity: 1.0,
+            poisson_hz: 0.0,
+            poisson_weight: 20.0,
             trace_neurons: vec![],
             raster: true,
         }
@@ -282,6 +289,8 @@ pub(crate) struct Network {
     n: usize,
     noise_exc: f64,
     noise_inh: f64,
+    poisson_p: f64,
+    poisson_weight: f64,
     a: Tensor<2>,
     b: Tensor<2>,
     c: Tensor<2>,
@@ -367,6 +376,8 @@ impl Network {
             n,
             noise_exc: spec.noise_exc,
             noise_inh: spec.noise_inh,
+            poisson_p: spec.poisson_hz / 1000.0,
+            poisson_weight: spec.poisson_weight,
             a,
             b,
             c,
@@ -389,7 +400,12 @@ impl Network {
                 } else {
                     self.noise_inh
                 };
-                (amp * self.rng_noise.normal()) as f32
+                let poisson = if self.poisson_p > 0.0 && self.rng_noise.bernoulli(self.poisson_p) {
+                    self.poisson_weight
+                } else {
+                    0.0
+                };
+                (amp * self.rng_noise.normal() + poisson) as f32
             })
             .collect();
         Tensor::<2>::from_data(TensorData::new(noise, [len, n]), &self.v.device())
