@@ -40,7 +40,7 @@ for (const mode of MODES) {
       const lab = new DynamicsPage(b.page);
       // Mackey-Glass ESN: the echo state property makes the run insensitive to float rounding.
       await lab.open(srv.base, MG, mode.backend);
-      await lab.run();
+      console.log(`[${mode.name}] Mackey-Glass ESN in the page: ${(await lab.run()).toFixed(0)} ms`);
       const nrmse = Number(await b.page.textContent('[data-testid="dyn-nrmse"]'));
       assert.ok(Math.abs(nrmse - cliMg.nrmse) <= 1e-3 * cliMg.nrmse + 1e-6, `page NRMSE ${nrmse} vs CLI ${cliMg.nrmse}`);
       assert.ok(nrmse < 0.01);
@@ -50,7 +50,7 @@ for (const mode of MODES) {
       // Izhikevich raster: spikes stream in; rates as the CLI's. The network is chaotic, so
       // float rounding that differs between devices may move single spikes: rates agree to 3%.
       await lab.open(srv.base, IZ, mode.backend);
-      await lab.run();
+      console.log(`[${mode.name}] Izhikevich ${IZ.ms} ms in the page: ${(await lab.run()).toFixed(0)} ms`);
       const spikes = Number(await b.page.getAttribute('[data-testid="dyn-raster"]', "data-spikes"));
       assert.ok(spikes > 0);
       const exc = parseFloat(await b.page.textContent('[data-testid="dyn-rate-exc"]'));

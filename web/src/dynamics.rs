@@ -172,6 +172,12 @@ fn reservoir(spec: &DynamicsSpec) -> Option<&EsnParams> {
     }
 }
 
+/// Traced neurons that no longer exist after a size change are dropped, not an error.
+fn keep_traces(x: &mut SpikingSpec) {
+    let n = x.excitatory + x.inhibitory;
+    x.trace_neurons.retain(|&i| i < n);
+}
+
 type Getter = fn(&DynamicsSpec) -> Option<f64>;
 type Setter = fn(&mut DynamicsSpec, f64);
 
@@ -186,7 +192,8 @@ const FIELDS: &[(&str, &str, Getter, Setter)] = &[
         },
         |s, v| {
             if let DynamicsSpec::Spiking(x) = s {
-                x.excitatory = v as usize
+                x.excitatory = v as usize;
+                keep_traces(x)
             }
         },
     ),
@@ -199,7 +206,8 @@ const FIELDS: &[(&str, &str, Getter, Setter)] = &[
         },
         |s, v| {
             if let DynamicsSpec::Spiking(x) = s {
-                x.inhibitory = v as usize
+                x.inhibitory = v as usize;
+                keep_traces(x)
             }
         },
     ),
@@ -506,6 +514,19 @@ pub fn DynamicsLab() -> impl IntoView {
                     x.run(&dev.device, &mut on_row, &mut on_progress)
                         .await
                         .map(Outcome::Sweep)
+                }
+                DynamicsSpec::WhatWhen(x) => {
+                    outcome.set(Some(Ok(Outcome::WhatWhen(WhatWhenResult::default()))));
+                    let mut on_trial = move |t: &Trial| {
+                        outcome.update(|o| {
+                            if let Some(Ok(Outcome::WhatWhen(r))) = o {
+                                r.trials.push(t.clone());
+                            }
+                        })
+                    };
+                    x.run(&dev.device, &mut on_trial, &mut on_progress)
+                        .await
+                        .map(Outcome::WhatWhen)
                 }
             };
             facts.set((backend.to_string(), now_ms() - t0));

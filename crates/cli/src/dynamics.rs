@@ -15,7 +15,7 @@ use crate::{Args, device};
 
 impl Args {
     /// `name`'s value parsed, or `default` when absent.
-    fn num<T: FromStr>(&self, name: &str, default: T) -> Result<T>
+    pub(crate) fn num<T: FromStr>(&self, name: &str, default: T) -> Result<T>
     where
         T::Err: std::fmt::Display,
     {

@@ -12,6 +12,8 @@
 //!                    [--inhibition X [--adapt --target-rate X --target-spread X]]
 //! interplay memory-capacity --units N --spectral-radius X --ridge X --k-max K --seed S
 //! interplay izhikevich --excitatory N --inhibitory N --ms T --seed S     (also: lif)
+//! interplay merge    --base PATH --models P1 P2 .. --method task_arithmetic|ties|dare --lambda X
+//!                    [--density K] [--drop P --seed S] [--trim-scope global|per-tensor] --out OUT
 //! ```
 //! `run` takes an experiment spec exported from the page (or written by hand) and prints the same
 //! numbers the page shows. A spec naming the bundled model `"smollm2"` finds it under
@@ -20,6 +22,7 @@
 //! (+ `tokenizer.json`).
 
 mod dynamics;
+mod merge;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +48,8 @@ const USAGE: &str = "usage:
                      [--inhibition X [--adapt --target-rate 0.2 --target-spread 0.1]] [--device cpu|wgpu]
   interplay memory-capacity [--units 100 --spectral-radius 1.0 --ridge 1e-4 --k-max 50 --seed 1] [--device cpu|wgpu]
   interplay izhikevich [--excitatory 800 --inhibitory 200 --ms 1000 --seed 1] [--device cpu|wgpu]   (lif: same flags)
+  interplay merge    --base PATH --models P1 P2 .. --method task_arithmetic|ties|dare --lambda X
+                     [--density K] [--drop P --seed S] [--trim-scope global|per-tensor] --out merged.safetensors
 --model: a .gguf file, or a folder with model.safetensors + config.json (+ tokenizer.json)";
 
 struct Args {
@@ -195,6 +200,7 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             println!("{USAGE}");
             Ok(serde_json::Value::Null)
         }
+        "merge" => merge::command(args),
         other => match dynamics::command(args)? {
             Some(v) => Ok(v),
             None => bail!("unknown command {other:?}\n\n{USAGE}"),

@@ -189,8 +189,9 @@ impl WhatWhenSpec {
         if total == 0 || total * self.trial_ms > 2_000_000 {
             return bad("between 1 trial and 2000 s of simulated time");
         }
-        if !(self.trace_ms >= 1.0 && self.trace_max_ms >= self.trace_ms)
-            || !(0.0..=1.0).contains(&self.cue_fraction)
+        if !(self.trace_ms >= 1.0
+            && self.trace_max_ms >= self.trace_ms
+            && (0.0..=1.0).contains(&self.cue_fraction))
         {
             return bad("the trace time constant must be ≥ 1 ms and the cue fraction in [0, 1]");
         }

@@ -6,11 +6,13 @@
 //! |---|---|
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
+//! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
 //! | [`patching`] | activation patching sweeps (Circuits lab) |
 //! | [`share`] | the URL encoding every spec uses |
 
 pub mod ablation;
 pub mod circuits;
+pub mod merge;
 pub mod patching;
 pub mod share;
 

@@ -124,3 +124,31 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<Weights> {
     }
     Ok(out)
 }
+
+/// Write tensors as a safetensors file (F32, keys in the given order, 8-byte aligned header).
+pub fn write_safetensors(tensors: &[(String, &HostTensor)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        let len = t.data.len() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + len] }),
+        );
+        offset += len;
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    // The format asks for the data to start 8-byte aligned; pad the header with spaces.
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, t) in tensors {
+        for v in &t.data {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}

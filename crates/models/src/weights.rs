@@ -25,7 +25,7 @@ use crate::error::{ModelError, Result};
 use crate::transformer::{Attention, Block, Mlp, Norm, Transformer};
 
 /// A float tensor on the host, row-major.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
     /// Shape, outermost first.
     pub shape: Vec<usize>,
