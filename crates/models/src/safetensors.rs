@@ -139,7 +139,7 @@ pub fn write_safetensors(tensors: &[(String, &HostTensor)]) -> Vec<u8> {
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();
     // The format asks for the data to start 8-byte aligned; pad the header with spaces.
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + offset);
