@@ -12,7 +12,7 @@ use crate::Args;
 
 fn read(path: &str) -> Result<Weights> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    read_safetensors(&bytes).with_context(|| format!("{path}"))
+    read_safetensors(&bytes).with_context(|| path.to_string())
 }
 
 /// `interplay merge --base PATH --models P1 P2 .. --method M --lambda X [--density K]
