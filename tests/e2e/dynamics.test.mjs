@@ -11,11 +11,12 @@ import { MODES, serveDist, launch, offOrigin, DynamicsPage } from "./harness.mjs
 
 const SHOTS = path.resolve("target/screenshots");
 export const MG = {
-  experiment: "prediction", task: "mackey-glass", steps: 2000, train: 1200, test: 500, warmup: 100,
+  experiment: "prediction", task: "mackey-glass", steps: 800, train: 500, test: 250, warmup: 50,
   horizon: 1, ridge: 1e-7, series_seed: 0,
   reservoir: { units: 100, spectral_radius: 0.9, leak: 0.3, input_scaling: 1.0, seed: 42 },
 };
-export const IZ = { experiment: "spiking", ms: 300, seed: 1, trace_neurons: [0, 850] };
+// Kept short: SwiftShader runs each of the ~30 tensor ops of a step on the CPU (~4 ms each).
+export const IZ = { experiment: "spiking", ms: 150, seed: 1, trace_neurons: [0, 850] };
 
 function cli(spec) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
