@@ -577,7 +577,7 @@ pub fn DynamicsLab() -> impl IntoView {
             <div class="grid2">
             {FIELDS.iter().map(|&(label, id, get, set)| view! {
                 {move || get(&spec.get()).map(|v| view! {
-                    <label>{label}<input type="number" step="any" data-testid=id prop:disabled=lock prop:value=v.to_string()
+                    <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock prop:value=v.to_string()
                         on:change={move |ev| match event_target_value(&ev).trim().parse::<f64>() {
                             Ok(x) if x.is_finite() && x >= 0.0 => { spec.update(|s| set(s, x)); json_error.set(None) }
                             _ => json_error.set(Some(format!("{label}: enter a number ≥ 0"))),
@@ -585,7 +585,7 @@ pub fn DynamicsLab() -> impl IntoView {
                 })}
             }).collect_view()}
             {move || match spec.get() { DynamicsSpec::EiSweep(e) => Some(view! {
-                <label>"Inhibition ratios (comma-separated)"<input type="text" data-testid="dyn-ratios" prop:disabled=lock
+                <label>"Inhibition ratios (comma-separated) "<input type="text" data-testid="dyn-ratios" prop:disabled=lock
                     prop:value={e.inhibitions.iter().map(f64::to_string).collect::<Vec<_>>().join(", ")}
                     on:change={move |ev| {
                         let v: Option<Vec<f64>> = event_target_value(&ev).split(',').map(|x| x.trim().parse().ok()).collect();
