@@ -406,23 +406,8 @@ const FIELDS: &[(&str, &str, Getter, Setter)] = &[
     ),
 ];
 
-fn hash() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().hash().ok())
-        .unwrap_or_default()
-}
-
 fn write_url(spec: &DynamicsSpec) -> String {
-    let h = format!("#/dynamics?spec={}", encode(spec));
-    if let Some(w) = web_sys::window() {
-        if let Ok(hist) = w.history() {
-            let _ = hist.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&h));
-        }
-        if let Ok(href) = w.location().href() {
-            return format!("{}{}", href.split('#').next().unwrap_or(""), h);
-        }
-    }
-    h
+    crate::shell::write_share_url("dynamics", &encode(spec))
 }
 
 /// The Dynamics lab page.
@@ -433,11 +418,12 @@ pub fn DynamicsLab() -> impl IntoView {
             .and_then(|d| serde_json::from_str::<DynamicsSpec>(&d).ok())
             .unwrap_or_else(spiking_demo)
     };
-    let (initial, link_error) = match spec_param(&hash()).map(decode::<DynamicsSpec>) {
-        Some(Ok(s)) => (s, None),
-        Some(Err(e)) => (draft(), Some(e.to_string())),
-        None => (draft(), None),
-    };
+    let (initial, link_error) =
+        match spec_param(&crate::shell::current_hash()).map(decode::<DynamicsSpec>) {
+            Some(Ok(s)) => (s, None),
+            Some(Err(e)) => (draft(), Some(e.to_string())),
+            None => (draft(), None),
+        };
     let spec = RwSignal::new(initial);
     let json_error = RwSignal::new(None::<String>);
     let link_error = RwSignal::new(link_error);

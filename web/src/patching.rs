@@ -55,24 +55,8 @@ fn target_name(t: PatchTarget) -> &'static str {
     }
 }
 
-fn hash() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().hash().ok())
-        .unwrap_or_default()
-}
-
-/// Put the spec in the address bar without reloading (the share link).
 fn write_url(spec: &PatchingSpec) -> String {
-    let h = format!("#/circuits?spec={}", encode(spec));
-    if let Some(w) = web_sys::window() {
-        if let Ok(hist) = w.history() {
-            let _ = hist.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&h));
-        }
-        if let Ok(href) = w.location().href() {
-            return format!("{}{}", href.split('#').next().unwrap_or(""), h);
-        }
-    }
-    h
+    crate::shell::write_share_url("circuits", &encode(spec))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -98,11 +82,12 @@ pub fn PatchingPanel(
             .and_then(|d| serde_json::from_str::<PatchingSpec>(&d).ok())
             .unwrap_or_else(PatchingSpec::ioi_smollm2)
     };
-    let (initial, link_error) = match spec_param(&hash()).map(decode::<PatchingSpec>) {
-        Some(Ok(s)) => (s, None),
-        Some(Err(e)) => (draft(), Some(e.to_string())),
-        None => (draft(), None),
-    };
+    let (initial, link_error) =
+        match spec_param(&crate::shell::current_hash()).map(decode::<PatchingSpec>) {
+            Some(Ok(s)) => (s, None),
+            Some(Err(e)) => (draft(), Some(e.to_string())),
+            None => (draft(), None),
+        };
     let model_name = RwSignal::new(initial.model.clone());
     let clean = RwSignal::new(prompt_text(&initial.clean));
     let corrupt = RwSignal::new(prompt_text(&initial.corrupt));

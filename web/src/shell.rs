@@ -64,10 +64,26 @@ impl Lab {
     }
 }
 
-fn current_hash() -> String {
+/// The page's hash (`#/lab?...`), where share links keep their spec.
+pub fn current_hash() -> String {
     web_sys::window()
         .and_then(|w| w.location().hash().ok())
         .unwrap_or_default()
+}
+
+/// Put `#/{lab}?spec={encoded}` in the address bar without reloading and return the full share
+/// link. One mechanism for every lab's share links.
+pub fn write_share_url(lab: &str, encoded: &str) -> String {
+    let h = format!("#/{lab}?spec={encoded}");
+    if let Some(w) = web_sys::window() {
+        if let Ok(hist) = w.history() {
+            let _ = hist.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&h));
+        }
+        if let Ok(href) = w.location().href() {
+            return format!("{}{}", href.split('#').next().unwrap_or(""), h);
+        }
+    }
+    h
 }
 
 /// Embed mode, from the hash query: `embed=1` shows one lab without navigation; `hide=a,b`
