@@ -60,6 +60,19 @@ for (const mode of MODES) {
       assert.match(await lab.runError(), /outside the vocabulary/);
       assert.equal(await lab.runIds([1, 2, 3]), "done", "the page is still usable");
 
+      // Keyboard access: a head in the attention overview opens with Enter, like a click.
+      await b.page.fill('[data-testid="analysis-answer"]', "");
+      await b.page.fill('[data-testid="analysis-wrong"]', "");
+      const seq = await b.page.getAttribute('[data-testid="analysis-status"]', "data-seq");
+      await b.page.click('[data-testid="analysis-run"]');
+      await b.page.waitForSelector(`[data-testid="analysis-status"]:not([data-seq="${seq}"])[data-state="done"]`, { state: "attached", timeout: 120_000 });
+      const cell = b.page.locator('[data-testid="attention-overview"] rect').last();
+      const [row, col] = [await cell.getAttribute("data-row"), await cell.getAttribute("data-col")];
+      await cell.focus();
+      await b.page.keyboard.press("Enter");
+      assert.equal(await b.page.inputValue('[data-testid="attention-layer"]'), row);
+      assert.equal(await b.page.inputValue('[data-testid="attention-head"]'), col);
+
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
     } finally {

@@ -96,11 +96,21 @@ pub fn Heatmap(
             let what = what.clone();
             row.iter().enumerate().map(move |(c, &v)| {
                 let title = format!("{} · {}: {what} = {v:.4}", rows[r], cols.get(c).cloned().unwrap_or_default());
+                let label = on_cell.map(|_| title.clone());
                 view! {
                     <rect x=left + c as f32 * cw y=top + r as f32 * ch width=cw - 1.0 height=ch - 1.0
                           fill=diverging(v / scale) data-row=r data-col=c data-value=v
                           style=if on_cell.is_some() { "cursor:pointer" } else { "" }
-                          on:click=move |_| if let Some(cb) = on_cell { cb.run((r, c)) }>
+                          tabindex=on_cell.map(|_| "0") role=on_cell.map(|_| "button")
+                          aria-label=label
+                          on:click=move |_| if let Some(cb) = on_cell { cb.run((r, c)) }
+                          on:keydown=move |ev| {
+                              // Keyboard users open a cell like a button: Enter or Space.
+                              if let Some(cb) = on_cell && (ev.key() == "Enter" || ev.key() == " ") {
+                                  ev.prevent_default();
+                                  cb.run((r, c));
+                              }
+                          }>
                         <title>{title}</title>
                     </rect>
                 }
