@@ -185,6 +185,11 @@ impl WhatWhenSpec {
                 );
             }
         }
+        // Empty trials, windows or blocks would leave nothing to read back or to average.
+        if self.trial_ms == 0 || self.stimulus_ms == 0 || self.phases.iter().any(|p| p.trials == 0)
+        {
+            return bad("trials, the stimulus window and every block need at least 1 (ms / trial)");
+        }
         let total: usize = self.phases.iter().map(|p| p.trials).sum();
         if total == 0 || total * self.trial_ms > 2_000_000 {
             return bad("between 1 trial and 2000 s of simulated time");

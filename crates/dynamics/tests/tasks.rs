@@ -241,3 +241,17 @@ fn three_factor_readout_learns_what_and_when_and_readapts_where_force_does_not()
         force.learned[1]
     );
 }
+
+#[test]
+fn empty_what_when_blocks_are_refused_not_a_panic() {
+    use interplay_dynamics::whatwhen::WhatWhenSpec;
+    let mut spec = WhatWhenSpec::default();
+    spec.phases[1].trials = 0;
+    let e = pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress)).unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let spec = WhatWhenSpec {
+        trial_ms: 0,
+        ..WhatWhenSpec::default()
+    };
+    assert!(pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress)).is_err());
+}
