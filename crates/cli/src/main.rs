@@ -50,6 +50,9 @@ const USAGE: &str = "usage:
   interplay izhikevich [--excitatory 800 --inhibitory 200 --ms 1000 --seed 1] [--device cpu|wgpu]   (lif: same flags)
   interplay merge    --base PATH --models P1 P2 .. --method task_arithmetic|ties|dare --lambda X
                      [--density K] [--drop P --seed S] [--trim-scope global|per-tensor] --out merged.safetensors
+  interplay finetune --task digits|mirror|flip|rotate|invert | --data FILE [--init PATH] [--epochs 20 --lr 1e-3
+                     --batch 32 --seed 2] --out model.safetensors [--device cpu|wgpu]   (the Merge lab's MLP)
+  interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]   (retrain the bundled task suite)
 --model: a .gguf file, or a folder with model.safetensors + config.json (+ tokenizer.json)";
 
 struct Args {
@@ -170,6 +173,9 @@ fn run(args: &Args) -> Result<serde_json::Value> {
                 .ok_or_else(|| anyhow!("run takes a spec file\n\n{USAGE}"))?;
             let text = std::fs::read_to_string(spec_path)
                 .with_context(|| format!("reading {spec_path}"))?;
+            if let Some(spec) = merge::parse_spec(&text)? {
+                return merge::run_spec(&spec, args);
+            }
             if let Some(spec) = dynamics::parse_spec(&text)? {
                 return dynamics::run_spec(&spec, args);
             }
@@ -201,6 +207,8 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             Ok(serde_json::Value::Null)
         }
         "merge" => merge::command(args),
+        "train-suite" => merge::train_suite(args),
+        "finetune" => merge::finetune(args),
         other => match dynamics::command(args)? {
             Some(v) => Ok(v),
             None => bail!("unknown command {other:?}\n\n{USAGE}"),

@@ -4,8 +4,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use interplay_lab::merge::{MergeOptions, merge};
+use interplay_lab::mergelab::MergeSpec;
+use interplay_lab::suite::{
+    Dataset, Split, Task, TrainOptions, bundled, evaluate, init_weights, test_sets, to_safetensors,
+    train,
+};
+use interplay_models::patching::no_progress;
 use interplay_models::safetensors::{read_safetensors, write_safetensors};
 use interplay_models::weights::Weights;
+use pollster::block_on;
 use serde_json::{Value, json};
 
 use crate::Args;
@@ -51,4 +58,145 @@ pub fn command(args: &Args) -> Result<Value> {
     std::fs::write(Path::new(out), write_safetensors(&tensors))
         .with_context(|| format!("writing {out}"))?;
     Ok(json!({ "out": out, "options": opts, "report": report }))
+}
+
+/// `interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]`: retrain the bundled
+/// task suite (base on digits, one fine-tune per task) and write its model card.
+pub fn train_suite(args: &Args) -> Result<Value> {
+    let out = Path::new(args.value("--out").unwrap_or("crates/lab/suite"));
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let dev = crate::device(args)?;
+    let quiet = &mut |_: usize, _: usize, _: f64| no_progress(0, 0);
+    let base_opts = TrainOptions::base();
+    let base_data = Dataset::task(Task::Digits, Split::Train);
+    let base = block_on(train(
+        &dev.device,
+        &init_weights(0),
+        &base_data,
+        &base_opts,
+        quiet,
+    ))?;
+    let mut models = vec![("base".to_string(), None, base.weights.clone(), base.losses)];
+    for t in Task::FINE_TUNED {
+        let data = Dataset::task(t, Split::Train);
+        let ft = block_on(train(
+            &dev.device,
+            &base.weights,
+            &data,
+            &TrainOptions::fine_tune(),
+            quiet,
+        ))?;
+        models.push((t.name().to_string(), Some(t), ft.weights, ft.losses));
+    }
+    let tests = test_sets(&dev.device);
+    let mut table = String::from("| model | ");
+    table += &Task::ALL.map(|t| t.name()).join(" | ");
+    table += " |\n|---|";
+    table += &"---|".repeat(Task::ALL.len());
+    table.push('\n');
+    let mut report = Vec::new();
+    for (name, task, w, losses) in &models {
+        std::fs::write(out.join(format!("{name}.safetensors")), to_safetensors(w)?)
+            .with_context(|| format!("writing {name}.safetensors"))?;
+        let acc = block_on(evaluate(&dev.device, w, &tests))?;
+        let label = match task {
+            Some(t) => format!("`{name}.safetensors` (fine-tuned on {t})"),
+            None => "`base.safetensors` (trained on digits)".into(),
+        };
+        table += &format!(
+            "| {label} | {} |\n",
+            acc.iter()
+                .map(|a| format!("{:.1}%", a * 100.0))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        report.push(json!({ "model": name, "accuracy": acc, "final_loss": losses.last() }));
+    }
+    let b = TrainOptions::base();
+    let f = TrainOptions::fine_tune();
+    let card = format!(
+        "# The Merge lab's task suite\n\n\
+Made by `cargo run -p interplay-cli --release -- train-suite` (Burn, CPU device; the training code is \
+`crates/lab/src/suite.rs`). Do not edit by hand.\n\n\
+**Data**: scikit-learn's digits (the test set of the UCI Optical Recognition of Handwritten Digits \
+data, E. Alpaydin and C. Kaynak, CC BY 4.0): 1797 8×8 images, 17 grey levels. Every fourth image \
+(450) is held out for evaluation; the other 1347 are for training. The tasks are the same digits \
+seen through five input transforms, so all models share one ten-way output space:\n\n{}\n\
+**Model**: a 64 → 128 → 128 → 10 ReLU MLP (PyTorch `nn.Linear` names and layouts, float32, 26 122 \
+parameters).\n\n\
+**Training**: the base from PyTorch's `nn.Linear` initialisation (seed 0), Adam, lr {}, batch {}, \
+{} epochs on digits (order seed {}). Each fine-tune starts from the base: Adam, lr {}, batch {}, {} \
+epochs on its task (order seed {}); all parameters are trained.\n\n\
+**Accuracy on every task's held-out split**:\n\n{table}\n\
+The base never saw the transformed tasks; each fine-tune learns its task and partly forgets the \
+others. These are the numbers the Merge lab's page shows in its reference rows.\n",
+        Task::ALL
+            .map(|t| format!("- `{}`: {}", t.name(), t.describe()))
+            .join("\n"),
+        b.lr,
+        b.batch,
+        b.epochs,
+        b.seed,
+        f.lr,
+        f.batch,
+        f.epochs,
+        f.seed,
+    );
+    std::fs::write(out.join("README.md"), card).context("writing the model card")?;
+    Ok(json!({ "models": report, "out": out.display().to_string(), "device": dev.backend }))
+}
+
+/// `interplay finetune --task T | --data FILE [--init PATH] [--epochs N --lr X --batch B --seed S]
+/// --out model.safetensors`: fine-tune the suite's base (or `--init`) and print the loss curve.
+pub fn finetune(args: &Args) -> Result<Value> {
+    let out = args.need("--out")?;
+    let dev = crate::device(args)?;
+    let data = match (args.value("--task"), args.value("--data")) {
+        (Some(t), None) => Dataset::task(t.parse()?, Split::Train),
+        (None, Some(p)) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
+            Dataset::parse(&text).with_context(|| p.to_string())?
+        }
+        _ => bail!("give one of --task digits|mirror|flip|rotate|invert or --data FILE"),
+    };
+    let init = match args.value("--init") {
+        Some(p) => read(p)?,
+        None => bundled(None)?,
+    };
+    let d = TrainOptions::fine_tune();
+    let opts = TrainOptions {
+        epochs: args.num("--epochs", d.epochs as f64)? as usize,
+        lr: args.num("--lr", d.lr)?,
+        batch: args.num("--batch", d.batch as f64)? as usize,
+        seed: args.num("--seed", d.seed as f64)? as u64,
+    };
+    let t = block_on(train(&dev.device, &init, &data, &opts, &mut |_, _, _| {
+        no_progress(0, 0)
+    }))?;
+    std::fs::write(out, to_safetensors(&t.weights)?).with_context(|| format!("writing {out}"))?;
+    let acc = block_on(evaluate(&dev.device, &t.weights, &test_sets(&dev.device)))?;
+    let accuracy: serde_json::Map<String, Value> = Task::ALL
+        .iter()
+        .zip(&acc)
+        .map(|(t, a)| (t.name().to_string(), json!(a)))
+        .collect();
+    Ok(json!({ "losses": t.losses, "accuracy": accuracy, "out": out, "device": dev.backend }))
+}
+
+/// `interplay run spec.json` for a Merge lab spec (`"experiment": "merge"`).
+pub fn run_spec(spec: &MergeSpec, args: &Args) -> Result<Value> {
+    let dev = crate::device(args)?;
+    let outcome = block_on(spec.run(&dev.device, &mut no_progress))?;
+    Ok(json!({ "spec": spec, "outcome": outcome, "device": dev.backend }))
+}
+
+/// A Merge lab spec, if the JSON is one.
+pub fn parse_spec(text: &str) -> Result<Option<MergeSpec>> {
+    let v: Value = serde_json::from_str(text).context("the spec is not JSON")?;
+    if v.get("experiment").and_then(Value::as_str) != Some("merge") {
+        return Ok(None);
+    }
+    Ok(Some(
+        serde_json::from_value(v).context("not a valid Merge lab spec")?,
+    ))
 }

@@ -7,14 +7,18 @@
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
+//! | [`mergelab`] | the Merge lab's spec: merges of the bundled suite, AdaMerging, sweeps, maps |
 //! | [`patching`] | activation patching sweeps (Circuits lab) |
 //! | [`share`] | the URL encoding every spec uses |
+//! | [`suite`] | the bundled digits task suite, its MLP, fine-tuning and evaluation |
 
 pub mod ablation;
 pub mod circuits;
 pub mod merge;
+pub mod mergelab;
 pub mod patching;
 pub mod share;
+pub mod suite;
 
 pub use patching::{PatchingSpec, Prompt, TokenRef};
 
@@ -24,6 +28,9 @@ pub enum LabError {
     /// The spec itself is malformed or inconsistent.
     #[error("{0}")]
     Spec(String),
+    /// The user cancelled the run.
+    #[error("cancelled")]
+    Cancelled,
     /// The model failed.
     #[error(transparent)]
     Model(#[from] interplay_models::ModelError),

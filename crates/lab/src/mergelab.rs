@@ -1,0 +1,755 @@
+//! The Merge lab's experiment: merge task vectors of the bundled suite ([`crate::suite`]) with
+//! task arithmetic, TIES, DARE or learned coefficients (AdaMerging's entropy minimisation on
+//! unlabeled test inputs, or aTLAS-style coefficients from a few labels), and evaluate every
+//! model on every task. One serde spec, [`MergeSpec`], is shared by the page URL, JSON export,
+//! `interplay run spec.json` and the tests.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use interplay_models::device::read_f32;
+use interplay_models::patching::Progress;
+use interplay_models::weights::{HostTensor, Weights};
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+use crate::merge::{self, MergeOptions, MergeReport, Method, TrimScope};
+use crate::suite::{self, Dataset, LAYERS, Loss, Mlp, Split, Task};
+
+/// The spec's tag: `"experiment": "merge"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeTag {
+    /// The only value.
+    #[default]
+    Merge,
+}
+
+/// How the task vectors are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabMethod {
+    /// θ = base + λ Σ τᵢ.
+    TaskArithmetic,
+    /// Trim, elect sign, disjoint mean (official semantics).
+    Ties,
+    /// Drop and rescale, then task arithmetic.
+    Dare,
+    /// θ = base + Σ λᵢ,g τᵢ,g with coefficients learned (see [`AdaOptions`]).
+    Adamerging,
+}
+
+/// Which parameters share one learned coefficient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Granularity {
+    /// One coefficient per task vector (task-wise AdaMerging).
+    TaskWise,
+    /// One per task and layer (layer-wise AdaMerging).
+    LayerWise,
+    /// One per task and parameter tensor (aTLAS's blocks).
+    BlockWise,
+}
+
+/// What the coefficients minimise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Mean prediction entropy on the tasks' unlabeled test inputs (AdaMerging).
+    Entropy,
+    /// Cross-entropy on `shots` labelled training examples per class and task (aTLAS-style).
+    FewShot,
+}
+
+/// How learned coefficients are fitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdaOptions {
+    /// Coefficient sharing.
+    pub granularity: Granularity,
+    /// Loss.
+    pub objective: Objective,
+    /// Few-shot: labelled examples per class and task.
+    pub shots: usize,
+    /// Adam steps (full batch).
+    pub steps: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+}
+
+impl Default for AdaOptions {
+    fn default() -> Self {
+        Self {
+            granularity: Granularity::LayerWise,
+            objective: Objective::Entropy,
+            shots: 5,
+            steps: 100,
+            lr: 0.01,
+        }
+    }
+}
+
+/// A Merge lab experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MergeSpec {
+    /// Always `"merge"`; tells `interplay run` which lab a spec file is for.
+    pub experiment: MergeTag,
+    /// The bundled fine-tunes whose task vectors are merged.
+    pub tasks: Vec<Task>,
+    /// The method.
+    pub method: LabMethod,
+    /// λ (negative negates: forgetting); for AdaMerging, the coefficients' starting value.
+    pub lambda: f64,
+    /// TIES: fraction of entries kept.
+    pub density: f64,
+    /// DARE: drop probability.
+    pub drop: f64,
+    /// DARE: seed of the drop masks.
+    pub seed: u64,
+    /// TIES: trim over all parameters (official) or per tensor.
+    pub trim_scope: TrimScope,
+    /// AdaMerging / aTLAS settings.
+    pub adamerging: AdaOptions,
+    /// λ values to sweep with the chosen fixed method (empty: no sweep).
+    pub sweep: Vec<f64>,
+    /// Two tasks for the weight-disentanglement map (empty: none).
+    pub disentangle: Vec<Task>,
+    /// The α grid of the disentanglement map.
+    pub alphas: Vec<f64>,
+}
+
+impl Default for MergeSpec {
+    fn default() -> Self {
+        Self {
+            experiment: MergeTag::Merge,
+            tasks: Task::FINE_TUNED.to_vec(),
+            method: LabMethod::Ties,
+            lambda: 1.0,
+            density: 0.2,
+            drop: 0.9,
+            seed: 0,
+            trim_scope: TrimScope::Global,
+            adamerging: AdaOptions::default(),
+            sweep: Vec::new(),
+            disentangle: Vec::new(),
+            alphas: vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5],
+        }
+    }
+}
+
+/// One model's accuracy on every task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRow {
+    /// "base", "fine-tuned on mirror", "merged", ...
+    pub name: String,
+    /// Accuracy per task, in [`MergeOutcome::columns`] order.
+    pub accuracy: Vec<f64>,
+}
+
+/// One λ of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    /// λ.
+    pub lambda: f64,
+    /// Accuracy per task, in column order.
+    pub accuracy: Vec<f64>,
+    /// Mean accuracy over the merged tasks.
+    pub mean: f64,
+    /// Mean prediction entropy on the merged tasks' test inputs (needs no labels).
+    pub entropy: f64,
+}
+
+/// Sign conflicts between task vectors, per parameter tensor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignMap {
+    /// Parameter tensors (rows).
+    pub tensors: Vec<String>,
+    /// Task pairs, then "all" (columns).
+    pub pairs: Vec<String>,
+    /// Fraction of entries where the task vectors have opposite signs, `[tensor][pair]`.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// The weight-disentanglement error over a two-task α grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Disentanglement {
+    /// The two tasks.
+    pub tasks: Vec<Task>,
+    /// α values (both axes).
+    pub alphas: Vec<f64>,
+    /// ξ(α₁, α₂) = Σₜ P[f(x; θ₀ + α₁τ₁ + α₂τ₂) ≠ f(x; θ₀ + αₜτₜ)], `[α₁][α₂]`.
+    pub error: Vec<Vec<f64>>,
+}
+
+/// Learned coefficients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Learned {
+    /// Parameter groups sharing a coefficient.
+    pub groups: Vec<String>,
+    /// Coefficients `[task][group]`.
+    pub coefficients: Vec<Vec<f64>>,
+    /// Loss at each step.
+    pub losses: Vec<f64>,
+}
+
+/// What a spec produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeOutcome {
+    /// Task columns ([`Task::ALL`]).
+    pub columns: Vec<Task>,
+    /// Base, each bundled fine-tune, then the merge.
+    pub rows: Vec<ModelRow>,
+    /// The merge's accuracy per column.
+    pub merged: Vec<f64>,
+    /// Merged accuracy / fine-tuned accuracy for each merged task (spec order).
+    pub normalised: Vec<f64>,
+    /// Mean accuracy of the merge over the merged tasks.
+    pub mean_accuracy: f64,
+    /// Mean normalised accuracy.
+    pub mean_normalised: f64,
+    /// Accuracy on [`Task::Digits`] (the control task nobody fine-tuned for).
+    pub control: f64,
+    /// Merge statistics (TIES: kept fraction, sign conflicts).
+    pub report: MergeReport,
+    /// AdaMerging's coefficients.
+    pub learned: Option<Learned>,
+    /// λ sweep.
+    pub sweep: Vec<SweepRow>,
+    /// Sign-conflict map of the merged task vectors.
+    pub signs: SignMap,
+    /// Weight-disentanglement map.
+    pub disentanglement: Option<Disentanglement>,
+}
+
+impl MergeSpec {
+    /// Refuse specs that cannot run, with a message for people.
+    pub fn check(&self) -> Result<(), LabError> {
+        if self.tasks.is_empty() {
+            return Err(LabError::Spec(
+                "choose at least one task vector to merge".into(),
+            ));
+        }
+        if let Some(t) = self.tasks.iter().find(|t| **t == Task::Digits) {
+            return Err(LabError::Spec(format!(
+                "{t} is the base model's own task: there is no fine-tune (task vector) for it"
+            )));
+        }
+        let mut seen = self.tasks.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.tasks.len() {
+            return Err(LabError::Spec("each task can be merged once".into()));
+        }
+        if !self.lambda.is_finite() || self.lambda.abs() > 10.0 {
+            return Err(LabError::Spec(
+                "λ must be a number between −10 and 10".into(),
+            ));
+        }
+        if self.sweep.len() > 41 || self.sweep.iter().any(|l| !l.is_finite() || l.abs() > 10.0) {
+            return Err(LabError::Spec(
+                "the sweep takes at most 41 λ values between −10 and 10".into(),
+            ));
+        }
+        if !self.disentangle.is_empty() {
+            if self.disentangle.len() != 2
+                || self.disentangle[0] == self.disentangle[1]
+                || self.disentangle.contains(&Task::Digits)
+            {
+                return Err(LabError::Spec(
+                    "the disentanglement map takes two different fine-tuned tasks".into(),
+                ));
+            }
+            if self.alphas.is_empty()
+                || self.alphas.len() > 11
+                || self.alphas.iter().any(|a| !a.is_finite() || a.abs() > 10.0)
+            {
+                return Err(LabError::Spec(
+                    "the disentanglement grid takes 1 to 11 α values between −10 and 10".into(),
+                ));
+            }
+        }
+        if self.method == LabMethod::Adamerging {
+            let a = &self.adamerging;
+            if !(1..=2000).contains(&a.steps) {
+                return Err(LabError::Spec(
+                    "AdaMerging takes between 1 and 2000 steps".into(),
+                ));
+            }
+            if !(a.lr.is_finite() && a.lr > 0.0 && a.lr <= 1.0) {
+                return Err(LabError::Spec(
+                    "the AdaMerging learning rate must be in (0, 1]".into(),
+                ));
+            }
+            if a.objective == Objective::FewShot && !(1..=100).contains(&a.shots) {
+                return Err(LabError::Spec(
+                    "few-shot coefficients take 1 to 100 labelled examples per class".into(),
+                ));
+            }
+        }
+        let density = if self.density > 1.0 {
+            self.density / 100.0
+        } else {
+            self.density
+        };
+        if self.method == LabMethod::Ties && !(density > 0.0 && density <= 1.0) {
+            return Err(LabError::Spec(
+                "the TIES density must be in (0, 1] (or a percentage)".into(),
+            ));
+        }
+        if self.method == LabMethod::Dare && !(0.0..1.0).contains(&self.drop) {
+            return Err(LabError::Spec(
+                "the DARE drop probability must be in [0, 1)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fixed-coefficient merge options (AdaMerging starts from task arithmetic).
+    fn fixed(&self, lambda: f64) -> MergeOptions {
+        MergeOptions {
+            method: match self.method {
+                LabMethod::Ties => Method::Ties,
+                LabMethod::Dare => Method::Dare,
+                LabMethod::TaskArithmetic | LabMethod::Adamerging => Method::TaskArithmetic,
+            },
+            lambda,
+            density: self.density,
+            drop: self.drop,
+            seed: self.seed,
+            trim_scope: self.trim_scope,
+        }
+    }
+
+    /// Steps of work, for progress bars.
+    pub fn work(&self) -> usize {
+        let ada = if self.method == LabMethod::Adamerging {
+            self.adamerging.steps
+        } else {
+            0
+        };
+        let grid = if self.disentangle.is_empty() {
+            0
+        } else {
+            self.alphas.len() * (self.alphas.len() + 2)
+        };
+        2 + ada + self.sweep.len() + grid
+    }
+
+    /// Run on `device`. `progress(done, total)` is awaited between steps; `false` cancels.
+    pub async fn run(
+        &self,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
+    ) -> Result<MergeOutcome, LabError> {
+        self.check()?;
+        let total = self.work();
+        let mut done = 0usize;
+        let mut tick = async |n: usize| -> Result<(), LabError> {
+            done += n;
+            if progress(done.min(total), total).await {
+                Ok(())
+            } else {
+                Err(LabError::Cancelled)
+            }
+        };
+        let base = suite::bundled(None)?;
+        let tuned: Vec<(Task, Weights)> = Task::FINE_TUNED
+            .into_iter()
+            .map(|t| Ok((t, suite::bundled(Some(t))?)))
+            .collect::<Result<_, LabError>>()?;
+        let tests = suite::test_sets(device);
+        let mut rows = vec![ModelRow {
+            name: "base".into(),
+            accuracy: suite::evaluate(device, &base, &tests).await?,
+        }];
+        for (t, w) in &tuned {
+            rows.push(ModelRow {
+                name: format!("fine-tuned on {t}"),
+                accuracy: suite::evaluate(device, w, &tests).await?,
+            });
+        }
+        tick(1).await?;
+        let models: Vec<Weights> = self
+            .tasks
+            .iter()
+            .map(|t| suite::bundled(Some(*t)))
+            .collect::<Result<_, _>>()?;
+        let (merged_w, report, learned) = if self.method == LabMethod::Adamerging {
+            let (w, learned) =
+                adamerge(device, &base, &models, &self.tasks, self, &mut tick).await?;
+            let report = MergeReport {
+                tensors: w.len(),
+                parameters: w.values().map(|t| t.data.len()).sum(),
+                ..MergeReport::default()
+            };
+            (w, report, Some(learned))
+        } else {
+            let (m, r) = merge::merge(&base, &models, &self.fixed(self.lambda))?;
+            (m.into_iter().collect::<Weights>(), r, None)
+        };
+        let merged = suite::evaluate(device, &merged_w, &tests).await?;
+        tick(1).await?;
+        let col = |t: Task| Task::ALL.iter().position(|c| *c == t).unwrap_or(0);
+        let normalised: Vec<f64> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                let fine = rows[col(*t)].accuracy[col(*t)];
+                merged[col(*t)] / fine.max(1e-9)
+            })
+            .collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let mean_accuracy = mean(
+            &self
+                .tasks
+                .iter()
+                .map(|t| merged[col(*t)])
+                .collect::<Vec<_>>(),
+        );
+        rows.push(ModelRow {
+            name: match self.method {
+                LabMethod::TaskArithmetic => format!("task arithmetic, λ = {}", self.lambda),
+                LabMethod::Ties => format!("TIES, density {}, λ = {}", self.density, self.lambda),
+                LabMethod::Dare => format!("DARE, drop {}, λ = {}", self.drop, self.lambda),
+                LabMethod::Adamerging => match self.adamerging.objective {
+                    Objective::Entropy => "AdaMerging (entropy)".into(),
+                    Objective::FewShot => format!("aTLAS-style ({} shots)", self.adamerging.shots),
+                },
+            },
+            accuracy: merged.clone(),
+        });
+
+        // λ sweep of the fixed method.
+        let unlabeled = unlabeled_inputs(device, &self.tasks);
+        let mut sweep = Vec::new();
+        for &lambda in &self.sweep {
+            let (m, _) = merge::merge(&base, &models, &self.fixed(lambda))?;
+            let w: Weights = m.into_iter().collect();
+            let accuracy = suite::evaluate(device, &w, &tests).await?;
+            let mlp = Mlp::upload(&w, device)?;
+            let (h, _) = suite::entropy(mlp.forward(unlabeled.clone()));
+            let entropy = read_f32(h).await?[0] as f64;
+            sweep.push(SweepRow {
+                lambda,
+                mean: mean(
+                    &self
+                        .tasks
+                        .iter()
+                        .map(|t| accuracy[col(*t)])
+                        .collect::<Vec<_>>(),
+                ),
+                accuracy,
+                entropy,
+            });
+            tick(1).await?;
+        }
+
+        let disentanglement = if self.disentangle.is_empty() {
+            None
+        } else {
+            Some(disentangle(device, &base, self, &mut tick).await?)
+        };
+
+        Ok(MergeOutcome {
+            columns: Task::ALL.to_vec(),
+            control: merged[col(Task::Digits)],
+            rows,
+            merged,
+            normalised: normalised.clone(),
+            mean_accuracy,
+            mean_normalised: mean(&normalised),
+            report,
+            learned,
+            sweep,
+            signs: sign_map(&base, &models, &self.tasks)?,
+            disentanglement,
+        })
+    }
+}
+
+/// The merged tasks' test inputs, stacked.
+///
+/// # Shapes
+/// - returns `[450 · tasks, 64]`
+fn unlabeled_inputs(device: &Device, tasks: &[Task]) -> Tensor<2> {
+    let mut x = Vec::new();
+    for t in tasks {
+        x.extend(Dataset::task(*t, Split::Test).x);
+    }
+    let n = x.len() / suite::INPUTS;
+    Tensor::from_data(TensorData::new(x, [n, suite::INPUTS]), device)
+}
+
+/// Index of the coefficient group of parameter tensor `i` (suite order: fc1.weight, fc1.bias,
+/// fc2.weight, ...).
+fn group_of(granularity: Granularity, i: usize) -> usize {
+    match granularity {
+        Granularity::TaskWise => 0,
+        Granularity::LayerWise => i / 2,
+        Granularity::BlockWise => i,
+    }
+}
+
+/// Names of the coefficient groups.
+fn group_names(granularity: Granularity) -> Vec<String> {
+    match granularity {
+        Granularity::TaskWise => vec!["all parameters".into()],
+        Granularity::LayerWise => LAYERS.iter().map(|(n, _, _)| n.to_string()).collect(),
+        Granularity::BlockWise => suite::parameter_names(),
+    }
+}
+
+/// A host tensor on the device as rank 2 (biases as `[1, out]`).
+fn upload2(t: &HostTensor, device: &Device) -> Tensor<2> {
+    let shape = match t.shape.as_slice() {
+        [r, c] => [*r, *c],
+        _ => [1, t.data.len()],
+    };
+    Tensor::from_data(TensorData::new(t.data.clone(), shape), device)
+}
+
+/// Learn merge coefficients by gradient descent (Adam, full batch), clamped to [0, 1] as in
+/// AdaMerging. ∂L/∂λₖ,g = Σ_{tensors in g} ⟨∂L/∂θ, τₖ⟩.
+async fn adamerge(
+    device: &Device,
+    base: &Weights,
+    models: &[Weights],
+    tasks: &[Task],
+    spec: &MergeSpec,
+    tick: &mut impl AsyncFnMut(usize) -> Result<(), LabError>,
+) -> Result<(Weights, Learned), LabError> {
+    let opts = &spec.adamerging;
+    let names = suite::parameter_names();
+    let tvs = merge::task_vectors(base, models)?;
+    let base_t: Vec<Tensor<2>> = names.iter().map(|n| upload2(&base[n], device)).collect();
+    let tv_t: Vec<Vec<Tensor<2>>> = tvs
+        .iter()
+        .map(|tv| {
+            names
+                .iter()
+                .map(|n| {
+                    upload2(
+                        &HostTensor {
+                            shape: base[n].shape.clone(),
+                            data: tv[n].clone(),
+                        },
+                        device,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let (x, y, loss) = match opts.objective {
+        Objective::Entropy => (unlabeled_inputs(device, tasks), None, Loss::Entropy),
+        Objective::FewShot => {
+            let mut d = Dataset {
+                x: Vec::new(),
+                y: Vec::new(),
+            };
+            for t in tasks {
+                let s = Dataset::task(*t, Split::Train).per_class(opts.shots);
+                d.x.extend(s.x);
+                d.y.extend(s.y);
+            }
+            let mut oh = vec![0f32; d.len() * suite::CLASSES];
+            for (i, l) in d.y.iter().enumerate() {
+                oh[i * suite::CLASSES + *l as usize] = 1.0;
+            }
+            let oh = Tensor::from_data(TensorData::new(oh, [d.len(), suite::CLASSES]), device);
+            (d.inputs(device), Some(oh), Loss::CrossEntropy)
+        }
+    };
+    let groups = group_names(opts.granularity);
+    let (k, g) = (tasks.len(), groups.len());
+    let mut lambda = vec![spec.lambda.clamp(0.0, 1.0); k * g];
+    let (mut m, mut v) = (vec![0f64; k * g], vec![0f64; k * g]);
+    let mut losses = Vec::with_capacity(opts.steps);
+    let params = |lambda: &[f64]| -> Vec<Tensor<2>> {
+        (0..names.len())
+            .map(|i| {
+                let mut p = base_t[i].clone();
+                for (task, tv) in tv_t.iter().enumerate() {
+                    p = p + tv[i].clone() * lambda[task * g + group_of(opts.granularity, i)];
+                }
+                p
+            })
+            .collect()
+    };
+    for step in 1..=opts.steps {
+        let p = params(&lambda);
+        let mlp = Mlp {
+            layers: p.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect(),
+        };
+        let (value, grads) = mlp.gradients(x.clone(), y.clone(), loss);
+        let flat: Vec<Tensor<2>> = grads.into_iter().flat_map(|(w, b)| [w, b]).collect();
+        // One readback per step: the loss and every ⟨∂L/∂θ, τ⟩.
+        let mut parts = vec![value];
+        for tv in &tv_t {
+            for (gr, t) in flat.iter().zip(tv) {
+                parts.push((gr.clone() * t.clone()).sum());
+            }
+        }
+        let read = read_f32(Tensor::cat(parts, 0)).await?;
+        losses.push(read[0] as f64);
+        let mut grad = vec![0f64; k * g];
+        for task in 0..k {
+            for i in 0..names.len() {
+                grad[task * g + group_of(opts.granularity, i)] +=
+                    read[1 + task * names.len() + i] as f64;
+            }
+        }
+        let (b1, b2) = (0.9f64, 0.999f64);
+        for j in 0..k * g {
+            m[j] = b1 * m[j] + (1.0 - b1) * grad[j];
+            v[j] = b2 * v[j] + (1.0 - b2) * grad[j] * grad[j];
+            let mh = m[j] / (1.0 - b1.powi(step as i32));
+            let vh = v[j] / (1.0 - b2.powi(step as i32));
+            lambda[j] = (lambda[j] - opts.lr * mh / (vh.sqrt() + 1e-8)).clamp(0.0, 1.0);
+        }
+        if !losses[losses.len() - 1].is_finite() {
+            return Err(LabError::Spec(
+                "the AdaMerging loss became NaN: lower its learning rate".into(),
+            ));
+        }
+        tick(1).await?;
+    }
+    let p = params(&lambda);
+    let mut w = Weights::new();
+    for (i, n) in names.iter().enumerate() {
+        w.insert(
+            n.clone(),
+            HostTensor {
+                shape: base[n].shape.clone(),
+                data: read_f32(p[i].clone()).await?,
+            },
+        );
+    }
+    Ok((
+        w,
+        Learned {
+            groups,
+            coefficients: lambda.chunks(g).map(<[f64]>::to_vec).collect(),
+            losses,
+        },
+    ))
+}
+
+/// Fraction of entries where task vectors have opposite signs, per tensor and task pair (and
+/// over all merged tasks: any positive and any negative).
+fn sign_map(base: &Weights, models: &[Weights], tasks: &[Task]) -> Result<SignMap, LabError> {
+    let tvs = merge::task_vectors(base, models)?;
+    let names = suite::parameter_names();
+    let mut pairs = Vec::new();
+    let mut idx = Vec::new();
+    for a in 0..tasks.len() {
+        for b in a + 1..tasks.len() {
+            pairs.push(format!("{} / {}", tasks[a], tasks[b]));
+            idx.push((a, b));
+        }
+    }
+    if tasks.len() > 2 {
+        pairs.push("all".into());
+    }
+    let values = names
+        .iter()
+        .map(|n| {
+            let len = tvs[0][n].len().max(1) as f64;
+            let mut row: Vec<f64> = idx
+                .iter()
+                .map(|&(a, b)| {
+                    tvs[a][n]
+                        .iter()
+                        .zip(&tvs[b][n])
+                        .filter(|(x, y)| **x * **y < 0.0)
+                        .count() as f64
+                        / len
+                })
+                .collect();
+            if tasks.len() > 2 {
+                let any = (0..tvs[0][n].len())
+                    .filter(|&j| {
+                        tvs.iter().any(|tv| tv[n][j] > 0.0) && tvs.iter().any(|tv| tv[n][j] < 0.0)
+                    })
+                    .count();
+                row.push(any as f64 / len);
+            }
+            row
+        })
+        .collect();
+    Ok(SignMap {
+        tensors: names,
+        pairs,
+        values,
+    })
+}
+
+/// The weight-disentanglement error (Ortiz-Jiménez et al. 2023) over the spec's α grid, with
+/// plain task arithmetic of the two tasks' vectors.
+async fn disentangle(
+    device: &Device,
+    base: &Weights,
+    spec: &MergeSpec,
+    tick: &mut impl AsyncFnMut(usize) -> Result<(), LabError>,
+) -> Result<Disentanglement, LabError> {
+    let tasks = [spec.disentangle[0], spec.disentangle[1]];
+    let models: Vec<Weights> = tasks
+        .iter()
+        .map(|t| suite::bundled(Some(*t)))
+        .collect::<Result<_, _>>()?;
+    let tvs = merge::task_vectors(base, &models)?;
+    let data: Vec<Dataset> = tasks
+        .iter()
+        .map(|t| Dataset::task(*t, Split::Test))
+        .collect();
+    let inputs: Vec<Tensor<2>> = data.iter().map(|d| d.inputs(device)).collect();
+    let combine = |a: [f64; 2]| -> Weights {
+        base.iter()
+            .map(|(n, b)| {
+                let data = b
+                    .data
+                    .iter()
+                    .enumerate()
+                    .map(|(j, x)| x + (a[0] as f32) * tvs[0][n][j] + (a[1] as f32) * tvs[1][n][j])
+                    .collect();
+                (
+                    n.clone(),
+                    HostTensor {
+                        shape: b.shape.clone(),
+                        data,
+                    },
+                )
+            })
+            .collect()
+    };
+    // Predictions of each single-task model θ₀ + αₜτₜ on its own task.
+    let mut single: Vec<Vec<Vec<u32>>> = vec![Vec::new(), Vec::new()];
+    for (t, s) in single.iter_mut().enumerate() {
+        for &a in &spec.alphas {
+            let mut c = [0.0; 2];
+            c[t] = a;
+            let mlp = Mlp::upload(&combine(c), device)?;
+            s.push(suite::predict(&mlp, inputs[t].clone()).await?);
+            tick(1).await?;
+        }
+    }
+    let mut error = Vec::with_capacity(spec.alphas.len());
+    for (i, &a1) in spec.alphas.iter().enumerate() {
+        let mut row = Vec::with_capacity(spec.alphas.len());
+        for (j, &a2) in spec.alphas.iter().enumerate() {
+            let mlp = Mlp::upload(&combine([a1, a2]), device)?;
+            let mut xi = 0.0;
+            for t in 0..2 {
+                let pred = suite::predict(&mlp, inputs[t].clone()).await?;
+                let reference = &single[t][if t == 0 { i } else { j }];
+                xi += 1.0 - suite::accuracy(&pred, reference);
+            }
+            row.push(xi);
+            tick(1).await?;
+        }
+        error.push(row);
+    }
+    Ok(Disentanglement {
+        tasks: tasks.to_vec(),
+        alphas: spec.alphas.clone(),
+        error,
+    })
+}

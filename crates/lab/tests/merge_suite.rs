@@ -1,0 +1,224 @@
+//! The Merge lab's suite and spec against NumPy goldens (`tests/fixtures/make_suite_goldens.py`),
+//! on the CPU device and on wgpu.
+
+use burn::tensor::Device;
+use interplay_lab::mergelab::{AdaOptions, Granularity, LabMethod, MergeSpec, Objective};
+use interplay_lab::share;
+use interplay_lab::suite::{self, Dataset, Mlp, Split, Task};
+use interplay_models::device::read_f32;
+use interplay_models::patching::no_progress;
+use serde_json::Value;
+
+fn golden() -> Value {
+    let text = include_str!("../../../tests/fixtures/merge/suite_golden.json");
+    serde_json::from_str(text).expect("golden JSON")
+}
+
+async fn suite_matches_numpy(device: &Device) {
+    let g = golden();
+    for model in ["base", "mirror", "flip", "rotate", "invert"] {
+        let task = if model == "base" {
+            None
+        } else {
+            Some(model.parse::<Task>().expect("task"))
+        };
+        let w = suite::bundled(task).expect("bundled model");
+        let mlp = Mlp::upload(&w, device).expect("upload");
+        for t in Task::ALL {
+            let want = &g["models"][model][t.name()];
+            let data = Dataset::task(t, Split::Test);
+            let logits = read_f32(mlp.forward(data.inputs(device)))
+                .await
+                .expect("read");
+            for (i, row) in want["logits"].as_array().expect("rows").iter().enumerate() {
+                for (j, v) in row.as_array().expect("row").iter().enumerate() {
+                    let (ours, theirs) = (logits[i * 10 + j] as f64, v.as_f64().expect("f64"));
+                    assert!(
+                        (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
+                        "{model} on {t}: logit [{i},{j}] {ours} vs NumPy {theirs}"
+                    );
+                }
+            }
+            let pred = suite::predict(&mlp, data.inputs(device))
+                .await
+                .expect("predict");
+            let acc = suite::accuracy(&pred, &data.y);
+            let want = want["accuracy"].as_f64().expect("acc");
+            assert!((acc - want).abs() < 1e-9, "{model} on {t}: {acc} vs {want}");
+        }
+    }
+    // Task arithmetic of all four vectors through the spec equals NumPy's.
+    let spec = MergeSpec {
+        method: LabMethod::TaskArithmetic,
+        lambda: 0.4,
+        ..MergeSpec::default()
+    };
+    let out = spec.run(device, &mut no_progress).await.expect("merge");
+    for (t, acc) in out.columns.iter().zip(&out.merged) {
+        let want = g["task_arithmetic"]["accuracy"][t.name()]
+            .as_f64()
+            .expect("acc");
+        assert!(
+            (acc - want).abs() < 1e-9,
+            "task arithmetic on {t}: {acc} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn suite_matches_numpy_on_cpu() {
+    pollster::block_on(suite_matches_numpy(&Device::flex()));
+}
+
+#[test]
+fn suite_matches_numpy_on_wgpu() {
+    let Ok(dev) = pollster::block_on(interplay_models::ComputeDevice::wgpu()) else {
+        assert!(
+            std::env::var("INTERPLAY_REQUIRE_WGPU").is_err(),
+            "INTERPLAY_REQUIRE_WGPU is set but no wgpu adapter came up"
+        );
+        eprintln!("skipped: no wgpu adapter");
+        return;
+    };
+    pollster::block_on(suite_matches_numpy(&dev.device));
+}
+
+#[test]
+fn spec_round_trips_and_bad_specs_say_why() {
+    let spec = MergeSpec {
+        method: LabMethod::Adamerging,
+        sweep: vec![0.2, 0.4],
+        disentangle: vec![Task::Mirror, Task::Flip],
+        ..MergeSpec::default()
+    };
+    let back: MergeSpec = share::decode(&share::encode(&spec)).expect("decode");
+    assert_eq!(back, spec);
+    let json = serde_json::to_value(&spec).expect("json");
+    assert_eq!(json["experiment"], "merge");
+    assert_eq!(json["tasks"][3], "invert");
+    let bad = |s: MergeSpec, needle: &str| {
+        let e = s.check().expect_err("refused").to_string();
+        assert!(e.contains(needle), "{e:?} lacks {needle:?}");
+    };
+    bad(
+        MergeSpec {
+            tasks: vec![],
+            ..MergeSpec::default()
+        },
+        "at least one",
+    );
+    bad(
+        MergeSpec {
+            tasks: vec![Task::Digits],
+            ..MergeSpec::default()
+        },
+        "base model's own task",
+    );
+    bad(
+        MergeSpec {
+            lambda: f64::NAN,
+            ..MergeSpec::default()
+        },
+        "λ",
+    );
+    bad(
+        MergeSpec {
+            density: 0.0,
+            ..MergeSpec::default()
+        },
+        "density",
+    );
+    bad(
+        MergeSpec {
+            method: LabMethod::Dare,
+            drop: 1.0,
+            ..MergeSpec::default()
+        },
+        "drop probability",
+    );
+    bad(
+        MergeSpec {
+            disentangle: vec![Task::Mirror],
+            ..MergeSpec::default()
+        },
+        "two different",
+    );
+    bad(
+        MergeSpec {
+            method: LabMethod::Adamerging,
+            adamerging: AdaOptions {
+                steps: 0,
+                ..AdaOptions::default()
+            },
+            ..MergeSpec::default()
+        },
+        "steps",
+    );
+    assert!(share::decode::<MergeSpec>("{\"method\":\"average\"}").is_err());
+}
+
+#[test]
+fn guided_results_hold_on_the_bundled_suite() {
+    let device = Device::flex();
+    let run =
+        |spec: MergeSpec| pollster::block_on(spec.run(&device, &mut no_progress)).expect("run");
+    // Negating the mirror vector forgets mirror far more than the control task.
+    let neg = run(MergeSpec {
+        tasks: vec![Task::Mirror],
+        method: LabMethod::TaskArithmetic,
+        lambda: -1.0,
+        ..MergeSpec::default()
+    });
+    let base = &neg.rows[0].accuracy;
+    let drop_mirror = base[1] - neg.merged[1];
+    let drop_control = base[0] - neg.merged[0];
+    assert!(
+        drop_mirror > 0.2 && drop_control < drop_mirror / 1.5,
+        "{base:?} → {:?}",
+        neg.merged
+    );
+
+    // Learned coefficients lower their own objective and stay in [0, 1].
+    for objective in [Objective::Entropy, Objective::FewShot] {
+        let out = run(MergeSpec {
+            method: LabMethod::Adamerging,
+            lambda: 0.3,
+            adamerging: AdaOptions {
+                objective,
+                granularity: Granularity::LayerWise,
+                steps: 30,
+                ..AdaOptions::default()
+            },
+            ..MergeSpec::default()
+        });
+        let l = out.learned.expect("coefficients");
+        assert!(l.losses[29] < l.losses[0], "{objective:?}: {:?}", l.losses);
+        assert_eq!((l.coefficients.len(), l.coefficients[0].len()), (4, 3));
+        assert!(
+            l.coefficients
+                .iter()
+                .flatten()
+                .all(|c| (0.0..=1.0).contains(c))
+        );
+    }
+
+    // Sweeps, the sign map and the disentanglement map have their shapes and ranges.
+    let out = run(MergeSpec {
+        sweep: vec![0.0, 0.5],
+        disentangle: vec![Task::Mirror, Task::Flip],
+        alphas: vec![0.0, 1.0],
+        ..MergeSpec::default()
+    });
+    assert_eq!(
+        out.sweep[0].accuracy, out.rows[0].accuracy,
+        "λ = 0 is the base"
+    );
+    assert_eq!(out.signs.values.len(), 6);
+    assert_eq!(out.signs.pairs.len(), 7);
+    let d = out.disentanglement.expect("map");
+    assert_eq!(
+        d.error[0][0], 0.0,
+        "α = 0 for both is the base on both sides"
+    );
+    assert!(d.error.iter().flatten().all(|x| (0.0..=2.0).contains(x)));
+}
