@@ -146,3 +146,30 @@ export class DynamicsPage {
     return Number(await this.page.getAttribute('[data-testid="dyn-status"]', "data-ms"));
   }
 }
+
+export class MergePage {
+  constructor(page) { this.page = page; }
+  /// Open a Merge lab share link for `spec` (a fresh load) and wait for `backend`.
+  async open(base, spec, backend) {
+    await this.page.goto(base + "#/merge?spec=" + encodeURIComponent(JSON.stringify(spec)));
+    await this.page.reload();
+    await this.page.waitForSelector('[data-testid="merge-run"]');
+    if (backend) {
+      await this.page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
+    }
+  }
+  /// Click "Merge and evaluate" and wait until the run ends in `state`.
+  async run(state = "done", timeout = 300_000) {
+    const seq = await this.page.getAttribute('[data-testid="merge-status"]', "data-seq");
+    await this.page.click('[data-testid="merge-run"]');
+    await this.page.waitForSelector(`[data-testid="merge-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
+    assert.equal(await this.page.getAttribute('[data-testid="merge-status"]', "data-state"), state,
+      state === "done" ? await this.page.textContent('[data-testid="merge-status"]') : "");
+    return Number(await this.page.getAttribute('[data-testid="merge-status"]', "data-ms"));
+  }
+  /// The merged model's accuracy per task, from the result table.
+  async merged() {
+    return this.page.$$eval('[data-testid="merge-merged-row"] td', (tds) =>
+      Object.fromEntries(tds.map((td) => [td.dataset.task, Number(td.dataset.value)])));
+  }
+}

@@ -21,6 +21,7 @@ pub mod assets;
 pub mod circuits;
 pub mod dynamics;
 pub mod guided;
+pub mod merge;
 pub mod models;
 pub mod offline;
 pub mod patching;

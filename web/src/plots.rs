@@ -19,10 +19,24 @@ pub fn diverging(v: f32) -> String {
 
 /// Offer `contents` as a file download.
 pub fn download(name: &str, mime: &str, contents: &str) {
+    download_parts(
+        name,
+        mime,
+        js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(contents)),
+    );
+}
+
+/// Offer binary `bytes` as a file download.
+pub fn download_bytes(name: &str, bytes: &[u8]) {
+    let array = js_sys::Uint8Array::from(bytes);
+    download_parts(name, "application/octet-stream", js_sys::Array::of1(&array));
+}
+
+/// A Blob of `parts` (strings or byte arrays: the binding's "str sequence" takes any part).
+fn download_parts(name: &str, mime: &str, parts: js_sys::Array) {
     let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
         return;
     };
-    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(contents));
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type(mime);
     let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else {

@@ -231,6 +231,7 @@ pub fn App() -> impl IntoView {
                 Lab::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
                 Lab::Circuits => view! { <crate::circuits::CircuitsLab/> }.into_any(),
                 Lab::Dynamics => view! { <crate::dynamics::DynamicsLab/> }.into_any(),
+                Lab::Merge => view! { <crate::merge::MergeLab/> }.into_any(),
                 other => view! { <Coming lab=other/> }.into_any(),
             }}
         </main>

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use interplay_lab::merge::{MergeOptions, merge};
 use interplay_lab::mergelab::MergeSpec;
 use interplay_lab::suite::{
-    Dataset, Split, Task, TrainOptions, bundled, evaluate, init_weights, test_sets, to_safetensors,
-    train,
+    Dataset, Split, Task, TrainOptions, TrainProgress, bundled, evaluate, init_weights, test_sets,
+    to_safetensors, train,
 };
 use interplay_models::patching::no_progress;
 use interplay_models::safetensors::{read_safetensors, write_safetensors};
@@ -66,7 +66,7 @@ pub fn train_suite(args: &Args) -> Result<Value> {
     let out = Path::new(args.value("--out").unwrap_or("crates/lab/suite"));
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let dev = crate::device(args)?;
-    let quiet = &mut |_: usize, _: usize, _: f64| no_progress(0, 0);
+    let quiet = &mut |_: TrainProgress| no_progress(0, 0);
     let base_opts = TrainOptions::base();
     let base_data = Dataset::task(Task::Digits, Split::Train);
     let base = block_on(train(
@@ -170,7 +170,7 @@ pub fn finetune(args: &Args) -> Result<Value> {
         batch: args.num("--batch", d.batch as f64)? as usize,
         seed: args.num("--seed", d.seed as f64)? as u64,
     };
-    let t = block_on(train(&dev.device, &init, &data, &opts, &mut |_, _, _| {
+    let t = block_on(train(&dev.device, &init, &data, &opts, &mut |_| {
         no_progress(0, 0)
     }))?;
     std::fs::write(out, to_safetensors(&t.weights)?).with_context(|| format!("writing {out}"))?;

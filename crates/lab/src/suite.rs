@@ -588,15 +588,29 @@ struct Adam {
     v: Tensor<2>,
 }
 
+/// Where a fine-tune is, for progress reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainProgress {
+    /// Steps done.
+    pub step: usize,
+    /// Steps in all.
+    pub steps: usize,
+    /// Epochs done.
+    pub epoch: usize,
+    /// At the end of an epoch: its mean loss.
+    pub loss: Option<f64>,
+}
+
 /// Fine-tune `init` on `data` with Adam (β = 0.9, 0.999; ε = 1e-8) and minibatches in a seeded
-/// order. `progress(epoch, epochs, loss)` is awaited after each epoch with its mean loss;
-/// resolving to `false` cancels (`LabError::Cancelled`).
+/// order. `progress` is awaited after every step (so a page stays responsive while a GPU queue
+/// fills) and, with the epoch's mean loss, after every epoch; resolving to `false` cancels
+/// (`LabError::Cancelled`).
 pub async fn train(
     device: &Device,
     init: &Weights,
     data: &Dataset,
     opts: &TrainOptions,
-    progress: &mut dyn FnMut(usize, usize, f64) -> Progress,
+    progress: &mut dyn FnMut(TrainProgress) -> Progress,
 ) -> Result<Trained, LabError> {
     opts.check()?;
     if data.is_empty() {
@@ -624,10 +638,11 @@ pub async fn train(
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
     let mut rng = SplitMix(opts.seed);
     let mut step = 0i32;
+    let steps = opts.epochs * data.len().div_ceil(opts.batch);
     let mut losses = Vec::with_capacity(opts.epochs);
     for epoch in 0..opts.epochs {
         let order = rng.permutation(data.len());
-        let mut total: Option<Tensor<1>> = None;
+        let mut total = 0f64;
         let mut batches = 0usize;
         for chunk in order.chunks(opts.batch) {
             let idx: Vec<i64> = chunk.iter().map(|&i| i as i64).collect();
@@ -635,21 +650,12 @@ pub async fn train(
             let x = x_all.clone().select(0, idx.clone());
             let y = y_all.clone().select(0, idx);
             let (loss, grads) = mlp.gradients(x, Some(y), Loss::CrossEntropy);
-            total = Some(match total {
-                Some(t) => t + loss,
-                None => loss,
-            });
             batches += 1;
             step += 1;
             let c1 = 1.0 - b1.powi(step);
             let c2 = 1.0 - b2.powi(step);
             let lr = opts.lr * c2.sqrt() / c1;
-            for ((p, state), g) in mlp
-                .layers
-                .iter_mut()
-                .zip(adam.iter_mut())
-                .zip(grads.into_iter())
-            {
+            for ((p, state), g) in mlp.layers.iter_mut().zip(adam.iter_mut()).zip(grads) {
                 for (param, st, grad) in
                     [(&mut p.0, &mut state.0, g.0), (&mut p.1, &mut state.1, g.1)]
                 {
@@ -660,18 +666,33 @@ pub async fn train(
                         param.clone() - st.m.clone() / (st.v.clone().sqrt() + eps * c2.sqrt()) * lr;
                 }
             }
+            // Reading each step's loss waits for the device to finish the step: on WebGPU this
+            // keeps the queue short, so the page (and its GPU process) stays responsive.
+            total += read_f32(loss).await?[0] as f64;
+            let at = TrainProgress {
+                step: step as usize,
+                steps,
+                epoch,
+                loss: None,
+            };
+            if !progress(at).await {
+                return Err(LabError::Cancelled);
+            }
         }
-        let mean = match total {
-            Some(t) => read_f32(t).await?[0] as f64 / batches.max(1) as f64,
-            None => f64::NAN,
-        };
+        let mean = total / batches.max(1) as f64;
         if !mean.is_finite() {
             return Err(LabError::Spec(
                 "the loss became NaN or infinite: lower the learning rate".into(),
             ));
         }
         losses.push(mean);
-        if !progress(epoch + 1, opts.epochs, mean).await {
+        let at = TrainProgress {
+            step: step as usize,
+            steps,
+            epoch: epoch + 1,
+            loss: Some(mean),
+        };
+        if !progress(at).await {
             return Err(LabError::Cancelled);
         }
     }
@@ -852,13 +873,12 @@ mod tests {
             ..TrainOptions::default()
         };
         let base = bundled(None).unwrap();
-        let t = pollster::block_on(train(&device, &base, &data, &opts, &mut |_, _, _| {
+        let t = pollster::block_on(train(&device, &base, &data, &opts, &mut |_| {
             no_progress(0, 0)
         }))
         .unwrap();
         assert!(t.losses[4] < t.losses[0] * 0.7, "{:?}", t.losses);
-        let mut cancel =
-            |e: usize, _: usize, _: f64| -> Progress { Box::pin(async move { e < 2 }) };
+        let mut cancel = |p: TrainProgress| -> Progress { Box::pin(async move { p.epoch < 2 }) };
         let r = pollster::block_on(train(&device, &base, &data, &opts, &mut cancel));
         assert!(matches!(r, Err(LabError::Cancelled)));
     }

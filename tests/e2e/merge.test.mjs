@@ -1,0 +1,103 @@
+// Merge lab from a share link, on WebGPU and on the CPU fallback: a TIES merge of the bundled
+// suite shows the CLI's per-task accuracies for the same spec; a short fine-tune in the page
+// lowers its loss and a long one can be cancelled; bad input gives a message and the page stays
+// usable. Screenshots go to target/screenshots/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { MODES, serveDist, launch, offOrigin, MergePage } from "./harness.mjs";
+
+const SHOTS = path.resolve("target/screenshots");
+export const TIES = {
+  experiment: "merge", tasks: ["mirror", "flip", "rotate", "invert"], method: "ties",
+  lambda: 1.0, density: 0.2, trim_scope: "global", sweep: [0.5, 1.0],
+};
+
+function cli(spec) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
+  const file = path.join(dir, "spec.json");
+  fs.writeFileSync(file, JSON.stringify(spec));
+  return JSON.parse(execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8" }));
+}
+
+let srv, cliTies;
+before(async () => {
+  srv = await serveDist();
+  cliTies = cli(TIES).outcome;
+  fs.mkdirSync(SHOTS, { recursive: true });
+});
+after(() => srv.server.close());
+
+for (const mode of MODES) {
+  test(`Merge lab: a TIES share link matches the CLI, fine-tuning runs and cancels, on ${mode.name}`, async () => {
+    const b = await launch(mode);
+    try {
+      const lab = new MergePage(b.page);
+      await lab.open(srv.base, TIES, mode.backend);
+      console.log(`[${mode.name}] TIES merge + evaluation in the page: ${(await lab.run()).toFixed(0)} ms`);
+      const merged = await lab.merged();
+      cliTies.columns.forEach((task, i) => {
+        assert.ok(Math.abs(merged[task] - cliTies.merged[i]) < 1e-9, `${task}: page ${merged[task]} vs CLI ${cliTies.merged[i]}`);
+      });
+      const mean = Number(await b.page.textContent('[data-testid="merge-mean"]'));
+      assert.ok(Math.abs(mean - cliTies.mean_accuracy) < 1e-4);
+      assert.equal(await b.page.locator('[data-testid="merge-sweep-table"] tbody tr').count(), 2);
+      assert.match(await b.page.inputValue('[data-testid="merge-share-link"]'), /#\/merge\?spec=/);
+      await b.page.screenshot({ path: path.join(SHOTS, `merge-ties-${mode.name}.png`), fullPage: true });
+
+      // Bad input: a message, then the page still merges.
+      await b.page.fill('[data-testid="merge-density"]', "0");
+      await b.page.dispatchEvent('[data-testid="merge-density"]', "change");
+      await b.page.click('[data-testid="merge-run"]');
+      assert.match(await b.page.textContent('[data-testid="merge-input-error"]'), /density must be in/);
+      await b.page.fill('[data-testid="merge-density"]', "0.2");
+      await b.page.dispatchEvent('[data-testid="merge-density"]', "change");
+      await lab.run();
+
+      // A short fine-tune: the loss falls epoch by epoch.
+      await b.page.selectOption('[data-testid="ft-task"]', "rotate");
+      await b.page.fill('[data-testid="ft-epochs"]', "3");
+      await b.page.dispatchEvent('[data-testid="ft-epochs"]', "change");
+      await b.page.click('[data-testid="ft-run"]');
+      await b.page.waitForSelector('[data-testid="merge-finetune"][data-state="done"]', { timeout: 300_000, state: "attached" });
+      const losses = JSON.parse(await b.page.getAttribute('[data-testid="ft-losses"]', "data-losses"));
+      console.log(`[${mode.name}] fine-tune losses ${losses.map((l) => l.toFixed(3)).join(", ")}`);
+      assert.equal(losses.length, 3);
+      assert.ok(losses[2] < losses[0], `loss did not fall: ${losses}`);
+      assert.equal(await b.page.locator('[data-testid="ft-accuracy"] td').count(), 5);
+      await b.page.screenshot({ path: path.join(SHOTS, `merge-finetune-${mode.name}.png`), fullPage: true });
+
+      // A long one, cancelled after its first epoch: a message, the curve so far is kept.
+      await b.page.fill('[data-testid="ft-epochs"]', "400");
+      await b.page.dispatchEvent('[data-testid="ft-epochs"]', "change");
+      await b.page.click('[data-testid="ft-run"]');
+      await b.page.waitForSelector('[data-testid="ft-losses"]', { timeout: 120_000 });
+      await b.page.click('[data-testid="ft-cancel"]');
+      await b.page.waitForSelector('[data-testid="merge-finetune"][data-state="error"]', { timeout: 120_000, state: "attached" });
+      assert.match(await b.page.textContent('[data-testid="ft-error"]'), /cancelled/);
+      assert.ok(JSON.parse(await b.page.getAttribute('[data-testid="ft-losses"]', "data-losses")).length >= 1);
+
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+}
+
+test("a damaged Merge link says so and keeps a working lab", async () => {
+  const b = await launch(MODES[MODES.length - 1]);
+  try {
+    await b.page.goto(srv.base + "#/merge?spec=%7Bnot-json");
+    await b.page.reload();
+    await b.page.waitForSelector('[data-testid="link-error"]');
+    const lab = new MergePage(b.page);
+    await lab.run();
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await b.close();
+  }
+});

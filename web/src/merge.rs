@@ -1,0 +1,678 @@
+//! Merge lab: task vectors of the bundled digits suite merged in the page (task arithmetic, TIES,
+//! DARE, AdaMerging / aTLAS-style learned coefficients) and evaluated on every task, plus
+//! in-browser fine-tuning. The experiment is one [`MergeSpec`]: it lives in the URL
+//! (`#/merge?spec=...`), is autosaved, exports as JSON and runs in the CLI (`interplay run
+//! spec.json`) to the same numbers.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use interplay_lab::merge::TrimScope;
+use interplay_lab::mergelab::{
+    AdaOptions, Granularity, LabMethod, MergeOutcome, MergeSpec, Objective,
+};
+use interplay_lab::share::{decode, encode, spec_param};
+use interplay_lab::suite::{self, Dataset, Split, Task, TrainOptions, TrainProgress};
+use interplay_models::patching::Progress;
+
+use crate::assets::{draft_get, draft_set, now_ms, yield_now};
+use crate::plots::{Heatmap, LinePlot, Series, download};
+
+const DRAFT_KEY: &str = "interplay.merge";
+
+/// A guided experiment: a short text and the spec it starts from.
+struct Guided {
+    id: &'static str,
+    title: &'static str,
+    text: &'static str,
+    spec: fn() -> MergeSpec,
+}
+
+fn lambdas() -> Vec<f64> {
+    (0..=10).map(|i| i as f64 / 10.0).collect()
+}
+
+const GUIDED: &[Guided] = &[
+    Guided {
+        id: "add",
+        title: "Adding task vectors: one multi-task model?",
+        text: "Task arithmetic adds all four task vectors to the base, θ = θ₀ + λ Σ τᵢ, and sweeps \
+               λ. In the papers one λ gives a model good at every task. Read the sweep: where is the \
+               mean accuracy highest, and what happens to the control task (digits)?",
+        spec: || MergeSpec {
+            method: LabMethod::TaskArithmetic,
+            lambda: 0.4,
+            sweep: lambdas(),
+            ..MergeSpec::default()
+        },
+    },
+    Guided {
+        id: "negate",
+        title: "Negating a task vector: forgetting",
+        text: "θ = θ₀ − τ_mirror. The paper's claim: the negated task gets worse while a control \
+               task barely moves. Compare the mirror column with the digits column against the base.",
+        spec: || MergeSpec {
+            tasks: vec![Task::Mirror],
+            method: LabMethod::TaskArithmetic,
+            lambda: -1.0,
+            sweep: vec![-1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0],
+            ..MergeSpec::default()
+        },
+    },
+    Guided {
+        id: "ties",
+        title: "TIES against task arithmetic when tasks interfere",
+        text: "TIES keeps each task vector's largest 20% of entries, elects a sign per parameter by \
+               total mass and averages only the entries that agree. Its sweep sits beside the task \
+               arithmetic sweep of the first experiment: does resolving interference help here?",
+        spec: || MergeSpec {
+            method: LabMethod::Ties,
+            lambda: 1.0,
+            density: 0.2,
+            sweep: (0..=8).map(|i| i as f64 * 0.25).collect(),
+            ..MergeSpec::default()
+        },
+    },
+    Guided {
+        id: "adamerging",
+        title: "AdaMerging: coefficients learned without labels",
+        text: "Layer-wise coefficients (one per task and layer, in [0, 1]) minimise the prediction \
+               entropy on the tasks' unlabeled test inputs. Compare with the fixed λ that an \
+               unlabeled criterion would choose (lowest entropy in the sweep) and with the best λ.",
+        spec: || MergeSpec {
+            method: LabMethod::Adamerging,
+            lambda: 0.3,
+            sweep: lambdas(),
+            ..MergeSpec::default()
+        },
+    },
+    Guided {
+        id: "atlas",
+        title: "aTLAS-style: per-block coefficients from five labels per class",
+        text: "One coefficient per task and parameter tensor, fitted by cross-entropy on 5 labelled \
+               training images per class and task (200 in all).",
+        spec: || MergeSpec {
+            method: LabMethod::Adamerging,
+            lambda: 0.3,
+            adamerging: AdaOptions {
+                granularity: Granularity::BlockWise,
+                objective: Objective::FewShot,
+                ..AdaOptions::default()
+            },
+            ..MergeSpec::default()
+        },
+    },
+    Guided {
+        id: "disentangle",
+        title: "Weight disentanglement of mirror and flip",
+        text: "For α₁, α₂ on a grid, how often does θ₀ + α₁τ₁ + α₂τ₂ predict differently from each \
+               single-task model θ₀ + αₜτₜ on its own task? A disentangled pair stays near 0 over a \
+               large region (Ortiz-Jiménez et al. 2023).",
+        spec: || MergeSpec {
+            method: LabMethod::TaskArithmetic,
+            lambda: 0.5,
+            tasks: vec![Task::Mirror, Task::Flip],
+            disentangle: vec![Task::Mirror, Task::Flip],
+            ..MergeSpec::default()
+        },
+    },
+];
+
+fn write_url(spec: &MergeSpec) -> String {
+    crate::shell::write_share_url("merge", &encode(spec))
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+fn method_slug(m: LabMethod) -> &'static str {
+    match m {
+        LabMethod::TaskArithmetic => "task_arithmetic",
+        LabMethod::Ties => "ties",
+        LabMethod::Dare => "dare",
+        LabMethod::Adamerging => "adamerging",
+    }
+}
+
+/// A comparison-table row kept across runs in this page.
+#[derive(Clone, Debug, PartialEq)]
+struct Compared {
+    name: String,
+    merged: Vec<f64>,
+    mean: f64,
+    normalised: f64,
+}
+
+type Getter = fn(&MergeSpec) -> Option<f64>;
+type Setter = fn(&mut MergeSpec, f64);
+
+/// Numeric fields: label, test id, read (None: hidden for this method), write.
+const FIELDS: &[(&str, &str, Getter, Setter)] = &[
+    (
+        "λ (AdaMerging: start)",
+        "merge-lambda",
+        |s| Some(s.lambda),
+        |s, v| s.lambda = v,
+    ),
+    (
+        "TIES density (kept fraction)",
+        "merge-density",
+        |s| (s.method == LabMethod::Ties).then_some(s.density),
+        |s, v| s.density = v,
+    ),
+    (
+        "DARE drop probability",
+        "merge-drop",
+        |s| (s.method == LabMethod::Dare).then_some(s.drop),
+        |s, v| s.drop = v,
+    ),
+    (
+        "DARE seed",
+        "merge-seed",
+        |s| (s.method == LabMethod::Dare).then_some(s.seed as f64),
+        |s, v| s.seed = v as u64,
+    ),
+    (
+        "AdaMerging steps",
+        "merge-steps",
+        |s| (s.method == LabMethod::Adamerging).then_some(s.adamerging.steps as f64),
+        |s, v| s.adamerging.steps = v as usize,
+    ),
+    (
+        "AdaMerging learning rate",
+        "merge-ada-lr",
+        |s| (s.method == LabMethod::Adamerging).then_some(s.adamerging.lr),
+        |s, v| s.adamerging.lr = v,
+    ),
+    (
+        "Labels per class (few-shot)",
+        "merge-shots",
+        |s| {
+            (s.method == LabMethod::Adamerging && s.adamerging.objective == Objective::FewShot)
+                .then_some(s.adamerging.shots as f64)
+        },
+        |s, v| s.adamerging.shots = v as usize,
+    ),
+];
+
+fn parse_list(text: &str) -> Option<Vec<f64>> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Some(Vec::new());
+    }
+    t.split(',')
+        .map(|x| x.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
+        .collect()
+}
+
+/// The Merge lab page.
+#[component]
+pub fn MergeLab() -> impl IntoView {
+    let draft = || {
+        draft_get(DRAFT_KEY)
+            .and_then(|d| serde_json::from_str::<MergeSpec>(&d).ok())
+            .unwrap_or_else(GUIDED[2].spec)
+    };
+    let (initial, link_error) =
+        match spec_param(&crate::shell::current_hash()).map(decode::<MergeSpec>) {
+            Some(Ok(s)) => (s, None),
+            Some(Err(e)) => (draft(), Some(e.to_string())),
+            None => (draft(), None),
+        };
+    let spec = RwSignal::new(initial);
+    let input_error = RwSignal::new(None::<String>);
+    let link_error = RwSignal::new(link_error);
+    let busy = RwSignal::new(false);
+    let cancel = RwSignal::new(false);
+    let progress = RwSignal::new((0usize, 0usize));
+    let outcome = RwSignal::new(None::<Result<MergeOutcome, String>>);
+    let facts = RwSignal::new((String::new(), 0.0f64));
+    let runs = RwSignal::new(0u32);
+    let share = RwSignal::new(String::new());
+    let compared = RwSignal::new(Vec::<Compared>::new());
+    let lock = crate::shell::locked();
+
+    Effect::new(move |_| {
+        if let Ok(json) = serde_json::to_string(&spec.get()) {
+            draft_set(DRAFT_KEY, &json);
+        }
+    });
+
+    let run = move |_| {
+        let s = spec.get_untracked();
+        if let Err(e) = s.check() {
+            input_error.set(Some(e.to_string()));
+            return;
+        }
+        input_error.set(None);
+        share.set(write_url(&s));
+        busy.set(true);
+        cancel.set(false);
+        progress.set((0, s.work()));
+        let dev = crate::runtime::current();
+        let backend = dev.backend.label();
+        spawn_local(async move {
+            let t0 = now_ms();
+            let mut on_progress = move |done: usize, total: usize| -> Progress {
+                progress.set((done, total));
+                Box::pin(async move {
+                    yield_now().await;
+                    !cancel.get_untracked()
+                })
+            };
+            let r = s.run(&dev.device, &mut on_progress).await;
+            facts.set((backend.to_string(), now_ms() - t0));
+            if let Ok(o) = &r {
+                let name = o.rows.last().map(|r| r.name.clone()).unwrap_or_default();
+                let tasks = s
+                    .tasks
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join("+");
+                compared.update(|c| {
+                    c.push(Compared {
+                        name: format!("{name} [{tasks}]"),
+                        merged: o.merged.clone(),
+                        mean: o.mean_accuracy,
+                        normalised: o.mean_normalised,
+                    })
+                });
+            }
+            outcome.set(Some(r.map_err(|e| e.to_string())));
+            runs.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+
+    let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
+    view! {
+        <div class="lab" data-testid="merge-lab">
+        <section class="card" data-testid="merge-guided" hidden=crate::shell::hidden("guided")>
+            <h2>"Guided experiments"</h2>
+            <p class="muted">"The suite: an MLP trained on scikit-learn's digits (the base) and four \
+                fine-tunes of it on the same digits mirrored, upside down, turned a quarter and with ink \
+                and paper swapped. All share one ten-digit output, so their weights can be merged. \
+                Every model is evaluated on 450 held-out images of each task."</p>
+            <ul class="guided">
+            {GUIDED.iter().map(|g| { let make = g.spec; view! {
+                <li><button data-testid=format!("merge-guided-{}", g.id) prop:disabled=move || busy.get() || lock
+                    on:click=move |_| { spec.set(make()); outcome.set(None); input_error.set(None); }>{g.title}</button>
+                    " "<span class="muted">{g.text}</span></li>
+            }}).collect_view()}
+            </ul>
+        </section>
+        <section class="card" data-testid="merge-experiment">
+            <h2>"Merge"</h2>
+            {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
+            <fieldset><legend>"Task vectors to merge"</legend>
+            {Task::FINE_TUNED.into_iter().map(|t| view! {
+                <label><input type="checkbox" data-testid=format!("merge-task-{}", t.name()) prop:disabled=lock
+                    prop:checked=move || spec.get().tasks.contains(&t)
+                    on:change=move |ev| { let on = event_target_checked(&ev); spec.update(|s| {
+                        s.tasks.retain(|x| *x != t);
+                        if on { s.tasks.push(t); s.tasks.sort(); }
+                    }) }/>{format!(" {} ({}) ", t.name(), t.describe())}</label>
+            }).collect_view()}
+            </fieldset>
+            <label>"Method "
+                <select data-testid="merge-method" prop:disabled=lock prop:value=move || method_slug(spec.get().method)
+                    on:change=move |ev| { let m = match event_target_value(&ev).as_str() {
+                        "ties" => LabMethod::Ties, "dare" => LabMethod::Dare, "adamerging" => LabMethod::Adamerging,
+                        _ => LabMethod::TaskArithmetic }; spec.update(|s| s.method = m) }>
+                    <option value="task_arithmetic">"task arithmetic"</option>
+                    <option value="ties">"TIES (trim, elect sign, disjoint mean)"</option>
+                    <option value="dare">"DARE (drop and rescale)"</option>
+                    <option value="adamerging">"learned coefficients (AdaMerging / aTLAS)"</option>
+                </select>
+            </label>
+            {move || (spec.get().method == LabMethod::Ties).then(|| view! {
+                <label>" Trim over "
+                    <select data-testid="merge-trim" prop:disabled=lock
+                        prop:value=move || if spec.get().trim_scope == TrimScope::Global { "global" } else { "per-tensor" }
+                        on:change=move |ev| { let g = event_target_value(&ev) == "global";
+                            spec.update(|s| s.trim_scope = if g { TrimScope::Global } else { TrimScope::PerTensor }) }>
+                        <option value="global">"all parameters (official)"</option>
+                        <option value="per-tensor">"each tensor"</option>
+                    </select></label>
+            })}
+            {move || (spec.get().method == LabMethod::Adamerging).then(|| view! {
+                <label>" Coefficients "
+                    <select data-testid="merge-granularity" prop:disabled=lock
+                        prop:value=move || match spec.get().adamerging.granularity { Granularity::TaskWise => "task-wise", Granularity::LayerWise => "layer-wise", Granularity::BlockWise => "block-wise" }
+                        on:change=move |ev| { let g = match event_target_value(&ev).as_str() { "task-wise" => Granularity::TaskWise, "block-wise" => Granularity::BlockWise, _ => Granularity::LayerWise };
+                            spec.update(|s| s.adamerging.granularity = g) }>
+                        <option value="task-wise">"one per task"</option>
+                        <option value="layer-wise">"one per task and layer"</option>
+                        <option value="block-wise">"one per task and tensor"</option>
+                    </select></label>
+                <label>" fitted by "
+                    <select data-testid="merge-objective" prop:disabled=lock
+                        prop:value=move || if spec.get().adamerging.objective == Objective::Entropy { "entropy" } else { "few-shot" }
+                        on:change=move |ev| { let e = event_target_value(&ev) == "entropy";
+                            spec.update(|s| s.adamerging.objective = if e { Objective::Entropy } else { Objective::FewShot }) }>
+                        <option value="entropy">"entropy on unlabeled test inputs (AdaMerging)"</option>
+                        <option value="few-shot">"a few labels (aTLAS-style)"</option>
+                    </select></label>
+            })}
+            <div class="grid2">
+            {FIELDS.iter().map(|&(label, id, get, set)| view! {
+                {move || get(&spec.get()).map(|v| view! {
+                    <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock prop:value=v.to_string()
+                        on:change={move |ev| match event_target_value(&ev).trim().parse::<f64>() {
+                            Ok(x) if x.is_finite() => { spec.update(|s| set(s, x)); input_error.set(None) }
+                            _ => input_error.set(Some(format!("{label}: enter a number"))),
+                        }}/></label>
+                })}
+            }).collect_view()}
+            <label>"λ sweep (comma-separated, empty for none) "<input type="text" data-testid="merge-sweep" prop:disabled=lock
+                prop:value={move || spec.get().sweep.iter().map(f64::to_string).collect::<Vec<_>>().join(", ")}
+                on:change={move |ev| match parse_list(&event_target_value(&ev)) {
+                    Some(v) => { spec.update(|s| s.sweep = v); input_error.set(None) }
+                    None => input_error.set(Some("λ sweep: comma-separated numbers".into())),
+                }}/></label>
+            <label>"Disentanglement map "
+                <select data-testid="merge-disentangle" prop:disabled=lock
+                    prop:value={move || spec.get().disentangle.iter().map(|t| t.name()).collect::<Vec<_>>().join("+")}
+                    on:change={move |ev| { let v: Vec<Task> = event_target_value(&ev).split('+').filter_map(|t| t.parse().ok()).collect();
+                        spec.update(|s| s.disentangle = v) }}>
+                    <option value="">"none"</option>
+                    {Task::FINE_TUNED.iter().enumerate().flat_map(|(i, a)| Task::FINE_TUNED[i + 1..].iter().map(move |b| {
+                        let v = format!("{}+{}", a.name(), b.name());
+                        view! { <option value=v.clone()>{format!("{} and {}", a.name(), b.name())}</option> }
+                    })).collect_view()}
+                </select></label>
+            </div>
+            <details data-testid="merge-json"><summary>"Full spec (JSON): every parameter, editable"</summary>
+                <textarea rows="12" cols="70" data-testid="merge-spec-json" prop:disabled=lock prop:value=json_text
+                    on:change={move |ev| match serde_json::from_str::<MergeSpec>(&event_target_value(&ev)) {
+                        Ok(s) => { spec.set(s); input_error.set(None) }
+                        Err(e) => input_error.set(Some(format!("the spec is not valid: {e}"))),
+                    }}></textarea>
+            </details>
+            {move || input_error.get().map(|e| view! { <p class="error" role="alert" data-testid="merge-input-error">{e}</p> })}
+            <p>
+                <button data-testid="merge-run" on:click=run prop:disabled=move || busy.get()>"Merge and evaluate"</button>" "
+                <button data-testid="merge-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
+                {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="merge-progress" max=t.max(1) value=d></progress> }})}
+            </p>
+            {move || (!share.get().is_empty()).then(|| view! {
+                <label>"Share link (reproduces this experiment)"
+                    <input type="text" readonly data-testid="merge-share-link" prop:value=move || share.get()/></label>
+                <label>"Embed in course material"
+                    <input type="text" readonly prop:value=move || format!(
+                        "<iframe src=\"{}&embed=1&lock=1&hide=guided\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
+                        share.get())/></label>
+                <p><button on:click=move |_| download("spec.json", "application/json", &serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())>
+                    "Export spec (for `interplay run`)"</button></p>
+            })}
+        </section>
+        <section class="card" data-testid="merge-status" data-seq=move || runs.get() data-ms=move || facts.get().1
+                 data-state=move || match (busy.get(), outcome.get()) {
+                     (true, _) => "running", (false, None) => "idle",
+                     (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+            <h2>"Result"</h2>
+            {move || (!busy.get() && !facts.get().0.is_empty()).then(|| { let (b, ms) = facts.get(); view! {
+                <p class="muted" data-testid="merge-computed-on">{format!("computed on {b} in {ms:.0} ms")}</p> }})}
+            {move || outcome.get().map(|o| match o {
+                Err(e) => view! { <p class="error" role="alert" data-testid="merge-error">{e}</p> }.into_any(),
+                Ok(o) => outcome_view(o, spec.get_untracked()).into_any(),
+            })}
+            {move || (compared.get().len() > 1).then(|| view! {
+                <table class="data" data-testid="merge-compare">
+                    <caption>"Comparison of this session's merges (accuracy on each task's held-out images)"</caption>
+                    <thead><tr><th scope="col">"merge"</th>{Task::ALL.iter().map(|t| view! { <th scope="col">{t.name()}</th> }).collect_view()}
+                        <th scope="col">"mean (merged tasks)"</th><th scope="col">"normalised"</th></tr></thead>
+                    <tbody>{compared.get().into_iter().map(|c| view! {
+                        <tr><th scope="row">{c.name}</th>{c.merged.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}
+                            <td>{pct(c.mean)}</td><td>{pct(c.normalised)}</td></tr>
+                    }).collect_view()}</tbody>
+                </table>
+            })}
+        </section>
+        <FineTune/>
+        </div>
+    }
+}
+
+fn outcome_view(o: MergeOutcome, spec: MergeSpec) -> impl IntoView {
+    let n = o.rows.len();
+    let merged_cols: Vec<bool> = o.columns.iter().map(|t| spec.tasks.contains(t)).collect();
+    let sweep_plot = (!o.sweep.is_empty()).then(|| {
+        let uniform = o.sweep.len() > 1
+            && o.sweep
+                .windows(2)
+                .all(|w| ((w[1].lambda - w[0].lambda) - (o.sweep[1].lambda - o.sweep[0].lambda)).abs() < 1e-9);
+        let (x0, dx, xlabel) = if uniform {
+            (o.sweep[0].lambda, o.sweep[1].lambda - o.sweep[0].lambda, "λ")
+        } else {
+            (0.0, 1.0, "sweep point (see table)")
+        };
+        let mut series: Vec<Series> = vec![Series {
+            name: "mean of merged tasks".into(),
+            values: o.sweep.iter().map(|r| r.mean).collect(),
+        }];
+        for (i, t) in o.columns.iter().enumerate() {
+            series.push(Series {
+                name: t.name().into(),
+                values: o.sweep.iter().map(|r| r.accuracy[i]).collect(),
+            });
+        }
+        let lowest = o
+            .sweep
+            .iter()
+            .min_by(|a, b| a.entropy.total_cmp(&b.entropy))
+            .map(|r| (r.lambda, r.mean));
+        let best = o
+            .sweep
+            .iter()
+            .max_by(|a, b| a.mean.total_cmp(&b.mean))
+            .map(|r| (r.lambda, r.mean));
+        view! {
+            <h3>"λ sweep"</h3>
+            <p data-testid="merge-sweep-summary">{format!(
+                "Best λ with labels: {} (mean {}). Lowest prediction entropy (no labels): λ = {} (mean {}).",
+                best.map(|b| b.0).unwrap_or(0.0), pct(best.map(|b| b.1).unwrap_or(0.0)),
+                lowest.map(|b| b.0).unwrap_or(0.0), pct(lowest.map(|b| b.1).unwrap_or(0.0)))}</p>
+            <LinePlot series=series x0=x0 dx=dx xlabel=xlabel.to_string() ylabel="accuracy".to_string() testid="merge-sweep-plot".to_string()/>
+            <table class="data" data-testid="merge-sweep-table">
+                <thead><tr><th scope="col">"λ"</th>{o.columns.iter().map(|t| view! { <th scope="col">{t.name()}</th> }).collect_view()}
+                    <th scope="col">"mean"</th><th scope="col">"entropy"</th></tr></thead>
+                <tbody>{o.sweep.iter().map(|r| view! {
+                    <tr><th scope="row">{r.lambda.to_string()}</th>{r.accuracy.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}
+                        <td>{pct(r.mean)}</td><td>{format!("{:.3}", r.entropy)}</td></tr>
+                }).collect_view()}</tbody>
+            </table>
+        }
+    });
+    let learned = o.learned.clone().map(|l| {
+        let losses = vec![Series {
+            name: "loss".into(),
+            values: l.losses.clone(),
+        }];
+        view! {
+            <h3>"Learned coefficients"</h3>
+            <table class="data" data-testid="merge-coefficients">
+                <thead><tr><th scope="col">"task"</th>{l.groups.iter().map(|g| view! { <th scope="col">{g.clone()}</th> }).collect_view()}</tr></thead>
+                <tbody>{spec.tasks.iter().zip(&l.coefficients).map(|(t, c)| view! {
+                    <tr><th scope="row">{t.name()}</th>{c.iter().map(|v| view! { <td>{format!("{v:.3}")}</td> }).collect_view()}</tr>
+                }).collect_view()}</tbody>
+            </table>
+            <LinePlot series=losses x0=1.0 xlabel="step".to_string() ylabel="objective".to_string() testid="merge-ada-loss".to_string()/>
+        }
+    });
+    let signs = (!o.signs.pairs.is_empty()).then(|| {
+        let values: Vec<Vec<f32>> = o
+            .signs
+            .values
+            .iter()
+            .map(|r| r.iter().map(|v| *v as f32).collect())
+            .collect();
+        view! {
+            <h3>"Sign conflicts"</h3>
+            <p class="muted">"Fraction of each tensor's entries where two task vectors (or any of them, 'all') point in opposite directions: the interference TIES resolves."</p>
+            <Heatmap rows=o.signs.tensors.clone() cols=o.signs.pairs.clone() values=values
+                what="fraction of entries with opposite signs".to_string() testid="merge-signs".to_string()/>
+        }
+    });
+    let dis = o.disentanglement.clone().map(|d| {
+        let labels: Vec<String> = d.alphas.iter().map(|a| format!("{a}")).collect();
+        let values: Vec<Vec<f32>> = d
+            .error
+            .iter()
+            .map(|r| r.iter().map(|v| *v as f32).collect())
+            .collect();
+        view! {
+            <h3>{format!("Weight disentanglement: rows α for {}, columns α for {}", d.tasks[0], d.tasks[1])}</h3>
+            <p class="muted">"ξ(α₁, α₂): summed over the two tasks, the fraction of images where the merged model disagrees with the single-task model (0 = disentangled, 2 = everything changes)."</p>
+            <Heatmap rows=labels.clone() cols=labels values=values what="disentanglement error ξ".to_string() testid="merge-disentangle-map".to_string()/>
+        }
+    });
+    view! {
+        <table class="data" data-testid="merge-table">
+            <caption>"Accuracy on each task's 450 held-out images (merged tasks marked *)"</caption>
+            <thead><tr><th scope="col">"model"</th>
+                {o.columns.iter().zip(merged_cols.clone()).map(|(t, m)| view! { <th scope="col">{format!("{}{}", t.name(), if m { " *" } else { "" })}</th> }).collect_view()}
+            </tr></thead>
+            <tbody>{o.rows.iter().enumerate().map(|(i, r)| view! {
+                <tr class=if i + 1 == n { "merged" } else { "" } data-testid=if i + 1 == n { "merge-merged-row" } else { "" }>
+                    <th scope="row">{r.name.clone()}</th>
+                    {r.accuracy.iter().enumerate().map(|(j, a)| view! { <td data-task=o.columns[j].name() data-value=a.to_string()>{pct(*a)}</td> }).collect_view()}
+                </tr>
+            }).collect_view()}</tbody>
+        </table>
+        <dl class="facts">
+            <dt>"mean accuracy on the merged tasks"</dt><dd data-testid="merge-mean">{format!("{:.4}", o.mean_accuracy)}</dd>
+            <dt>"normalised (merged ÷ fine-tuned, mean)"</dt><dd data-testid="merge-normalised">{format!("{:.4}", o.mean_normalised)}</dd>
+            <dt>"control task (digits)"</dt><dd data-testid="merge-control">{format!("{:.4}", o.control)}</dd>
+            {o.report.kept_fraction.map(|k| view! { <dt>"TIES: entries kept"</dt><dd>{pct(k)}</dd> })}
+            {o.report.sign_conflicts.map(|k| view! { <dt>"TIES: parameters with a sign conflict after trimming"</dt><dd>{pct(k)}</dd> })}
+        </dl>
+        <p><button on:click={ let o = o.clone(); move |_| download("merge-result.json", "application/json", &serde_json::to_string_pretty(&o).unwrap_or_default()) }>
+            "Export result (JSON)"</button></p>
+        {learned}
+        {sweep_plot}
+        {signs}
+        {dis}
+    }
+}
+
+/// Fine-tuning in the page: the suite's base on a task or on pasted data, with a live loss curve.
+#[component]
+fn FineTune() -> impl IntoView {
+    let task = RwSignal::new(Some(Task::Mirror));
+    let pasted = RwSignal::new(String::new());
+    let opts = RwSignal::new(TrainOptions {
+        epochs: 5,
+        ..TrainOptions::fine_tune()
+    });
+    let busy = RwSignal::new(false);
+    let cancel = RwSignal::new(false);
+    let losses = RwSignal::new(Vec::<f64>::new());
+    let result = RwSignal::new(None::<Result<(Vec<f64>, Vec<u8>), String>>);
+    let epochs_done = RwSignal::new((0usize, 0usize));
+    let steps_done = RwSignal::new((0usize, 1usize));
+    let lock = crate::shell::locked();
+
+    let train = move |_| {
+        let o = opts.get_untracked();
+        let data = match task.get_untracked() {
+            Some(t) => Ok(Dataset::task(t, Split::Train)),
+            None => Dataset::parse(&pasted.get_untracked()),
+        };
+        let data = match data.and_then(|d| o.check().map(|_| d)) {
+            Ok(d) => d,
+            Err(e) => {
+                result.set(Some(Err(e.to_string())));
+                return;
+            }
+        };
+        busy.set(true);
+        cancel.set(false);
+        losses.set(Vec::new());
+        result.set(None);
+        let epochs = o.epochs;
+        epochs_done.set((0, epochs));
+        steps_done.set((0, 1));
+        let dev = crate::runtime::current();
+        spawn_local(async move {
+            let mut on_step = move |p: TrainProgress| -> Progress {
+                steps_done.set((p.step, p.steps));
+                if let Some(loss) = p.loss {
+                    epochs_done.set((p.epoch, epochs));
+                    losses.update(|l| l.push(loss));
+                }
+                Box::pin(async move {
+                    yield_now().await;
+                    !cancel.get_untracked()
+                })
+            };
+            let r = async {
+                let base = suite::bundled(None)?;
+                let t = suite::train(&dev.device, &base, &data, &o, &mut on_step).await?;
+                let acc = suite::evaluate(&dev.device, &t.weights, &suite::test_sets(&dev.device))
+                    .await?;
+                Ok::<_, interplay_lab::LabError>((acc, suite::to_safetensors(&t.weights)?))
+            }
+            .await;
+            result.set(Some(r.map_err(|e| match e {
+                interplay_lab::LabError::Cancelled => {
+                    "Fine-tuning cancelled; the loss so far is kept above.".to_string()
+                }
+                e => e.to_string(),
+            })));
+            busy.set(false);
+        });
+    };
+
+    view! {
+        <section class="card" data-testid="merge-finetune" data-state=move || match (busy.get(), result.get()) {
+                (true, _) => "running", (false, None) => "idle", (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+            <h2>"Fine-tune the base in the page"</h2>
+            <p class="muted">"Adam on the page's device, all parameters, starting from the suite's base. The task vector is the fine-tuned weights minus the base; download it to merge with `interplay merge`."</p>
+            <label>"Data "
+                <select data-testid="ft-task" prop:disabled=move || busy.get() || lock
+                    on:change=move |ev| task.set(event_target_value(&ev).parse().ok())>
+                    {Task::ALL.into_iter().map(|t| view! { <option value=t.name() selected=move || task.get() == Some(t)>{format!("{} ({})", t.name(), t.describe())}</option> }).collect_view()}
+                    <option value="pasted">"my data (paste below)"</option>
+                </select></label>
+            {move || task.get().is_none().then(|| view! {
+                <label>"One image per line: 64 pixel values 0..16 (row by row), then the label 0..9"
+                    <textarea rows="5" cols="70" data-testid="ft-data" prop:value=move || pasted.get()
+                        on:change=move |ev| pasted.set(event_target_value(&ev))></textarea></label>
+            })}
+            <div class="grid2">
+                <label>"Epochs "<input type="number" data-testid="ft-epochs" prop:value=move || opts.get().epochs.to_string()
+                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<usize>() { opts.update(|o| o.epochs = v) }}/></label>
+                <label>"Learning rate "<input type="number" step="any" data-testid="ft-lr" prop:value=move || opts.get().lr.to_string()
+                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<f64>() { opts.update(|o| o.lr = v) }}/></label>
+                <label>"Batch "<input type="number" data-testid="ft-batch" prop:value=move || opts.get().batch.to_string()
+                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<usize>() { opts.update(|o| o.batch = v) }}/></label>
+                <label>"Seed "<input type="number" data-testid="ft-seed" prop:value=move || opts.get().seed.to_string()
+                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<u64>() { opts.update(|o| o.seed = v) }}/></label>
+            </div>
+            <p>
+                <button data-testid="ft-run" on:click=train prop:disabled=move || busy.get()>"Fine-tune"</button>" "
+                <button data-testid="ft-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
+                {move || busy.get().then(|| { let (d, t) = steps_done.get(); view! { <progress data-testid="ft-progress" max=t.max(1) value=d></progress> }})}
+            </p>
+            {move || (!losses.get().is_empty()).then(|| view! {
+                <p data-testid="ft-losses" data-losses=move || serde_json::to_string(&losses.get()).unwrap_or_default()>
+                    {move || format!("epoch {} of {}: loss {:.4}", epochs_done.get().0, epochs_done.get().1, losses.get().last().copied().unwrap_or(f64::NAN))}</p>
+                <LinePlot series=vec![Series { name: "training loss".into(), values: losses.get() }] x0=1.0
+                    xlabel="epoch".to_string() ylabel="cross-entropy".to_string() testid="ft-loss-plot".to_string()/>
+            })}
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert" data-testid="ft-error">{e}</p> }.into_any(),
+                Ok((acc, bytes)) => view! {
+                    <table class="data" data-testid="ft-accuracy"><caption>"The fine-tuned model on every task"</caption>
+                        <thead><tr>{Task::ALL.iter().map(|t| view! { <th scope="col">{t.name()}</th> }).collect_view()}</tr></thead>
+                        <tbody><tr>{acc.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}</tr></tbody>
+                    </table>
+                    <p><button on:click=move |_| crate::plots::download_bytes("finetuned.safetensors", &bytes)>"Download the model (safetensors)"</button></p>
+                }.into_any(),
+            })}
+        </section>
+    }
+}
