@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 
 use interplay_lab::merge::TrimScope;
 use interplay_lab::mergelab::{
-    AdaOptions, Granularity, LabMethod, MergeOutcome, MergeSpec, Objective,
+    AdaOptions, FineTuneSpec, Granularity, LabMethod, MergeOutcome, MergeSpec, Objective,
 };
 use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::suite::{self, Dataset, Split, Task, TrainOptions, TrainProgress};
@@ -315,6 +315,14 @@ pub fn MergeLab() -> impl IntoView {
                         if on { s.tasks.push(t); s.tasks.sort(); }
                     }) }/>{format!(" {} ({}) ", t.name(), t.describe())}</label>
             }).collect_view()}
+            {move || (!spec.get().fine_tunes.is_empty()).then(|| view! {
+                <ul data-testid="merge-page-finetunes">
+                {spec.get().fine_tunes.iter().enumerate().map(|(i, f)| view! {
+                    <li>{format!("page fine-tune {} on {} ({} epochs, lr {}, batch {}, seed {}) ", i + 1, f.task, f.options.epochs, f.options.lr, f.options.batch, f.options.seed)}
+                        <button prop:disabled=lock on:click=move |_| spec.update(|s| { if i < s.fine_tunes.len() { s.fine_tunes.remove(i); } })>"remove"</button></li>
+                }).collect_view()}
+                </ul>
+            })}
             </fieldset>
             <label>"Method "
                 <select data-testid="merge-method" prop:disabled=lock prop:value=move || method_slug(spec.get().method)
@@ -431,7 +439,7 @@ pub fn MergeLab() -> impl IntoView {
                 </table>
             })}
         </section>
-        <FineTune/>
+        <FineTune spec=spec/>
         </div>
     }
 }
@@ -560,7 +568,10 @@ fn outcome_view(o: MergeOutcome, spec: MergeSpec) -> impl IntoView {
 
 /// Fine-tuning in the page: the suite's base on a task or on pasted data, with a live loss curve.
 #[component]
-fn FineTune() -> impl IntoView {
+fn FineTune(
+    /// The Merge lab's spec: a fine-tune of a bundled task can join its merges.
+    spec: RwSignal<MergeSpec>,
+) -> impl IntoView {
     let task = RwSignal::new(Some(Task::Mirror));
     let pasted = RwSignal::new(String::new());
     let opts = RwSignal::new(TrainOptions {
@@ -670,7 +681,13 @@ fn FineTune() -> impl IntoView {
                         <thead><tr>{Task::ALL.iter().map(|t| view! { <th scope="col">{t.name()}</th> }).collect_view()}</tr></thead>
                         <tbody><tr>{acc.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}</tr></tbody>
                     </table>
-                    <p><button on:click=move |_| crate::plots::download_bytes("finetuned.safetensors", &bytes)>"Download the model (safetensors)"</button></p>
+                    <p><button on:click=move |_| crate::plots::download_bytes("finetuned.safetensors", &bytes)>"Download the model (safetensors)"</button>" "
+                    {move || task.get().map(|t| view! {
+                        <button data-testid="ft-use" prop:disabled=lock on:click=move |_| {
+                            let f = FineTuneSpec { task: t, options: opts.get_untracked() };
+                            spec.update(|s| if s.fine_tunes.len() < 4 && !s.fine_tunes.contains(&f) { s.fine_tunes.push(f) });
+                        }>"Use its task vector in the merge above (retrained from this spec when the merge runs)"</button>
+                    })}</p>
                 }.into_any(),
             })}
         </section>

@@ -6,7 +6,10 @@ use std::process::Command;
 use serde_json::Value;
 
 fn fixtures() -> std::path::PathBuf {
-    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))
+    std::path::PathBuf::from(format!(
+        "{}/../../tests/fixtures",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+    ))
 }
 
 fn golden(name: &str) -> Value {

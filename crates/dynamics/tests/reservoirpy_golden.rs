@@ -9,9 +9,9 @@ use interplay_models::patching::no_progress;
 use serde_json::Value;
 
 fn golden() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/dynamics/golden.json"
+    let text = std::fs::read_to_string(format!(
+        "{}/../../tests/fixtures/dynamics/golden.json",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
     ))
     .unwrap();
     serde_json::from_str(&text).unwrap()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::LabError;
 use crate::merge::{self, MergeOptions, MergeReport, Method, TrimScope};
-use crate::suite::{self, Dataset, LAYERS, Loss, Mlp, Split, Task};
+use crate::suite::{self, Dataset, LAYERS, Loss, Mlp, Split, Task, TrainOptions, TrainProgress};
 
 /// The spec's tag: `"experiment": "merge"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +87,17 @@ impl Default for AdaOptions {
     }
 }
 
+/// A fine-tune made by the run itself from the bundled base (training is deterministic for a
+/// device, so a share link with fine-tunes made in the page still reproduces).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneSpec {
+    /// The task trained on (its training split).
+    pub task: Task,
+    /// How.
+    #[serde(flatten)]
+    pub options: TrainOptions,
+}
+
 /// A Merge lab experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -95,6 +106,8 @@ pub struct MergeSpec {
     pub experiment: MergeTag,
     /// The bundled fine-tunes whose task vectors are merged.
     pub tasks: Vec<Task>,
+    /// More task vectors: fine-tunes the run trains from the base (made in the page).
+    pub fine_tunes: Vec<FineTuneSpec>,
     /// The method.
     pub method: LabMethod,
     /// λ (negative negates: forgetting); for AdaMerging, the coefficients' starting value.
@@ -122,6 +135,7 @@ impl Default for MergeSpec {
         Self {
             experiment: MergeTag::Merge,
             tasks: Task::FINE_TUNED.to_vec(),
+            fine_tunes: Vec::new(),
             method: LabMethod::Ties,
             lambda: 1.0,
             density: 0.2,
@@ -200,7 +214,8 @@ pub struct MergeOutcome {
     pub rows: Vec<ModelRow>,
     /// The merge's accuracy per column.
     pub merged: Vec<f64>,
-    /// Merged accuracy / fine-tuned accuracy for each merged task (spec order).
+    /// Merged accuracy / fine-tuned accuracy for each merged model (bundled tasks in spec order,
+    /// then the page's fine-tunes).
     pub normalised: Vec<f64>,
     /// Mean accuracy of the merge over the merged tasks.
     pub mean_accuracy: f64,
@@ -223,7 +238,15 @@ pub struct MergeOutcome {
 impl MergeSpec {
     /// Refuse specs that cannot run, with a message for people.
     pub fn check(&self) -> Result<(), LabError> {
-        if self.tasks.is_empty() {
+        if self.fine_tunes.len() > 4 {
+            return Err(LabError::Spec(
+                "at most four fine-tunes made in the page".into(),
+            ));
+        }
+        for f in &self.fine_tunes {
+            f.options.check()?;
+        }
+        if self.tasks.is_empty() && self.fine_tunes.is_empty() {
             return Err(LabError::Spec(
                 "choose at least one task vector to merge".into(),
             ));
@@ -341,6 +364,28 @@ impl MergeSpec {
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<MergeOutcome, LabError> {
         self.check()?;
+        let base = suite::bundled(None)?;
+        // Fine-tunes made in the page are trained first (the bar shows their steps).
+        let mut custom: Vec<(Task, Weights, String)> = Vec::new();
+        for (i, f) in self.fine_tunes.iter().enumerate() {
+            let data = Dataset::task(f.task, Split::Train);
+            let mut on_step = |p: TrainProgress| progress(p.step, p.steps);
+            let t = suite::train(device, &base, &data, &f.options, &mut on_step).await?;
+            let o = &f.options;
+            custom.push((
+                f.task,
+                t.weights,
+                format!(
+                    "page fine-tune {} on {} ({} epochs, lr {}, batch {}, seed {})",
+                    i + 1,
+                    f.task,
+                    o.epochs,
+                    o.lr,
+                    o.batch,
+                    o.seed
+                ),
+            ));
+        }
         let total = self.work();
         let mut done = 0usize;
         let mut tick = async |n: usize| -> Result<(), LabError> {
@@ -351,7 +396,6 @@ impl MergeSpec {
                 Err(LabError::Cancelled)
             }
         };
-        let base = suite::bundled(None)?;
         let tuned: Vec<(Task, Weights)> = Task::FINE_TUNED
             .into_iter()
             .map(|t| Ok((t, suite::bundled(Some(t))?)))
@@ -367,15 +411,46 @@ impl MergeSpec {
                 accuracy: suite::evaluate(device, w, &tests).await?,
             });
         }
+        let mut custom_acc = Vec::with_capacity(custom.len());
+        for (_, w, name) in &custom {
+            let accuracy = suite::evaluate(device, w, &tests).await?;
+            custom_acc.push(accuracy.clone());
+            rows.push(ModelRow {
+                name: name.clone(),
+                accuracy,
+            });
+        }
         tick(1).await?;
-        let models: Vec<Weights> = self
+        let mut models: Vec<Weights> = self
             .tasks
             .iter()
             .map(|t| suite::bundled(Some(*t)))
             .collect::<Result<_, _>>()?;
+        models.extend(custom.iter().map(|c| c.1.clone()));
+        // The task of each merged model, and the distinct tasks the merge is scored on.
+        let member_tasks: Vec<Task> = self
+            .tasks
+            .iter()
+            .copied()
+            .chain(custom.iter().map(|c| c.0))
+            .collect();
+        let mut scored = member_tasks.clone();
+        scored.sort();
+        scored.dedup();
+        let labels: Vec<String> = self
+            .tasks
+            .iter()
+            .map(|t| t.name().to_string())
+            .chain(
+                custom
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("page {} ({})", i + 1, c.0)),
+            )
+            .collect();
         let (merged_w, report, learned) = if self.method == LabMethod::Adamerging {
             let (w, learned) =
-                adamerge(device, &base, &models, &self.tasks, self, &mut tick).await?;
+                adamerge(device, &base, &models, &member_tasks, self, &mut tick).await?;
             let report = MergeReport {
                 tensors: w.len(),
                 parameters: w.values().map(|t| t.data.len()).sum(),
@@ -396,15 +471,15 @@ impl MergeSpec {
                 let fine = rows[col(*t)].accuracy[col(*t)];
                 merged[col(*t)] / fine.max(1e-9)
             })
+            .chain(
+                custom
+                    .iter()
+                    .zip(&custom_acc)
+                    .map(|((t, _, _), acc)| merged[col(*t)] / acc[col(*t)].max(1e-9)),
+            )
             .collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let mean_accuracy = mean(
-            &self
-                .tasks
-                .iter()
-                .map(|t| merged[col(*t)])
-                .collect::<Vec<_>>(),
-        );
+        let mean_accuracy = mean(&scored.iter().map(|t| merged[col(*t)]).collect::<Vec<_>>());
         rows.push(ModelRow {
             name: match self.method {
                 LabMethod::TaskArithmetic => format!("task arithmetic, λ = {}", self.lambda),
@@ -419,7 +494,7 @@ impl MergeSpec {
         });
 
         // λ sweep of the fixed method.
-        let unlabeled = unlabeled_inputs(device, &self.tasks);
+        let unlabeled = unlabeled_inputs(device, &scored);
         let mut sweep = Vec::new();
         for &lambda in &self.sweep {
             let (m, _) = merge::merge(&base, &models, &self.fixed(lambda))?;
@@ -430,13 +505,7 @@ impl MergeSpec {
             let entropy = read_f32(h).await?[0] as f64;
             sweep.push(SweepRow {
                 lambda,
-                mean: mean(
-                    &self
-                        .tasks
-                        .iter()
-                        .map(|t| accuracy[col(*t)])
-                        .collect::<Vec<_>>(),
-                ),
+                mean: mean(&scored.iter().map(|t| accuracy[col(*t)]).collect::<Vec<_>>()),
                 accuracy,
                 entropy,
             });
@@ -460,7 +529,7 @@ impl MergeSpec {
             report,
             learned,
             sweep,
-            signs: sign_map(&base, &models, &self.tasks)?,
+            signs: sign_map(&base, &models, &labels)?,
             disentanglement,
         })
     }
@@ -635,7 +704,7 @@ async fn adamerge(
 
 /// Fraction of entries where task vectors have opposite signs, per tensor and task pair (and
 /// over all merged tasks: any positive and any negative).
-fn sign_map(base: &Weights, models: &[Weights], tasks: &[Task]) -> Result<SignMap, LabError> {
+fn sign_map(base: &Weights, models: &[Weights], tasks: &[String]) -> Result<SignMap, LabError> {
     let tvs = merge::task_vectors(base, models)?;
     let names = suite::parameter_names();
     let mut pairs = Vec::new();

@@ -7,8 +7,11 @@ use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::{ComputeDevice, Transformer};
 
 fn load(name: &str) -> Transformer {
-    let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))
-        .join(name);
+    let p = std::path::PathBuf::from(format!(
+        "{}/../../tests/fixtures",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+    ))
+    .join(name);
     load_path(&p, &ComputeDevice::cpu().device).unwrap().model
 }
 

@@ -2,8 +2,11 @@
 //! on the CPU device and on wgpu.
 
 use burn::tensor::Device;
-use interplay_lab::mergelab::{AdaOptions, Granularity, LabMethod, MergeSpec, Objective};
+use interplay_lab::mergelab::{
+    AdaOptions, FineTuneSpec, Granularity, LabMethod, MergeSpec, Objective,
+};
 use interplay_lab::share;
+use interplay_lab::suite::TrainOptions;
 use interplay_lab::suite::{self, Dataset, Mlp, Split, Task};
 use interplay_models::device::read_f32;
 use interplay_models::patching::no_progress;
@@ -221,4 +224,37 @@ fn guided_results_hold_on_the_bundled_suite() {
         "α = 0 for both is the base on both sides"
     );
     assert!(d.error.iter().flatten().all(|x| (0.0..=2.0).contains(x)));
+}
+
+#[test]
+fn page_fine_tunes_join_the_merge() {
+    let device = Device::flex();
+    let spec = MergeSpec {
+        tasks: vec![Task::Mirror],
+        fine_tunes: vec![FineTuneSpec {
+            task: Task::Rotate,
+            options: TrainOptions {
+                epochs: 3,
+                ..TrainOptions::fine_tune()
+            },
+        }],
+        method: LabMethod::TaskArithmetic,
+        lambda: 0.5,
+        ..MergeSpec::default()
+    };
+    let json = serde_json::to_value(&spec).expect("json");
+    assert_eq!(json["fine_tunes"][0]["epochs"], 3);
+    let out = pollster::block_on(spec.run(&device, &mut no_progress)).expect("run");
+    // base, 4 bundled fine-tunes, the page fine-tune, the merge
+    assert_eq!(out.rows.len(), 7);
+    assert!(out.rows[5].name.contains("page fine-tune 1 on rotate"));
+    assert!(out.rows[5].accuracy[3] > 0.5, "{:?}", out.rows[5].accuracy);
+    assert_eq!(out.normalised.len(), 2);
+    assert_eq!(
+        out.signs.pairs,
+        vec!["mirror / page 1 (rotate)".to_string()]
+    );
+    // Deterministic: the same spec gives the same numbers.
+    let again = pollster::block_on(spec.run(&device, &mut no_progress)).expect("run");
+    assert_eq!(again.merged, out.merged);
 }

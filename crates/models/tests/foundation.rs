@@ -7,7 +7,10 @@ use interplay_models::TextTokenizer;
 use interplay_models::device::{ComputeDevice, device_check};
 
 fn gpt2() -> TextTokenizer {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../public/tokenizers/gpt2");
+    let dir = format!(
+        "{}/../../public/tokenizers/gpt2",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+    );
     let enc = std::fs::read(format!("{dir}/encoder.json")).expect("bundled encoder.json");
     let bpe = std::fs::read_to_string(format!("{dir}/vocab.bpe")).expect("bundled vocab.bpe");
     TextTokenizer::gpt2_from_bpe(&enc, &bpe).expect("gpt2 tokenizer builds")

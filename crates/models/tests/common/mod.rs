@@ -8,7 +8,10 @@ use interplay_models::ComputeDevice;
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures"))
+    PathBuf::from(format!(
+        "{}/../../tests/fixtures",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+    ))
 }
 
 pub fn golden(name: &str) -> Value {
