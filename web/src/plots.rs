@@ -82,7 +82,9 @@ pub fn Heatmap(
     #[prop(optional)]
     on_cell: Option<Callback<(usize, usize)>>,
 ) -> impl IntoView {
-    let (cw, ch, left, top) = (46.0f32, 18.0f32, 70.0f32, 64.0f32);
+    // Row labels are right-aligned left of the grid: leave room for the longest (~6.5 px/char).
+    let longest = rows.iter().map(|r| r.chars().count()).max().unwrap_or(0) as f32;
+    let (cw, ch, left, top) = (46.0f32, 18.0f32, (longest * 6.5 + 12.0).max(70.0), 64.0f32);
     let width = left + cw * cols.len() as f32 + 10.0;
     let height = top + ch * rows.len() as f32 + 10.0;
     let scale = values
