@@ -124,49 +124,41 @@ export function maxRelErr(got, want) {
   return m;
 }
 
-/// Page object for the Dynamics lab.
-export class DynamicsPage {
-  constructor(page) { this.page = page; }
+/// A lab whose whole experiment is one spec in the URL (`#/{lab}?spec=`), with a Run button and a
+/// status element carrying data-seq/data-state/data-ms; test ids start with `prefix`.
+class SpecLabPage {
+  constructor(page, lab, prefix, runButton = "run") {
+    Object.assign(this, { page, lab, prefix, runButton });
+  }
   /// Open a share link for `spec` (a fresh load, so the lab reads the link) and wait for `backend`.
   async open(base, spec, backend) {
-    await this.page.goto(base + "#/dynamics?spec=" + encodeURIComponent(JSON.stringify(spec)));
+    await this.page.goto(base + `#/${this.lab}?spec=` + encodeURIComponent(JSON.stringify(spec)));
     await this.page.reload();
-    await this.page.waitForSelector('[data-testid="dyn-run"]');
+    await this.page.waitForSelector(`[data-testid="${this.prefix}${this.runButton}"]`);
     if (backend) {
       await this.page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
     }
   }
-  /// Click Run and wait until the run ends in `state` ("done" or "error").
+  /// Click Run and wait until the run ends in `state` ("done" or "error"); returns its ms.
   async run(state = "done", timeout = 300_000) {
-    const seq = await this.page.getAttribute('[data-testid="dyn-status"]', "data-seq");
-    await this.page.click('[data-testid="dyn-run"]');
-    await this.page.waitForSelector(`[data-testid="dyn-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
-    assert.equal(await this.page.getAttribute('[data-testid="dyn-status"]', "data-state"), state,
-      state === "done" ? await this.page.textContent('[data-testid="dyn-status"]') : "");
-    return Number(await this.page.getAttribute('[data-testid="dyn-status"]', "data-ms"));
+    const status = `[data-testid="${this.prefix}status"]`;
+    const seq = await this.page.getAttribute(status, "data-seq");
+    await this.page.click(`[data-testid="${this.prefix}${this.runButton}"]`);
+    await this.page.waitForSelector(`${status}:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
+    assert.equal(await this.page.getAttribute(status, "data-state"), state,
+      state === "done" ? await this.page.textContent(status) : "");
+    return Number(await this.page.getAttribute(status, "data-ms"));
   }
 }
 
-export class MergePage {
-  constructor(page) { this.page = page; }
-  /// Open a Merge lab share link for `spec` (a fresh load) and wait for `backend`.
-  async open(base, spec, backend) {
-    await this.page.goto(base + "#/merge?spec=" + encodeURIComponent(JSON.stringify(spec)));
-    await this.page.reload();
-    await this.page.waitForSelector('[data-testid="merge-run"]');
-    if (backend) {
-      await this.page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
-    }
-  }
-  /// Click "Merge and evaluate" and wait until the run ends in `state`.
-  async run(state = "done", timeout = 300_000) {
-    const seq = await this.page.getAttribute('[data-testid="merge-status"]', "data-seq");
-    await this.page.click('[data-testid="merge-run"]');
-    await this.page.waitForSelector(`[data-testid="merge-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
-    assert.equal(await this.page.getAttribute('[data-testid="merge-status"]', "data-state"), state,
-      state === "done" ? await this.page.textContent('[data-testid="merge-status"]') : "");
-    return Number(await this.page.getAttribute('[data-testid="merge-status"]', "data-ms"));
-  }
+/// Page object for the Dynamics lab.
+export class DynamicsPage extends SpecLabPage {
+  constructor(page) { super(page, "dynamics", "dyn-"); }
+}
+
+/// Page object for the Merge lab.
+export class MergePage extends SpecLabPage {
+  constructor(page) { super(page, "merge", "merge-"); }
   /// The merged model's accuracy per task, from the result table.
   async merged() {
     return this.page.$$eval('[data-testid="merge-merged-row"] td', (tds) =>

@@ -13,9 +13,8 @@ use interplay_dynamics::{
     PredictionSpec, SpikingResult, SpikingSpec, Task,
 };
 use interplay_lab::share::{decode, encode, spec_param};
-use interplay_models::patching::Progress;
 
-use crate::assets::{draft_get, draft_set, now_ms, yield_now};
+use crate::assets::{draft_get, draft_set, now_ms, progress_callback};
 use crate::plots::{LINE_COLOURS, LinePlot, Series, download, export_svg};
 
 const DRAFT_KEY: &str = "interplay.dynamics";
@@ -454,17 +453,7 @@ pub fn DynamicsLab() -> impl IntoView {
         let backend = dev.backend.label();
         spawn_local(async move {
             let t0 = now_ms();
-            let mut on_progress = move |done: usize, total: usize| -> Progress {
-                progress.set((done, total));
-                Box::pin(async move {
-                    yield_now().await;
-                    // Paused: keep the simulation's state and wait (the page stays live).
-                    while paused.get_untracked() && !cancel.get_untracked() {
-                        yield_now().await;
-                    }
-                    !cancel.get_untracked()
-                })
-            };
+            let mut on_progress = progress_callback(progress, cancel, Some(paused));
             let r = match &s {
                 DynamicsSpec::Spiking(x) => {
                     // Stream: each chunk's spikes appear as soon as they are read back.
@@ -595,16 +584,8 @@ pub fn DynamicsLab() -> impl IntoView {
                 <button data-testid="dyn-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
                 {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="dyn-progress" max=t.max(1) value=d></progress> }})}
             </p>
-            {move || (!share.get().is_empty()).then(|| view! {
-                <label>"Share link (reproduces this experiment)"
-                    <input type="text" readonly data-testid="dyn-share-link" prop:value=move || share.get()/></label>
-                <label>"Embed in course material"
-                    <input type="text" readonly prop:value=move || format!(
-                        "<iframe src=\"{}&embed=1&lock=1&hide=guided\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
-                        share.get())/></label>
-                <p><button on:click=move |_| download("spec.json", "application/json", &serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())>
-                    "Export spec (for `interplay run`)"</button></p>
-            })}
+            <crate::shell::ShareLinks share=share prefix="dyn-" hide="guided"
+                spec_json=Callback::new(move |()| serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())/>
         </section>
         <section class="card" data-testid="dyn-status" data-seq=move || runs.get() data-ms=move || facts.get().1
                  data-state=move || match (busy.get(), outcome.get()) {

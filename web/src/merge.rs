@@ -15,7 +15,7 @@ use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::suite::{self, Dataset, Split, Task, TrainOptions, TrainProgress};
 use interplay_models::patching::Progress;
 
-use crate::assets::{draft_get, draft_set, now_ms, yield_now};
+use crate::assets::{draft_get, draft_set, now_ms, progress_callback, yield_now};
 use crate::plots::{Heatmap, LinePlot, Series, download};
 
 const DRAFT_KEY: &str = "interplay.merge";
@@ -254,13 +254,7 @@ pub fn MergeLab() -> impl IntoView {
         let backend = dev.backend.label();
         spawn_local(async move {
             let t0 = now_ms();
-            let mut on_progress = move |done: usize, total: usize| -> Progress {
-                progress.set((done, total));
-                Box::pin(async move {
-                    yield_now().await;
-                    !cancel.get_untracked()
-                })
-            };
+            let mut on_progress = progress_callback(progress, cancel, None);
             let r = s.run(&dev.device, &mut on_progress).await;
             facts.set((backend.to_string(), now_ms() - t0));
             if let Ok(o) = &r {
@@ -405,16 +399,8 @@ pub fn MergeLab() -> impl IntoView {
                 <button data-testid="merge-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
                 {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="merge-progress" max=t.max(1) value=d></progress> }})}
             </p>
-            {move || (!share.get().is_empty()).then(|| view! {
-                <label>"Share link (reproduces this experiment)"
-                    <input type="text" readonly data-testid="merge-share-link" prop:value=move || share.get()/></label>
-                <label>"Embed in course material"
-                    <input type="text" readonly prop:value=move || format!(
-                        "<iframe src=\"{}&embed=1&lock=1&hide=guided\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
-                        share.get())/></label>
-                <p><button on:click=move |_| download("spec.json", "application/json", &serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())>
-                    "Export spec (for `interplay run`)"</button></p>
-            })}
+            <crate::shell::ShareLinks share=share prefix="merge-" hide="guided"
+                spec_json=Callback::new(move |()| serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())/>
         </section>
         <section class="card" data-testid="merge-status" data-seq=move || runs.get() data-ms=move || facts.get().1
                  data-state=move || match (busy.get(), outcome.get()) {

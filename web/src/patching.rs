@@ -6,9 +6,9 @@ use leptos::task::spawn_local;
 
 use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::{PatchingSpec, Prompt, TokenRef};
-use interplay_models::patching::{PatchGrid, PatchTarget, Progress};
+use interplay_models::patching::{PatchGrid, PatchTarget};
 
-use crate::assets::{draft_get, draft_set, now_ms, yield_now};
+use crate::assets::{draft_get, draft_set, now_ms, progress_callback};
 
 /// Where the patching panel autosaves its experiment.
 const DRAFT_KEY: &str = "interplay.circuits.patching";
@@ -135,13 +135,7 @@ pub fn PatchingPanel(
         cancel.set(false);
         spawn_local(async move {
             let t0 = now_ms();
-            let mut on_progress = move |done: usize, total: usize| -> Progress {
-                progress.set((done, total));
-                Box::pin(async move {
-                    yield_now().await;
-                    !cancel.get_untracked()
-                })
-            };
+            let mut on_progress = progress_callback(progress, cancel, None);
             let r = s.run(&m, &mut on_progress).await.map_err(|e| e.to_string());
             let r = r.and_then(|grid| {
                 let resolved = s.resolve(m.tokenizer.as_ref()).map_err(|e| e.to_string())?;
@@ -239,14 +233,7 @@ pub fn PatchingPanel(
                     <progress data-testid="patch-progress" max=t.max(1) value=d></progress>
                 }})}
             </p>
-            {move || (!share.get().is_empty()).then(|| view! {
-                <label>"Share link (reproduces this experiment)"
-                    <input type="text" readonly data-testid="share-link" prop:value=move || share.get()/></label>
-                <label>"Embed in course material (one experiment, no navigation, inputs locked)"
-                    <input type="text" readonly data-testid="embed-snippet" prop:value=move || format!(
-                        "<iframe src=\"{}&embed=1&lock=1&hide=guided,model,prompt,analysis,head-scores\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
-                        share.get())/></label>
-            })}
+            <crate::shell::ShareLinks share=share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
             <div data-testid="patch-status" data-seq=move || runs.get()
                  data-state=move || match (busy.get(), result.get()) {
                      (true, _) => "running",

@@ -86,6 +86,36 @@ pub fn write_share_url(lab: &str, encoded: &str) -> String {
     h
 }
 
+/// A lab's share link, its embed snippet and (optionally) the spec export, shown once the lab
+/// has written a link. One component for every lab so the embed flags stay the same everywhere.
+#[component]
+pub fn ShareLinks(
+    /// The share link (empty: nothing shown yet).
+    share: RwSignal<String>,
+    /// Test-id prefix: `{prefix}share-link`, `{prefix}embed-snippet`.
+    prefix: &'static str,
+    /// Panels the embedded page hides (the `hide=` list).
+    hide: &'static str,
+    /// The spec as JSON, for "Export spec"; `None` when the lab exports elsewhere.
+    #[prop(optional)]
+    spec_json: Option<Callback<(), String>>,
+) -> impl IntoView {
+    move || {
+        (!share.get().is_empty()).then(|| view! {
+            <label>"Share link (reproduces this experiment)"
+                <input type="text" readonly data-testid=format!("{prefix}share-link") prop:value=move || share.get()/></label>
+            <label>"Embed in course material (one experiment, no navigation, inputs locked)"
+                <input type="text" readonly data-testid=format!("{prefix}embed-snippet") prop:value=move || format!(
+                    "<iframe src=\"{}&embed=1&lock=1&hide={hide}\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
+                    share.get())/></label>
+            {spec_json.map(|json| view! {
+                <p><button on:click=move |_| crate::plots::download("spec.json", "application/json", &json.run(()))>
+                    "Export spec (for `interplay run`)"</button></p>
+            })}
+        })
+    }
+}
+
 /// Embed mode, from the hash query: `embed=1` shows one lab without navigation; `hide=a,b`
 /// hides panels by name (`guided`, `model`, `prompt`, `analysis`, `patching`, `ablation`,
 /// `head-scores`); `lock=1` makes the experiment's inputs read-only.

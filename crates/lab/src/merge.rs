@@ -262,13 +262,17 @@ pub fn merge(
     let merged: BTreeMap<String, Vec<f32>> = match opts.method {
         Method::TaskArithmetic | Method::Dare => {
             if opts.method == Method::Dare {
-                let mut rng = interplay_rng(opts.seed);
+                let mut rng = crate::suite::SplitMix(opts.seed);
                 let scale = 1.0 / (1.0 - opts.drop) as f32;
                 for tv in &mut tvs {
                     for k in &keys {
                         if let Some(v) = tv.get_mut(k) {
                             for x in v.iter_mut() {
-                                *x = if rng() < opts.drop { 0.0 } else { *x * scale };
+                                *x = if rng.next() < opts.drop {
+                                    0.0
+                                } else {
+                                    *x * scale
+                                };
                             }
                         }
                     }
@@ -338,19 +342,6 @@ pub fn merge(
         })
         .collect();
     Ok((out, report))
-}
-
-/// A seeded uniform [0, 1) stream (SplitMix64) for DARE's drop masks.
-fn interplay_rng(seed: u64) -> impl FnMut() -> f64 {
-    let mut z = seed;
-    move || {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = z;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^= x >> 31;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[cfg(test)]

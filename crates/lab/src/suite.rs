@@ -9,8 +9,6 @@
 //! Gradients are written by hand (three layers) rather than through Burn's autodiff backend, which
 //! would add a second backend to every build of the page; a finite-difference test checks them.
 
-use std::collections::BTreeMap;
-
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use interplay_models::device::read_f32;
 use interplay_models::patching::Progress;
@@ -297,7 +295,7 @@ pub fn init_weights(seed: u64) -> Weights {
 
 /// A small seeded generator (SplitMix64) for initialisation and shuffling.
 #[derive(Clone, Debug)]
-pub(crate) struct SplitMix(pub u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
     /// Uniform in [0, 1).
@@ -749,30 +747,49 @@ pub fn to_safetensors(w: &Weights) -> Result<Vec<u8>, LabError> {
     Ok(interplay_models::safetensors::write_safetensors(&tensors))
 }
 
+/// Every task's test split, stacked so a model is scored on all of them in one pass (one
+/// dispatch chain and one readback instead of one per task: readbacks dominate on WebGPU).
+#[derive(Clone, Debug)]
+pub struct TestSets {
+    /// Inputs of [`Task::ALL`] in order, `[5 · 450, 64]`.
+    x: Tensor<2>,
+    /// Labels per task, in [`Task::ALL`] order.
+    y: Vec<Vec<u32>>,
+}
+
+/// Every task's test inputs on the device with their labels.
+pub fn test_sets(device: &Device) -> TestSets {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for t in Task::ALL {
+        let d = Dataset::task(t, Split::Test);
+        x.extend(d.x);
+        y.push(d.y);
+    }
+    let n = x.len() / INPUTS;
+    TestSets {
+        x: Tensor::from_data(TensorData::new(x, [n, INPUTS]), device),
+        y,
+    }
+}
+
 /// Accuracy of `w` on every task's test split, in [`Task::ALL`] order.
 pub async fn evaluate(
     device: &Device,
     w: &Weights,
-    tests: &BTreeMap<Task, (Tensor<2>, Vec<u32>)>,
+    tests: &TestSets,
 ) -> Result<Vec<f64>, LabError> {
     let mlp = Mlp::upload(w, device)?;
-    let mut out = Vec::with_capacity(Task::ALL.len());
-    for t in Task::ALL {
-        let (x, y) = &tests[&t];
-        out.push(accuracy(&predict(&mlp, x.clone()).await?, y));
-    }
-    Ok(out)
-}
-
-/// Every task's test inputs on the device with their labels.
-pub fn test_sets(device: &Device) -> BTreeMap<Task, (Tensor<2>, Vec<u32>)> {
-    Task::ALL
-        .into_iter()
-        .map(|t| {
-            let d = Dataset::task(t, Split::Test);
-            (t, (d.inputs(device), d.y))
+    let pred = predict(&mlp, tests.x.clone()).await?;
+    let mut at = 0;
+    Ok(tests
+        .y
+        .iter()
+        .map(|y| {
+            let acc = accuracy(&pred[at..at + y.len()], y);
+            at += y.len();
+            acc
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -780,6 +797,7 @@ pub fn test_sets(device: &Device) -> BTreeMap<Task, (Tensor<2>, Vec<u32>)> {
 mod tests {
     use super::*;
     use interplay_models::patching::no_progress;
+    use std::collections::BTreeMap;
 
     #[test]
     fn splits_and_transforms() {
