@@ -53,6 +53,9 @@ const USAGE: &str = "usage:
   interplay finetune --task digits|mirror|flip|rotate|invert | --data FILE [--init PATH] [--epochs 20 --lr 1e-3
                      --batch 32 --seed 2] --out model.safetensors [--device cpu|wgpu]   (the Merge lab's MLP)
   interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]   (retrain the bundled task suite)
+  interplay train-bundled --model induction-2l|ioi-3l [--steps N --seed S] [--out public/bundled/ID]
+                     (retrain a Circuits lab bundled model on the CPU; writes model.safetensors,
+                     config.json, tokenizer.json, train.json)
 --model: a .gguf file, or a folder with model.safetensors + config.json (+ tokenizer.json)";
 
 struct Args {
@@ -185,6 +188,9 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             let path = match args.value("--model") {
                 Some(p) => PathBuf::from(p),
                 None if spec.model == "smollm2" => PathBuf::from(SMOLLM2),
+                None if interplay_lab::bundled::Bundled::from_id(&spec.model).is_some() => {
+                    PathBuf::from(format!("public/bundled/{}", spec.model))
+                }
                 None => bail!(
                     "the spec names model {:?}: give its file with --model",
                     spec.model
@@ -208,12 +214,57 @@ fn run(args: &Args) -> Result<serde_json::Value> {
         }
         "merge" => merge::command(args),
         "train-suite" => merge::train_suite(args),
+        "train-bundled" => train_bundled(args),
         "finetune" => merge::finetune(args),
         other => match dynamics::command(args)? {
             Some(v) => Ok(v),
             None => bail!("unknown command {other:?}\n\n{USAGE}"),
         },
     }
+}
+
+/// Train one of the Circuits lab's bundled transformers from its seeded initialisation.
+fn train_bundled(args: &Args) -> Result<serde_json::Value> {
+    use interplay_lab::bundled::{Bundled, train_bundled};
+    let id = args.need("--model")?;
+    let which = Bundled::from_id(id).ok_or_else(|| {
+        anyhow!("--model must be one of {:?}", Bundled::ALL.map(|b| b.id()))
+    })?;
+    let default_steps = match which {
+        Bundled::Induction => 8000,
+        Bundled::Ioi => 3000,
+    };
+    let steps = match args.value("--steps") {
+        Some(s) => s.parse().context("--steps takes a whole number")?,
+        None => default_steps,
+    };
+    let seed = match args.value("--seed") {
+        Some(s) => s.parse().context("--seed takes a whole number")?,
+        None => 1,
+    };
+    let out = std::path::PathBuf::from(
+        args.value("--out")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("public/bundled/{}", which.id())),
+    );
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // Training runs on the CPU: reproducible, and the models are small.
+    let dev = ComputeDevice::cpu();
+    let t0 = std::time::Instant::now();
+    let trained = pollster::block_on(train_bundled(which, steps, seed, &dev.device, &mut |s, l| {
+        if (s + 1) % 100 == 0 {
+            eprintln!("step {:5}  loss {l:.4}  ({:.0} s)", s + 1, t0.elapsed().as_secs_f64());
+        }
+    }))?;
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(out.join(name), bytes).with_context(|| format!("writing {name}"))
+    };
+    write("model.safetensors", &trained.safetensors)?;
+    write("config.json", trained.config_json.as_bytes())?;
+    write("tokenizer.json", trained.tokenizer_json.as_bytes())?;
+    let report = serde_json::to_value(&trained.report)?;
+    write("train.json", serde_json::to_string_pretty(&report)?.as_bytes())?;
+    Ok(report)
 }
 
 fn main() -> ExitCode {

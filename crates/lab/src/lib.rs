@@ -5,6 +5,7 @@
 //! | module | experiment |
 //! |---|---|
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
+//! | [`bundled`] | the Circuits lab's bundled induction and IOI models: vocabularies, data, training |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
 //! | [`mergelab`] | the Merge lab's spec: merges of the bundled suite, AdaMerging, sweeps, maps |
@@ -13,6 +14,7 @@
 //! | [`suite`] | the bundled digits task suite, its MLP, fine-tuning and evaluation |
 
 pub mod ablation;
+pub mod bundled;
 pub mod circuits;
 pub mod merge;
 pub mod mergelab;

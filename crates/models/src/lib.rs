@@ -22,6 +22,8 @@ pub mod load;
 pub mod patching;
 pub mod safetensors;
 pub mod tokenizer;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod transformer;
 pub mod weights;
 

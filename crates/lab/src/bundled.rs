@@ -1,0 +1,476 @@
+//! The Circuits lab's small bundled transformers, which load instantly for first contact:
+//!
+//! - `induction-2l`: a 2-layer attention-only GPT-2 trained on random word sequences with a
+//!   repeated stretch, where induction heads must form to predict the repeat;
+//! - `ioi-3l`: a 3-layer GPT-2 trained on indirect-object-identification template sentences
+//!   (Wang et al. 2022), answering with the name that appears once.
+//!
+//! Both use a word-level vocabulary (a Hugging Face `tokenizer.json`, WordLevel model), so
+//! students type words. The data generators here are shared by training (feature `train`,
+//! native only), the tests and the model cards; the weights are committed under
+//! `public/bundled/<id>/` and served by the site.
+
+use interplay_models::TransformerConfig;
+use interplay_models::config::Arch;
+use serde::{Deserialize, Serialize};
+
+/// The bundled models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bundled {
+    /// 2-layer attention-only model with induction heads.
+    #[serde(rename = "induction-2l")]
+    Induction,
+    /// 3-layer model solving IOI templates.
+    #[serde(rename = "ioi-3l")]
+    Ioi,
+}
+
+/// The unknown-word token (id 0 in both vocabularies).
+pub const UNK: &str = "<unk>";
+
+/// Words of the induction model (after `<unk>`): short, common, distinct nouns.
+pub const INDUCTION_WORDS: [&str; 95] = [
+    "apple", "arm", "baby", "bag", "ball", "band", "bank", "bed", "bell", "bird", "boat", "bone",
+    "book", "box", "bread", "brick", "cake", "car", "cat", "chair", "clock", "cloud", "coat",
+    "corn", "cow", "cup", "desk", "dog", "door", "drum", "duck", "egg", "eye", "farm", "fish",
+    "flag", "fork", "frog", "game", "gate", "girl", "goat", "hat", "hill", "horse", "house", "ice",
+    "ink", "jam", "key", "kite", "lamp", "leaf", "lion", "map", "milk", "moon", "nest", "net",
+    "nose", "owl", "pan", "pen", "pig", "pin", "plant", "rain", "ring", "road", "rock", "rope",
+    "rose", "salt", "sea", "seed", "sheep", "ship", "shoe", "snow", "sock", "star", "stone", "sun",
+    "table", "tail", "tent", "toy", "train", "tree", "truck", "van", "wall", "whale", "wind",
+    "wolf",
+];
+
+/// Names of the IOI model.
+pub const IOI_NAMES: [&str; 20] = [
+    "Mary", "John", "Alice", "Bob", "Anna", "Tom", "Emma", "Paul", "Kate", "Mark", "Lucy", "Sam",
+    "Rose", "Jack", "Sara", "Dan", "Amy", "Ben", "Eva", "Max",
+];
+/// Places of the IOI model.
+pub const IOI_PLACES: [&str; 8] = [
+    "store", "park", "school", "office", "station", "garden", "house", "restaurant",
+];
+/// Objects of the IOI model.
+pub const IOI_OBJECTS: [&str; 8] = [
+    "drink", "book", "ring", "bone", "kiss", "letter", "snack", "basketball",
+];
+/// IOI templates: `A`, `B` are the two names (A first), `S` the repeated subject, `P` a place,
+/// `O` an object. The answer is the indirect object: the name that is not `S`.
+pub const IOI_TEMPLATES: [&str; 4] = [
+    "When A and B went to the P , S gave a O to",
+    "Then , A and B had a lot of fun at the P . S gave a O to",
+    "After A and B went to the P , S gave a O to",
+    "Then , A and B were working at the P . S decided to give a O to",
+];
+
+/// Every word of the IOI vocabulary after `<unk>`, in id order.
+pub fn ioi_words() -> Vec<&'static str> {
+    let mut words: Vec<&'static str> = Vec::new();
+    for t in IOI_TEMPLATES {
+        for w in t.split(' ') {
+            if !matches!(w, "A" | "B" | "S" | "P" | "O") && !words.contains(&w) {
+                words.push(w);
+            }
+        }
+    }
+    words.extend(IOI_NAMES);
+    words.extend(IOI_PLACES);
+    words.extend(IOI_OBJECTS);
+    words
+}
+
+impl Bundled {
+    /// Every bundled model.
+    pub const ALL: [Bundled; 2] = [Bundled::Induction, Bundled::Ioi];
+
+    /// The id used in specs and URLs (and the folder under `public/bundled/`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Bundled::Induction => "induction-2l",
+            Bundled::Ioi => "ioi-3l",
+        }
+    }
+
+    /// The model named by `id`, if it is a bundled one.
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.id() == id)
+    }
+
+    /// Shown name.
+    pub fn title(self) -> &'static str {
+        match self {
+            Bundled::Induction => "Bundled: induction (2-layer attention-only)",
+            Bundled::Ioi => "Bundled: IOI (3-layer)",
+        }
+    }
+
+    /// The vocabulary in id order (`<unk>` first).
+    pub fn vocabulary(self) -> Vec<&'static str> {
+        let mut v = vec![UNK];
+        match self {
+            Bundled::Induction => v.extend(INDUCTION_WORDS),
+            Bundled::Ioi => v.extend(ioi_words()),
+        }
+        v
+    }
+
+    /// The architecture.
+    pub fn config(self) -> TransformerConfig {
+        let base = TransformerConfig {
+            arch: Arch::Gpt2,
+            n_layers: 2,
+            d_model: 64,
+            n_heads: 4,
+            n_kv_heads: 4,
+            d_head: 16,
+            d_mlp: 4,
+            d_vocab: self.vocabulary().len(),
+            n_ctx: 64,
+            norm_eps: 1e-5,
+            rope_theta: 0.0,
+            tied_embeddings: true,
+        };
+        match self {
+            // Attention-only: the (tiny) MLP is zero and frozen; see `interplay_models::train`.
+            Bundled::Induction => TransformerConfig { n_ctx: 48, ..base },
+            Bundled::Ioi => TransformerConfig {
+                n_layers: 3,
+                d_mlp: 256,
+                n_ctx: 32,
+                ..base
+            },
+        }
+    }
+
+    /// A Hugging Face `tokenizer.json`: WordLevel over [`Self::vocabulary`], split on
+    /// whitespace and punctuation, unknown words to `<unk>`.
+    pub fn tokenizer_json(self) -> String {
+        let vocab: serde_json::Map<String, serde_json::Value> = self
+            .vocabulary()
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), serde_json::Value::from(i)))
+            .collect();
+        let json = serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": UNK},
+        });
+        serde_json::to_string_pretty(&json).unwrap_or_default()
+    }
+}
+
+/// One IOI prompt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IoiPrompt {
+    /// The sentence up to "to" (the answer follows).
+    pub text: String,
+    /// Its word ids.
+    pub ids: Vec<u32>,
+    /// The indirect object's id (the right answer).
+    pub answer: u32,
+    /// The subject's id (the repeated name).
+    pub subject: u32,
+    /// Which template.
+    pub template: usize,
+}
+
+/// Whether the name pair `(a, b)` is held out of IOI training (one pair in five).
+pub fn ioi_held_out(a: usize, b: usize) -> bool {
+    (a * 7 + b * 3) % 5 == 0
+}
+
+/// The IOI prompt for template `t`, names `a` (indirect object) and `s` (subject), place `p`,
+/// object `o` (indices into the word lists). `abba`: the subject is named second in the
+/// opening ("A and S … S gave … to"); otherwise first ("S and A … S gave … to").
+pub fn ioi_prompt(t: usize, a: usize, s: usize, p: usize, o: usize, abba: bool) -> IoiPrompt {
+    let vocab = Bundled::Ioi.vocabulary();
+    let id = |w: &str| vocab.iter().position(|x| *x == w).unwrap_or(0) as u32;
+    let (first, second) = if abba {
+        (IOI_NAMES[a], IOI_NAMES[s])
+    } else {
+        (IOI_NAMES[s], IOI_NAMES[a])
+    };
+    let words: Vec<&str> = IOI_TEMPLATES[t % IOI_TEMPLATES.len()]
+        .split(' ')
+        .map(|w| match w {
+            "A" => first,
+            "B" => second,
+            "S" => IOI_NAMES[s],
+            "P" => IOI_PLACES[p],
+            "O" => IOI_OBJECTS[o],
+            w => w,
+        })
+        .collect();
+    IoiPrompt {
+        text: words.join(" "),
+        ids: words.iter().map(|w| id(w)).collect(),
+        answer: id(IOI_NAMES[a]),
+        subject: id(IOI_NAMES[s]),
+        template: t,
+    }
+}
+
+/// Every held-out IOI prompt: held-out name pairs, every template and both orders, with the
+/// place and object chosen by the pair (so the set is fixed).
+pub fn ioi_test_prompts() -> Vec<IoiPrompt> {
+    let mut out = Vec::new();
+    for a in 0..IOI_NAMES.len() {
+        for s in 0..IOI_NAMES.len() {
+            if a == s || !ioi_held_out(a, s) {
+                continue;
+            }
+            for t in 0..IOI_TEMPLATES.len() {
+                for abba in [true, false] {
+                    let (p, o) = ((a + 3 * s) % IOI_PLACES.len(), (5 * a + s) % IOI_OBJECTS.len());
+                    out.push(ioi_prompt(t, a, s, p, o, abba));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(feature = "train")]
+pub use training::*;
+
+#[cfg(feature = "train")]
+mod training {
+    use super::*;
+    use interplay_models::ModelError;
+    use interplay_models::safetensors::write_safetensors;
+    use interplay_models::train::{
+        AdamW, Batch, Rng, Trainer, evaluate, export_gpt2, gpt2_config_json, init_gpt2,
+    };
+
+    use crate::LabError;
+
+    /// A batch of the induction task: `rows` sequences of `n_ctx + 1` random words in which a
+    /// stretch of 4..=20 words appears twice, the first copy anywhere and the second after a
+    /// random gap (so induction must work at every position, not only where training put it).
+    /// Inputs are the first `n_ctx` words, targets the next word, weighted on the second copy
+    /// after its first word: the only predictable words, where induction is the only way to be
+    /// right (training on the random words too only dilutes the signal and delays the phase
+    /// change).
+    pub fn induction_batch(rng: &mut Rng, rows: usize) -> Batch {
+        let c = Bundled::Induction.config();
+        let v = c.d_vocab;
+        let len = c.n_ctx + 1;
+        let mut batch = Batch {
+            inputs: Vec::new(),
+            targets: Vec::new(),
+            weights: Vec::new(),
+        };
+        for _ in 0..rows {
+            let n = 4 + rng.below(17);
+            let free = len - 2 * n;
+            let start = rng.below(free + 1);
+            let gap = rng.below(free - start + 1);
+            let second = start + n + gap;
+            let mut seq: Vec<u32> = (0..len).map(|_| 1 + rng.below(v - 1) as u32).collect();
+            for i in 0..n {
+                seq[second + i] = seq[start + i];
+            }
+            batch.inputs.push(seq[..len - 1].to_vec());
+            batch.targets.push(seq[1..].to_vec());
+            // Target j predicts seq[j + 1]; the second copy's later words are seq[second+1..second+n].
+            batch.weights.push(
+                (0..len - 1)
+                    .map(|j| (j + 1 > second && j + 1 < second + n) as u8 as f32)
+                    .collect(),
+            );
+        }
+        batch
+    }
+
+    /// A batch of training IOI prompts of one template (rows must have equal length), loss on
+    /// the answer only.
+    pub fn ioi_batch(rng: &mut Rng, rows: usize) -> Batch {
+        let t = rng.below(IOI_TEMPLATES.len());
+        let mut batch = Batch {
+            inputs: Vec::new(),
+            targets: Vec::new(),
+            weights: Vec::new(),
+        };
+        while batch.inputs.len() < rows {
+            let (a, s) = (rng.below(IOI_NAMES.len()), rng.below(IOI_NAMES.len()));
+            if a == s || ioi_held_out(a, s) {
+                continue;
+            }
+            let p = ioi_prompt(
+                t,
+                a,
+                s,
+                rng.below(IOI_PLACES.len()),
+                rng.below(IOI_OBJECTS.len()),
+                rng.below(2) == 0,
+            );
+            let n = p.ids.len();
+            let mut targets = p.ids[1..].to_vec();
+            targets.push(p.answer);
+            let mut weights = vec![0.0; n];
+            weights[n - 1] = 1.0;
+            batch.inputs.push(p.ids);
+            batch.targets.push(targets);
+            batch.weights.push(weights);
+        }
+        batch
+    }
+
+    /// How a bundled model was trained.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct TrainReport {
+        /// Model id.
+        pub model: String,
+        /// Steps, batch size, peak learning rate, seed.
+        pub steps: usize,
+        /// Rows per batch.
+        pub batch: usize,
+        /// Peak learning rate.
+        pub lr: f64,
+        /// Seed.
+        pub seed: u64,
+        /// Training loss every 100 steps.
+        pub loss_curve: Vec<f32>,
+        /// Held-out loss (induction: on the repeated copy; IOI: on the answer).
+        pub test_loss: f32,
+        /// Held-out accuracy of the top prediction.
+        pub test_accuracy: f32,
+        /// Parameters.
+        pub parameters: usize,
+    }
+
+    /// The files of a trained bundled model.
+    pub struct Trained {
+        /// `model.safetensors` (F32, Hugging Face GPT-2 names).
+        pub safetensors: Vec<u8>,
+        /// `config.json`.
+        pub config_json: String,
+        /// `tokenizer.json`.
+        pub tokenizer_json: String,
+        /// Training summary.
+        pub report: TrainReport,
+    }
+
+    /// Train a bundled model from its seeded initialisation on `device` (with autodiff added).
+    /// `on_step(step, loss)` is called after every step.
+    pub async fn train_bundled(
+        which: Bundled,
+        steps: usize,
+        seed: u64,
+        device: &burn::tensor::Device,
+        on_step: &mut dyn FnMut(usize, f32),
+    ) -> Result<Trained, LabError> {
+        let config = which.config();
+        let attn_only = which == Bundled::Induction;
+        let weights = init_gpt2(&config, attn_only, seed)?;
+        let parameters: usize = weights
+            .values()
+            .map(|t| t.data.len())
+            .sum::<usize>()
+            .saturating_sub(if attn_only {
+                config.n_layers * (2 * config.d_model * config.d_mlp + config.d_mlp + config.d_model)
+            } else {
+                0
+            });
+        let (batch, lr) = match which {
+            Bundled::Induction => (64, 1e-3),
+            Bundled::Ioi => (64, 1e-3),
+        };
+        let opt = AdamW {
+            lr,
+            weight_decay: 0.01,
+            warmup: 100,
+            steps,
+        };
+        // Attention-only: the MLP (and the norm that feeds only it) stays as initialised.
+        let frozen: fn(&str) -> bool = if attn_only {
+            |p| p.contains(".mlp.") || p.contains(".ln2.")
+        } else {
+            |_| false
+        };
+        let mut trainer = Trainer::new(config, weights, device, opt, frozen)?;
+        let mut rng = Rng::new(seed ^ 0xDA7A);
+        let mut curve = Vec::new();
+        let mut window = Vec::new();
+        for step in 0..steps {
+            let b = match which {
+                Bundled::Induction => induction_batch(&mut rng, batch),
+                Bundled::Ioi => ioi_batch(&mut rng, batch),
+            };
+            let loss = trainer.step(&b).await?;
+            window.push(loss);
+            if window.len() == 100 || step + 1 == steps {
+                curve.push(window.iter().sum::<f32>() / window.len() as f32);
+                window.clear();
+            }
+            on_step(step, loss);
+        }
+        let model = trainer.model;
+        let (test_loss, test_accuracy) = match which {
+            Bundled::Induction => {
+                let mut rng = Rng::new(0x7E57);
+                evaluate(&model, &induction_batch(&mut rng, 256)).await?
+            }
+            Bundled::Ioi => {
+                let (mut l, mut a, mut n) = (0.0, 0.0, 0.0);
+                for t in 0..IOI_TEMPLATES.len() {
+                    let prompts: Vec<IoiPrompt> = ioi_test_prompts()
+                        .into_iter()
+                        .filter(|p| p.template == t)
+                        .collect();
+                    let k = prompts.len() as f32;
+                    let b = Batch {
+                        targets: prompts
+                            .iter()
+                            .map(|p| {
+                                let mut t = p.ids[1..].to_vec();
+                                t.push(p.answer);
+                                t
+                            })
+                            .collect(),
+                        weights: prompts
+                            .iter()
+                            .map(|p| {
+                                let mut w = vec![0.0; p.ids.len()];
+                                w[p.ids.len() - 1] = 1.0;
+                                w
+                            })
+                            .collect(),
+                        inputs: prompts.into_iter().map(|p| p.ids).collect(),
+                    };
+                    let (tl, ta) = evaluate(&model, &b).await?;
+                    (l, a, n) = (l + tl * k, a + ta * k, n + k);
+                }
+                (l / n, a / n)
+            }
+        };
+        let tensors = export_gpt2(&model).await?;
+        let refs: Vec<(String, &interplay_models::weights::HostTensor)> =
+            tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+        let config_json = serde_json::to_string_pretty(&gpt2_config_json(&model.config))
+            .map_err(|e| LabError::Model(ModelError::Input(e.to_string())))?;
+        Ok(Trained {
+            safetensors: write_safetensors(&refs),
+            config_json,
+            tokenizer_json: which.tokenizer_json(),
+            report: TrainReport {
+                model: which.id().into(),
+                steps,
+                batch,
+                lr,
+                seed,
+                loss_curve: curve,
+                test_loss,
+                test_accuracy,
+                parameters,
+            },
+        })
+    }
+}
