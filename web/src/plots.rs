@@ -65,6 +65,69 @@ pub fn export_svg(testid: &str) {
     }
 }
 
+/// Download the figure with test id `testid` as a PNG at twice its on-screen size (on white):
+/// the SVG is drawn into a canvas through an image, all inside the page.
+pub fn export_png(testid: &str) {
+    let testid = testid.to_string();
+    leptos::task::spawn_local(async move {
+        match png_data_url(&testid).await {
+            Ok(url) => save_url(&format!("{testid}.png"), &url),
+            Err(e) => web_sys::console::warn_1(&format!("PNG export failed: {e:?}").into()),
+        }
+    });
+}
+
+async fn png_data_url(testid: &str) -> Result<String, wasm_bindgen::JsValue> {
+    use wasm_bindgen::JsValue;
+    let doc = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or_else(|| JsValue::from_str("no document"))?;
+    let svg = doc
+        .query_selector(&format!("[data-testid='{testid}'] svg"))?
+        .ok_or_else(|| JsValue::from_str("no figure"))?;
+    let rect = svg.get_bounding_client_rect();
+    let (w, h) = (rect.width().max(1.0), rect.height().max(1.0));
+    // A copy with its on-screen size fixed (line plots scale to 100% width).
+    let copy: web_sys::Element = svg.clone_node_with_deep(true)?.dyn_into()?;
+    copy.set_attribute("width", &format!("{w}"))?;
+    copy.set_attribute("height", &format!("{h}"))?;
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type("image/svg+xml");
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(
+        &js_sys::Array::of1(&JsValue::from_str(&copy.outer_html())),
+        &opts,
+    )?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let img = web_sys::HtmlImageElement::new()?;
+    img.set_src(&url);
+    let loaded = wasm_bindgen_futures::JsFuture::from(img.decode()).await;
+    let _ = web_sys::Url::revoke_object_url(&url);
+    loaded?;
+    let canvas: web_sys::HtmlCanvasElement = doc.create_element("canvas")?.dyn_into()?;
+    canvas.set_width((2.0 * w).round() as u32);
+    canvas.set_height((2.0 * h).round() as u32);
+    let ctx: web_sys::CanvasRenderingContext2d = canvas
+        .get_context("2d")?
+        .ok_or_else(|| JsValue::from_str("no 2d canvas"))?
+        .dyn_into()?;
+    ctx.set_fill_style_str("#ffffff");
+    ctx.fill_rect(0.0, 0.0, 2.0 * w, 2.0 * h);
+    ctx.scale(2.0, 2.0)?;
+    ctx.draw_image_with_html_image_element(&img, 0.0, 0.0)?;
+    canvas.to_data_url_with_type("image/png")
+}
+
+fn save_url(name: &str, url: &str) {
+    if let Some(doc) = web_sys::window().and_then(|w| w.document())
+        && let Ok(a) = doc.create_element("a")
+        && let Ok(a) = a.dyn_into::<web_sys::HtmlAnchorElement>()
+    {
+        a.set_href(url);
+        a.set_download(name);
+        a.click();
+    }
+}
+
 /// A heatmap of `values[row][col]`, coloured symmetrically around zero.
 #[component]
 pub fn Heatmap(
@@ -160,7 +223,8 @@ pub fn Heatmap(
             </svg>
             <figcaption class="muted">{format!("{what}; colour scale ±{scale:.3} (purple negative, orange positive)")}</figcaption>
             <p>
-                <button data-testid=format!("{svg_id}-svg") on:click=move |_| export_svg(&svg_id)>"Export SVG"</button>" "
+                <button data-testid=format!("{svg_id}-svg") on:click={let id = svg_id.clone(); move |_| export_svg(&id)}>"Export SVG"</button>" "
+                <button data-testid=format!("{svg_id}-png") on:click=move |_| export_png(&svg_id)>"Export PNG"</button>" "
                 <button on:click=move |_| download(&format!("{csv_id}.csv"), "text/csv", &csv)>"Export CSV"</button>
             </p>
             <details><summary>"Data table"</summary>
@@ -285,7 +349,8 @@ pub fn LinePlot(
             </svg>
             <figcaption class="muted">{legend}</figcaption>
             <p>
-                <button on:click=move |_| export_svg(&svg_id)>"Export SVG"</button>" "
+                <button on:click={let id = svg_id.clone(); move |_| export_svg(&id)}>"Export SVG"</button>" "
+                <button on:click=move |_| export_png(&svg_id)>"Export PNG"</button>" "
                 <button on:click=move |_| download(&format!("{csv_id}.csv"), "text/csv", &csv)>"Export CSV"</button>
             </p>
             <details><summary>"Data table"</summary>

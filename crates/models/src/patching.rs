@@ -39,6 +39,8 @@ pub enum PatchTarget {
     MlpOut,
     /// Each head's output (`attn.hook_z` of that head) at all positions, by layer × head.
     HeadOut,
+    /// Each head's output at one position, by (layer, head) × position (rows `l * n_heads + h`).
+    HeadOutPos,
 }
 
 impl PatchTarget {
@@ -49,8 +51,13 @@ impl PatchTarget {
             PatchTarget::ResidPost => HookPoint::ResidPost(l),
             PatchTarget::AttnOut => HookPoint::AttnOut(l),
             PatchTarget::MlpOut => HookPoint::MlpOut(l),
-            PatchTarget::HeadOut => HookPoint::Z(l),
+            PatchTarget::HeadOut | PatchTarget::HeadOutPos => HookPoint::Z(l),
         }
+    }
+
+    /// Whether rows are (layer, head) pairs or columns heads, i.e. the sweep patches heads.
+    pub fn per_head(self) -> bool {
+        matches!(self, PatchTarget::HeadOut | PatchTarget::HeadOutPos)
     }
 }
 
@@ -64,9 +71,10 @@ impl std::str::FromStr for PatchTarget {
             "attn_out" => PatchTarget::AttnOut,
             "mlp_out" => PatchTarget::MlpOut,
             "head_out" => PatchTarget::HeadOut,
+            "head_out_pos" => PatchTarget::HeadOutPos,
             other => {
                 return Err(ModelError::Input(format!(
-                    "unknown patch target {other:?}: use resid_pre, resid_mid, resid_post, attn_out, mlp_out or head_out"
+                    "unknown patch target {other:?}: use resid_pre, resid_mid, resid_post, attn_out, mlp_out, head_out or head_out_pos"
                 )));
             }
         })
@@ -80,7 +88,8 @@ pub struct PatchGrid {
     pub clean_metric: f32,
     /// Metric of the corrupted run.
     pub corrupt_metric: f32,
-    /// Normalised recovery, `grid[layer][position]` (or `[layer][head]` for head outputs).
+    /// Normalised recovery, `grid[layer][position]` (`[layer][head]` for head outputs at all
+    /// positions, `[layer * n_heads + head][position]` per position).
     pub grid: Vec<Vec<f32>>,
     /// The patched metric itself, same layout.
     pub patched: Vec<Vec<f32>>,
@@ -130,6 +139,16 @@ impl LogitDiff {
 fn last_position(resid: Tensor<3>) -> Tensor<2> {
     let [b, p, d] = resid.dims();
     resid.slice(s![.., p - 1..p, ..]).reshape([b, d])
+}
+
+/// (rows, columns) of a sweep's grid for a model of `n` layers and `h` heads on `p` tokens.
+pub fn grid_shape(target: PatchTarget, n: usize, h: usize, p: usize) -> (usize, usize) {
+    match target {
+        PatchTarget::ResidPre => (n + 1, p),
+        PatchTarget::HeadOut => (n, h),
+        PatchTarget::HeadOutPos => (n * h, p),
+        _ => (n, p),
+    }
 }
 
 /// Check a clean/corrupted pair.
@@ -216,7 +235,7 @@ pub async fn patch_sweep(
     } else {
         (0..p_len).collect()
     };
-    let per_layer = if target == PatchTarget::HeadOut { h } else { 1 };
+    let per_layer = if target.per_head() { h } else { 1 };
     let total = starts.len();
     for (done, &p) in starts.iter().enumerate() {
         if !progress(done, total).await {
@@ -235,11 +254,12 @@ pub async fn patch_sweep(
                 None => return Err(ModelError::Device("missing clean activation".into())),
             };
             for j in 0..per_layer {
-                let selector = if target == PatchTarget::HeadOut {
-                    Selector::head(j).at_batch(vec![rows + j])
-                } else {
-                    Selector::position(p).at_batch(vec![rows + j])
-                };
+                let selector = match target {
+                    PatchTarget::HeadOut => Selector::head(j),
+                    PatchTarget::HeadOutPos => Selector::head(j).at_positions(vec![p]),
+                    _ => Selector::position(p),
+                }
+                .at_batch(vec![rows + j]);
                 plan.interventions.push(Intervention {
                     hook: target.hook(l),
                     selector,
@@ -275,26 +295,17 @@ pub async fn patch_sweep(
     progress(total, total).await;
     let values = read_f32(Tensor::cat(outputs, 0)).await?;
     let (clean_metric, corrupt_metric) = (values[0], values[1]);
-    let rows_out = if target == PatchTarget::ResidPre {
-        n + 1
-    } else {
-        n
-    };
-    let cols = if target == PatchTarget::HeadOut {
-        h
-    } else {
-        p_len
-    };
+    let (rows_out, cols) = grid_shape(target, n, h, p_len);
     let mut patched = vec![vec![0f32; cols]; rows_out];
     let mut it = values[2..].iter().copied();
     for &p in &starts {
-        for row in patched.iter_mut().take(n) {
+        for l in 0..n {
             for j in 0..per_layer {
                 let v = it.next().unwrap_or(f32::NAN);
-                if target == PatchTarget::HeadOut {
-                    row[j] = v;
-                } else {
-                    row[p] = v;
+                match target {
+                    PatchTarget::HeadOut => patched[l][j] = v,
+                    PatchTarget::HeadOutPos => patched[l * h + j][p] = v,
+                    _ => patched[l][p] = v,
                 }
             }
         }
@@ -338,17 +349,13 @@ pub async fn patch_sweep_naive(
     check_pair(clean, corrupt)?;
     let cfg = &model.config;
     let (n, p_len, h) = (cfg.n_layers, clean.len(), cfg.n_heads);
-    let rows_out = if target == PatchTarget::ResidPre {
+    let (rows_out, cols) = grid_shape(target, n, h, p_len);
+    let layers = if target == PatchTarget::ResidPre {
         n + 1
     } else {
         n
     };
-    let cols = if target == PatchTarget::HeadOut {
-        h
-    } else {
-        p_len
-    };
-    let hooks: Vec<HookPoint> = (0..rows_out).map(|l| target.hook(l)).collect();
+    let hooks: Vec<HookPoint> = (0..layers).map(|l| target.hook(l)).collect();
     let (clean_logits, clean_cache) =
         model.run_with_hooks(model.tokens(&[clean.to_vec()])?, &HookPlan::caching(hooks));
     let corrupt_tokens = model.tokens(&[corrupt.to_vec()])?;
@@ -360,16 +367,21 @@ pub async fn patch_sweep_naive(
             - last.slice(s![wrong as usize..wrong as usize + 1])
     };
     let mut outs = vec![ld(clean_logits), ld(corrupt_logits)];
-    for l in 0..rows_out {
+    for r in 0..rows_out {
+        let l = if target == PatchTarget::HeadOutPos {
+            r / h
+        } else {
+            r
+        };
         for c in 0..cols {
             let src: Act = clean_cache
                 .get(target.hook(l))
                 .cloned()
                 .ok_or_else(|| ModelError::Device("missing clean activation".into()))?;
-            let selector = if target == PatchTarget::HeadOut {
-                Selector::head(c)
-            } else {
-                Selector::position(c)
+            let selector = match target {
+                PatchTarget::HeadOut => Selector::head(c),
+                PatchTarget::HeadOutPos => Selector::head(r % h).at_positions(vec![c]),
+                _ => Selector::position(c),
             };
             let plan = HookPlan::default().with(target.hook(l), selector, Action::Replace(src));
             let (logits, _) = model.run_with_hooks(corrupt_tokens.clone(), &plan);

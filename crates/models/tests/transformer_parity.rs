@@ -149,6 +149,7 @@ fn fast_sweep_equals_naive_sweep_for_every_target() {
             PatchTarget::AttnOut,
             PatchTarget::MlpOut,
             PatchTarget::HeadOut,
+            PatchTarget::HeadOutPos,
         ] {
             let fast = block(patch_sweep(
                 &m,
