@@ -12,6 +12,10 @@ use burn::tensor::s;
 use interplay_models::device::read_f32;
 use interplay_models::tokenizer::visible;
 
+use interplay_lab::PatchingSpec;
+use interplay_lab::bundled::Bundled;
+use interplay_lab::share::{decode, spec_param};
+
 use crate::assets::{draft_get, draft_set, fetch_bytes, now_ms, read_files, yield_now};
 use crate::models::{self, ModelInfo, ModelSource};
 
@@ -129,29 +133,56 @@ pub fn CircuitsLab() -> impl IntoView {
         busy.set(false);
     };
 
-    let load_bundled = move || {
+    // `key`: "smollm2" (98 MB, fetched from this site) or a bundled model's id (tiny).
+    let load_model = move |key: String| {
         busy.set(true);
-        status.set(Some(Ok(
-            "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
-        )));
         spawn_local(async move {
-            match fetch_bytes(SMOLLM2_URL).await {
-                Ok(bytes) => {
-                    status.set(Some(Ok("Dequantising and uploading weights…".into())));
-                    yield_now().await;
-                    finish_load(ModelSource {
-                        name: "SmolLM2-135M-Instruct (Q4_1 GGUF)".into(),
-                        files: vec![("SmolLM2-135M-Instruct.Q4_1.gguf".into(), Rc::new(bytes))],
-                    });
+            let source = if let Some(b) = Bundled::from_id(&key) {
+                status.set(Some(Ok(format!("Loading {}…", b.title()))));
+                let mut files = Vec::new();
+                for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+                    match fetch_bytes(&format!("bundled/{}/{f}", b.id())).await {
+                        Ok(bytes) => files.push((f.to_string(), Rc::new(bytes))),
+                        Err(e) => {
+                            status.set(Some(Err(format!(
+                                "{e} (a bundled model file is missing from this site)"
+                            ))));
+                            loads.update(|n| *n += 1);
+                            busy.set(false);
+                            return;
+                        }
+                    }
                 }
-                Err(e) => {
-                    status.set(Some(Err(format!(
-                        "{e}. Run `cargo xtask fetch-models` before building the site."
-                    ))));
-                    loads.update(|n| *n += 1);
-                    busy.set(false);
+                ModelSource {
+                    key: b.id().into(),
+                    name: b.title().into(),
+                    files,
                 }
-            }
+            } else {
+                status.set(Some(Ok(
+                    "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
+                )));
+                match fetch_bytes(SMOLLM2_URL).await {
+                    Ok(bytes) => {
+                        status.set(Some(Ok("Dequantising and uploading weights…".into())));
+                        ModelSource {
+                            key: "smollm2".into(),
+                            name: "SmolLM2-135M-Instruct (Q4_1 GGUF)".into(),
+                            files: vec![("SmolLM2-135M-Instruct.Q4_1.gguf".into(), Rc::new(bytes))],
+                        }
+                    }
+                    Err(e) => {
+                        status.set(Some(Err(format!(
+                            "{e}. Run `cargo xtask fetch-models` before building the site."
+                        ))));
+                        loads.update(|n| *n += 1);
+                        busy.set(false);
+                        return;
+                    }
+                }
+            };
+            yield_now().await;
+            finish_load(source);
         });
     };
 
@@ -175,6 +206,7 @@ pub fn CircuitsLab() -> impl IntoView {
                         .collect::<Vec<_>>()
                         .join(" + ");
                     finish_load(ModelSource {
+                        key: name.clone(),
                         name,
                         files: v.into_iter().map(|(n, b)| (n, Rc::new(b))).collect(),
                     });
@@ -219,9 +251,18 @@ pub fn CircuitsLab() -> impl IntoView {
         });
     };
 
-    // An embedded experiment names a bundled model; load it without asking.
-    if use_context::<crate::shell::Embed>().is_some_and(|e| e.embed) && models::current().is_err() {
-        load_bundled();
+    // A share link naming a bundled model loads it (it is tiny); an embedded experiment loads
+    // its model, SmolLM2 included, without asking.
+    let embed = use_context::<crate::shell::Embed>().is_some_and(|e| e.embed);
+    let wanted = spec_param(&crate::shell::current_hash())
+        .and_then(|p| decode::<PatchingSpec>(p).ok())
+        .map(|s| s.model)
+        .filter(|m| Bundled::from_id(m).is_some() || (embed && m == "smollm2"))
+        .or_else(|| embed.then(|| "smollm2".to_string()));
+    if let Some(key) = wanted
+        && models::current().map(|(_, i)| i.key != key).unwrap_or(true)
+    {
+        load_model(key);
     }
 
     // Guided experiments fill the panels through this preset.
@@ -238,14 +279,20 @@ pub fn CircuitsLab() -> impl IntoView {
     });
 
     view! {
-        <crate::guided::GuidedPanel preset=preset load_smollm2=Callback::new(move |_: ()| load_bundled())/>
+        <crate::guided::GuidedPanel preset=preset load_model=Callback::new(load_model)/>
         <section class="card" data-testid="lab-circuits" hidden=crate::shell::hidden("model")>
             <h2>"Circuits lab"</h2>
             <p>"Load a transformer and look inside it. Files you choose are read by this page and never uploaded."</p>
             <div class="row">
-                <button data-testid="load-smollm2" on:click=move |_| load_bundled() prop:disabled=move || busy.get()>
+                <button data-testid="load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || busy.get()>
                     "Load SmolLM2-135M-Instruct"
                 </button>
+                {Bundled::ALL.map(|b| view! {
+                    <button data-testid=format!("load-{}", b.id()) title="a tiny model trained by this project; loads instantly"
+                            on:click=move |_| load_model(b.id().into()) prop:disabled=move || busy.get()>
+                        {format!("Load {}", b.title().trim_start_matches("Bundled: "))}
+                    </button>
+                })}
                 <label class="file" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
                     "…or choose / drop a .gguf file, or .safetensors + config.json (+ tokenizer.json): "
                     <input type="file" multiple accept=".gguf,.safetensors,.json" data-testid="model-file"
@@ -262,6 +309,9 @@ pub fn CircuitsLab() -> impl IntoView {
                 <dl class="facts" data-testid="model-info" data-layers=i.n_layers data-heads=i.n_heads data-vocab=i.d_vocab>
                     <dt>"model"</dt><dd data-testid="model-name">{i.name.clone()}</dd>
                     <dt>"shape"</dt><dd>{i.summary.clone()}</dd>
+                    {Bundled::from_id(&i.key).map(|b| view! {
+                        <dt>"model card"</dt><dd><a href=format!("bundled/README.md#{}", b.id()) target="_blank" data-testid="model-card">"how it was trained, its accuracy"</a></dd>
+                    })}
                     <dt>"tokenizer"</dt><dd>{if i.has_tokenizer { "included".to_string() } else { format!("none — give token ids ({})", i.tokenizer_note.clone().unwrap_or_default()) }}</dd>
                 </dl>
             })}

@@ -1,5 +1,6 @@
 //! Circuits lab: guided experiments. Each is a short text and a pre-filled setup that reproduces
-//! a published finding on SmolLM2-135M-Instruct; the student then runs and explores.
+//! a published finding on a bundled model or SmolLM2-135M-Instruct; the student then runs and
+//! explores.
 
 use leptos::prelude::*;
 
@@ -19,6 +20,8 @@ pub struct Preset {
 
 struct Guide {
     id: &'static str,
+    /// The model it runs on (`smollm2` or a bundled id).
+    model: &'static str,
     title: &'static str,
     paper: &'static str,
     text: &'static str,
@@ -27,7 +30,48 @@ struct Guide {
 
 const GUIDES: &[Guide] = &[
     Guide {
+        id: "ioi-bundled",
+        model: "ioi-3l",
+        title: "IOI on a tiny model (instant)",
+        paper: "Wang et al. 2022, \"Interpretability in the Wild\"",
+        text: "A 3-layer model trained by this project on IOI template sentences (its model card gives its \
+               accuracy on name pairs it never saw; Mary and Tom are one). It loads in a blink, so sweeps \
+               finish in seconds. Patch the residual stream: early layers carry the answer at the repeated \
+               name, the last layers at the final position. Then patch head outputs to see which heads \
+               move the name.",
+        preset: || Preset {
+            patching: Some(PatchingSpec::ioi_bundled()),
+            prompt: Some((
+                "When Mary and Tom went to the store, Tom gave a drink to".into(),
+                "Mary".into(),
+                "Tom".into(),
+            )),
+            induction_half: None,
+        },
+    },
+    Guide {
+        id: "induction-bundled",
+        model: "induction-2l",
+        title: "Induction heads in a 2-layer model (instant)",
+        paper: "Olsson et al. 2022, \"In-context Learning and Induction Heads\"",
+        text: "A 2-layer attention-only model trained by this project on word sequences with a repeated \
+               stretch. It can only predict the repeat by an induction circuit: a previous-token head in \
+               layer 0 and an induction head in layer 1 that reads it. The head detectors find both; the \
+               patching sweep changes the word after \"bell\" in the first copy and shows where the model \
+               reads it from.",
+        preset: || Preset {
+            patching: Some(PatchingSpec::induction_bundled()),
+            prompt: Some((
+                "cat moon ship rain fork owl bell tree cat moon ship rain fork owl bell".into(),
+                "tree".into(),
+                "van".into(),
+            )),
+            induction_half: Some(20),
+        },
+    },
+    Guide {
         id: "ioi",
+        model: "smollm2",
         title: "Indirect object identification",
         paper: "Wang et al. 2022, \"Interpretability in the Wild\"",
         text: "In \"When Mary and John went to the store, John gave a drink to\" the model should say \" Mary\": \
@@ -48,6 +92,7 @@ const GUIDES: &[Guide] = &[
     },
     Guide {
         id: "ioi-heads",
+        model: "smollm2",
         title: "Which heads carry the name?",
         paper: "Wang et al. 2022; \"Circuit Component Reuse Across Tasks\" (Merullo et al. 2023)",
         text: "The same IOI pair, patching each head's output at all positions. A few late heads restore most \
@@ -65,6 +110,7 @@ const GUIDES: &[Guide] = &[
     },
     Guide {
         id: "induction",
+        model: "smollm2",
         title: "Induction heads",
         paper: "Olsson et al. 2022; \"What needs to go right for an induction head?\"",
         text: "A random token sequence repeated twice: once the model has seen the first copy it can predict \
@@ -79,6 +125,7 @@ const GUIDES: &[Guide] = &[
     },
     Guide {
         id: "lens",
+        model: "smollm2",
         title: "When does the model commit? (logit lens)",
         paper: "nostalgebraist 2020; \"Distributional Semantics Tracing\"",
         text: "Apply the final norm and unembedding to the residual stream after every layer and follow the \
@@ -107,19 +154,20 @@ const GUIDES: &[Guide] = &[
 pub fn GuidedPanel(
     /// Where a chosen preset goes; the panels follow it.
     preset: RwSignal<Option<Preset>>,
-    /// Called to load SmolLM2 when it is not loaded yet.
-    load_smollm2: Callback<()>,
+    /// Called with a model key to load it when it is not the current model.
+    load_model: Callback<String>,
 ) -> impl IntoView {
     let chosen = RwSignal::new(None::<&'static str>);
     view! {
         <section class="card" data-testid="guided" hidden=crate::shell::hidden("guided")>
             <h2>"Guided experiments"</h2>
-            <p class="muted">"Each sets up the lab to reproduce a published finding on SmolLM2-135M-Instruct. \
-                Read, press Set up, then run the panels below."</p>
+            <p class="muted">"Each sets up the lab to reproduce a published finding, on a tiny bundled model (instant) \
+                or on SmolLM2-135M-Instruct. Read, press Set up, then run the panels below."</p>
             <div class="guides">
             {GUIDES.iter().map(|g| {
                 let id = g.id;
                 let make = g.preset;
+                let model = g.model;
                 view! {
                     <article class="guide" data-testid=format!("guide-{id}")>
                         <h3>{g.title}</h3>
@@ -128,8 +176,8 @@ pub fn GuidedPanel(
                         <button data-testid=format!("guide-{id}-setup") on:click=move |_| {
                             chosen.set(Some(id));
                             preset.set(Some(make()));
-                            if crate::models::current().map(|(_, i)| !i.name.starts_with("SmolLM2")).unwrap_or(true) {
-                                load_smollm2.run(());
+                            if crate::models::current().map(|(_, i)| i.key != model).unwrap_or(true) {
+                                load_model.run(model.to_string());
                             }
                         }>"Set up"</button>
                     </article>

@@ -13,6 +13,8 @@ use crate::runtime;
 /// The files a model was loaded from.
 #[derive(Clone)]
 pub struct ModelSource {
+    /// The name specs use: `smollm2`, a bundled model's id, or the user's file name.
+    pub key: String,
     /// Shown name.
     pub name: String,
     /// (file name, bytes).
@@ -22,6 +24,8 @@ pub struct ModelSource {
 /// What the page shows about the model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
+    /// The name specs use (see [`ModelSource::key`]).
+    pub key: String,
     /// Shown name.
     pub name: String,
     /// One-line description.
@@ -91,6 +95,7 @@ fn info(source: &ModelSource, m: &LoadedModel, backend: Backend) -> ModelInfo {
         String::new()
     };
     ModelInfo {
+        key: source.key.clone(),
         name: source.name.clone(),
         summary: format!(
             "{family}: {} layers, d_model {}, {} heads{gqa}, vocabulary {}",

@@ -52,6 +52,7 @@ fn target_name(t: PatchTarget) -> &'static str {
         PatchTarget::AttnOut => "attn_out",
         PatchTarget::MlpOut => "mlp_out",
         PatchTarget::HeadOut => "head_out",
+        PatchTarget::HeadOutPos => "head_out_pos",
     }
 }
 
@@ -124,11 +125,7 @@ pub fn PatchingPanel(
             }
         };
         let mut s = spec();
-        s.model = if info.name.starts_with("SmolLM2") {
-            "smollm2".into()
-        } else {
-            info.name.clone()
-        };
+        s.model = info.key.clone();
         model_name.set(s.model.clone());
         share.set(write_url(&s));
         busy.set(true);
@@ -145,10 +142,12 @@ pub fn PatchingPanel(
                         .map(|t| t.display_tokens(&[id]).remove(0))
                         .unwrap_or_else(|| format!("#{id}"))
                 };
-                let n = m.model.config.n_layers;
+                let (n, h) = (m.model.config.n_layers, m.model.config.n_heads);
                 let rows = (0..grid.grid.len())
                     .map(|l| {
-                        if l == n {
+                        if s.target == PatchTarget::HeadOutPos {
+                            format!("L{}H{}", l / h, l % h)
+                        } else if l == n {
                             "ln_final in".to_string()
                         } else {
                             format!("L{l}")
@@ -222,6 +221,7 @@ pub fn PatchingPanel(
                     <option value="attn_out">"attention output (attn_out)"</option>
                     <option value="mlp_out">"MLP output (mlp_out)"</option>
                     <option value="head_out">"each head's output, all positions (head_out)"</option>
+                    <option value="head_out_pos">"each head's output, position by position (head_out_pos)"</option>
                 </select>
             </label>
             <p>

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! interplay logits   --model PATH --ids 1,2,3 [--all-positions] [--device cpu|wgpu]
-//! interplay patch    --model PATH --clean-ids .. --corrupt-ids .. --hook resid_pre|resid_mid|resid_post|attn_out|mlp_out|head_out
+//! interplay patch    --model PATH --clean-ids .. --corrupt-ids .. --hook resid_pre|resid_mid|resid_post|attn_out|mlp_out|head_out|head_out_pos
 //!                    --answer ID --wrong ID [--device cpu|wgpu]
 //! interplay tokenize --model PATH --text "..."
 //! interplay run      SPEC.json [--model PATH] [--device cpu|wgpu]
@@ -40,7 +40,7 @@ const SMOLLM2: &str = "public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const USAGE: &str = "usage:
   interplay logits   --model PATH --ids 1,2,3 [--all-positions] [--device cpu|wgpu]
   interplay patch    --model PATH --clean-ids 1,2,3 --corrupt-ids 1,4,3 --hook HOOK --answer ID --wrong ID [--device cpu|wgpu]
-                     HOOK: resid_pre | resid_mid | resid_post | attn_out | mlp_out | head_out
+                     HOOK: resid_pre | resid_mid | resid_post | attn_out | mlp_out | head_out | head_out_pos
   interplay tokenize --model PATH --text TEXT
   interplay run      SPEC.json [--model PATH] [--device cpu|wgpu]   (a spec exported from the page)
   interplay esn      --task mackey-glass|narma10|santa-fe [--steps 10000 --train 5000 --test 2000 --warmup 100
@@ -227,9 +227,8 @@ fn run(args: &Args) -> Result<serde_json::Value> {
 fn train_bundled(args: &Args) -> Result<serde_json::Value> {
     use interplay_lab::bundled::{Bundled, train_bundled};
     let id = args.need("--model")?;
-    let which = Bundled::from_id(id).ok_or_else(|| {
-        anyhow!("--model must be one of {:?}", Bundled::ALL.map(|b| b.id()))
-    })?;
+    let which = Bundled::from_id(id)
+        .ok_or_else(|| anyhow!("--model must be one of {:?}", Bundled::ALL.map(|b| b.id())))?;
     let default_steps = match which {
         Bundled::Induction => 8000,
         Bundled::Ioi => 3000,
@@ -251,11 +250,21 @@ fn train_bundled(args: &Args) -> Result<serde_json::Value> {
     // Training runs on the CPU: reproducible, and the models are small.
     let dev = ComputeDevice::cpu();
     let t0 = std::time::Instant::now();
-    let trained = pollster::block_on(train_bundled(which, steps, seed, &dev.device, &mut |s, l| {
-        if (s + 1) % 100 == 0 {
-            eprintln!("step {:5}  loss {l:.4}  ({:.0} s)", s + 1, t0.elapsed().as_secs_f64());
-        }
-    }))?;
+    let trained = pollster::block_on(train_bundled(
+        which,
+        steps,
+        seed,
+        &dev.device,
+        &mut |s, l| {
+            if (s + 1) % 100 == 0 {
+                eprintln!(
+                    "step {:5}  loss {l:.4}  ({:.0} s)",
+                    s + 1,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+        },
+    ))?;
     let write = |name: &str, bytes: &[u8]| {
         std::fs::write(out.join(name), bytes).with_context(|| format!("writing {name}"))
     };
@@ -263,7 +272,10 @@ fn train_bundled(args: &Args) -> Result<serde_json::Value> {
     write("config.json", trained.config_json.as_bytes())?;
     write("tokenizer.json", trained.tokenizer_json.as_bytes())?;
     let report = serde_json::to_value(&trained.report)?;
-    write("train.json", serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write(
+        "train.json",
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     Ok(report)
 }
 

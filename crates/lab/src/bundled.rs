@@ -48,11 +48,25 @@ pub const IOI_NAMES: [&str; 20] = [
 ];
 /// Places of the IOI model.
 pub const IOI_PLACES: [&str; 8] = [
-    "store", "park", "school", "office", "station", "garden", "house", "restaurant",
+    "store",
+    "park",
+    "school",
+    "office",
+    "station",
+    "garden",
+    "house",
+    "restaurant",
 ];
 /// Objects of the IOI model.
 pub const IOI_OBJECTS: [&str; 8] = [
-    "drink", "book", "ring", "bone", "kiss", "letter", "snack", "basketball",
+    "drink",
+    "book",
+    "ring",
+    "bone",
+    "kiss",
+    "letter",
+    "snack",
+    "basketball",
 ];
 /// IOI templates: `A`, `B` are the two names (A first), `S` the repeated subject, `P` a place,
 /// `O` an object. The answer is the indirect object: the name that is not `S`.
@@ -183,7 +197,7 @@ pub struct IoiPrompt {
 
 /// Whether the name pair `(a, b)` is held out of IOI training (one pair in five).
 pub fn ioi_held_out(a: usize, b: usize) -> bool {
-    (a * 7 + b * 3) % 5 == 0
+    (a * 7 + b * 3).is_multiple_of(5)
 }
 
 /// The IOI prompt for template `t`, names `a` (indirect object) and `s` (subject), place `p`,
@@ -228,7 +242,10 @@ pub fn ioi_test_prompts() -> Vec<IoiPrompt> {
             }
             for t in 0..IOI_TEMPLATES.len() {
                 for abba in [true, false] {
-                    let (p, o) = ((a + 3 * s) % IOI_PLACES.len(), (5 * a + s) % IOI_OBJECTS.len());
+                    let (p, o) = (
+                        (a + 3 * s) % IOI_PLACES.len(),
+                        (5 * a + s) % IOI_OBJECTS.len(),
+                    );
                     out.push(ioi_prompt(t, a, s, p, o, abba));
                 }
             }
@@ -375,7 +392,8 @@ mod training {
             .map(|t| t.data.len())
             .sum::<usize>()
             .saturating_sub(if attn_only {
-                config.n_layers * (2 * config.d_model * config.d_mlp + config.d_mlp + config.d_model)
+                config.n_layers
+                    * (2 * config.d_model * config.d_mlp + config.d_mlp + config.d_model)
             } else {
                 0
             });

@@ -60,6 +60,37 @@ pub struct ResolvedPatching {
 }
 
 impl PatchingSpec {
+    /// IOI on the bundled `ioi-3l` model, with a name pair held out of its training.
+    pub fn ioi_bundled() -> Self {
+        Self {
+            model: "ioi-3l".into(),
+            clean: Prompt::Text("When Mary and Tom went to the store, Tom gave a drink to".into()),
+            corrupt: Prompt::Text(
+                "When Mary and Tom went to the store, Mary gave a drink to".into(),
+            ),
+            answer: TokenRef::Text("Mary".into()),
+            wrong: TokenRef::Text("Tom".into()),
+            target: PatchTarget::ResidPre,
+        }
+    }
+
+    /// Induction on the bundled `induction-2l` model: a word sequence repeated; the corruption
+    /// changes the word that followed "bell" the first time, so induction predicts it instead.
+    pub fn induction_bundled() -> Self {
+        Self {
+            model: "induction-2l".into(),
+            clean: Prompt::Text(
+                "cat moon ship rain fork owl bell tree cat moon ship rain fork owl bell".into(),
+            ),
+            corrupt: Prompt::Text(
+                "cat moon ship rain fork owl bell van cat moon ship rain fork owl bell".into(),
+            ),
+            answer: TokenRef::Text("tree".into()),
+            wrong: TokenRef::Text("van".into()),
+            target: PatchTarget::ResidPre,
+        }
+    }
+
     /// IOI on SmolLM2-135M-Instruct: which layers and positions carry the indirect object's name
     /// (Wang et al. 2022). The corruption swaps which name repeats, so the answer flips.
     pub fn ioi_smollm2() -> Self {

@@ -177,10 +177,7 @@ pub async fn export_gpt2(model: &Transformer) -> Result<Vec<(String, HostTensor)
         out.push((n("mlp.c_proj.bias"), host_opt(&b.mlp.b_out, d).await?));
     }
     out.push(("ln_f.weight".into(), host(&model.ln_final.weight).await?));
-    out.push((
-        "ln_f.bias".into(),
-        host_opt(&model.ln_final.bias, d).await?,
-    ));
+    out.push(("ln_f.bias".into(), host_opt(&model.ln_final.bias, d).await?));
     Ok(out)
 }
 
@@ -248,7 +245,8 @@ impl AdamW {
         if step < self.warmup {
             return self.lr * (step + 1) as f64 / self.warmup as f64;
         }
-        let t = (step - self.warmup) as f64 / (self.steps.saturating_sub(self.warmup)).max(1) as f64;
+        let t =
+            (step - self.warmup) as f64 / (self.steps.saturating_sub(self.warmup)).max(1) as f64;
         self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos()))
     }
 }
@@ -392,7 +390,9 @@ pub async fn evaluate(model: &Transformer, batch: &Batch) -> Result<(f32, f32)> 
             let row = &host[(i * p + j) * v..(i * p + j + 1) * v];
             let t = batch.targets[i][j] as usize;
             loss -= w * row[t] as f64;
-            let best = (0..v).max_by(|&a, &c| row[a].total_cmp(&row[c])).unwrap_or(0);
+            let best = (0..v)
+                .max_by(|&a, &c| row[a].total_cmp(&row[c]))
+                .unwrap_or(0);
             correct += w * (best == t) as u8 as f64;
             total += w;
         }
