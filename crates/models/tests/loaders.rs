@@ -8,6 +8,7 @@ use common::*;
 use interplay_models::gguf::Gguf;
 use interplay_models::load::{load_gguf, load_path, load_safetensors};
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
+use interplay_models::safetensors::read_safetensors;
 use interplay_models::{ComputeDevice, ModelError};
 
 #[test]
@@ -68,6 +69,18 @@ fn truncated_and_corrupt_files_give_clear_errors() {
     let mut huge = g.clone();
     huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(load_gguf(&huge, &dev).is_err());
+
+    // Inputs cargo fuzz found crashing (tests/fixtures/fuzz/), now clear errors.
+    let fuzz = fixtures().join("fuzz");
+    for f in std::fs::read_dir(&fuzz).expect("fuzz fixtures").flatten() {
+        let bytes = std::fs::read(f.path()).unwrap();
+        let name = f.file_name().to_string_lossy().to_string();
+        if name.ends_with(".gguf") {
+            assert!(load_gguf(&bytes, &dev).is_err(), "{name}");
+        } else if name.ends_with(".safetensors") {
+            assert!(read_safetensors(&bytes).is_err(), "{name}");
+        }
+    }
 
     let (st, cfg) = st_bytes();
     for cut in [0, 4, 8, 100, st.len() - 1] {
