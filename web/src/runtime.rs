@@ -5,10 +5,15 @@
 
 use std::cell::RefCell;
 
+use interplay_models::device::device_lost;
 use interplay_models::{Backend, ComputeDevice};
+
+/// What the page does when it falls back to the CPU after losing the GPU.
+type LostHandler = Box<dyn Fn(DeviceStatus)>;
 
 thread_local! {
     static CURRENT: RefCell<Option<ComputeDevice>> = const { RefCell::new(None) };
+    static ON_LOST: RefCell<Option<LostHandler>> = const { RefCell::new(None) };
 }
 
 /// What the page shows about its device.
@@ -22,7 +27,16 @@ pub struct DeviceStatus {
 
 /// Bring up `preferred` (falling back to the CPU) and make it the page's device.
 pub async fn select(preferred: Backend) -> DeviceStatus {
-    let (dev, fallback_reason) = ComputeDevice::init_with_fallback(preferred).await;
+    // A lost WebGPU device stays lost until the page reloads.
+    let (dev, fallback_reason) = match device_lost() {
+        Some(r) if preferred == Backend::Wgpu => (
+            ComputeDevice::cpu(),
+            Some(format!(
+                "the WebGPU device was lost ({r}); reload the page to use it again"
+            )),
+        ),
+        _ => ComputeDevice::init_with_fallback(preferred).await,
+    };
     let status = DeviceStatus {
         backend: dev.backend,
         fallback_reason,
@@ -31,9 +45,34 @@ pub async fn select(preferred: Backend) -> DeviceStatus {
     status
 }
 
-/// The page's current device (the CPU until [`select`] has run).
+/// The page's current device (the CPU until [`select`] has run). Once the WebGPU device has
+/// been lost this is the CPU, and the page is told (see [`on_device_lost`]).
 pub fn current() -> ComputeDevice {
-    CURRENT.with(|c| c.borrow().clone().unwrap_or_else(ComputeDevice::cpu))
+    let dev = CURRENT.with(|c| c.borrow().clone().unwrap_or_else(ComputeDevice::cpu));
+    if dev.backend == Backend::Wgpu
+        && let Some(reason) = device_lost()
+    {
+        let cpu = ComputeDevice::cpu();
+        CURRENT.with(|c| *c.borrow_mut() = Some(cpu.clone()));
+        let status = DeviceStatus {
+            backend: Backend::Cpu,
+            fallback_reason: Some(format!(
+                "the WebGPU device was lost ({reason}); reload the page to use it again"
+            )),
+        };
+        ON_LOST.with(|f| {
+            if let Some(f) = f.borrow().as_ref() {
+                f(status);
+            }
+        });
+        return cpu;
+    }
+    dev
+}
+
+/// Called with the new status when the page falls back to the CPU after losing the GPU.
+pub fn on_device_lost(f: impl Fn(DeviceStatus) + 'static) {
+    ON_LOST.with(|c| *c.borrow_mut() = Some(Box::new(f)));
 }
 
 /// Whether the browser exposes WebGPU at all (`navigator.gpu`); an adapter may still be missing.

@@ -236,6 +236,7 @@ pub fn App() -> impl IntoView {
         });
     };
     start(requested_backend());
+    runtime::on_device_lost(move |status| device.set(Some(status)));
 
     provide_context(DeviceContext { device });
     let embed = Embed::from_hash(&current_hash());
@@ -306,6 +307,9 @@ fn DeviceSwitch(
                   data-backend=move || device.get().map(|s| s.backend.to_string()).unwrap_or_default()>
                 {move || label().1}
             </span>
+            {move || device.get().and_then(|s| s.fallback_reason).filter(|r| r.contains("was lost")).map(|r| view! {
+                <span class="error" role="alert" data-testid="device-lost" title=r>"GPU lost: computing on the CPU"</span>
+            })}
             <label class="muted" for="device-switch">"use"</label>
             <select id="device-switch" data-testid="device-switch"
                     prop:disabled=move || busy.get()

@@ -129,10 +129,36 @@ pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     let data = tensor
         .into_data_async()
         .await
-        .map_err(|e| ModelError::Device(format!("reading a result back failed: {e:?}")))?;
+        .map_err(|e| readback_error(format!("{e:?}")))?;
     data.convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| ModelError::Device(format!("unexpected result type: {e:?}")))
+}
+
+/// Why the GPU device was lost, once it has been. A WebGPU device can be lost at any time (a
+/// driver reset, the browser's GPU process crashing); cubecl then fails every readback on it, and
+/// the device never comes back without a reload, so callers switch to the CPU.
+pub fn device_lost() -> Option<String> {
+    LOST.lock().ok().and_then(|g| g.clone())
+}
+
+static LOST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// A failed readback as a message; a lost device is remembered (see [`device_lost`]).
+fn readback_error(e: String) -> ModelError {
+    // The error's Debug text can carry a "No backtrace available" line; the first says it.
+    let e = e.lines().next().unwrap_or_default().to_string();
+    let lower = e.to_ascii_lowercase();
+    // cubecl reports a lost wgpu device as "poisoned" on every readback after the loss.
+    if lower.contains("poison") || lower.contains("device was lost") {
+        if let Ok(mut g) = LOST.lock() {
+            g.get_or_insert_with(|| e.clone());
+        }
+        return ModelError::Device(format!(
+            "the GPU device was lost ({e}); Interplay switches to the CPU: run it again"
+        ));
+    }
+    ModelError::Device(format!("reading a result back failed: {e}"))
 }
 
 /// A real computation that proves a device end to end: a seeded matrix product on the device
