@@ -106,6 +106,41 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
     })
 }
 
+/// Fetch a named model's files from this site: `smollm2` or a bundled model's id. Progress goes
+/// to `status`.
+async fn fetch_source(
+    key: &str,
+    status: RwSignal<Option<Result<String, String>>>,
+) -> Result<ModelSource, String> {
+    if let Some(b) = Bundled::from_id(key) {
+        status.set(Some(Ok(format!("Loading {}…", b.title()))));
+        let mut files = Vec::new();
+        for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+            let bytes = fetch_bytes(&format!("bundled/{}/{f}", b.id()))
+                .await
+                .map_err(|e| format!("{e} (a bundled model file is missing from this site)"))?;
+            files.push((f.to_string(), Rc::new(bytes)));
+        }
+        return Ok(ModelSource {
+            key: b.id().into(),
+            name: b.title().into(),
+            files,
+        });
+    }
+    status.set(Some(Ok(
+        "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
+    )));
+    let bytes = fetch_bytes(SMOLLM2_URL)
+        .await
+        .map_err(|e| format!("{e}. Run `cargo xtask fetch-models` before building the site."))?;
+    status.set(Some(Ok("Dequantising and uploading weights…".into())));
+    Ok(ModelSource {
+        key: "smollm2".into(),
+        name: "SmolLM2-135M-Instruct (Q4_1 GGUF)".into(),
+        files: vec![("SmolLM2-135M-Instruct.Q4_1.gguf".into(), Rc::new(bytes))],
+    })
+}
+
 /// The lab.
 #[component]
 pub fn CircuitsLab() -> impl IntoView {
@@ -133,56 +168,24 @@ pub fn CircuitsLab() -> impl IntoView {
         busy.set(false);
     };
 
+    // A failed load: its message, and the page is ready again (the previous model stays).
+    let fail_load = move |msg: String| {
+        status.set(Some(Err(msg)));
+        loads.update(|n| *n += 1);
+        busy.set(false);
+    };
+
     // `key`: "smollm2" (98 MB, fetched from this site) or a bundled model's id (tiny).
     let load_model = move |key: String| {
         busy.set(true);
         spawn_local(async move {
-            let source = if let Some(b) = Bundled::from_id(&key) {
-                status.set(Some(Ok(format!("Loading {}…", b.title()))));
-                let mut files = Vec::new();
-                for f in ["model.safetensors", "config.json", "tokenizer.json"] {
-                    match fetch_bytes(&format!("bundled/{}/{f}", b.id())).await {
-                        Ok(bytes) => files.push((f.to_string(), Rc::new(bytes))),
-                        Err(e) => {
-                            status.set(Some(Err(format!(
-                                "{e} (a bundled model file is missing from this site)"
-                            ))));
-                            loads.update(|n| *n += 1);
-                            busy.set(false);
-                            return;
-                        }
-                    }
+            match fetch_source(&key, status).await {
+                Ok(source) => {
+                    yield_now().await;
+                    finish_load(source);
                 }
-                ModelSource {
-                    key: b.id().into(),
-                    name: b.title().into(),
-                    files,
-                }
-            } else {
-                status.set(Some(Ok(
-                    "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
-                )));
-                match fetch_bytes(SMOLLM2_URL).await {
-                    Ok(bytes) => {
-                        status.set(Some(Ok("Dequantising and uploading weights…".into())));
-                        ModelSource {
-                            key: "smollm2".into(),
-                            name: "SmolLM2-135M-Instruct (Q4_1 GGUF)".into(),
-                            files: vec![("SmolLM2-135M-Instruct.Q4_1.gguf".into(), Rc::new(bytes))],
-                        }
-                    }
-                    Err(e) => {
-                        status.set(Some(Err(format!(
-                            "{e}. Run `cargo xtask fetch-models` before building the site."
-                        ))));
-                        loads.update(|n| *n += 1);
-                        busy.set(false);
-                        return;
-                    }
-                }
-            };
-            yield_now().await;
-            finish_load(source);
+                Err(e) => fail_load(e),
+            }
         });
     };
 
@@ -193,11 +196,7 @@ pub fn CircuitsLab() -> impl IntoView {
         ));
         spawn_local(async move {
             match read_files(&files).await {
-                Ok(v) if v.is_empty() => {
-                    status.set(Some(Err("no file chosen".into())));
-                    loads.update(|n| *n += 1);
-                    busy.set(false);
-                }
+                Ok(v) if v.is_empty() => fail_load("no file chosen".into()),
                 Ok(v) => {
                     yield_now().await;
                     let name = v
@@ -211,11 +210,7 @@ pub fn CircuitsLab() -> impl IntoView {
                         files: v.into_iter().map(|(n, b)| (n, Rc::new(b))).collect(),
                     });
                 }
-                Err(e) => {
-                    status.set(Some(Err(e.to_string())));
-                    loads.update(|n| *n += 1);
-                    busy.set(false);
-                }
+                Err(e) => fail_load(e.to_string()),
             }
         });
     };
