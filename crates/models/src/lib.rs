@@ -10,6 +10,7 @@
 //! | [`transformer`] | [`Transformer`]: the model, written once for every device |
 //! | [`hooks`] | [`HookPoint`] names, [`HookPlan`] (cache + interventions) |
 //! | [`patching`] | activation-patching sweeps that recompute only what changes |
+//! | [`rng`] | the seeded generator every experiment shares |
 //! | [`gguf`], [`safetensors`], [`weights`], [`load`] | checkpoints → [`Transformer`] |
 //! | [`error`] | [`ModelError`], the crate's error |
 
@@ -20,6 +21,7 @@ pub mod gguf;
 pub mod hooks;
 pub mod load;
 pub mod patching;
+pub mod rng;
 pub mod safetensors;
 pub mod tokenizer;
 #[cfg(feature = "train")]
@@ -33,4 +35,4 @@ pub use error::{ModelError, Result};
 pub use hooks::{Act, Action, ActivationCache, HookPlan, HookPoint, Selector};
 pub use load::LoadedModel;
 pub use tokenizer::TextTokenizer;
-pub use transformer::Transformer;
+pub use transformer::{KvCache, Transformer};

@@ -209,12 +209,66 @@ impl Transformer {
         (logits, hooks.cache)
     }
 
-    /// Embedding (plus learned positions), hooks `hook_embed`, `hook_pos_embed`.
+    /// Run `tokens` as the continuation of a prefix whose keys and values are in `prefix` (from
+    /// an earlier `extend`), under a hook plan. Prompts that share a beginning (in-context
+    /// examples) compute it once. Returns the logits of the new positions, their cached hooks,
+    /// and the keys/values of prefix + new positions.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]`; `prefix`: per layer `[1 or batch, n_kv_heads, pos0, d_head]`
+    /// - returns logits `[batch, pos, d_vocab]` and a cache of `pos0 + pos` positions.
+    pub fn extend(
+        &self,
+        tokens: Tensor<2, Int>,
+        prefix: Option<&KvCache>,
+        plan: &HookPlan,
+    ) -> Result<(Tensor<3>, ActivationCache, KvCache)> {
+        let [b, p] = tokens.dims();
+        let offset = prefix.map_or(0, |c| c.k.first().map_or(0, |k| k.dims()[2]));
+        if self.config.arch == Arch::Gpt2 && offset + p > self.config.n_ctx {
+            return Err(ModelError::Input(format!(
+                "the prompt has {} tokens; this model's context holds {}",
+                offset + p,
+                self.config.n_ctx
+            )));
+        }
+        let mut hooks = HookRunner::new(plan, offset);
+        let resid = self.embed_tokens(tokens, &mut hooks);
+        let (resid, kv) = self.run_blocks(resid, 0, prefix, &mut hooks, true);
+        let logits = self.unembed_resid(resid, &mut hooks);
+        let new = kv.ok_or_else(|| ModelError::Device("missing key/value cache".into()))?;
+        let join = |old: Option<&Tensor<4>>, new: Tensor<4>| match old {
+            Some(o) if o.dims()[2] > 0 => {
+                let [_, h, p0, dh] = o.dims();
+                Tensor::cat(vec![o.clone().expand([b, h, p0, dh]), new], 2)
+            }
+            _ => new,
+        };
+        let kv = KvCache {
+            k: new
+                .k
+                .into_iter()
+                .enumerate()
+                .map(|(l, k)| join(prefix.map(|c| &c.k[l]), k))
+                .collect(),
+            v: new
+                .v
+                .into_iter()
+                .enumerate()
+                .map(|(l, v)| join(prefix.map(|c| &c.v[l]), v))
+                .collect(),
+        };
+        Ok((logits, hooks.cache, kv))
+    }
+
+    /// Embedding (plus learned positions from `hooks.pos_offset`), hooks `hook_embed`,
+    /// `hook_pos_embed`.
     ///
     /// # Shapes
     /// - `tokens`: `[batch, pos]` → `[batch, pos, d_model]`.
     pub(crate) fn embed_tokens(&self, tokens: Tensor<2, Int>, hooks: &mut HookRunner) -> Tensor<3> {
         let [b, p] = tokens.dims();
+        let o = hooks.pos_offset;
         let d = self.config.d_model;
         let e = self
             .embed
@@ -226,7 +280,7 @@ impl Transformer {
             Some(w) => {
                 let pe = w
                     .val()
-                    .slice(s![0..p, ..])
+                    .slice(s![o..o + p, ..])
                     .reshape([1, p, d])
                     .expand([b, p, d]);
                 let pe = hooks.r3(HookPoint::PosEmbed, pe);
