@@ -108,7 +108,7 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
 
 /// Fetch a named model's files from this site: `smollm2` or a bundled model's id. Progress goes
 /// to `status`.
-async fn fetch_source(
+pub(crate) async fn fetch_source(
     key: &str,
     status: RwSignal<Option<Result<String, String>>>,
 ) -> Result<ModelSource, String> {

@@ -12,6 +12,7 @@
 //! | [`ablation`] | Circuits lab: head ablation and path patching |
 //! | [`guided`] | Circuits lab: guided experiments (presets + text) |
 //! | [`patching`] | Circuits lab: activation patching panel (spec in the URL) |
+//! | [`neurofeedback`] | Neurofeedback lab: directions, reporting accuracy against N, control task, share links |
 //! | [`dynamics`] | Dynamics lab: spiking/reservoir experiments, raster and line plots, share links |
 //! | [`plots`] | heatmap, line plot, palettes, export |
 //! | [`views`] | Circuits lab: attention, logit lens, attribution, head detectors |
@@ -23,6 +24,7 @@ pub mod dynamics;
 pub mod guided;
 pub mod merge;
 pub mod models;
+pub mod neurofeedback;
 pub mod offline;
 pub mod patching;
 pub mod plots;

@@ -243,7 +243,7 @@ pub const LINE_COLOURS: [&str; 4] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
 pub struct Series {
     /// Legend name.
     pub name: String,
-    /// y values at x = x0, x0 + 1, ...
+    /// y values at x = x0, x0 + dx, ... (or at the plot's `xs`)
     pub values: Vec<f64>,
 }
 
@@ -259,6 +259,9 @@ pub fn LinePlot(
     /// x step between values.
     #[prop(default = 1.0)]
     dx: f64,
+    /// Explicit x values (unevenly spaced points); overrides `x0`, `dx`.
+    #[prop(optional)]
+    xs: Option<Vec<f64>>,
     /// x axis label.
     xlabel: String,
     /// y axis label.
@@ -288,7 +291,20 @@ pub fn LinePlot(
         .unwrap_or(0)
         .max(2);
     let step = (n / 1500).max(1);
-    let px = move |i: usize| left + (w - left - 10.0) * i as f64 / (n - 1) as f64;
+    let xs = xs.filter(|x| x.len() >= n && x.iter().all(|v| v.is_finite()));
+    let x_at = {
+        let xs = xs.clone();
+        move |i: usize| match &xs {
+            Some(x) => x[i],
+            None => x0 + dx * i as f64,
+        }
+    };
+    let (xmin, xmax) = (x_at(0), x_at(n - 1));
+    let span = if xmax > xmin { xmax - xmin } else { 1.0 };
+    let px = {
+        let x_at = x_at.clone();
+        move |i: usize| left + (w - left - 10.0) * (x_at(i) - xmin) / span
+    };
     let py = move |v: f64| 8.0 + (h - bottom - 8.0) * (1.0 - (v - lo) / (hi - lo));
     let lines = series
         .iter()
@@ -302,15 +318,16 @@ pub fn LinePlot(
                 .filter(|(_, v)| v.is_finite())
                 .map(|(i, &v)| format!("{:.1},{:.1} ", px(i), py(v)))
                 .collect();
-            view! { <polyline points=pts fill="none" stroke=LINE_COLOURS[k % 4] stroke-width="1.4"><title>{s.name.clone()}</title></polyline> }
+            // Past four series the colours repeat, dashed.
+            let dash = if k >= 4 { "5 3" } else { "none" };
+            view! { <polyline points=pts fill="none" stroke=LINE_COLOURS[k % 4] stroke-dasharray=dash stroke-width="1.4"><title>{s.name.clone()}</title></polyline> }
         })
         .collect_view();
     let legend = series
         .iter()
         .enumerate()
-        .map(|(k, s)| view! { <span style=format!("color:{}", LINE_COLOURS[k % 4])>{format!("━ {} ", s.name)}</span> })
+        .map(|(k, s)| view! { <span style=format!("color:{}", LINE_COLOURS[k % 4])>{format!("{} {} ", if k >= 4 { "╍" } else { "━" }, s.name)}</span> })
         .collect_view();
-    let xmax = x0 + dx * (n - 1) as f64;
     let csv = {
         let mut out = format!(
             "x,{}\n",
@@ -325,12 +342,12 @@ pub fn LinePlot(
                 .iter()
                 .map(|s| s.values.get(i).map(|v| v.to_string()).unwrap_or_default())
                 .collect();
-            out += &format!("{},{}\n", x0 + dx * i as f64, vals.join(","));
+            out += &format!("{},{}\n", x_at(i), vals.join(","));
         }
         out
     };
     let table_rows = (0..n.min(200))
-        .map(|i| view! { <tr><th scope="row">{format!("{}", x0 + dx * i as f64)}</th>
+        .map(|i| view! { <tr><th scope="row">{format!("{}", x_at(i))}</th>
             {series.iter().map(|s| view! { <td>{s.values.get(i).map(|v| format!("{v:.4}")).unwrap_or_default()}</td> }).collect_view()}</tr> })
         .collect_view();
     let (svg_id, csv_id) = (testid.clone(), testid.clone());
@@ -341,7 +358,7 @@ pub fn LinePlot(
                 <line x1=left y1=8.0 x2=left y2=h - bottom stroke="#999"/>
                 <text x=left - 4.0 y=14.0 text-anchor="end" font-size="10">{format!("{hi:.3}")}</text>
                 <text x=left - 4.0 y=h - bottom text-anchor="end" font-size="10">{format!("{lo:.3}")}</text>
-                <text x=left y=h - 12.0 font-size="10">{format!("{x0}")}</text>
+                <text x=left y=h - 12.0 font-size="10">{format!("{xmin}")}</text>
                 <text x=w - 10.0 y=h - 12.0 text-anchor="end" font-size="10">{format!("{xmax}")}</text>
                 <text x=(left + w) / 2.0 y=h - 2.0 text-anchor="middle" font-size="11">{xlabel.clone()}</text>
                 <text x=12.0 y=(h - bottom) / 2.0 font-size="11" transform=format!("rotate(-90 12 {})", (h - bottom) / 2.0) text-anchor="middle">{ylabel.clone()}</text>

@@ -263,7 +263,7 @@ pub fn App() -> impl IntoView {
                 Lab::Circuits => view! { <crate::circuits::CircuitsLab/> }.into_any(),
                 Lab::Dynamics => view! { <crate::dynamics::DynamicsLab/> }.into_any(),
                 Lab::Merge => view! { <crate::merge::MergeLab/> }.into_any(),
-                other => view! { <Coming lab=other/> }.into_any(),
+                Lab::Neurofeedback => view! { <crate::neurofeedback::NeurofeedbackLab/> }.into_any(),
             }}
         </main>
     }
@@ -389,36 +389,6 @@ fn Home(
                 }
             }}
             </div>
-        </section>
-    }
-}
-
-/// A lab that has not landed yet says so plainly.
-#[component]
-fn Coming(
-    /// Which lab.
-    lab: Lab,
-) -> impl IntoView {
-    let what = match lab {
-        Lab::Circuits => {
-            "Attention patterns, logit lens, direct logit attribution, activation and path patching on SmolLM2-135M and bundled models."
-        }
-        Lab::Merge => {
-            "Task vectors, TIES, DARE and AdaMerging on a bundled base model and its fine-tuned variants."
-        }
-        Lab::Neurofeedback => {
-            "Can a model report and control its own activations along a direction?"
-        }
-        Lab::Dynamics => {
-            "Izhikevich and leaky integrate-and-fire networks and echo state networks with plasticity."
-        }
-        Lab::Home => "",
-    };
-    view! {
-        <section class="card" data-testid=format!("lab-{}", lab.slug())>
-            <h2>{lab.title()} " lab"</h2>
-            <p>{what}</p>
-            <p class="notice">"Coming: this lab is not built yet."</p>
         </section>
     }
 }

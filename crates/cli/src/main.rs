@@ -12,6 +12,8 @@
 //!                    [--inhibition X [--adapt --target-rate X --target-spread X]]
 //! interplay memory-capacity --units N --spectral-radius X --ridge X --k-max K --seed S
 //! interplay izhikevich --excitatory N --inhibitory N --ms T --seed S     (also: lif)
+//! interplay neurofeedback --model PATH --layer L --direction pc1|..|probe|random --sentences FILE
+//!                    --examples 0,4,16 --seed S
 //! interplay merge    --base PATH --models P1 P2 .. --method task_arithmetic|ties|dare --lambda X
 //!                    [--density K] [--drop P --seed S] [--trim-scope global|per-tensor] --out OUT
 //! ```
@@ -23,6 +25,7 @@
 
 mod dynamics;
 mod merge;
+mod neurofeedback;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,7 +56,11 @@ const USAGE: &str = "usage:
   interplay finetune --task digits|mirror|flip|rotate|invert | --data FILE [--init PATH] [--epochs 20 --lr 1e-3
                      --batch 32 --seed 2] --out model.safetensors [--device cpu|wgpu]   (the Merge lab's MLP)
   interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]   (retrain the bundled task suite)
-  interplay train-bundled --model induction-2l|ioi-3l [--steps N --seed S] [--out public/bundled/ID]
+  interplay neurofeedback --model PATH|smollm2|icl-3l --layer L --direction pc1,pc2,..,probe,random
+                     --sentences FILE|sentiment|icl-words --examples 0,4,16 --seed S [--seeds 1,2]
+                     [--hook resid_post|resid_pre|resid_mid|attn_out|mlp_out --pooling mean|last
+                     --queries 24 --labels A,B --format chat|plain --control --no-shuffled]
+  interplay train-bundled --model induction-2l|ioi-3l|icl-3l [--steps N --seed S] [--out public/bundled/ID]
                      (retrain a Circuits lab bundled model on the CPU; writes model.safetensors,
                      config.json, tokenizer.json, train.json)
 --model: a .gguf file, or a folder with model.safetensors + config.json (+ tokenizer.json)";
@@ -182,6 +189,9 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             if let Some(spec) = dynamics::parse_spec(&text)? {
                 return dynamics::run_spec(&spec, args);
             }
+            if let Some(spec) = neurofeedback::parse_spec(&text)? {
+                return neurofeedback::run_spec(&spec, args);
+            }
             let spec: PatchingSpec = serde_json::from_str(&text)
                 .with_context(|| format!("{spec_path} is not a patching spec"))?;
             let dev = device(args)?;
@@ -216,6 +226,7 @@ fn run(args: &Args) -> Result<serde_json::Value> {
         "train-suite" => merge::train_suite(args),
         "train-bundled" => train_bundled(args),
         "finetune" => merge::finetune(args),
+        "neurofeedback" => neurofeedback::command(args),
         other => match dynamics::command(args)? {
             Some(v) => Ok(v),
             None => bail!("unknown command {other:?}\n\n{USAGE}"),
@@ -232,6 +243,7 @@ fn train_bundled(args: &Args) -> Result<serde_json::Value> {
     let default_steps = match which {
         Bundled::Induction => 8000,
         Bundled::Ioi => 3000,
+        Bundled::Icl => 400,
     };
     let steps = match args.value("--steps") {
         Some(s) => s.parse().context("--steps takes a whole number")?,

@@ -3,7 +3,11 @@
 //! - `induction-2l`: a 2-layer attention-only GPT-2 trained on random word sequences with a
 //!   repeated stretch, where induction heads must form to predict the repeat;
 //! - `ioi-3l`: a 3-layer GPT-2 trained on indirect-object-identification template sentences
-//!   (Wang et al. 2022), answering with the name that appears once.
+//!   (Wang et al. 2022), answering with the name that appears once;
+//! - `icl-3l`: the Neurofeedback lab's model, a 3-layer GPT-2 meta-trained on in-context
+//!   labelling: sequences of "w w w w -> A" examples whose labels follow a new random linear rule
+//!   over the words' hidden attributes in every sequence, so it must infer each rule from the
+//!   examples.
 //!
 //! Both use a word-level vocabulary (a Hugging Face `tokenizer.json`, WordLevel model), so
 //! students type words. The data generators here are shared by training (feature `train`,
@@ -23,6 +27,9 @@ pub enum Bundled {
     /// 3-layer model solving IOI templates.
     #[serde(rename = "ioi-3l")]
     Ioi,
+    /// 3-layer model labelling 4-word sentences in context (Neurofeedback lab).
+    #[serde(rename = "icl-3l")]
+    Icl,
 }
 
 /// The unknown-word token (id 0 in both vocabularies).
@@ -40,6 +47,25 @@ pub const INDUCTION_WORDS: [&str; 95] = [
     "table", "tail", "tent", "toy", "train", "tree", "truck", "van", "wall", "whale", "wind",
     "wolf",
 ];
+
+/// The in-context labelling model's arrow between a sentence and its label.
+pub const ICL_ARROW: &str = "->";
+/// The in-context labelling model's two labels.
+pub const ICL_LABELS: [&str; 2] = ["A", "B"];
+/// Words per sentence of the in-context labelling model.
+pub const ICL_SENTENCE: usize = 4;
+/// How many words the in-context labelling model knows (the first of [`INDUCTION_WORDS`]).
+pub const ICL_WORDS: usize = 48;
+/// Hidden attributes per word of the in-context labelling task.
+pub const ICL_ATTRIBUTES: usize = 4;
+
+/// Each word's hidden attributes (seeded normal), which the training rules combine.
+pub fn icl_attributes() -> Vec<[f64; ICL_ATTRIBUTES]> {
+    let mut rng = interplay_models::rng::Rng::new(0xA77);
+    (0..ICL_WORDS)
+        .map(|_| std::array::from_fn(|_| rng.normal()))
+        .collect()
+}
 
 /// Names of the IOI model.
 pub const IOI_NAMES: [&str; 20] = [
@@ -95,13 +121,14 @@ pub fn ioi_words() -> Vec<&'static str> {
 
 impl Bundled {
     /// Every bundled model.
-    pub const ALL: [Bundled; 2] = [Bundled::Induction, Bundled::Ioi];
+    pub const ALL: [Bundled; 3] = [Bundled::Induction, Bundled::Ioi, Bundled::Icl];
 
     /// The id used in specs and URLs (and the folder under `public/bundled/`).
     pub fn id(self) -> &'static str {
         match self {
             Bundled::Induction => "induction-2l",
             Bundled::Ioi => "ioi-3l",
+            Bundled::Icl => "icl-3l",
         }
     }
 
@@ -115,6 +142,7 @@ impl Bundled {
         match self {
             Bundled::Induction => "Bundled: induction (2-layer attention-only)",
             Bundled::Ioi => "Bundled: IOI (3-layer)",
+            Bundled::Icl => "Bundled: in-context labelling (3-layer)",
         }
     }
 
@@ -124,6 +152,11 @@ impl Bundled {
         match self {
             Bundled::Induction => v.extend(INDUCTION_WORDS),
             Bundled::Ioi => v.extend(ioi_words()),
+            Bundled::Icl => {
+                v.push(ICL_ARROW);
+                v.extend(ICL_LABELS);
+                v.extend(&INDUCTION_WORDS[..ICL_WORDS]);
+            }
         }
         v
     }
@@ -151,6 +184,13 @@ impl Bundled {
                 n_layers: 3,
                 d_mlp: 256,
                 n_ctx: 32,
+                ..base
+            },
+            // Room for 20 examples of 6 tokens and a query.
+            Bundled::Icl => TransformerConfig {
+                n_layers: 3,
+                d_mlp: 256,
+                n_ctx: 128,
                 ..base
             },
         }
@@ -340,6 +380,75 @@ mod training {
         batch
     }
 
+    /// A batch of in-context labelling episodes: each row is a fresh rule and as many
+    /// "w w w w -> L" examples as fit in the context, each of 4 distinct random words. Every word
+    /// has fixed hidden attributes ([`icl_attributes`]); a rule is a direction `r` in attribute
+    /// space (half the time one attribute, else a random mix with random signs), and a sentence
+    /// is `A` when its words' attributes · `r` sum above zero, else `B`. The model can learn the attributes into its embeddings but must infer `r` from
+    /// the examples. The loss is on every label, so it learns to label from 0, 1, 2, .. earlier
+    /// examples at once.
+    pub fn icl_batch(rng: &mut Rng, rows: usize) -> Batch {
+        let c = Bundled::Icl.config();
+        let len = c.n_ctx + 1;
+        let (arrow, first_label, first_word) = (1u32, 2u32, 4u32);
+        let attrs = icl_attributes();
+        let mut batch = Batch {
+            inputs: Vec::new(),
+            targets: Vec::new(),
+            weights: Vec::new(),
+        };
+        for _ in 0..rows {
+            // Half the rules are "high on one attribute": on average over them a label says
+            // something about the words by themselves, which gives the embeddings a signal to
+            // learn the attributes from (a symmetric rule family gives none, and training sat at
+            // chance for 1000+ steps). The other half mix the attributes with random signs, so
+            // reading a rule from the examples is the general skill.
+            let r: Vec<f64> = if rng.below(2) == 0 {
+                let k = rng.below(ICL_ATTRIBUTES);
+                (0..ICL_ATTRIBUTES)
+                    .map(|j| f64::from(u8::from(j == k)))
+                    .collect()
+            } else {
+                (0..ICL_ATTRIBUTES).map(|_| rng.normal()).collect()
+            };
+            let scores: Vec<f64> = attrs
+                .iter()
+                .map(|a| a.iter().zip(&r).map(|(x, y)| x * y).sum())
+                .collect();
+            let mut seq = Vec::with_capacity(len + ICL_SENTENCE + 2);
+            while seq.len() < len {
+                let words = icl_sentence(rng);
+                let sum: f64 = words.iter().map(|&w| scores[w]).sum();
+                seq.extend(words.iter().map(|&w| first_word + w as u32));
+                seq.push(arrow);
+                seq.push(first_label + u32::from(sum <= 0.0));
+            }
+            seq.truncate(len);
+            batch.weights.push(
+                (0..len - 1)
+                    .map(|j| (seq[j] == arrow) as u8 as f32)
+                    .collect(),
+            );
+            batch.inputs.push(seq[..len - 1].to_vec());
+            batch.targets.push(seq[1..].to_vec());
+        }
+        batch
+    }
+
+    /// Four distinct word indices (into the first [`ICL_WORDS`] words).
+    fn icl_sentence(rng: &mut Rng) -> [usize; ICL_SENTENCE] {
+        let mut w = [0; ICL_SENTENCE];
+        let mut i = 0;
+        while i < ICL_SENTENCE {
+            let x = rng.below(ICL_WORDS);
+            if !w[..i].contains(&x) {
+                w[i] = x;
+                i += 1;
+            }
+        }
+        w
+    }
+
     /// How a bundled model was trained.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct TrainReport {
@@ -400,6 +509,7 @@ mod training {
         let (batch, lr) = match which {
             Bundled::Induction => (64, 1e-3),
             Bundled::Ioi => (64, 1e-3),
+            Bundled::Icl => (32, 1e-3),
         };
         let opt = AdamW {
             lr,
@@ -421,6 +531,7 @@ mod training {
             let b = match which {
                 Bundled::Induction => induction_batch(&mut rng, batch),
                 Bundled::Ioi => ioi_batch(&mut rng, batch),
+                Bundled::Icl => icl_batch(&mut rng, batch),
             };
             let loss = trainer.step(&b).await?;
             window.push(loss);
@@ -435,6 +546,10 @@ mod training {
             Bundled::Induction => {
                 let mut rng = Rng::new(0x7E57);
                 evaluate(&model, &induction_batch(&mut rng, 256)).await?
+            }
+            Bundled::Icl => {
+                let mut rng = Rng::new(0x7E57);
+                evaluate(&model, &icl_batch(&mut rng, 256)).await?
             }
             Bundled::Ioi => {
                 let (mut l, mut a, mut n) = (0.0, 0.0, 0.0);

@@ -9,6 +9,7 @@
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
 //! | [`mergelab`] | the Merge lab's spec: merges of the bundled suite, AdaMerging, sweeps, maps |
+//! | [`neurofeedback`] | the metacognition paradigm: directions, labels, reporting and control |
 //! | [`patching`] | activation patching sweeps (Circuits lab) |
 //! | [`share`] | the URL encoding every spec uses |
 //! | [`suite`] | the bundled digits task suite, its MLP, fine-tuning and evaluation |
@@ -18,6 +19,7 @@ pub mod bundled;
 pub mod circuits;
 pub mod merge;
 pub mod mergelab;
+pub mod neurofeedback;
 pub mod patching;
 pub mod share;
 pub mod suite;

@@ -1,0 +1,267 @@
+//! The Neurofeedback lab against Hugging Face transformers + NumPy (goldens by
+//! tests/fixtures/make_neurofeedback_goldens.py): pooled activations, principal components,
+//! labels, prompts, label logits and reporting accuracy — on the bundled `icl-3l` (CPU and wgpu)
+//! and on SmolLM2-135M-Instruct when it has been fetched (its chat prompts checked against the
+//! tokenizer's own chat template).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+
+use interplay_lab::neurofeedback::{
+    Direction, NeurofeedbackSpec, Sentences, activations, label_logits, run,
+};
+use interplay_models::load::load_path;
+use interplay_models::patching::no_progress;
+use interplay_models::{ComputeDevice, HookPoint};
+use pollster::block_on;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
+}
+
+fn devices() -> Vec<ComputeDevice> {
+    let mut v = vec![ComputeDevice::cpu()];
+    match block_on(ComputeDevice::wgpu()) {
+        Ok(d) => v.push(d),
+        Err(e) if std::env::var("INTERPLAY_REQUIRE_WGPU").is_ok() => panic!("no wgpu: {e}"),
+        Err(e) => eprintln!("skipping wgpu: {e}"),
+    }
+    v
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Check one model against its golden: the spec's activations, PCs, and every reporting run's
+/// logits and accuracy; `ids` also compares the prompt's token ids.
+fn check(name: &str, model_path: PathBuf, spec: NeurofeedbackSpec, dev: &ComputeDevice) {
+    let g: Value = serde_json::from_slice(
+        &std::fs::read(root().join(format!("tests/fixtures/neurofeedback/{name}.json")))
+            .expect("golden"),
+    )
+    .unwrap();
+    let m = load_path(&model_path, &dev.device).expect("loads");
+    let tk = m.tokenizer.as_ref().expect("tokenizer");
+    let sentences = spec.sentences.load().unwrap();
+
+    // Pooled activations, 1e-4 relative to the largest entry.
+    let x = block_on(activations(
+        &m.model,
+        tk,
+        &sentences,
+        spec.hook,
+        spec.pooling,
+    ))
+    .unwrap();
+    let want: Vec<Vec<f64>> = g["activations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(f64s)
+        .collect();
+    assert_eq!(x.len(), want.len());
+    let scale = want.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
+    let err = x
+        .iter()
+        .flatten()
+        .zip(want.iter().flatten())
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err <= 1e-4 * scale,
+        "{name} activations: max error {err}, scale {scale}"
+    );
+
+    // PCs and the whole reporting task.
+    let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
+    for (a, b) in r.pc_variance.iter().zip(f64s(&g["pc_variance"])) {
+        assert!((a - b).abs() < 1e-4, "{name} variance {a} vs {b}");
+    }
+    for run_g in g["runs"].as_array().unwrap() {
+        let dir: Direction = run_g["direction"].as_str().unwrap().parse().unwrap();
+        let (seed, n) = (
+            run_g["seed"].as_u64().unwrap(),
+            run_g["n"].as_u64().unwrap() as usize,
+        );
+        let ex_s = strs(&run_g["example_sentences"]);
+        let ex_l: Vec<usize> = f64s(&run_g["example_labels"])
+            .iter()
+            .map(|&l| l as usize)
+            .collect();
+        let ex: Vec<(&str, usize)> = ex_s.iter().map(String::as_str).zip(ex_l).collect();
+        let qs = strs(&run_g["queries"]);
+        let q: Vec<&str> = qs.iter().map(String::as_str).collect();
+        let (logits, first_prompt) = block_on(label_logits(&spec, &m.model, tk, &ex, &q)).unwrap();
+        let prefix: Vec<u32> = f64s(&run_g["prefix_ids"])
+            .iter()
+            .map(|&i| i as u32)
+            .collect();
+        assert_eq!(
+            &first_prompt[..prefix.len()],
+            &prefix[..],
+            "{name} {dir} N={n}: prompt ids"
+        );
+        let want: Vec<Vec<f64>> = run_g["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(f64s)
+            .collect();
+        for (got, want) in logits.iter().zip(&want) {
+            for k in 0..2 {
+                let rel = (f64::from(got[k]) - want[k]).abs() / want[k].abs().max(1.0);
+                assert!(
+                    rel < 1e-4,
+                    "{name} {dir} N={n}: logit {} vs {}",
+                    got[k],
+                    want[k]
+                );
+            }
+        }
+        // The lab's own run made the same split, labels and answers.
+        let d = r.directions.iter().find(|d| d.direction == dir).unwrap();
+        let s = spec.seeds.iter().position(|&x| x == seed).unwrap();
+        let i = spec.examples.iter().position(|&x| x == n).unwrap();
+        let acc = run_g["accuracy"].as_f64().unwrap();
+        assert!(
+            (d.accuracy[s][i] - acc).abs() < 1e-9,
+            "{name} {dir} N={n}: accuracy {} vs HF {acc}",
+            d.accuracy[s][i]
+        );
+    }
+}
+
+fn icl_spec() -> NeurofeedbackSpec {
+    NeurofeedbackSpec {
+        directions: vec![Direction::Pc(1), Direction::Pc(2)],
+        examples: vec![0, 4, 16],
+        seeds: vec![1],
+        queries: 40,
+        shuffled: false,
+        ..NeurofeedbackSpec::icl_bundled()
+    }
+}
+
+#[test]
+fn icl_3l_matches_hugging_face_on_every_device() {
+    for dev in devices() {
+        check(
+            "icl-3l",
+            root().join("public/bundled/icl-3l"),
+            icl_spec(),
+            &dev,
+        );
+    }
+}
+
+#[test]
+fn smollm2_matches_hugging_face_when_fetched() {
+    let path = root().join("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        eprintln!("skipping: SmolLM2 not fetched (cargo xtask fetch-models)");
+        return;
+    }
+    let spec = NeurofeedbackSpec {
+        hook: HookPoint::ResidPost(15),
+        directions: vec![Direction::Pc(1)],
+        examples: vec![0, 4],
+        seeds: vec![1],
+        queries: 12,
+        shuffled: false,
+        control: false,
+        sentences: Sentences::Bundled("sentiment".into()),
+        ..NeurofeedbackSpec::smollm2()
+    };
+    check("smollm2", path, spec, &ComputeDevice::cpu());
+}
+
+#[test]
+fn bad_specs_give_messages() {
+    let m = load_path(
+        &root().join("public/bundled/icl-3l"),
+        &ComputeDevice::cpu().device,
+    )
+    .unwrap();
+    let tk = m.tokenizer.as_ref().unwrap();
+    let base = icl_spec();
+    let cases: Vec<(NeurofeedbackSpec, &str)> = vec![
+        (
+            NeurofeedbackSpec {
+                hook: HookPoint::ResidPost(9),
+                ..base.clone()
+            },
+            "past the model's last layer",
+        ),
+        (
+            NeurofeedbackSpec {
+                hook: HookPoint::Pattern(0),
+                ..base.clone()
+            },
+            "not a residual-stream hook",
+        ),
+        (
+            NeurofeedbackSpec {
+                examples: vec![200],
+                ..base.clone()
+            },
+            "needs at least",
+        ),
+        (
+            NeurofeedbackSpec {
+                labels: ["A".into(), "banana split".into()],
+                ..base.clone()
+            },
+            "one-token labels",
+        ),
+        (
+            NeurofeedbackSpec {
+                directions: vec![Direction::Pc(500)],
+                ..base.clone()
+            },
+            "does not exist",
+        ),
+        (
+            NeurofeedbackSpec {
+                format: interplay_lab::neurofeedback::PromptFormat::Chat,
+                ..base.clone()
+            },
+            "chat template",
+        ),
+        (
+            NeurofeedbackSpec {
+                control: true,
+                ..base.clone()
+            },
+            "needs the chat format",
+        ),
+        (
+            NeurofeedbackSpec {
+                directions: vec![Direction::Probe],
+                examples: vec![0, 2],
+                sentences: Sentences::Pasted((0..10).map(|i| format!("cat dog {i}\n")).collect()),
+                ..base.clone()
+            },
+            "concept",
+        ),
+    ];
+    for (spec, want) in cases {
+        let e = block_on(run(&spec, &m.model, tk, &mut no_progress)).expect_err(want);
+        assert!(e.to_string().contains(want), "{want:?} not in {e}");
+    }
+}

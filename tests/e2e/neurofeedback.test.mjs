@@ -1,0 +1,133 @@
+// The Neurofeedback lab on WebGPU and on the CPU fallback: the guided experiment's share link on
+// the bundled icl-3l loads the model by itself, runs, shows the accuracy-vs-N plot and equals the
+// CLI's numbers for the same spec; a run can be cancelled; bad input gets a message. With SmolLM2
+// fetched, a share link of the SmolLM2 guided experiment (trimmed to fit a software GPU: one
+// direction, N = 0 and 2, six queries) equals the CLI too. Screenshots under target/screenshots/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
+
+const SHOTS = path.resolve("target/screenshots");
+const HAS_SMOLLM2 = fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+
+const ICL = {
+  model: "icl-3l", hook: "blocks.1.hook_resid_post", pooling: "mean",
+  sentences: { bundled: "icl-words" },
+  directions: ["pc1", "pc2", "pc8", "probe", "random"],
+  examples: [0, 2, 4, 8, 16], seeds: [1, 2], queries: 40, shuffled: true,
+  labels: ["A", "B"], format: "plain", control: false,
+};
+const SMOL = {
+  model: "smollm2", hook: "blocks.15.hook_resid_post", pooling: "mean",
+  sentences: { bundled: "sentiment" },
+  directions: ["pc1"], examples: [0, 2], seeds: [1], queries: 6, shuffled: false,
+  labels: ["A", "B"], format: "chat", control: false,
+};
+
+function cli(spec) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
+  const file = path.join(dir, "spec.json");
+  fs.writeFileSync(file, JSON.stringify(spec));
+  return JSON.parse(execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8", maxBuffer: 1 << 26 }));
+}
+
+async function run(page, timeout = 600_000) {
+  const seq = await page.getAttribute('[data-testid="nf-status"]', "data-seq");
+  await page.click('[data-testid="nf-run"]');
+  await page.waitForSelector(`[data-testid="nf-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
+  return page.getAttribute('[data-testid="nf-status"]', "data-state");
+}
+
+async function result(page) {
+  return JSON.parse(await page.textContent('[data-testid="nf-result-json"]'));
+}
+
+function sameAccuracies(got, want, what) {
+  assert.equal(got.directions.length, want.directions.length);
+  for (let d = 0; d < want.directions.length; d++) {
+    const [g, w] = [got.directions[d], want.directions[d]];
+    assert.equal(g.direction, w.direction);
+    assert.deepEqual(g.accuracy, w.accuracy, `${what} ${w.direction}: page ${JSON.stringify(g.accuracy)} vs CLI ${JSON.stringify(w.accuracy)}`);
+    assert.deepEqual(g.shuffled, w.shuffled, `${what} ${w.direction} shuffled`);
+    assert.ok(Math.abs(g.median - w.median) <= 1e-4 * Math.max(1, Math.abs(w.median)), `${what} median ${g.median} vs ${w.median}`);
+  }
+  for (let i = 0; i < want.pc_variance.length; i++) {
+    assert.ok(Math.abs(got.pc_variance[i] - want.pc_variance[i]) < 1e-4, `${what} PC${i + 1} variance`);
+  }
+}
+
+let srv, refIcl, refSmol;
+before(async () => {
+  srv = await serveDist();
+  refIcl = cli(ICL).result;
+  if (HAS_SMOLLM2) refSmol = cli(SMOL).result;
+  fs.mkdirSync(SHOTS, { recursive: true });
+});
+after(() => srv.server.close());
+
+for (const mode of MODES) {
+  test(`Neurofeedback guided share link on icl-3l equals the CLI on ${mode.name}`, async () => {
+    const b = await launch(mode);
+    try {
+      const page = b.page;
+      await page.goto(srv.base + "#/neurofeedback?spec=" + encodeURIComponent(JSON.stringify(ICL)));
+      await page.reload();
+      await page.waitForSelector('[data-testid="nf-model-name"][data-key="icl-3l"]', { timeout: 60_000 });
+      await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
+      assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
+      sameAccuracies(await result(page), refIcl, "icl-3l");
+      assert.ok(await page.isVisible('[data-testid="nf-accuracy"] svg'));
+      const rows = await page.$$eval('[data-testid="nf-table"] tbody tr', (trs) => trs.map((t) => t.dataset.direction));
+      assert.deepEqual(rows, ICL.directions);
+      await page.locator('[data-testid="nf-accuracy"]').screenshot({ path: path.join(SHOTS, `neurofeedback-icl-${mode.name}.png`) });
+      await page.screenshot({ path: path.join(SHOTS, `neurofeedback-${mode.name}.png`), fullPage: true });
+
+      // Cancel: a long run stops on request and the page stays usable.
+      await page.fill('[data-testid="nf-seeds"]', "1, 2, 3, 4, 5, 6, 7, 8");
+      const seq = await page.getAttribute('[data-testid="nf-status"]', "data-seq");
+      await page.click('[data-testid="nf-run"]');
+      await page.waitForSelector('[data-testid="nf-progress"]', { state: "attached" });
+      await page.click('[data-testid="nf-cancel"]');
+      await page.waitForSelector(`[data-testid="nf-status"]:not([data-seq="${seq}"])[data-state="error"]`, { timeout: 120_000, state: "attached" });
+      assert.match(await page.textContent('[data-testid="nf-error"]'), /cancelled/i);
+
+      // Bad input: too few pasted sentences, a direction that does not parse — messages, no panic.
+      await page.fill('[data-testid="nf-seeds"]', "1");
+      await page.selectOption('[data-testid="nf-sentences"]', "pasted");
+      await page.fill('[data-testid="nf-pasted"]', "one cat\ntwo dogs");
+      await page.locator('[data-testid="nf-pasted"]').dispatchEvent("change");
+      assert.equal(await run(page), "error");
+      assert.match(await page.textContent('[data-testid="nf-error"]'), /at least 8 sentences/);
+      await page.fill('[data-testid="nf-directions"]', "pc1, sideways");
+      await page.click('[data-testid="nf-run"]');
+      assert.match(await page.textContent('[data-testid="nf-input-error"]'), /unknown direction "sideways"/);
+
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+
+  test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: !HAS_SMOLLM2 && "SmolLM2 not fetched" }, async () => {
+    const b = await launch(mode);
+    try {
+      const page = b.page;
+      await page.goto(srv.base + "#/neurofeedback?spec=" + encodeURIComponent(JSON.stringify(SMOL)));
+      await page.reload();
+      await page.waitForSelector('[data-testid="nf-model-name"][data-key="smollm2"]', { timeout: 300_000 });
+      await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
+      assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
+      sameAccuracies(await result(page), refSmol, "smollm2");
+      await page.screenshot({ path: path.join(SHOTS, `neurofeedback-smollm2-${mode.name}.png`), fullPage: true });
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+}

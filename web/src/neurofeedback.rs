@@ -1,0 +1,490 @@
+//! Neurofeedback lab: the metacognition paradigm (Ji-An et al. 2025) on the page's model. The
+//! experiment is one [`NeurofeedbackSpec`]: it lives in the URL (`#/neurofeedback?spec=...`), is
+//! autosaved, exports as JSON and runs in the CLI (`interplay run spec.json`) to the same numbers.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use interplay_lab::bundled::Bundled;
+use interplay_lab::neurofeedback::{
+    BUNDLED_SETS, Direction, NeurofeedbackResult, NeurofeedbackSpec, Pooling, PromptFormat,
+    Sentences, run,
+};
+use interplay_lab::share::{decode, encode, spec_param};
+use interplay_models::HookPoint;
+
+use crate::assets::{draft_get, draft_set, now_ms, progress_callback, yield_now};
+use crate::models::{self, ModelInfo};
+use crate::plots::{Heatmap, LinePlot, Series};
+
+const DRAFT_KEY: &str = "interplay.neurofeedback";
+
+/// A guided experiment.
+struct Guided {
+    id: &'static str,
+    title: &'static str,
+    text: &'static str,
+    spec: fn() -> NeurofeedbackSpec,
+}
+
+const GUIDED: [Guided; 2] = [
+    Guided {
+        id: "icl",
+        title: "A model that cannot report: the tiny icl-3l (negative control)",
+        text: "icl-3l was meta-trained on 'w w w w -> A' examples whose labels follow a new random \
+               rule in every sequence, but in this project's runs (up to 4000 steps) its loss never \
+               left chance: it did not learn to read a rule from examples. Here the labels come from \
+               its own layer-1 activations. Every direction, like the shuffled labels, should stay \
+               near 50% — what the paradigm shows when a model cannot report. Its model card has \
+               the training runs.",
+        spec: NeurofeedbackSpec::icl_bundled,
+    },
+    Guided {
+        id: "smollm2",
+        title: "The paper's main figure in miniature: SmolLM2, early vs late PCs",
+        text: "SmolLM2-135M-Instruct reads N labelled sentences in chat turns and labels a new one. \
+               The labels come from the projection of its layer-15 residual stream on PC1, PC2, PC16, \
+               a sentiment probe or a random direction. The control task asks it for a sentence of \
+               each label and measures how far its activations move. 135M parameters is small: \
+               read the numbers against the controls.",
+        spec: NeurofeedbackSpec::smollm2,
+    },
+];
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+fn hook_kind(h: HookPoint) -> &'static str {
+    match h {
+        HookPoint::ResidPre(_) => "resid_pre",
+        HookPoint::ResidMid(_) => "resid_mid",
+        HookPoint::AttnOut(_) => "attn_out",
+        HookPoint::MlpOut(_) => "mlp_out",
+        _ => "resid_post",
+    }
+}
+
+fn make_hook(kind: &str, l: usize) -> HookPoint {
+    match kind {
+        "resid_pre" => HookPoint::ResidPre(l),
+        "resid_mid" => HookPoint::ResidMid(l),
+        "attn_out" => HookPoint::AttnOut(l),
+        "mlp_out" => HookPoint::MlpOut(l),
+        _ => HookPoint::ResidPost(l),
+    }
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Parse a comma-separated list, or say what is wrong.
+fn parse_list<T>(text: &str, what: &str) -> Result<Vec<T>, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            x.trim()
+                .parse()
+                .map_err(|e| format!("{what}: cannot read {:?} ({e})", x.trim()))
+        })
+        .collect()
+}
+
+/// The lab.
+#[component]
+pub fn NeurofeedbackLab() -> impl IntoView {
+    let draft = || {
+        draft_get(DRAFT_KEY)
+            .and_then(|d| serde_json::from_str::<NeurofeedbackSpec>(&d).ok())
+            .unwrap_or_else(NeurofeedbackSpec::icl_bundled)
+    };
+    let (initial, link_error, from_link) =
+        match spec_param(&crate::shell::current_hash()).map(decode::<NeurofeedbackSpec>) {
+            Some(Ok(s)) => (s, None, true),
+            Some(Err(e)) => (draft(), Some(e.to_string()), false),
+            None => (draft(), None, false),
+        };
+    let spec = RwSignal::new(initial);
+    let info = RwSignal::new(models::current().ok().map(|(_, i)| i));
+    let load_status = RwSignal::new(None::<Result<String, String>>);
+    let loads = RwSignal::new(0u32);
+    let input_error = RwSignal::new(None::<String>);
+    let link_error = RwSignal::new(link_error);
+    let busy = RwSignal::new(false);
+    let cancel = RwSignal::new(false);
+    let progress = RwSignal::new((0usize, 0usize));
+    let outcome = RwSignal::new(None::<Result<NeurofeedbackResult, String>>);
+    let facts = RwSignal::new((String::new(), 0.0f64));
+    let runs = RwSignal::new(0u32);
+    let share = RwSignal::new(String::new());
+    let lock = crate::shell::locked();
+    // The text fields, kept as typed (a half-typed list is not lost to a parse error).
+    let dirs_text = RwSignal::new(join(&spec.get_untracked().directions));
+    let ns_text = RwSignal::new(join(&spec.get_untracked().examples));
+    let seeds_text = RwSignal::new(join(&spec.get_untracked().seeds));
+
+    Effect::new(move |_| {
+        if let Ok(json) = serde_json::to_string(&spec.get()) {
+            draft_set(DRAFT_KEY, &json);
+        }
+    });
+
+    let load_model = move |key: String| {
+        busy.set(true);
+        spawn_local(async move {
+            let r = match crate::circuits::fetch_source(&key, load_status).await {
+                Ok(source) => {
+                    yield_now().await;
+                    models::load(source).map_err(|e| format!("Could not load the model: {e}"))
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(i) => {
+                    load_status.set(Some(Ok(format!("Loaded {}", i.name))));
+                    info.set(Some(i));
+                }
+                Err(e) => load_status.set(Some(Err(e))),
+            }
+            loads.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+    // A share link (or the draft) naming a bundled model loads it; SmolLM2 (98 MB) loads by
+    // itself only when embedded.
+    let embed = use_context::<crate::shell::Embed>().is_some_and(|e| e.embed);
+    {
+        let key = spec.get_untracked().model;
+        let wanted = Bundled::from_id(&key).is_some() || (key == "smollm2" && (embed || from_link));
+        if wanted && models::current().map(|(_, i)| i.key != key).unwrap_or(true) {
+            load_model(key);
+        }
+    }
+
+    let set_guided = move |make: fn() -> NeurofeedbackSpec| {
+        let s = make();
+        dirs_text.set(join(&s.directions));
+        ns_text.set(join(&s.examples));
+        seeds_text.set(join(&s.seeds));
+        let key = s.model.clone();
+        spec.set(s);
+        outcome.set(None);
+        input_error.set(None);
+        if models::current().map(|(_, i)| i.key != key).unwrap_or(true)
+            && (Bundled::from_id(&key).is_some() || key == "smollm2")
+        {
+            load_model(key);
+        }
+    };
+
+    let run_click = move |_| {
+        let fields = (|| -> Result<(), String> {
+            let directions: Vec<Direction> = parse_list(&dirs_text.get_untracked(), "directions")?;
+            let examples: Vec<usize> = parse_list(&ns_text.get_untracked(), "N")?;
+            let seeds: Vec<u64> = parse_list(&seeds_text.get_untracked(), "seeds")?;
+            spec.update(|s| {
+                s.directions = directions;
+                s.examples = examples;
+                s.seeds = seeds;
+            });
+            Ok(())
+        })();
+        if let Err(e) = fields {
+            input_error.set(Some(e));
+            return;
+        }
+        let s = spec.get_untracked();
+        let (m, i) = match models::current() {
+            Ok(x) => x,
+            Err(e) => {
+                input_error.set(Some(format!("{e}: this experiment uses {:?}", s.model)));
+                return;
+            }
+        };
+        if i.key != s.model {
+            input_error.set(Some(format!(
+                "the experiment names model {:?} but {:?} is loaded: load it, or set the model to {:?} in the spec",
+                s.model, i.key, i.key
+            )));
+            return;
+        }
+        input_error.set(None);
+        share.set(crate::shell::write_share_url("neurofeedback", &encode(&s)));
+        busy.set(true);
+        cancel.set(false);
+        progress.set((0, 1));
+        spawn_local(async move {
+            let t0 = now_ms();
+            let mut on_progress = progress_callback(progress, cancel, None);
+            let r = match m.tokenizer.as_ref() {
+                Some(tk) => run(&s, &m.model, tk, &mut on_progress)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err(
+                    "this model has no tokenizer; the experiment needs sentences as text".into(),
+                ),
+            };
+            if let Ok((_, i)) = models::current() {
+                facts.set((i.backend.label().to_string(), now_ms() - t0));
+                info.set(Some(i));
+            }
+            outcome.set(Some(r));
+            runs.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+
+    let set_layer = move |ev| {
+        if let Ok(l) = event_target_value(&ev).trim().parse::<usize>() {
+            spec.update(|s| s.hook = make_hook(hook_kind(s.hook), l));
+        }
+    };
+    let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
+    let pasted = move || match &spec.get().sentences {
+        Sentences::Pasted(t) => Some(t.clone()),
+        Sentences::Bundled(_) => None,
+    };
+
+    view! {
+        <div class="lab" data-testid="lab-neurofeedback">
+        <section class="card" data-testid="nf-guided" hidden=crate::shell::hidden("guided")>
+            <h2>"Neurofeedback lab"</h2>
+            <p>"Can a language model report, and move, its own internal activations? Sentences get a label \
+                from the projection of the model's activation on a direction (above the median: the first \
+                label). The model sees N labelled examples and labels new sentences; if it can read that \
+                direction in itself, accuracy rises above 50% as N grows (Ji-An et al. 2025)."</p>
+            <ul class="guided">
+            {GUIDED.iter().map(|g| { let make = g.spec; view! {
+                <li><button data-testid=format!("nf-guided-{}", g.id) prop:disabled=move || busy.get() || lock
+                    on:click=move |_| set_guided(make)>{g.title}</button>" "<span class="muted">{g.text}</span></li>
+            }}).collect_view()}
+            </ul>
+            {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-link-error">{e}</p> })}
+        </section>
+        <section class="card" data-testid="nf-model" hidden=crate::shell::hidden("model")>
+            <h2>"Model"</h2>
+            <div class="row">
+                <button data-testid="nf-load-icl-3l" on:click=move |_| load_model("icl-3l".into()) prop:disabled=move || busy.get()>"Load icl-3l (bundled, tiny)"</button>
+                <button data-testid="nf-load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || busy.get()>"Load SmolLM2-135M-Instruct"</button>
+                <span class="muted">"…or load any model in the Circuits lab; it is shared by every lab."</span>
+            </div>
+            <div data-testid="nf-model-load" data-seq=move || loads.get()></div>
+            {move || load_status.get().map(|s| match s {
+                Ok(m) => view! { <p class="muted" data-testid="nf-model-status">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert" data-testid="nf-model-error">{e}</p> }.into_any(),
+            })}
+            {move || info.get().map(|i: ModelInfo| view! {
+                <p data-testid="nf-model-name" data-key=i.key.clone()>{format!("{} — {}", i.name, i.summary)}</p>
+            })}
+        </section>
+        <section class="card" data-testid="nf-experiment">
+            <h2>"Experiment"</h2>
+            <div class="row">
+                <label>"model (key) "<input type="text" data-testid="nf-model-key" prop:disabled=lock prop:value=move || spec.get().model
+                    on:change=move |ev| spec.update(|s| s.model = event_target_value(&ev).trim().to_string())/></label>
+                <label>"activation "<select data-testid="nf-hook" prop:disabled=lock
+                    on:change=move |ev| { let k = event_target_value(&ev); spec.update(|s| s.hook = make_hook(&k, s.hook.layer().unwrap_or(0))) }>
+                    {["resid_post", "resid_pre", "resid_mid", "attn_out", "mlp_out"].map(|k| view! {
+                        <option value=k selected=move || hook_kind(spec.get().hook) == k>{k}</option> })}
+                </select></label>
+                <label>"layer "<input type="number" min="0" data-testid="nf-layer" prop:disabled=lock
+                    prop:value=move || spec.get().hook.layer().unwrap_or(0) on:change=set_layer/></label>
+                <label>"pooling "<select data-testid="nf-pooling" prop:disabled=lock
+                    on:change=move |ev| { let last = event_target_value(&ev) == "last"; spec.update(|s| s.pooling = if last { Pooling::Last } else { Pooling::Mean }) }>
+                    <option value="mean" selected=move || spec.get().pooling == Pooling::Mean>"mean over tokens"</option>
+                    <option value="last" selected=move || spec.get().pooling == Pooling::Last>"last token"</option>
+                </select></label>
+            </div>
+            <div class="row">
+                <label>"directions "<input type="text" size="28" data-testid="nf-directions" prop:disabled=lock
+                    title="pc1, pc2, .. (principal components), probe (logistic regression on the sentences' concept), random"
+                    prop:value=move || dirs_text.get() on:input=move |ev| dirs_text.set(event_target_value(&ev))/></label>
+                <label>"N examples "<input type="text" size="14" data-testid="nf-examples" prop:disabled=lock
+                    prop:value=move || ns_text.get() on:input=move |ev| ns_text.set(event_target_value(&ev))/></label>
+                <label>"seeds "<input type="text" size="6" data-testid="nf-seeds" prop:disabled=lock
+                    prop:value=move || seeds_text.get() on:input=move |ev| seeds_text.set(event_target_value(&ev))/></label>
+                <label>"queries per run "<input type="number" min="1" data-testid="nf-queries" prop:disabled=lock
+                    prop:value=move || spec.get().queries
+                    on:change=move |ev| if let Ok(q) = event_target_value(&ev).parse() { spec.update(|s| s.queries = q) }/></label>
+            </div>
+            <div class="row">
+                <label>"labels "<input type="text" size="4" data-testid="nf-label-a" prop:disabled=lock prop:value=move || spec.get().labels[0].clone()
+                    on:change=move |ev| spec.update(|s| s.labels[0] = event_target_value(&ev))/></label>
+                <label>" / "<input type="text" size="4" data-testid="nf-label-b" prop:disabled=lock prop:value=move || spec.get().labels[1].clone()
+                    on:change=move |ev| spec.update(|s| s.labels[1] = event_target_value(&ev))/></label>
+                <label>"prompt "<select data-testid="nf-format" prop:disabled=lock
+                    on:change=move |ev| { let chat = event_target_value(&ev) == "chat"; spec.update(|s| s.format = if chat { PromptFormat::Chat } else { PromptFormat::Plain }) }>
+                    <option value="chat" selected=move || spec.get().format == PromptFormat::Chat>"chat template"</option>
+                    <option value="plain" selected=move || spec.get().format == PromptFormat::Plain>"plain: sentence -> label"</option>
+                </select></label>
+                <label><input type="checkbox" data-testid="nf-shuffled" prop:disabled=lock prop:checked=move || spec.get().shuffled
+                    on:change=move |ev| spec.update(|s| s.shuffled = event_target_checked(&ev))/>" shuffled-label control"</label>
+                <label><input type="checkbox" data-testid="nf-control" prop:disabled=lock prop:checked=move || spec.get().control
+                    on:change=move |ev| spec.update(|s| s.control = event_target_checked(&ev))/>" control task (chat)"</label>
+            </div>
+            <div class="row">
+                <label>"sentences "<select data-testid="nf-sentences" prop:disabled=lock
+                    on:change=move |ev| { let v = event_target_value(&ev); spec.update(|s| s.sentences = if v == "pasted" {
+                        Sentences::Pasted(String::new()) } else { Sentences::Bundled(v) }) }>
+                    {BUNDLED_SETS.map(|b| view! { <option value=b selected=move || spec.get().sentences == Sentences::Bundled(b.into())>{b}</option> })}
+                    <option value="pasted" selected=move || pasted().is_some()>"my own (paste below)"</option>
+                </select></label>
+            </div>
+            {move || pasted().map(|t| view! {
+                <label for="nf-pasted">"One sentence per line; end a line with | 1 or | 0 to give its concept (for the probe)."</label>
+                <textarea id="nf-pasted" rows="6" cols="70" data-testid="nf-pasted" prop:disabled=lock prop:value=t
+                    on:change=move |ev| spec.update(|s| s.sentences = Sentences::Pasted(event_target_value(&ev)))></textarea>
+            })}
+            <details><summary>"Full spec (JSON): every parameter, editable"</summary>
+                <textarea rows="12" cols="70" data-testid="nf-spec-json" prop:disabled=lock prop:value=json_text
+                    on:change={move |ev| match serde_json::from_str::<NeurofeedbackSpec>(&event_target_value(&ev)) {
+                        Ok(s) => { dirs_text.set(join(&s.directions)); ns_text.set(join(&s.examples)); seeds_text.set(join(&s.seeds)); spec.set(s); input_error.set(None) }
+                        Err(e) => input_error.set(Some(format!("the spec is not valid: {e}"))),
+                    }}></textarea>
+            </details>
+            {move || input_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-input-error">{e}</p> })}
+            <p>
+                <button data-testid="nf-run" on:click=run_click prop:disabled=move || busy.get() || info.get().is_none()>"Run"</button>" "
+                <button data-testid="nf-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
+                {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="nf-progress" max=t.max(1) value=d></progress> }})}
+            </p>
+            <crate::shell::ShareLinks share=share prefix="nf-" hide="guided,model"
+                spec_json=Callback::new(move |()| serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())/>
+        </section>
+        <section class="card" data-testid="nf-status" data-seq=move || runs.get()
+                 data-state=move || match (busy.get(), outcome.get()) {
+                     (true, _) => "running", (false, None) => "idle",
+                     (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+            <h2>"Result"</h2>
+            {move || (!busy.get() && !facts.get().0.is_empty()).then(|| { let (b, ms) = facts.get(); view! {
+                <p class="muted" data-testid="nf-computed-on">{format!("computed on {b} in {ms:.0} ms")}</p> }})}
+            {move || outcome.get().map(|o| match o {
+                Err(e) => view! { <p class="error" role="alert" data-testid="nf-error">{e}</p> }.into_any(),
+                Ok(r) => result_view(r, spec.get_untracked()).into_any(),
+            })}
+        </section>
+        </div>
+    }
+}
+
+fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView {
+    let xs: Vec<f64> = spec.examples.iter().map(|&n| n as f64).collect();
+    let mut series: Vec<Series> = r
+        .directions
+        .iter()
+        .map(|d| Series {
+            name: d.direction.to_string(),
+            values: d.mean.clone(),
+        })
+        .collect();
+    // One shuffled-label series (mean over directions) keeps the plot readable; the table has
+    // each direction's.
+    if spec.shuffled {
+        let k = r.directions.len() as f64;
+        series.push(Series {
+            name: "shuffled labels (mean)".into(),
+            values: (0..xs.len())
+                .map(|i| {
+                    r.directions
+                        .iter()
+                        .filter_map(|d| d.shuffled.as_ref().map(|s| s[i]))
+                        .sum::<f64>()
+                        / k
+                })
+                .collect(),
+        });
+    }
+    let last = xs.len() - 1;
+    let pcs: Vec<(usize, f64, f64)> = r
+        .directions
+        .iter()
+        .filter_map(|d| match d.direction {
+            Direction::Pc(k) => Some((k, d.variance_explained, d.mean[last])),
+            _ => None,
+        })
+        .collect();
+    let json = serde_json::to_string(&r).unwrap_or_default();
+    let n_max = spec.examples[last];
+    let names: Vec<String> = r
+        .directions
+        .iter()
+        .map(|d| d.direction.to_string())
+        .collect();
+    view! {
+        <p>{format!("{} sentences; labels split each direction's projections at the median. Chance is 50%.", r.sentences)}</p>
+        <LinePlot series=series xs=xs xlabel="N (in-context examples)".to_string()
+            ylabel="reporting accuracy".to_string() testid="nf-accuracy".to_string()/>
+        <table class="data" data-testid="nf-table">
+            <caption>"Accuracy per direction (mean over seeds), shuffled-label control at the largest N"</caption>
+            <thead><tr><th scope="col">"direction"</th><th scope="col">"variance explained"</th>
+                {spec.examples.iter().map(|n| view! { <th scope="col">{format!("N = {n}")}</th> }).collect_view()}
+                <th scope="col">{format!("shuffled, N = {n_max}")}</th></tr></thead>
+            <tbody>{r.directions.iter().map(|d| view! {
+                <tr data-direction=d.direction.to_string()><th scope="row">{d.direction.to_string()}</th>
+                    <td>{format!("{:.2}%", d.variance_explained * 100.0)}</td>
+                    {d.mean.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}
+                    <td>{d.shuffled.as_ref().map(|s| pct(s[last])).unwrap_or_else(|| "–".into())}</td></tr>
+            }).collect_view()}</tbody>
+        </table>
+        {(pcs.len() > 1).then(|| view! {
+            <LinePlot series={vec![Series { name: format!("accuracy at N = {n_max}"), values: pcs.iter().map(|p| p.2).collect() }]}
+                xs={pcs.iter().map(|p| p.0 as f64).collect::<Vec<_>>()} xlabel="PC rank".to_string()
+                ylabel="reporting accuracy".to_string() testid="nf-by-rank".to_string()/>
+        })}
+        <details><summary>"Variance explained by the first principal components"</summary>
+            <p class="mono">{r.pc_variance.iter().enumerate().map(|(i, v)| format!("PC{}: {:.2}%", i + 1, v * 100.0)).collect::<Vec<_>>().join(" · ")}</p>
+        </details>
+        <h3>"Projections"</h3>
+        {r.directions.iter().map(|d| histogram(d.direction.to_string(), &d.projections, d.median)).collect_view()}
+        {r.control.clone().map(|c| view! {
+            <h3>"Control task"</h3>
+            <p class="muted">{format!("With {} examples in context, the model is asked for a sentence of each label and reads held-out \
+                sentences. Each cell: the mean projection for the first label minus the second, along the column's direction, \
+                in standard deviations of that projection. Control works when the diagonal is large and positive and the rest near 0.", c.examples)}</p>
+            <Heatmap rows={names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>()} cols={names.clone()}
+                values={c.shift.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect::<Vec<_>>()}
+                what="shift (sd)".to_string() testid="nf-control".to_string()/>
+        })}
+        <details><summary>"An example prompt (first seed, largest N)"</summary><pre data-testid="nf-prompt">{r.example_prompt.clone()}</pre></details>
+        <pre hidden data-testid="nf-result-json">{json}</pre>
+    }
+}
+
+/// A small histogram of projections with the median marked.
+fn histogram(name: String, values: &[f64], median: f64) -> impl IntoView + use<> {
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let bins = 24usize;
+    let mut counts = vec![0usize; bins];
+    for &v in values {
+        let b = (((v - lo) / span) * bins as f64) as usize;
+        counts[b.min(bins - 1)] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let (w, h) = (320.0f64, 70.0f64);
+    let bw = w / bins as f64;
+    let mx = (median - lo) / span * w;
+    view! {
+        <figure class="histogram">
+            <svg viewBox=format!("0 0 {w} {}", h + 14.0) width="320" role="img"
+                 aria-label=format!("distribution of projections on {name}, median {median:.3}")>
+                {counts.iter().enumerate().map(|(i, &c)| { let bh = c as f64 / top * h; view! {
+                    <rect x={i as f64 * bw} y={h - bh} width={bw - 1.0} height=bh fill={if (i as f64 + 0.5) * bw > mx { "#0072B2" } else { "#E69F00" }}>
+                        <title>{format!("{c} sentences")}</title></rect> }}).collect_view()}
+                <line x1=mx x2=mx y1=0.0 y2=h stroke="#000" stroke-dasharray="3 2"/>
+                <text x=0.0 y=h + 12.0 font-size="10">{format!("{lo:.2}")}</text>
+                <text x=w y=h + 12.0 font-size="10" text-anchor="end">{format!("{hi:.2}")}</text>
+            </svg>
+            <figcaption class="muted">{format!("{name}: median {median:.3} (blue: first label, orange: second)")}</figcaption>
+        </figure>
+    }
+}
