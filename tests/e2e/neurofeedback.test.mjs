@@ -1,6 +1,7 @@
 // The Neurofeedback lab on WebGPU and on the CPU fallback: the guided experiment's share link on
-// the bundled icl-3l loads the model by itself, runs, shows the accuracy-vs-N plot and equals the
-// CLI's numbers for the same spec; a run can be cancelled; bad input gets a message. With SmolLM2
+// the bundled icl-3l (trimmed to 3 directions, N = 0, 4, 16 and one seed so SwiftShader runs it in
+// minutes) loads the model by itself, runs, shows the accuracy-vs-N plot and equals the CLI's
+// numbers for the same spec; a run can be cancelled; bad input gets a message. With SmolLM2
 // fetched, a share link of the SmolLM2 guided experiment (trimmed to fit a software GPU: one
 // direction, N = 0 and 2, six queries) equals the CLI too. Screenshots under target/screenshots/.
 import { test, before, after } from "node:test";
@@ -12,13 +13,15 @@ import path from "node:path";
 import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
 
 const SHOTS = path.resolve("target/screenshots");
-const HAS_SMOLLM2 = fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+// SmolLM2 on a software GPU takes many minutes: opt in with INTERPLAY_E2E_SMOLLM2=1.
+const HAS_SMOLLM2 = process.env.INTERPLAY_E2E_SMOLLM2 === "1" &&
+  fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
 
 const ICL = {
   model: "icl-3l", hook: "blocks.1.hook_resid_post", pooling: "mean",
   sentences: { bundled: "icl-words" },
-  directions: ["pc1", "pc2", "pc8", "probe", "random"],
-  examples: [0, 2, 4, 8, 16], seeds: [1, 2], queries: 40, shuffled: true,
+  directions: ["pc1", "pc8", "random"],
+  examples: [0, 4, 16], seeds: [1], queries: 40, shuffled: true,
   labels: ["A", "B"], format: "plain", control: false,
 };
 const SMOL = {
@@ -87,7 +90,7 @@ for (const mode of MODES) {
       await page.screenshot({ path: path.join(SHOTS, `neurofeedback-${mode.name}.png`), fullPage: true });
 
       // Cancel: a long run stops on request and the page stays usable.
-      await page.fill('[data-testid="nf-seeds"]', "1, 2, 3, 4, 5, 6, 7, 8");
+      await page.fill('[data-testid="nf-seeds"]', "1, 2, 3, 4, 5, 6, 7, 8, 9, 10");
       const seq = await page.getAttribute('[data-testid="nf-status"]', "data-seq");
       await page.click('[data-testid="nf-run"]');
       await page.waitForSelector('[data-testid="nf-progress"]', { state: "attached" });
@@ -113,7 +116,7 @@ for (const mode of MODES) {
     }
   });
 
-  test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: !HAS_SMOLLM2 && "SmolLM2 not fetched" }, async () => {
+  test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: !HAS_SMOLLM2 && "set INTERPLAY_E2E_SMOLLM2=1 (and fetch SmolLM2)" }, async () => {
     const b = await launch(mode);
     try {
       const page = b.page;
