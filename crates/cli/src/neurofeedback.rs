@@ -8,8 +8,9 @@ use interplay_lab::bundled::Bundled;
 use interplay_lab::neurofeedback::{
     Direction, NeurofeedbackSpec, Pooling, PromptFormat, Sentences, run,
 };
+use interplay_models::ComputeDevice;
 use interplay_models::HookPoint;
-use interplay_models::load::load_path;
+use interplay_models::load::{LoadedModel, load_path};
 use interplay_models::patching::no_progress;
 use serde_json::{Value, json};
 
@@ -86,20 +87,22 @@ pub fn command(args: &Args) -> Result<Value> {
         "last" => Pooling::Last,
         other => bail!("--pooling: mean or last, not {other:?}"),
     };
-    let path = model_path(model, None)?;
+    // One load serves the format choice and the run.
+    let dev = device(args)?;
+    let m = load(&model_path(model, None)?, &dev)?;
     let format = match args.value("--format") {
         Some("chat") => PromptFormat::Chat,
         Some("plain") => PromptFormat::Plain,
         Some(other) => bail!("--format: chat or plain, not {other:?}"),
-        None => {
-            // Chat when the tokenizer has ChatML tokens.
-            let dev = interplay_models::ComputeDevice::cpu();
-            let m = load_path(&path, &dev.device)?;
-            match m.tokenizer.and_then(|t| t.token_to_id("<|im_start|>")) {
-                Some(_) => PromptFormat::Chat,
-                None => PromptFormat::Plain,
-            }
-        }
+        // Chat when the tokenizer has ChatML tokens.
+        None => match m
+            .tokenizer
+            .as_ref()
+            .and_then(|t| t.token_to_id("<|im_start|>"))
+        {
+            Some(_) => PromptFormat::Chat,
+            None => PromptFormat::Plain,
+        },
     };
     let spec = NeurofeedbackSpec {
         model: model.into(),
@@ -119,7 +122,7 @@ pub fn command(args: &Args) -> Result<Value> {
         format,
         control: args.flag("--control"),
     };
-    run_spec(&spec, args)
+    run_loaded(&spec, &m, &dev)
 }
 
 fn model_path(model: &str, flag: Option<&str>) -> Result<PathBuf> {
@@ -140,7 +143,14 @@ pub fn run_spec(spec: &NeurofeedbackSpec, args: &Args) -> Result<Value> {
         &spec.model,
         args.value("--model").filter(|_| args.cmd == "run"),
     )?;
-    let m = load_path(&path, &dev.device).with_context(|| format!("loading {}", path.display()))?;
+    run_loaded(spec, &load(&path, &dev)?, &dev)
+}
+
+fn load(path: &std::path::Path, dev: &ComputeDevice) -> Result<LoadedModel> {
+    load_path(path, &dev.device).with_context(|| format!("loading {}", path.display()))
+}
+
+fn run_loaded(spec: &NeurofeedbackSpec, m: &LoadedModel, dev: &ComputeDevice) -> Result<Value> {
     let tk = m.tokenizer.as_ref().ok_or_else(|| {
         anyhow!(
             "this model has no tokenizer: {}",
