@@ -53,6 +53,7 @@ const USAGE: &str = "usage:
   interplay izhikevich [--excitatory 800 --inhibitory 200 --ms 1000 --seed 1] [--device cpu|wgpu]   (lif: same flags)
   interplay merge    --base PATH --models P1 P2 .. --method task_arithmetic|ties|dare --lambda X
                      [--density K] [--drop P --seed S] [--trim-scope global|per-tensor] --out merged.safetensors
+                     (safetensors of identical keys; GGUF files of one architecture merge into --out merged.gguf)
   interplay finetune --task digits|mirror|flip|rotate|invert | --data FILE [--init PATH] [--epochs 20 --lr 1e-3
                      --batch 32 --seed 2] --out model.safetensors [--device cpu|wgpu]   (the Merge lab's MLP)
   interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]   (retrain the bundled task suite)

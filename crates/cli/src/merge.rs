@@ -1,4 +1,6 @@
-//! `interplay merge`: task arithmetic, TIES and DARE over safetensors files of identical keys.
+//! `interplay merge`: task arithmetic, TIES and DARE over checkpoints of identical keys —
+//! safetensors files, or GGUF files (dequantised, merged, written back as an F32 GGUF with the
+//! base's metadata, so the merged model keeps its tokenizer and loads in the page).
 
 use std::path::Path;
 
@@ -9,6 +11,7 @@ use interplay_lab::suite::{
     Dataset, Split, Task, TrainOptions, TrainProgress, bundled, evaluate, init_weights, test_sets,
     to_safetensors, train,
 };
+use interplay_models::gguf::Gguf;
 use interplay_models::patching::no_progress;
 use interplay_models::safetensors::{read_safetensors, write_safetensors};
 use interplay_models::weights::Weights;
@@ -23,7 +26,7 @@ fn read(path: &str) -> Result<Weights> {
 }
 
 /// `interplay merge --base PATH --models P1 P2 .. --method M --lambda X [--density K]
-/// [--drop P --seed S] [--trim-scope global|per-tensor] --out merged.safetensors`
+/// [--drop P --seed S] [--trim-scope global|per-tensor] --out merged.safetensors|merged.gguf`
 pub fn command(args: &Args) -> Result<Value> {
     let base_path = args.need("--base")?;
     let at = args
@@ -36,7 +39,7 @@ pub fn command(args: &Args) -> Result<Value> {
         .take_while(|a| !a.starts_with("--"))
         .collect();
     if model_paths.is_empty() {
-        bail!("--models needs at least one safetensors file");
+        bail!("--models needs at least one checkpoint");
     }
     let out = args.need("--out")?;
     let d = MergeOptions::default();
@@ -48,16 +51,88 @@ pub fn command(args: &Args) -> Result<Value> {
         seed: args.num("--seed", d.seed)?,
         trim_scope: args.value("--trim-scope").unwrap_or("global").parse()?,
     };
-    let base = read(base_path)?;
-    let models = model_paths
+    let load = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));
+    let base_bytes = load(base_path)?;
+    let model_bytes = model_paths
         .iter()
-        .map(|p| read(p))
+        .map(|p| load(p))
         .collect::<Result<Vec<_>>>()?;
-    let (merged, report) = merge(&base, &models, &opts)?;
-    let tensors: Vec<(String, &_)> = merged.iter().map(|(k, v)| (k.clone(), v)).collect();
-    std::fs::write(Path::new(out), write_safetensors(&tensors))
-        .with_context(|| format!("writing {out}"))?;
-    Ok(json!({ "out": out, "options": opts, "report": report }))
+    let gguf = is_gguf(&base_bytes);
+    for (p, b) in model_paths.iter().zip(&model_bytes) {
+        if is_gguf(b) != gguf {
+            bail!(
+                "{p} is {} but the base {base_path} is {}: merge checkpoints of one format \
+                 (convert one of them first)",
+                format_name(b),
+                format_name(&base_bytes)
+            );
+        }
+    }
+    let wants_gguf = out.to_ascii_lowercase().ends_with(".gguf");
+    if gguf != wants_gguf {
+        bail!(
+            "the checkpoints are {} files: write the merge to a .{} file (--out {out})",
+            format_name(&base_bytes),
+            if gguf { "gguf" } else { "safetensors" }
+        );
+    }
+    let (bytes, report) = if gguf {
+        let (base_file, base) = parse(base_path, &base_bytes)?;
+        let mut models = Vec::with_capacity(model_bytes.len());
+        for (p, b) in model_paths.iter().zip(&model_bytes) {
+            let (g, w) = parse(p, b)?;
+            if g.architecture() != base_file.architecture() {
+                bail!(
+                    "{p} is a {:?} model but the base is {:?}: merging needs one architecture",
+                    g.architecture(),
+                    base_file.architecture()
+                );
+            }
+            models.push(w);
+        }
+        let (merged, report) = merge(&base, &models, &opts)?;
+        // The base's tensor order, so the merged file reads like the base.
+        let tensors: Vec<(String, &_)> = base_file
+            .tensors
+            .iter()
+            .filter_map(|t| merged.get(&t.name).map(|v| (t.name.clone(), v)))
+            .collect();
+        (base_file.write_f32(&tensors), report)
+    } else {
+        let read = |p: &str, b: &[u8]| read_safetensors(b).with_context(|| p.to_string());
+        let base = read(base_path, &base_bytes)?;
+        let models = model_paths
+            .iter()
+            .zip(&model_bytes)
+            .map(|(p, b)| read(p, b))
+            .collect::<Result<Vec<_>>>()?;
+        let (merged, report) = merge(&base, &models, &opts)?;
+        let tensors: Vec<(String, &_)> = merged.iter().map(|(k, v)| (k.clone(), v)).collect();
+        (write_safetensors(&tensors), report)
+    };
+    std::fs::write(Path::new(out), bytes).with_context(|| format!("writing {out}"))?;
+    Ok(
+        json!({ "out": out, "format": if gguf { "gguf" } else { "safetensors" }, "options": opts, "report": report }),
+    )
+}
+
+/// A GGUF file and its tensors, dequantised.
+fn parse<'a>(path: &str, bytes: &'a [u8]) -> Result<(Gguf<'a>, Weights)> {
+    let g = Gguf::parse(bytes).with_context(|| path.to_string())?;
+    let w = g.weights().with_context(|| path.to_string())?;
+    Ok((g, w))
+}
+
+fn is_gguf(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"GGUF")
+}
+
+fn format_name(bytes: &[u8]) -> &'static str {
+    if is_gguf(bytes) {
+        "GGUF"
+    } else {
+        "safetensors"
+    }
 }
 
 /// `interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]`: retrain the bundled

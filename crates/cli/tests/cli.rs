@@ -383,3 +383,117 @@ fn merge_matches_the_official_ties_and_task_arithmetic() {
         "{err}"
     );
 }
+
+#[test]
+fn merge_of_gguf_checkpoints_is_a_loadable_gguf() {
+    use interplay_models::gguf::Gguf;
+    let dir = std::env::temp_dir().join(format!("interplay-merge-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base_path = fixtures().join("tiny-llama/model.gguf");
+    let bytes = std::fs::read(&base_path).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    let base = g.weights().unwrap();
+    // A "fine-tune": every parameter moved by a small, position-dependent amount.
+    let moved: interplay_models::weights::Weights = base
+        .iter()
+        .map(|(k, t)| {
+            let mut t = t.clone();
+            for (i, v) in t.data.iter_mut().enumerate() {
+                *v += 0.01 * ((i % 7) as f32 - 3.0);
+            }
+            (k.clone(), t)
+        })
+        .collect();
+    let order: Vec<(String, _)> = g
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), &moved[&t.name]))
+        .collect();
+    let ft = dir.join("ft.gguf");
+    std::fs::write(&ft, g.write_f32(&order)).unwrap();
+    let merge = |lambda: &str, out: &str| {
+        let out = dir.join(out).to_str().unwrap().to_string();
+        let r = interplay(&[
+            "merge",
+            "--base",
+            base_path.to_str().unwrap(),
+            "--models",
+            ft.to_str().unwrap(),
+            "--method",
+            "task_arithmetic",
+            "--lambda",
+            lambda,
+            "--out",
+            &out,
+        ]);
+        (r, out)
+    };
+    // λ = 1 gives the fine-tune back; λ = 0.5 lands half way.
+    for (lambda, frac) in [("1", 1.0f32), ("0.5", 0.5)] {
+        let ((code, v, err), out) = merge(lambda, &format!("m{lambda}.gguf"));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(v["format"], "gguf");
+        let merged_bytes = std::fs::read(&out).unwrap();
+        let m = Gguf::parse(&merged_bytes).unwrap();
+        assert_eq!(m.metadata, g.metadata);
+        let mw = m.weights().unwrap();
+        for (k, b) in &base {
+            for ((x, b), f) in mw[k].data.iter().zip(&b.data).zip(&moved[k].data) {
+                let want = b + frac * (f - b);
+                assert!(
+                    (x - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{k}: {x} vs {want}"
+                );
+            }
+        }
+    }
+    // λ = 0 is the base: the merged file loads as a model and gives HF's logits.
+    let ((code, _, err), out) = merge("0", "m0.gguf");
+    assert_eq!(code, 0, "{err}");
+    let gold = golden("tiny-llama");
+    let (code, v, err) = interplay(&[
+        "logits",
+        "--model",
+        &out,
+        "--ids",
+        &csv(&gold["prompt"]),
+        "--all-positions",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let got: Vec<f64> = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+        .collect();
+    let want: Vec<f64> = gold["logits"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    // Mixed formats and a wrong output extension: messages, exit 1.
+    let st = fixtures().join("tiny-llama/model.safetensors");
+    let (code, _, err) = interplay(&[
+        "merge",
+        "--base",
+        base_path.to_str().unwrap(),
+        "--models",
+        st.to_str().unwrap(),
+        "--method",
+        "ties",
+        "--lambda",
+        "1",
+        "--out",
+        dir.join("x.gguf").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("one format"), "{err}");
+    let ((code, _, err), _) = merge("1", "x.safetensors");
+    assert_eq!(code, 1);
+    assert!(err.contains(".gguf file"), "{err}");
+}

@@ -65,6 +65,11 @@ pub struct Gguf<'a> {
     pub metadata: HashMap<String, Value>,
     /// Tensor table.
     pub tensors: Vec<TensorInfo>,
+    version: u32,
+    n_kv: u64,
+    /// The metadata section as stored, so a writer can keep every key with its exact type.
+    raw_kv: &'a [u8],
+    align: usize,
     data: &'a [u8],
 }
 
@@ -202,12 +207,14 @@ impl<'a> Gguf<'a> {
             return Err(bad("implausible tensor or metadata count"));
         }
         let mut metadata = HashMap::new();
+        let kv_start = r.pos;
         for _ in 0..n_kv {
             let key = r.string("a metadata key")?;
             let ty = r.u32("a metadata type")?;
             let v = r.value(ty, 0)?;
             metadata.insert(key, v);
         }
+        let raw_kv = &bytes[kv_start..r.pos];
         let mut tensors = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
             let name = r.string("a tensor name")?;
@@ -238,6 +245,10 @@ impl<'a> Gguf<'a> {
         Ok(Self {
             metadata,
             tensors,
+            version,
+            n_kv,
+            raw_kv,
+            align,
             data,
         })
     }
@@ -296,6 +307,46 @@ impl<'a> Gguf<'a> {
             .iter()
             .map(|t| Ok((t.name.clone(), self.tensor(t)?)))
             .collect()
+    }
+
+    /// A GGUF file with this file's metadata (copied byte for byte, so the tokenizer, chat
+    /// template and every typed key survive) and `tensors` stored as F32, in the given order.
+    /// Shapes are outermost first, as [`Gguf::tensor`] returns them. `general.file_type` is
+    /// kept as it was: readers take each tensor's own type from the tensor table.
+    pub fn write_f32(&self, tensors: &[(String, &HostTensor)]) -> Vec<u8> {
+        let pad = |out: &mut Vec<u8>, align: usize| {
+            while !out.len().is_multiple_of(align) {
+                out.push(0);
+            }
+        };
+        let mut out = Vec::new();
+        out.extend_from_slice(b"GGUF");
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.n_kv.to_le_bytes());
+        out.extend_from_slice(self.raw_kv);
+        let mut offset = 0usize;
+        for (name, t) in tensors {
+            out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
+            for d in t.shape.iter().rev() {
+                out.extend_from_slice(&(*d as u64).to_le_bytes());
+            }
+            out.extend_from_slice(&0u32.to_le_bytes()); // GGML_TYPE_F32
+            out.extend_from_slice(&(offset as u64).to_le_bytes());
+            offset = (offset + t.data.len() * 4).div_ceil(self.align) * self.align;
+        }
+        pad(&mut out, self.align);
+        let start = out.len();
+        for (_, t) in tensors {
+            pad(&mut out, self.align);
+            for v in &t.data {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        debug_assert!(out.len() - start <= offset);
+        out
     }
 
     /// The model config from metadata (GPT-2 and Llama architectures).
