@@ -2,8 +2,8 @@
 // the bundled icl-3l (trimmed to 3 directions, N = 0, 4, 16 and one seed so SwiftShader runs it in
 // minutes) loads the model by itself, runs, shows the accuracy-vs-N plot and equals the CLI's
 // numbers for the same spec; a run can be cancelled; bad input gets a message. With SmolLM2
-// fetched, a share link of the SmolLM2 guided experiment (trimmed to fit a software GPU: one
-// direction, N = 0 and 2, six queries) equals the CLI too. Screenshots under target/screenshots/.
+// fetched, a share link of the SmolLM2 guided experiment (trimmed: one direction, N = 0 and 2,
+// six queries) equals the CLI too (CPU fallback always; SwiftShader opt-in, see below). Screenshots under target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -13,9 +13,11 @@ import path from "node:path";
 import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
 
 const SHOTS = path.resolve("target/screenshots");
-// SmolLM2 on a software GPU takes many minutes: opt in with INTERPLAY_E2E_SMOLLM2=1.
-const HAS_SMOLLM2 = process.env.INTERPLAY_E2E_SMOLLM2 === "1" &&
-  fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+// SmolLM2 runs whenever it is fetched (setup does) on the CPU fallback (~40 s); on SwiftShader's
+// software GPU the 120 sentences' activations alone take over ten minutes on two cores, so that
+// run is opt-in: INTERPLAY_E2E_SMOLLM2=1.
+const HAS_SMOLLM2 = fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+const SMOLLM2_ON_SWIFTSHADER = process.env.INTERPLAY_E2E_SMOLLM2 === "1";
 
 const ICL = {
   model: "icl-3l", hook: "blocks.1.hook_resid_post", pooling: "mean",
@@ -116,7 +118,10 @@ for (const mode of MODES) {
     }
   });
 
-  test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: !HAS_SMOLLM2 && "set INTERPLAY_E2E_SMOLLM2=1 (and fetch SmolLM2)" }, async () => {
+  const smolSkip = !HAS_SMOLLM2 ? "SmolLM2 is not fetched (cargo xtask fetch-models)"
+    : mode.name === "webgpu" && !SMOLLM2_ON_SWIFTSHADER ? "over ten minutes on SwiftShader: set INTERPLAY_E2E_SMOLLM2=1"
+    : false;
+  test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: smolSkip, timeout: 30 * 60_000 }, async () => {
     const b = await launch(mode);
     try {
       const page = b.page;
@@ -124,7 +129,7 @@ for (const mode of MODES) {
       await page.reload();
       await page.waitForSelector('[data-testid="nf-model-name"][data-key="smollm2"]', { timeout: 300_000 });
       await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
-      assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
+      assert.equal(await run(page, 25 * 60_000), "done", await page.textContent('[data-testid="nf-status"]'));
       sameAccuracies(await result(page), refSmol, "smollm2");
       await page.screenshot({ path: path.join(SHOTS, `neurofeedback-smollm2-${mode.name}.png`), fullPage: true });
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
