@@ -55,7 +55,7 @@ const USAGE: &str = "usage:
                      [--density K] [--drop P --seed S] [--trim-scope global|per-tensor] --out merged.safetensors
                      (safetensors of identical keys; GGUF files of one architecture merge into --out merged.gguf)
   interplay finetune --task digits|mirror|flip|rotate|invert | --data FILE [--init PATH] [--epochs 20 --lr 1e-3
-                     --batch 32 --seed 2] --out model.safetensors [--device cpu|wgpu]   (the Merge lab's MLP)
+                     --batch 32 --seed 2] [--linearised] --out model.safetensors [--device cpu|wgpu]   (the Merge lab's MLP)
   interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]   (retrain the bundled task suite)
   interplay neurofeedback --model PATH|smollm2|icl-3l --layer L --direction pc1,pc2,..,probe,random
                      --sentences FILE|sentiment|icl-words --examples 0,4,16 --seed S [--seeds 1,2]

@@ -151,18 +151,31 @@ pub fn train_suite(args: &Args) -> Result<Value> {
         &base_opts,
         quiet,
     ))?;
-    let mut models = vec![("base".to_string(), None, base.weights.clone(), base.losses)];
-    for t in Task::FINE_TUNED {
-        let data = Dataset::task(t, Split::Train);
-        let ft = block_on(train(
-            &dev.device,
-            &base.weights,
-            &data,
-            &TrainOptions::fine_tune(),
-            quiet,
-        ))?;
-        models.push((t.name().to_string(), Some(t), ft.weights, ft.losses));
+    let mut models = vec![(
+        "base".to_string(),
+        None,
+        false,
+        base.weights.clone(),
+        base.losses,
+    )];
+    for linearised in [false, true] {
+        for t in Task::FINE_TUNED {
+            let data = Dataset::task(t, Split::Train);
+            let opts = if linearised {
+                TrainOptions::linearised_fine_tune()
+            } else {
+                TrainOptions::fine_tune()
+            };
+            let ft = block_on(train(&dev.device, &base.weights, &data, &opts, quiet))?;
+            let file = if linearised {
+                format!("linearised/{}", t.name())
+            } else {
+                t.name().to_string()
+            };
+            models.push((file, Some(t), linearised, ft.weights, ft.losses));
+        }
     }
+    std::fs::create_dir_all(out.join("linearised")).context("creating linearised/")?;
     let tests = test_sets(&dev.device);
     let mut table = String::from("| model | ");
     table += &Task::ALL.map(|t| t.name()).join(" | ");
@@ -170,13 +183,16 @@ pub fn train_suite(args: &Args) -> Result<Value> {
     table += &"---|".repeat(Task::ALL.len());
     table.push('\n');
     let mut report = Vec::new();
-    for (name, task, w, losses) in &models {
+    for (name, task, linearised, w, losses) in &models {
         std::fs::write(out.join(format!("{name}.safetensors")), to_safetensors(w)?)
             .with_context(|| format!("writing {name}.safetensors"))?;
-        let acc = block_on(evaluate(&dev.device, w, &tests))?;
-        let label = match task {
-            Some(t) => format!("`{name}.safetensors` (fine-tuned on {t})"),
-            None => "`base.safetensors` (trained on digits)".into(),
+        // Linearised fine-tunes are run as the linearised network around the base.
+        let at = linearised.then_some(&base.weights);
+        let acc = block_on(evaluate(&dev.device, w, at, &tests))?;
+        let label = match (task, linearised) {
+            (Some(t), false) => format!("`{name}.safetensors` (fine-tuned on {t})"),
+            (Some(t), true) => format!("`{name}.safetensors` (linearised fine-tune on {t})"),
+            (None, _) => "`base.safetensors` (trained on digits)".into(),
         };
         table += &format!(
             "| {label} | {} |\n",
@@ -201,7 +217,10 @@ seen through five input transforms, so all models share one ten-way output space
 parameters).\n\n\
 **Training**: the base from PyTorch's `nn.Linear` initialisation (seed 0), Adam, lr {}, batch {}, \
 {} epochs on digits (order seed {}). Each fine-tune starts from the base: Adam, lr {}, batch {}, {} \
-epochs on its task (order seed {}); all parameters are trained.\n\n\
+epochs on its task (order seed {}); all parameters are trained. The linearised fine-tunes \
+(`linearised/`) are trained the same way in the tangent space of the base (Ortiz-Jiménez et al., \
+2023): the model is f(x; θ₀) + J(θ₀)(θ − θ₀), θ₀ the base, and they are evaluated (and merged) \
+as that linearised model.\n\n\
 **Accuracy on every task's held-out split**:\n\n{table}\n\
 The base never saw the transformed tasks; each fine-tune learns its task and partly forgets the \
 others. These are the numbers the Merge lab's page shows in its reference rows.\n",
@@ -222,7 +241,8 @@ others. These are the numbers the Merge lab's page shows in its reference rows.\
 }
 
 /// `interplay finetune --task T | --data FILE [--init PATH] [--epochs N --lr X --batch B --seed S]
-/// --out model.safetensors`: fine-tune the suite's base (or `--init`) and print the loss curve.
+/// [--linearised] --out model.safetensors`: fine-tune the suite's base (or `--init`) and print the
+/// loss curve; `--linearised` trains in the tangent space of the starting point.
 pub fn finetune(args: &Args) -> Result<Value> {
     let out = args.need("--out")?;
     let dev = crate::device(args)?;
@@ -244,12 +264,19 @@ pub fn finetune(args: &Args) -> Result<Value> {
         lr: args.num("--lr", d.lr)?,
         batch: args.num("--batch", d.batch as f64)? as usize,
         seed: args.num("--seed", d.seed as f64)? as u64,
+        linearised: args.flag("--linearised"),
     };
     let t = block_on(train(&dev.device, &init, &data, &opts, &mut |_| {
         no_progress(0, 0)
     }))?;
     std::fs::write(out, to_safetensors(&t.weights)?).with_context(|| format!("writing {out}"))?;
-    let acc = block_on(evaluate(&dev.device, &t.weights, &test_sets(&dev.device)))?;
+    let at = opts.linearised.then_some(&init);
+    let acc = block_on(evaluate(
+        &dev.device,
+        &t.weights,
+        at,
+        &test_sets(&dev.device),
+    ))?;
     let accuracy: serde_json::Map<String, Value> = Task::ALL
         .iter()
         .zip(&acc)

@@ -87,6 +87,24 @@ impl Default for AdaOptions {
     }
 }
 
+/// How the merged models were fine-tuned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FineTuning {
+    /// All parameters, the network as it is.
+    #[default]
+    Standard,
+    /// The network's first-order expansion around the base (Ortiz-Jiménez et al., 2023).
+    Linearised,
+}
+
+impl FineTuning {
+    /// Whether models are linearised.
+    pub fn linearised(self) -> bool {
+        self == FineTuning::Linearised
+    }
+}
+
 /// A fine-tune made by the run itself from the bundled base (training is deterministic for a
 /// device, so a share link with fine-tunes made in the page still reproduces).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +124,9 @@ pub struct MergeSpec {
     pub experiment: MergeTag,
     /// The bundled fine-tunes whose task vectors are merged.
     pub tasks: Vec<Task>,
+    /// Standard fine-tunes, or linearised ones (tangent space of the base): then every model —
+    /// fine-tunes, merges, sweeps, maps — is evaluated as the linearised network around the base.
+    pub fine_tuning: FineTuning,
     /// More task vectors: fine-tunes the run trains from the base (made in the page).
     pub fine_tunes: Vec<FineTuneSpec>,
     /// The method.
@@ -135,6 +156,7 @@ impl Default for MergeSpec {
         Self {
             experiment: MergeTag::Merge,
             tasks: Task::FINE_TUNED.to_vec(),
+            fine_tuning: FineTuning::Standard,
             fine_tunes: Vec::new(),
             method: LabMethod::Ties,
             lambda: 1.0,
@@ -245,6 +267,26 @@ impl MergeSpec {
         }
         for f in &self.fine_tunes {
             f.options.check()?;
+            if f.options.linearised != self.fine_tuning.linearised() {
+                return Err(LabError::Spec(format!(
+                    "a {} fine-tune made in the page merges only with {} fine-tunes: set the fine-tuning to {}",
+                    if f.options.linearised {
+                        "linearised"
+                    } else {
+                        "standard"
+                    },
+                    if f.options.linearised {
+                        "linearised"
+                    } else {
+                        "standard"
+                    },
+                    if f.options.linearised {
+                        "linearised"
+                    } else {
+                        "standard"
+                    },
+                )));
+            }
         }
         if self.tasks.is_empty() && self.fine_tunes.is_empty() {
             return Err(LabError::Spec(
@@ -365,6 +407,9 @@ impl MergeSpec {
     ) -> Result<MergeOutcome, LabError> {
         self.check()?;
         let base = suite::bundled(None)?;
+        // Linearised models are expanded around the base.
+        let lin = self.fine_tuning.linearised();
+        let at = lin.then_some(&base);
         // Fine-tunes made in the page are trained first (the bar shows their steps).
         let mut custom: Vec<(Task, Weights, String)> = Vec::new();
         for (i, f) in self.fine_tunes.iter().enumerate() {
@@ -376,13 +421,14 @@ impl MergeSpec {
                 f.task,
                 t.weights,
                 format!(
-                    "page fine-tune {} on {} ({} epochs, lr {}, batch {}, seed {})",
+                    "page fine-tune {} on {} ({} epochs, lr {}, batch {}, seed {}{})",
                     i + 1,
                     f.task,
                     o.epochs,
                     o.lr,
                     o.batch,
-                    o.seed
+                    o.seed,
+                    if o.linearised { ", linearised" } else { "" }
                 ),
             ));
         }
@@ -398,22 +444,26 @@ impl MergeSpec {
         };
         let tuned: Vec<(Task, Weights)> = Task::FINE_TUNED
             .into_iter()
-            .map(|t| Ok((t, suite::bundled(Some(t))?)))
+            .map(|t| Ok((t, suite::bundled_fine_tune(t, lin)?)))
             .collect::<Result<_, LabError>>()?;
         let tests = suite::test_sets(device);
         let mut rows = vec![ModelRow {
             name: "base".into(),
-            accuracy: suite::evaluate(device, &base, &tests).await?,
+            accuracy: suite::evaluate(device, &base, None, &tests).await?,
         }];
         for (t, w) in &tuned {
             rows.push(ModelRow {
-                name: format!("fine-tuned on {t}"),
-                accuracy: suite::evaluate(device, w, &tests).await?,
+                name: if lin {
+                    format!("fine-tuned on {t} (linearised)")
+                } else {
+                    format!("fine-tuned on {t}")
+                },
+                accuracy: suite::evaluate(device, w, at, &tests).await?,
             });
         }
         let mut custom_acc = Vec::with_capacity(custom.len());
         for (_, w, name) in &custom {
-            let accuracy = suite::evaluate(device, w, &tests).await?;
+            let accuracy = suite::evaluate(device, w, at, &tests).await?;
             custom_acc.push(accuracy.clone());
             rows.push(ModelRow {
                 name: name.clone(),
@@ -424,7 +474,7 @@ impl MergeSpec {
         let mut models: Vec<Weights> = self
             .tasks
             .iter()
-            .map(|t| suite::bundled(Some(*t)))
+            .map(|t| suite::bundled_fine_tune(*t, lin))
             .collect::<Result<_, _>>()?;
         models.extend(custom.iter().map(|c| c.1.clone()));
         // The task of each merged model, and the distinct tasks the merge is scored on.
@@ -461,7 +511,7 @@ impl MergeSpec {
             let (m, r) = merge::merge(&base, &models, &self.fixed(self.lambda))?;
             (m.into_iter().collect::<Weights>(), r, None)
         };
-        let merged = suite::evaluate(device, &merged_w, &tests).await?;
+        let merged = suite::evaluate(device, &merged_w, at, &tests).await?;
         tick(1).await?;
         let col = |t: Task| Task::ALL.iter().position(|c| *c == t).unwrap_or(0);
         let normalised: Vec<f64> = self
@@ -499,8 +549,8 @@ impl MergeSpec {
         for &lambda in &self.sweep {
             let (m, _) = merge::merge(&base, &models, &self.fixed(lambda))?;
             let w: Weights = m.into_iter().collect();
-            let accuracy = suite::evaluate(device, &w, &tests).await?;
-            let mlp = Mlp::upload(&w, device)?;
+            let accuracy = suite::evaluate(device, &w, at, &tests).await?;
+            let mlp = Mlp::upload_at(&w, at, device)?;
             let (h, _) = suite::entropy(mlp.forward(unlabeled.clone()));
             let entropy = read_f32(h).await?[0] as f64;
             sweep.push(SweepRow {
@@ -589,6 +639,12 @@ async fn adamerge(
     let opts = &spec.adamerging;
     let names = suite::parameter_names();
     let tvs = merge::task_vectors(base, models)?;
+    // Linearised: the gradient is the base's backward pass (see `suite`).
+    let at = if spec.fine_tuning.linearised() {
+        Some(Box::new(Mlp::upload(base, device)?))
+    } else {
+        None
+    };
     let base_t: Vec<Tensor<2>> = names.iter().map(|n| upload2(&base[n], device)).collect();
     let tv_t: Vec<Vec<Tensor<2>>> = tvs
         .iter()
@@ -647,6 +703,7 @@ async fn adamerge(
         let p = params(&lambda);
         let mlp = Mlp {
             layers: p.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect(),
+            at: at.clone(),
         };
         let (value, grads) = mlp.gradients(x.clone(), y.clone(), loss);
         let flat: Vec<Tensor<2>> = grads.into_iter().flat_map(|(w, b)| [w, b]).collect();
@@ -762,9 +819,10 @@ async fn disentangle(
     let tasks = [spec.disentangle[0], spec.disentangle[1]];
     let models: Vec<Weights> = tasks
         .iter()
-        .map(|t| suite::bundled(Some(*t)))
+        .map(|t| suite::bundled_fine_tune(*t, spec.fine_tuning.linearised()))
         .collect::<Result<_, _>>()?;
     let tvs = merge::task_vectors(base, &models)?;
+    let at = spec.fine_tuning.linearised().then_some(base);
     let data: Vec<Dataset> = tasks
         .iter()
         .map(|t| Dataset::task(*t, Split::Test))
@@ -795,7 +853,7 @@ async fn disentangle(
         for &a in &spec.alphas {
             let mut c = [0.0; 2];
             c[t] = a;
-            let mlp = Mlp::upload(&combine(c), device)?;
+            let mlp = Mlp::upload_at(&combine(c), at, device)?;
             s.push(suite::predict(&mlp, inputs[t].clone()).await?);
             tick(1).await?;
         }
@@ -804,7 +862,7 @@ async fn disentangle(
     for (i, &a1) in spec.alphas.iter().enumerate() {
         let mut row = Vec::with_capacity(spec.alphas.len());
         for (j, &a2) in spec.alphas.iter().enumerate() {
-            let mlp = Mlp::upload(&combine([a1, a2]), device)?;
+            let mlp = Mlp::upload_at(&combine([a1, a2]), at, device)?;
             let mut xi = 0.0;
             for t in 0..2 {
                 let pred = suite::predict(&mlp, inputs[t].clone()).await?;

@@ -8,6 +8,11 @@
 //! tensor code, so the same training runs natively, on the page's WebGPU device or on its CPU.
 //! Gradients are written by hand (three layers) rather than through Burn's autodiff backend, which
 //! would add a second backend to every build of the page; a finite-difference test checks them.
+//!
+//! Linearised (tangent-space) fine-tuning (Ortiz-Jiménez et al., 2023) trains the first-order
+//! Taylor expansion of the network around the base, f(x; θ₀) + J(θ₀)(θ − θ₀): its forward pass is
+//! a Jacobian-vector product written next to the forward pass, and its gradient is the base's own
+//! backward pass, since the expansion's Jacobian is J(θ₀) whatever θ is.
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use interplay_models::device::read_f32;
@@ -319,11 +324,14 @@ impl SplitMix {
     }
 }
 
-/// The MLP's parameters on a device: per layer (weight `[out, in]`, bias `[1, out]`).
+/// The MLP's parameters on a device: per layer (weight `[out, in]`, bias `[1, out]`), and for a
+/// linearised model the point it is expanded around.
 #[derive(Clone, Debug)]
 pub struct Mlp {
     /// Per layer: weight `[out, in]` and bias `[1, out]`.
     pub layers: Vec<(Tensor<2>, Tensor<2>)>,
+    /// Linearised models: θ₀, the parameters the network is expanded around (the base).
+    pub at: Option<Box<Mlp>>,
 }
 
 /// What a forward pass keeps for the backward pass.
@@ -349,7 +357,20 @@ impl Mlp {
                 )
             })
             .collect();
-        Ok(Mlp { layers })
+        Ok(Mlp { layers, at: None })
+    }
+
+    /// `w` as a linearised model around `base`, or as itself when `base` is `None`.
+    pub fn upload_at(
+        w: &Weights,
+        base: Option<&Weights>,
+        device: &Device,
+    ) -> Result<Mlp, LabError> {
+        let mut mlp = Mlp::upload(w, device)?;
+        if let Some(b) = base {
+            mlp.at = Some(Box::new(Mlp::upload(b, device)?));
+        }
+        Ok(mlp)
     }
 
     /// Logits.
@@ -360,7 +381,47 @@ impl Mlp {
         self.forward_cached(x).0
     }
 
+    /// Logits and what the backward pass needs. A linearised model keeps θ₀'s activations: its
+    /// gradient is θ₀'s backward pass.
     fn forward_cached(&self, x: Tensor<2>) -> (Tensor<2>, Cache) {
+        match &self.at {
+            Some(at) => self.forward_linear(at, x),
+            None => self.forward_plain(x),
+        }
+    }
+
+    /// f(x; θ₀) + J(θ₀)·(θ − θ₀), the JVP carried layer by layer beside θ₀'s forward pass:
+    /// z = h W₀ᵀ + b₀, dz = h dWᵀ + dh W₀ᵀ + db, h' = relu(z), dh' = dz ⊙ 1[z > 0].
+    ///
+    /// # Shapes
+    /// - `x`: `[n, 64]`; returns `[n, 10]` and θ₀'s cache
+    fn forward_linear(&self, at: &Mlp, x: Tensor<2>) -> (Tensor<2>, Cache) {
+        let mut cache = Cache {
+            inputs: Vec::new(),
+            pre: Vec::new(),
+        };
+        let mut h = x;
+        let mut dh: Option<Tensor<2>> = None; // the input does not move
+        let last = self.layers.len() - 1;
+        for (i, ((w0, b0), (w, b))) in at.layers.iter().zip(&self.layers).enumerate() {
+            cache.inputs.push(h.clone());
+            let z = h.clone().matmul(w0.clone().transpose()) + b0.clone();
+            let mut dz = h.matmul((w.clone() - w0.clone()).transpose()) + (b.clone() - b0.clone());
+            if let Some(d) = dh {
+                dz = dz + d.matmul(w0.clone().transpose());
+            }
+            if i == last {
+                return (z + dz, cache);
+            }
+            let mask = z.clone().greater_elem(0.0).float();
+            cache.pre.push(z.clone());
+            dh = Some(dz * mask);
+            h = activation::relu(z);
+        }
+        unreachable!("LAYERS is not empty")
+    }
+
+    fn forward_plain(&self, x: Tensor<2>) -> (Tensor<2>, Cache) {
         let mut cache = Cache {
             inputs: Vec::new(),
             pre: Vec::new(),
@@ -384,6 +445,9 @@ impl Mlp {
     /// # Shapes
     /// - `dz`: `[n, 10]`; returns per layer (weight `[out, in]`, bias `[1, out]`)
     fn backward(&self, cache: Cache, mut dz: Tensor<2>) -> Vec<(Tensor<2>, Tensor<2>)> {
+        if let Some(at) = &self.at {
+            return at.backward(cache, dz);
+        }
         let mut grads = Vec::with_capacity(self.layers.len());
         for i in (0..self.layers.len()).rev() {
             let input = &cache.inputs[i];
@@ -518,6 +582,10 @@ pub struct TrainOptions {
     pub batch: usize,
     /// Seed of the example order.
     pub seed: u64,
+    /// Train the linearised model around the starting point (tangent-space fine-tuning); the
+    /// result is then evaluated and merged as a linearised model around that point.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub linearised: bool,
 }
 
 impl Default for TrainOptions {
@@ -527,6 +595,7 @@ impl Default for TrainOptions {
             lr: 1e-3,
             batch: 32,
             seed: 0,
+            linearised: false,
         }
     }
 }
@@ -557,6 +626,7 @@ impl TrainOptions {
             lr: 1e-3,
             batch: 32,
             seed: 1,
+            linearised: false,
         }
     }
 
@@ -567,6 +637,16 @@ impl TrainOptions {
             lr: 1e-3,
             batch: 32,
             seed: 2,
+            linearised: false,
+        }
+    }
+
+    /// How each bundled linearised fine-tune was trained: as [`TrainOptions::fine_tune`], in the
+    /// tangent space of the base.
+    pub fn linearised_fine_tune() -> Self {
+        Self {
+            linearised: true,
+            ..Self::fine_tune()
         }
     }
 }
@@ -614,7 +694,7 @@ pub async fn train(
     if data.is_empty() {
         return Err(LabError::Spec("there is nothing to train on".into()));
     }
-    let mut mlp = Mlp::upload(init, device)?;
+    let mut mlp = Mlp::upload_at(init, opts.linearised.then_some(init), device)?;
     let x_all = data.inputs(device);
     let y_all = data.one_hot(device);
     let mut adam: Vec<(Adam, Adam)> = mlp
@@ -739,6 +819,33 @@ pub fn bundled(task: Option<Task>) -> Result<Weights, LabError> {
     Ok(interplay_models::safetensors::read_safetensors(bytes)?)
 }
 
+/// The bundled linearised fine-tunes (tangent space of the base, [`TrainOptions::linearised_fine_tune`]),
+/// one per [`Task::FINE_TUNED`], trained by `interplay train-suite`. They are meant to be run as
+/// linearised models around the base ([`Mlp::upload_at`]).
+pub fn bundled_linearised(task: Task) -> Result<Weights, LabError> {
+    let bytes: &[u8] = match task {
+        Task::Digits => {
+            return Err(LabError::Spec(format!(
+                "{task} is the base model's own task: there is no fine-tune for it"
+            )));
+        }
+        Task::Mirror => include_bytes!("../suite/linearised/mirror.safetensors"),
+        Task::Flip => include_bytes!("../suite/linearised/flip.safetensors"),
+        Task::Rotate => include_bytes!("../suite/linearised/rotate.safetensors"),
+        Task::Invert => include_bytes!("../suite/linearised/invert.safetensors"),
+    };
+    Ok(interplay_models::safetensors::read_safetensors(bytes)?)
+}
+
+/// A bundled fine-tune, standard or linearised.
+pub fn bundled_fine_tune(task: Task, linearised: bool) -> Result<Weights, LabError> {
+    if linearised {
+        bundled_linearised(task)
+    } else {
+        bundled(Some(task))
+    }
+}
+
 /// Weights as safetensors bytes (suite parameter order).
 pub fn to_safetensors(w: &Weights) -> Result<Vec<u8>, LabError> {
     check_weights(w)?;
@@ -772,13 +879,15 @@ pub fn test_sets(device: &Device) -> TestSets {
     }
 }
 
-/// Accuracy of `w` on every task's test split, in [`Task::ALL`] order.
+/// Accuracy of `w` on every task's test split, in [`Task::ALL`] order; with `at`, of `w` as a
+/// linearised model around `at`.
 pub async fn evaluate(
     device: &Device,
     w: &Weights,
+    at: Option<&Weights>,
     tests: &TestSets,
 ) -> Result<Vec<f64>, LabError> {
-    let mlp = Mlp::upload(w, device)?;
+    let mlp = Mlp::upload_at(w, at, device)?;
     let pred = predict(&mlp, tests.x.clone()).await?;
     let mut at = 0;
     Ok(tests
@@ -879,6 +988,77 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_linearised_model_is_the_first_order_expansion() {
+        let device = Device::flex();
+        let base = bundled(None).unwrap();
+        let x = Dataset::task(Task::Mirror, Split::Test)
+            .per_class(3)
+            .inputs(&device);
+        let shifted = |scale: f32| -> Weights {
+            base.iter()
+                .map(|(k, t)| {
+                    let mut t = t.clone();
+                    for (i, v) in t.data.iter_mut().enumerate() {
+                        *v += scale * (((i * 7919) % 13) as f32 - 6.0) / 6.0;
+                    }
+                    (k.clone(), t)
+                })
+                .collect()
+        };
+        let logits = |w: &Weights, at: Option<&Weights>| {
+            let mlp = Mlp::upload_at(w, at, &device).unwrap();
+            pollster::block_on(read_f32(mlp.forward(x.clone()))).unwrap()
+        };
+        let f0 = logits(&base, None);
+        let max_diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max)
+        };
+        // At θ₀ it is the network.
+        assert!(max_diff(&logits(&base, Some(&base)), &f0) < 1e-5);
+        // Affine in θ: f(θ₀ + 2Δ) − f₀ = 2 (f(θ₀ + Δ) − f₀).
+        let (l1, l2) = (
+            logits(&shifted(0.01), Some(&base)),
+            logits(&shifted(0.02), Some(&base)),
+        );
+        let twice: Vec<f32> = l1.iter().zip(&f0).map(|(a, b)| 2.0 * (a - b)).collect();
+        let got: Vec<f32> = l2.iter().zip(&f0).map(|(a, b)| a - b).collect();
+        assert!(max_diff(&got, &twice) < 1e-4, "{}", max_diff(&got, &twice));
+        // First order: for a small step it agrees with the network to second order.
+        let (lin, net) = (
+            logits(&shifted(1e-3), Some(&base)),
+            logits(&shifted(1e-3), None),
+        );
+        let step = max_diff(&net, &f0);
+        assert!(
+            step > 1e-3 && max_diff(&lin, &net) < 0.05 * step,
+            "{} vs {step}",
+            max_diff(&lin, &net)
+        );
+        // Its gradient is the base's gradient at θ₀, wherever θ is.
+        let y = Dataset::task(Task::Mirror, Split::Test)
+            .per_class(3)
+            .one_hot(&device);
+        let g_base = Mlp::upload(&base, &device)
+            .unwrap()
+            .gradients(x.clone(), Some(y.clone()), Loss::Entropy)
+            .1;
+        let g_lin = Mlp::upload_at(&base, Some(&base), &device)
+            .unwrap()
+            .gradients(x.clone(), Some(y), Loss::Entropy)
+            .1;
+        for (a, b) in g_base.into_iter().zip(g_lin) {
+            let (a, b) = (
+                pollster::block_on(read_f32(a.0)).unwrap(),
+                pollster::block_on(read_f32(b.0)).unwrap(),
+            );
+            assert!(max_diff(&a, &b) < 1e-6);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 use interplay_lab::mergelab::{
-    AdaOptions, FineTuneSpec, Granularity, LabMethod, MergeSpec, Objective,
+    AdaOptions, FineTuneSpec, FineTuning, Granularity, LabMethod, MergeSpec, Objective,
 };
 use interplay_lab::share;
 use interplay_lab::suite::TrainOptions;
@@ -257,4 +257,66 @@ fn page_fine_tunes_join_the_merge() {
     // Deterministic: the same spec gives the same numbers.
     let again = pollster::block_on(spec.run(&device, &mut no_progress)).expect("run");
     assert_eq!(again.merged, out.merged);
+}
+
+#[test]
+fn linearised_fine_tunes_run_as_linearised_models() {
+    let device = Device::flex();
+    let spec = MergeSpec {
+        fine_tuning: FineTuning::Linearised,
+        method: LabMethod::TaskArithmetic,
+        lambda: 0.0,
+        ..MergeSpec::default()
+    };
+    let out = pollster::block_on(spec.run(&device, &mut no_progress)).expect("run");
+    // Each bundled linearised fine-tune, run linearised around the base, learned its task; λ = 0
+    // is the base itself.
+    for (i, t) in Task::FINE_TUNED.iter().enumerate() {
+        let row = &out.rows[1 + i];
+        assert!(row.name.contains("linearised"), "{}", row.name);
+        let col = Task::ALL.iter().position(|c| c == t).expect("task");
+        assert!(row.accuracy[col] > 0.9, "{t}: {:?}", row.accuracy);
+    }
+    assert_eq!(out.merged, out.rows[0].accuracy);
+    // The same weights run as a plain network give other numbers: the mode matters.
+    let w = suite::bundled_linearised(Task::Mirror).expect("bundled");
+    let tests = suite::test_sets(&device);
+    let plain = pollster::block_on(suite::evaluate(&device, &w, None, &tests)).expect("eval");
+    assert_ne!(plain, out.rows[1].accuracy);
+    // A standard page fine-tune does not join a linearised merge: a message.
+    let mixed = MergeSpec {
+        fine_tunes: vec![FineTuneSpec {
+            task: Task::Rotate,
+            options: TrainOptions::fine_tune(),
+        }],
+        ..spec.clone()
+    };
+    let err = pollster::block_on(mixed.run(&device, &mut no_progress)).expect_err("mixed");
+    assert!(
+        err.to_string().contains("set the fine-tuning to standard"),
+        "{err}"
+    );
+    // A linearised page fine-tune trains, and the spec round-trips through JSON.
+    let ok = MergeSpec {
+        tasks: vec![Task::Mirror],
+        fine_tunes: vec![FineTuneSpec {
+            task: Task::Rotate,
+            options: TrainOptions {
+                epochs: 2,
+                ..TrainOptions::linearised_fine_tune()
+            },
+        }],
+        ..spec
+    };
+    let json = serde_json::to_string(&ok).expect("json");
+    assert!(
+        json.contains("\"linearised\":true") && json.contains("\"fine_tuning\":\"linearised\"")
+    );
+    assert_eq!(serde_json::from_str::<MergeSpec>(&json).expect("parse"), ok);
+    let out = pollster::block_on(ok.run(&device, &mut no_progress)).expect("run");
+    assert!(
+        out.rows[5].name.contains("linearised"),
+        "{}",
+        out.rows[5].name
+    );
 }
