@@ -408,6 +408,8 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
             _ => None,
         })
         .collect();
+    let mut by_variance = pcs.clone();
+    by_variance.sort_by(|a, b| a.1.total_cmp(&b.1));
     let json = serde_json::to_string(&r).unwrap_or_default();
     let n_max = spec.examples[last];
     let names: Vec<String> = r
@@ -417,7 +419,8 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
         .collect();
     view! {
         <p>{format!("{} sentences; labels split each direction's projections at the median. Chance is 50%.", r.sentences)}</p>
-        <LinePlot series=series xs=xs xlabel="N (in-context examples)".to_string()
+        <LinePlot series=series xs=xs xlabel="N (in-context examples)".to_string() y_range=(0.0, 1.0)
+            reference=(0.5, "chance".to_string())
             ylabel="reporting accuracy".to_string() testid="nf-accuracy".to_string()/>
         <table class="data" data-testid="nf-table">
             <caption>"Accuracy per direction (mean over seeds), shuffled-label control at the largest N"</caption>
@@ -434,7 +437,13 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
         {(pcs.len() > 1).then(|| view! {
             <LinePlot series={vec![Series { name: format!("accuracy at N = {n_max}"), values: pcs.iter().map(|p| p.2).collect() }]}
                 xs={pcs.iter().map(|p| p.0 as f64).collect::<Vec<_>>()} xlabel="PC rank".to_string()
+                y_range=(0.0, 1.0) reference=(0.5, "chance".to_string())
                 ylabel="reporting accuracy".to_string() testid="nf-by-rank".to_string()/>
+            // The same points against variance explained (ascending, so the axis runs left to right).
+            <LinePlot series={vec![Series { name: format!("accuracy at N = {n_max}"), values: by_variance.iter().map(|p| p.2).collect() }]}
+                xs={by_variance.iter().map(|p| p.1 * 100.0).collect::<Vec<_>>()} xlabel="variance explained (%)".to_string()
+                y_range=(0.0, 1.0) reference=(0.5, "chance".to_string())
+                ylabel="reporting accuracy".to_string() testid="nf-by-variance".to_string()/>
         })}
         <details><summary>"Variance explained by the first principal components"</summary>
             <p class="mono">{r.pc_variance.iter().enumerate().map(|(i, v)| format!("PC{}: {:.2}%", i + 1, v * 100.0)).collect::<Vec<_>>().join(" · ")}</p>

@@ -262,6 +262,13 @@ pub fn LinePlot(
     /// Explicit x values (unevenly spaced points); overrides `x0`, `dx`.
     #[prop(optional)]
     xs: Option<Vec<f64>>,
+    /// A fixed y range (widened if a value falls outside), e.g. 0–1 for accuracies, so plots
+    /// of different runs compare at a glance.
+    #[prop(optional)]
+    y_range: Option<(f64, f64)>,
+    /// A dashed horizontal reference line and its label, e.g. chance level.
+    #[prop(optional)]
+    reference: Option<(f64, String)>,
     /// x axis label.
     xlabel: String,
     /// y axis label.
@@ -274,9 +281,10 @@ pub fn LinePlot(
         .iter()
         .flat_map(|s| s.values.iter().copied())
         .filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v), h.max(v))
-    });
+    let (lo, hi) = finite.fold(
+        y_range.unwrap_or((f64::INFINITY, f64::NEG_INFINITY)),
+        |(l, h), v| (l.min(v), h.max(v)),
+    );
     let (lo, hi) = if lo.is_finite() && hi > lo {
         (lo, hi)
     } else if lo.is_finite() {
@@ -362,6 +370,10 @@ pub fn LinePlot(
                 <text x=w - 10.0 y=h - 12.0 text-anchor="end" font-size="10">{format!("{xmax}")}</text>
                 <text x=(left + w) / 2.0 y=h - 2.0 text-anchor="middle" font-size="11">{xlabel.clone()}</text>
                 <text x=12.0 y=(h - bottom) / 2.0 font-size="11" transform=format!("rotate(-90 12 {})", (h - bottom) / 2.0) text-anchor="middle">{ylabel.clone()}</text>
+                {reference.filter(|(y, _)| y.is_finite() && *y >= lo && *y <= hi).map(|(y, label)| view! {
+                    <line x1=left y1=py(y) x2=w - 10.0 y2=py(y) stroke="#777" stroke-dasharray="3 3" data-reference=y.to_string()/>
+                    <text x=w - 12.0 y=py(y) - 3.0 text-anchor="end" font-size="10" fill="#555">{label}</text>
+                })}
                 {lines}
             </svg>
             <figcaption class="muted">{legend}</figcaption>
