@@ -16,6 +16,12 @@ export const TIES = {
   lambda: 1.0, density: 0.2, trim_scope: "global", sweep: [0.5, 1.0],
 };
 
+// Task arithmetic of linearised fine-tunes, every model run in the tangent space of the base.
+const LINEAR = {
+  experiment: "merge", tasks: ["mirror", "flip", "rotate", "invert"], fine_tuning: "linearised",
+  method: "task_arithmetic", lambda: 0.4,
+};
+
 function cli(spec) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
   const file = path.join(dir, "spec.json");
@@ -23,10 +29,11 @@ function cli(spec) {
   return JSON.parse(execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8" }));
 }
 
-let srv, cliTies;
+let srv, cliTies, cliLinear;
 before(async () => {
   srv = await serveDist();
   cliTies = cli(TIES).outcome;
+  cliLinear = cli(LINEAR).outcome;
   fs.mkdirSync(SHOTS, { recursive: true });
 });
 after(() => srv.server.close());
@@ -89,6 +96,16 @@ for (const mode of MODES) {
       await b.page.waitForSelector('[data-testid="merge-finetune"][data-state="error"]', { timeout: 120_000, state: "attached" });
       assert.match(await b.page.textContent('[data-testid="ft-error"]'), /cancelled/);
       assert.ok(JSON.parse(await b.page.getAttribute('[data-testid="ft-losses"]', "data-losses")).length >= 1);
+
+      // Linearised fine-tunes from a share link: the page runs them linearised, as the CLI does.
+      await lab.open(srv.base, LINEAR, mode.backend);
+      assert.equal(await b.page.inputValue('[data-testid="merge-fine-tuning"]'), "linearised");
+      await lab.run();
+      const lin = await lab.merged();
+      cliLinear.columns.forEach((task, i) => {
+        assert.ok(Math.abs(lin[task] - cliLinear.merged[i]) < 1e-9, `linearised ${task}: page ${lin[task]} vs CLI ${cliLinear.merged[i]}`);
+      });
+      assert.match(await b.page.textContent('[data-testid="merge-table"]'), /fine-tuned on mirror \(linearised\)/);
 
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
