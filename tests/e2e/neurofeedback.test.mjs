@@ -42,7 +42,9 @@ function cli(spec) {
 
 async function run(page, timeout = 600_000) {
   const seq = await page.getAttribute('[data-testid="nf-status"]', "data-seq");
-  await page.click('[data-testid="nf-run"]');
+  // Run rewrites the share link in the URL hash; while SmolLM2 computes on the CPU fallback the
+  // page's thread is busy, so do not wait for that "navigation" to settle after the click.
+  await page.click('[data-testid="nf-run"]', { noWaitAfter: true });
   await page.waitForSelector(`[data-testid="nf-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
   return page.getAttribute('[data-testid="nf-status"]', "data-state");
 }
