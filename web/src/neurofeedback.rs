@@ -32,7 +32,7 @@ const GUIDED: [Guided; 2] = [
         id: "icl",
         title: "A model that cannot report: the tiny icl-3l (negative control)",
         text: "icl-3l was meta-trained on 'w w w w -> A' examples whose labels follow a new random \
-               rule in every sequence, but in this project's runs (up to 4000 steps) its loss never \
+               rule in every sequence, but in this project's runs (up to 1200 steps) its loss never \
                left chance: it did not learn to read a rule from examples. Here the labels come from \
                its own layer-1 activations. Every direction, like the shuffled labels, should stay \
                near 50% — what the paradigm shows when a model cannot report. Its model card has \
