@@ -44,36 +44,42 @@ fn logits_match_hf_for_folders_and_gguf() {
         ("tiny-llama", "tiny-llama".to_string()),
         ("tiny-llama", "tiny-llama/model.gguf".to_string()),
     ] {
-        let g = golden(name);
         let path = fixtures().join(&model);
-        let (code, v, err) = interplay(&[
-            "logits",
-            "--model",
-            path.to_str().unwrap(),
-            "--ids",
-            &csv(&g["prompt"]),
-            "--all-positions",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        let got: Vec<f64> = v["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
-            .collect();
-        let want: Vec<f64> = g["logits"]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
-        assert_eq!(got.len(), want.len());
-        for (a, b) in got.iter().zip(&want) {
-            assert!(
-                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                "{model}: {a} vs {b}"
-            );
-        }
+        assert_logits_match_hf(path.to_str().unwrap(), name);
+    }
+}
+
+/// `interplay logits` of `model` at every position equals the golden logits of `name` (1e-4
+/// relative).
+fn assert_logits_match_hf(model: &str, name: &str) {
+    let g = golden(name);
+    let (code, v, err) = interplay(&[
+        "logits",
+        "--model",
+        model,
+        "--ids",
+        &csv(&g["prompt"]),
+        "--all-positions",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let got: Vec<f64> = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+        .collect();
+    let want: Vec<f64> = g["logits"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{model}: {a} vs {b}"
+        );
     }
 }
 
@@ -450,32 +456,7 @@ fn merge_of_gguf_checkpoints_is_a_loadable_gguf() {
     // λ = 0 is the base: the merged file loads as a model and gives HF's logits.
     let ((code, _, err), out) = merge("0", "m0.gguf");
     assert_eq!(code, 0, "{err}");
-    let gold = golden("tiny-llama");
-    let (code, v, err) = interplay(&[
-        "logits",
-        "--model",
-        &out,
-        "--ids",
-        &csv(&gold["prompt"]),
-        "--all-positions",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let got: Vec<f64> = v["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
-        .collect();
-    let want: Vec<f64> = gold["logits"]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    assert_eq!(got.len(), want.len());
-    for (a, b) in got.iter().zip(&want) {
-        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
-    }
+    assert_logits_match_hf(&out, "tiny-llama");
     // Mixed formats and a wrong output extension: messages, exit 1.
     let st = fixtures().join("tiny-llama/model.safetensors");
     let (code, _, err) = interplay(&[

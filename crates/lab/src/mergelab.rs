@@ -268,23 +268,13 @@ impl MergeSpec {
         for f in &self.fine_tunes {
             f.options.check()?;
             if f.options.linearised != self.fine_tuning.linearised() {
+                let mode = if f.options.linearised {
+                    "linearised"
+                } else {
+                    "standard"
+                };
                 return Err(LabError::Spec(format!(
-                    "a {} fine-tune made in the page merges only with {} fine-tunes: set the fine-tuning to {}",
-                    if f.options.linearised {
-                        "linearised"
-                    } else {
-                        "standard"
-                    },
-                    if f.options.linearised {
-                        "linearised"
-                    } else {
-                        "standard"
-                    },
-                    if f.options.linearised {
-                        "linearised"
-                    } else {
-                        "standard"
-                    },
+                    "a {mode} fine-tune made in the page merges only with {mode} fine-tunes: set the fine-tuning to {mode}"
                 )));
             }
         }
