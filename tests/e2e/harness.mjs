@@ -143,7 +143,8 @@ class SpecLabPage {
   async run(state = "done", timeout = 300_000) {
     const status = `[data-testid="${this.prefix}status"]`;
     const seq = await this.page.getAttribute(status, "data-seq");
-    await this.page.click(`[data-testid="${this.prefix}${this.runButton}"]`);
+    // Run rewrites the share link in the URL hash while the page computes: do not wait for that.
+    await this.page.click(`[data-testid="${this.prefix}${this.runButton}"]`, { noWaitAfter: true });
     await this.page.waitForSelector(`${status}:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
     assert.equal(await this.page.getAttribute(status, "data-state"), state,
       state === "done" ? await this.page.textContent(status) : "");
