@@ -10,6 +10,7 @@
 //! | [`transformer`] | [`Transformer`]: the model, written once for every device |
 //! | [`hooks`] | [`HookPoint`] names, [`HookPlan`] (cache + interventions) |
 //! | [`patching`] | activation-patching sweeps that recompute only what changes |
+//! | [`generate`] | greedy / seeded sampling with a key/value cache |
 //! | [`rng`] | the seeded generator every experiment shares |
 //! | [`gguf`], [`safetensors`], [`weights`], [`load`] | checkpoints → [`Transformer`] |
 //! | [`error`] | [`ModelError`], the crate's error |
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod hooks;
 pub mod load;

@@ -1,0 +1,87 @@
+//! Greedy generation with the key/value cache against Hugging Face `generate` (goldens by
+//! tests/fixtures/make_generate_goldens.py), on the CPU and wgpu.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use interplay_models::device::read_f32;
+use interplay_models::generate::{Sampling, generate};
+use interplay_models::load::load_path;
+use pollster::block_on;
+use serde_json::Value;
+
+#[test]
+fn greedy_generation_matches_hugging_face_on_every_device() {
+    let g: Value =
+        serde_json::from_slice(&std::fs::read(common::fixtures().join("generate.json")).unwrap())
+            .unwrap();
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    for dev in common::devices() {
+        for (name, want) in g["models"].as_object().unwrap() {
+            let m = load_path(&common::fixtures().join(name), &dev.device).expect("loads");
+            let prompt = ids(&want["prompt"]);
+            let tokens = ids(&want["tokens"]);
+            let out = block_on(generate(
+                &m.model,
+                &prompt,
+                tokens.len(),
+                &[],
+                Sampling::Greedy,
+            ))
+            .unwrap();
+            assert_eq!(out.tokens, tokens, "{name} on {}", dev.backend.label());
+            assert!(!out.stopped);
+            // Each step's chosen logit, from one forward pass over prompt + generation.
+            let mut all = prompt.clone();
+            all.extend(&tokens);
+            let logits =
+                block_on(read_f32(m.model.forward(m.model.tokens(&[all]).unwrap()))).unwrap();
+            let v = m.model.config.d_vocab;
+            let chosen: Vec<f32> = tokens
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| logits[(prompt.len() - 1 + i) * v + t as usize])
+                .collect();
+            let want: Vec<f64> = want["chosen_logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let err = common::max_rel_err(&chosen, &want);
+            assert!(err < 1e-4, "{name}: chosen logits, relative error {err}");
+            // A stop token ends it, and is kept.
+            let cut = block_on(generate(
+                &m.model,
+                &prompt,
+                tokens.len(),
+                &[tokens[2]],
+                Sampling::Greedy,
+            ))
+            .unwrap();
+            let first = tokens.iter().position(|&t| t == tokens[2]).unwrap();
+            assert_eq!(cut.tokens, tokens[..=first], "{name}: stop");
+            assert!(cut.stopped);
+            // Sampling is seeded: the same seed gives the same tokens.
+            let s = Sampling::Temperature {
+                temperature: 1.0,
+                seed: 9,
+            };
+            let a = block_on(generate(&m.model, &prompt, 8, &[], s)).unwrap();
+            let b = block_on(generate(&m.model, &prompt, 8, &[], s)).unwrap();
+            assert_eq!(a, b, "{name}: seeded sampling");
+            let bad = Sampling::Temperature {
+                temperature: 0.0,
+                seed: 9,
+            };
+            assert!(block_on(generate(&m.model, &prompt, 8, &[], bad)).is_err());
+            assert!(block_on(generate(&m.model, &[], 8, &[], Sampling::Greedy)).is_err());
+        }
+    }
+}
