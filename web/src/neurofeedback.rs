@@ -7,7 +7,7 @@ use leptos::task::spawn_local;
 
 use interplay_lab::bundled::Bundled;
 use interplay_lab::neurofeedback::{
-    BUNDLED_SETS, Direction, NeurofeedbackResult, NeurofeedbackSpec, Pooling, PromptFormat,
+    BUNDLED_SETS, Direction, ExplicitControl, NeurofeedbackResult, NeurofeedbackSpec, Pooling, PromptFormat,
     Sentences, run,
 };
 use interplay_lab::share::{decode, encode, spec_param};
@@ -44,9 +44,10 @@ const GUIDED: [Guided; 2] = [
         title: "The paper's main figure in miniature: SmolLM2, early vs late PCs",
         text: "SmolLM2-135M-Instruct reads N labelled sentences in chat turns and labels a new one. \
                The labels come from the projection of its layer-15 residual stream on PC1, PC2, PC16, \
-               a sentiment probe or a random direction. The control task asks it for a sentence of \
-               each label and measures how far its activations move. 135M parameters is small: \
-               read the numbers against the controls.",
+               a sentiment probe or a random direction. The implicit control task asks it for a \
+               sentence of each label and has it read a given one; the explicit one lets it write \
+               the sentence (greedy) and measures its activations while it writes. 135M parameters \
+               is small: read the numbers against the controls.",
         spec: NeurofeedbackSpec::smollm2,
     },
 ];
@@ -325,8 +326,25 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                 <label><input type="checkbox" data-testid="nf-shuffled" prop:disabled=lock prop:checked=move || spec.get().shuffled
                     on:change=move |ev| spec.update(|s| s.shuffled = event_target_checked(&ev))/>" shuffled-label control"</label>
                 <label><input type="checkbox" data-testid="nf-control" prop:disabled=lock prop:checked=move || spec.get().control
-                    on:change=move |ev| spec.update(|s| s.control = event_target_checked(&ev))/>" control task (chat)"</label>
+                    on:change=move |ev| spec.update(|s| s.control = event_target_checked(&ev))/>" implicit control (chat)"</label>
+                <label><input type="checkbox" data-testid="nf-explicit" prop:disabled=lock prop:checked=move || spec.get().explicit.is_some()
+                    on:change=move |ev| { let on = event_target_checked(&ev); spec.update(|s| s.explicit = on.then(ExplicitControl::default)) }/>
+                    " explicit control: the model writes (chat)"</label>
             </div>
+            {move || spec.get().explicit.map(|e| view! {
+                <div class="row">
+                    <label>"tokens per sentence "<input type="number" min="1" max="64" data-testid="nf-max-tokens" prop:disabled=lock
+                        prop:value=e.max_tokens
+                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { spec.update(|s| if let Some(x) = s.explicit.as_mut() { x.max_tokens = v }) }/></label>
+                    <label>"temperature "<input type="number" min="0" max="5" step="0.1" data-testid="nf-temperature" prop:disabled=lock
+                        title="0: greedy decoding (the most likely token each step); above 0: seeded sampling"
+                        prop:value=e.temperature
+                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { spec.update(|s| if let Some(x) = s.explicit.as_mut() { x.temperature = v }) }/></label>
+                    <label>"sentences per seed and label "<input type="number" min="1" max="8" data-testid="nf-samples" prop:disabled=lock
+                        prop:value=e.samples
+                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { spec.update(|s| if let Some(x) = s.explicit.as_mut() { x.samples = v }) }/></label>
+                </div>
+            })}
             <div class="row">
                 <label>"sentences "<select data-testid="nf-sentences" prop:disabled=lock
                     on:change=move |ev| { let v = event_target_value(&ev); spec.update(|s| s.sentences = if v == "pasted" {
@@ -459,6 +477,33 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
                 values={c.shift.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect::<Vec<_>>()}
                 what="shift (sd)".to_string() testid="nf-control".to_string()/>
         })}
+        {r.explicit.clone().map(|c| {
+            let labels = spec.labels.clone();
+            view! {
+            <h3>"Explicit control: the model writes"</h3>
+            <p class="muted">{format!("With {} examples of a direction's labels in context, the model is asked to write a sentence of each \
+                label. Left: its own activations over the tokens it wrote; right: the same sentence read alone (does the text carry \
+                the label, or only the state it was written in?). Each cell: mean projection for the first label minus the second, \
+                in standard deviations.", c.examples)}</p>
+            <div class="row">
+                <Heatmap rows={names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>()} cols={names.clone()}
+                    values={c.shift.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect::<Vec<_>>()}
+                    what="shift while writing (sd)".to_string() testid="nf-explicit".to_string()/>
+                <Heatmap rows={names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>()} cols={names.clone()}
+                    values={c.shift_alone.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect::<Vec<_>>()}
+                    what="shift read alone (sd)".to_string() testid="nf-explicit-alone".to_string()/>
+            </div>
+            <table class="data" data-testid="nf-written">
+                <caption>"What the model wrote (z: projection on the target direction, in standard deviations from the set's mean)"</caption>
+                <thead><tr><th scope="col">"direction"</th><th scope="col">"asked for"</th><th scope="col">"seed"</th>
+                    <th scope="col">"sentence"</th><th scope="col">"z while writing"</th><th scope="col">"z read alone"</th></tr></thead>
+                <tbody>{c.sentences.iter().map(|w| view! {
+                    <tr><td>{w.direction.to_string()}</td><td>{labels[w.label.min(1)].clone()}</td><td>{w.seed}</td>
+                        <td>{if w.finished { w.text.clone() } else { format!("{} …", w.text) }}</td>
+                        <td>{format!("{:+.2}", w.z)}</td><td>{format!("{:+.2}", w.z_alone)}</td></tr>
+                }).collect_view()}</tbody>
+            </table>
+        }})}
         <details><summary>"An example prompt (first seed, largest N)"</summary><pre data-testid="nf-prompt">{r.example_prompt.clone()}</pre></details>
         <pre hidden data-testid="nf-result-json">{json}</pre>
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use interplay_lab::bundled::Bundled;
 use interplay_lab::neurofeedback::{
-    Direction, NeurofeedbackSpec, Pooling, PromptFormat, Sentences, run,
+    Direction, ExplicitControl, NeurofeedbackSpec, Pooling, PromptFormat, Sentences, run,
 };
 use interplay_models::ComputeDevice;
 use interplay_models::HookPoint;
@@ -121,8 +121,32 @@ pub fn command(args: &Args) -> Result<Value> {
         labels,
         format,
         control: args.flag("--control"),
+        explicit: explicit(args)?,
     };
     run_loaded(&spec, &m, &dev)
+}
+
+/// `--explicit [--max-tokens 24 --temperature 0 --samples 1]`.
+fn explicit(args: &Args) -> Result<Option<ExplicitControl>> {
+    let wanted = args.flag("--explicit")
+        || ["--max-tokens", "--temperature", "--samples"]
+            .iter()
+            .any(|f| args.value(f).is_some());
+    if !wanted {
+        return Ok(None);
+    }
+    let d = ExplicitControl::default();
+    Ok(Some(ExplicitControl {
+        max_tokens: args.value("--max-tokens").map_or(Ok(d.max_tokens), |v| {
+            v.parse().context("--max-tokens takes a whole number")
+        })?,
+        temperature: args.value("--temperature").map_or(Ok(d.temperature), |v| {
+            v.parse().context("--temperature takes a number (0 = greedy)")
+        })?,
+        samples: args.value("--samples").map_or(Ok(d.samples), |v| {
+            v.parse().context("--samples takes a whole number")
+        })?,
+    }))
 }
 
 fn model_path(model: &str, flag: Option<&str>) -> Result<PathBuf> {

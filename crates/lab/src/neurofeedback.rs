@@ -9,10 +9,15 @@
 //! 3. **Reporting**: N labelled examples in context, then a held-out sentence; the model's answer
 //!    is whichever label token has the higher logit. Accuracy against N, per direction, with
 //!    seeds, a shuffled-label control and (by choosing `random`) a random-direction control.
-//! 4. **Control** (implicit, chat models): with the examples in context, the model is asked for a
-//!    sentence of a target label and reads a given one; the shift of its activation's projection
+//! 4. **Control** (implicit, chat models): with examples in context as requests for a label
+//!    answered by a sentence of that label, the model is asked for a sentence of a target label
+//!    and a given one stands as its answer; the shift of its activation's projection
 //!    between the two targets, in standard deviations of the projection over the sentence set,
 //!    along the target direction and along every other direction.
+//! 5. **Explicit control** (chat models): the model writes a sentence of the target label
+//!    (greedy or seeded sampling); its own activations over the tokens it wrote are projected the
+//!    same way, and so is the sentence read alone (does the content carry the label, or only the
+//!    state it was written in?).
 //!
 //! Everything host-side (PCA, probe, medians) is f64 and deterministic, so the page and the CLI
 //! give the same numbers for the same spec.
@@ -22,6 +27,7 @@ use std::str::FromStr;
 
 use burn::tensor::{Int, Tensor, TensorData, s};
 use interplay_models::device::read_f32;
+use interplay_models::generate::{Sampling, generate};
 use interplay_models::hooks::{HookPlan, HookPoint};
 use interplay_models::patching::Progress;
 use interplay_models::rng::Rng;
@@ -256,6 +262,30 @@ pub struct NeurofeedbackSpec {
     pub format: PromptFormat,
     /// Run the implicit control task at the largest N (chat format only).
     pub control: bool,
+    /// Run the explicit control task at the largest N (chat format only): the model writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explicit: Option<ExplicitControl>,
+}
+
+/// How the explicit control task's sentences are written.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplicitControl {
+    /// The most tokens the model may write (1 to 64).
+    pub max_tokens: usize,
+    /// 0: greedy decoding; above 0: sampling at that temperature, seeded by the spec's seeds.
+    pub temperature: f64,
+    /// Sentences written per seed, target direction and label (1 to 8; 1 when greedy).
+    pub samples: usize,
+}
+
+impl Default for ExplicitControl {
+    fn default() -> Self {
+        Self {
+            max_tokens: 24,
+            temperature: 0.0,
+            samples: 1,
+        }
+    }
 }
 
 impl NeurofeedbackSpec {
@@ -280,6 +310,7 @@ impl NeurofeedbackSpec {
             labels: ["A".into(), "B".into()],
             format: PromptFormat::Plain,
             control: false,
+            explicit: None,
         }
     }
 
@@ -304,6 +335,7 @@ impl NeurofeedbackSpec {
             labels: ["A".into(), "B".into()],
             format: PromptFormat::Chat,
             control: true,
+            explicit: Some(ExplicitControl::default()),
         }
     }
 
@@ -348,10 +380,32 @@ impl NeurofeedbackSpec {
                 "the two labels must be different words".into(),
             ));
         }
-        if self.control && self.format != PromptFormat::Chat {
+        if (self.control || self.explicit.is_some()) && self.format != PromptFormat::Chat {
             return Err(LabError::Spec(
                 "the control task asks the model for a sentence: it needs the chat format".into(),
             ));
+        }
+        if let Some(e) = &self.explicit {
+            if !(1..=64).contains(&e.max_tokens) {
+                return Err(LabError::Spec(
+                    "the model may write 1 to 64 tokens per sentence".into(),
+                ));
+            }
+            if !(1..=8).contains(&e.samples) {
+                return Err(LabError::Spec(
+                    "write 1 to 8 sentences per seed, direction and label".into(),
+                ));
+            }
+            if !(e.temperature >= 0.0 && e.temperature <= 5.0) {
+                return Err(LabError::Spec(
+                    "the temperature must be between 0 (greedy) and 5".into(),
+                ));
+            }
+            if e.temperature == 0.0 && e.samples > 1 {
+                return Err(LabError::Spec(
+                    "greedy decoding writes the same sentence every time: use one sample, or a temperature above 0".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -387,6 +441,40 @@ pub struct ControlResult {
     pub shift: Vec<Vec<f64>>,
 }
 
+/// One sentence the model wrote in the explicit control task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WrittenSentence {
+    /// Whose labels were in context (the target direction).
+    pub direction: Direction,
+    /// The label asked for (index into the spec's labels).
+    pub label: usize,
+    /// The seed of the examples (and of the sampling).
+    pub seed: u64,
+    /// What the model wrote (without the end-of-turn token).
+    pub text: String,
+    /// Whether it ended its turn within the token limit.
+    pub finished: bool,
+    /// Projection on the target direction of the activations while writing, as a z-score over
+    /// the sentence set (mean 0, sd 1).
+    pub z: f64,
+    /// The same for the written sentence read alone.
+    pub z_alone: f64,
+}
+
+/// The explicit control task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplicitControlResult {
+    /// Examples in context.
+    pub examples: usize,
+    /// `shift[target][measured]` as in [`ControlResult`], for the activations while the model
+    /// writes (over the tokens it wrote).
+    pub shift: Vec<Vec<f64>>,
+    /// The same for the written sentences read alone.
+    pub shift_alone: Vec<Vec<f64>>,
+    /// Every sentence written.
+    pub sentences: Vec<WrittenSentence>,
+}
+
 /// Everything the lab shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeurofeedbackResult {
@@ -398,6 +486,9 @@ pub struct NeurofeedbackResult {
     pub directions: Vec<DirectionResult>,
     /// The control task, when asked for.
     pub control: Option<ControlResult>,
+    /// The explicit control task, when asked for.
+    #[serde(default)]
+    pub explicit: Option<ExplicitControlResult>,
     /// The prompt of the first seed at the largest N, for the first query (to show).
     pub example_prompt: String,
 }
@@ -409,6 +500,9 @@ struct Prompts<'a> {
     label_ids: [u32; 2],
     labels: [String; 2],
 }
+
+/// The control tasks' instruction.
+pub const CONTROL_INSTRUCTION: &str = "Each sentence has a hidden label, A or B, that depends on the sentence. When I ask for a label, write one new sentence with that label.";
 
 /// The chat format's instruction.
 pub const INSTRUCTION: &str = "Each sentence I send has a hidden label, A or B, that depends on the sentence. Reply with the label only.";
@@ -490,7 +584,35 @@ impl<'a> Prompts<'a> {
         })
     }
 
-    /// The control task's request for a sentence of label `l`, after which the sentence is read.
+    /// The tokens that end the model's turn.
+    fn stop_ids(&self) -> Vec<u32> {
+        ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| self.tk.token_to_id(t))
+            .collect()
+    }
+
+    /// The control tasks' prompt start: the control instruction and the examples the other way
+    /// round — a request for each example's label, answered by its sentence — so the model has
+    /// seen what a sentence of each label looks like (and that it is asked for a sentence, not a
+    /// label).
+    fn control_prefix(&self, examples: &[(&str, usize)]) -> Result<Vec<u32>, LabError> {
+        let mut ids = self.tk.encode(&format!(
+            "<|im_start|>system\n{}<|im_end|>\n",
+            CONTROL_INSTRUCTION.replace(
+                "A or B",
+                &format!("{} or {}", self.labels[0], self.labels[1]),
+            )
+        ))?;
+        for (s, l) in examples {
+            ids.extend(self.request(*l)?);
+            ids.extend(self.tk.encode(&format!("{s}<|im_end|>\n"))?);
+        }
+        Ok(ids)
+    }
+
+    /// The control task's request for a sentence of label `l`, after which the sentence is read
+    /// (implicit) or written (explicit).
     fn request(&self, l: usize) -> Result<Vec<u32>, LabError> {
         Ok(self.tk.encode(&format!(
             "<|im_start|>user\nWrite a sentence whose label is {}.<|im_end|>\n<|im_start|>assistant\n",
@@ -532,25 +654,7 @@ pub async fn activations(
             i + 1
         )));
     }
-    let mut lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    let d = m.config.d_model;
-    let mut out = vec![Vec::new(); ids.len()];
-    let plan = HookPlan::caching([hook]);
-    for len in lengths {
-        let rows: Vec<usize> = (0..ids.len()).filter(|&i| ids[i].len() == len).collect();
-        let batch: Vec<Vec<u32>> = rows.iter().map(|&i| ids[i].clone()).collect();
-        let (_, cache, _) = m.extend(m.tokens(&batch)?, None, &plan)?;
-        let act = cache
-            .r3(hook)
-            .ok_or_else(|| LabError::Spec("missing activation".into()))?;
-        let v = read_f32(pool(act, pooling)).await?;
-        for (r, &i) in rows.iter().enumerate() {
-            out[i] = v[r * d..(r + 1) * d].iter().map(|&x| x as f64).collect();
-        }
-    }
-    Ok(out)
+    in_context_activations(m, &[], &ids, hook, pooling).await
 }
 
 /// The mean of the rows.
@@ -875,6 +979,58 @@ async fn in_context_activations(
     Ok(out)
 }
 
+/// A sentence the model wrote, and its activations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    /// The tokens written, without the end-of-turn token.
+    pub tokens: Vec<u32>,
+    /// Whether the model ended its turn within the limit.
+    pub finished: bool,
+    /// Pooled activation (`d_model`) over the tokens written, in the prompt that asked for them
+    /// (the end-of-turn token alone when the model wrote nothing else).
+    pub in_context: Vec<f64>,
+    /// Pooled activation of the same tokens read alone.
+    pub alone: Vec<f64>,
+}
+
+/// The explicit control task's raw readout: after `examples` (`(sentence, label index)`) the
+/// model is asked for a sentence of label `label` and writes it with `sampling`.
+pub async fn write_sentence(
+    spec: &NeurofeedbackSpec,
+    m: &Transformer,
+    tk: &TextTokenizer,
+    examples: &[(&str, usize)],
+    label: usize,
+    sampling: Sampling,
+) -> Result<Written, LabError> {
+    let prompts = Prompts::new(tk, spec)?;
+    let max_tokens = spec.explicit.unwrap_or_default().max_tokens;
+    let mut prompt = prompts.control_prefix(examples)?;
+    prompt.extend(prompts.request(label.min(1))?);
+    let g = generate(m, &prompt, max_tokens, &prompts.stop_ids(), sampling).await?;
+    let mut tokens = g.tokens.clone();
+    if g.stopped {
+        tokens.pop();
+    }
+    let measured = if tokens.is_empty() {
+        g.tokens.clone()
+    } else {
+        tokens.clone()
+    };
+    let in_context = in_context_activations(m, &prompt, &[measured.clone()], spec.hook, spec.pooling)
+        .await?
+        .remove(0);
+    let alone = in_context_activations(m, &[], &[measured], spec.hook, spec.pooling)
+        .await?
+        .remove(0);
+    Ok(Written {
+        tokens,
+        finished: g.stopped,
+        in_context,
+        alone,
+    })
+}
+
 /// Run the whole experiment. `progress(done, total)` resolves to `false` to cancel.
 pub async fn run(
     spec: &NeurofeedbackSpec,
@@ -894,9 +1050,13 @@ pub async fn run(
         )));
     }
     let runs_per_dir = spec.seeds.len() * spec.examples.len() * (1 + usize::from(spec.shuffled));
+    let written_per_dir = spec
+        .explicit
+        .map_or(0, |e| 2 * spec.seeds.len() * e.samples);
     let total = 1
         + spec.directions.len() * runs_per_dir
-        + usize::from(spec.control) * spec.directions.len() * 2;
+        + usize::from(spec.control) * spec.directions.len() * 2
+        + spec.directions.len() * written_per_dir;
     let mut done = 0;
     if !progress(done, total).await {
         return Err(LabError::Cancelled);
@@ -1035,17 +1195,26 @@ pub async fn run(
         });
     }
 
-    let control = if spec.control {
-        let sd: Vec<f64> = vecs
+    // Mean and standard deviation of each direction's projection over the set: the control
+    // tasks' units.
+    let (centre, sd): (Vec<f64>, Vec<f64>) = results
+        .iter()
+        .map(|r| {
+            let p = &r.projections;
+            let m = p.iter().sum::<f64>() / p.len() as f64;
+            let sd = (p.iter().map(|a| (a - m).powi(2)).sum::<f64>() / p.len() as f64)
+                .sqrt()
+                .max(1e-12);
+            (m, sd)
+        })
+        .unzip();
+    let labels_of = |r: &DirectionResult| -> Vec<usize> {
+        r.projections
             .iter()
-            .map(|u| {
-                let p: Vec<f64> = x.iter().map(|r| dot(r, u)).collect();
-                let m = p.iter().sum::<f64>() / p.len() as f64;
-                (p.iter().map(|a| (a - m).powi(2)).sum::<f64>() / p.len() as f64)
-                    .sqrt()
-                    .max(1e-12)
-            })
-            .collect();
+            .map(|&p| usize::from(p <= r.median))
+            .collect()
+    };
+    let control = if spec.control {
         let (pool_idx, queries) = split(n, seed0, spec.queries);
         let read: Vec<Vec<u32>> = queries
             .iter()
@@ -1053,16 +1222,12 @@ pub async fn run(
             .collect::<Result<_, _>>()?;
         let mut shift = Vec::new();
         for r in &results {
-            let label: Vec<usize> = r
-                .projections
-                .iter()
-                .map(|&p| usize::from(p <= r.median))
-                .collect();
+            let label = labels_of(r);
             let ex: Vec<(&str, usize)> = pool_idx[..max_n]
                 .iter()
                 .map(|&i| (sentences[i].text.as_str(), label[i]))
                 .collect();
-            let base = prompts.prefix(&ex)?;
+            let base = prompts.control_prefix(&ex)?;
             let mut mean_proj = [vec![0.0; vecs.len()], vec![0.0; vecs.len()]];
             for (t, slot) in mean_proj.iter_mut().enumerate() {
                 let mut prefix = base.clone();
@@ -1090,12 +1255,90 @@ pub async fn run(
     } else {
         None
     };
+    let explicit = match spec.explicit {
+        Some(e) => {
+            let mut shift = Vec::new();
+            let mut shift_alone = Vec::new();
+            let mut written = Vec::new();
+            for (di, r) in results.iter().enumerate() {
+                let label = labels_of(r);
+                // Sums of projections (in context, alone) per target label and direction.
+                let mut sums = [[vec![0.0; vecs.len()], vec![0.0; vecs.len()]], [
+                    vec![0.0; vecs.len()],
+                    vec![0.0; vecs.len()],
+                ]];
+                let mut count = [0usize; 2];
+                for &seed in &spec.seeds {
+                    let (pool_idx, _) = split(n, seed, spec.queries);
+                    let ex: Vec<(&str, usize)> = pool_idx[..max_n]
+                        .iter()
+                        .map(|&i| (sentences[i].text.as_str(), label[i]))
+                        .collect();
+                    for t in 0..2 {
+                        for k in 0..e.samples {
+                            let sampling = if e.temperature > 0.0 {
+                                Sampling::Temperature {
+                                    temperature: e.temperature,
+                                    seed: seed
+                                        ^ ((di as u64) << 40)
+                                        ^ ((t as u64) << 32)
+                                        ^ ((k as u64) << 16)
+                                        ^ 0x3717_E5,
+                                }
+                            } else {
+                                Sampling::Greedy
+                            };
+                            let w = write_sentence(spec, m, tk, &ex, t, sampling).await?;
+                            for (j, u) in vecs.iter().enumerate() {
+                                sums[t][0][j] += dot(&w.in_context, u);
+                                sums[t][1][j] += dot(&w.alone, u);
+                            }
+                            count[t] += 1;
+                            let z = |a: &[f64]| (dot(a, &vecs[di]) - centre[di]) / sd[di];
+                            written.push(WrittenSentence {
+                                direction: r.direction,
+                                label: t,
+                                seed,
+                                text: tk.decode(&w.tokens)?.trim().to_string(),
+                                finished: w.finished,
+                                z: z(&w.in_context),
+                                z_alone: z(&w.alone),
+                            });
+                            done += 1;
+                            if !progress(done, total).await {
+                                return Err(LabError::Cancelled);
+                            }
+                        }
+                    }
+                }
+                let row = |which: usize| -> Vec<f64> {
+                    (0..vecs.len())
+                        .map(|j| {
+                            let a = sums[0][which][j] / count[0].max(1) as f64;
+                            let b = sums[1][which][j] / count[1].max(1) as f64;
+                            (a - b) / sd[j]
+                        })
+                        .collect()
+                };
+                shift.push(row(0));
+                shift_alone.push(row(1));
+            }
+            Some(ExplicitControlResult {
+                examples: max_n,
+                shift,
+                shift_alone,
+                sentences: written,
+            })
+        }
+        None => None,
+    };
     progress(total, total).await;
     Ok(NeurofeedbackResult {
         sentences: n,
         pc_variance: pc_variance.into_iter().take(k).collect(),
         directions: results,
         control,
+        explicit,
         example_prompt,
     })
 }

@@ -8,8 +8,10 @@
 use std::path::PathBuf;
 
 use interplay_lab::neurofeedback::{
-    Direction, NeurofeedbackSpec, Sentences, activations, label_logits, run,
+    Direction, ExplicitControl, NeurofeedbackSpec, Sentences, activations, label_logits, run,
+    write_sentence,
 };
+use interplay_models::generate::Sampling;
 use interplay_models::load::load_path;
 use interplay_models::patching::no_progress;
 use interplay_models::{ComputeDevice, HookPoint};
@@ -185,10 +187,70 @@ fn smollm2_matches_hugging_face_when_fetched() {
         queries: 12,
         shuffled: false,
         control: false,
+        explicit: Some(ExplicitControl {
+            max_tokens: 16,
+            ..ExplicitControl::default()
+        }),
         sentences: Sentences::Bundled("sentiment".into()),
         ..NeurofeedbackSpec::smollm2()
     };
-    check("smollm2", path, spec, &ComputeDevice::cpu());
+    let dev = ComputeDevice::cpu();
+    check("smollm2", path.clone(), spec.clone(), &dev);
+
+    // Explicit control: what the model writes for each label, and its activations over it.
+    let g: Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/neurofeedback/smollm2.json")).unwrap(),
+    )
+    .unwrap();
+    let m = load_path(&path, &dev.device).unwrap();
+    let tk = m.tokenizer.as_ref().unwrap();
+    let run_g = g["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["direction"] == "pc1" && r["n"] == 4)
+        .unwrap();
+    let ex_s = strs(&run_g["example_sentences"]);
+    let ex: Vec<(&str, usize)> = ex_s
+        .iter()
+        .map(String::as_str)
+        .zip(f64s(&run_g["example_labels"]).iter().map(|&l| l as usize))
+        .collect();
+    let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
+    let written = &r.explicit.as_ref().unwrap().sentences;
+    for e in g["explicit"].as_array().unwrap() {
+        let t = e["label"].as_u64().unwrap() as usize;
+        let w = block_on(write_sentence(
+            &spec,
+            &m.model,
+            tk,
+            &ex,
+            t,
+            Sampling::Greedy,
+        ))
+        .unwrap();
+        let want: Vec<u32> = f64s(&e["tokens"]).iter().map(|&i| i as u32).collect();
+        let mut got = w.tokens.clone();
+        if w.finished {
+            got.push(tk.token_to_id("<|im_end|>").unwrap());
+        }
+        assert_eq!(got, want, "label {t}: written tokens");
+        for (what, v) in [("in_context", &w.in_context), ("alone", &w.alone)] {
+            let want = f64s(&e[what]);
+            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let err = v
+                .iter()
+                .zip(&want)
+                .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= 1e-4 * scale, "label {t} {what}: error {err}, scale {scale}");
+        }
+        // The lab's run wrote the same sentence for PC1, seed 1.
+        let s = written
+            .iter()
+            .find(|s| s.direction == Direction::Pc(1) && s.label == t && s.seed == 1)
+            .unwrap();
+        assert_eq!(s.text, e["text"].as_str().unwrap().trim(), "label {t}: text");
+    }
 }
 
 #[test]
@@ -258,6 +320,13 @@ fn bad_specs_give_messages() {
                 ..base.clone()
             },
             "concept",
+        ),
+        (
+            NeurofeedbackSpec {
+                explicit: Some(ExplicitControl::default()),
+                ..base.clone()
+            },
+            "needs the chat format",
         ),
     ];
     for (spec, want) in cases {
