@@ -3,7 +3,8 @@
 // minutes) loads the model by itself, runs, shows the accuracy-vs-N plot and equals the CLI's
 // numbers for the same spec; a run can be cancelled; bad input gets a message. With SmolLM2
 // fetched, a share link of the SmolLM2 guided experiment (trimmed: one direction, N = 0 and 2,
-// six queries) equals the CLI too (CPU fallback always; SwiftShader opt-in, see below). Screenshots under target/screenshots/.
+// six queries, the explicit control task writing 8 tokens) equals the CLI too (CPU fallback
+// always; SwiftShader opt-in, see below). Screenshots under target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -31,6 +32,7 @@ const SMOL = {
   sentences: { bundled: "sentiment" },
   directions: ["pc1"], examples: [0, 2], seeds: [1], queries: 6, shuffled: false,
   labels: ["A", "B"], format: "chat", control: false,
+  explicit: { max_tokens: 8, temperature: 0, samples: 1 },
 };
 
 function cli(spec) {
@@ -132,7 +134,15 @@ for (const mode of MODES) {
       await page.waitForSelector('[data-testid="nf-model-name"][data-key="smollm2"]', { timeout: 300_000 });
       await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
       assert.equal(await run(page, 25 * 60_000), "done", await page.textContent('[data-testid="nf-status"]'));
-      sameAccuracies(await result(page), refSmol, "smollm2");
+      const got = await result(page);
+      sameAccuracies(got, refSmol, "smollm2");
+      // Explicit control: the page's model wrote the CLI's sentences, with the same projections.
+      const [gw, ww] = [got.explicit.sentences, refSmol.explicit.sentences];
+      assert.deepEqual(gw.map((s) => s.text), ww.map((s) => s.text));
+      for (let i = 0; i < ww.length; i++) {
+        assert.ok(Math.abs(gw[i].z - ww[i].z) < 1e-3, `written ${i}: z ${gw[i].z} vs CLI ${ww[i].z}`);
+      }
+      assert.ok(await page.isVisible('[data-testid="nf-written"]'));
       await page.screenshot({ path: path.join(SHOTS, `neurofeedback-smollm2-${mode.name}.png`), fullPage: true });
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);

@@ -7,8 +7,8 @@ use leptos::task::spawn_local;
 
 use interplay_lab::bundled::Bundled;
 use interplay_lab::neurofeedback::{
-    BUNDLED_SETS, Direction, ExplicitControl, NeurofeedbackResult, NeurofeedbackSpec, Pooling, PromptFormat,
-    Sentences, run,
+    BUNDLED_SETS, Bins, Direction, ExplicitControl, NeurofeedbackResult, NeurofeedbackSpec,
+    Pooling, PromptFormat, Sentences, run,
 };
 use interplay_lab::share::{decode, encode, spec_param};
 use interplay_models::HookPoint;
@@ -323,6 +323,16 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                     <option value="chat" selected=move || spec.get().format == PromptFormat::Chat>"chat template"</option>
                     <option value="plain" selected=move || spec.get().format == PromptFormat::Plain>"plain: sentence -> label"</option>
                 </select></label>
+                <label>"labels "<select data-testid="nf-bins" prop:disabled=lock
+                    title="median: every sentence is labelled; quantiles: only the top and bottom q, the ambiguous middle is left out"
+                    on:change=move |ev| { let q = event_target_value(&ev) == "quantiles"; spec.update(|s| s.bins = if q { Bins::Quantiles(0.25) } else { Bins::Median }) }>
+                    <option value="median" selected=move || spec.get().bins == Bins::Median>"split at the median"</option>
+                    <option value="quantiles" selected=move || matches!(spec.get().bins, Bins::Quantiles(_))>"top / bottom quantile"</option>
+                </select></label>
+                {move || match spec.get().bins { Bins::Quantiles(q) => Some(view! {
+                    <label>"q "<input type="number" min="0.05" max="0.45" step="0.05" size="4" data-testid="nf-quantile" prop:disabled=lock
+                        prop:value=q on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { spec.update(|s| s.bins = Bins::Quantiles(v)) }/></label> }),
+                    Bins::Median => None }}
                 <label><input type="checkbox" data-testid="nf-shuffled" prop:disabled=lock prop:checked=move || spec.get().shuffled
                     on:change=move |ev| spec.update(|s| s.shuffled = event_target_checked(&ev))/>" shuffled-label control"</label>
                 <label><input type="checkbox" data-testid="nf-control" prop:disabled=lock prop:checked=move || spec.get().control
@@ -436,7 +446,11 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
         .map(|d| d.direction.to_string())
         .collect();
     view! {
-        <p>{format!("{} sentences; labels split each direction's projections at the median. Chance is 50%.", r.sentences)}</p>
+        <p>{match spec.bins {
+            Bins::Median => format!("{} sentences; labels split each direction's projections at the median. Chance is 50%.", r.sentences),
+            Bins::Quantiles(q) => format!("{} sentences; per direction the top {:.0}% of projections get the first label and the bottom {:.0}% \
+                the second; the middle is neither example nor query. Chance is 50%.", r.sentences, q * 100.0, q * 100.0),
+        }}</p>
         <LinePlot series=series xs=xs xlabel="N (in-context examples)".to_string() y_range=(0.0, 1.0)
             reference=(0.5, "chance".to_string())
             ylabel="reporting accuracy".to_string() testid="nf-accuracy".to_string()/>
@@ -467,7 +481,7 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
             <p class="mono">{r.pc_variance.iter().enumerate().map(|(i, v)| format!("PC{}: {:.2}%", i + 1, v * 100.0)).collect::<Vec<_>>().join(" · ")}</p>
         </details>
         <h3>"Projections"</h3>
-        {r.directions.iter().map(|d| histogram(d.direction.to_string(), &d.projections, d.median)).collect_view()}
+        {r.directions.iter().map(|d| histogram(d.direction.to_string(), &d.projections, d.cuts)).collect_view()}
         {r.control.clone().map(|c| view! {
             <h3>"Control task"</h3>
             <p class="muted">{format!("With {} examples in context, the model is asked for a sentence of each label and reads held-out \
@@ -509,8 +523,9 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
     }
 }
 
-/// A small histogram of projections with the median marked.
-fn histogram(name: String, values: &[f64], median: f64) -> impl IntoView + use<> {
+/// A small histogram of projections with the label cuts marked (one line for the median split;
+/// with quantile bins the middle, unlabelled, is grey).
+fn histogram(name: String, values: &[f64], cuts: [f64; 2]) -> impl IntoView + use<> {
     let (lo, hi) = values
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
@@ -526,19 +541,30 @@ fn histogram(name: String, values: &[f64], median: f64) -> impl IntoView + use<>
     let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let (w, h) = (320.0f64, 70.0f64);
     let bw = w / bins as f64;
-    let mx = (median - lo) / span * w;
+    let [x0, x1] = cuts.map(|c| (c - lo) / span * w);
+    let caption = if cuts[0] == cuts[1] {
+        format!(
+            "{name}: median {:.3} (blue: first label, orange: second)",
+            cuts[0]
+        )
+    } else {
+        format!(
+            "{name}: cuts {:.3} / {:.3} (blue: first label, orange: second, grey: left out)",
+            cuts[0], cuts[1]
+        )
+    };
     view! {
         <figure class="histogram">
             <svg viewBox=format!("0 0 {w} {}", h + 14.0) width="320" role="img"
-                 aria-label=format!("distribution of projections on {name}, median {median:.3}")>
+                 aria-label=format!("distribution of projections: {caption}")>
                 {counts.iter().enumerate().map(|(i, &c)| { let bh = c as f64 / top * h; view! {
-                    <rect x={i as f64 * bw} y={h - bh} width={bw - 1.0} height=bh fill={if (i as f64 + 0.5) * bw > mx { "#0072B2" } else { "#E69F00" }}>
+                    <rect x={i as f64 * bw} y={h - bh} width={bw - 1.0} height=bh fill={let c = (i as f64 + 0.5) * bw; if c > x1 { "#0072B2" } else if c < x0 { "#E69F00" } else { "#BBBBBB" }}>
                         <title>{format!("{c} sentences")}</title></rect> }}).collect_view()}
-                <line x1=mx x2=mx y1=0.0 y2=h stroke="#000" stroke-dasharray="3 2"/>
+                {[x0, x1].map(|x| view! { <line x1=x x2=x y1=0.0 y2=h stroke="#000" stroke-dasharray="3 2"/> })}
                 <text x=0.0 y=h + 12.0 font-size="10">{format!("{lo:.2}")}</text>
                 <text x=w y=h + 12.0 font-size="10" text-anchor="end">{format!("{hi:.2}")}</text>
             </svg>
-            <figcaption class="muted">{format!("{name}: median {median:.3} (blue: first label, orange: second)")}</figcaption>
+            <figcaption class="muted">{caption.clone()}</figcaption>
         </figure>
     }
 }

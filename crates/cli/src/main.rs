@@ -60,7 +60,7 @@ const USAGE: &str = "usage:
   interplay neurofeedback --model PATH|smollm2|icl-3l --layer L --direction pc1,pc2,..,probe,random
                      --sentences FILE|sentiment|icl-words --examples 0,4,16 --seed S [--seeds 1,2]
                      [--hook resid_post|resid_pre|resid_mid|attn_out|mlp_out --pooling mean|last
-                     --queries 24 --labels A,B --format chat|plain --control --no-shuffled
+                     --queries 24 --labels A,B --format chat|plain --quantiles Q --control --no-shuffled
                      --explicit --max-tokens 24 --temperature 0 --samples 1]
   interplay train-bundled --model induction-2l|ioi-3l|icl-3l [--steps N --seed S] [--out public/bundled/ID]
                      (retrain a Circuits lab bundled model on the CPU; writes model.safetensors,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use interplay_lab::bundled::Bundled;
 use interplay_lab::neurofeedback::{
-    Direction, ExplicitControl, NeurofeedbackSpec, Pooling, PromptFormat, Sentences, run,
+    Bins, Direction, ExplicitControl, NeurofeedbackSpec, Pooling, PromptFormat, Sentences, run,
 };
 use interplay_models::ComputeDevice;
 use interplay_models::HookPoint;
@@ -112,6 +112,13 @@ pub fn command(args: &Args) -> Result<Value> {
         directions,
         examples: list(args.value("--examples").unwrap_or("0,4,16"), "--examples")?,
         seeds,
+        bins: match args.value("--quantiles") {
+            Some(q) => Bins::Quantiles(
+                q.parse()
+                    .context("--quantiles takes a fraction, e.g. 0.25")?,
+            ),
+            None => Bins::Median,
+        },
         queries: args
             .value("--queries")
             .unwrap_or("24")
@@ -141,7 +148,8 @@ fn explicit(args: &Args) -> Result<Option<ExplicitControl>> {
             v.parse().context("--max-tokens takes a whole number")
         })?,
         temperature: args.value("--temperature").map_or(Ok(d.temperature), |v| {
-            v.parse().context("--temperature takes a number (0 = greedy)")
+            v.parse()
+                .context("--temperature takes a number (0 = greedy)")
         })?,
         samples: args.value("--samples").map_or(Ok(d.samples), |v| {
             v.parse().context("--samples takes a whole number")

@@ -5,7 +5,8 @@
 //!    last token) over a set of sentences; principal components, a logistic-regression probe for
 //!    the sentences' concept, or a random unit vector (control).
 //! 2. **Labels**: a sentence is `labels[0]` when its projection on the direction is above the
-//!    median, else `labels[1]`.
+//!    median, else `labels[1]` — or, with quantile bins, `labels[0]` in the top q and `labels[1]`
+//!    in the bottom q, the ambiguous middle left out of examples and queries.
 //! 3. **Reporting**: N labelled examples in context, then a held-out sentence; the model's answer
 //!    is whichever label token has the higher logit. Accuracy against N, per direction, with
 //!    seeds, a shuffled-label control and (by choosing `random`) a random-direction control.
@@ -235,6 +236,60 @@ pub fn icl_words_set() -> Vec<Sentence> {
         .collect()
 }
 
+/// How a direction's projections become the two labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bins {
+    /// Above the median: `labels[0]`; the rest: `labels[1]` (the paper's split).
+    #[default]
+    Median,
+    /// At or above the `1 − q` quantile: `labels[0]`; at or below the `q` quantile: `labels[1]`;
+    /// sentences in between get no label and are neither examples nor queries (`0 < q < 0.5`).
+    Quantiles(f64),
+}
+
+/// The `q` quantile of `v` with linear interpolation between order statistics (NumPy's default).
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let h = (s.len().saturating_sub(1)) as f64 * q.clamp(0.0, 1.0);
+    let (i, f) = (h.floor() as usize, h - h.floor());
+    match s.get(i + 1) {
+        Some(next) => s[i] + f * (next - s[i]),
+        None => s.get(i).copied().unwrap_or(0.0),
+    }
+}
+
+/// Each sentence's label index (`None`: between the bins) and the two cuts `[low, high]`.
+pub fn bin_labels(proj: &[f64], bins: Bins) -> (Vec<Option<usize>>, [f64; 2]) {
+    match bins {
+        Bins::Median => {
+            let m = median(proj);
+            (
+                proj.iter().map(|&p| Some(usize::from(p <= m))).collect(),
+                [m, m],
+            )
+        }
+        Bins::Quantiles(q) => {
+            let (lo, hi) = (quantile(proj, q), quantile(proj, 1.0 - q));
+            (
+                proj.iter()
+                    .map(|&p| {
+                        if p >= hi {
+                            Some(0)
+                        } else if p <= lo {
+                            Some(1)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+                [lo, hi],
+            )
+        }
+    }
+}
+
 /// One neurofeedback experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeurofeedbackSpec {
@@ -252,6 +307,9 @@ pub struct NeurofeedbackSpec {
     pub examples: Vec<usize>,
     /// Seeds: each picks the examples and the held-out queries.
     pub seeds: Vec<u64>,
+    /// How projections become labels (median split by default).
+    #[serde(default)]
+    pub bins: Bins,
     /// Held-out sentences queried per seed and N.
     pub queries: usize,
     /// Also run every direction with the examples' labels shuffled (control).
@@ -305,6 +363,7 @@ impl NeurofeedbackSpec {
             ],
             examples: vec![0, 2, 4, 8, 16],
             seeds: vec![1, 2],
+            bins: Bins::Median,
             queries: 40,
             shuffled: true,
             labels: ["A".into(), "B".into()],
@@ -330,6 +389,7 @@ impl NeurofeedbackSpec {
             ],
             examples: vec![0, 4, 16],
             seeds: vec![1],
+            bins: Bins::Median,
             queries: 24,
             shuffled: true,
             labels: ["A".into(), "B".into()],
@@ -374,6 +434,13 @@ impl NeurofeedbackSpec {
             return Err(LabError::Spec(
                 "query at least one held-out sentence".into(),
             ));
+        }
+        if let Bins::Quantiles(q) = self.bins
+            && !(q > 0.0 && q < 0.5)
+        {
+            return Err(LabError::Spec(format!(
+                "quantile bins take q between 0 and 0.5 (the top and bottom q are labelled); got {q}"
+            )));
         }
         if self.labels[0] == self.labels[1] || self.labels.iter().any(|l| l.trim().is_empty()) {
             return Err(LabError::Spec(
@@ -420,8 +487,12 @@ pub struct DirectionResult {
     pub variance_explained: f64,
     /// Each sentence's projection.
     pub projections: Vec<f64>,
-    /// The median (label boundary).
+    /// The median (the label boundary of the median split).
     pub median: f64,
+    /// The label cuts `[low, high]`: below `low` the second label, above `high` the first (both
+    /// the median for the median split).
+    #[serde(default)]
+    pub cuts: [f64; 2],
     /// `accuracy[seed][i]`: accuracy with `examples[i]` examples.
     pub accuracy: Vec<Vec<f64>>,
     /// Mean over seeds, per N.
@@ -866,6 +937,28 @@ pub fn split(n: usize, seed: u64, queries: usize) -> (Vec<usize>, Vec<usize>) {
     (p[..half].to_vec(), q)
 }
 
+/// [`split`] keeping only labelled sentences: the example pool (first half of the seed's
+/// permutation) and up to `queries` held-out queries (second half).
+pub fn labelled_split(
+    n: usize,
+    seed: u64,
+    queries: usize,
+    label: &[Option<usize>],
+) -> (Vec<usize>, Vec<usize>) {
+    let p = permutation(n, seed);
+    let half = n / 2;
+    let keep = |i: &&usize| label[**i].is_some();
+    (
+        p[..half].iter().filter(keep).copied().collect(),
+        p[half..]
+            .iter()
+            .filter(keep)
+            .take(queries)
+            .copied()
+            .collect(),
+    )
+}
+
 /// Indices of `items` grouped by length (queries of equal length run as one batch).
 fn by_length(items: &[Vec<u32>]) -> Vec<Vec<usize>> {
     let mut lengths: Vec<usize> = items.iter().map(Vec::len).collect();
@@ -1017,9 +1110,10 @@ pub async fn write_sentence(
     } else {
         tokens.clone()
     };
-    let in_context = in_context_activations(m, &prompt, &[measured.clone()], spec.hook, spec.pooling)
-        .await?
-        .remove(0);
+    let in_context =
+        in_context_activations(m, &prompt, &[measured.clone()], spec.hook, spec.pooling)
+            .await?
+            .remove(0);
     let alone = in_context_activations(m, &[], &[measured], spec.hook, spec.pooling)
         .await?
         .remove(0);
@@ -1121,7 +1215,7 @@ pub async fn run(
         let u = &vecs[di];
         let proj: Vec<f64> = x.iter().map(|r| dot(r, u)).collect();
         let med = median(&proj);
-        let label: Vec<usize> = proj.iter().map(|&p| usize::from(p <= med)).collect();
+        let (label, cuts) = bin_labels(&proj, spec.bins);
         let var = x
             .iter()
             .map(|r| (dot(r, u) - dot(&mu, u)).powi(2))
@@ -1130,7 +1224,15 @@ pub async fn run(
         let mut accuracy = Vec::new();
         let mut shuffled_acc = Vec::new();
         for &seed in &spec.seeds {
-            let (pool_idx, queries) = split(n, seed, spec.queries);
+            let (pool_idx, queries) = labelled_split(n, seed, spec.queries, &label);
+            if pool_idx.len() < max_n || queries.is_empty() {
+                return Err(LabError::Spec(format!(
+                    "with these bins {d} labels {} of seed {seed}'s example pool and {} held-out queries: \
+                     N = {max_n} needs {max_n} examples and at least one query (widen the bins or lower N)",
+                    pool_idx.len(),
+                    queries.len()
+                )));
+            }
             let qs: Vec<Vec<u32>> = queries.iter().map(|&i| query_ids[i].clone()).collect();
             let mut row = Vec::new();
             let mut srow = Vec::new();
@@ -1140,7 +1242,7 @@ pub async fn run(
                 }
                 for &nn in &spec.examples {
                     let chosen = &pool_idx[..nn];
-                    let mut labs: Vec<usize> = chosen.iter().map(|&i| label[i]).collect();
+                    let mut labs: Vec<usize> = chosen.iter().filter_map(|&i| label[i]).collect();
                     if shuffle {
                         let p = permutation(nn, seed ^ 0x5_4FF1E);
                         labs = p.iter().map(|&j| labs[j]).collect();
@@ -1160,7 +1262,7 @@ pub async fn run(
                     let right = logits
                         .iter()
                         .zip(&queries)
-                        .filter(|(l, q)| usize::from(l[1] > l[0]) == label[**q])
+                        .filter(|(l, q)| Some(usize::from(l[1] > l[0])) == label[**q])
                         .count();
                     let acc = right as f64 / queries.len() as f64;
                     if shuffle {
@@ -1192,6 +1294,7 @@ pub async fn run(
             accuracy,
             projections: proj,
             median: med,
+            cuts,
         });
     }
 
@@ -1208,25 +1311,25 @@ pub async fn run(
             (m, sd)
         })
         .unzip();
-    let labels_of = |r: &DirectionResult| -> Vec<usize> {
-        r.projections
+    let labels_of = |r: &DirectionResult| bin_labels(&r.projections, spec.bins).0;
+    // A seed's control examples: the first N labelled sentences of its example pool.
+    let control_examples = |label: &[Option<usize>], seed: u64| -> Vec<(&str, usize)> {
+        labelled_split(n, seed, spec.queries, label)
+            .0
             .iter()
-            .map(|&p| usize::from(p <= r.median))
+            .take(max_n)
+            .filter_map(|&i| label[i].map(|l| (sentences[i].text.as_str(), l)))
             .collect()
     };
     let control = if spec.control {
-        let (pool_idx, queries) = split(n, seed0, spec.queries);
+        let (_, queries) = split(n, seed0, spec.queries);
         let read: Vec<Vec<u32>> = queries
             .iter()
             .map(|&i| tk.encode(&sentences[i].text))
             .collect::<Result<_, _>>()?;
         let mut shift = Vec::new();
         for r in &results {
-            let label = labels_of(r);
-            let ex: Vec<(&str, usize)> = pool_idx[..max_n]
-                .iter()
-                .map(|&i| (sentences[i].text.as_str(), label[i]))
-                .collect();
+            let ex = control_examples(&labels_of(r), seed0);
             let base = prompts.control_prefix(&ex)?;
             let mut mean_proj = [vec![0.0; vecs.len()], vec![0.0; vecs.len()]];
             for (t, slot) in mean_proj.iter_mut().enumerate() {
@@ -1263,17 +1366,13 @@ pub async fn run(
             for (di, r) in results.iter().enumerate() {
                 let label = labels_of(r);
                 // Sums of projections (in context, alone) per target label and direction.
-                let mut sums = [[vec![0.0; vecs.len()], vec![0.0; vecs.len()]], [
-                    vec![0.0; vecs.len()],
-                    vec![0.0; vecs.len()],
-                ]];
+                let mut sums = [
+                    [vec![0.0; vecs.len()], vec![0.0; vecs.len()]],
+                    [vec![0.0; vecs.len()], vec![0.0; vecs.len()]],
+                ];
                 let mut count = [0usize; 2];
                 for &seed in &spec.seeds {
-                    let (pool_idx, _) = split(n, seed, spec.queries);
-                    let ex: Vec<(&str, usize)> = pool_idx[..max_n]
-                        .iter()
-                        .map(|&i| (sentences[i].text.as_str(), label[i]))
-                        .collect();
+                    let ex = control_examples(&label, seed);
                     for t in 0..2 {
                         for k in 0..e.samples {
                             let sampling = if e.temperature > 0.0 {
@@ -1451,5 +1550,38 @@ mod tests {
         assert!(q.iter().all(|i| !pool.contains(i)));
         let r = random_direction(16, 1);
         assert!((dot(&r, &r) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn quantile_bins_label_the_tails_and_leave_the_middle_out() {
+        // NumPy: np.quantile([1, 2, 3, 4], [0.25, 0.5]) = [1.75, 2.5].
+        assert!((quantile(&[4.0, 1.0, 3.0, 2.0], 0.25) - 1.75).abs() < 1e-12);
+        assert_eq!(
+            quantile(&[4.0, 1.0, 3.0, 2.0], 0.5),
+            median(&[1.0, 2.0, 3.0, 4.0])
+        );
+        let proj: Vec<f64> = (1..=8).map(f64::from).collect();
+        let (labels, cuts) = bin_labels(&proj, Bins::Quantiles(0.25));
+        assert_eq!(cuts, [2.75, 6.25]);
+        assert_eq!(
+            labels,
+            [Some(1), Some(1), None, None, None, None, Some(0), Some(0)]
+        );
+        let (labels, cuts) = bin_labels(&proj, Bins::Median);
+        assert_eq!(cuts, [4.5, 4.5]);
+        assert_eq!(labels.iter().filter(|l| **l == Some(0)).count(), 4);
+        // The labelled split keeps the seed's order and drops unlabelled sentences.
+        let (pool, q) = labelled_split(8, 3, 8, &labels);
+        assert_eq!((pool, q), split(8, 3, 8));
+        let tails = bin_labels(&proj, Bins::Quantiles(0.25)).0;
+        let (pool, q) = labelled_split(8, 3, 8, &tails);
+        assert!(pool.iter().chain(&q).all(|&i| tails[i].is_some()));
+        assert_eq!(pool.len() + q.len(), 4);
+        let json = serde_json::to_string(&Bins::Quantiles(0.25)).unwrap_or_default();
+        assert_eq!(json, r#"{"quantiles":0.25}"#);
+        assert_eq!(
+            serde_json::to_string(&Bins::Median).unwrap_or_default(),
+            r#""median""#
+        );
     }
 }

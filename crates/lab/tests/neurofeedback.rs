@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use interplay_lab::neurofeedback::{
-    Direction, ExplicitControl, NeurofeedbackSpec, Sentences, activations, label_logits, run,
-    write_sentence,
+    Bins, Direction, ExplicitControl, NeurofeedbackSpec, Sentences, activations, bin_labels,
+    label_logits, labelled_split, run, write_sentence,
 };
 use interplay_models::generate::Sampling;
 use interplay_models::load::load_path;
@@ -242,14 +242,68 @@ fn smollm2_matches_hugging_face_when_fetched() {
                 .iter()
                 .zip(&want)
                 .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-            assert!(err <= 1e-4 * scale, "label {t} {what}: error {err}, scale {scale}");
+            assert!(
+                err <= 1e-4 * scale,
+                "label {t} {what}: error {err}, scale {scale}"
+            );
         }
         // The lab's run wrote the same sentence for PC1, seed 1.
         let s = written
             .iter()
             .find(|s| s.direction == Direction::Pc(1) && s.label == t && s.seed == 1)
             .unwrap();
-        assert_eq!(s.text, e["text"].as_str().unwrap().trim(), "label {t}: text");
+        assert_eq!(
+            s.text,
+            e["text"].as_str().unwrap().trim(),
+            "label {t}: text"
+        );
+    }
+}
+
+#[test]
+fn quantile_bins_query_only_the_tails() {
+    let m = load_path(
+        &root().join("public/bundled/icl-3l"),
+        &ComputeDevice::cpu().device,
+    )
+    .unwrap();
+    let tk = m.tokenizer.as_ref().unwrap();
+    let spec = NeurofeedbackSpec {
+        bins: Bins::Quantiles(0.25),
+        examples: vec![0, 8],
+        ..icl_spec()
+    };
+    let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
+    let median = block_on(run(&icl_spec(), &m.model, tk, &mut no_progress)).unwrap();
+    for (d, dm) in r.directions.iter().zip(&median.directions) {
+        let [lo, hi] = d.cuts;
+        assert!(lo < d.median && d.median < hi, "{:?}", d.cuts);
+        // 160 sentences: the top and bottom quarters, 40 each.
+        let tails = d
+            .projections
+            .iter()
+            .filter(|&&p| p <= lo || p >= hi)
+            .count();
+        assert_eq!(tails, 80);
+        // Queries are the labelled held-out sentences (about 40 of the 80): every accuracy is
+        // a whole number of them.
+        let labels = bin_labels(&d.projections, spec.bins).0;
+        let (pool, queries) = labelled_split(160, 1, spec.queries, &labels);
+        assert!(
+            pool.len() >= 8 && queries.len() <= 40 && queries.len() > 20,
+            "{} {}",
+            pool.len(),
+            queries.len()
+        );
+        for a in d.accuracy.iter().flatten() {
+            let right = a * queries.len() as f64;
+            assert!(
+                (right - right.round()).abs() < 1e-9,
+                "{a} of {}",
+                queries.len()
+            );
+        }
+        assert_eq!(d.projections, dm.projections);
     }
 }
 
@@ -320,6 +374,20 @@ fn bad_specs_give_messages() {
                 ..base.clone()
             },
             "concept",
+        ),
+        (
+            NeurofeedbackSpec {
+                bins: Bins::Quantiles(0.6),
+                ..base.clone()
+            },
+            "between 0 and 0.5",
+        ),
+        (
+            NeurofeedbackSpec {
+                bins: Bins::Quantiles(0.05),
+                ..base.clone()
+            },
+            "widen the bins",
         ),
         (
             NeurofeedbackSpec {
