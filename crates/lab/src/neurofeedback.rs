@@ -1110,13 +1110,21 @@ pub async fn write_sentence(
     } else {
         tokens.clone()
     };
-    let in_context =
-        in_context_activations(m, &prompt, &[measured.clone()], spec.hook, spec.pooling)
-            .await?
-            .remove(0);
-    let alone = in_context_activations(m, &[], &[measured], spec.hook, spec.pooling)
-        .await?
-        .remove(0);
+    // One sentence each time: the first (only) row.
+    let one = |rows: Vec<Vec<f64>>| {
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| LabError::Spec("no activation for the written sentence".into()))
+    };
+    let in_context = one(in_context_activations(
+        m,
+        &prompt,
+        std::slice::from_ref(&measured),
+        spec.hook,
+        spec.pooling,
+    )
+    .await?)?;
+    let alone = one(in_context_activations(m, &[], &[measured], spec.hook, spec.pooling).await?)?;
     Ok(Written {
         tokens,
         finished: g.stopped,
@@ -1382,7 +1390,7 @@ pub async fn run(
                                         ^ ((di as u64) << 40)
                                         ^ ((t as u64) << 32)
                                         ^ ((k as u64) << 16)
-                                        ^ 0x3717_E5,
+                                        ^ 0x0037_17E5,
                                 }
                             } else {
                                 Sampling::Greedy
