@@ -478,3 +478,61 @@ fn merge_of_gguf_checkpoints_is_a_loadable_gguf() {
     assert_eq!(code, 1);
     assert!(err.contains(".gguf file"), "{err}");
 }
+
+#[test]
+fn neurofeedback_flags_print_the_contract_and_equal_the_spec_run() {
+    let model = fixtures().join("../../public/bundled/icl-3l");
+    let model = model.to_str().unwrap();
+    let args = [
+        "neurofeedback",
+        "--model",
+        model,
+        "--layer",
+        "1",
+        "--direction",
+        "pc1,random",
+        "--sentences",
+        "icl-words",
+        "--examples",
+        "0,4",
+        "--seed",
+        "1",
+        "--queries",
+        "10",
+        "--quantiles",
+        "0.25",
+    ];
+    let (code, v, err) = interplay(&args);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["result"];
+    assert_eq!(v["spec"]["bins"]["quantiles"], 0.25);
+    assert_eq!(v["spec"]["format"], "plain"); // icl-3l has no chat template
+    let dirs = r["directions"].as_array().unwrap();
+    assert_eq!(dirs.len(), 2);
+    for d in dirs {
+        assert_eq!(d["accuracy"].as_array().unwrap().len(), 1); // one seed
+        assert_eq!(d["accuracy"][0].as_array().unwrap().len(), 2); // N = 0, 4
+        assert_eq!(d["shuffled"].as_array().unwrap().len(), 2);
+        let cuts = d["cuts"].as_array().unwrap();
+        assert!(cuts[0].as_f64().unwrap() < cuts[1].as_f64().unwrap());
+    }
+    // The exported spec runs to the same result.
+    let file = std::env::temp_dir().join("interplay-nf-spec.json");
+    std::fs::write(&file, v["spec"].to_string()).unwrap();
+    let (code, again, err) = interplay(&["run", file.to_str().unwrap(), "--model", model]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["result"], v["result"]);
+
+    // Bad input: messages, exit 1.
+    let mut bad = args.to_vec();
+    let last = bad.len() - 1;
+    bad[last] = "0.7";
+    let (code, _, err) = interplay(&bad);
+    assert_eq!(code, 1);
+    assert!(err.contains("between 0 and 0.5"), "{err}");
+    let mut explicit = args.to_vec();
+    explicit.push("--explicit");
+    let (code, _, err) = interplay(&explicit);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs the chat format"), "{err}");
+}
