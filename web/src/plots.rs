@@ -366,8 +366,8 @@ pub fn LinePlot(
                 <line x1=left y1=8.0 x2=left y2=h - bottom stroke="#999"/>
                 <text x=left - 4.0 y=14.0 text-anchor="end" font-size="10">{format!("{hi:.3}")}</text>
                 <text x=left - 4.0 y=h - bottom text-anchor="end" font-size="10">{format!("{lo:.3}")}</text>
-                <text x=left y=h - 12.0 font-size="10">{format!("{xmin}")}</text>
-                <text x=w - 10.0 y=h - 12.0 text-anchor="end" font-size="10">{format!("{xmax}")}</text>
+                <text x=left y=h - 12.0 font-size="10">{axis_number(xmin)}</text>
+                <text x=w - 10.0 y=h - 12.0 text-anchor="end" font-size="10">{axis_number(xmax)}</text>
                 <text x=(left + w) / 2.0 y=h - 2.0 text-anchor="middle" font-size="11">{xlabel.clone()}</text>
                 <text x=12.0 y=(h - bottom) / 2.0 font-size="11" transform=format!("rotate(-90 12 {})", (h - bottom) / 2.0) text-anchor="middle">{ylabel.clone()}</text>
                 {reference.filter(|(y, _)| y.is_finite() && *y >= lo && *y <= hi).map(|(y, label)| view! {
@@ -387,5 +387,18 @@ pub fn LinePlot(
                 <tbody>{table_rows}</tbody></table>
             </details>
         </figure>
+    }
+}
+
+/// An axis end label: whole numbers as they are, others to three decimals without trailing
+/// zeros, and very small magnitudes in scientific notation (a ridge of 1e-7 stays readable).
+fn axis_number(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e15 {
+        format!("{v}")
+    } else if v.abs() >= 0.01 {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.2e}")
     }
 }
