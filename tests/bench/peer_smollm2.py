@@ -5,7 +5,8 @@ SmolLM2-135M-Instruct from the same GGUF, loaded by transformers, 2 threads, flo
 forward on the 14-token IOI prompt; forward caching every module output (what TransformerLens's
 run_with_cache keeps); and the resid_pre patching sweep (31 x 14) done the best simple way in
 PyTorch: the corrupted run's residual stream is cached, and for each layer L the 14 position
-variants run layers L.. as one batch (unpatched layers reused).
+variants run layers L.. as one batch (unpatched layers reused); greedy `generate` of 32 tokens
+after the prompt (key/value cache).
 """
 import os
 import statistics
@@ -76,3 +77,8 @@ sw = med(sweep, 3)
 print(f"torch [cpu, {torch.get_num_threads()} threads] forward, {P} tokens: {fwd * 1e3:.1f} ms")
 print(f"torch [cpu, {torch.get_num_threads()} threads] forward caching every module output: {cached * 1e3:.1f} ms")
 print(f"torch [cpu, {torch.get_num_threads()} threads] resid_pre patching sweep (31 x {P}), unpatched layers reused: {sw:.2f} s")
+
+NEW = 32
+gen = med(lambda: model.generate(clean, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                                  pad_token_id=tok.eos_token_id), 3)
+print(f"torch [cpu, {torch.get_num_threads()} threads] greedy generate, {NEW} tokens after {P}: {gen:.2f} s, {NEW / gen:.1f} tokens/s")

@@ -1,12 +1,14 @@
 //! Benchmark (prints figures, asserts nothing): SmolLM2-135M-Instruct on the native CPU device.
 //! forward on the 14-token IOI prompt; forward caching every hook; the full resid_pre patching
-//! sweep (31 × 14). `cargo xtask bench` prints PyTorch's figures (tests/bench/peer_smollm2.py)
+//! sweep (31 × 14); greedy generation of 32 tokens after it (key/value cache, one readback per
+//! token). `cargo xtask bench` prints PyTorch's figures (tests/bench/peer_smollm2.py)
 //! beside these.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::time::Instant;
 
 use interplay_models::device::read_f32;
+use interplay_models::generate::{Sampling, generate};
 use interplay_models::hooks::{HookPlan, HookPoint};
 use interplay_models::load::load_path;
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
@@ -125,5 +127,20 @@ fn main() {
         dev.backend,
         clean.len(),
         sweep / 1e3
+    );
+    let new_tokens = 32;
+    let gen_ms = median_ms(
+        || {
+            let g = pollster::block_on(generate(m, &clean, new_tokens, &[], Sampling::Greedy));
+            assert_eq!(g.expect("generates").tokens.len(), new_tokens);
+        },
+        3,
+    );
+    println!(
+        "ours  [{}] greedy generation, {new_tokens} tokens after {} (key/value cache): {:.2} s, {:.1} tokens/s",
+        dev.backend,
+        clean.len(),
+        gen_ms / 1e3,
+        new_tokens as f64 / (gen_ms / 1e3)
     );
 }
