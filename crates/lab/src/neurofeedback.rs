@@ -28,7 +28,7 @@ use std::str::FromStr;
 
 use burn::tensor::{Int, Tensor, TensorData, s};
 use interplay_models::device::read_f32;
-use interplay_models::generate::{Sampling, generate};
+use interplay_models::generate::{Sampling, generate_after};
 use interplay_models::hooks::{HookPlan, HookPoint};
 use interplay_models::patching::Progress;
 use interplay_models::rng::Rng;
@@ -725,7 +725,7 @@ pub async fn activations(
             i + 1
         )));
     }
-    in_context_activations(m, &[], &ids, hook, pooling).await
+    in_context_activations(m, None, &ids, hook, pooling).await
 }
 
 /// The mean of the rows.
@@ -974,13 +974,18 @@ fn by_length(items: &[Vec<u32>]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// The keys/values of `prefix` (none when it is empty).
-fn prefix_cache(m: &Transformer, prefix: &[u32]) -> Result<Option<KvCache>, LabError> {
-    if prefix.is_empty() {
-        return Ok(None);
+/// The keys/values of `tokens` read after `cache` (`cache` itself when `tokens` is empty), so
+/// prompts that share a beginning run it once.
+fn extend_cache(
+    m: &Transformer,
+    cache: Option<&KvCache>,
+    tokens: &[u32],
+) -> Result<Option<KvCache>, LabError> {
+    if tokens.is_empty() {
+        return Ok(cache.cloned());
     }
     Ok(Some(
-        m.extend(m.tokens(&[prefix.to_vec()])?, None, &HookPlan::default())?
+        m.extend(m.tokens(&[tokens.to_vec()])?, cache, &HookPlan::default())?
             .2,
     ))
 }
@@ -993,7 +998,7 @@ async fn answer_logits(
     queries: &[Vec<u32>],
     label_ids: [u32; 2],
 ) -> Result<Vec<[f32; 2]>, LabError> {
-    let cache = prefix_cache(m, prefix)?;
+    let cache = extend_cache(m, None, prefix)?;
     let v = m.config.d_vocab;
     let ids = Tensor::<1, Int>::from_data(
         TensorData::new(label_ids.map(|i| i as i32).to_vec(), [2]),
@@ -1039,26 +1044,23 @@ pub async fn label_logits(
     ))
 }
 
-/// Pooled activation (`d_model`) at `hook` of each `sentence` read after `prefix` (sentences of
-/// equal length batched).
+/// Pooled activation (`d_model`) at `hook` of each `sentence` read after the prefix whose
+/// keys/values are `prefix` (sentences of equal length batched).
 async fn in_context_activations(
     m: &Transformer,
-    prefix: &[u32],
+    prefix: Option<&KvCache>,
     sentences: &[Vec<u32>],
     hook: HookPoint,
     pooling: Pooling,
 ) -> Result<Vec<Vec<f64>>, LabError> {
     let plan = HookPlan::caching([hook]);
-    let cache = prefix_cache(m, prefix)?;
     let d = m.config.d_model;
     let groups = by_length(sentences);
     let mut pooled = Vec::new();
     for rows in &groups {
         let batch: Vec<Vec<u32>> = rows.iter().map(|&i| sentences[i].clone()).collect();
-        let (_, acts, _) = m.extend(m.tokens(&batch)?, cache.as_ref(), &plan)?;
-        let a = acts
-            .r3(hook)
-            .ok_or_else(|| LabError::Spec("missing activation".into()))?;
+        let (_, acts, _) = m.extend(m.tokens(&batch)?, prefix, &plan)?;
+        let a = acts.r3(hook).ok_or_else(missing_activation)?;
         pooled.push(pool(a, pooling));
     }
     let flat = read_f32(Tensor::cat(pooled, 0)).await?;
@@ -1086,21 +1088,46 @@ pub struct Written {
     pub alone: Vec<f64>,
 }
 
-/// The explicit control task's raw readout: after `examples` (`(sentence, label index)`) the
-/// model is asked for a sentence of label `label` and writes it with `sampling`.
-pub async fn write_sentence(
+fn missing_activation() -> LabError {
+    LabError::Spec("the model cached no activation at the hook".into())
+}
+
+/// The keys/values of the control tasks' prompt up to the request: the control instruction and
+/// `examples` (`(sentence, label index)`). Every sentence asked for after the same examples
+/// starts from it.
+pub fn control_cache(
     spec: &NeurofeedbackSpec,
     m: &Transformer,
     tk: &TextTokenizer,
     examples: &[(&str, usize)],
+) -> Result<Option<KvCache>, LabError> {
+    extend_cache(m, None, &Prompts::new(tk, spec)?.control_prefix(examples)?)
+}
+
+/// The explicit control task's raw readout: after the examples of `examples` (from
+/// [`control_cache`]) the model is asked for a sentence of label `label` and writes it with
+/// `sampling`.
+pub async fn write_sentence(
+    spec: &NeurofeedbackSpec,
+    m: &Transformer,
+    tk: &TextTokenizer,
+    examples: Option<&KvCache>,
     label: usize,
     sampling: Sampling,
 ) -> Result<Written, LabError> {
     let prompts = Prompts::new(tk, spec)?;
     let max_tokens = spec.explicit.unwrap_or_default().max_tokens;
-    let mut prompt = prompts.control_prefix(examples)?;
-    prompt.extend(prompts.request(label.min(1))?);
-    let g = generate(m, &prompt, max_tokens, &prompts.stop_ids(), sampling).await?;
+    let plan = HookPlan::caching([spec.hook]);
+    let (g, trace) = generate_after(
+        m,
+        examples,
+        &prompts.request(label.min(1))?,
+        max_tokens,
+        &prompts.stop_ids(),
+        sampling,
+        &plan,
+    )
+    .await?;
     let mut tokens = g.tokens.clone();
     if g.stopped {
         tokens.pop();
@@ -1110,21 +1137,32 @@ pub async fn write_sentence(
     } else {
         tokens.clone()
     };
-    // One sentence each time: the first (only) row.
-    let one = |rows: Vec<Vec<f64>>| {
-        rows.into_iter()
-            .next()
-            .ok_or_else(|| LabError::Spec("no activation for the written sentence".into()))
-    };
-    let in_context = one(in_context_activations(
-        m,
-        &prompt,
-        std::slice::from_ref(&measured),
-        spec.hook,
-        spec.pooling,
-    )
-    .await?)?;
-    let alone = one(in_context_activations(m, &[], &[measured], spec.hook, spec.pooling).await?)?;
+    // Generation read every written token it fed back in context already (one step each, after
+    // the request's run); only a last token no step read (the limit reached, or a lone
+    // end-of-turn) runs once more, after all the others.
+    let mut steps: Vec<Tensor<3>> = trace
+        .hooks
+        .iter()
+        .skip(1)
+        .take(measured.len())
+        .map(|h| h.r3(spec.hook).ok_or_else(missing_activation))
+        .collect::<Result<_, _>>()?;
+    let fed = steps.len();
+    if fed < measured.len() {
+        let rest = m.tokens(&[measured[fed..].to_vec()])?;
+        let (_, acts, _) = m.extend(rest, trace.cache.as_ref(), &plan)?;
+        steps.push(acts.r3(spec.hook).ok_or_else(missing_activation)?);
+    }
+    let in_context = read_f32(pool(Tensor::cat(steps, 1), spec.pooling))
+        .await?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let alone = in_context_activations(m, None, &[measured], spec.hook, spec.pooling)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(missing_activation)?;
     Ok(Written {
         tokens,
         finished: g.stopped,
@@ -1338,13 +1376,14 @@ pub async fn run(
         let mut shift = Vec::new();
         for r in &results {
             let ex = control_examples(&labels_of(r), seed0);
-            let base = prompts.control_prefix(&ex)?;
+            // The examples run once; each label's request continues them.
+            let base = extend_cache(m, None, &prompts.control_prefix(&ex)?)?;
             let mut mean_proj = [vec![0.0; vecs.len()], vec![0.0; vecs.len()]];
             for (t, slot) in mean_proj.iter_mut().enumerate() {
-                let mut prefix = base.clone();
-                prefix.extend(prompts.request(t)?);
+                let prefix = extend_cache(m, base.as_ref(), &prompts.request(t)?)?;
                 let acts =
-                    in_context_activations(m, &prefix, &read, spec.hook, spec.pooling).await?;
+                    in_context_activations(m, prefix.as_ref(), &read, spec.hook, spec.pooling)
+                        .await?;
                 for (j, u) in vecs.iter().enumerate() {
                     slot[j] = acts.iter().map(|a| dot(a, u)).sum::<f64>() / acts.len() as f64;
                 }
@@ -1381,6 +1420,8 @@ pub async fn run(
                 let mut count = [0usize; 2];
                 for &seed in &spec.seeds {
                     let ex = control_examples(&label, seed);
+                    // Both labels' requests, every sample, continue one run of the examples.
+                    let cache = extend_cache(m, None, &prompts.control_prefix(&ex)?)?;
                     for t in 0..2 {
                         for k in 0..e.samples {
                             let sampling = if e.temperature > 0.0 {
@@ -1395,7 +1436,8 @@ pub async fn run(
                             } else {
                                 Sampling::Greedy
                             };
-                            let w = write_sentence(spec, m, tk, &ex, t, sampling).await?;
+                            let w =
+                                write_sentence(spec, m, tk, cache.as_ref(), t, sampling).await?;
                             for (j, u) in vecs.iter().enumerate() {
                                 sums[t][0][j] += dot(&w.in_context, u);
                                 sums[t][1][j] += dot(&w.alone, u);

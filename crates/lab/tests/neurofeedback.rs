@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use interplay_lab::neurofeedback::{
     Bins, Direction, ExplicitControl, NeurofeedbackSpec, Sentences, activations, bin_labels,
-    label_logits, labelled_split, run, write_sentence,
+    control_cache, label_logits, labelled_split, run, write_sentence,
 };
 use interplay_models::generate::Sampling;
 use interplay_models::load::load_path;
@@ -218,13 +218,14 @@ fn smollm2_matches_hugging_face_when_fetched() {
         .collect();
     let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
     let written = &r.explicit.as_ref().unwrap().sentences;
+    let cache = control_cache(&spec, &m.model, tk, &ex).unwrap();
     for e in g["explicit"].as_array().unwrap() {
         let t = e["label"].as_u64().unwrap() as usize;
         let w = block_on(write_sentence(
             &spec,
             &m.model,
             tk,
-            &ex,
+            cache.as_ref(),
             t,
             Sampling::Greedy,
         ))

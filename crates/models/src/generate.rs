@@ -7,7 +7,7 @@ use burn::tensor::s;
 use crate::config::Arch;
 use crate::device::read_f32;
 use crate::error::{ModelError, Result};
-use crate::hooks::HookPlan;
+use crate::hooks::{ActivationCache, HookPlan};
 use crate::rng::Rng;
 use crate::transformer::{KvCache, Transformer};
 
@@ -32,6 +32,18 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     /// Whether generation ended on a stop token (otherwise on `max_new` or the context's end).
     pub stopped: bool,
+}
+
+/// The model's state after [`generate_after`]: what a caller needs to read activations over the
+/// written tokens or to go on from them without running anything twice.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    /// Keys/values of the prefix, the prompt and every token fed back (all but the last one
+    /// chosen, which no step has read yet); `None` when nothing ran.
+    pub cache: Option<KvCache>,
+    /// The hooks the plan cached, one entry per run: the prompt first (`[1, prompt, ..]`), then
+    /// one for each token fed back (`[1, 1, ..]`), in order.
+    pub hooks: Vec<ActivationCache>,
 }
 
 /// The token `sampling` chooses from one position's logits.
@@ -79,6 +91,34 @@ pub async fn generate(
     stop: &[u32],
     sampling: Sampling,
 ) -> Result<Generation> {
+    let (g, _) = generate_after(
+        m,
+        None,
+        prompt,
+        max_new,
+        stop,
+        sampling,
+        &HookPlan::default(),
+    )
+    .await?;
+    Ok(g)
+}
+
+/// [`generate`] continuing a prefix whose keys/values are in `prefix` (prompts that share their
+/// examples compute them once), caching the hooks of `plan` at every position it runs.
+///
+/// # Shapes
+/// - `prefix`: per layer `[1, n_kv_heads, pos0, d_head]`; `prompt`: token ids `[pos]` (not
+///   empty); the trace's hooks as [`Trace::hooks`].
+pub async fn generate_after(
+    m: &Transformer,
+    prefix: Option<&KvCache>,
+    prompt: &[u32],
+    max_new: usize,
+    stop: &[u32],
+    sampling: Sampling,
+    plan: &HookPlan,
+) -> Result<(Generation, Trace)> {
     if prompt.is_empty() {
         return Err(ModelError::Input("the prompt is empty".into()));
     }
@@ -99,33 +139,38 @@ pub async fn generate(
     };
     let v = m.config.d_vocab;
     let mut out = Vec::new();
-    let mut cache: Option<KvCache> = None;
+    let mut trace = Trace {
+        cache: prefix.cloned(),
+        hooks: Vec::new(),
+    };
     let mut input = prompt.to_vec();
-    let mut len = 0;
+    let mut len = prefix.map_or(0, |c| c.k.first().map_or(0, |k| k.dims()[2]));
+    let mut stopped = false;
     for _ in 0..max_new {
         if len + input.len() > limit {
             break;
         }
         let p = input.len();
-        let (logits, _, kv) =
-            m.extend(m.tokens(&[input])?, cache.as_ref(), &HookPlan::default())?;
+        let (logits, hooks, kv) = m.extend(m.tokens(&[input])?, trace.cache.as_ref(), plan)?;
         len += p;
+        trace.cache = Some(kv);
+        trace.hooks.push(hooks);
         let last = read_f32(logits.slice(s![.., p - 1..p, ..]).reshape([v])).await?;
         let next = choose(&last, sampling, &mut rng);
         out.push(next);
         if stop.contains(&next) {
-            return Ok(Generation {
-                tokens: out,
-                stopped: true,
-            });
+            stopped = true;
+            break;
         }
-        cache = Some(kv);
         input = vec![next];
     }
-    Ok(Generation {
-        tokens: out,
-        stopped: false,
-    })
+    Ok((
+        Generation {
+            tokens: out,
+            stopped,
+        },
+        trace,
+    ))
 }
 
 #[cfg(test)]

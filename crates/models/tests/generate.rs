@@ -5,8 +5,9 @@
 mod common;
 
 use interplay_models::device::read_f32;
-use interplay_models::generate::{Sampling, generate};
+use interplay_models::generate::{Sampling, generate, generate_after};
 use interplay_models::load::load_path;
+use interplay_models::{HookPlan, HookPoint};
 use pollster::block_on;
 use serde_json::Value;
 
@@ -40,8 +41,10 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
             // Each step's chosen logit, from one forward pass over prompt + generation.
             let mut all = prompt.clone();
             all.extend(&tokens);
-            let logits =
-                block_on(read_f32(m.model.forward(m.model.tokens(&[all]).unwrap()))).unwrap();
+            let logits = block_on(read_f32(
+                m.model.forward(m.model.tokens(&[all.clone()]).unwrap()),
+            ))
+            .unwrap();
             let v = m.model.config.d_vocab;
             let chosen: Vec<f32> = tokens
                 .iter()
@@ -56,6 +59,54 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
                 .collect();
             let err = common::max_rel_err(&chosen, &want);
             assert!(err < 1e-4, "{name}: chosen logits, relative error {err}");
+            // Going on from a cached first half of the prompt writes the same tokens, and the
+            // trace's hooks are what one run over prompt + tokens caches at those positions.
+            let half = prompt.len() / 2;
+            let hook = HookPoint::ResidPost(m.model.config.n_layers - 1);
+            let plan = HookPlan::caching([hook]);
+            let (_, _, kv) = m
+                .model
+                .extend(
+                    m.model.tokens(&[prompt[..half].to_vec()]).unwrap(),
+                    None,
+                    &HookPlan::default(),
+                )
+                .unwrap();
+            let (after, trace) = block_on(generate_after(
+                &m.model,
+                Some(&kv),
+                &prompt[half..],
+                tokens.len(),
+                &[],
+                Sampling::Greedy,
+                &plan,
+            ))
+            .unwrap();
+            assert_eq!(after.tokens, tokens, "{name}: after a cached prefix");
+            assert_eq!(trace.hooks.len(), tokens.len());
+            let (_, whole) = m
+                .model
+                .run_with_hooks(m.model.tokens(&[all.clone()]).unwrap(), &plan);
+            let whole = block_on(read_f32(whole.r3(hook).unwrap())).unwrap();
+            let d = m.model.config.d_model;
+            let steps: Vec<f32> = trace
+                .hooks
+                .iter()
+                .flat_map(|h| block_on(read_f32(h.r3(hook).unwrap())).unwrap())
+                .collect();
+            // Prompt positions from `half`, then one per token fed back (all but the last).
+            let fed = &whole[half * d..(all.len() - 1) * d];
+            assert_eq!(steps.len(), fed.len());
+            let err = common::max_rel_err(
+                &steps,
+                &fed.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
+            );
+            assert!(err < 1e-4, "{name}: traced hooks, relative error {err}");
+            assert_eq!(
+                trace.cache.unwrap().k[0].dims()[2],
+                all.len() - 1,
+                "{name}: the cache holds everything fed"
+            );
             // A stop token ends it, and is kept.
             let cut = block_on(generate(
                 &m.model,
