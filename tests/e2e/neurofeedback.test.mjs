@@ -1,9 +1,10 @@
 // The Neurofeedback lab on WebGPU and on the CPU fallback: the guided experiment's share link on
 // the bundled icl-3l (trimmed to 3 directions, N = 0, 4, 16 and one seed so SwiftShader runs it in
 // minutes) loads the model by itself, runs, shows the accuracy-vs-N plot and equals the CLI's
-// numbers for the same spec; a run can be cancelled; bad input gets a message. With SmolLM2
+// numbers for the same spec; quantile bins ticked by hand reach the share link and the CLI's
+// numbers; a run can be cancelled; bad input gets a message. With SmolLM2
 // fetched, a share link of the SmolLM2 guided experiment (trimmed: one direction, N = 0 and 2,
-// six queries, the explicit control task writing 8 tokens) equals the CLI too (CPU fallback
+// six queries, the explicit control task ticked by hand, writing 8 tokens) equals the CLI too (CPU fallback
 // always; SwiftShader opt-in, see below). Screenshots under target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -52,6 +53,12 @@ async function run(page, timeout = 600_000) {
   return page.getAttribute('[data-testid="nf-status"]', "data-state");
 }
 
+// The spec in the page's share link (Run writes it into the URL hash).
+function linkSpec(page) {
+  const hash = new URL(page.url()).hash;
+  return JSON.parse(decodeURIComponent(hash.slice(hash.indexOf("spec=") + 5).split("&")[0]));
+}
+
 async function result(page) {
   return JSON.parse(await page.textContent('[data-testid="nf-result-json"]'));
 }
@@ -96,6 +103,17 @@ for (const mode of MODES) {
       await page.locator('[data-testid="nf-accuracy"]').screenshot({ path: path.join(SHOTS, `neurofeedback-icl-${mode.name}.png`) });
       await page.screenshot({ path: path.join(SHOTS, `neurofeedback-${mode.name}.png`), fullPage: true });
 
+      // Quantile bins ticked by hand: the share link carries them and the run equals the CLI's.
+      await page.selectOption('[data-testid="nf-bins"]', "quantiles");
+      await page.fill('[data-testid="nf-quantile"]', "0.3");
+      await page.locator('[data-testid="nf-quantile"]').dispatchEvent("change");
+      assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
+      const q = linkSpec(page);
+      assert.deepEqual(q.bins, { quantiles: 0.3 });
+      assert.deepEqual(q.directions, ICL.directions);
+      sameAccuracies(await result(page), cli(q).result, "icl-3l quantiles");
+      assert.match(await page.textContent('[data-testid="nf-status"]'), /the top 30% of projections get the first label/);
+
       // Cancel: a long run stops on request and the page stays usable.
       await page.fill('[data-testid="nf-seeds"]', "1, 2, 3, 4, 5, 6, 7, 8, 9, 10");
       const seq = await page.getAttribute('[data-testid="nf-status"]', "data-seq");
@@ -130,11 +148,16 @@ for (const mode of MODES) {
     const b = await launch(mode);
     try {
       const page = b.page;
-      await page.goto(srv.base + "#/neurofeedback?spec=" + encodeURIComponent(JSON.stringify(SMOL)));
+      // The link leaves explicit control off; it is ticked and set by hand.
+      await page.goto(srv.base + "#/neurofeedback?spec=" + encodeURIComponent(JSON.stringify({ ...SMOL, explicit: undefined })));
       await page.reload();
       await page.waitForSelector('[data-testid="nf-model-name"][data-key="smollm2"]', { timeout: 300_000 });
       await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
+      await page.check('[data-testid="nf-explicit"]');
+      await page.fill('[data-testid="nf-max-tokens"]', String(SMOL.explicit.max_tokens));
+      await page.locator('[data-testid="nf-max-tokens"]').dispatchEvent("change");
       assert.equal(await run(page, 25 * 60_000), "done", await page.textContent('[data-testid="nf-status"]'));
+      assert.deepEqual(linkSpec(page).explicit, SMOL.explicit);
       const got = await result(page);
       sameAccuracies(got, refSmol, "smollm2");
       // Explicit control: the page's model wrote the CLI's sentences, with the same projections.

@@ -489,7 +489,7 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
                 in standard deviations of that projection. Control works when the diagonal is large and positive and the rest near 0.", c.examples)}</p>
             <Heatmap rows={names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>()} cols={names.clone()}
                 values={c.shift.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect::<Vec<_>>()}
-                what="shift (sd)".to_string() testid="nf-control".to_string()/>
+                what="shift (sd)".to_string() testid="nf-control-shift".to_string()/>
         })}
         {r.explicit.clone().map(|c| {
             let labels = spec.labels.clone();
@@ -502,10 +502,10 @@ fn result_view(r: NeurofeedbackResult, spec: NeurofeedbackSpec) -> impl IntoView
             <div class="row">
                 <Heatmap rows={names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>()} cols={names.clone()}
                     values={c.shift.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect::<Vec<_>>()}
-                    what="shift while writing (sd)".to_string() testid="nf-explicit".to_string()/>
+                    what="shift while writing (sd)".to_string() testid="nf-explicit-shift".to_string()/>
                 <Heatmap rows={names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>()} cols={names.clone()}
                     values={c.shift_alone.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect::<Vec<_>>()}
-                    what="shift read alone (sd)".to_string() testid="nf-explicit-alone".to_string()/>
+                    what="shift read alone (sd)".to_string() testid="nf-explicit-shift-alone".to_string()/>
             </div>
             <table class="data" data-testid="nf-written">
                 <caption>"What the model wrote (z: projection on the target direction, in standard deviations from the set's mean)"</caption>
