@@ -39,8 +39,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::LabError;
 use crate::bundled::{Bundled, ICL_ARROW, ICL_SENTENCE, ICL_WORDS, INDUCTION_WORDS};
 
-/// The bundled English sentence set: 60 positive and 60 negative everyday sentences written for
-/// the project (concept: sentiment, 1 = positive).
+/// The bundled English sentence set: 150 positive and 150 negative everyday sentences written for
+/// the project, in twin pairs that differ mostly in their sentiment (concept: sentiment,
+/// 1 = positive); a few hundred, as the paradigm asks, so accuracies rest on enough queries.
 pub const SENTIMENT: &str = include_str!("../data/sentiment.txt");
 
 /// How a sentence's activations become one vector.
@@ -1548,10 +1549,10 @@ mod tests {
         let sentiment = Sentences::Bundled("sentiment".into())
             .load()
             .expect("bundled");
-        assert_eq!(sentiment.len(), 120);
+        assert_eq!(sentiment.len(), 300);
         assert_eq!(
             sentiment.iter().filter(|s| s.concept == Some(true)).count(),
-            60
+            150
         );
         assert_eq!(icl_words_set().len(), 160);
     }
