@@ -991,15 +991,15 @@ fn extend_cache(
     ))
 }
 
-/// For every query, `(logit labels[0], logit labels[1])` after the prefix whose keys/values are
-/// `prefix` + the query. Queries of equal length share one batched run after the cached prefix
-/// (one readback in all).
+/// For every query, `(logit labels[0], logit labels[1])` after `prefix` + the query. Queries of
+/// equal length share one batched run after the cached prefix (one readback in all).
 async fn answer_logits(
     m: &Transformer,
-    prefix: Option<&KvCache>,
+    prefix: &[u32],
     queries: &[Vec<u32>],
     label_ids: [u32; 2],
 ) -> Result<Vec<[f32; 2]>, LabError> {
+    let cache = extend_cache(m, None, prefix)?;
     let v = m.config.d_vocab;
     let ids = Tensor::<1, Int>::from_data(
         TensorData::new(label_ids.map(|i| i as i32).to_vec(), [2]),
@@ -1010,7 +1010,7 @@ async fn answer_logits(
     for rows in &groups {
         let batch: Vec<Vec<u32>> = rows.iter().map(|&i| queries[i].clone()).collect();
         let p = batch[0].len();
-        let (logits, _, _) = m.extend(m.tokens(&batch)?, prefix, &HookPlan::default())?;
+        let (logits, _, _) = m.extend(m.tokens(&batch)?, cache.as_ref(), &HookPlan::default())?;
         let last = logits.slice(s![.., p - 1..p, ..]).reshape([rows.len(), v]);
         picked.push(last.select(1, ids.clone())); // [rows, 2]
     }
@@ -1040,13 +1040,7 @@ pub async fn label_logits(
     let mut first = prefix.clone();
     first.extend(qs.first().cloned().unwrap_or_default());
     Ok((
-        answer_logits(
-            m,
-            extend_cache(m, None, &prefix)?.as_ref(),
-            &qs,
-            prompts.label_ids,
-        )
-        .await?,
+        answer_logits(m, &prefix, &qs, prompts.label_ids).await?,
         first,
     ))
 }
@@ -1293,9 +1287,6 @@ pub async fn run(
                 if shuffle && !spec.shuffled {
                     continue;
                 }
-                // The examples of a larger N begin with those of a smaller one (the first N of
-                // the pool, unshuffled), so a prompt continues the previous one's keys/values.
-                let mut last: (Vec<u32>, Option<KvCache>) = (Vec::new(), None);
                 for &nn in &spec.examples {
                     let chosen = &pool_idx[..nn];
                     let mut labs: Vec<usize> = chosen.iter().filter_map(|&i| label[i]).collect();
@@ -1314,12 +1305,7 @@ pub async fn run(
                         all.extend(&qs[0]);
                         example_prompt = tk.decode(&all)?;
                     }
-                    let cache = match prefix.strip_prefix(last.0.as_slice()) {
-                        Some(rest) => extend_cache(m, last.1.as_ref(), rest)?,
-                        None => extend_cache(m, None, &prefix)?,
-                    };
-                    let logits = answer_logits(m, cache.as_ref(), &qs, prompts.label_ids).await?;
-                    last = (prefix, cache);
+                    let logits = answer_logits(m, &prefix, &qs, prompts.label_ids).await?;
                     let right = logits
                         .iter()
                         .zip(&queries)
