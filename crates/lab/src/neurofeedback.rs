@@ -1378,7 +1378,7 @@ pub async fn run(
         for r in &results {
             let ex = control_examples(&labels_of(r), seed0);
             // The examples run once; each label's request continues them.
-            let base = extend_cache(m, None, &prompts.control_prefix(&ex)?)?;
+            let base = control_cache(spec, m, tk, &ex)?;
             let mut mean_proj = [vec![0.0; vecs.len()], vec![0.0; vecs.len()]];
             for (t, slot) in mean_proj.iter_mut().enumerate() {
                 let prefix = extend_cache(m, base.as_ref(), &prompts.request(t)?)?;
@@ -1422,7 +1422,7 @@ pub async fn run(
                 for &seed in &spec.seeds {
                     let ex = control_examples(&label, seed);
                     // Both labels' requests, every sample, continue one run of the examples.
-                    let cache = extend_cache(m, None, &prompts.control_prefix(&ex)?)?;
+                    let cache = control_cache(spec, m, tk, &ex)?;
                     for t in 0..2 {
                         for k in 0..e.samples {
                             let sampling = if e.temperature > 0.0 {

@@ -144,7 +144,7 @@ pub async fn generate_after(
         hooks: Vec::new(),
     };
     let mut input = prompt.to_vec();
-    let mut len = prefix.map_or(0, |c| c.k.first().map_or(0, |k| k.dims()[2]));
+    let mut len = prefix.map_or(0, KvCache::positions);
     let mut stopped = false;
     for _ in 0..max_new {
         if len + input.len() > limit {

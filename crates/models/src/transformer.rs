@@ -129,6 +129,13 @@ pub struct KvCache {
     pub v: Vec<Tensor<4>>,
 }
 
+impl KvCache {
+    /// How many positions the cache holds.
+    pub fn positions(&self) -> usize {
+        self.k.first().map_or(0, |k| k.dims()[2])
+    }
+}
+
 /// `x · W (+ b)` for `x: [batch, pos, d_in]`, `W: [d_in, d_out]` → `[batch, pos, d_out]`.
 fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Option<Param<Tensor<1>>>) -> Tensor<3> {
     let [bs, p, d] = x.dims();
@@ -224,7 +231,7 @@ impl Transformer {
         plan: &HookPlan,
     ) -> Result<(Tensor<3>, ActivationCache, KvCache)> {
         let [b, p] = tokens.dims();
-        let offset = prefix.map_or(0, |c| c.k.first().map_or(0, |k| k.dims()[2]));
+        let offset = prefix.map_or(0, KvCache::positions);
         if self.config.arch == Arch::Gpt2 && offset + p > self.config.n_ctx {
             return Err(ModelError::Input(format!(
                 "the prompt has {} tokens; this model's context holds {}",
