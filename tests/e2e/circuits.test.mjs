@@ -80,3 +80,40 @@ for (const mode of MODES) {
     }
   });
 }
+
+// SmolLM2-135M-Instruct, the model students load most, in the page on both devices: one forward
+// of the IOI prompt, its top next-token logits against Hugging Face loading the same GGUF. On
+// SwiftShader this takes a few minutes (load, then one forward of a 135M model on a software
+// GPU), so it is the one SmolLM2 computation the WebGPU run checks in the browser; the lab code
+// around it is checked on WebGPU with the bundled models.
+const SMOLLM2 = path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+for (const mode of MODES) {
+  const skip = fs.existsSync(SMOLLM2) ? false : "SmolLM2 is not fetched (cargo xtask fetch-models)";
+  test(`circuits: SmolLM2 in the page equals Hugging Face on ${mode.name}`, { skip, timeout: 20 * 60_000 }, async () => {
+    const g = golden("smollm2");
+    const b = await launch(mode);
+    try {
+      const lab = new CircuitsPage(b.page);
+      await lab.open(srv.base);
+      assert.equal(await b.page.getAttribute('[data-testid="device-indicator"]', "data-backend"), mode.backend);
+      const seq = await b.page.getAttribute('[data-testid="model-load"]', "data-seq");
+      await b.page.click('[data-testid="load-smollm2"]');
+      await b.page.waitForSelector(`[data-testid="model-load"][data-state="idle"]:not([data-seq="${seq}"])`, { timeout: 600_000, state: "attached" });
+      assert.equal(await lab.loadError(), null, "SmolLM2 loads");
+      assert.equal(await b.page.getAttribute('[data-testid="model-info"]', "data-vocab"), "49152");
+      assert.equal(await lab.runIds(g.clean, 600_000), "done");
+      const rows = await b.page.$$eval('[data-testid="top-tokens"] tbody tr', (trs) =>
+        trs.map((tr) => [Number(tr.dataset.id), Number(tr.dataset.logit)]));
+      const want = g.last_logits_top10;
+      const k = Math.min(rows.length, want.ids.length);
+      assert.ok(k >= 5, `top tokens shown: ${rows.length}`);
+      assert.deepEqual(rows.slice(0, k).map((r) => r[0]), want.ids.slice(0, k), `top token ids on ${mode.name}`);
+      const err = maxRelErr(rows.slice(0, k).map((r) => r[1]), want.values.slice(0, k));
+      assert.ok(err < 1e-4, `SmolLM2 top logits on ${mode.name} differ from HF by ${err}`);
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+}

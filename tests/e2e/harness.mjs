@@ -99,19 +99,19 @@ export class CircuitsPage {
   async loadError() {
     return (await this.page.$('[data-testid="model-error"]')) ? this.page.textContent('[data-testid="model-error"]') : null;
   }
-  async runIds(ids) {
+  async runIds(ids, timeout) {
     await this.page.fill('[data-testid="prompt-ids"]', ids.join(","));
-    return this.run();
+    return this.run(timeout);
   }
   async runText(text) {
     await this.page.fill('[data-testid="prompt-ids"]', "");
     await this.page.fill('[data-testid="prompt-text"]', text);
     return this.run();
   }
-  async run() {
+  async run(timeout = 120_000) {
     const seq = await this.page.getAttribute('[data-testid="run-status"]', "data-seq");
     await this.page.click('[data-testid="run-prompt"]');
-    await this.page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 120_000, state: "attached" });
+    await this.page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
     return this.page.getAttribute('[data-testid="run-status"]', "data-state");
   }
   async lastLogits() { return JSON.parse(await this.page.textContent('[data-testid="last-logits"]')); }

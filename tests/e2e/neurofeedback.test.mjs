@@ -18,7 +18,9 @@ const SHOTS = path.resolve("target/screenshots");
 // SmolLM2 runs whenever it is fetched (setup does) on the CPU fallback (~50 s); on SwiftShader's
 // software GPU it is far too slow for CI on two cores (120 sentences did not finish in ten
 // minutes; a run of 8 pasted sentences, N = 0 and 2, two queries, had not finished after nine),
-// so that run is opt-in: INTERPLAY_E2E_SMOLLM2=1.
+// so that run is opt-in: INTERPLAY_E2E_SMOLLM2=1. What WebGPU does check of SmolLM2: one forward
+// in the page (circuits.test.mjs), and this lab's computations on wgpu natively
+// (crates/lab/tests/neurofeedback.rs, on lavapipe in CI).
 const HAS_SMOLLM2 = fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
 const SMOLLM2_ON_SWIFTSHADER = process.env.INTERPLAY_E2E_SMOLLM2 === "1";
 

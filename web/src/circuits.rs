@@ -342,7 +342,7 @@ pub fn CircuitsLab() -> impl IntoView {
                         <thead><tr><th>"token"</th><th>"id"</th><th>"probability"</th><th>"logit"</th></tr></thead>
                         <tbody>
                         {r.top.into_iter().map(|(t, id, p, l)| view! {
-                            <tr data-id=id>
+                            <tr data-id=id data-logit=l.to_string()>
                                 <td class="mono">{visible(&t)}</td><td>{id}</td>
                                 <td><span class="bar" style=format!("width:{:.1}%", p * 100.0)></span>{format!("{:.1}%", p * 100.0)}</td>
                                 <td>{format!("{l:.3}")}</td>
