@@ -47,7 +47,12 @@ const GUIDED: [Guided; 2] = [
                a sentiment probe or a random direction. The implicit control task asks it for a \
                sentence of each label and has it read a given one; the explicit one lets it write \
                the sentence (greedy) and measures its activations while it writes. 135M parameters \
-               is small: read the numbers against the controls.",
+               is small: read the numbers against the controls. In the project's own CLI runs \
+               (300 sentences, seeds 1-3, 48 queries each) no direction reported above its \
+               controls — PC1 55.6% at N = 16 against 50.0% with shuffled labels, the random \
+               direction 58.3% — and neither control task moved the target direction more than \
+               the others: SmolLM2 writes what its examples suggest, whatever label it is asked \
+               for. This page runs fewer queries and one seed, so expect noisier numbers.",
         spec: NeurofeedbackSpec::smollm2,
     },
 ];
