@@ -27,14 +27,34 @@ fn root() -> PathBuf {
     .join("../..")
 }
 
-fn devices() -> Vec<ComputeDevice> {
-    let mut v = vec![ComputeDevice::cpu()];
+/// The wgpu device, or `None` (with a note) where there is none; CI requires one.
+fn wgpu_device() -> Option<ComputeDevice> {
     match block_on(ComputeDevice::wgpu()) {
-        Ok(d) => v.push(d),
+        Ok(d) => Some(d),
         Err(e) if std::env::var("INTERPLAY_REQUIRE_WGPU").is_ok() => panic!("no wgpu: {e}"),
-        Err(e) => eprintln!("skipping wgpu: {e}"),
+        Err(e) => {
+            eprintln!("skipping wgpu: {e}");
+            None
+        }
     }
-    v
+}
+
+fn devices() -> Vec<ComputeDevice> {
+    std::iter::once(ComputeDevice::cpu())
+        .chain(wgpu_device())
+        .collect()
+}
+
+/// Pooled activations of the first `n` of the spec's sentences, read alone.
+fn first_activations(
+    spec: &NeurofeedbackSpec,
+    m: &Transformer,
+    tk: &TextTokenizer,
+    n: usize,
+) -> Vec<Vec<f64>> {
+    let sentences = spec.sentences.load().unwrap();
+    let n = n.min(sentences.len());
+    block_on(activations(m, tk, &sentences[..n], spec.hook, spec.pooling)).unwrap()
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
@@ -133,17 +153,10 @@ fn check(name: &str, model_path: PathBuf, spec: NeurofeedbackSpec, dev: &Compute
     let g = golden(name);
     let m = load_path(&model_path, &dev.device).expect("loads");
     let tk = m.tokenizer.as_ref().expect("tokenizer");
-    let sentences = spec.sentences.load().unwrap();
 
     // Pooled activations, 1e-4 relative to the largest entry.
-    let x = block_on(activations(
-        &m.model,
-        tk,
-        &sentences,
-        spec.hook,
-        spec.pooling,
-    ))
-    .unwrap();
+    let x = first_activations(&spec, &m.model, tk, usize::MAX);
+    assert_eq!(x.len(), g["activations"].as_array().unwrap().len());
     assert_close_rows(name, &x, &g["activations"]);
 
     // PCs and the whole reporting task.
@@ -227,6 +240,16 @@ fn smollm2_spec() -> NeurofeedbackSpec {
     }
 }
 
+/// The golden's reporting run of PC1 with N = 4 examples (seed 1).
+fn pc1_n4(g: &Value) -> &Value {
+    g["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["direction"] == "pc1" && r["n"] == 4)
+        .unwrap()
+}
+
 /// Explicit control against the golden: for each label, with PC1's N = 4 examples of seed 1 in
 /// context, SmolLM2 writes HF's tokens, and its pooled activations over them (in context and
 /// read alone) are within 1e-4. Returns `(label, text)` of each written sentence.
@@ -236,12 +259,7 @@ fn check_explicit(
     m: &Transformer,
     tk: &TextTokenizer,
 ) -> Vec<(usize, String)> {
-    let run_g = g["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["direction"] == "pc1" && r["n"] == 4)
-        .unwrap();
+    let run_g = pc1_n4(g);
     let ex_s = strs(&run_g["example_sentences"]);
     let ex: Vec<(&str, usize)> = ex_s
         .iter()
@@ -317,31 +335,14 @@ fn smollm2_matches_hugging_face_when_fetched() {
 #[test]
 fn smollm2_on_wgpu_matches_hugging_face_when_fetched() {
     let Some(path) = smollm2_path() else { return };
-    let dev = match block_on(ComputeDevice::wgpu()) {
-        Ok(d) => d,
-        Err(e) if std::env::var("INTERPLAY_REQUIRE_WGPU").is_ok() => panic!("no wgpu: {e}"),
-        Err(e) => return eprintln!("skipping wgpu: {e}"),
-    };
+    let Some(dev) = wgpu_device() else { return };
     let spec = smollm2_spec();
     let g = golden("smollm2");
     let m = load_path(&path, &dev.device).expect("loads");
     let tk = m.tokenizer.as_ref().expect("tokenizer");
-    let sentences = spec.sentences.load().unwrap();
-    let x = block_on(activations(
-        &m.model,
-        tk,
-        &sentences[..8],
-        spec.hook,
-        spec.pooling,
-    ))
-    .unwrap();
+    let x = first_activations(&spec, &m.model, tk, 8);
     assert_close_rows("smollm2 wgpu", &x, &g["activations"]);
-    let run_g = g["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["direction"] == "pc1" && r["n"] == 4)
-        .unwrap();
+    let run_g = pc1_n4(&g);
     check_label_logits("smollm2 wgpu", &spec, &m.model, tk, run_g, 4);
 }
 
