@@ -83,9 +83,9 @@ for (const mode of MODES) {
 
 // SmolLM2-135M-Instruct, the model students load most, in the page on both devices: one forward
 // of the IOI prompt, its top next-token logits against Hugging Face loading the same GGUF. On
-// SwiftShader this takes a few minutes (load, then one forward of a 135M model on a software
-// GPU), so it is the one SmolLM2 computation the WebGPU run checks in the browser; the lab code
-// around it is checked on WebGPU with the bundled models.
+// SwiftShader this takes about 90 s on two cores (load, then one forward of a 135M model on a
+// software GPU), so it is the one SmolLM2 computation the WebGPU run checks in the browser; the
+// labs around it are checked on WebGPU with the bundled models.
 const SMOLLM2 = path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
 for (const mode of MODES) {
   const skip = fs.existsSync(SMOLLM2) ? false : "SmolLM2 is not fetched (cargo xtask fetch-models)";

@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 
 use interplay_lab::neurofeedback::{
-    Bins, Direction, ExplicitControl, NeurofeedbackSpec, Sentences, activations, bin_labels,
-    control_cache, label_logits, labelled_split, run, write_sentence,
+    Bins, Direction, ExplicitControl, NeurofeedbackResult, NeurofeedbackSpec, Sentences,
+    activations, bin_labels, control_cache, label_logits, labelled_split, run, write_sentence,
 };
 use interplay_models::generate::Sampling;
-use interplay_models::load::load_path;
+use interplay_models::load::{LoadedModel, load_path};
 use interplay_models::patching::no_progress;
 use interplay_models::tokenizer::TextTokenizer;
 use interplay_models::transformer::Transformer;
@@ -148,19 +148,25 @@ fn check_label_logits(
 }
 
 /// Check one model against its golden: the spec's activations, PCs, and every reporting run's
-/// logits and accuracy; `ids` also compares the prompt's token ids.
-fn check(name: &str, model_path: PathBuf, spec: NeurofeedbackSpec, dev: &ComputeDevice) {
+/// prompt ids, logits and accuracy. Returns the loaded model and the lab's `run` of `spec`, for
+/// callers that check more of it.
+fn check(
+    name: &str,
+    model_path: PathBuf,
+    spec: &NeurofeedbackSpec,
+    dev: &ComputeDevice,
+) -> (LoadedModel, NeurofeedbackResult) {
     let g = golden(name);
     let m = load_path(&model_path, &dev.device).expect("loads");
     let tk = m.tokenizer.as_ref().expect("tokenizer");
 
     // Pooled activations, 1e-4 relative to the largest entry.
-    let x = first_activations(&spec, &m.model, tk, usize::MAX);
+    let x = first_activations(spec, &m.model, tk, usize::MAX);
     assert_eq!(x.len(), g["activations"].as_array().unwrap().len());
     assert_close_rows(name, &x, &g["activations"]);
 
     // PCs and the whole reporting task.
-    let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
+    let r = block_on(run(spec, &m.model, tk, &mut no_progress)).unwrap();
     for (a, b) in r.pc_variance.iter().zip(f64s(&g["pc_variance"])) {
         assert!((a - b).abs() < 1e-4, "{name} variance {a} vs {b}");
     }
@@ -170,7 +176,7 @@ fn check(name: &str, model_path: PathBuf, spec: NeurofeedbackSpec, dev: &Compute
             run_g["seed"].as_u64().unwrap(),
             run_g["n"].as_u64().unwrap() as usize,
         );
-        check_label_logits(name, &spec, &m.model, tk, run_g, usize::MAX);
+        check_label_logits(name, spec, &m.model, tk, run_g, usize::MAX);
         // The lab's own run made the same split, labels and answers.
         let d = r.directions.iter().find(|d| d.direction == dir).unwrap();
         let s = spec.seeds.iter().position(|&x| x == seed).unwrap();
@@ -182,6 +188,7 @@ fn check(name: &str, model_path: PathBuf, spec: NeurofeedbackSpec, dev: &Compute
             d.accuracy[s][i]
         );
     }
+    (m, r)
 }
 
 fn icl_spec() -> NeurofeedbackSpec {
@@ -201,7 +208,7 @@ fn icl_3l_matches_hugging_face_on_every_device() {
         check(
             "icl-3l",
             root().join("public/bundled/icl-3l"),
-            icl_spec(),
+            &icl_spec(),
             &dev,
         );
     }
@@ -306,14 +313,11 @@ fn check_explicit(
 fn smollm2_matches_hugging_face_when_fetched() {
     let Some(path) = smollm2_path() else { return };
     let spec = smollm2_spec();
-    let dev = ComputeDevice::cpu();
-    check("smollm2", path.clone(), spec.clone(), &dev);
+    let (m, r) = check("smollm2", path, &spec, &ComputeDevice::cpu());
 
     // Explicit control: what the model writes for each label, and its activations over it.
     let g = golden("smollm2");
-    let m = load_path(&path, &dev.device).unwrap();
     let tk = m.tokenizer.as_ref().unwrap();
-    let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
     let written = &r.explicit.as_ref().unwrap().sentences;
     for (t, text) in check_explicit(&g, &spec, &m.model, tk) {
         // The lab's run wrote the same sentence for PC1, seed 1.
