@@ -7,7 +7,7 @@ use burn::tensor::s;
 use crate::config::Arch;
 use crate::device::read_f32;
 use crate::error::{ModelError, Result};
-use crate::hooks::{ActivationCache, HookPlan};
+use crate::hooks::{ActivationCache, HookPlan, HookPoint};
 use crate::rng::Rng;
 use crate::transformer::{KvCache, Transformer};
 
@@ -151,11 +151,22 @@ pub async fn generate_after(
             break;
         }
         let p = input.len();
-        let (logits, hooks, kv) = m.extend(m.tokens(&[input])?, trace.cache.as_ref(), plan)?;
+        let tokens = m.tokens(&[input])?;
+        // Only the last position's logits are read: unembedding the whole prompt would cost a
+        // fifth of SmolLM2's weights per prompt token. A plan that hooks `ln_final` gets it all.
+        let (last, hooks, kv) = if plan.touches(HookPoint::LnFinal) {
+            let (logits, hooks, kv) = m.extend(tokens, trace.cache.as_ref(), plan)?;
+            (logits.slice(s![.., p - 1..p, ..]).reshape([v]), hooks, kv)
+        } else {
+            let (resid, hooks, kv) = m.extend_residual(tokens, trace.cache.as_ref(), plan)?;
+            let d = m.config.d_model;
+            let row = resid.slice(s![.., p - 1..p, ..]).reshape([1, d]);
+            (m.logits_rows(row).reshape([v]), hooks, kv)
+        };
         len += p;
         trace.cache = Some(kv);
         trace.hooks.push(hooks);
-        let last = read_f32(logits.slice(s![.., p - 1..p, ..]).reshape([v])).await?;
+        let last = read_f32(last).await?;
         let next = choose(&last, sampling, &mut rng);
         out.push(next);
         if stop.contains(&next) {

@@ -181,7 +181,7 @@ fn record(model: &Transformer, ids: &[u32], extra: &[HookPoint]) -> Result<Recor
     plan.cache.extend(extra.iter().copied());
     let mut hooks = HookRunner::new(&plan, 0);
     let resid = model.embed_tokens(tokens, &mut hooks);
-    let (_, kv) = model.run_blocks(resid, 0, None, &mut hooks, true);
+    let (_, kv) = model.run_blocks(resid, 0..n, None, &mut hooks, true);
     let acts = hooks.cache;
     let resid_pre = (0..=n)
         .map(|l| {

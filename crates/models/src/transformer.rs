@@ -200,6 +200,21 @@ impl Transformer {
         self.run_with_hooks(tokens, &HookPlan::default()).0
     }
 
+    /// Logits of the last position only (what a next-token readout needs: the unembedding of
+    /// every other position is a fifth of SmolLM2's weights per token, for nothing).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → `[batch, d_vocab]`.
+    pub fn last_logits(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
+        let [b, p] = tokens.dims();
+        let plan = HookPlan::default();
+        let mut hooks = HookRunner::new(&plan, 0);
+        let resid = self.embed_tokens(tokens, &mut hooks);
+        let (resid, _) = self.run_blocks(resid, 0..self.config.n_layers, None, &mut hooks, false);
+        let d = self.config.d_model;
+        self.logits_rows(resid.slice(s![.., p - 1..p, ..]).reshape([b, d]))
+    }
+
     /// Logits and the cached activations under a hook plan.
     ///
     /// # Shapes
@@ -211,7 +226,7 @@ impl Transformer {
     ) -> (Tensor<3>, ActivationCache) {
         let mut hooks = HookRunner::new(plan, 0);
         let resid = self.embed_tokens(tokens, &mut hooks);
-        let (resid, _) = self.run_blocks(resid, 0, None, &mut hooks, false);
+        let (resid, _) = self.run_blocks(resid, 0..self.config.n_layers, None, &mut hooks, false);
         let logits = self.unembed_resid(resid, &mut hooks);
         (logits, hooks.cache)
     }
@@ -230,19 +245,119 @@ impl Transformer {
         prefix: Option<&KvCache>,
         plan: &HookPlan,
     ) -> Result<(Tensor<3>, ActivationCache, KvCache)> {
-        let [b, p] = tokens.dims();
         let offset = prefix.map_or(0, KvCache::positions);
-        if self.config.arch == Arch::Gpt2 && offset + p > self.config.n_ctx {
+        let mut hooks = HookRunner::new(plan, offset);
+        let (resid, kv) = self.extend_blocks(tokens, prefix, &mut hooks)?;
+        let logits = self.unembed_resid(resid, &mut hooks);
+        Ok((logits, hooks.cache, kv))
+    }
+
+    /// [`extend`](Self::extend) without the unembedding: the residual stream after the last
+    /// block (the input to `ln_final`). A prompt's beginning only needs its keys/values, and a
+    /// label readout only two columns of `W_U` ([`logits_of`](Self::logits_of)); the full
+    /// unembedding is a fifth of SmolLM2's weights.
+    ///
+    /// # Shapes
+    /// - as `extend`, returning the residual `[batch, pos, d_model]` instead of logits.
+    pub fn extend_residual(
+        &self,
+        tokens: Tensor<2, Int>,
+        prefix: Option<&KvCache>,
+        plan: &HookPlan,
+    ) -> Result<(Tensor<3>, ActivationCache, KvCache)> {
+        let offset = prefix.map_or(0, KvCache::positions);
+        let mut hooks = HookRunner::new(plan, offset);
+        let (resid, kv) = self.extend_blocks(tokens, prefix, &mut hooks)?;
+        Ok((resid, hooks.cache, kv))
+    }
+
+    /// The activations `plan` caches for `tokens` read after `prefix`, running only the blocks
+    /// its hooks need (TransformerLens's `stop_at_layer`): reading layer 15 of SmolLM2's 30
+    /// skips half the blocks and the unembedding. Interventions past the last cached hook have
+    /// no effect on what is returned, so they are not run.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]`; `prefix` as in `extend`; cached activations of the new
+    ///   positions.
+    pub fn activations(
+        &self,
+        tokens: Tensor<2, Int>,
+        prefix: Option<&KvCache>,
+        plan: &HookPlan,
+    ) -> Result<ActivationCache> {
+        let n = self.config.n_layers;
+        // Blocks `0..end` compute every cached hook; `hook_resid_pre` of layer `n` (the last
+        // block's output) needs them all, and `ln_final` the whole run.
+        let mut end = 0;
+        for hook in &plan.cache {
+            match (hook, hook.layer()) {
+                (HookPoint::LnFinal, _) => return Ok(self.extend(tokens, prefix, plan)?.1),
+                (_, Some(l)) => end = end.max((l + 1).min(n)),
+                (_, None) => {}
+            }
+        }
+        let [_, p] = tokens.dims();
+        let offset = prefix.map_or(0, KvCache::positions);
+        self.check_context(offset + p)?;
+        let mut hooks = HookRunner::new(plan, offset);
+        let resid = self.embed_tokens(tokens, &mut hooks);
+        self.run_blocks(resid, 0..end, prefix, &mut hooks, false);
+        Ok(hooks.cache)
+    }
+
+    /// Logits of some rows of a residual from [`extend_residual`](Self::extend_residual) (e.g.
+    /// the last position only): `ln_final`, then `W_U`.
+    ///
+    /// # Shapes
+    /// - `resid`: `[rows, d_model]` → `[rows, d_vocab]`.
+    pub fn logits_rows(&self, resid: Tensor<2>) -> Tensor<2> {
+        self.final_norm_rows(resid).matmul(self.unembed_matrix())
+    }
+
+    /// Logits of chosen vocabulary entries only: `ln_final`, then the columns `ids` of `W_U`.
+    ///
+    /// # Shapes
+    /// - `resid`: `[rows, d_model]` (residual after the last block), `ids`: `[k]` → `[rows, k]`.
+    pub fn logits_of(&self, resid: Tensor<2>, ids: Tensor<1, Int>) -> Tensor<2> {
+        self.final_norm_rows(resid)
+            .matmul(self.unembed_matrix().select(1, ids))
+    }
+
+    /// # Shapes
+    /// - `resid`: `[rows, d_model]` → same.
+    fn final_norm_rows(&self, resid: Tensor<2>) -> Tensor<2> {
+        let [r, d] = resid.dims();
+        self.ln_final
+            .forward(resid.reshape([1, r, d]))
+            .reshape([r, d])
+    }
+
+    /// GPT-2's learned positions end at `n_ctx`.
+    fn check_context(&self, positions: usize) -> Result<()> {
+        if self.config.arch == Arch::Gpt2 && positions > self.config.n_ctx {
             return Err(ModelError::Input(format!(
-                "the prompt has {} tokens; this model's context holds {}",
-                offset + p,
+                "the prompt has {positions} tokens; this model's context holds {}",
                 self.config.n_ctx
             )));
         }
-        let mut hooks = HookRunner::new(plan, offset);
-        let resid = self.embed_tokens(tokens, &mut hooks);
-        let (resid, kv) = self.run_blocks(resid, 0, prefix, &mut hooks, true);
-        let logits = self.unembed_resid(resid, &mut hooks);
+        Ok(())
+    }
+
+    /// Every block on `tokens` after `prefix`: the residual after the last block and the
+    /// keys/values of prefix + new positions.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, pos]` → `[batch, pos, d_model]`, a cache of `pos0 + pos` positions.
+    fn extend_blocks(
+        &self,
+        tokens: Tensor<2, Int>,
+        prefix: Option<&KvCache>,
+        hooks: &mut HookRunner,
+    ) -> Result<(Tensor<3>, KvCache)> {
+        let [b, p] = tokens.dims();
+        self.check_context(hooks.pos_offset + p)?;
+        let resid = self.embed_tokens(tokens, hooks);
+        let (resid, kv) = self.run_blocks(resid, 0..self.config.n_layers, prefix, hooks, true);
         let new = kv.ok_or_else(|| ModelError::Device("missing key/value cache".into()))?;
         let join = |old: Option<&Tensor<4>>, new: Tensor<4>| match old {
             Some(o) if o.dims()[2] > 0 => {
@@ -265,7 +380,7 @@ impl Transformer {
                 .map(|(l, v)| join(prefix.map(|c| &c.v[l]), v))
                 .collect(),
         };
-        Ok((logits, hooks.cache, kv))
+        Ok((resid, kv))
     }
 
     /// Embedding (plus learned positions from `hooks.pos_offset`), hooks `hook_embed`,
@@ -297,16 +412,18 @@ impl Transformer {
         }
     }
 
-    /// Run blocks `start..` on a residual stream whose first position is `hooks.pos_offset`.
-    /// `prefix` holds keys/values of positions `0..pos_offset` for every layer (needed when the
-    /// offset is non-zero). With `record_kv` the rotated keys/values of this run are returned.
+    /// Run `blocks` (a range of layers) on a residual stream whose first position is
+    /// `hooks.pos_offset`. `prefix` holds keys/values of positions `0..pos_offset` for every
+    /// layer (needed when the offset is non-zero). With `record_kv` the rotated keys/values of
+    /// this run are returned.
     ///
     /// # Shapes
-    /// - `resid`: `[batch, pos, d_model]` → the input to `ln_final`, same shape.
+    /// - `resid`: `[batch, pos, d_model]` → the residual after the last block run (the input to
+    ///   `ln_final` when that is the model's last), same shape.
     pub(crate) fn run_blocks(
         &self,
         mut resid: Tensor<3>,
-        start: usize,
+        blocks: std::ops::Range<usize>,
         prefix: Option<&KvCache>,
         hooks: &mut HookRunner,
         record_kv: bool,
@@ -315,7 +432,14 @@ impl Transformer {
             k: Vec::new(),
             v: Vec::new(),
         });
-        for (l, block) in self.blocks.iter().enumerate().skip(start) {
+        let last = blocks.end == self.config.n_layers;
+        for (l, block) in self
+            .blocks
+            .iter()
+            .enumerate()
+            .take(blocks.end)
+            .skip(blocks.start)
+        {
             let pre = prefix.map(|c| (c.k[l].clone(), c.v[l].clone()));
             let (r, k, v) = self.block_forward(l, block, resid, pre, hooks);
             resid = r;
@@ -324,7 +448,11 @@ impl Transformer {
                 kv.v.push(v);
             }
         }
-        let resid = hooks.r3(HookPoint::ResidPre(self.config.n_layers), resid);
+        let resid = if last {
+            hooks.r3(HookPoint::ResidPre(self.config.n_layers), resid)
+        } else {
+            resid
+        };
         (resid, kv)
     }
 
