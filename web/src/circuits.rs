@@ -8,7 +8,6 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
-use burn::tensor::s;
 use interplay_models::device::read_f32;
 use interplay_models::tokenizer::visible;
 
@@ -73,10 +72,11 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
         .model
         .tokens(std::slice::from_ref(&ids))
         .map_err(|e| e.to_string())?;
-    let logits = m.model.forward(tokens);
-    let [_, p, v] = logits.dims();
-    let last = logits.slice(s![0..1, p - 1..p, 0..v]).reshape([v]);
-    let last = read_f32(last).await.map_err(|e| e.to_string())?;
+    let last = m.model.last_logits(tokens);
+    let v = last.dims()[1];
+    let last = read_f32(last.reshape([v]))
+        .await
+        .map_err(|e| e.to_string())?;
     let ms = now_ms() - t0;
     if last.iter().any(|x| !x.is_finite()) {
         return Err("the model produced NaN or infinite logits".into());

@@ -128,14 +128,15 @@ fn run(args: &Args) -> Result<serde_json::Value> {
             let m = load(args, &dev)?;
             let ids = args.ids("--ids")?;
             let tokens = m.model.tokens(std::slice::from_ref(&ids))?;
-            let logits = m.model.forward(tokens);
-            let [_, p, v] = logits.dims();
-            let values = pollster::block_on(read_f32(logits))?;
-            let rows: Vec<&[f32]> = values.chunks(v).collect();
             Ok(if args.flag("--all-positions") {
+                let logits = m.model.forward(tokens);
+                let v = logits.dims()[2];
+                let values = pollster::block_on(read_f32(logits))?;
+                let rows: Vec<&[f32]> = values.chunks(v).collect();
                 json!({ "logits": rows, "device": dev.backend })
             } else {
-                json!({ "logits": rows[p - 1], "device": dev.backend })
+                let last = pollster::block_on(read_f32(m.model.last_logits(tokens)))?;
+                json!({ "logits": last, "device": dev.backend })
             })
         }
         "patch" => {

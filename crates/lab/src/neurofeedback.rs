@@ -986,7 +986,7 @@ fn extend_cache(
         return Ok(cache.cloned());
     }
     Ok(Some(
-        m.extend(m.tokens(&[tokens.to_vec()])?, cache, &HookPlan::default())?
+        m.extend_residual(m.tokens(&[tokens.to_vec()])?, cache, &HookPlan::default())?
             .2,
     ))
 }
@@ -1000,7 +1000,7 @@ async fn answer_logits(
     label_ids: [u32; 2],
 ) -> Result<Vec<[f32; 2]>, LabError> {
     let cache = extend_cache(m, None, prefix)?;
-    let v = m.config.d_vocab;
+    let d = m.config.d_model;
     let ids = Tensor::<1, Int>::from_data(
         TensorData::new(label_ids.map(|i| i as i32).to_vec(), [2]),
         &m.device(),
@@ -1010,9 +1010,10 @@ async fn answer_logits(
     for rows in &groups {
         let batch: Vec<Vec<u32>> = rows.iter().map(|&i| queries[i].clone()).collect();
         let p = batch[0].len();
-        let (logits, _, _) = m.extend(m.tokens(&batch)?, cache.as_ref(), &HookPlan::default())?;
-        let last = logits.slice(s![.., p - 1..p, ..]).reshape([rows.len(), v]);
-        picked.push(last.select(1, ids.clone())); // [rows, 2]
+        let (resid, _, _) =
+            m.extend_residual(m.tokens(&batch)?, cache.as_ref(), &HookPlan::default())?;
+        let last = resid.slice(s![.., p - 1..p, ..]).reshape([rows.len(), d]);
+        picked.push(m.logits_of(last, ids.clone())); // [rows, 2]
     }
     let flat = read_f32(Tensor::cat(picked, 0)).await?;
     let mut out = vec![[0f32; 2]; queries.len()];
@@ -1060,7 +1061,7 @@ async fn in_context_activations(
     let mut pooled = Vec::new();
     for rows in &groups {
         let batch: Vec<Vec<u32>> = rows.iter().map(|&i| sentences[i].clone()).collect();
-        let (_, acts, _) = m.extend(m.tokens(&batch)?, prefix, &plan)?;
+        let acts = m.activations(m.tokens(&batch)?, prefix, &plan)?;
         let a = acts.r3(hook).ok_or_else(missing_activation)?;
         pooled.push(pool(a, pooling));
     }
@@ -1151,7 +1152,7 @@ pub async fn write_sentence(
     let fed = steps.len();
     if fed < measured.len() {
         let rest = m.tokens(&[measured[fed..].to_vec()])?;
-        let (_, acts, _) = m.extend(rest, trace.cache.as_ref(), &plan)?;
+        let acts = m.activations(rest, trace.cache.as_ref(), &plan)?;
         steps.push(acts.r3(spec.hook).ok_or_else(missing_activation)?);
     }
     let in_context = read_f32(pool(Tensor::cat(steps, 1), spec.pooling))
