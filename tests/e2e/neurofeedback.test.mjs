@@ -2,10 +2,9 @@
 // the bundled icl-3l (trimmed to 3 directions, N = 0, 4, 16 and one seed so SwiftShader runs it in
 // minutes) loads the model by itself, runs, shows the accuracy-vs-N plot and equals the CLI's
 // numbers for the same spec; quantile bins ticked by hand reach the share link and the CLI's
-// numbers; a run can be cancelled; bad input gets a message. With SmolLM2
-// fetched, a share link of the SmolLM2 guided experiment (trimmed: one direction, N = 0 and 2,
-// six queries, the explicit control task ticked by hand, writing 8 tokens) equals the CLI too (CPU fallback
-// always; SwiftShader opt-in, see below). Screenshots under target/screenshots/.
+// numbers; a run can be cancelled; bad input gets a message. With SmolLM2 fetched, a share link
+// of the SmolLM2 guided experiment, trimmed (see below), equals the CLI too, on both devices.
+// Screenshots under target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -15,12 +14,13 @@ import path from "node:path";
 import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
 
 const SHOTS = path.resolve("target/screenshots");
-// SmolLM2 runs whenever it is fetched (setup does) on the CPU fallback (~50 s); on SwiftShader's
-// software GPU it is far too slow for CI on two cores (120 sentences did not finish in ten
-// minutes; a run of 8 pasted sentences, N = 0 and 2, two queries, had not finished after nine),
-// so that run is opt-in: INTERPLAY_E2E_SMOLLM2=1. What WebGPU does check of SmolLM2: one forward
-// in the page (circuits.test.mjs), and this lab's computations on wgpu natively
-// (crates/lab/tests/neurofeedback.rs, on lavapipe in CI).
+// SmolLM2 runs whenever it is fetched (setup does). On the CPU fallback (~50 s) the link is the
+// guided experiment trimmed (the bundled 300 sentences, one direction, N = 0 and 2, six queries,
+// the explicit control task ticked by hand). On SwiftShader's software GPU that run takes far
+// over ten minutes on two cores: a matmul there costs the same for 1 to 64 rows, about a minute
+// per SmolLM2 forward. So on WebGPU the link pastes 8 sentences of 8 tokens each (one 64-row
+// pass reads them all), N = 0 and 2, three queries, without the explicit task: five forwards,
+// about seven minutes. INTERPLAY_E2E_SMOLLM2=1 runs the CPU's link on WebGPU too.
 const HAS_SMOLLM2 = fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
 const SMOLLM2_ON_SWIFTSHADER = process.env.INTERPLAY_E2E_SMOLLM2 === "1";
 
@@ -37,6 +37,20 @@ const SMOL = {
   directions: ["pc1"], examples: [0, 2], seeds: [1], queries: 6, shuffled: false,
   labels: ["A", "B"], format: "chat", control: false,
   explicit: { max_tokens: 8, temperature: 0, samples: 1 },
+};
+// Each of these is 8 SmolLM2 tokens; with a concept label for each, half of either sentiment.
+const EIGHT_BY_EIGHT = [
+  "The soup was warm and tasted wonderful. | 1",
+  "The soup was cold and tasted awful. | 0",
+  "He finally passed his driving test today. | 1",
+  "He failed his driving test again today. | 0",
+  "The picnic in the sunshine was delightful. | 1",
+  "She cried alone after the terrible news. | 0",
+  "The doctor said the results were excellent. | 1",
+  "The children were frightened by the thunder. | 0",
+].join("\n");
+const SMOL_SWIFTSHADER = {
+  ...SMOL, sentences: { pasted: EIGHT_BY_EIGHT }, queries: 3, explicit: undefined,
 };
 
 function cli(spec) {
@@ -79,11 +93,14 @@ function sameAccuracies(got, want, what) {
   }
 }
 
-let srv, refIcl, refSmol;
+let srv, refIcl, refSmol, refSmolSwiftshader;
 before(async () => {
   srv = await serveDist();
   refIcl = cli(ICL).result;
-  if (HAS_SMOLLM2) refSmol = cli(SMOL).result;
+  if (HAS_SMOLLM2) {
+    refSmol = cli(SMOL).result;
+    if (!SMOLLM2_ON_SWIFTSHADER) refSmolSwiftshader = cli(SMOL_SWIFTSHADER).result;
+  }
   fs.mkdirSync(SHOTS, { recursive: true });
 });
 after(() => srv.server.close());
@@ -143,32 +160,39 @@ for (const mode of MODES) {
     }
   });
 
-  const smolSkip = !HAS_SMOLLM2 ? "SmolLM2 is not fetched (cargo xtask fetch-models)"
-    : mode.name === "webgpu" && !SMOLLM2_ON_SWIFTSHADER ? "over ten minutes on SwiftShader: set INTERPLAY_E2E_SMOLLM2=1"
-    : false;
+  const smolSkip = HAS_SMOLLM2 ? false : "SmolLM2 is not fetched (cargo xtask fetch-models)";
+  // On SwiftShader the short link (see the top), unless INTERPLAY_E2E_SMOLLM2=1.
+  const short = mode.name === "webgpu" && !SMOLLM2_ON_SWIFTSHADER;
   test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: smolSkip, timeout: 30 * 60_000 }, async () => {
+    const [spec, ref] = short ? [SMOL_SWIFTSHADER, refSmolSwiftshader] : [SMOL, refSmol];
     const b = await launch(mode);
     try {
       const page = b.page;
       // The link leaves explicit control off; it is ticked and set by hand.
-      await page.goto(srv.base + "#/neurofeedback?spec=" + encodeURIComponent(JSON.stringify({ ...SMOL, explicit: undefined })));
+      await page.goto(srv.base + "#/neurofeedback?spec=" + encodeURIComponent(JSON.stringify({ ...spec, explicit: undefined })));
       await page.reload();
       await page.waitForSelector('[data-testid="nf-model-name"][data-key="smollm2"]', { timeout: 300_000 });
       await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
-      await page.check('[data-testid="nf-explicit"]');
-      await page.fill('[data-testid="nf-max-tokens"]', String(SMOL.explicit.max_tokens));
-      await page.locator('[data-testid="nf-max-tokens"]').dispatchEvent("change");
-      assert.equal(await run(page, 25 * 60_000), "done", await page.textContent('[data-testid="nf-status"]'));
-      assert.deepEqual(linkSpec(page).explicit, SMOL.explicit);
-      const got = await result(page);
-      sameAccuracies(got, refSmol, "smollm2");
-      // Explicit control: the page's model wrote the CLI's sentences, with the same projections.
-      const [gw, ww] = [got.explicit.sentences, refSmol.explicit.sentences];
-      assert.deepEqual(gw.map((s) => s.text), ww.map((s) => s.text));
-      for (let i = 0; i < ww.length; i++) {
-        assert.ok(Math.abs(gw[i].z - ww[i].z) < 1e-3, `written ${i}: z ${gw[i].z} vs CLI ${ww[i].z}`);
+      if (spec.explicit) {
+        await page.check('[data-testid="nf-explicit"]');
+        await page.fill('[data-testid="nf-max-tokens"]', String(spec.explicit.max_tokens));
+        await page.locator('[data-testid="nf-max-tokens"]').dispatchEvent("change");
       }
-      assert.ok(await page.isVisible('[data-testid="nf-written"]'));
+      assert.equal(await run(page, 25 * 60_000), "done", await page.textContent('[data-testid="nf-status"]'));
+      assert.deepEqual(linkSpec(page).explicit, spec.explicit);
+      assert.deepEqual(linkSpec(page).sentences, spec.sentences);
+      const got = await result(page);
+      sameAccuracies(got, ref, "smollm2");
+      assert.ok(await page.isVisible('[data-testid="nf-accuracy"] svg'));
+      if (spec.explicit) {
+        // Explicit control: the page's model wrote the CLI's sentences, with the same projections.
+        const [gw, ww] = [got.explicit.sentences, ref.explicit.sentences];
+        assert.deepEqual(gw.map((s) => s.text), ww.map((s) => s.text));
+        for (let i = 0; i < ww.length; i++) {
+          assert.ok(Math.abs(gw[i].z - ww[i].z) < 1e-3, `written ${i}: z ${gw[i].z} vs CLI ${ww[i].z}`);
+        }
+        assert.ok(await page.isVisible('[data-testid="nf-written"]'));
+      }
       await page.screenshot({ path: path.join(SHOTS, `neurofeedback-smollm2-${mode.name}.png`), fullPage: true });
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
