@@ -245,9 +245,7 @@ impl Transformer {
         prefix: Option<&KvCache>,
         plan: &HookPlan,
     ) -> Result<(Tensor<3>, ActivationCache, KvCache)> {
-        let offset = prefix.map_or(0, KvCache::positions);
-        let mut hooks = HookRunner::new(plan, offset);
-        let (resid, kv) = self.extend_blocks(tokens, prefix, &mut hooks)?;
+        let (resid, mut hooks, kv) = self.extend_blocks(tokens, prefix, plan)?;
         let logits = self.unembed_resid(resid, &mut hooks);
         Ok((logits, hooks.cache, kv))
     }
@@ -265,9 +263,7 @@ impl Transformer {
         prefix: Option<&KvCache>,
         plan: &HookPlan,
     ) -> Result<(Tensor<3>, ActivationCache, KvCache)> {
-        let offset = prefix.map_or(0, KvCache::positions);
-        let mut hooks = HookRunner::new(plan, offset);
-        let (resid, kv) = self.extend_blocks(tokens, prefix, &mut hooks)?;
+        let (resid, hooks, kv) = self.extend_blocks(tokens, prefix, plan)?;
         Ok((resid, hooks.cache, kv))
     }
 
@@ -343,21 +339,23 @@ impl Transformer {
         Ok(())
     }
 
-    /// Every block on `tokens` after `prefix`: the residual after the last block and the
-    /// keys/values of prefix + new positions.
+    /// Every block on `tokens` after `prefix` under `plan`: the residual after the last block,
+    /// the hooks so far (the unembedding may add `ln_final`'s) and the keys/values of prefix +
+    /// new positions.
     ///
     /// # Shapes
     /// - `tokens`: `[batch, pos]` → `[batch, pos, d_model]`, a cache of `pos0 + pos` positions.
-    fn extend_blocks(
+    fn extend_blocks<'a>(
         &self,
         tokens: Tensor<2, Int>,
         prefix: Option<&KvCache>,
-        hooks: &mut HookRunner,
-    ) -> Result<(Tensor<3>, KvCache)> {
+        plan: &'a HookPlan,
+    ) -> Result<(Tensor<3>, HookRunner<'a>, KvCache)> {
         let [b, p] = tokens.dims();
+        let mut hooks = HookRunner::new(plan, prefix.map_or(0, KvCache::positions));
         self.check_context(hooks.pos_offset + p)?;
-        let resid = self.embed_tokens(tokens, hooks);
-        let (resid, kv) = self.run_blocks(resid, 0..self.config.n_layers, prefix, hooks, true);
+        let resid = self.embed_tokens(tokens, &mut hooks);
+        let (resid, kv) = self.run_blocks(resid, 0..self.config.n_layers, prefix, &mut hooks, true);
         let new = kv.ok_or_else(|| ModelError::Device("missing key/value cache".into()))?;
         let join = |old: Option<&Tensor<4>>, new: Tensor<4>| match old {
             Some(o) if o.dims()[2] > 0 => {
@@ -380,7 +378,7 @@ impl Transformer {
                 .map(|(l, v)| join(prefix.map(|c| &c.v[l]), v))
                 .collect(),
         };
-        Ok((resid, kv))
+        Ok((resid, hooks, kv))
     }
 
     /// Embedding (plus learned positions from `hooks.pos_offset`), hooks `hook_embed`,
