@@ -14,7 +14,7 @@ import path from "node:path";
 import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
 
 const SHOTS = path.resolve("target/screenshots");
-// SmolLM2 runs whenever it is fetched (setup does). On the CPU fallback (~50 s) the link is the
+// SmolLM2 runs whenever it is fetched (setup does). On the CPU fallback (~30 s) the link is the
 // guided experiment trimmed (the bundled 300 sentences, one direction, N = 0 and 2, six queries,
 // the explicit control task ticked by hand). On SwiftShader's software GPU that run takes far
 // over ten minutes on two cores: a matmul there costs the same for 1 to 64 rows, about a minute

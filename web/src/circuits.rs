@@ -72,7 +72,7 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
         .model
         .tokens(std::slice::from_ref(&ids))
         .map_err(|e| e.to_string())?;
-    let last = m.model.last_logits(tokens);
+    let last = m.model.last_logits(tokens).map_err(|e| e.to_string())?;
     let v = last.dims()[1];
     let last = read_f32(last.reshape([v]))
         .await

@@ -135,7 +135,7 @@ fn run(args: &Args) -> Result<serde_json::Value> {
                 let rows: Vec<&[f32]> = values.chunks(v).collect();
                 json!({ "logits": rows, "device": dev.backend })
             } else {
-                let last = pollster::block_on(read_f32(m.model.last_logits(tokens)))?;
+                let last = pollster::block_on(read_f32(m.model.last_logits(tokens)?))?;
                 json!({ "logits": last, "device": dev.backend })
             })
         }

@@ -205,14 +205,11 @@ impl Transformer {
     ///
     /// # Shapes
     /// - `tokens`: `[batch, pos]` → `[batch, d_vocab]`.
-    pub fn last_logits(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
+    pub fn last_logits(&self, tokens: Tensor<2, Int>) -> Result<Tensor<2>> {
         let [b, p] = tokens.dims();
-        let plan = HookPlan::default();
-        let mut hooks = HookRunner::new(&plan, 0);
-        let resid = self.embed_tokens(tokens, &mut hooks);
-        let (resid, _) = self.run_blocks(resid, 0..self.config.n_layers, None, &mut hooks, false);
+        let (resid, _, _) = self.extend_residual(tokens, None, &HookPlan::default())?;
         let d = self.config.d_model;
-        self.logits_rows(resid.slice(s![.., p - 1..p, ..]).reshape([b, d]))
+        Ok(self.logits_rows(resid.slice(s![.., p - 1..p, ..]).reshape([b, d])))
     }
 
     /// Logits and the cached activations under a hook plan.

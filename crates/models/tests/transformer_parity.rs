@@ -36,7 +36,7 @@ fn check_logits(model: &Transformer, name: &str, label: &str) {
     let v = *shape.last().unwrap();
     let last_row = &want[want.len() - v..];
     let tokens = || model.tokens(std::slice::from_ref(&ids)).unwrap();
-    let last = block(read_f32(model.last_logits(tokens()))).unwrap();
+    let last = block(read_f32(model.last_logits(tokens()).unwrap())).unwrap();
     let err = max_rel_err(&last, last_row);
     assert!(err < 1e-4, "{label}: last_logits differ from HF by {err:e}");
     let (resid, _, _) = model
