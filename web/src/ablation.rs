@@ -129,7 +129,7 @@ pub fn AblationPanel(
     };
 
     view! {
-        <section class="card" data-testid="ablation" hidden=crate::shell::hidden("ablation")>
+        <section class="card" data-testid="ablation" hidden=crate::share::hidden("ablation")>
             <h2>"Head ablation"</h2>
             <p class="muted">"Click heads to knock them out on the clean prompt; the scores update at once. \
                 Zero sets a head's output to 0, mean uses its average over the clean and corrupted prompts, \

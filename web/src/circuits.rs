@@ -13,12 +13,10 @@ use interplay_models::tokenizer::visible;
 
 use interplay_lab::PatchingSpec;
 use interplay_lab::bundled::Bundled;
-use interplay_lab::share::{decode, spec_param};
 
-use crate::assets::{draft_get, draft_set, fetch_bytes, now_ms, read_files, yield_now};
+use crate::assets::{draft_get, draft_set, now_ms, read_files, yield_now};
 use crate::models::{self, ModelInfo, ModelSource};
 
-const SMOLLM2_URL: &str = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Where the prompt box autosaves.
 const PROMPT_KEY: &str = "interplay.circuits.prompt";
 const IOI_PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
@@ -106,41 +104,6 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
     })
 }
 
-/// Fetch a named model's files from this site: `smollm2` or a bundled model's id. Progress goes
-/// to `status`.
-pub(crate) async fn fetch_source(
-    key: &str,
-    status: RwSignal<Option<Result<String, String>>>,
-) -> Result<ModelSource, String> {
-    if let Some(b) = Bundled::from_id(key) {
-        status.set(Some(Ok(format!("Loading {}…", b.title()))));
-        let mut files = Vec::new();
-        for f in ["model.safetensors", "config.json", "tokenizer.json"] {
-            let bytes = fetch_bytes(&format!("bundled/{}/{f}", b.id()))
-                .await
-                .map_err(|e| format!("{e} (a bundled model file is missing from this site)"))?;
-            files.push((f.to_string(), Rc::new(bytes)));
-        }
-        return Ok(ModelSource {
-            key: b.id().into(),
-            name: b.title().into(),
-            files,
-        });
-    }
-    status.set(Some(Ok(
-        "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
-    )));
-    let bytes = fetch_bytes(SMOLLM2_URL)
-        .await
-        .map_err(|e| format!("{e}. Run `cargo xtask fetch-models` before building the site."))?;
-    status.set(Some(Ok("Dequantising and uploading weights…".into())));
-    Ok(ModelSource {
-        key: "smollm2".into(),
-        name: "SmolLM2-135M-Instruct (Q4_1 GGUF)".into(),
-        files: vec![("SmolLM2-135M-Instruct.Q4_1.gguf".into(), Rc::new(bytes))],
-    })
-}
-
 /// The lab.
 #[component]
 pub fn CircuitsLab() -> impl IntoView {
@@ -179,7 +142,7 @@ pub fn CircuitsLab() -> impl IntoView {
     let load_model = move |key: String| {
         busy.set(true);
         spawn_local(async move {
-            match fetch_source(&key, status).await {
+            match models::fetch_source(&key, status).await {
                 Ok(source) => {
                     yield_now().await;
                     finish_load(source);
@@ -248,9 +211,9 @@ pub fn CircuitsLab() -> impl IntoView {
 
     // A share link naming a bundled model loads it (it is tiny); an embedded experiment loads
     // its model, SmolLM2 included, without asking.
-    let embed = use_context::<crate::shell::Embed>().is_some_and(|e| e.embed);
-    let wanted = spec_param(&crate::shell::current_hash())
-        .and_then(|p| decode::<PatchingSpec>(p).ok())
+    let embed = use_context::<crate::share::Embed>().is_some_and(|e| e.embed);
+    let wanted = crate::share::read_share_link::<PatchingSpec>()
+        .and_then(Result::ok)
         .map(|s| s.model)
         .filter(|m| Bundled::from_id(m).is_some() || (embed && m == "smollm2"))
         .or_else(|| embed.then(|| "smollm2".to_string()));
@@ -275,7 +238,7 @@ pub fn CircuitsLab() -> impl IntoView {
 
     view! {
         <crate::guided::GuidedPanel preset=preset load_model=Callback::new(load_model)/>
-        <section class="card" data-testid="lab-circuits" hidden=crate::shell::hidden("model")>
+        <section class="card" data-testid="lab-circuits" hidden=crate::share::hidden("model")>
             <h2>"Circuits lab"</h2>
             <p>"Load a transformer and look inside it. Files you choose are read by this page and never uploaded."</p>
             <div class="row">
@@ -311,7 +274,7 @@ pub fn CircuitsLab() -> impl IntoView {
                 </dl>
             })}
         </section>
-        <section class="card" hidden=crate::shell::hidden("prompt")>
+        <section class="card" hidden=crate::share::hidden("prompt")>
             <h2>"Prompt"</h2>
             <label for="prompt-text">"Text"</label>
             <textarea id="prompt-text" data-testid="prompt-text" rows="2"

@@ -161,7 +161,7 @@ pub fn GuidedPanel(
 ) -> impl IntoView {
     let chosen = RwSignal::new(None::<&'static str>);
     view! {
-        <section class="card" data-testid="guided" hidden=crate::shell::hidden("guided")>
+        <section class="card" data-testid="guided" hidden=crate::share::hidden("guided")>
             <h2>"Guided experiments"</h2>
             <p class="muted">"Each sets up the lab to reproduce a published finding, on a tiny bundled model (instant) \
                 or on SmolLM2-135M-Instruct. Read, press Set up, then run the panels below."</p>

@@ -6,6 +6,7 @@
 //! | [`runtime`] | the page's compute device (WebGPU, else CPU) shared with every lab |
 //! | [`assets`] | fetching bundled files relative to the page (works from any sub-path) |
 //! | [`shell`] | header, navigation, device switch, start-up check |
+//! | [`share`] | share links (the one `Experiment` type), embed flags, spec export — a leaf the labs use |
 //! | [`offline`] | service worker registration (offline use) |
 //! | [`models`] | the loaded model (bundled or from the user's disk), rebuilt on device switch |
 //! | [`circuits`] | Circuits lab: model loading, prompt view |
@@ -29,6 +30,7 @@ pub mod offline;
 pub mod patching;
 pub mod plots;
 pub mod runtime;
+pub mod share;
 pub mod shell;
 pub mod views;
 

@@ -5,9 +5,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use interplay_lab::bundled::Bundled;
 use interplay_models::load::{FileKind, LoadedModel, load_gguf, load_safetensors, sniff};
-use interplay_models::{Arch, Backend};
+use interplay_models::{Arch, Backend, registry};
+use leptos::prelude::*;
 
+use crate::assets::fetch_bytes;
 use crate::runtime;
 
 /// The files a model was loaded from.
@@ -143,4 +146,39 @@ pub fn current() -> Result<(Rc<LoadedModel>, ModelInfo), String> {
     let m = SLOT.with(|s| s.borrow().as_ref().map(|sl| sl.model.clone()));
     m.map(|m| (m, i))
         .ok_or_else(|| "model vanished".to_string())
+}
+
+/// Fetch a named model's files from this site: `smollm2` or a bundled model's id. Progress goes
+/// to `status`.
+pub async fn fetch_source(
+    key: &str,
+    status: RwSignal<Option<Result<String, String>>>,
+) -> Result<ModelSource, String> {
+    if let Some(b) = Bundled::from_id(key) {
+        status.set(Some(Ok(format!("Loading {}…", b.title()))));
+        let mut files = Vec::new();
+        for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+            let bytes = fetch_bytes(&format!("bundled/{}/{f}", b.id()))
+                .await
+                .map_err(|e| format!("{e} (a bundled model file is missing from this site)"))?;
+            files.push((f.to_string(), Rc::new(bytes)));
+        }
+        return Ok(ModelSource {
+            key: b.id().into(),
+            name: b.title().into(),
+            files,
+        });
+    }
+    status.set(Some(Ok(
+        "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
+    )));
+    let bytes = fetch_bytes(&registry::smollm2_site_path())
+        .await
+        .map_err(|e| format!("{e}. Run `cargo xtask fetch-models` before building the site."))?;
+    status.set(Some(Ok("Dequantising and uploading weights…".into())));
+    Ok(ModelSource {
+        key: registry::SMOLLM2_ID.into(),
+        name: registry::SMOLLM2_TITLE.into(),
+        files: vec![(registry::SMOLLM2_FILE.into(), Rc::new(bytes))],
+    })
 }

@@ -10,7 +10,6 @@ use interplay_lab::neurofeedback::{
     BUNDLED_SETS, Bins, Direction, ExplicitControl, NeurofeedbackResult, NeurofeedbackSpec,
     Pooling, PromptFormat, Sentences, run,
 };
-use interplay_lab::share::{decode, encode, spec_param};
 use interplay_models::HookPoint;
 
 use crate::assets::{draft_get, draft_set, now_ms, progress_callback, yield_now};
@@ -110,7 +109,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             .unwrap_or_else(NeurofeedbackSpec::icl_bundled)
     };
     let (initial, link_error, from_link) =
-        match spec_param(&crate::shell::current_hash()).map(decode::<NeurofeedbackSpec>) {
+        match crate::share::read_share_link::<NeurofeedbackSpec>() {
             Some(Ok(s)) => (s, None, true),
             Some(Err(e)) => (draft(), Some(e.to_string()), false),
             None => (draft(), None, false),
@@ -128,7 +127,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     let facts = RwSignal::new((String::new(), 0.0f64));
     let runs = RwSignal::new(0u32);
     let share = RwSignal::new(String::new());
-    let lock = crate::shell::locked();
+    let lock = crate::share::locked();
     // The text fields, kept as typed (a half-typed list is not lost to a parse error).
     let dirs_text = RwSignal::new(join(&spec.get_untracked().directions));
     let ns_text = RwSignal::new(join(&spec.get_untracked().examples));
@@ -143,7 +142,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     let load_model = move |key: String| {
         busy.set(true);
         spawn_local(async move {
-            let r = match crate::circuits::fetch_source(&key, load_status).await {
+            let r = match models::fetch_source(&key, load_status).await {
                 Ok(source) => {
                     yield_now().await;
                     models::load(source).map_err(|e| format!("Could not load the model: {e}"))
@@ -163,7 +162,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     };
     // A share link (or the draft) naming a bundled model loads it; SmolLM2 (98 MB) loads by
     // itself only when embedded.
-    let embed = use_context::<crate::shell::Embed>().is_some_and(|e| e.embed);
+    let embed = use_context::<crate::share::Embed>().is_some_and(|e| e.embed);
     {
         let key = spec.get_untracked().model;
         let wanted = Bundled::from_id(&key).is_some() || (key == "smollm2" && (embed || from_link));
@@ -220,7 +219,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             return;
         }
         input_error.set(None);
-        share.set(crate::shell::write_share_url("neurofeedback", &encode(&s)));
+        share.set(crate::share::write_share_url(&s));
         busy.set(true);
         cancel.set(false);
         progress.set((0, 1));
@@ -258,7 +257,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
 
     view! {
         <div class="lab" data-testid="lab-neurofeedback">
-        <section class="card" data-testid="nf-guided" hidden=crate::shell::hidden("guided")>
+        <section class="card" data-testid="nf-guided" hidden=crate::share::hidden("guided")>
             <h2>"Neurofeedback lab"</h2>
             <p>"Can a language model report, and move, its own internal activations? Sentences get a label \
                 from the projection of the model's activation on a direction (above the median: the first \
@@ -272,7 +271,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             </ul>
             {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-link-error">{e}</p> })}
         </section>
-        <section class="card" data-testid="nf-model" hidden=crate::shell::hidden("model")>
+        <section class="card" data-testid="nf-model" hidden=crate::share::hidden("model")>
             <h2>"Model"</h2>
             <div class="row">
                 <button data-testid="nf-load-icl-3l" on:click=move |_| load_model("icl-3l".into()) prop:disabled=move || busy.get()>"Load icl-3l (bundled, tiny)"</button>
@@ -386,8 +385,8 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                 <button data-testid="nf-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
                 {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="nf-progress" max=t.max(1) value=d></progress> }})}
             </p>
-            <crate::shell::ShareLinks share=share prefix="nf-" hide="guided,model"
-                spec_json=Callback::new(move |()| serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())/>
+            <crate::share::ShareLinks share=share prefix="nf-" hide="guided,model"
+                spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
         <section class="card" data-testid="nf-status" data-seq=move || runs.get()
                  data-state=move || match (busy.get(), outcome.get()) {

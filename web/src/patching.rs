@@ -4,7 +4,6 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::{PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::{PatchGrid, PatchTarget};
 
@@ -57,7 +56,7 @@ fn target_name(t: PatchTarget) -> &'static str {
 }
 
 fn write_url(spec: &PatchingSpec) -> String {
-    crate::shell::write_share_url("circuits", &encode(spec))
+    crate::share::write_share_url(spec)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -83,12 +82,11 @@ pub fn PatchingPanel(
             .and_then(|d| serde_json::from_str::<PatchingSpec>(&d).ok())
             .unwrap_or_else(PatchingSpec::ioi_smollm2)
     };
-    let (initial, link_error) =
-        match spec_param(&crate::shell::current_hash()).map(decode::<PatchingSpec>) {
-            Some(Ok(s)) => (s, None),
-            Some(Err(e)) => (draft(), Some(e.to_string())),
-            None => (draft(), None),
-        };
+    let (initial, link_error) = match crate::share::read_share_link::<PatchingSpec>() {
+        Some(Ok(s)) => (s, None),
+        Some(Err(e)) => (draft(), Some(e.to_string())),
+        None => (draft(), None),
+    };
     let model_name = RwSignal::new(initial.model.clone());
     let clean = RwSignal::new(prompt_text(&initial.clean));
     let corrupt = RwSignal::new(prompt_text(&initial.corrupt));
@@ -102,7 +100,7 @@ pub fn PatchingPanel(
     let runs = RwSignal::new(0u32);
     let share = RwSignal::new(String::new());
     let link_error = RwSignal::new(link_error);
-    let lock = crate::shell::locked();
+    let lock = crate::share::locked();
 
     // The form as a spec: one derived signal for the run, the autosave and the ablation panel.
     let current = Signal::derive(move || PatchingSpec {
@@ -200,7 +198,7 @@ pub fn PatchingPanel(
         }
     });
     view! {
-        <section class="card" data-testid="patching" hidden=crate::shell::hidden("patching")>
+        <section class="card" data-testid="patching" hidden=crate::share::hidden("patching")>
             <h2>"Activation patching"</h2>
             <p class="muted">"Run the corrupted prompt, patch one activation in from the clean run, and see how much of the \
                 clean logit difference (answer − wrong) comes back: 1 = fully restored, 0 = no effect. \
@@ -233,7 +231,7 @@ pub fn PatchingPanel(
                     <progress data-testid="patch-progress" max=t.max(1) value=d></progress>
                 }})}
             </p>
-            <crate::shell::ShareLinks share=share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
+            <crate::share::ShareLinks share=share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
             <div data-testid="patch-status" data-seq=move || runs.get()
                  data-state=move || match (busy.get(), result.get()) {
                      (true, _) => "running",
@@ -244,7 +242,7 @@ pub fn PatchingPanel(
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="patch-error">{e}</p> }.into_any(),
                 Ok(r) => {
-                    let spec_json = serde_json::to_string_pretty(&r.spec).unwrap_or_default();
+                    let spec_json = crate::share::export_json(&r.spec);
                     let data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
                         "corrupt_metric": r.grid.corrupt_metric, "grid": r.grid.grid, "patched": r.grid.patched});
                     let data = data.to_string();

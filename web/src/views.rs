@@ -182,7 +182,7 @@ pub fn AnalysisPanel(
     };
 
     view! {
-        <section class="card" data-testid="analysis" hidden=crate::shell::hidden("analysis")>
+        <section class="card" data-testid="analysis" hidden=crate::share::hidden("analysis")>
             <h2>"Inside one prompt"</h2>
             <p class="muted">"Attention patterns, the logit lens (what the residual stream would predict after each layer) and \
                 direct logit attribution (how much each head and MLP writes toward the answer rather than the wrong token)."</p>
@@ -321,7 +321,7 @@ pub fn HeadScoresPanel(
         });
     };
     view! {
-        <section class="card" data-testid="head-scores" hidden=crate::shell::hidden("head-scores")>
+        <section class="card" data-testid="head-scores" hidden=crate::share::hidden("head-scores")>
             <h2>"Induction, previous-token and duplicate-token heads"</h2>
             <p class="muted">"A seeded random sequence is repeated twice. Induction heads attend from a token to the one after its \
                 earlier copy; when they work, the loss on the second half falls far below the first."</p>

@@ -7,6 +7,7 @@
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`bundled`] | the Circuits lab's bundled induction and IOI models: vocabularies, data, training |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
+//! | [`experiment`] | the one experiment type every link, export, `interplay run` and test reads |
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
 //! | [`mergelab`] | the Merge lab's spec: merges of the bundled suite, AdaMerging, sweeps, maps |
 //! | [`neurofeedback`] | the metacognition paradigm: directions, labels, reporting and control |
@@ -17,6 +18,7 @@
 pub mod ablation;
 pub mod bundled;
 pub mod circuits;
+pub mod experiment;
 pub mod merge;
 pub mod mergelab;
 pub mod neurofeedback;
@@ -24,6 +26,7 @@ pub mod patching;
 pub mod share;
 pub mod suite;
 
+pub use experiment::{Experiment, LabKind, LabSpec};
 pub use patching::{PatchingSpec, Prompt, TokenRef};
 
 /// Why a spec cannot run.

@@ -262,13 +262,13 @@ pub fn merge(
     let merged: BTreeMap<String, Vec<f32>> = match opts.method {
         Method::TaskArithmetic | Method::Dare => {
             if opts.method == Method::Dare {
-                let mut rng = crate::suite::SplitMix(opts.seed);
+                let mut rng = interplay_models::rng::Rng::new(opts.seed);
                 let scale = 1.0 / (1.0 - opts.drop) as f32;
                 for tv in &mut tvs {
                     for k in &keys {
                         if let Some(v) = tv.get_mut(k) {
                             for x in v.iter_mut() {
-                                *x = if rng.next() < opts.drop {
+                                *x = if rng.uniform() < opts.drop {
                                     0.0
                                 } else {
                                     *x * scale

@@ -21,8 +21,17 @@ pub fn encode<T: Serialize>(spec: &T) -> String {
     out
 }
 
-/// Decode [`encode`]'s output (any percent-encoding is accepted).
+/// Decode [`encode`]'s output (any percent-encoding is accepted) as a `T`.
 pub fn decode<T: DeserializeOwned>(s: &str) -> Result<T, LabError> {
+    serde_json::from_str(&decode_text(s)?).map_err(|e| {
+        LabError::Spec(format!(
+            "the share link does not hold a valid experiment: {e}"
+        ))
+    })
+}
+
+/// Undo the percent-encoding (and `+` for space) of a link's `spec=` value.
+pub fn decode_text(s: &str) -> Result<String, LabError> {
     let bytes = s.as_bytes();
     let mut raw = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -49,11 +58,8 @@ pub fn decode<T: DeserializeOwned>(s: &str) -> Result<T, LabError> {
             }
         }
     }
-    serde_json::from_slice(&raw).map_err(|e| {
-        LabError::Spec(format!(
-            "the share link does not hold a valid experiment: {e}"
-        ))
-    })
+    String::from_utf8(raw)
+        .map_err(|_| LabError::Spec("the share link is damaged (not UTF-8 text)".into()))
 }
 
 /// The `spec=` value of a hash such as `#/circuits?spec=...&embed=1`.

@@ -5,9 +5,9 @@ use burn::tensor::Device;
 use interplay_lab::mergelab::{
     AdaOptions, FineTuneSpec, FineTuning, Granularity, LabMethod, MergeSpec, Objective,
 };
-use interplay_lab::share;
 use interplay_lab::suite::TrainOptions;
 use interplay_lab::suite::{self, Dataset, Mlp, Split, Task};
+use interplay_lab::{Experiment, share};
 use interplay_models::device::read_f32;
 use interplay_models::patching::no_progress;
 use serde_json::Value;
@@ -96,8 +96,8 @@ fn spec_round_trips_and_bad_specs_say_why() {
     };
     let back: MergeSpec = share::decode(&share::encode(&spec)).expect("decode");
     assert_eq!(back, spec);
-    let json = serde_json::to_value(&spec).expect("json");
-    assert_eq!(json["experiment"], "merge");
+    let json = serde_json::to_value(Experiment::Merge(spec.clone())).expect("json");
+    assert_eq!(json["lab"], "merge");
     assert_eq!(json["tasks"][3], "invert");
     let bad = |s: MergeSpec, needle: &str| {
         let e = s.check().expect_err("refused").to_string();

@@ -216,7 +216,7 @@ fn icl_3l_matches_hugging_face_on_every_device() {
 
 /// SmolLM2's path, or `None` (with a note) when it has not been fetched.
 fn smollm2_path() -> Option<PathBuf> {
-    let path = root().join("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = interplay_models::registry::smollm2_path(&root());
     if path.exists() {
         return Some(path);
     }

@@ -50,10 +50,13 @@ fn all_hooks(n_layers: usize) -> Vec<HookPoint> {
 }
 
 fn main() {
-    let path = std::path::PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = interplay_models::registry::smollm2_path(
+        &std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../.."),
+    );
     if !path.exists() {
         println!("SmolLM2 missing: run `cargo xtask fetch-models`");
         return;

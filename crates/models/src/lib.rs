@@ -12,6 +12,7 @@
 //! | [`patching`] | activation-patching sweeps that recompute only what changes |
 //! | [`generate`] | greedy / seeded sampling with a key/value cache |
 //! | [`rng`] | the seeded generator every experiment shares |
+//! | [`registry`] | ids and file names of SmolLM2 and the bundled models, and where they live |
 //! | [`gguf`], [`safetensors`], [`weights`], [`load`] | checkpoints → [`Transformer`] |
 //! | [`error`] | [`ModelError`], the crate's error |
 
@@ -23,6 +24,7 @@ pub mod gguf;
 pub mod hooks;
 pub mod load;
 pub mod patching;
+pub mod registry;
 pub mod rng;
 pub mod safetensors;
 pub mod tokenizer;

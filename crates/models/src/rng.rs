@@ -26,6 +26,15 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n.max(1) as u64) as usize
     }
+    /// A uniformly shuffled `0..n` (Fisher–Yates from the top, one [`Rng::uniform`] a swap).
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = ((self.uniform() * (i + 1) as f64) as usize).min(i);
+            p.swap(i, j);
+        }
+        p
+    }
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(1e-300);

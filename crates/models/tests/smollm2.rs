@@ -14,14 +14,15 @@ use interplay_models::load::load_path;
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::tokenizer::smollm2_chat;
 
-const GGUF: &str = "../../public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-
 #[test]
 fn smollm2_ioi_matches_hf() {
-    let path = std::path::PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join(GGUF);
+    let path = interplay_models::registry::smollm2_path(
+        &std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../.."),
+    );
     if !path.exists() {
         assert!(
             std::env::var("CI").is_err(),

@@ -12,12 +12,15 @@ use interplay_lab::mergelab::{
     AdaOptions, FineTuneSpec, FineTuning, Granularity, LabMethod, MergeOutcome, MergeSpec,
     Objective,
 };
-use interplay_lab::share::{decode, encode, spec_param};
 use interplay_lab::suite::{self, Dataset, Split, Task, TrainOptions, TrainProgress};
 use interplay_models::patching::Progress;
 
 use crate::assets::{draft_get, draft_set, now_ms, progress_callback, yield_now};
 use crate::plots::{Heatmap, LinePlot, Series, download};
+
+mod finetune;
+
+use finetune::*;
 
 const DRAFT_KEY: &str = "interplay.merge";
 
@@ -132,7 +135,7 @@ const GUIDED: &[Guided] = &[
 ];
 
 fn write_url(spec: &MergeSpec) -> String {
-    crate::shell::write_share_url("merge", &encode(spec))
+    crate::share::write_share_url(spec)
 }
 
 fn pct(v: f64) -> String {
@@ -227,12 +230,11 @@ pub fn MergeLab() -> impl IntoView {
             .and_then(|d| serde_json::from_str::<MergeSpec>(&d).ok())
             .unwrap_or_else(GUIDED[2].spec)
     };
-    let (initial, link_error) =
-        match spec_param(&crate::shell::current_hash()).map(decode::<MergeSpec>) {
-            Some(Ok(s)) => (s, None),
-            Some(Err(e)) => (draft(), Some(e.to_string())),
-            None => (draft(), None),
-        };
+    let (initial, link_error) = match crate::share::read_share_link::<MergeSpec>() {
+        Some(Ok(s)) => (s, None),
+        Some(Err(e)) => (draft(), Some(e.to_string())),
+        None => (draft(), None),
+    };
     let spec = RwSignal::new(initial);
     let input_error = RwSignal::new(None::<String>);
     let link_error = RwSignal::new(link_error);
@@ -244,7 +246,7 @@ pub fn MergeLab() -> impl IntoView {
     let runs = RwSignal::new(0u32);
     let share = RwSignal::new(String::new());
     let compared = RwSignal::new(Vec::<Compared>::new());
-    let lock = crate::shell::locked();
+    let lock = crate::share::locked();
 
     Effect::new(move |_| {
         if let Ok(json) = serde_json::to_string(&spec.get()) {
@@ -296,7 +298,7 @@ pub fn MergeLab() -> impl IntoView {
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
     view! {
         <div class="lab" data-testid="merge-lab">
-        <section class="card" data-testid="merge-guided" hidden=crate::shell::hidden("guided")>
+        <section class="card" data-testid="merge-guided" hidden=crate::share::hidden("guided")>
             <h2>"Guided experiments"</h2>
             <p class="muted">"The suite: an MLP trained on scikit-learn's digits (the base) and four \
                 fine-tunes of it on the same digits mirrored, upside down, turned a quarter and with ink \
@@ -421,8 +423,8 @@ pub fn MergeLab() -> impl IntoView {
                 <button data-testid="merge-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
                 {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="merge-progress" max=t.max(1) value=d></progress> }})}
             </p>
-            <crate::shell::ShareLinks share=share prefix="merge-" hide="guided"
-                spec_json=Callback::new(move |()| serde_json::to_string_pretty(&spec.get_untracked()).unwrap_or_default())/>
+            <crate::share::ShareLinks share=share prefix="merge-" hide="guided"
+                spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
         <section class="card" data-testid="merge-status" data-seq=move || runs.get() data-ms=move || facts.get().1
                  data-state=move || match (busy.get(), outcome.get()) {
@@ -571,144 +573,5 @@ fn outcome_view(o: MergeOutcome, spec: MergeSpec) -> impl IntoView {
         {sweep_plot}
         {signs}
         {dis}
-    }
-}
-
-/// Fine-tuning in the page: the suite's base on a task or on pasted data, with a live loss curve.
-#[component]
-fn FineTune(
-    /// The Merge lab's spec: a fine-tune of a bundled task can join its merges.
-    spec: RwSignal<MergeSpec>,
-) -> impl IntoView {
-    let task = RwSignal::new(Some(Task::Mirror));
-    let pasted = RwSignal::new(String::new());
-    let opts = RwSignal::new(TrainOptions {
-        epochs: 5,
-        ..TrainOptions::fine_tune()
-    });
-    let busy = RwSignal::new(false);
-    let cancel = RwSignal::new(false);
-    let losses = RwSignal::new(Vec::<f64>::new());
-    let result = RwSignal::new(None::<Result<(Vec<f64>, Vec<u8>), String>>);
-    let epochs_done = RwSignal::new((0usize, 0usize));
-    let steps_done = RwSignal::new((0usize, 1usize));
-    let lock = crate::shell::locked();
-
-    let train = move |_| {
-        let o = opts.get_untracked();
-        let data = match task.get_untracked() {
-            Some(t) => Ok(Dataset::task(t, Split::Train)),
-            None => Dataset::parse(&pasted.get_untracked()),
-        };
-        let data = match data.and_then(|d| o.check().map(|_| d)) {
-            Ok(d) => d,
-            Err(e) => {
-                result.set(Some(Err(e.to_string())));
-                return;
-            }
-        };
-        busy.set(true);
-        cancel.set(false);
-        losses.set(Vec::new());
-        result.set(None);
-        let epochs = o.epochs;
-        epochs_done.set((0, epochs));
-        steps_done.set((0, 1));
-        let dev = crate::runtime::current();
-        spawn_local(async move {
-            let mut on_step = move |p: TrainProgress| -> Progress {
-                steps_done.set((p.step, p.steps));
-                if let Some(loss) = p.loss {
-                    epochs_done.set((p.epoch, epochs));
-                    losses.update(|l| l.push(loss));
-                }
-                Box::pin(async move {
-                    yield_now().await;
-                    !cancel.get_untracked()
-                })
-            };
-            let r = async {
-                let base = suite::bundled(None)?;
-                let t = suite::train(&dev.device, &base, &data, &o, &mut on_step).await?;
-                let at = o.linearised.then_some(&base);
-                let acc =
-                    suite::evaluate(&dev.device, &t.weights, at, &suite::test_sets(&dev.device))
-                        .await?;
-                Ok::<_, interplay_lab::LabError>((acc, suite::to_safetensors(&t.weights)?))
-            }
-            .await;
-            result.set(Some(r.map_err(|e| match e {
-                interplay_lab::LabError::Cancelled => {
-                    "Fine-tuning cancelled; the loss so far is kept above.".to_string()
-                }
-                e => e.to_string(),
-            })));
-            busy.set(false);
-        });
-    };
-
-    view! {
-        <section class="card" data-testid="merge-finetune" data-state=move || match (busy.get(), result.get()) {
-                (true, _) => "running", (false, None) => "idle", (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
-            <h2>"Fine-tune the base in the page"</h2>
-            <p class="muted">"Adam on the page's device, all parameters, starting from the suite's base. The task vector is the fine-tuned weights minus the base; download it to merge with `interplay merge`."</p>
-            <label>"Data "
-                <select data-testid="ft-task" prop:disabled=move || busy.get() || lock
-                    on:change=move |ev| task.set(event_target_value(&ev).parse().ok())>
-                    {Task::ALL.into_iter().map(|t| view! { <option value=t.name() selected=move || task.get() == Some(t)>{format!("{} ({})", t.name(), t.describe())}</option> }).collect_view()}
-                    <option value="pasted">"my data (paste below)"</option>
-                </select></label>
-            {move || task.get().is_none().then(|| view! {
-                <label>"One image per line: 64 pixel values 0..16 (row by row), then the label 0..9"
-                    <textarea rows="5" cols="70" data-testid="ft-data" prop:value=move || pasted.get()
-                        on:change=move |ev| pasted.set(event_target_value(&ev))></textarea></label>
-            })}
-            <div class="grid2">
-                <label>"Epochs "<input type="number" data-testid="ft-epochs" prop:value=move || opts.get().epochs.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<usize>() { opts.update(|o| o.epochs = v) }}/></label>
-                <label>"Learning rate "<input type="number" step="any" data-testid="ft-lr" prop:value=move || opts.get().lr.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<f64>() { opts.update(|o| o.lr = v) }}/></label>
-                <label>"Batch "<input type="number" data-testid="ft-batch" prop:value=move || opts.get().batch.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<usize>() { opts.update(|o| o.batch = v) }}/></label>
-                <label>"Seed "<input type="number" data-testid="ft-seed" prop:value=move || opts.get().seed.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<u64>() { opts.update(|o| o.seed = v) }}/></label>
-                <label><input type="checkbox" data-testid="ft-linearised" prop:checked=move || opts.get().linearised
-                    on:change=move |ev| { let on = event_target_checked(&ev); opts.update(|o| o.linearised = on) }/>
-                    " linearised (train f(x; θ₀) + J(θ₀)(θ − θ₀), the tangent space of the base)"</label>
-            </div>
-            <p>
-                <button data-testid="ft-run" on:click=train prop:disabled=move || busy.get()>"Fine-tune"</button>" "
-                <button data-testid="ft-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
-                {move || busy.get().then(|| { let (d, t) = steps_done.get(); view! { <progress data-testid="ft-progress" max=t.max(1) value=d></progress> }})}
-            </p>
-            {move || (!losses.get().is_empty()).then(|| view! {
-                <p data-testid="ft-losses" data-losses=move || serde_json::to_string(&losses.get()).unwrap_or_default()>
-                    {move || format!("epoch {} of {}: loss {:.4}", epochs_done.get().0, epochs_done.get().1, losses.get().last().copied().unwrap_or(f64::NAN))}</p>
-                <LinePlot series=vec![Series { name: "training loss".into(), values: losses.get() }] x0=1.0
-                    xlabel="epoch".to_string() ylabel="cross-entropy".to_string() testid="ft-loss-plot".to_string()/>
-            })}
-            {move || result.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert" data-testid="ft-error">{e}</p> }.into_any(),
-                Ok((acc, bytes)) => view! {
-                    <table class="data" data-testid="ft-accuracy"><caption>"The fine-tuned model on every task"</caption>
-                        <thead><tr>{Task::ALL.iter().map(|t| view! { <th scope="col">{t.name()}</th> }).collect_view()}</tr></thead>
-                        <tbody><tr>{acc.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}</tr></tbody>
-                    </table>
-                    <p><button on:click=move |_| crate::plots::download_bytes("finetuned.safetensors", &bytes)>"Download the model (safetensors)"</button>" "
-                    {move || task.get().map(|t| view! {
-                        <button data-testid="ft-use" prop:disabled=lock on:click=move |_| {
-                            let f = FineTuneSpec { task: t, options: opts.get_untracked() };
-                            // A merge runs every model one way: the first page fine-tune sets it.
-                            spec.update(|s| if s.fine_tunes.len() < 4 && !s.fine_tunes.contains(&f) {
-                                if s.fine_tunes.is_empty() {
-                                    s.fine_tuning = if f.options.linearised { FineTuning::Linearised } else { FineTuning::Standard };
-                                }
-                                s.fine_tunes.push(f)
-                            });
-                        }>"Use its task vector in the merge above (retrained from this spec when the merge runs)"</button>
-                    })}</p>
-                }.into_any(),
-            })}
-        </section>
     }
 }

@@ -1,0 +1,254 @@
+//! The one experiment type: every lab's spec under a `"lab"` tag. Share links, the page's "Export
+//! spec", `interplay run`, the fuzz target and the tests all read and write [`Experiment`], so a
+//! file or link says by itself which lab it belongs to.
+//!
+//! ```json
+//! {"lab": "circuits", "model": "ioi-3l", "clean": "...", "target": "resid_pre", ...}
+//! {"lab": "dynamics", "experiment": "spiking", "ms": 1000, ...}
+//! ```
+//!
+//! Links and files written before the tag existed (a bare lab spec) still open: a link's path
+//! (`#/merge?spec=`) names its lab, and a bare file is recognised by the keys each lab's spec
+//! always had ([`Experiment::from_json`]).
+
+use interplay_dynamics::DynamicsSpec;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::LabError;
+use crate::mergelab::MergeSpec;
+use crate::neurofeedback::NeurofeedbackSpec;
+use crate::patching::PatchingSpec;
+use crate::share;
+
+/// One experiment of any lab.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "lab", rename_all = "kebab-case")]
+pub enum Experiment {
+    /// Circuits lab: an activation-patching sweep.
+    Circuits(PatchingSpec),
+    /// Merge lab: merges of the bundled suite, sweeps and maps.
+    Merge(MergeSpec),
+    /// Neurofeedback lab: the metacognition paradigm.
+    Neurofeedback(NeurofeedbackSpec),
+    /// Dynamics lab: reservoirs and spiking networks.
+    Dynamics(DynamicsSpec),
+}
+
+/// Which lab an experiment belongs to; its slug is the page's route (`#/{slug}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LabKind {
+    /// Circuits lab.
+    Circuits,
+    /// Merge lab.
+    Merge,
+    /// Neurofeedback lab.
+    Neurofeedback,
+    /// Dynamics lab.
+    Dynamics,
+}
+
+impl LabKind {
+    /// Every lab, in the page's order.
+    pub const ALL: [LabKind; 4] = [
+        LabKind::Circuits,
+        LabKind::Merge,
+        LabKind::Neurofeedback,
+        LabKind::Dynamics,
+    ];
+
+    /// The route and tag: `"circuits"`, `"merge"`, `"neurofeedback"`, `"dynamics"`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            LabKind::Circuits => "circuits",
+            LabKind::Merge => "merge",
+            LabKind::Neurofeedback => "neurofeedback",
+            LabKind::Dynamics => "dynamics",
+        }
+    }
+
+    /// The lab's name in messages: `"Circuits"`, ...
+    pub fn title(self) -> &'static str {
+        match self {
+            LabKind::Circuits => "Circuits",
+            LabKind::Merge => "Merge",
+            LabKind::Neurofeedback => "Neurofeedback",
+            LabKind::Dynamics => "Dynamics",
+        }
+    }
+
+    /// The lab of a slug.
+    pub fn from_slug(slug: &str) -> Option<LabKind> {
+        LabKind::ALL.into_iter().find(|l| l.slug() == slug)
+    }
+}
+
+/// A lab's own spec type, so a lab can read and write links of its own kind generically.
+pub trait LabSpec: Sized + Clone {
+    /// The lab the spec belongs to.
+    const LAB: LabKind;
+    /// Wrap in the one type.
+    fn into_experiment(self) -> Experiment;
+    /// The spec, if `e` is of this lab.
+    fn from_experiment(e: Experiment) -> Option<Self>;
+}
+
+macro_rules! lab_spec {
+    ($ty:ty, $variant:ident) => {
+        impl LabSpec for $ty {
+            const LAB: LabKind = LabKind::$variant;
+            fn into_experiment(self) -> Experiment {
+                Experiment::$variant(self)
+            }
+            fn from_experiment(e: Experiment) -> Option<Self> {
+                match e {
+                    Experiment::$variant(s) => Some(s),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+lab_spec!(PatchingSpec, Circuits);
+lab_spec!(MergeSpec, Merge);
+lab_spec!(NeurofeedbackSpec, Neurofeedback);
+lab_spec!(DynamicsSpec, Dynamics);
+
+impl Experiment {
+    /// The lab this experiment belongs to.
+    pub fn lab(&self) -> LabKind {
+        match self {
+            Experiment::Circuits(_) => LabKind::Circuits,
+            Experiment::Merge(_) => LabKind::Merge,
+            Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
+            Experiment::Dynamics(_) => LabKind::Dynamics,
+        }
+    }
+
+    /// Pretty JSON, as "Export spec" writes it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Read an experiment from JSON text: the tagged form, or a bare lab spec written before the
+    /// tag existed. `lab` says which lab a bare spec is for (a link's route); without it the lab
+    /// is recognised by the keys its spec always had: `"experiment": "merge"` (Merge), any other
+    /// `"experiment"` (Dynamics), `"directions"` (Neurofeedback), else Circuits.
+    pub fn from_json(text: &str, lab: Option<LabKind>) -> Result<Experiment, LabError> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| LabError::Spec(format!("the spec is not JSON: {e}")))?;
+        Self::from_value(v, lab)
+    }
+
+    /// [`Experiment::from_json`] for parsed JSON.
+    pub fn from_value(v: Value, lab: Option<LabKind>) -> Result<Experiment, LabError> {
+        let Some(obj) = v.as_object() else {
+            return Err(LabError::Spec(
+                "the spec must be a JSON object such as {\"lab\": \"circuits\", ...}".into(),
+            ));
+        };
+        if let Some(tag) = obj.get("lab") {
+            let named = tag.as_str().and_then(LabKind::from_slug);
+            let Some(named) = named else {
+                return Err(LabError::Spec(format!(
+                    "unknown lab {tag}: use one of {}",
+                    LabKind::ALL.map(|l| format!("\"{}\"", l.slug())).join(", ")
+                )));
+            };
+            return serde_json::from_value(v).map_err(|e| invalid(named, e));
+        }
+        let lab = lab.unwrap_or_else(|| legacy_lab(obj));
+        let parsed = match lab {
+            LabKind::Circuits => serde_json::from_value(v).map(Experiment::Circuits),
+            LabKind::Merge => serde_json::from_value(v).map(Experiment::Merge),
+            LabKind::Neurofeedback => serde_json::from_value(v).map(Experiment::Neurofeedback),
+            LabKind::Dynamics => serde_json::from_value(v).map(Experiment::Dynamics),
+        };
+        parsed.map_err(|e| invalid(lab, e))
+    }
+
+    /// The page route with this experiment in it: `#/{lab}?spec={percent-encoded JSON}`.
+    pub fn link(&self) -> String {
+        format!("#/{}?spec={}", self.lab().slug(), share::encode(self))
+    }
+
+    /// The experiment in a page hash such as `#/dynamics?spec=...&embed=1`: `None` when the hash
+    /// holds no spec; an error for a damaged link. A bare (pre-tag) spec is read as the route's lab.
+    pub fn from_link(hash: &str) -> Option<Result<Experiment, LabError>> {
+        let param = share::spec_param(hash)?;
+        let route = hash
+            .trim_start_matches('#')
+            .trim_start_matches('/')
+            .split(['?', '/'])
+            .next()
+            .and_then(LabKind::from_slug);
+        Some(share::decode_text(param).and_then(|text| Experiment::from_json(&text, route)))
+    }
+}
+
+/// The spec of lab `T` in a page hash: `None` when there is none; an error for a damaged link or
+/// a link of another lab.
+pub fn read_link<T: LabSpec>(hash: &str) -> Option<Result<T, LabError>> {
+    Some(Experiment::from_link(hash)?.and_then(|e| {
+        let lab = e.lab();
+        T::from_experiment(e).ok_or_else(|| {
+            LabError::Spec(format!(
+                "this link holds a {} experiment, not a {} one: open it in the {} lab",
+                lab.title(),
+                T::LAB.title(),
+                lab.title()
+            ))
+        })
+    }))
+}
+
+fn invalid(lab: LabKind, e: serde_json::Error) -> LabError {
+    LabError::Spec(format!("not a valid {} experiment spec: {e}", lab.title()))
+}
+
+/// The lab of a bare spec from before the `"lab"` tag, by the keys each spec type always had.
+fn legacy_lab(obj: &serde_json::Map<String, Value>) -> LabKind {
+    match obj.get("experiment") {
+        Some(Value::String(s)) if s == "merge" => LabKind::Merge,
+        Some(_) => LabKind::Dynamics,
+        None if obj.contains_key("directions") => LabKind::Neurofeedback,
+        None => LabKind::Circuits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_lab_round_trips_through_json_and_links() {
+        let all = [
+            Experiment::Circuits(PatchingSpec::ioi_bundled()),
+            Experiment::Merge(MergeSpec::default()),
+            Experiment::Neurofeedback(NeurofeedbackSpec::icl_bundled()),
+            Experiment::Dynamics(DynamicsSpec::Spiking(Default::default())),
+        ];
+        for e in all {
+            let json = e.to_json();
+            assert!(json.contains(&format!("\"lab\": \"{}\"", e.lab().slug())));
+            assert_eq!(Experiment::from_json(&json, None).unwrap(), e);
+            let link = e.link();
+            assert!(link.starts_with(&format!("#/{}?spec=", e.lab().slug())));
+            assert_eq!(Experiment::from_link(&link).unwrap().unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn a_link_of_another_lab_is_a_message() {
+        let link = Experiment::Merge(MergeSpec::default()).link();
+        let err = read_link::<PatchingSpec>(&link).unwrap().unwrap_err();
+        assert!(
+            err.to_string().contains("open it in the Merge lab"),
+            "{err}"
+        );
+        let err = Experiment::from_json(r#"{"lab":"optics"}"#, None).unwrap_err();
+        assert!(err.to_string().contains("unknown lab"), "{err}");
+        assert!(Experiment::from_json("[1]", None).is_err());
+    }
+}

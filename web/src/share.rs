@@ -1,0 +1,113 @@
+//! Share links, embed flags and spec export: what every lab needs from the page's URL. A leaf
+//! module (the shell and the labs use it; it uses no lab), so the labs never import the shell.
+
+use interplay_lab::experiment::read_link;
+use interplay_lab::{LabError, LabSpec};
+use leptos::prelude::*;
+
+/// The page's hash (`#/lab?...`), where share links keep their spec.
+pub fn current_hash() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().hash().ok())
+        .unwrap_or_default()
+}
+
+/// Put `spec`'s link (`#/{lab}?spec={the experiment}`) in the address bar without reloading and
+/// return the full share link. One mechanism for every lab's share links.
+pub fn write_share_url<T: LabSpec>(spec: &T) -> String {
+    let h = spec.clone().into_experiment().link();
+    if let Some(w) = web_sys::window() {
+        if let Ok(hist) = w.history() {
+            let _ = hist.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&h));
+        }
+        if let Ok(href) = w.location().href() {
+            return format!("{}{}", href.split('#').next().unwrap_or(""), h);
+        }
+    }
+    h
+}
+
+/// A lab's share link, its embed snippet and (optionally) the spec export, shown once the lab
+/// has written a link. One component for every lab so the embed flags stay the same everywhere.
+#[component]
+pub fn ShareLinks(
+    /// The share link (empty: nothing shown yet).
+    share: RwSignal<String>,
+    /// Test-id prefix: `{prefix}share-link`, `{prefix}embed-snippet`.
+    prefix: &'static str,
+    /// Panels the embedded page hides (the `hide=` list).
+    hide: &'static str,
+    /// The spec as JSON, for "Export spec"; `None` when the lab exports elsewhere.
+    #[prop(optional)]
+    spec_json: Option<Callback<(), String>>,
+) -> impl IntoView {
+    move || {
+        (!share.get().is_empty()).then(|| view! {
+            <label>"Share link (reproduces this experiment)"
+                <input type="text" readonly data-testid=format!("{prefix}share-link") prop:value=move || share.get()/></label>
+            <label>"Embed in course material (one experiment, no navigation, inputs locked)"
+                <input type="text" readonly data-testid=format!("{prefix}embed-snippet") prop:value=move || format!(
+                    "<iframe src=\"{}&embed=1&lock=1&hide={hide}\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
+                    share.get())/></label>
+            {spec_json.map(|json| view! {
+                <p><button on:click=move |_| crate::plots::download("spec.json", "application/json", &json.run(()))>
+                    "Export spec (for `interplay run`)"</button></p>
+            })}
+        })
+    }
+}
+
+/// Embed mode, from the hash query: `embed=1` shows one lab without navigation; `hide=a,b`
+/// hides panels by name (`guided`, `model`, `prompt`, `analysis`, `patching`, `ablation`,
+/// `head-scores`); `lock=1` makes the experiment's inputs read-only.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Embed {
+    /// Compact mode without navigation.
+    pub embed: bool,
+    /// Hidden panels.
+    pub hidden: Vec<String>,
+    /// Inputs read-only.
+    pub locked: bool,
+}
+
+impl Embed {
+    /// Read the flags from a hash such as `#/circuits?spec=...&embed=1&hide=guided`.
+    pub fn from_hash(hash: &str) -> Self {
+        let query = hash.split_once('?').map(|x| x.1).unwrap_or("");
+        let mut e = Embed::default();
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("embed", v)) => e.embed = v == "1" || v == "true",
+                Some(("lock", v)) => e.locked = v == "1" || v == "true",
+                Some(("hide", v)) => {
+                    e.hidden = v.split(',').map(|x| x.trim().to_string()).collect()
+                }
+                _ => {}
+            }
+        }
+        e
+    }
+}
+
+/// Whether a panel is hidden in this page's embed settings.
+pub fn hidden(panel: &str) -> bool {
+    use_context::<Embed>().is_some_and(|e| e.hidden.iter().any(|h| h == panel))
+}
+
+/// Whether inputs are locked.
+pub fn locked() -> bool {
+    use_context::<Embed>().is_some_and(|e| e.locked)
+}
+
+/// The spec of lab `T` in the page's hash: `None` when the hash holds none; an error (a message
+/// for the page) when the link is damaged or belongs to another lab. Links from before the
+/// `"lab"` tag still open.
+pub fn read_share_link<T: LabSpec>() -> Option<Result<T, LabError>> {
+    read_link::<T>(&current_hash())
+}
+
+/// The spec as "Export spec" writes it: the one experiment type, tagged with its lab, which
+/// `interplay run` reads.
+pub fn export_json<T: LabSpec>(spec: &T) -> String {
+    spec.clone().into_experiment().to_json()
+}
