@@ -2,10 +2,11 @@
 //! safetensors files, or GGUF files (dequantised, merged, written back as an F32 GGUF with the
 //! base's metadata, so the merged model keeps its tokenizer and loads in the page).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
-use interplay_lab::merge::{MergeOptions, merge};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use interplay_lab::merge::{MergeOptions, Method, TrimScope, merge};
 use interplay_lab::mergelab::MergeSpec;
 use interplay_lab::suite::{
     Dataset, Split, Task, TrainOptions, TrainProgress, bundled, evaluate, init_weights, test_sets,
@@ -18,39 +19,106 @@ use interplay_models::weights::Weights;
 use pollster::block_on;
 use serde_json::{Value, json};
 
-use crate::Args;
+use crate::DeviceArg;
 
-fn read(path: &str) -> Result<Weights> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    read_safetensors(&bytes).with_context(|| path.to_string())
+fn read(path: &Path) -> Result<Weights> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    read_safetensors(&bytes).with_context(|| path.display().to_string())
+}
+
+/// `interplay merge`: the flags of one merge.
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The base checkpoint (.safetensors or .gguf).
+    #[arg(long)]
+    base: PathBuf,
+    /// The fine-tuned checkpoints, of the base's format and keys.
+    #[arg(long, num_args = 1.., required = true)]
+    models: Vec<PathBuf>,
+    /// task_arithmetic, ties or dare.
+    #[arg(long)]
+    method: Method,
+    /// λ, the scale of the merged task vector (negative: forgetting) [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    lambda: Option<f64>,
+    /// TIES: fraction of entries kept [default: 0.2].
+    #[arg(long)]
+    density: Option<f64>,
+    /// DARE: drop probability.
+    #[arg(long)]
+    drop: Option<f64>,
+    /// DARE: seed of the drop masks.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// TIES: trim over all parameters at once (global, as the official code) or per-tensor.
+    #[arg(long, default_value = "global")]
+    trim_scope: TrimScope,
+    /// The merged checkpoint: .safetensors, or .gguf for GGUF inputs.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `interplay finetune`: one fine-tune of the Merge lab's MLP.
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// A bundled task: digits, mirror, flip, rotate, invert.
+    #[arg(long, required_unless_present = "data", conflicts_with = "data")]
+    task: Option<Task>,
+    /// Or a data file: one example a line, 64 pixels (0 to 16, row by row) then the label 0 to 9.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Start from this checkpoint instead of the suite's base.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Epochs [default: the suite's fine-tuning settings].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Adam's learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Batch size.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: Option<u64>,
+    /// Seed of the batch order.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Train in the tangent space of the starting point (linearised fine-tuning).
+    #[arg(long)]
+    linearised: bool,
+    /// The fine-tuned checkpoint (.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArg,
+}
+
+/// `interplay train-suite`: retrain the bundled suite.
+#[derive(Args)]
+pub struct TrainSuiteArgs {
+    /// Output folder.
+    #[arg(long, default_value = "crates/lab/suite")]
+    out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 /// `interplay merge --base PATH --models P1 P2 .. --method M --lambda X [--density K]
 /// [--drop P --seed S] [--trim-scope global|per-tensor] --out merged.safetensors|merged.gguf`
-pub fn command(args: &Args) -> Result<Value> {
-    let base_path = args.need("--base")?;
-    let at = args
-        .rest
-        .iter()
-        .position(|a| a == "--models")
-        .ok_or_else(|| anyhow!("missing --models P1 P2 .."))?;
-    let model_paths: Vec<&String> = args.rest[at + 1..]
-        .iter()
-        .take_while(|a| !a.starts_with("--"))
-        .collect();
-    if model_paths.is_empty() {
-        bail!("--models needs at least one checkpoint");
-    }
-    let out = args.need("--out")?;
+pub fn command(a: &MergeArgs) -> Result<Value> {
+    let base_path = a.base.display().to_string();
+    let model_paths: Vec<String> = a.models.iter().map(|p| p.display().to_string()).collect();
+    let out = a.out.display().to_string();
+    let out = out.as_str();
     let d = MergeOptions::default();
     let opts = MergeOptions {
-        method: args.need("--method")?.parse()?,
-        lambda: args.num("--lambda", d.lambda)?,
-        density: args.num("--density", d.density)?,
-        drop: args.num("--drop", d.drop)?,
-        seed: args.num("--seed", d.seed)?,
-        trim_scope: args.value("--trim-scope").unwrap_or("global").parse()?,
+        method: a.method,
+        lambda: a.lambda.unwrap_or(d.lambda),
+        density: a.density.unwrap_or(d.density),
+        drop: a.drop.unwrap_or(d.drop),
+        seed: a.seed.unwrap_or(d.seed),
+        trim_scope: a.trim_scope,
     };
+    let base_path = base_path.as_str();
     let load = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));
     let base_bytes = load(base_path)?;
     let model_bytes = model_paths
@@ -137,10 +205,10 @@ fn format_name(bytes: &[u8]) -> &'static str {
 
 /// `interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]`: retrain the bundled
 /// task suite (base on digits, one fine-tune per task) and write its model card.
-pub fn train_suite(args: &Args) -> Result<Value> {
-    let out = Path::new(args.value("--out").unwrap_or("crates/lab/suite"));
+pub fn train_suite(a: &TrainSuiteArgs) -> Result<Value> {
+    let out = a.out.as_path();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let dev = crate::device(args)?;
+    let dev = a.device.init()?;
     let quiet = &mut |_: TrainProgress| no_progress(0, 0);
     let base_opts = TrainOptions::base();
     let base_data = Dataset::task(Task::Digits, Split::Train);
@@ -243,33 +311,35 @@ others. These are the numbers the Merge lab's page shows in its reference rows.\
 /// `interplay finetune --task T | --data FILE [--init PATH] [--epochs N --lr X --batch B --seed S]
 /// [--linearised] --out model.safetensors`: fine-tune the suite's base (or `--init`) and print the
 /// loss curve; `--linearised` trains in the tangent space of the starting point.
-pub fn finetune(args: &Args) -> Result<Value> {
-    let out = args.need("--out")?;
-    let dev = crate::device(args)?;
-    let data = match (args.value("--task"), args.value("--data")) {
-        (Some(t), None) => Dataset::task(t.parse()?, Split::Train),
+pub fn finetune(a: &FinetuneArgs) -> Result<Value> {
+    let out = a.out.display().to_string();
+    let dev = a.device.init()?;
+    let data = match (a.task, &a.data) {
+        (Some(t), _) => Dataset::task(t, Split::Train),
         (None, Some(p)) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
-            Dataset::parse(&text).with_context(|| p.to_string())?
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Dataset::parse(&text).with_context(|| p.display().to_string())?
         }
-        _ => bail!("give one of --task digits|mirror|flip|rotate|invert or --data FILE"),
+        (None, None) => bail!("give one of --task digits|mirror|flip|rotate|invert or --data FILE"),
     };
-    let init = match args.value("--init") {
+    let init = match &a.init {
         Some(p) => read(p)?,
         None => bundled(None)?,
     };
     let d = TrainOptions::fine_tune();
     let opts = TrainOptions {
-        epochs: args.num("--epochs", d.epochs as f64)? as usize,
-        lr: args.num("--lr", d.lr)?,
-        batch: args.num("--batch", d.batch as f64)? as usize,
-        seed: args.num("--seed", d.seed as f64)? as u64,
-        linearised: args.flag("--linearised"),
+        epochs: a.epochs.unwrap_or(d.epochs),
+        lr: a.lr.unwrap_or(d.lr),
+        batch: a.batch.map_or(d.batch, |b| b as usize),
+        seed: a.seed.unwrap_or(d.seed),
+        linearised: a.linearised,
     };
     let t = block_on(train(&dev.device, &init, &data, &opts, &mut |_| {
         no_progress(0, 0)
     }))?;
-    std::fs::write(out, to_safetensors(&t.weights)?).with_context(|| format!("writing {out}"))?;
+    std::fs::write(&a.out, to_safetensors(&t.weights)?)
+        .with_context(|| format!("writing {out}"))?;
     let at = opts.linearised.then_some(&init);
     let acc = block_on(evaluate(
         &dev.device,
@@ -285,20 +355,9 @@ pub fn finetune(args: &Args) -> Result<Value> {
     Ok(json!({ "losses": t.losses, "accuracy": accuracy, "out": out, "device": dev.backend }))
 }
 
-/// `interplay run spec.json` for a Merge lab spec (`"experiment": "merge"`).
-pub fn run_spec(spec: &MergeSpec, args: &Args) -> Result<Value> {
-    let dev = crate::device(args)?;
+/// `interplay run spec.json` for a Merge lab spec.
+pub fn run_spec(spec: &MergeSpec, device: DeviceArg) -> Result<Value> {
+    let dev = device.init()?;
     let outcome = block_on(spec.run(&dev.device, &mut no_progress))?;
     Ok(json!({ "spec": spec, "outcome": outcome, "device": dev.backend }))
-}
-
-/// A Merge lab spec, if the JSON is one.
-pub fn parse_spec(text: &str) -> Result<Option<MergeSpec>> {
-    let v: Value = serde_json::from_str(text).context("the spec is not JSON")?;
-    if v.get("experiment").and_then(Value::as_str) != Some("merge") {
-        return Ok(None);
-    }
-    Ok(Some(
-        serde_json::from_value(v).context("not a valid Merge lab spec")?,
-    ))
 }

@@ -1,99 +1,135 @@
-//! `interplay neurofeedback`: the Neurofeedback lab's reporting (and control) task from flags or
-//! from a spec exported by the page.
+//! `interplay neurofeedback`: the Neurofeedback lab's reporting (and control) task from flags;
+//! `interplay run` runs the same spec exported by the page.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
-use interplay_lab::bundled::Bundled;
+use anyhow::{Result, anyhow};
+use clap::Args;
 use interplay_lab::neurofeedback::{
-    Bins, Direction, ExplicitControl, NeurofeedbackSpec, Pooling, PromptFormat, Sentences, run,
+    BUNDLED_SETS, Bins, Direction, ExplicitControl, NeurofeedbackSpec, Pooling, PromptFormat,
+    Sentences, run,
 };
 use interplay_models::ComputeDevice;
 use interplay_models::HookPoint;
-use interplay_models::load::{LoadedModel, load_path};
+use interplay_models::load::LoadedModel;
 use interplay_models::patching::no_progress;
 use serde_json::{Value, json};
 
-use crate::{Args, SMOLLM2, device};
+use crate::{DeviceArg, load, model_path};
 
-/// A Neurofeedback spec, if `text` is one (it has `directions`).
-pub fn parse_spec(text: &str) -> Result<Option<NeurofeedbackSpec>> {
-    let v: Value = serde_json::from_str(text).context("the spec is not JSON")?;
-    if v.get("directions").is_none() {
-        return Ok(None);
-    }
-    Ok(Some(
-        serde_json::from_value(v).context("not a valid Neurofeedback spec")?,
-    ))
+/// `interplay neurofeedback --model M --layer L --direction pc1,random --sentences S ..`
+#[derive(Args)]
+pub struct NeurofeedbackArgs {
+    /// smollm2, icl-3l, a .gguf file or a model folder.
+    #[arg(long)]
+    model: String,
+    /// The layer whose activations are read.
+    #[arg(long)]
+    layer: usize,
+    /// The hook at that layer.
+    #[arg(long, default_value = "resid_post",
+          value_parser = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"])]
+    hook: String,
+    /// Directions, comma-separated: pc1, pc2, .., probe, random.
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
+    direction: Vec<Direction>,
+    /// A bundled set (sentiment, icl-words) or a file: one sentence a line, optional "| 1"/"| 0".
+    #[arg(long)]
+    sentences: String,
+    /// Numbers of in-context examples N, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,4,16", num_args = 1)]
+    examples: Vec<usize>,
+    /// Seed of the examples and queries.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Several seeds, comma-separated (instead of --seed).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    seeds: Vec<u64>,
+    /// The two label words, each one token: above the median, below.
+    #[arg(long, value_delimiter = ',', default_value = "A,B", num_args = 1)]
+    labels: Vec<String>,
+    /// Mean over tokens or the last token.
+    #[arg(long, default_value = "mean", value_parser = ["mean", "last"])]
+    pooling: String,
+    /// chat or plain [default: chat when the tokenizer has ChatML tokens].
+    #[arg(long, value_parser = ["chat", "plain"])]
+    format: Option<String>,
+    /// Label only the top and bottom Q of the projections (0 < Q < 0.5) instead of a median split.
+    #[arg(long)]
+    quantiles: Option<f64>,
+    /// Held-out sentences queried per seed and N.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..))]
+    queries: u64,
+    /// Leave out the shuffled-label control.
+    #[arg(long)]
+    no_shuffled: bool,
+    /// Run the implicit control task at the largest N (chat format).
+    #[arg(long)]
+    control: bool,
+    /// Run the explicit control task: the model writes a sentence of each label (chat format).
+    #[arg(long)]
+    explicit: bool,
+    /// Explicit task: the most tokens written (1 to 64) [default: 24].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    max_tokens: Option<u64>,
+    /// Explicit task: 0 is greedy, above 0 samples at that temperature [default: 0].
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Explicit task: sentences per seed, direction and label (1 to 8) [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8))]
+    samples: Option<u64>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
-fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
-    s.split(',')
-        .map(|x| {
-            x.trim()
-                .parse()
-                .map_err(|_| anyhow!("{what}: cannot read {x:?}"))
-        })
-        .collect()
-}
-
-/// `interplay neurofeedback --model PATH --layer L --direction pc1,probe,random --sentences FILE
-/// --examples 0,4,16 --seed S ..`
-pub fn command(args: &Args) -> Result<Value> {
-    let model = args.need("--model")?;
-    let layer: usize = args
-        .need("--layer")?
-        .parse()
-        .context("--layer takes a number")?;
-    let hook = match args.value("--hook").unwrap_or("resid_post") {
-        "resid_pre" => HookPoint::ResidPre(layer),
-        "resid_mid" => HookPoint::ResidMid(layer),
-        "resid_post" => HookPoint::ResidPost(layer),
-        "attn_out" => HookPoint::AttnOut(layer),
-        "mlp_out" => HookPoint::MlpOut(layer),
-        other => {
-            bail!("--hook: use resid_pre|resid_mid|resid_post|attn_out|mlp_out, not {other:?}")
+impl NeurofeedbackArgs {
+    fn hook(&self) -> HookPoint {
+        let l = self.layer;
+        match self.hook.as_str() {
+            "resid_pre" => HookPoint::ResidPre(l),
+            "resid_mid" => HookPoint::ResidMid(l),
+            "attn_out" => HookPoint::AttnOut(l),
+            "mlp_out" => HookPoint::MlpOut(l),
+            _ => HookPoint::ResidPost(l),
         }
-    };
-    let directions: Vec<Direction> = args
-        .need("--direction")?
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    let sentences = args.need("--sentences")?;
-    let sentences = if interplay_lab::neurofeedback::BUNDLED_SETS.contains(&sentences) {
-        Sentences::Bundled(sentences.into())
+    }
+
+    /// `--explicit`, or any of its settings, asks for the explicit control task.
+    fn explicit(&self) -> Option<ExplicitControl> {
+        let wanted = self.explicit
+            || self.max_tokens.is_some()
+            || self.temperature.is_some()
+            || self.samples.is_some();
+        let d = ExplicitControl::default();
+        wanted.then(|| ExplicitControl {
+            max_tokens: self.max_tokens.map_or(d.max_tokens, |n| n as usize),
+            temperature: self.temperature.unwrap_or(d.temperature),
+            samples: self.samples.map_or(d.samples, |n| n as usize),
+        })
+    }
+}
+
+pub fn command(a: &NeurofeedbackArgs) -> Result<Value> {
+    let sentences = if BUNDLED_SETS.contains(&a.sentences.as_str()) {
+        Sentences::Bundled(a.sentences.clone())
     } else {
-        Sentences::Pasted(
-            std::fs::read_to_string(sentences).with_context(|| format!("reading {sentences}"))?,
-        )
+        let text = std::fs::read_to_string(&a.sentences)
+            .map_err(|e| anyhow!("reading {}: {e}", a.sentences))?;
+        Sentences::Pasted(text)
     };
-    let seeds = match (args.value("--seeds"), args.value("--seed")) {
-        (Some(s), _) => list(s, "--seeds")?,
-        (None, Some(s)) => vec![s.parse().context("--seed takes a whole number")?],
-        (None, None) => vec![1],
-    };
-    let labels: Vec<String> = args
-        .value("--labels")
-        .unwrap_or("A,B")
-        .split(',')
+    let labels: [String; 2] = a
+        .labels
+        .iter()
         .map(|s| s.trim().to_string())
-        .collect();
-    let labels: [String; 2] = labels
+        .collect::<Vec<_>>()
         .try_into()
         .map_err(|_| anyhow!("--labels takes two words, e.g. A,B"))?;
-    let pooling = match args.value("--pooling").unwrap_or("mean") {
-        "mean" => Pooling::Mean,
-        "last" => Pooling::Last,
-        other => bail!("--pooling: mean or last, not {other:?}"),
-    };
     // One load serves the format choice and the run.
-    let dev = device(args)?;
-    let m = load(&model_path(model, None)?, &dev)?;
-    let format = match args.value("--format") {
+    let dev = a.device.init()?;
+    let m = load(&model_path(&a.model, None), &dev)?;
+    let format = match a.format.as_deref() {
         Some("chat") => PromptFormat::Chat,
-        Some("plain") => PromptFormat::Plain,
-        Some(other) => bail!("--format: chat or plain, not {other:?}"),
+        Some(_) => PromptFormat::Plain,
         // Chat when the tokenizer has ChatML tokens.
         None => match m
             .tokenizer
@@ -105,81 +141,41 @@ pub fn command(args: &Args) -> Result<Value> {
         },
     };
     let spec = NeurofeedbackSpec {
-        model: model.into(),
-        hook,
-        pooling,
-        sentences,
-        directions,
-        examples: list(args.value("--examples").unwrap_or("0,4,16"), "--examples")?,
-        seeds,
-        bins: match args.value("--quantiles") {
-            Some(q) => Bins::Quantiles(
-                q.parse()
-                    .context("--quantiles takes a fraction, e.g. 0.25")?,
-            ),
-            None => Bins::Median,
+        model: a.model.clone(),
+        hook: a.hook(),
+        pooling: if a.pooling == "last" {
+            Pooling::Last
+        } else {
+            Pooling::Mean
         },
-        queries: args
-            .value("--queries")
-            .unwrap_or("24")
-            .parse()
-            .context("--queries takes a number")?,
-        shuffled: !args.flag("--no-shuffled"),
+        sentences,
+        directions: a.direction.clone(),
+        examples: a.examples.clone(),
+        seeds: match (a.seeds.is_empty(), a.seed) {
+            (false, _) => a.seeds.clone(),
+            (true, Some(s)) => vec![s],
+            (true, None) => vec![1],
+        },
+        bins: a.quantiles.map_or(Bins::Median, Bins::Quantiles),
+        queries: a.queries as usize,
+        shuffled: !a.no_shuffled,
         labels,
         format,
-        control: args.flag("--control"),
-        explicit: explicit(args)?,
+        control: a.control,
+        explicit: a.explicit(),
     };
     run_loaded(&spec, &m, &dev)
 }
 
-/// `--explicit [--max-tokens 24 --temperature 0 --samples 1]`.
-fn explicit(args: &Args) -> Result<Option<ExplicitControl>> {
-    let wanted = args.flag("--explicit")
-        || ["--max-tokens", "--temperature", "--samples"]
-            .iter()
-            .any(|f| args.value(f).is_some());
-    if !wanted {
-        return Ok(None);
-    }
-    let d = ExplicitControl::default();
-    Ok(Some(ExplicitControl {
-        max_tokens: args.value("--max-tokens").map_or(Ok(d.max_tokens), |v| {
-            v.parse().context("--max-tokens takes a whole number")
-        })?,
-        temperature: args.value("--temperature").map_or(Ok(d.temperature), |v| {
-            v.parse()
-                .context("--temperature takes a number (0 = greedy)")
-        })?,
-        samples: args.value("--samples").map_or(Ok(d.samples), |v| {
-            v.parse().context("--samples takes a whole number")
-        })?,
-    }))
-}
-
-fn model_path(model: &str, flag: Option<&str>) -> Result<PathBuf> {
-    Ok(match flag {
-        Some(p) => PathBuf::from(p),
-        None if model == "smollm2" => PathBuf::from(SMOLLM2),
-        None if Bundled::from_id(model).is_some() => {
-            PathBuf::from(format!("public/bundled/{model}"))
-        }
-        None => PathBuf::from(model),
-    })
-}
-
-/// Run a spec; `--model` overrides where the model is found.
-pub fn run_spec(spec: &NeurofeedbackSpec, args: &Args) -> Result<Value> {
-    let dev = device(args)?;
-    let path = model_path(
-        &spec.model,
-        args.value("--model").filter(|_| args.cmd == "run"),
-    )?;
+/// Run a spec; `model` (from `--model`) overrides where the model is found.
+pub fn run_spec(
+    spec: &NeurofeedbackSpec,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<Value> {
+    let dev = device.init()?;
+    let path: PathBuf = model_path(&spec.model, model);
     run_loaded(spec, &load(&path, &dev)?, &dev)
-}
-
-fn load(path: &std::path::Path, dev: &ComputeDevice) -> Result<LoadedModel> {
-    load_path(path, &dev.device).with_context(|| format!("loading {}", path.display()))
 }
 
 fn run_loaded(spec: &NeurofeedbackSpec, m: &LoadedModel, dev: &ComputeDevice) -> Result<Value> {

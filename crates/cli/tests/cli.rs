@@ -267,12 +267,16 @@ fn dynamics_commands_print_their_contract() {
 
 #[test]
 fn dynamics_bad_input_is_a_message() {
+    // Usage errors (out of range, not a number, unknown flag) exit 2 with clap's message.
     let (code, _, err) = interplay(&["esn", "--units", "0"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("between 1 and 4096 units"), "{err}");
+    assert_eq!(code, 2);
+    assert!(err.contains("--units") && err.contains("1..=4096"), "{err}");
     let (code, _, err) = interplay(&["izhikevich", "--ms", "ten"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("--ms"), "{err}");
+    // A spec the lab refuses is a run error: exit 1.
+    let (code, _, err) = interplay(&["esn", "--units", "4", "--train", "1", "--steps", "10"]);
+    assert_eq!(code, 1, "{err}");
     let dir = std::env::temp_dir().join("interplay-bad-dyn-spec.json");
     std::fs::write(&dir, r#"{"experiment":"spiking","ms":-3}"#).unwrap();
     let (code, _, err) = interplay(&["run", dir.to_str().unwrap()]);
@@ -281,6 +285,99 @@ fn dynamics_bad_input_is_a_message() {
         err.contains("not a valid Dynamics experiment spec"),
         "{err}"
     );
+}
+
+#[test]
+fn misspelt_flags_are_usage_errors_with_a_suggestion() {
+    let (code, v, err) = interplay(&["esn", "--task", "mackey-glass", "--unit", "10"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(v, Value::Null, "nothing may run");
+    assert!(err.starts_with("interplay: error:"), "{err}");
+    assert!(
+        err.contains("'--unit'") && err.contains("'--units'"),
+        "{err}"
+    );
+    // Flags of one command are not accepted by another.
+    let (code, _, err) = interplay(&["izhikevich", "--tau", "20"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = interplay(&["memory-capacity", "--k-max", "0"]);
+    assert_eq!(code, 2, "{err}");
+    // Help is not an error.
+    let out = Command::new(env!("CARGO_BIN_EXE_interplay"))
+        .args(["esn", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--spectral-radius") && help.contains("--units"),
+        "{help}"
+    );
+}
+
+#[test]
+fn run_reads_every_lab_through_the_one_experiment_type() {
+    let dir = std::env::temp_dir();
+    // Tagged specs, as "Export spec" writes them, and a bare spec from before the tag.
+    let tiny = fixtures().join("tiny-llama").join("model.gguf");
+    let p = &golden("tiny-llama")["patching"];
+    let circuits = serde_json::json!({
+        "lab": "circuits", "model": "tiny-llama", "clean": p["clean"], "corrupt": p["corrupt"],
+        "answer": p["answer"], "wrong": p["wrong"], "target": "attn_out",
+    });
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        (
+            "circuits",
+            circuits,
+            vec!["--model", tiny.to_str().unwrap()],
+        ),
+        (
+            "dynamics",
+            serde_json::json!({"lab": "dynamics", "experiment": "spiking", "excitatory": 40,
+                "inhibitory": 10, "ms": 20}),
+            vec![],
+        ),
+        (
+            "merge",
+            serde_json::json!({"lab": "merge", "tasks": ["mirror", "flip"],
+                "method": "task_arithmetic", "lambda": 0.5}),
+            vec![],
+        ),
+    ];
+    for (lab, spec, extra) in cases {
+        let file = dir.join(format!("interplay-tagged-{lab}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let mut args = vec!["run", file.to_str().unwrap()];
+        args.extend(extra);
+        let (code, v, err) = interplay(&args);
+        assert_eq!(code, 0, "{lab}: {err}");
+        assert!(v.is_object(), "{lab}: {v}");
+        if lab == "circuits" {
+            // The same sweep as `interplay patch`, number for number.
+            let (_, direct, _) = interplay(&[
+                "patch",
+                "--model",
+                tiny.to_str().unwrap(),
+                "--clean-ids",
+                &csv(&p["clean"]),
+                "--corrupt-ids",
+                &csv(&p["corrupt"]),
+                "--hook",
+                "attn_out",
+                "--answer",
+                &p["answer"].to_string(),
+                "--wrong",
+                &p["wrong"].to_string(),
+            ]);
+            assert_eq!(v["grid"], direct["grid"]);
+        }
+    }
+    // A lab the type does not know is a message, exit 1.
+    let file = dir.join("interplay-tagged-bad.json");
+    std::fs::write(&file, r#"{"lab":"optics"}"#).unwrap();
+    let (code, _, err) = interplay(&["run", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown lab"), "{err}");
 }
 
 fn read_st(path: &std::path::Path) -> interplay_models::weights::Weights {
