@@ -2,7 +2,12 @@
 // still starts and computes. And no request ever leaves the page's origin.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { MODES, serveDist, launch, ShellPage, offOrigin } from "./harness.mjs";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { MODES, PREFIX, serveDist, launch, ShellPage, offOrigin } from "./harness.mjs";
+import { startServer } from "./serve.mjs";
 
 let srv;
 before(async () => { srv = await serveDist(); });
@@ -26,5 +31,50 @@ test("a visited page works with the network off", async () => {
   } finally {
     await b.context.setOffline(false);
     await b.close();
+  }
+});
+
+// A returning student gets a rebuilt site's files: a new build renames the service worker's cache
+// (so the old one is deleted) and bundled files are revalidated, never served stale.
+test("a rebuilt site replaces the cached bundled files and the old cache", async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-site-"));
+  // The built site without the 98 MB SmolLM2 folder, which this test does not need.
+  fs.cpSync(path.resolve("dist"), tmp, { recursive: true, filter: (src) => !src.includes(`${path.sep}models${path.sep}`) && !src.endsWith(`${path.sep}models`) });
+  const server = await startServer({ dir: tmp, port: 0, prefix: PREFIX });
+  const base = `http://127.0.0.1:${server.address().port}${PREFIX}`;
+  const b = await launch(MODES[1]);
+  const file = "bundled/icl-3l/train.json";
+  const read = () => b.page.evaluate((f) => fetch(f).then((r) => r.text()), file);
+  const cacheNames = () => b.page.evaluate(() => caches.keys());
+  try {
+    const shell = new ShellPage(b.page);
+    await shell.open(base);
+    await shell.waitStartup();
+    await b.page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+    await b.page.reload();
+    await shell.waitStartup();
+    const before = await read();
+    assert.equal(before, fs.readFileSync(path.join(tmp, file), "utf8"));
+    const [oldCache] = await cacheNames();
+    assert.match(oldCache, /^interplay-[0-9a-f]{16}$/, "the build stamped the cache name");
+    // "Retrain" the bundled model and rebuild: the file changes, and so does the worker.
+    const changed = JSON.stringify({ ...JSON.parse(before), retrained: "a new build" });
+    fs.writeFileSync(path.join(tmp, file), changed);
+    execFileSync("cargo", ["xtask", "stamp-sw", tmp], { stdio: "inherit" });
+    await b.page.reload();
+    await shell.waitStartup();
+    // The new worker installs and activates on this visit; the old cache goes.
+    await b.page.waitForFunction((old) => caches.keys().then((k) => k.length > 0 && !k.includes(old)), oldCache, { timeout: 30_000 });
+    await b.page.reload();
+    await shell.waitStartup();
+    assert.equal(await read(), changed, "the page reads the rebuilt file");
+    const names = await cacheNames();
+    assert.equal(names.length, 1, names.join(", "));
+    assert.notEqual(names[0], oldCache);
+    assert.deepEqual(offOrigin(b.requests, base), []);
+  } finally {
+    await b.close();
+    server.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
 });

@@ -120,6 +120,14 @@ fn real_main() -> Result<()> {
             setup(&root)?;
             bench(&root)
         }
+        // The last step of `build`, alone: for the browser test that changes a built site.
+        Some("stamp-sw") => {
+            let dir = args
+                .get(1)
+                .map(PathBuf::from)
+                .context("stamp-sw takes the site's folder")?;
+            stamp_service_worker(&dir)
+        }
         Some("fuzz") => {
             let secs = flag(&args, "--seconds").unwrap_or_else(|| "120".into());
             fuzz(&root, &secs)
@@ -133,6 +141,7 @@ fn real_main() -> Result<()> {
                  \n  serve         build, then serve dist/ at http://127.0.0.1:8080\
                  \n  test          fmt, clippy, native tests, wasm32 check, site build, browser tests on WebGPU and CPU\
                  \n  bench         site size and in-browser timings on both devices (prints figures)\
+                 \n  stamp-sw DIR  name the service worker's cache after the site in DIR (the end of build)\
                  \n  fuzz          run the GGUF, safetensors and share-link fuzz targets (cargo-fuzz), --seconds N each"
             );
             bail!("no command given")
@@ -191,7 +200,43 @@ fn tool_path(root: &Path) -> String {
     parts.join(":")
 }
 
+/// The browser tests run on Node's own test runner with `--test-concurrency` (Node 20.10+).
+const NODE_MIN: (u32, u32) = (20, 10);
+
+/// Node.js must be there and new enough; say what to install instead of failing oddly later.
+fn check_node() -> Result<()> {
+    let version = output(Command::new("node").arg("--version")).context(
+        "Node.js is missing: install Node.js 20.10 or newer (e.g. Debian's `nodejs` package on \
+         Debian 13, or the `node` package from your distribution), then run this again",
+    )?;
+    let v = version.trim().trim_start_matches('v');
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < NODE_MIN {
+        bail!(
+            "Node.js {v} is too old: the browser tests need {}.{} or newer (node:test with \
+             --test-concurrency); install a newer Node.js, then run this again",
+            NODE_MIN.0,
+            NODE_MIN.1
+        );
+    }
+    Ok(())
+}
+
+/// The browser test files, named one by one: `node --test DIR` means different things in
+/// Node 20 (run the folder's tests) and 21+ (a file pattern).
+fn e2e_files(root: &Path) -> Result<Vec<String>> {
+    let mut files: Vec<String> = std::fs::read_dir(root.join("tests/e2e"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+        .filter_map(|p| p.strip_prefix(root).ok().map(|p| p.display().to_string()))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 fn setup(root: &Path) -> Result<()> {
+    check_node()?;
     if !has(
         "rustup",
         &["target", "list", "--installed"],
@@ -288,7 +333,53 @@ fn build_site(root: &Path) -> Result<()> {
         .args(["build", "--release"])
         .env("PATH", tool_path(root))
         .env("TRUNK_SKIP_VERSION_CHECK", "true"))?;
-    externalise_loader(&root.join("dist"))
+    externalise_loader(&root.join("dist"))?;
+    stamp_service_worker(&root.join("dist"))
+}
+
+/// Name the service worker's cache after the build: a hash of every other file of the site (path
+/// and bytes). A build that changes any file (a retrained bundled model, new code) changes
+/// `sw.js`, so the browser installs the new worker, which deletes the old cache on activation.
+fn stamp_service_worker(dist: &Path) -> Result<()> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let sw = dist.join("sw.js");
+    let text = std::fs::read_to_string(&sw).with_context(|| format!("reading {}", sw.display()))?;
+    let mut files = Vec::new();
+    walk(dist, &mut files)?;
+    files.retain(|p| p != &sw);
+    files.sort();
+    // FNV-1a, 64 bits: no dependency, and collisions do not matter here.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for f in &files {
+        eat(f
+            .strip_prefix(dist)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .as_bytes());
+        eat(&std::fs::read(f)?);
+    }
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("const BUILD = "))
+        .context("sw.js has no `const BUILD = ...;` line")?;
+    let stamped = text.replacen(line, &format!("const BUILD = \"{h:016x}\";"), 1);
+    std::fs::write(&sw, stamped)?;
+    Ok(())
 }
 
 /// Trunk inlines its wasm loader as a `<script type="module">`. The page's Content-Security-Policy
@@ -335,7 +426,8 @@ fn test(root: &Path, skip_e2e: bool) -> Result<()> {
     }
     build_site(root)?;
     run(Command::new("node")
-        .args(["--test", "--test-concurrency=1", "tests/e2e/"])
+        .args(["--test", "--test-concurrency=1"])
+        .args(e2e_files(root)?)
         .env("PATH", path))
 }
 
