@@ -6,6 +6,7 @@
 //! | [`runtime`] | the page's compute device (WebGPU, else CPU) shared with every lab |
 //! | [`assets`] | fetching bundled files relative to the page (works from any sub-path) |
 //! | [`shell`] | header, navigation, device switch, start-up check |
+//! | [`speclab`] | what every spec lab shares: the opening spec (link, draft, default), autosave, run state |
 //! | [`share`] | share links (the one `Experiment` type), embed flags, spec export — a leaf the labs use |
 //! | [`offline`] | service worker registration (offline use) |
 //! | [`models`] | the loaded model (bundled or from the user's disk), rebuilt on device switch |
@@ -32,6 +33,7 @@ pub mod plots;
 pub mod runtime;
 pub mod share;
 pub mod shell;
+pub mod speclab;
 pub mod views;
 
 pub use shell::App;

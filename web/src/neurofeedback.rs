@@ -12,19 +12,14 @@ use interplay_lab::neurofeedback::{
 };
 use interplay_models::HookPoint;
 
-use crate::assets::{draft_get, draft_set, now_ms, progress_callback, yield_now};
+use crate::assets::{now_ms, progress_callback, yield_now};
 use crate::models::{self, ModelInfo};
 use crate::plots::{Heatmap, LinePlot, Series};
+use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
 
 const DRAFT_KEY: &str = "interplay.neurofeedback";
 
-/// A guided experiment.
-struct Guided {
-    id: &'static str,
-    title: &'static str,
-    text: &'static str,
-    spec: fn() -> NeurofeedbackSpec,
-}
+type Guided = crate::speclab::Guide<NeurofeedbackSpec>;
 
 const GUIDED: [Guided; 2] = [
     Guided {
@@ -103,44 +98,26 @@ where
 /// The lab.
 #[component]
 pub fn NeurofeedbackLab() -> impl IntoView {
-    let draft = || {
-        draft_get(DRAFT_KEY)
-            .and_then(|d| serde_json::from_str::<NeurofeedbackSpec>(&d).ok())
-            .unwrap_or_else(NeurofeedbackSpec::icl_bundled)
-    };
-    let (initial, link_error, from_link) =
-        match crate::share::read_share_link::<NeurofeedbackSpec>() {
-            Some(Ok(s)) => (s, None, true),
-            Some(Err(e)) => (draft(), Some(e.to_string()), false),
-            None => (draft(), None, false),
-        };
-    let spec = RwSignal::new(initial);
+    let init = initial_spec(DRAFT_KEY, NeurofeedbackSpec::icl_bundled);
+    let from_link = init.from_link;
+    let spec = RwSignal::new(init.spec);
+    let st = RunState::new(init.link_error);
     let info = RwSignal::new(models::current().ok().map(|(_, i)| i));
     let load_status = RwSignal::new(None::<Result<String, String>>);
     let loads = RwSignal::new(0u32);
     let input_error = RwSignal::new(None::<String>);
-    let link_error = RwSignal::new(link_error);
-    let busy = RwSignal::new(false);
-    let cancel = RwSignal::new(false);
-    let progress = RwSignal::new((0usize, 0usize));
     let outcome = RwSignal::new(None::<Result<NeurofeedbackResult, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
-    let runs = RwSignal::new(0u32);
-    let share = RwSignal::new(String::new());
     let lock = crate::share::locked();
     // The text fields, kept as typed (a half-typed list is not lost to a parse error).
     let dirs_text = RwSignal::new(join(&spec.get_untracked().directions));
     let ns_text = RwSignal::new(join(&spec.get_untracked().examples));
     let seeds_text = RwSignal::new(join(&spec.get_untracked().seeds));
 
-    Effect::new(move |_| {
-        if let Ok(json) = serde_json::to_string(&spec.get()) {
-            draft_set(DRAFT_KEY, &json);
-        }
-    });
+    autosave(DRAFT_KEY, move || spec.get());
 
     let load_model = move |key: String| {
-        busy.set(true);
+        st.busy.set(true);
         spawn_local(async move {
             let r = match models::fetch_source(&key, load_status).await {
                 Ok(source) => {
@@ -157,7 +134,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                 Err(e) => load_status.set(Some(Err(e))),
             }
             loads.update(|n| *n += 1);
-            busy.set(false);
+            st.busy.set(false);
         });
     };
     // A share link (or the draft) naming a bundled model loads it; SmolLM2 (98 MB) loads by
@@ -219,13 +196,10 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             return;
         }
         input_error.set(None);
-        share.set(crate::share::write_share_url(&s));
-        busy.set(true);
-        cancel.set(false);
-        progress.set((0, 1));
+        st.start(&s, 1);
         spawn_local(async move {
             let t0 = now_ms();
-            let mut on_progress = progress_callback(progress, cancel, None);
+            let mut on_progress = progress_callback(st.progress, st.cancel, None);
             let r = match m.tokenizer.as_ref() {
                 Some(tk) => run(&s, &m.model, tk, &mut on_progress)
                     .await
@@ -239,8 +213,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                 info.set(Some(i));
             }
             outcome.set(Some(r));
-            runs.update(|n| *n += 1);
-            busy.set(false);
+            st.finish();
         });
     };
 
@@ -265,17 +238,17 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                 direction in itself, accuracy rises above 50% as N grows (Ji-An et al. 2025)."</p>
             <ul class="guided">
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
-                <li><button data-testid=format!("nf-guided-{}", g.id) prop:disabled=move || busy.get() || lock
+                <li><button data-testid=format!("nf-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
                     on:click=move |_| set_guided(make)>{g.title}</button>" "<span class="muted">{g.text}</span></li>
             }}).collect_view()}
             </ul>
-            {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-link-error">{e}</p> })}
+            {move || st.link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-link-error">{e}</p> })}
         </section>
         <section class="card" data-testid="nf-model" hidden=crate::share::hidden("model")>
             <h2>"Model"</h2>
             <div class="row">
-                <button data-testid="nf-load-icl-3l" on:click=move |_| load_model("icl-3l".into()) prop:disabled=move || busy.get()>"Load icl-3l (bundled, tiny)"</button>
-                <button data-testid="nf-load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || busy.get()>"Load SmolLM2-135M-Instruct"</button>
+                <button data-testid="nf-load-icl-3l" on:click=move |_| load_model("icl-3l".into()) prop:disabled=move || st.busy.get()>"Load icl-3l (bundled, tiny)"</button>
+                <button data-testid="nf-load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || st.busy.get()>"Load SmolLM2-135M-Instruct"</button>
                 <span class="muted">"…or load any model in the Circuits lab; it is shared by every lab."</span>
             </div>
             <div data-testid="nf-model-load" data-seq=move || loads.get()></div>
@@ -380,21 +353,15 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                     }}></textarea>
             </details>
             {move || input_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-input-error">{e}</p> })}
-            <p>
-                <button data-testid="nf-run" on:click=run_click prop:disabled=move || busy.get() || info.get().is_none()>"Run"</button>" "
-                <button data-testid="nf-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
-                {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="nf-progress" max=t.max(1) value=d></progress> }})}
-            </p>
-            <crate::share::ShareLinks share=share prefix="nf-" hide="guided,model"
+            <RunControls st=st prefix="nf-" label="Run" on_run=Callback::new(run_click)
+                blocked=Signal::derive(move || info.get().is_none())/>
+            <crate::share::ShareLinks share=st.share prefix="nf-" hide="guided,model"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card" data-testid="nf-status" data-seq=move || runs.get()
-                 data-state=move || match (busy.get(), outcome.get()) {
-                     (true, _) => "running", (false, None) => "idle",
-                     (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+        <section class="card" data-testid="nf-status" data-seq=move || st.runs.get()
+                 data-state=move || state_of(st.busy.get(), &outcome.get())>
             <h2>"Result"</h2>
-            {move || (!busy.get() && !facts.get().0.is_empty()).then(|| { let (b, ms) = facts.get(); view! {
-                <p class="muted" data-testid="nf-computed-on">{format!("computed on {b} in {ms:.0} ms")}</p> }})}
+            <ComputedOn st=st facts=facts prefix="nf-"/>
             {move || outcome.get().map(|o| match o {
                 Err(e) => view! { <p class="error" role="alert" data-testid="nf-error">{e}</p> }.into_any(),
                 Ok(r) => result_view(r, spec.get_untracked()).into_any(),

@@ -7,7 +7,8 @@ use leptos::task::spawn_local;
 use interplay_lab::{PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::{PatchGrid, PatchTarget};
 
-use crate::assets::{draft_get, draft_set, now_ms, progress_callback};
+use crate::assets::{now_ms, progress_callback};
+use crate::speclab::{RunControls, RunState, autosave, initial_spec, state_of};
 
 /// Where the patching panel autosaves its experiment.
 const DRAFT_KEY: &str = "interplay.circuits.patching";
@@ -55,10 +56,6 @@ fn target_name(t: PatchTarget) -> &'static str {
     }
 }
 
-fn write_url(spec: &PatchingSpec) -> String {
-    crate::share::write_share_url(spec)
-}
-
 #[derive(Clone, Debug, PartialEq)]
 struct SweepResult {
     grid: PatchGrid,
@@ -77,29 +74,16 @@ pub fn PatchingPanel(
 ) -> impl IntoView {
     // A spec from a share link wins over the default; a damaged link says so.
     // A share link wins; else the autosaved draft; else the IOI default.
-    let draft = || {
-        draft_get(DRAFT_KEY)
-            .and_then(|d| serde_json::from_str::<PatchingSpec>(&d).ok())
-            .unwrap_or_else(PatchingSpec::ioi_smollm2)
-    };
-    let (initial, link_error) = match crate::share::read_share_link::<PatchingSpec>() {
-        Some(Ok(s)) => (s, None),
-        Some(Err(e)) => (draft(), Some(e.to_string())),
-        None => (draft(), None),
-    };
+    let init = initial_spec(DRAFT_KEY, PatchingSpec::ioi_smollm2);
+    let initial = init.spec;
     let model_name = RwSignal::new(initial.model.clone());
     let clean = RwSignal::new(prompt_text(&initial.clean));
     let corrupt = RwSignal::new(prompt_text(&initial.corrupt));
     let answer = RwSignal::new(token_text(&initial.answer));
     let wrong = RwSignal::new(token_text(&initial.wrong));
     let target = RwSignal::new(initial.target);
-    let busy = RwSignal::new(false);
-    let cancel = RwSignal::new(false);
-    let progress = RwSignal::new((0usize, 0usize));
+    let st = RunState::new(init.link_error);
     let result = RwSignal::new(None::<Result<SweepResult, String>>);
-    let runs = RwSignal::new(0u32);
-    let share = RwSignal::new(String::new());
-    let link_error = RwSignal::new(link_error);
     let lock = crate::share::locked();
 
     // The form as a spec: one derived signal for the run, the autosave and the ablation panel.
@@ -118,19 +102,17 @@ pub fn PatchingPanel(
             Ok(x) => x,
             Err(e) => {
                 result.set(Some(Err(e)));
-                runs.update(|n| *n += 1);
+                st.runs.update(|n| *n += 1);
                 return;
             }
         };
         let mut s = spec();
         s.model = info.key.clone();
         model_name.set(s.model.clone());
-        share.set(write_url(&s));
-        busy.set(true);
-        cancel.set(false);
+        st.start(&s, 1);
         spawn_local(async move {
             let t0 = now_ms();
-            let mut on_progress = progress_callback(progress, cancel, None);
+            let mut on_progress = progress_callback(st.progress, st.cancel, None);
             let r = s.run(&m, &mut on_progress).await.map_err(|e| e.to_string());
             let r = r.and_then(|grid| {
                 let resolved = s.resolve(m.tokenizer.as_ref()).map_err(|e| e.to_string())?;
@@ -174,17 +156,12 @@ pub fn PatchingPanel(
                 })
             });
             result.set(Some(r));
-            runs.update(|n| *n += 1);
-            busy.set(false);
+            st.finish();
         });
     };
 
     // Autosave every edit, so a reload or a crash loses nothing.
-    Effect::new(move |_| {
-        if let Ok(json) = serde_json::to_string(&current.get()) {
-            draft_set(DRAFT_KEY, &json);
-        }
-    });
+    autosave(DRAFT_KEY, move || current.get());
     Effect::new(move |_| {
         if let Some(crate::guided::Preset {
             patching: Some(p), ..
@@ -203,7 +180,7 @@ pub fn PatchingPanel(
             <p class="muted">"Run the corrupted prompt, patch one activation in from the clean run, and see how much of the \
                 clean logit difference (answer − wrong) comes back: 1 = fully restored, 0 = no effect. \
                 Prompts may be text or comma-separated token ids; both must have the same number of tokens."</p>
-            {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
+            {move || st.link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
             <div class="grid2">
                 <label>"Clean prompt"<input type="text" data-testid="patch-clean" prop:disabled=lock prop:value=move || clean.get() on:input=move |ev| clean.set(event_target_value(&ev))/></label>
                 <label>"Corrupted prompt"<input type="text" data-testid="patch-corrupt" prop:disabled=lock prop:value=move || corrupt.get() on:input=move |ev| corrupt.set(event_target_value(&ev))/></label>
@@ -222,23 +199,10 @@ pub fn PatchingPanel(
                     <option value="head_out_pos">"each head's output, position by position (head_out_pos)"</option>
                 </select>
             </label>
-            <p>
-                <button data-testid="patch-run" on:click=run prop:disabled=move || busy.get()>"Run sweep"</button>
-                " "
-                <button data-testid="patch-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>
-                " "
-                {move || busy.get().then(|| { let (d, t) = progress.get(); view! {
-                    <progress data-testid="patch-progress" max=t.max(1) value=d></progress>
-                }})}
-            </p>
-            <crate::share::ShareLinks share=share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
-            <div data-testid="patch-status" data-seq=move || runs.get()
-                 data-state=move || match (busy.get(), result.get()) {
-                     (true, _) => "running",
-                     (false, None) => "idle",
-                     (false, Some(Ok(_))) => "done",
-                     (false, Some(Err(_))) => "error",
-                 }>
+            <RunControls st=st prefix="patch-" label="Run sweep" on_run=Callback::new(run)/>
+            <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
+            <div data-testid="patch-status" data-seq=move || st.runs.get()
+                 data-state=move || state_of(st.busy.get(), &result.get())>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="patch-error">{e}</p> }.into_any(),
                 Ok(r) => {

@@ -13,8 +13,9 @@ use interplay_dynamics::{
     PredictionSpec, SpikingResult, SpikingSpec, Task,
 };
 
-use crate::assets::{draft_get, draft_set, now_ms, progress_callback};
+use crate::assets::{now_ms, progress_callback};
 use crate::plots::{LINE_COLOURS, LinePlot, Series, download, export_svg};
+use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
 
 mod views;
 
@@ -22,13 +23,7 @@ use views::*;
 
 const DRAFT_KEY: &str = "interplay.dynamics";
 
-/// A guided experiment: a short text and the spec it starts from.
-struct Guided {
-    id: &'static str,
-    title: &'static str,
-    text: &'static str,
-    spec: fn() -> DynamicsSpec,
-}
+type Guided = crate::speclab::Guide<DynamicsSpec>;
 
 fn spiking_demo() -> DynamicsSpec {
     DynamicsSpec::Spiking(SpikingSpec {
@@ -408,54 +403,28 @@ const FIELDS: &[(&str, &str, Getter, Setter)] = &[
     ),
 ];
 
-fn write_url(spec: &DynamicsSpec) -> String {
-    crate::share::write_share_url(spec)
-}
-
 /// The Dynamics lab page.
 #[component]
 pub fn DynamicsLab() -> impl IntoView {
-    let draft = || {
-        draft_get(DRAFT_KEY)
-            .and_then(|d| serde_json::from_str::<DynamicsSpec>(&d).ok())
-            .unwrap_or_else(spiking_demo)
-    };
-    let (initial, link_error) = match crate::share::read_share_link::<DynamicsSpec>() {
-        Some(Ok(s)) => (s, None),
-        Some(Err(e)) => (draft(), Some(e.to_string())),
-        None => (draft(), None),
-    };
-    let spec = RwSignal::new(initial);
+    let init = initial_spec(DRAFT_KEY, spiking_demo);
+    let spec = RwSignal::new(init.spec);
+    let st = RunState::new(init.link_error);
     let json_error = RwSignal::new(None::<String>);
-    let link_error = RwSignal::new(link_error);
-    let busy = RwSignal::new(false);
-    let cancel = RwSignal::new(false);
     let paused = RwSignal::new(false);
-    let progress = RwSignal::new((0usize, 0usize));
     let outcome = RwSignal::new(None::<Result<Outcome, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
-    let runs = RwSignal::new(0u32);
-    let share = RwSignal::new(String::new());
     let lock = crate::share::locked();
-
-    Effect::new(move |_| {
-        if let Ok(json) = serde_json::to_string(&spec.get()) {
-            draft_set(DRAFT_KEY, &json);
-        }
-    });
+    autosave(DRAFT_KEY, move || spec.get());
 
     let run = move |_| {
         let s = spec.get_untracked();
-        share.set(write_url(&s));
-        busy.set(true);
-        cancel.set(false);
+        st.start(&s, 1);
         paused.set(false);
-        progress.set((0, 1));
         let dev = crate::runtime::current();
         let backend = dev.backend.label();
         spawn_local(async move {
             let t0 = now_ms();
-            let mut on_progress = progress_callback(progress, cancel, Some(paused));
+            let mut on_progress = progress_callback(st.progress, st.cancel, Some(paused));
             let r = match &s {
                 DynamicsSpec::Spiking(x) => {
                     // Stream: each chunk's spikes appear as soon as they are read back.
@@ -508,8 +477,7 @@ pub fn DynamicsLab() -> impl IntoView {
             };
             facts.set((backend.to_string(), now_ms() - t0));
             outcome.set(Some(r.map_err(|e| e.to_string())));
-            runs.update(|n| *n += 1);
-            busy.set(false);
+            st.finish();
         });
     };
 
@@ -520,7 +488,7 @@ pub fn DynamicsLab() -> impl IntoView {
             <h2>"Guided experiments"</h2>
             <ul class="guided">
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
-                <li><button data-testid=format!("dyn-guided-{}", g.id) prop:disabled=move || busy.get() || lock
+                <li><button data-testid=format!("dyn-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
                     on:click=move |_| { spec.set(make()); outcome.set(None); }>{g.title}</button>
                     " "<span class="muted">{g.text}</span></li>
             }}).collect_view()}
@@ -529,7 +497,7 @@ pub fn DynamicsLab() -> impl IntoView {
         </section>
         <section class="card" data-testid="dyn-experiment">
             <h2>"Experiment"</h2>
-            {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
+            {move || st.link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
             <label>"Kind "
                 <select data-testid="dyn-kind" prop:disabled=lock prop:value=move || kind(&spec.get())
                         on:change={move |ev| { spec.set(default_of(&event_target_value(&ev))); outcome.set(None); }}>
@@ -579,23 +547,14 @@ pub fn DynamicsLab() -> impl IntoView {
                     }}></textarea>
             </details>
             {move || json_error.get().map(|e| view! { <p class="error" role="alert" data-testid="dyn-input-error">{e}</p> })}
-            <p>
-                <button data-testid="dyn-run" on:click=run prop:disabled=move || busy.get()>"Run"</button>" "
-                <button data-testid="dyn-pause" on:click=move |_| paused.update(|p| *p = !*p) prop:disabled=move || !busy.get()>
-                    {move || if paused.get() { "Resume" } else { "Pause" }}</button>" "
-                <button data-testid="dyn-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
-                {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="dyn-progress" max=t.max(1) value=d></progress> }})}
-            </p>
-            <crate::share::ShareLinks share=share prefix="dyn-" hide="guided"
+            <RunControls st=st prefix="dyn-" label="Run" on_run=Callback::new(run) paused=paused/>
+            <crate::share::ShareLinks share=st.share prefix="dyn-" hide="guided"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card" data-testid="dyn-status" data-seq=move || runs.get() data-ms=move || facts.get().1
-                 data-state=move || match (busy.get(), outcome.get()) {
-                     (true, _) => "running", (false, None) => "idle",
-                     (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+        <section class="card" data-testid="dyn-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
+                 data-state=move || state_of(st.busy.get(), &outcome.get())>
             <h2>"Result"</h2>
-            {move || (!busy.get() && !facts.get().0.is_empty()).then(|| { let (b, ms) = facts.get(); view! {
-                <p class="muted" data-testid="dyn-computed-on">{format!("computed on {b} in {ms:.0} ms")}</p> }})}
+            <ComputedOn st=st facts=facts prefix="dyn-"/>
             {move || outcome.get().map(|o| match o {
                 Err(e) => view! { <p class="error" role="alert" data-testid="dyn-error">{e}</p> }.into_any(),
                 Ok(Outcome::Spiking(r)) => spiking_view(r, spec.get_untracked()).into_any(),

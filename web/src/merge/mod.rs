@@ -15,8 +15,9 @@ use interplay_lab::mergelab::{
 use interplay_lab::suite::{self, Dataset, Split, Task, TrainOptions, TrainProgress};
 use interplay_models::patching::Progress;
 
-use crate::assets::{draft_get, draft_set, now_ms, progress_callback, yield_now};
+use crate::assets::{now_ms, progress_callback, yield_now};
 use crate::plots::{Heatmap, LinePlot, Series, download};
+use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
 
 mod finetune;
 
@@ -24,13 +25,7 @@ use finetune::*;
 
 const DRAFT_KEY: &str = "interplay.merge";
 
-/// A guided experiment: a short text and the spec it starts from.
-struct Guided {
-    id: &'static str,
-    title: &'static str,
-    text: &'static str,
-    spec: fn() -> MergeSpec,
-}
+type Guided = crate::speclab::Guide<MergeSpec>;
 
 fn lambdas() -> Vec<f64> {
     (0..=10).map(|i| i as f64 / 10.0).collect()
@@ -134,10 +129,6 @@ const GUIDED: &[Guided] = &[
     },
 ];
 
-fn write_url(spec: &MergeSpec) -> String {
-    crate::share::write_share_url(spec)
-}
-
 fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
@@ -225,34 +216,15 @@ fn parse_list(text: &str) -> Option<Vec<f64>> {
 /// The Merge lab page.
 #[component]
 pub fn MergeLab() -> impl IntoView {
-    let draft = || {
-        draft_get(DRAFT_KEY)
-            .and_then(|d| serde_json::from_str::<MergeSpec>(&d).ok())
-            .unwrap_or_else(GUIDED[2].spec)
-    };
-    let (initial, link_error) = match crate::share::read_share_link::<MergeSpec>() {
-        Some(Ok(s)) => (s, None),
-        Some(Err(e)) => (draft(), Some(e.to_string())),
-        None => (draft(), None),
-    };
-    let spec = RwSignal::new(initial);
+    let init = initial_spec(DRAFT_KEY, GUIDED[2].spec);
+    let spec = RwSignal::new(init.spec);
+    let st = RunState::new(init.link_error);
     let input_error = RwSignal::new(None::<String>);
-    let link_error = RwSignal::new(link_error);
-    let busy = RwSignal::new(false);
-    let cancel = RwSignal::new(false);
-    let progress = RwSignal::new((0usize, 0usize));
     let outcome = RwSignal::new(None::<Result<MergeOutcome, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
-    let runs = RwSignal::new(0u32);
-    let share = RwSignal::new(String::new());
     let compared = RwSignal::new(Vec::<Compared>::new());
     let lock = crate::share::locked();
-
-    Effect::new(move |_| {
-        if let Ok(json) = serde_json::to_string(&spec.get()) {
-            draft_set(DRAFT_KEY, &json);
-        }
-    });
+    autosave(DRAFT_KEY, move || spec.get());
 
     let run = move |_| {
         let s = spec.get_untracked();
@@ -261,15 +233,12 @@ pub fn MergeLab() -> impl IntoView {
             return;
         }
         input_error.set(None);
-        share.set(write_url(&s));
-        busy.set(true);
-        cancel.set(false);
-        progress.set((0, s.work()));
+        st.start(&s, s.work());
         let dev = crate::runtime::current();
         let backend = dev.backend.label();
         spawn_local(async move {
             let t0 = now_ms();
-            let mut on_progress = progress_callback(progress, cancel, None);
+            let mut on_progress = progress_callback(st.progress, st.cancel, None);
             let r = s.run(&dev.device, &mut on_progress).await;
             facts.set((backend.to_string(), now_ms() - t0));
             if let Ok(o) = &r {
@@ -290,8 +259,7 @@ pub fn MergeLab() -> impl IntoView {
                 });
             }
             outcome.set(Some(r.map_err(|e| e.to_string())));
-            runs.update(|n| *n += 1);
-            busy.set(false);
+            st.finish();
         });
     };
 
@@ -306,7 +274,7 @@ pub fn MergeLab() -> impl IntoView {
                 Every model is evaluated on 450 held-out images of each task."</p>
             <ul class="guided">
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
-                <li><button data-testid=format!("merge-guided-{}", g.id) prop:disabled=move || busy.get() || lock
+                <li><button data-testid=format!("merge-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
                     on:click=move |_| { spec.set(make()); outcome.set(None); input_error.set(None); }>{g.title}</button>
                     " "<span class="muted">{g.text}</span></li>
             }}).collect_view()}
@@ -314,7 +282,7 @@ pub fn MergeLab() -> impl IntoView {
         </section>
         <section class="card" data-testid="merge-experiment">
             <h2>"Merge"</h2>
-            {move || link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
+            {move || st.link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
             <fieldset><legend>"Task vectors to merge"</legend>
             {Task::FINE_TUNED.into_iter().map(|t| view! {
                 <label><input type="checkbox" data-testid=format!("merge-task-{}", t.name()) prop:disabled=lock
@@ -418,21 +386,14 @@ pub fn MergeLab() -> impl IntoView {
                     }}></textarea>
             </details>
             {move || input_error.get().map(|e| view! { <p class="error" role="alert" data-testid="merge-input-error">{e}</p> })}
-            <p>
-                <button data-testid="merge-run" on:click=run prop:disabled=move || busy.get()>"Merge and evaluate"</button>" "
-                <button data-testid="merge-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
-                {move || busy.get().then(|| { let (d, t) = progress.get(); view! { <progress data-testid="merge-progress" max=t.max(1) value=d></progress> }})}
-            </p>
-            <crate::share::ShareLinks share=share prefix="merge-" hide="guided"
+            <RunControls st=st prefix="merge-" label="Merge and evaluate" on_run=Callback::new(run)/>
+            <crate::share::ShareLinks share=st.share prefix="merge-" hide="guided"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card" data-testid="merge-status" data-seq=move || runs.get() data-ms=move || facts.get().1
-                 data-state=move || match (busy.get(), outcome.get()) {
-                     (true, _) => "running", (false, None) => "idle",
-                     (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+        <section class="card" data-testid="merge-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
+                 data-state=move || state_of(st.busy.get(), &outcome.get())>
             <h2>"Result"</h2>
-            {move || (!busy.get() && !facts.get().0.is_empty()).then(|| { let (b, ms) = facts.get(); view! {
-                <p class="muted" data-testid="merge-computed-on">{format!("computed on {b} in {ms:.0} ms")}</p> }})}
+            <ComputedOn st=st facts=facts prefix="merge-"/>
             {move || outcome.get().map(|o| match o {
                 Err(e) => view! { <p class="error" role="alert" data-testid="merge-error">{e}</p> }.into_any(),
                 Ok(o) => outcome_view(o, spec.get_untracked()).into_any(),

@@ -1,0 +1,184 @@
+//! The plumbing every spec lab shares (Circuits' patching panel, Merge, Neurofeedback, Dynamics):
+//! where the spec starts (a share link, else the autosaved draft, else the lab's default), its
+//! autosave, and one run's state — busy, cancel, progress, the share link it wrote, a run count.
+
+use interplay_lab::LabSpec;
+use leptos::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::assets::{draft_get, draft_set};
+
+/// Where a lab's spec starts.
+pub struct Initial<T> {
+    /// The spec: the share link's, else the autosaved draft, else the default.
+    pub spec: T,
+    /// Why the share link could not be read (damaged, or another lab's), for the page to show.
+    pub link_error: Option<String>,
+    /// Whether the spec came from a share link.
+    pub from_link: bool,
+}
+
+/// The spec a lab opens with: a share link wins; else the draft autosaved under `draft_key`;
+/// else `default()`.
+pub fn initial_spec<T: LabSpec + DeserializeOwned>(
+    draft_key: &str,
+    default: impl FnOnce() -> T,
+) -> Initial<T> {
+    let draft = || {
+        draft_get(draft_key)
+            .and_then(|d| serde_json::from_str::<T>(&d).ok())
+            .unwrap_or_else(default)
+    };
+    match crate::share::read_share_link::<T>() {
+        Some(Ok(spec)) => Initial {
+            spec,
+            link_error: None,
+            from_link: true,
+        },
+        Some(Err(e)) => Initial {
+            spec: draft(),
+            link_error: Some(e.to_string()),
+            from_link: false,
+        },
+        None => Initial {
+            spec: draft(),
+            link_error: None,
+            from_link: false,
+        },
+    }
+}
+
+/// Keep the spec `current()` returns autosaved under `draft_key` as it changes, so a reload
+/// loses nothing.
+pub fn autosave<T: Serialize + 'static>(
+    draft_key: &'static str,
+    current: impl Fn() -> T + 'static,
+) {
+    Effect::new(move |_| {
+        if let Ok(json) = serde_json::to_string(&current()) {
+            draft_set(draft_key, &json);
+        }
+    });
+}
+
+/// One lab's run state.
+#[derive(Clone, Copy)]
+pub struct RunState {
+    /// A run (or a model load) is in progress.
+    pub busy: RwSignal<bool>,
+    /// The user asked to cancel.
+    pub cancel: RwSignal<bool>,
+    /// (done, total) of the running work.
+    pub progress: RwSignal<(usize, usize)>,
+    /// Finished runs, so tests and screen readers can tell a new outcome.
+    pub runs: RwSignal<u32>,
+    /// The share link of the last run (empty before the first).
+    pub share: RwSignal<String>,
+    /// Why the page's share link could not be read.
+    pub link_error: RwSignal<Option<String>>,
+}
+
+impl RunState {
+    /// Idle, with the opening link's error (if any).
+    pub fn new(link_error: Option<String>) -> Self {
+        Self {
+            busy: RwSignal::new(false),
+            cancel: RwSignal::new(false),
+            progress: RwSignal::new((0, 0)),
+            runs: RwSignal::new(0),
+            share: RwSignal::new(String::new()),
+            link_error: RwSignal::new(link_error),
+        }
+    }
+
+    /// A run of `spec` starts: its share link goes in the address bar, `total` units of work.
+    pub fn start<T: LabSpec>(&self, spec: &T, total: usize) {
+        self.share.set(crate::share::write_share_url(spec));
+        self.busy.set(true);
+        self.cancel.set(false);
+        self.progress.set((0, total));
+    }
+
+    /// A run ended, whatever its outcome.
+    pub fn finish(&self) {
+        self.runs.update(|n| *n += 1);
+        self.busy.set(false);
+    }
+}
+
+/// The `data-state` of a lab's status: `running`, `idle`, `done` or `error`.
+pub fn state_of<T, E>(busy: bool, outcome: &Option<Result<T, E>>) -> &'static str {
+    match (busy, outcome) {
+        (true, _) => "running",
+        (false, None) => "idle",
+        (false, Some(Ok(_))) => "done",
+        (false, Some(Err(_))) => "error",
+    }
+}
+
+/// Run, Pause (when the lab can pause), Cancel and the progress bar.
+#[component]
+pub fn RunControls(
+    /// The lab's run state.
+    st: RunState,
+    /// Test-id prefix: `{prefix}run`, `{prefix}pause`, `{prefix}cancel`, `{prefix}progress`.
+    prefix: &'static str,
+    /// The Run button's text.
+    label: &'static str,
+    /// Starts a run.
+    on_run: Callback<()>,
+    /// Pauses and resumes the running work, for labs that can.
+    #[prop(optional)]
+    paused: Option<RwSignal<bool>>,
+    /// Run is disabled while this is true (e.g. no model loaded yet).
+    #[prop(optional, into)]
+    blocked: Option<Signal<bool>>,
+) -> impl IntoView {
+    let busy = st.busy;
+    view! {
+        <p>
+            <button data-testid=format!("{prefix}run") on:click=move |_| on_run.run(())
+                    prop:disabled=move || busy.get() || blocked.is_some_and(|b| b.get())>{label}</button>" "
+            {paused.map(|p| view! {
+                <button data-testid=format!("{prefix}pause") on:click=move |_| p.update(|x| *x = !*x)
+                        prop:disabled=move || !busy.get()>
+                    {move || if p.get() { "Resume" } else { "Pause" }}</button>" "
+            })}
+            <button data-testid=format!("{prefix}cancel") on:click=move |_| st.cancel.set(true)
+                    prop:disabled=move || !busy.get()>"Cancel"</button>" "
+            {move || busy.get().then(|| { let (d, t) = st.progress.get(); view! {
+                <progress data-testid=format!("{prefix}progress") max=t.max(1) value=d></progress> }})}
+        </p>
+    }
+}
+
+/// "computed on {device} in {ms} ms" once a run has finished.
+#[component]
+pub fn ComputedOn(
+    /// The lab's run state.
+    st: RunState,
+    /// (device label, milliseconds) of the last run.
+    facts: RwSignal<(String, f64)>,
+    /// Test-id prefix: `{prefix}computed-on`.
+    prefix: &'static str,
+) -> impl IntoView {
+    move || {
+        (!st.busy.get() && !facts.get().0.is_empty()).then(|| {
+            let (b, ms) = facts.get();
+            view! { <p class="muted" data-testid=format!("{prefix}computed-on")>{format!("computed on {b} in {ms:.0} ms")}</p> }
+        })
+    }
+}
+
+/// A guided experiment of a spec lab: a title, a short text and the spec it starts from.
+pub struct Guide<T> {
+    /// Test-id suffix and anchor.
+    pub id: &'static str,
+    /// Shown title.
+    pub title: &'static str,
+    /// What to look for, and what this project's runs found.
+    pub text: &'static str,
+    /// The experiment it sets up.
+    pub spec: fn() -> T,
+}
