@@ -16,6 +16,7 @@ use crate::assets::{now_ms, progress_callback, yield_now};
 use crate::models::{self, ModelInfo};
 use crate::plots::{Heatmap, LinePlot, Series};
 use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
+use interplay_lab::LabKind;
 
 const DRAFT_KEY: &str = "interplay.neurofeedback";
 
@@ -25,28 +26,11 @@ const GUIDED: [Guided; 2] = [
     Guided {
         id: "icl",
         title: "A model that cannot report: the tiny icl-3l (negative control)",
-        text: "icl-3l was meta-trained on 'w w w w -> A' examples whose labels follow a new random \
-               rule in every sequence, but in this project's runs (up to 1200 steps) its loss never \
-               left chance: it did not learn to read a rule from examples. Here the labels come from \
-               its own layer-1 activations. Every direction, like the shuffled labels, should stay \
-               near 50% — what the paradigm shows when a model cannot report. Its model card has \
-               the training runs.",
         spec: NeurofeedbackSpec::icl_bundled,
     },
     Guided {
         id: "smollm2",
         title: "The paper's main figure in miniature: SmolLM2, early vs late PCs",
-        text: "SmolLM2-135M-Instruct reads N labelled sentences in chat turns and labels a new one. \
-               The labels come from the projection of its layer-15 residual stream on PC1, PC2, PC16, \
-               a sentiment probe or a random direction. The implicit control task asks it for a \
-               sentence of each label and has it read a given one; the explicit one lets it write \
-               the sentence (greedy) and measures its activations while it writes. 135M parameters \
-               is small: read the numbers against the controls. In the project's own CLI runs \
-               (300 sentences, seeds 1-3, 48 queries each) no direction reported above its \
-               controls — PC1 55.6% at N = 16 against 50.0% with shuffled labels, the random \
-               direction 58.3% — and neither control task moved the target direction more than \
-               the others: SmolLM2 writes what its examples suggest, whatever label it is asked \
-               for. This page runs fewer queries and one seed, so expect noisier numbers.",
         spec: NeurofeedbackSpec::smollm2,
     },
 ];
@@ -239,7 +223,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             <ul class="guided">
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
                 <li><button data-testid=format!("nf-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
-                    on:click=move |_| set_guided(make)>{g.title}</button>" "<span class="muted">{g.text}</span></li>
+                    on:click=move |_| set_guided(make)>{g.title}</button>" "<span class="muted">{g.text(LabKind::Neurofeedback)}</span></li>
             }}).collect_view()}
             </ul>
             {move || st.link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-link-error">{e}</p> })}

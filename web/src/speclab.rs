@@ -2,7 +2,7 @@
 //! where the spec starts (a share link, else the autosaved draft, else the lab's default), its
 //! autosave, and one run's state — busy, cancel, progress, the share link it wrote, a run count.
 
-use interplay_lab::LabSpec;
+use interplay_lab::{LabKind, LabSpec};
 use leptos::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -171,14 +171,20 @@ pub fn ComputedOn(
     }
 }
 
-/// A guided experiment of a spec lab: a title, a short text and the spec it starts from.
+/// A guided experiment of a spec lab: a title and the spec it starts from; its text is
+/// [`Guide::text`].
 pub struct Guide<T> {
     /// Test-id suffix and anchor.
     pub id: &'static str,
-    /// Shown title.
+    /// Shown title (the text is in the lab's guide file, `interplay_lab::guides`).
     pub title: &'static str,
-    /// What to look for, and what this project's runs found.
-    pub text: &'static str,
     /// The experiment it sets up.
     pub spec: fn() -> T,
+}
+
+impl<T> Guide<T> {
+    /// What to look for, and what this project's runs found (from `crates/lab/guides/`).
+    pub fn text(&self, lab: LabKind) -> String {
+        interplay_lab::guides::text(lab, self.id).unwrap_or_default()
+    }
 }

@@ -7,6 +7,7 @@
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`bundled`] | the Circuits lab's bundled induction and IOI models: vocabularies, data, training |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
+//! | [`guides`] | the guided experiments' texts (Markdown, one file per lab) |
 //! | [`experiment`] | the one experiment type every link, export, `interplay run` and test reads |
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
 //! | [`mergelab`] | the Merge lab's spec: merges of the bundled suite, AdaMerging, sweeps, maps |
@@ -19,6 +20,7 @@ pub mod ablation;
 pub mod bundled;
 pub mod circuits;
 pub mod experiment;
+pub mod guides;
 pub mod merge;
 pub mod mergelab;
 pub mod neurofeedback;

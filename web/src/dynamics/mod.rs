@@ -16,6 +16,7 @@ use interplay_dynamics::{
 use crate::assets::{now_ms, progress_callback};
 use crate::plots::{LINE_COLOURS, LinePlot, Series, download, export_svg};
 use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
+use interplay_lab::LabKind;
 
 mod views;
 
@@ -69,55 +70,36 @@ const GUIDED: [Guided; 7] = [
     Guided {
         id: "izhikevich",
         title: "Izhikevich (2003): 1000 spiking neurons",
-        text: "800 excitatory and 200 inhibitory cells with heterogeneous parameters, all-to-all random \
-               weights and thalamic noise. The paper reports about 8 Hz and alpha/gamma-like population \
-               rhythms: look for vertical stripes in the raster and oscillations in the population rate.",
         spec: spiking_demo,
     },
     Guided {
         id: "mackey-glass",
         title: "An echo state network predicts Mackey-Glass",
-        text: "A leaky tanh reservoir is driven by the chaotic Mackey-Glass series; only a linear readout \
-               is trained (ridge regression). One-step-ahead NRMSE should be well below 1%.",
         spec: mackey_glass_demo,
     },
     Guided {
         id: "memory",
         title: "Memory capacity",
-        text: "Drive the reservoir with random input and train a readout for each delay k to recall \
-               u(t − k). The r² curve falls with k; its sum (MC) cannot exceed the number of units.",
         spec: || DynamicsSpec::MemoryCapacity(MemoryCapacitySpec::default()),
     },
     Guided {
         id: "ei-balance",
         title: "E/I balance and self-adaptation",
-        text: "\"Boosting Reservoir Computing\" reports that balanced or slightly inhibition-dominated \
-               reservoirs remember best, and that letting each unit adapt its inhibitory input toward a \
-               (heterogeneous) target rate finds that regime without tuning. Compare the fixed and the \
-               adapted column across inhibition ratios.",
         spec: || DynamicsSpec::EiSweep(EiSweepSpec::default()),
     },
     Guided {
         id: "homogeneous",
         title: "Homogeneous vs heterogeneous targets",
-        text: "The same sweep with one shared target rate for every unit. The paper finds heterogeneous \
-               targets work better; compare with the previous experiment's adapted column.",
         spec: homogeneous_sweep,
     },
     Guided {
         id: "what-when",
         title: "What and when: a three-factor readout re-adapts",
-        text: "A cue starts each trial of a spiking reservoir; 40 ms later stimulus A comes with \
-               probability 0.8 and B with 0.2, then the probabilities swap. Readouts learn with \
-               Δw = η · error · attention gate · presynaptic trace: they should fire at the stimulus \
-               time with magnitudes near the probabilities, and follow the swap without a reset.",
         spec: || DynamicsSpec::WhatWhen(WhatWhenSpec::default()),
     },
     Guided {
         id: "force",
         title: "The same with FORCE (recursive least squares)",
-        text: "FORCE learns the first block quickly, but its gain shrinks as it learns: after the \
-               swap it moves slowly unless reset. Compare the learned magnitudes after the swap.",
         spec: force_demo,
     },
 ];
@@ -490,7 +472,7 @@ pub fn DynamicsLab() -> impl IntoView {
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
                 <li><button data-testid=format!("dyn-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
                     on:click=move |_| { spec.set(make()); outcome.set(None); }>{g.title}</button>
-                    " "<span class="muted">{g.text}</span></li>
+                    " "<span class="muted">{g.text(LabKind::Dynamics)}</span></li>
             }}).collect_view()}
             </ul>
 

@@ -18,6 +18,7 @@ use interplay_models::patching::Progress;
 use crate::assets::{now_ms, progress_callback, yield_now};
 use crate::plots::{Heatmap, LinePlot, Series, download};
 use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
+use interplay_lab::LabKind;
 
 mod finetune;
 
@@ -35,9 +36,6 @@ const GUIDED: &[Guided] = &[
     Guided {
         id: "add",
         title: "Adding task vectors: one multi-task model?",
-        text: "Task arithmetic adds all four task vectors to the base, θ = θ₀ + λ Σ τᵢ, and sweeps \
-               λ. In the papers one λ gives a model good at every task. Read the sweep: where is the \
-               mean accuracy highest, and what happens to the control task (digits)?",
         spec: || MergeSpec {
             method: LabMethod::TaskArithmetic,
             lambda: 0.4,
@@ -48,8 +46,6 @@ const GUIDED: &[Guided] = &[
     Guided {
         id: "negate",
         title: "Negating a task vector: forgetting",
-        text: "θ = θ₀ − τ_mirror. The paper's claim: the negated task gets worse while a control \
-               task barely moves. Compare the mirror column with the digits column against the base.",
         spec: || MergeSpec {
             tasks: vec![Task::Mirror],
             method: LabMethod::TaskArithmetic,
@@ -61,9 +57,6 @@ const GUIDED: &[Guided] = &[
     Guided {
         id: "ties",
         title: "TIES against task arithmetic when tasks interfere",
-        text: "TIES keeps each task vector's largest 20% of entries, elects a sign per parameter by \
-               total mass and averages only the entries that agree. Its sweep sits beside the task \
-               arithmetic sweep of the first experiment: does resolving interference help here?",
         spec: || MergeSpec {
             method: LabMethod::Ties,
             lambda: 1.0,
@@ -75,9 +68,6 @@ const GUIDED: &[Guided] = &[
     Guided {
         id: "adamerging",
         title: "AdaMerging: coefficients learned without labels",
-        text: "Layer-wise coefficients (one per task and layer, in [0, 1]) minimise the prediction \
-               entropy on the tasks' unlabeled test inputs. Compare with the fixed λ that an \
-               unlabeled criterion would choose (lowest entropy in the sweep) and with the best λ.",
         spec: || MergeSpec {
             method: LabMethod::Adamerging,
             lambda: 0.3,
@@ -88,8 +78,6 @@ const GUIDED: &[Guided] = &[
     Guided {
         id: "atlas",
         title: "aTLAS-style: per-block coefficients from five labels per class",
-        text: "One coefficient per task and parameter tensor, fitted by cross-entropy on 5 labelled \
-               training images per class and task (200 in all).",
         spec: || MergeSpec {
             method: LabMethod::Adamerging,
             lambda: 0.3,
@@ -104,9 +92,6 @@ const GUIDED: &[Guided] = &[
     Guided {
         id: "disentangle",
         title: "Weight disentanglement of mirror and flip",
-        text: "For α₁, α₂ on a grid, how often does θ₀ + α₁τ₁ + α₂τ₂ predict differently from each \
-               single-task model θ₀ + αₜτₜ on its own task? A disentangled pair stays near 0 over a \
-               large region (Ortiz-Jiménez et al. 2023).",
         spec: || MergeSpec {
             method: LabMethod::TaskArithmetic,
             lambda: 0.5,
@@ -118,7 +103,6 @@ const GUIDED: &[Guided] = &[
     Guided {
         id: "linearised",
         title: "Task arithmetic in the tangent space",
-        text: "The same sweep as \"Adding task vectors\", with fine-tunes trained in the tangent space                of the base (f(x; θ₀) + J(θ₀)(θ − θ₀)) and every model run linearised. Ortiz-Jiménez                et al. (2023) found linearised task vectors interfere less. On this suite the best                mean accuracy over the four tasks rises from 38.7% (λ = 0.5, standard) to 54.9%                (λ = 0.4, linearised) — but the control task (digits) is lost faster. Switch the                fine-tunes select back to standard and compare.",
         spec: || MergeSpec {
             fine_tuning: FineTuning::Linearised,
             method: LabMethod::TaskArithmetic,
@@ -276,7 +260,7 @@ pub fn MergeLab() -> impl IntoView {
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
                 <li><button data-testid=format!("merge-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
                     on:click=move |_| { spec.set(make()); outcome.set(None); input_error.set(None); }>{g.title}</button>
-                    " "<span class="muted">{g.text}</span></li>
+                    " "<span class="muted">{g.text(LabKind::Merge)}</span></li>
             }}).collect_view()}
             </ul>
         </section>
