@@ -5,17 +5,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn fixtures() -> std::path::PathBuf {
-    std::path::PathBuf::from(format!(
-        "{}/../../tests/fixtures",
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
-    ))
-}
+use interplay_testkit::fixtures;
 
-fn golden(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join(name).join("golden.json")).unwrap())
-        .unwrap()
-}
+use interplay_testkit::golden;
 
 fn interplay(args: &[&str]) -> (i32, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_interplay"))

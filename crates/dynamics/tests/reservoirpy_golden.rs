@@ -126,12 +126,7 @@ fn esn_matches_reservoirpy_on_cpu() {
 
 #[test]
 fn esn_matches_reservoirpy_on_wgpu() {
-    let Ok(dev) = pollster::block_on(interplay_models::ComputeDevice::wgpu()) else {
-        assert!(
-            std::env::var("INTERPLAY_REQUIRE_WGPU").is_err(),
-            "INTERPLAY_REQUIRE_WGPU is set but no wgpu adapter came up"
-        );
-        eprintln!("skipped: no wgpu adapter");
+    let Some(dev) = interplay_testkit::wgpu_device() else {
         return;
     };
     pollster::block_on(esn_case(&dev.device));

@@ -4,8 +4,6 @@
 //! what their model cards claim (IOI accuracy on held-out names, induction on the repeat).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
-
 use interplay_lab::bundled::{Bundled, ioi_test_prompts};
 use interplay_lab::circuits::head_scores;
 use interplay_lab::{PatchingSpec, Prompt};
@@ -16,12 +14,7 @@ use interplay_models::{ComputeDevice, HookPlan, HookPoint};
 use pollster::block_on;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../..")
-}
+use interplay_testkit::{devices, root};
 
 fn golden(b: Bundled) -> Value {
     let p = root().join(format!("tests/fixtures/bundled/{}.json", b.id()));
@@ -34,16 +27,6 @@ fn load(b: Bundled, dev: &ComputeDevice) -> LoadedModel {
         &dev.device,
     )
     .expect("loads")
-}
-
-fn devices() -> Vec<ComputeDevice> {
-    let mut v = vec![ComputeDevice::cpu()];
-    match block_on(ComputeDevice::wgpu()) {
-        Ok(d) => v.push(d),
-        Err(e) if std::env::var("INTERPLAY_REQUIRE_WGPU").is_ok() => panic!("no wgpu: {e}"),
-        Err(e) => eprintln!("skipping wgpu: {e}"),
-    }
-    v
 }
 
 fn floats(v: &Value) -> Vec<f64> {

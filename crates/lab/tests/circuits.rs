@@ -10,12 +10,7 @@ use interplay_models::load::load_path;
 use interplay_models::{ComputeDevice, Transformer};
 use serde_json::Value;
 
-fn fixtures() -> std::path::PathBuf {
-    std::path::PathBuf::from(format!(
-        "{}/../../tests/fixtures",
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
-    ))
-}
+use interplay_testkit::fixtures;
 
 fn load(name: &str) -> Transformer {
     load_path(&fixtures().join(name), &ComputeDevice::cpu().device)
@@ -23,10 +18,7 @@ fn load(name: &str) -> Transformer {
         .model
 }
 
-fn golden(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join(name).join("golden.json")).unwrap())
-        .unwrap()
-}
+use interplay_testkit::golden;
 
 fn prompt(g: &Value) -> Vec<u32> {
     g["prompt"]

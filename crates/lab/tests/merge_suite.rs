@@ -75,12 +75,7 @@ fn suite_matches_numpy_on_cpu() {
 
 #[test]
 fn suite_matches_numpy_on_wgpu() {
-    let Ok(dev) = pollster::block_on(interplay_models::ComputeDevice::wgpu()) else {
-        assert!(
-            std::env::var("INTERPLAY_REQUIRE_WGPU").is_err(),
-            "INTERPLAY_REQUIRE_WGPU is set but no wgpu adapter came up"
-        );
-        eprintln!("skipped: no wgpu adapter");
+    let Some(dev) = interplay_testkit::wgpu_device() else {
         return;
     };
     pollster::block_on(suite_matches_numpy(&dev.device));

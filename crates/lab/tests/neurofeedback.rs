@@ -20,30 +20,7 @@ use interplay_models::{ComputeDevice, HookPoint};
 use pollster::block_on;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../..")
-}
-
-/// The wgpu device, or `None` (with a note) where there is none; CI requires one.
-fn wgpu_device() -> Option<ComputeDevice> {
-    match block_on(ComputeDevice::wgpu()) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("INTERPLAY_REQUIRE_WGPU").is_ok() => panic!("no wgpu: {e}"),
-        Err(e) => {
-            eprintln!("skipping wgpu: {e}");
-            None
-        }
-    }
-}
-
-fn devices() -> Vec<ComputeDevice> {
-    std::iter::once(ComputeDevice::cpu())
-        .chain(wgpu_device())
-        .collect()
-}
+use interplay_testkit::{devices, root, smollm2 as smollm2_path, wgpu_device};
 
 /// Pooled activations of the first `n` of the spec's sentences, read alone.
 fn first_activations(
@@ -212,20 +189,6 @@ fn icl_3l_matches_hugging_face_on_every_device() {
             &dev,
         );
     }
-}
-
-/// SmolLM2's path, or `None` (with a note) when it has not been fetched.
-fn smollm2_path() -> Option<PathBuf> {
-    let path = interplay_models::registry::smollm2_path(&root());
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "SmolLM2 missing in CI: `cargo xtask setup` fetches it"
-    );
-    eprintln!("skipping: SmolLM2 not fetched (cargo xtask fetch-models)");
-    None
 }
 
 /// The spec `make_neurofeedback_goldens.py --smollm2` ran.

@@ -8,12 +8,7 @@ use interplay_models::ComputeDevice;
 use interplay_models::load::load_path;
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 
-fn fixtures() -> std::path::PathBuf {
-    std::path::PathBuf::from(format!(
-        "{}/../../tests/fixtures",
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
-    ))
-}
+use interplay_testkit::fixtures;
 
 #[test]
 fn specs_round_trip_through_json_and_urls() {

@@ -2,8 +2,6 @@
 //! tests/fixtures/make_generate_goldens.py), on the CPU and wgpu.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
-
 use interplay_models::device::read_f32;
 use interplay_models::generate::{Sampling, generate, generate_after};
 use interplay_models::load::load_path;
@@ -13,9 +11,10 @@ use serde_json::Value;
 
 #[test]
 fn greedy_generation_matches_hugging_face_on_every_device() {
-    let g: Value =
-        serde_json::from_slice(&std::fs::read(common::fixtures().join("generate.json")).unwrap())
-            .unwrap();
+    let g: Value = serde_json::from_slice(
+        &std::fs::read(interplay_testkit::fixtures().join("generate.json")).unwrap(),
+    )
+    .unwrap();
     let ids = |v: &Value| -> Vec<u32> {
         v.as_array()
             .unwrap()
@@ -23,9 +22,10 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
             .map(|x| x.as_u64().unwrap() as u32)
             .collect()
     };
-    for dev in common::devices() {
+    for dev in interplay_testkit::devices() {
         for (name, want) in g["models"].as_object().unwrap() {
-            let m = load_path(&common::fixtures().join(name), &dev.device).expect("loads");
+            let m =
+                load_path(&interplay_testkit::fixtures().join(name), &dev.device).expect("loads");
             let prompt = ids(&want["prompt"]);
             let tokens = ids(&want["tokens"]);
             let out = block_on(generate(
@@ -57,7 +57,7 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
                 .iter()
                 .map(|x| x.as_f64().unwrap())
                 .collect();
-            let err = common::max_rel_err(&chosen, &want);
+            let err = interplay_testkit::max_rel_err(&chosen, &want);
             assert!(err < 1e-4, "{name}: chosen logits, relative error {err}");
             // Going on from a cached first half of the prompt writes the same tokens, and the
             // trace's hooks are what one run over prompt + tokens caches at those positions.
@@ -97,7 +97,7 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
             // Prompt positions from `half`, then one per token fed back (all but the last).
             let fed = &whole[half * d..(all.len() - 1) * d];
             assert_eq!(steps.len(), fed.len());
-            let err = common::max_rel_err(
+            let err = interplay_testkit::max_rel_err(
                 &steps,
                 &fed.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
             );

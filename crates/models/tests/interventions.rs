@@ -3,14 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
-mod common;
-
 use burn::tensor::Tensor;
-use common::*;
 use interplay_models::device::read_f32;
 use interplay_models::hooks::{Act, Action, HookPlan, HookPoint, Selector, mean_over_batch};
 use interplay_models::load::load_path;
 use interplay_models::{ComputeDevice, Transformer};
+use interplay_testkit::*;
 
 fn model() -> Transformer {
     load_path(&fixtures().join("tiny-llama"), &ComputeDevice::cpu().device)

@@ -2,14 +2,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
-mod common;
-
-use common::*;
 use interplay_models::gguf::Gguf;
 use interplay_models::load::{load_gguf, load_path, load_safetensors};
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::safetensors::read_safetensors;
 use interplay_models::{ComputeDevice, ModelError};
+use interplay_testkit::*;
 
 #[test]
 fn every_quantisation_matches_gguf_py() {

@@ -5,35 +5,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
-mod common;
-
-use common::*;
 use interplay_models::ComputeDevice;
 use interplay_models::device::read_f32;
 use interplay_models::load::load_path;
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::tokenizer::smollm2_chat;
+use interplay_testkit::*;
 
 #[test]
 fn smollm2_ioi_matches_hf() {
-    let path = interplay_models::registry::smollm2_path(
-        &std::path::PathBuf::from(
-            std::env::var("CARGO_MANIFEST_DIR")
-                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("../.."),
-    );
-    if !path.exists() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "SmolLM2 missing in CI: `cargo xtask setup` fetches it"
-        );
-        eprintln!(
-            "SKIP: {} missing (run `cargo xtask fetch-models`)",
-            path.display()
-        );
+    let Some(path) = smollm2() else {
         return;
-    }
+    };
     let g = golden("smollm2");
     let dev = ComputeDevice::cpu();
     let loaded = load_path(&path, &dev.device).expect("SmolLM2 loads");

@@ -4,14 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
-mod common;
-
-use common::*;
 use interplay_models::device::read_f32;
 use interplay_models::hooks::{Act, HookPlan, HookPoint};
 use interplay_models::load::{load_gguf, load_path};
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep, patch_sweep_naive};
 use interplay_models::{ComputeDevice, Transformer};
+use interplay_testkit::*;
 
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     pollster::block_on(f)
