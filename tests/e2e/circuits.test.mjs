@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { MODES, serveDist, launch, CircuitsPage, maxRelErr, offOrigin } from "./harness.mjs";
+import { MODES, serveDist, launch, CircuitsPage, maxRelErr, offOrigin, smollm2Skip } from "./harness.mjs";
 
 const FIX = path.resolve("tests/fixtures");
 const golden = (name) => JSON.parse(fs.readFileSync(path.join(FIX, name, "golden.json"), "utf8"));
@@ -86,9 +86,8 @@ for (const mode of MODES) {
 // SwiftShader this takes about 90 s on two cores (load, then one forward of a 135M model on a
 // software GPU), so it is the one SmolLM2 computation the WebGPU run checks in the browser; the
 // labs around it are checked on WebGPU with the bundled models.
-const SMOLLM2 = path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
 for (const mode of MODES) {
-  const skip = fs.existsSync(SMOLLM2) ? false : "SmolLM2 is not fetched (cargo xtask fetch-models)";
+  const skip = smollm2Skip();
   test(`circuits: SmolLM2 in the page equals Hugging Face on ${mode.name}`, { skip, timeout: 20 * 60_000 }, async () => {
     const g = golden("smollm2");
     const b = await launch(mode);

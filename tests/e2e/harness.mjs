@@ -77,6 +77,18 @@ export class ShellPage {
   async gotoLab(slug) { await this.page.click(`[data-testid="nav-${slug}"]`); }
 }
 
+/// SmolLM2's file (`cargo xtask setup` fetches it from PyPI).
+export const SMOLLM2_PATH = path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+export const HAS_SMOLLM2 = fs.existsSync(SMOLLM2_PATH);
+
+/// `skip` for a SmolLM2 test: `false` when SmolLM2 is fetched, else why it is skipped. Under CI
+/// (`CI` set) a missing SmolLM2 fails the test file instead: setup must have fetched it.
+export function smollm2Skip() {
+  if (HAS_SMOLLM2) return false;
+  if (process.env.CI) throw new Error(`SmolLM2 missing in CI (${SMOLLM2_PATH}): \`cargo xtask setup\` fetches it`);
+  return "SmolLM2 is not fetched (cargo xtask fetch-models)";
+}
+
 /// Fail when any request left the page's origin.
 export function offOrigin(requests, base) {
   const origin = new URL(base).origin;

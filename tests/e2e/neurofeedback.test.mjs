@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
+import { MODES, serveDist, launch, offOrigin, HAS_SMOLLM2, smollm2Skip } from "./harness.mjs";
 
 const SHOTS = path.resolve("target/screenshots");
 // SmolLM2 runs whenever it is fetched (setup does). On the CPU fallback (~30 s) the link is the
@@ -21,7 +21,6 @@ const SHOTS = path.resolve("target/screenshots");
 // per SmolLM2 forward. So on WebGPU the link pastes 8 sentences of 8 tokens each (one 64-row
 // pass reads them all), N = 0 and 2, three queries, without the explicit task: five forwards,
 // about seven minutes. INTERPLAY_E2E_SMOLLM2=1 runs the CPU's link on WebGPU too.
-const HAS_SMOLLM2 = fs.existsSync(path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
 const SMOLLM2_ON_SWIFTSHADER = process.env.INTERPLAY_E2E_SMOLLM2 === "1";
 
 const ICL = {
@@ -160,7 +159,7 @@ for (const mode of MODES) {
     }
   });
 
-  const smolSkip = HAS_SMOLLM2 ? false : "SmolLM2 is not fetched (cargo xtask fetch-models)";
+  const smolSkip = smollm2Skip();
   // On SwiftShader the short link (see the top), unless INTERPLAY_E2E_SMOLLM2=1.
   const short = mode.name === "webgpu" && !SMOLLM2_ON_SWIFTSHADER;
   test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: smolSkip, timeout: 30 * 60_000 }, async () => {
