@@ -55,6 +55,9 @@ impl Lab {
         }
     }
 
+    /// The lab a hash (`#/merge?spec=...`) routes to. Routing stays on the hash, by hand:
+    /// leptos_router 0.8 routes on the path only (hash routing is leptos-rs/leptos#2184, open),
+    /// and path routes would 404 on a static host under a sub-path and offline.
     fn from_hash(hash: &str) -> Lab {
         let slug = hash.trim_start_matches('#').trim_start_matches('/');
         let slug = slug.split(['?', '/']).next().unwrap_or("");
