@@ -315,3 +315,36 @@ fn linearised_fine_tunes_run_as_linearised_models() {
         out.rows[5].name
     );
 }
+
+/// The numbers the "linearised" guided experiment quotes are the suite's: the best mean accuracy
+/// of the task-arithmetic λ sweep over the four tasks, and its λ, for standard and linearised
+/// fine-tunes. Editing the text or retraining the suite without the other fails here.
+#[test]
+fn the_linearised_guide_quotes_what_the_suite_gives() {
+    let text = interplay_lab::guides::text(interplay_lab::LabKind::Merge, "linearised")
+        .expect("the guide has its text");
+    let device = Device::flex();
+    for (fine_tuning, name) in [
+        (FineTuning::Standard, "standard"),
+        (FineTuning::Linearised, "linearised"),
+    ] {
+        let spec = MergeSpec {
+            fine_tuning,
+            method: LabMethod::TaskArithmetic,
+            lambda: 0.4,
+            sweep: (0..=10).map(|i| i as f64 / 10.0).collect(),
+            ..MergeSpec::default()
+        };
+        let out = pollster::block_on(spec.run(&device, &mut no_progress)).expect("run");
+        let best = out
+            .sweep
+            .iter()
+            .max_by(|a, b| a.mean.total_cmp(&b.mean))
+            .expect("a sweep");
+        let quoted = format!("{:.1}% (λ = {}, {name})", best.mean * 100.0, best.lambda);
+        assert!(
+            text.contains(&quoted),
+            "the guide should say {quoted:?}: {text}"
+        );
+    }
+}
