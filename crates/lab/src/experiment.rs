@@ -182,7 +182,13 @@ impl Experiment {
             .split(['?', '/'])
             .next()
             .and_then(LabKind::from_slug);
-        Some(share::decode_text(param).and_then(|text| Experiment::from_json(&text, route)))
+        Some(share::decode_text(param).and_then(|text| {
+            Experiment::from_json(&text, route).map_err(|e| {
+                LabError::Spec(format!(
+                    "the share link does not hold a valid experiment: {e}"
+                ))
+            })
+        }))
     }
 }
 
@@ -249,6 +255,10 @@ mod tests {
         );
         let err = Experiment::from_json(r#"{"lab":"optics"}"#, None).unwrap_err();
         assert!(err.to_string().contains("unknown lab"), "{err}");
+        let err = Experiment::from_link("#/circuits?spec=%7Bnot-a-spec")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("share link"), "{err}");
         assert!(Experiment::from_json("[1]", None).is_err());
     }
 }
