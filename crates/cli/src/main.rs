@@ -64,6 +64,30 @@ enum Cmd {
     TrainBundled(TrainBundledArgs),
 }
 
+/// A comma-separated list as the flags take it: spaces around items and empty items are ignored
+/// (`--ids "1, 2,3,"` is 1, 2, 3).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct List<T>(pub Vec<T>);
+
+impl<T: std::str::FromStr> std::str::FromStr for List<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let items = s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| x.parse::<T>().map_err(|e| format!("{x:?}: {e}")))
+            .collect::<Result<Vec<T>, String>>()?;
+        if items.is_empty() {
+            return Err("give at least one value (comma-separated)".into());
+        }
+        Ok(List(items))
+    }
+}
+
 /// `--device`, shared by every command that computes.
 #[derive(Args, Clone, Copy)]
 pub(crate) struct DeviceArg {
@@ -84,8 +108,8 @@ struct LogitsArgs {
     #[arg(long)]
     model: PathBuf,
     /// Token ids, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
-    ids: Vec<u32>,
+    #[arg(long)]
+    ids: List<u32>,
     /// Logits at every position, not only the last.
     #[arg(long)]
     all_positions: bool,
@@ -99,11 +123,11 @@ struct PatchArgs {
     #[arg(long)]
     model: PathBuf,
     /// Clean prompt's token ids, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
-    clean_ids: Vec<u32>,
+    #[arg(long)]
+    clean_ids: List<u32>,
     /// Corrupted prompt's token ids (as many as the clean prompt's).
-    #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
-    corrupt_ids: Vec<u32>,
+    #[arg(long)]
+    corrupt_ids: List<u32>,
     /// What to patch: resid_pre, resid_mid, resid_post, attn_out, mlp_out, head_out,
     /// head_out_pos.
     #[arg(long)]
@@ -123,8 +147,8 @@ struct TokenizeArgs {
     /// A .gguf file, or a folder with a tokenizer.json.
     #[arg(long)]
     model: PathBuf,
-    /// The text to tokenize.
-    #[arg(long)]
+    /// The text to tokenize (may start with '-').
+    #[arg(long, allow_hyphen_values = true)]
     text: String,
 }
 
@@ -173,7 +197,7 @@ pub(crate) fn model_path(model: &str, flag: Option<&Path>) -> PathBuf {
 fn logits(a: &LogitsArgs) -> Result<serde_json::Value> {
     let dev = a.device.init()?;
     let m = load(&a.model, &dev)?;
-    let tokens = m.model.tokens(std::slice::from_ref(&a.ids))?;
+    let tokens = m.model.tokens(std::slice::from_ref(&a.ids.0))?;
     Ok(if a.all_positions {
         let logits = m.model.forward(tokens);
         let v = logits.dims()[2];
@@ -191,8 +215,8 @@ fn patch(a: &PatchArgs) -> Result<serde_json::Value> {
     let m = load(&a.model, &dev)?;
     let grid = pollster::block_on(patch_sweep(
         &m.model,
-        &a.clean_ids,
-        &a.corrupt_ids,
+        &a.clean_ids.0,
+        &a.corrupt_ids.0,
         a.hook,
         a.answer,
         a.wrong,

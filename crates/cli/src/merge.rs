@@ -276,7 +276,7 @@ pub fn train_suite(a: &TrainSuiteArgs) -> Result<Value> {
     let card = format!(
         "# The Merge lab's task suite\n\n\
 Made by `cargo run -p interplay-cli --release -- train-suite` (Burn, CPU device; the training code is \
-`crates/lab/src/suite.rs`). Do not edit by hand.\n\n\
+`crates/lab/src/suite/`). Do not edit by hand.\n\n\
 **Data**: scikit-learn's digits (the test set of the UCI Optical Recognition of Handwritten Digits \
 data, E. Alpaydin and C. Kaynak, CC BY 4.0): 1797 8×8 images, 17 grey levels. Every fourth image \
 (450) is held out for evaluation; the other 1347 are for training. The tasks are the same digits \

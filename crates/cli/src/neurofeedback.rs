@@ -15,7 +15,7 @@ use interplay_models::load::LoadedModel;
 use interplay_models::patching::no_progress;
 use serde_json::{Value, json};
 
-use crate::{DeviceArg, load, model_path};
+use crate::{DeviceArg, List, load, model_path};
 
 /// `interplay neurofeedback --model M --layer L --direction pc1,random --sentences S ..`
 #[derive(Args)]
@@ -31,23 +31,23 @@ pub struct NeurofeedbackArgs {
           value_parser = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"])]
     hook: String,
     /// Directions, comma-separated: pc1, pc2, .., probe, random.
-    #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
-    direction: Vec<Direction>,
+    #[arg(long)]
+    direction: List<Direction>,
     /// A bundled set (sentiment, icl-words) or a file: one sentence a line, optional "| 1"/"| 0".
     #[arg(long)]
     sentences: String,
     /// Numbers of in-context examples N, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "0,4,16", num_args = 1)]
-    examples: Vec<usize>,
-    /// Seed of the examples and queries.
+    #[arg(long, default_value = "0,4,16")]
+    examples: List<usize>,
+    /// Seed of the examples and queries [default: 1].
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
     /// Several seeds, comma-separated (instead of --seed).
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    seeds: Vec<u64>,
+    #[arg(long)]
+    seeds: Option<List<u64>>,
     /// The two label words, each one token: above the median, below.
-    #[arg(long, value_delimiter = ',', default_value = "A,B", num_args = 1)]
-    labels: Vec<String>,
+    #[arg(long, default_value = "A,B")]
+    labels: List<String>,
     /// Mean over tokens or the last token.
     #[arg(long, default_value = "mean", value_parser = ["mean", "last"])]
     pooling: String,
@@ -119,6 +119,7 @@ pub fn command(a: &NeurofeedbackArgs) -> Result<Value> {
     };
     let labels: [String; 2] = a
         .labels
+        .0
         .iter()
         .map(|s| s.trim().to_string())
         .collect::<Vec<_>>()
@@ -149,12 +150,12 @@ pub fn command(a: &NeurofeedbackArgs) -> Result<Value> {
             Pooling::Mean
         },
         sentences,
-        directions: a.direction.clone(),
-        examples: a.examples.clone(),
-        seeds: match (a.seeds.is_empty(), a.seed) {
-            (false, _) => a.seeds.clone(),
-            (true, Some(s)) => vec![s],
-            (true, None) => vec![1],
+        directions: a.direction.0.clone(),
+        examples: a.examples.0.clone(),
+        seeds: match (&a.seeds, a.seed) {
+            (Some(s), _) => s.0.clone(),
+            (None, Some(s)) => vec![s],
+            (None, None) => vec![1],
         },
         bins: a.quantiles.map_or(Bins::Median, Bins::Quantiles),
         queries: a.queries as usize,

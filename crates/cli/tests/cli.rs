@@ -294,6 +294,13 @@ fn misspelt_flags_are_usage_errors_with_a_suggestion() {
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = interplay(&["memory-capacity", "--k-max", "0"]);
     assert_eq!(code, 2, "{err}");
+    // Lists forgive spaces and a trailing comma, as before clap.
+    let tiny = fixtures().join("tiny-llama");
+    let tiny = tiny.to_str().unwrap();
+    let (code, spaced, err) = interplay(&["logits", "--model", tiny, "--ids", " 3, 17,42,"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, plain, _) = interplay(&["logits", "--model", tiny, "--ids", "3,17,42"]);
+    assert_eq!(spaced, plain);
     // Help is not an error.
     let out = Command::new(env!("CARGO_BIN_EXE_interplay"))
         .args(["esn", "--help"])

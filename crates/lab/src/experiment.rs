@@ -130,10 +130,11 @@ impl Experiment {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Read an experiment from JSON text: the tagged form, or a bare lab spec written before the
-    /// tag existed. `lab` says which lab a bare spec is for (a link's route); without it the lab
-    /// is recognised by the keys its spec always had: `"experiment": "merge"` (Merge), any other
-    /// `"experiment"` (Dynamics), `"directions"` (Neurofeedback), else Circuits.
+    /// Read an experiment from JSON text: the tagged form, or a bare lab spec (written before the
+    /// tag existed, or copied from a lab's spec box). `lab` says which lab a bare spec is for (a
+    /// link's route); without it the lab is recognised by the keys its spec always has:
+    /// `"experiment": "merge"` or `"tasks"` (Merge), any other `"experiment"` (Dynamics),
+    /// `"directions"` (Neurofeedback), else Circuits.
     pub fn from_json(text: &str, lab: Option<LabKind>) -> Result<Experiment, LabError> {
         let v: Value = serde_json::from_str(text)
             .map_err(|e| LabError::Spec(format!("the spec is not JSON: {e}")))?;
@@ -212,12 +213,15 @@ fn invalid(lab: LabKind, e: serde_json::Error) -> LabError {
     LabError::Spec(format!("not a valid {} experiment spec: {e}", lab.title()))
 }
 
-/// The lab of a bare spec from before the `"lab"` tag, by the keys each spec type always had.
+/// The lab of a bare spec (one lab's spec without the `"lab"` tag: links and files from before
+/// the tag, or a lab's spec box), by the keys each spec type always has.
 fn legacy_lab(obj: &serde_json::Map<String, Value>) -> LabKind {
     match obj.get("experiment") {
         Some(Value::String(s)) if s == "merge" => LabKind::Merge,
         Some(_) => LabKind::Dynamics,
         None if obj.contains_key("directions") => LabKind::Neurofeedback,
+        // Merge specs written after the tag lost `"experiment": "merge"`; only they have tasks.
+        None if obj.contains_key("tasks") => LabKind::Merge,
         None => LabKind::Circuits,
     }
 }
@@ -260,5 +264,11 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("share link"), "{err}");
         assert!(Experiment::from_json("[1]", None).is_err());
+        // A bare spec from a lab's spec box (no tag) is still recognised.
+        let bare = serde_json::to_string(&MergeSpec::default()).unwrap();
+        assert_eq!(
+            Experiment::from_json(&bare, None).unwrap(),
+            Experiment::Merge(MergeSpec::default())
+        );
     }
 }
