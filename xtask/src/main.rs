@@ -337,9 +337,10 @@ fn build_site(root: &Path) -> Result<()> {
     stamp_service_worker(&root.join("dist"))
 }
 
-/// Name the service worker's cache after the build: a hash of every other file of the site (path
-/// and bytes). A build that changes any file (a retrained bundled model, new code) changes
-/// `sw.js`, so the browser installs the new worker, which deletes the old cache on activation.
+/// Name the service worker's cache after the build — a hash of every other file of the site (path
+/// and bytes) — and list the files it caches at install (all but the fetched `models/`). A build
+/// that changes any file (a retrained bundled model, new code) changes `sw.js`, so the browser
+/// installs the new worker, which deletes the old cache on activation.
 fn stamp_service_worker(dist: &Path) -> Result<()> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         for entry in std::fs::read_dir(dir)? {
@@ -373,11 +374,25 @@ fn stamp_service_worker(dist: &Path) -> Result<()> {
             .as_bytes());
         eat(&std::fs::read(f)?);
     }
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("const BUILD = "))
-        .context("sw.js has no `const BUILD = ...;` line")?;
-    let stamped = text.replacen(line, &format!("const BUILD = \"{h:016x}\";"), 1);
+    let precache: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.strip_prefix(dist).ok())
+        .map(|f| f.to_string_lossy().replace('\\', "/"))
+        .filter(|f| !f.starts_with("models/"))
+        .map(|f| format!("\"{}\"", f.replace('"', "\\\"")))
+        .collect();
+    let mut stamped = text.clone();
+    for (start, value) in [
+        ("const BUILD = ", format!("\"{h:016x}\"")),
+        ("const PRECACHE = ", format!("[{}]", precache.join(", "))),
+    ] {
+        let line = stamped
+            .lines()
+            .find(|l| l.starts_with(start))
+            .with_context(|| format!("sw.js has no `{start}...;` line"))?
+            .to_string();
+        stamped = stamped.replacen(&line, &format!("{start}{value};"), 1);
+    }
     std::fs::write(&sw, stamped)?;
     Ok(())
 }
