@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { MODES, serveDist, launch, CircuitsPage, maxRelErr, offOrigin, smollm2Skip } from "./harness.mjs";
+import { MODES, serveDist, launch, CircuitsPage, maxRelErr, offOrigin, smollm2Skip, requireSmollm2 } from "./harness.mjs";
 
 const FIX = path.resolve("tests/fixtures");
 const golden = (name) => JSON.parse(fs.readFileSync(path.join(FIX, name, "golden.json"), "utf8"));
@@ -89,6 +89,7 @@ for (const mode of MODES) {
 for (const mode of MODES) {
   const skip = smollm2Skip();
   test(`circuits: SmolLM2 in the page equals Hugging Face on ${mode.name}`, { skip, timeout: 20 * 60_000 }, async () => {
+    requireSmollm2();
     const g = golden("smollm2");
     const b = await launch(mode);
     try {

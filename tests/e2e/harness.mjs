@@ -81,12 +81,16 @@ export class ShellPage {
 export const SMOLLM2_PATH = path.resolve("public/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
 export const HAS_SMOLLM2 = fs.existsSync(SMOLLM2_PATH);
 
-/// `skip` for a SmolLM2 test: `false` when SmolLM2 is fetched, else why it is skipped. Under CI
-/// (`CI` set) a missing SmolLM2 fails the test file instead: setup must have fetched it.
+/// `skip` for a SmolLM2 test: `false` when SmolLM2 is fetched, else why it is skipped — but under
+/// CI (`CI` set) it is never skipped: the test runs and [`requireSmollm2`] fails it.
 export function smollm2Skip() {
-  if (HAS_SMOLLM2) return false;
-  if (process.env.CI) throw new Error(`SmolLM2 missing in CI (${SMOLLM2_PATH}): \`cargo xtask setup\` fetches it`);
+  if (HAS_SMOLLM2 || process.env.CI) return false;
   return "SmolLM2 is not fetched (cargo xtask fetch-models)";
+}
+
+/// The first line of a SmolLM2 test: fails it, with the reason, when SmolLM2 is missing.
+export function requireSmollm2() {
+  if (!HAS_SMOLLM2) throw new Error(`SmolLM2 missing (${SMOLLM2_PATH}): \`cargo xtask setup\` fetches it`);
 }
 
 /// Fail when any request left the page's origin.

@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { MODES, serveDist, launch, offOrigin, HAS_SMOLLM2, smollm2Skip } from "./harness.mjs";
+import { MODES, serveDist, launch, offOrigin, HAS_SMOLLM2, smollm2Skip, requireSmollm2 } from "./harness.mjs";
 
 const SHOTS = path.resolve("target/screenshots");
 // SmolLM2 runs whenever it is fetched (setup does). On the CPU fallback (~30 s) the link is the
@@ -163,6 +163,7 @@ for (const mode of MODES) {
   // On SwiftShader the short link (see the top), unless INTERPLAY_E2E_SMOLLM2=1.
   const short = mode.name === "webgpu" && !SMOLLM2_ON_SWIFTSHADER;
   test(`Neurofeedback SmolLM2 share link equals the CLI on ${mode.name}`, { skip: smolSkip, timeout: 30 * 60_000 }, async () => {
+    requireSmollm2();
     const [spec, ref] = short ? [SMOL_SWIFTSHADER, refSmolSwiftshader] : [SMOL, refSmol];
     const b = await launch(mode);
     try {

@@ -9,62 +9,46 @@ use interplay_models::{Backend, TextTokenizer};
 
 use crate::assets::{fetch_bytes, now_ms};
 use crate::runtime::{self, DeviceStatus};
+use interplay_lab::LabKind;
+
 use crate::share::{Embed, current_hash};
 
-/// The labs, in the order the navigation shows them.
+/// A page of the app: the start page or one lab.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lab {
+pub enum Page {
     /// Start page: what Interplay is and the start-up check.
     Home,
-    /// Circuits lab (transformers).
-    Circuits,
-    /// Merge lab (task arithmetic).
-    Merge,
-    /// Neurofeedback lab (metacognition paradigm).
-    Neurofeedback,
-    /// Dynamics lab (spiking and reservoir networks).
-    Dynamics,
+    /// One of the four labs.
+    Lab(LabKind),
 }
 
-impl Lab {
-    const ALL: [Lab; 5] = [
-        Lab::Home,
-        Lab::Circuits,
-        Lab::Merge,
-        Lab::Neurofeedback,
-        Lab::Dynamics,
-    ];
+impl Page {
+    /// Every page, in the navigation's order.
+    fn all() -> impl Iterator<Item = Page> {
+        std::iter::once(Page::Home).chain(LabKind::ALL.into_iter().map(Page::Lab))
+    }
 
     fn slug(self) -> &'static str {
         match self {
-            Lab::Home => "home",
-            Lab::Circuits => "circuits",
-            Lab::Merge => "merge",
-            Lab::Neurofeedback => "neurofeedback",
-            Lab::Dynamics => "dynamics",
+            Page::Home => "home",
+            Page::Lab(l) => l.slug(),
         }
     }
 
     fn title(self) -> &'static str {
         match self {
-            Lab::Home => "Start",
-            Lab::Circuits => "Circuits",
-            Lab::Merge => "Merge",
-            Lab::Neurofeedback => "Neurofeedback",
-            Lab::Dynamics => "Dynamics",
+            Page::Home => "Start",
+            Page::Lab(l) => l.title(),
         }
     }
 
-    /// The lab a hash (`#/merge?spec=...`) routes to. Routing stays on the hash, by hand:
+    /// The page a hash (`#/merge?spec=...`) routes to. Routing stays on the hash, by hand:
     /// leptos_router 0.8 routes on the path only (hash routing is leptos-rs/leptos#2184, open),
     /// and path routes would 404 on a static host under a sub-path and offline.
-    fn from_hash(hash: &str) -> Lab {
+    fn from_hash(hash: &str) -> Page {
         let slug = hash.trim_start_matches('#').trim_start_matches('/');
         let slug = slug.split(['?', '/']).next().unwrap_or("");
-        Lab::ALL
-            .into_iter()
-            .find(|l| l.slug() == slug)
-            .unwrap_or(Lab::Home)
+        LabKind::from_slug(slug).map_or(Page::Home, Page::Lab)
     }
 }
 
@@ -121,14 +105,14 @@ async fn run_startup() -> Result<Startup, String> {
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
-    let (lab, set_lab) = signal(Lab::from_hash(&current_hash()));
+    let (lab, set_lab) = signal(Page::from_hash(&current_hash()));
     let device = RwSignal::new(None::<DeviceStatus>);
     let startup = RwSignal::new(None::<Result<Startup, String>>);
     let busy = RwSignal::new(true);
 
     // Follow the URL hash so the back button and shared links move between labs.
     let on_hash = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
-        set_lab.set(Lab::from_hash(&current_hash()));
+        set_lab.set(Page::from_hash(&current_hash()));
     });
     if let Some(w) = web_sys::window() {
         w.set_onhashchange(Some(wasm_bindgen::JsCast::unchecked_ref(on_hash.as_ref())));
@@ -157,7 +141,7 @@ pub fn App() -> impl IntoView {
         <header class="top" class:embed=compact>
             <h1>"Interplay"<small>"interpretability playground"</small></h1>
             <nav class="labs" aria-label="Labs" hidden=compact>
-                {Lab::ALL.into_iter().map(|l| view! {
+                {Page::all().map(|l| view! {
                     <a href=format!("#/{}", l.slug())
                        data-testid=format!("nav-{}", l.slug())
                        aria-current=move || (lab.get() == l).then_some("page")>
@@ -169,11 +153,11 @@ pub fn App() -> impl IntoView {
         </header>
         <main class:embed=compact>
             {move || match lab.get() {
-                Lab::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
-                Lab::Circuits => view! { <crate::circuits::CircuitsLab/> }.into_any(),
-                Lab::Dynamics => view! { <crate::dynamics::DynamicsLab/> }.into_any(),
-                Lab::Merge => view! { <crate::merge::MergeLab/> }.into_any(),
-                Lab::Neurofeedback => view! { <crate::neurofeedback::NeurofeedbackLab/> }.into_any(),
+                Page::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
+                Page::Lab(LabKind::Circuits) => view! { <crate::circuits::CircuitsLab/> }.into_any(),
+                Page::Lab(LabKind::Dynamics) => view! { <crate::dynamics::DynamicsLab/> }.into_any(),
+                Page::Lab(LabKind::Merge) => view! { <crate::merge::MergeLab/> }.into_any(),
+                Page::Lab(LabKind::Neurofeedback) => view! { <crate::neurofeedback::NeurofeedbackLab/> }.into_any(),
             }}
         </main>
     }
