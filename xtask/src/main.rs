@@ -53,11 +53,23 @@ fn fuzz(root: &Path, secs: &str) -> Result<()> {
             }
         }
         if target == "share_link" {
-            let links = [
+            let mut links: Vec<String> = [
                 r#"#/circuits?spec={"model":"ioi-3l","clean":"When Mary and Tom went to the store, Tom gave a drink to","corrupt":"When Mary and Tom went to the store, Mary gave a drink to","answer":"Mary","wrong":"Tom","target":"resid_pre"}"#,
                 r#"{"experiment":"merge","tasks":["mirror","flip"],"method":"ties","lambda":1.0,"density":0.2}"#,
                 r#"{"experiment":"esn","task":"mackey-glass","units":100}"#,
-            ];
+                r#"{"lab":"dynamics","experiment":"spiking","ms":20}"#,
+                r#"{"lab":"merge","tasks":["rotate"],"method":"dare","drop":0.5}"#,
+            ]
+            .map(String::from)
+            .to_vec();
+            // Links the page wrote before the one experiment type (every lab's).
+            let saved = std::fs::read_to_string(fx.join("links/saved-v1.tsv")).unwrap_or_default();
+            links.extend(
+                saved
+                    .lines()
+                    .filter_map(|l| l.split_once('\t'))
+                    .map(|(_, link)| link.to_string()),
+            );
             for (i, s) in links.iter().enumerate() {
                 std::fs::write(corpus.join(format!("seed{i}")), s)?;
             }
