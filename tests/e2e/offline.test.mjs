@@ -62,8 +62,16 @@ test("a rebuilt site replaces the cached bundled files and the old cache", async
     execFileSync("cargo", ["xtask", "stamp-sw", tmp], { stdio: "inherit" });
     await b.page.reload();
     await shell.waitStartup();
-    // The new worker installs and activates on this visit; the old cache goes.
-    await b.page.waitForFunction((old) => caches.keys().then((k) => k.length > 0 && !k.includes(old)), oldCache, { timeout: 30_000 });
+    // The visit finds the new worker; it installs (caching the rebuilt site), activates and
+    // deletes the old cache. (Polled from here: waitForFunction does not await a promise.)
+    await b.page.evaluate(() => navigator.serviceWorker.getRegistration().then((r) => r && r.update()));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const names = (await cacheNames()).filter((n) => !n.startsWith("interplay-models"));
+      if (names.length > 0 && !names.includes(oldCache)) break;
+      assert.ok(Date.now() < deadline, `the old cache stayed: ${names.join(", ")}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
     await b.page.reload();
     await shell.waitStartup();
     assert.equal(await read(), changed, "the page reads the rebuilt file");
