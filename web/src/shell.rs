@@ -46,9 +46,7 @@ impl Page {
     /// leptos_router 0.8 routes on the path only (hash routing is leptos-rs/leptos#2184, open),
     /// and path routes would 404 on a static host under a sub-path and offline.
     fn from_hash(hash: &str) -> Page {
-        let slug = hash.trim_start_matches('#').trim_start_matches('/');
-        let slug = slug.split(['?', '/']).next().unwrap_or("");
-        LabKind::from_slug(slug).map_or(Page::Home, Page::Lab)
+        LabKind::from_hash(hash).map_or(Page::Home, Page::Lab)
     }
 }
 

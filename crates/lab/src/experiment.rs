@@ -81,6 +81,13 @@ impl LabKind {
     pub fn from_slug(slug: &str) -> Option<LabKind> {
         LabKind::ALL.into_iter().find(|l| l.slug() == slug)
     }
+
+    /// The lab a page hash routes to (`#/merge?spec=...` → Merge); `None` for the start page or
+    /// an unknown route.
+    pub fn from_hash(hash: &str) -> Option<LabKind> {
+        let route = hash.trim_start_matches('#').trim_start_matches('/');
+        route.split(['?', '/']).next().and_then(LabKind::from_slug)
+    }
 }
 
 /// A lab's own spec type, so a lab can read and write links of its own kind generically.
@@ -177,12 +184,7 @@ impl Experiment {
     /// holds no spec; an error for a damaged link. A bare (pre-tag) spec is read as the route's lab.
     pub fn from_link(hash: &str) -> Option<Result<Experiment, LabError>> {
         let param = share::spec_param(hash)?;
-        let route = hash
-            .trim_start_matches('#')
-            .trim_start_matches('/')
-            .split(['?', '/'])
-            .next()
-            .and_then(LabKind::from_slug);
+        let route = LabKind::from_hash(hash);
         Some(share::decode_text(param).and_then(|text| {
             Experiment::from_json(&text, route).map_err(|e| {
                 LabError::Spec(format!(
