@@ -336,28 +336,41 @@ pub fn LinePlot(
         .enumerate()
         .map(|(k, s)| view! { <span style=format!("color:{}", LINE_COLOURS[k % 4])>{format!("{} {} ", if k >= 4 { "╍" } else { "━" }, s.name)}</span> })
         .collect_view();
+    // The CSV and the data table are made when asked for: a streamed run redraws this plot
+    // often, and a table of hundreds of rows would cost the page more than the plot itself.
     let csv = {
-        let mut out = format!(
-            "x,{}\n",
-            series
-                .iter()
-                .map(|s| s.name.clone())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        for i in 0..n {
-            let vals: Vec<String> = series
-                .iter()
-                .map(|s| s.values.get(i).map(|v| v.to_string()).unwrap_or_default())
-                .collect();
-            out += &format!("{},{}\n", x_at(i), vals.join(","));
+        let (series, x_at) = (series.clone(), x_at.clone());
+        move || {
+            let mut out = format!(
+                "x,{}\n",
+                series
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            for i in 0..n {
+                let vals: Vec<String> = series
+                    .iter()
+                    .map(|s| s.values.get(i).map(|v| v.to_string()).unwrap_or_default())
+                    .collect();
+                out += &format!("{},{}\n", x_at(i), vals.join(","));
+            }
+            out
         }
-        out
     };
-    let table_rows = (0..n.min(200))
-        .map(|i| view! { <tr><th scope="row">{format!("{}", x_at(i))}</th>
-            {series.iter().map(|s| view! { <td>{s.values.get(i).map(|v| format!("{v:.4}")).unwrap_or_default()}</td> }).collect_view()}</tr> })
-        .collect_view();
+    let table_open = RwSignal::new(false);
+    let table_rows = {
+        let series = series.clone();
+        move || {
+            table_open.get().then(|| {
+                (0..n.min(200))
+                    .map(|i| view! { <tr><th scope="row">{format!("{}", x_at(i))}</th>
+                        {series.iter().map(|s| view! { <td>{s.values.get(i).map(|v| format!("{v:.4}")).unwrap_or_default()}</td> }).collect_view()}</tr> })
+                    .collect_view()
+            })
+        }
+    };
     let (svg_id, csv_id) = (testid.clone(), testid.clone());
     view! {
         <figure class="lineplot" data-testid=testid>
@@ -380,14 +393,22 @@ pub fn LinePlot(
             <p>
                 <button on:click={let id = svg_id.clone(); move |_| export_svg(&id)}>"Export SVG"</button>" "
                 <button on:click=move |_| export_png(&svg_id)>"Export PNG"</button>" "
-                <button on:click=move |_| download(&format!("{csv_id}.csv"), "text/csv", &csv)>"Export CSV"</button>
+                <button on:click=move |_| download(&format!("{csv_id}.csv"), "text/csv", &csv())>"Export CSV"</button>
             </p>
-            <details><summary>"Data table"</summary>
+            <details on:toggle=move |ev| table_open.set(details_open(&ev))><summary>"Data table"</summary>
                 <table class="data"><thead><tr><th>{xlabel}</th>{series.iter().map(|s| view! { <th scope="col">{s.name.clone()}</th> }).collect_view()}</tr></thead>
                 <tbody>{table_rows}</tbody></table>
             </details>
         </figure>
     }
+}
+
+/// Whether the `<details>` element a toggle event came from is now open.
+fn details_open(ev: &leptos::ev::Event) -> bool {
+    ev.target()
+        .and_then(|t| js_sys::Reflect::get(&t, &"open".into()).ok())
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
 }
 
 /// An axis end label: whole numbers as they are, others to three decimals without trailing

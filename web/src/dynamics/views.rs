@@ -50,9 +50,11 @@ pub(super) fn spiking_view(r: SpikingResult, spec: DynamicsSpec) -> impl IntoVie
             values: t.iter().map(|&v| v as f64).collect(),
         })
         .collect();
-    let raster_csv = {
+    // Made when asked for: a streamed raster redraws often.
+    let raster = r.raster.clone();
+    let raster_csv = move || {
         let mut c = String::from("ms,neuron\n");
-        for (t, j) in &r.raster {
+        for (t, j) in &raster {
             c += &format!("{t},{j}\n");
         }
         c
@@ -72,7 +74,7 @@ pub(super) fn spiking_view(r: SpikingResult, spec: DynamicsSpec) -> impl IntoVie
             </svg>
             <figcaption class="muted">{format!("spike raster over {} ms: excitatory (blue, bottom), inhibitory (vermillion, top)", r.pop_exc.len())}</figcaption>
             <p><button on:click=move |_| export_svg("dyn-raster")>"Export SVG"</button>" "
-               <button on:click=move |_| download("raster.csv", "text/csv", &raster_csv)>"Export CSV"</button></p>
+               <button on:click=move |_| download("raster.csv", "text/csv", &raster_csv())>"Export CSV"</button></p>
         </figure>
         <LinePlot series=pop x0=0.0 dx=5.0 xlabel="ms".to_string() ylabel="rate (Hz, 5 ms bins)".to_string() testid="dyn-pop-rate".to_string()/>
         {(!traces.is_empty()).then(|| view! {
