@@ -1,7 +1,7 @@
 //! Bundled files are fetched with URLs relative to the page, so the built site works from any
 //! host and sub-path, and never leaves the page's origin.
 
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 /// Why a bundled file could not be had.
@@ -46,22 +46,39 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, AssetError> {
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
 }
 
-/// Milliseconds since navigation started (`performance.now()`).
+/// Milliseconds since this context started (`performance.now()`), in the page or a worker.
 pub fn now_ms() -> f64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
         .map(|p| p.now())
         .unwrap_or(0.0)
 }
 
-/// Let the browser paint and handle input before long work continues.
-pub async fn yield_now() {
+/// Resolve after `ms` milliseconds (`setTimeout` of the page or worker's global scope).
+pub async fn sleep_ms(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        let global = js_sys::global();
+        let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&global, &resolve, &ms.into());
+            }
+            // No timers at all: go on at once rather than never.
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
         }
     });
     let _ = JsFuture::from(promise).await;
+}
+
+/// Let the browser paint and handle input (or a worker take its messages) before long work
+/// continues.
+pub async fn yield_now() {
+    sleep_ms(0).await;
 }
 
 /// Read every file of a file list (a picker or a drop) into memory. The bytes stay in the page.

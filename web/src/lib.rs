@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`runtime`] | the page's compute device (WebGPU, else CPU) shared with every lab |
+//! | [`engine`] | the engine worker: labs' computations off the main thread (page side and worker side) |
 //! | [`assets`] | fetching bundled files relative to the page (works from any sub-path) |
 //! | [`shell`] | header, navigation, device switch, start-up check |
 //! | [`speclab`] | what every spec lab shares: the opening spec (link, draft, default), autosave, run state |
@@ -23,6 +24,7 @@ pub mod ablation;
 pub mod assets;
 pub mod circuits;
 pub mod dynamics;
+pub mod engine;
 pub mod guided;
 pub mod merge;
 pub mod models;

@@ -70,6 +70,32 @@ pub fn current() -> ComputeDevice {
     dev
 }
 
+/// The engine fell back to the CPU for `reason`: a GPU it lost is lost for the page too (the
+/// same browser GPU process), so the page moves to the CPU and says so.
+pub fn engine_fell_back(reason: &str) {
+    if !reason.contains("was lost") {
+        return;
+    }
+    let on_gpu = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|d| d.backend == Backend::Wgpu)
+    });
+    if !on_gpu {
+        return;
+    }
+    CURRENT.with(|c| *c.borrow_mut() = Some(ComputeDevice::cpu()));
+    let status = DeviceStatus {
+        backend: Backend::Cpu,
+        fallback_reason: Some(reason.to_string()),
+    };
+    ON_LOST.with(|f| {
+        if let Some(f) = f.borrow().as_ref() {
+            f(status);
+        }
+    });
+}
+
 /// Called with the new status when the page falls back to the CPU after losing the GPU.
 pub fn on_device_lost(f: impl Fn(DeviceStatus) + 'static) {
     ON_LOST.with(|c| *c.borrow_mut() = Some(Box::new(f)));

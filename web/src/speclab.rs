@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::assets::{draft_get, draft_set};
+use crate::engine::{self, Finished, JobId, Part, Task};
 
 /// Where a lab's spec starts.
 pub struct Initial<T> {
@@ -77,6 +78,8 @@ pub struct RunState {
     pub share: RwSignal<String>,
     /// Why the page's share link could not be read.
     pub link_error: RwSignal<Option<String>>,
+    /// The engine job of the running work, if it runs in the engine.
+    pub job: RwSignal<Option<JobId>>,
 }
 
 impl RunState {
@@ -89,7 +92,36 @@ impl RunState {
             runs: RwSignal::new(0),
             share: RwSignal::new(String::new()),
             link_error: RwSignal::new(link_error),
+            job: RwSignal::new(None),
         }
+    }
+
+    /// Cancel the running work: an engine job ends now (the page is free at once); work the
+    /// page does itself stops at its next progress point.
+    pub fn cancel(&self) {
+        self.cancel.set(true);
+        if let Some(id) = self.job.get_untracked() {
+            engine::cancel(id);
+        }
+    }
+
+    /// Hold or resume the running engine job (`paused` is the lab's Pause state).
+    pub fn pause(&self, paused: bool) {
+        if let Some(id) = self.job.get_untracked() {
+            engine::pause(id, paused);
+        }
+    }
+
+    /// Run `task` in the engine on the page's device: progress fills this state's bar, Cancel
+    /// and Pause reach it, `on_part` receives streamed pieces.
+    pub async fn compute(&self, task: Task, on_part: impl FnMut(Part) + 'static) -> Finished {
+        let progress = self.progress;
+        let backend = crate::runtime::current().backend;
+        let (id, done) = engine::submit(task, backend, move |p| progress.set(p), on_part);
+        self.job.set(Some(id));
+        let r = done.await;
+        self.job.set(None);
+        r
     }
 
     /// A run of `spec` starts: its share link goes in the address bar, `total` units of work.
@@ -141,11 +173,11 @@ pub fn RunControls(
             <button data-testid=format!("{prefix}run") on:click=move |_| on_run.run(())
                     prop:disabled=move || busy.get() || blocked.is_some_and(|b| b.get())>{label}</button>" "
             {paused.map(|p| view! {
-                <button data-testid=format!("{prefix}pause") on:click=move |_| p.update(|x| *x = !*x)
+                <button data-testid=format!("{prefix}pause") on:click=move |_| { p.update(|x| *x = !*x); st.pause(p.get_untracked()) }
                         prop:disabled=move || !busy.get()>
                     {move || if p.get() { "Resume" } else { "Pause" }}</button>" "
             })}
-            <button data-testid=format!("{prefix}cancel") on:click=move |_| st.cancel.set(true)
+            <button data-testid=format!("{prefix}cancel") on:click=move |_| st.cancel()
                     prop:disabled=move || !busy.get()>"Cancel"</button>" "
             {move || busy.get().then(|| { let (d, t) = st.progress.get(); view! {
                 <progress data-testid=format!("{prefix}progress") max=t.max(1) value=d></progress> }})}

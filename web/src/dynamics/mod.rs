@@ -7,16 +7,16 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use interplay_dynamics::tasks::{MemoryCapacityResult, PredictionResult};
-use interplay_dynamics::whatwhen::{Rule, Trial, WhatWhenResult, WhatWhenSpec};
+use interplay_dynamics::whatwhen::{Rule, WhatWhenResult, WhatWhenSpec};
 use interplay_dynamics::{
     Adaptation, DynamicsSpec, EiParams, EiSweepRow, EiSweepSpec, EsnParams, MemoryCapacitySpec,
     PredictionSpec, SpikingResult, SpikingSpec, Task,
 };
 
-use crate::assets::{now_ms, progress_callback};
+use crate::engine::{self, DynamicsOutput, Output, Part};
 use crate::plots::{LINE_COLOURS, LinePlot, Series, download, export_svg};
 use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
-use interplay_lab::LabKind;
+use interplay_lab::{Experiment, LabKind};
 
 mod views;
 
@@ -104,14 +104,8 @@ const GUIDED: [Guided; 7] = [
     },
 ];
 
-#[derive(Clone, Debug, PartialEq)]
-enum Outcome {
-    Spiking(SpikingResult),
-    Prediction(PredictionResult),
-    Memory(MemoryCapacityResult),
-    Sweep(Vec<EiSweepRow>),
-    WhatWhen(WhatWhenResult),
-}
+/// A run's result, as the engine returns it.
+type Outcome = DynamicsOutput;
 
 fn kind(spec: &DynamicsSpec) -> &'static str {
     match spec {
@@ -402,63 +396,32 @@ pub fn DynamicsLab() -> impl IntoView {
         let s = spec.get_untracked();
         st.start(&s, 1);
         paused.set(false);
-        let dev = crate::runtime::current();
-        let backend = dev.backend.label();
+        // Streamed pieces fill the view while the engine computes.
+        outcome.set(match &s {
+            DynamicsSpec::Spiking(_) => Some(Ok(Outcome::Spiking(SpikingResult::default()))),
+            DynamicsSpec::EiSweep(_) => Some(Ok(Outcome::Sweep(vec![]))),
+            DynamicsSpec::WhatWhen(_) => Some(Ok(Outcome::WhatWhen(WhatWhenResult::default()))),
+            DynamicsSpec::Prediction(_) | DynamicsSpec::MemoryCapacity(_) => None,
+        });
+        let on_part = move |p: Part| {
+            outcome.update(|o| match (o, p) {
+                (Some(Ok(Outcome::Spiking(acc))), Part::Spikes(c)) => acc.extend(c),
+                (Some(Ok(Outcome::Sweep(rows))), Part::SweepRow(r)) => rows.push(r),
+                (Some(Ok(Outcome::WhatWhen(r))), Part::Trial(t)) => r.trials.push(t),
+                _ => {}
+            })
+        };
         spawn_local(async move {
-            let t0 = now_ms();
-            let mut on_progress = progress_callback(st.progress, st.cancel, Some(paused));
-            let r = match &s {
-                DynamicsSpec::Spiking(x) => {
-                    // Stream: each chunk's spikes appear as soon as they are read back.
-                    outcome.set(Some(Ok(Outcome::Spiking(SpikingResult::default()))));
-                    let mut on_chunk = move |c: &SpikingResult| {
-                        outcome.update(|o| {
-                            if let Some(Ok(Outcome::Spiking(acc))) = o {
-                                acc.extend(c.clone());
-                            }
-                        })
-                    };
-                    x.run(&dev.device, &mut on_chunk, &mut on_progress)
-                        .await
-                        .map(Outcome::Spiking)
+            let task = engine::Task::Experiment(Box::new(Experiment::Dynamics(s)));
+            let r = match st.compute(task, on_part).await {
+                Ok((Output::Dynamics(o), ran)) => {
+                    facts.set((ran.backend.label().to_string(), ran.ms));
+                    Ok(o)
                 }
-                DynamicsSpec::Prediction(x) => x
-                    .run(&dev.device, &mut on_progress)
-                    .await
-                    .map(Outcome::Prediction),
-                DynamicsSpec::MemoryCapacity(x) => x
-                    .run(&dev.device, &mut on_progress)
-                    .await
-                    .map(Outcome::Memory),
-                DynamicsSpec::EiSweep(x) => {
-                    outcome.set(Some(Ok(Outcome::Sweep(vec![]))));
-                    let mut on_row = move |row: &EiSweepRow| {
-                        outcome.update(|o| {
-                            if let Some(Ok(Outcome::Sweep(rows))) = o {
-                                rows.push(row.clone());
-                            }
-                        })
-                    };
-                    x.run(&dev.device, &mut on_row, &mut on_progress)
-                        .await
-                        .map(Outcome::Sweep)
-                }
-                DynamicsSpec::WhatWhen(x) => {
-                    outcome.set(Some(Ok(Outcome::WhatWhen(WhatWhenResult::default()))));
-                    let mut on_trial = move |t: &Trial| {
-                        outcome.update(|o| {
-                            if let Some(Ok(Outcome::WhatWhen(r))) = o {
-                                r.trials.push(t.clone());
-                            }
-                        })
-                    };
-                    x.run(&dev.device, &mut on_trial, &mut on_progress)
-                        .await
-                        .map(Outcome::WhatWhen)
-                }
+                Ok(_) => Err("the engine answered with another lab's result".to_string()),
+                Err(e) => Err(e.to_string()),
             };
-            facts.set((backend.to_string(), now_ms() - t0));
-            outcome.set(Some(r.map_err(|e| e.to_string())));
+            outcome.set(Some(r));
             st.finish();
         });
     };

@@ -1,6 +1,7 @@
 //! Fine-tuning in the page: the suite's base on a task or on pasted data, with a live loss curve.
 
 use super::*;
+use crate::engine::JobId;
 
 /// Fine-tuning in the page: the suite's base on a task or on pasted data, with a live loss curve.
 #[component]
@@ -15,7 +16,7 @@ pub(super) fn FineTune(
         ..TrainOptions::fine_tune()
     });
     let busy = RwSignal::new(false);
-    let cancel = RwSignal::new(false);
+    let job = RwSignal::new(None::<JobId>);
     let losses = RwSignal::new(Vec::<f64>::new());
     let result = RwSignal::new(None::<Result<(Vec<f64>, Vec<u8>), String>>);
     let epochs_done = RwSignal::new((0usize, 0usize));
@@ -23,56 +24,64 @@ pub(super) fn FineTune(
     let lock = crate::share::locked();
 
     let train = move |_| {
-        let o = opts.get_untracked();
-        let data = match task.get_untracked() {
-            Some(t) => Ok(Dataset::task(t, Split::Train)),
-            None => Dataset::parse(&pasted.get_untracked()),
-        };
-        let data = match data.and_then(|d| o.check().map(|_| d)) {
-            Ok(d) => d,
-            Err(e) => {
-                result.set(Some(Err(e.to_string())));
-                return;
-            }
-        };
+        let options = opts.get_untracked();
+        // The page's own checks first: a message at once, nothing sent.
+        if let Err(e) = options.check() {
+            result.set(Some(Err(e.to_string())));
+            return;
+        }
         busy.set(true);
-        cancel.set(false);
         losses.set(Vec::new());
         result.set(None);
-        let epochs = o.epochs;
+        let epochs = options.epochs;
         epochs_done.set((0, epochs));
         steps_done.set((0, 1));
-        let dev = crate::runtime::current();
-        spawn_local(async move {
-            let mut on_step = move |p: TrainProgress| -> Progress {
-                steps_done.set((p.step, p.steps));
-                if let Some(loss) = p.loss {
-                    epochs_done.set((p.epoch, epochs));
+        let task = engine::Task::FineTune {
+            task: task.get_untracked(),
+            pasted: pasted.get_untracked(),
+            options,
+        };
+        let on_part = move |p: Part| {
+            if let Part::TrainStep {
+                step,
+                steps,
+                epoch,
+                loss,
+            } = p
+            {
+                steps_done.set((step, steps));
+                if let Some(loss) = loss {
+                    epochs_done.set((epoch, epochs));
                     losses.update(|l| l.push(loss));
                 }
-                Box::pin(async move {
-                    yield_now().await;
-                    !cancel.get_untracked()
-                })
-            };
-            let r = async {
-                let base = suite::bundled(None)?;
-                let t = suite::train(&dev.device, &base, &data, &o, &mut on_step).await?;
-                let at = o.linearised.then_some(&base);
-                let acc =
-                    suite::evaluate(&dev.device, &t.weights, at, &suite::test_sets(&dev.device))
-                        .await?;
-                Ok::<_, interplay_lab::LabError>((acc, suite::to_safetensors(&t.weights)?))
             }
-            .await;
-            result.set(Some(r.map_err(|e| match e {
-                interplay_lab::LabError::Cancelled => {
-                    "Fine-tuning cancelled; the loss so far is kept above.".to_string()
+        };
+        let (id, done) = engine::submit(task, crate::runtime::current().backend, |_| {}, on_part);
+        job.set(Some(id));
+        spawn_local(async move {
+            let r = match done.await {
+                Ok((
+                    Output::FineTuned {
+                        accuracy,
+                        safetensors,
+                    },
+                    _,
+                )) => Ok((accuracy, safetensors)),
+                Ok(_) => Err("the engine answered with another result".to_string()),
+                Err(engine::Failure::Cancelled) => {
+                    Err("Fine-tuning cancelled; the loss so far is kept above.".to_string())
                 }
-                e => e.to_string(),
-            })));
+                Err(e) => Err(e.to_string()),
+            };
+            job.set(None);
+            result.set(Some(r));
             busy.set(false);
         });
+    };
+    let cancel = move || {
+        if let Some(id) = job.get_untracked() {
+            engine::cancel(id);
+        }
     };
 
     view! {
@@ -106,7 +115,7 @@ pub(super) fn FineTune(
             </div>
             <p>
                 <button data-testid="ft-run" on:click=train prop:disabled=move || busy.get()>"Fine-tune"</button>" "
-                <button data-testid="ft-cancel" on:click=move |_| cancel.set(true) prop:disabled=move || !busy.get()>"Cancel"</button>" "
+                <button data-testid="ft-cancel" on:click=move |_| cancel() prop:disabled=move || !busy.get()>"Cancel"</button>" "
                 {move || busy.get().then(|| { let (d, t) = steps_done.get(); view! { <progress data-testid="ft-progress" max=t.max(1) value=d></progress> }})}
             </p>
             {move || (!losses.get().is_empty()).then(|| view! {

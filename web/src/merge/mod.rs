@@ -12,13 +12,12 @@ use interplay_lab::mergelab::{
     AdaOptions, FineTuneSpec, FineTuning, Granularity, LabMethod, MergeOutcome, MergeSpec,
     Objective,
 };
-use interplay_lab::suite::{self, Dataset, Split, Task, TrainOptions, TrainProgress};
-use interplay_models::patching::Progress;
+use interplay_lab::suite::{Task, TrainOptions};
 
-use crate::assets::{now_ms, progress_callback, yield_now};
+use crate::engine::{self, Output, Part};
 use crate::plots::{Heatmap, LinePlot, Series, download};
 use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
-use interplay_lab::LabKind;
+use interplay_lab::{Experiment, LabKind};
 
 mod finetune;
 
@@ -218,21 +217,29 @@ pub fn MergeLab() -> impl IntoView {
         }
         input_error.set(None);
         st.start(&s, s.work());
-        let dev = crate::runtime::current();
-        let backend = dev.backend.label();
         spawn_local(async move {
-            let t0 = now_ms();
-            let mut on_progress = progress_callback(st.progress, st.cancel, None);
-            let r = s.run(&dev.device, &mut on_progress).await;
-            facts.set((backend.to_string(), now_ms() - t0));
+            let tasks = s
+                .tasks
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join("+");
+            let r = match st
+                .compute(
+                    engine::Task::Experiment(Box::new(Experiment::Merge(s))),
+                    |_: Part| {},
+                )
+                .await
+            {
+                Ok((Output::Merge(o), ran)) => {
+                    facts.set((ran.backend.label().to_string(), ran.ms));
+                    Ok(o)
+                }
+                Ok(_) => Err("the engine answered with another lab's result".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             if let Ok(o) = &r {
                 let name = o.rows.last().map(|r| r.name.clone()).unwrap_or_default();
-                let tasks = s
-                    .tasks
-                    .iter()
-                    .map(|t| t.name())
-                    .collect::<Vec<_>>()
-                    .join("+");
                 compared.update(|c| {
                     c.push(Compared {
                         name: format!("{name} [{tasks}]"),
@@ -242,7 +249,7 @@ pub fn MergeLab() -> impl IntoView {
                     })
                 });
             }
-            outcome.set(Some(r.map_err(|e| e.to_string())));
+            outcome.set(Some(r));
             st.finish();
         });
     };

@@ -1,0 +1,358 @@
+//! The engine: the labs' long computations run in one dedicated Web Worker, so the page's main
+//! thread only draws and answers the user.
+//!
+//! The worker is this same wasm module (compiled once; the page hands its `WebAssembly.Module`
+//! to `engine.js`), started in a dedicated worker where `main` calls [`worker::start`]. The page
+//! submits a [`Task`] — for the spec labs, the one `Experiment` type — and receives progress,
+//! streamed [`Part`]s and the [`Output`]. Cancel resolves the job at once on the page and stops
+//! the worker at its next progress point. Where no worker can start (no module workers), the
+//! page runs the same [`worker`] code itself, as before.
+//!
+//! A leaf: it knows the page's device ([`crate::runtime`]) and nothing of the labs' views.
+
+mod protocol;
+pub mod worker;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use interplay_models::Backend;
+use serde::Serialize;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+pub use protocol::*;
+
+/// Why a job gave no result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Failure {
+    /// The user cancelled it.
+    Cancelled,
+    /// It failed; the message is for the user.
+    Failed(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Cancelled => f.write_str("cancelled"),
+            Failure::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A finished job: its result and where it ran.
+pub type Finished = Result<(Output, Ran), Failure>;
+
+type Callback<T> = Rc<RefCell<dyn FnMut(T)>>;
+
+struct Pending {
+    on_progress: Callback<(usize, usize)>,
+    on_part: Callback<Part>,
+    done: oneshot::Sender<Finished>,
+    /// Streamed pieces not yet handed over (see [`PART_BATCH_MS`]).
+    parts: Vec<Part>,
+}
+
+/// Streamed pieces reach the page's views in batches at most this often: each hand-over
+/// redraws a growing result, so fewer redraws keep the main thread free.
+const PART_BATCH_MS: u64 = 250;
+
+enum State {
+    /// No worker yet (or the last one stopped): the next job starts one.
+    Idle,
+    /// The worker is loading; requests wait in `queue`.
+    Starting(web_sys::Worker),
+    /// The worker takes requests.
+    Ready(web_sys::Worker),
+    /// No worker can run here: jobs run in the page.
+    InPage,
+}
+
+struct Client {
+    state: State,
+    queue: Vec<ToEngine>,
+    next: JobId,
+    jobs: HashMap<JobId, Pending>,
+}
+
+thread_local! {
+    static CLIENT: RefCell<Client> = RefCell::new(Client {
+        state: State::Idle,
+        queue: Vec::new(),
+        next: 1,
+        jobs: HashMap::new(),
+    });
+}
+
+/// Submit `task` to run on `backend`. `on_progress(done, total)` and `on_part` are called as the
+/// engine reports; the returned future resolves once with the result, a failure, or
+/// [`Failure::Cancelled`] as soon as [`cancel`] is called.
+pub fn submit(
+    task: Task,
+    backend: Backend,
+    on_progress: impl FnMut((usize, usize)) + 'static,
+    on_part: impl FnMut(Part) + 'static,
+) -> (JobId, impl Future<Output = Finished>) {
+    let (tx, rx) = oneshot::channel();
+    let id = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        let id = c.next;
+        c.next += 1;
+        c.jobs.insert(
+            id,
+            Pending {
+                on_progress: Rc::new(RefCell::new(on_progress)),
+                on_part: Rc::new(RefCell::new(on_part)),
+                done: tx,
+                parts: Vec::new(),
+            },
+        );
+        id
+    });
+    send(ToEngine::Run {
+        id,
+        backend,
+        task: Box::new(task),
+    });
+    let done = async move {
+        rx.await.unwrap_or_else(|_| {
+            Err(Failure::Failed(
+                "the engine stopped before the run finished".into(),
+            ))
+        })
+    };
+    (id, done)
+}
+
+/// Cancel job `id`: its future resolves now with [`Failure::Cancelled`]; the engine stops it at
+/// its next progress point and whatever it still sends is dropped.
+pub fn cancel(id: JobId) {
+    let pending = CLIENT.with(|c| c.borrow_mut().jobs.remove(&id));
+    if let Some(p) = pending {
+        let _ = p.done.send(Err(Failure::Cancelled));
+        send(ToEngine::Cancel { id });
+    }
+}
+
+/// Hold job `id` at its next progress point (`true`), or let it go on.
+pub fn pause(id: JobId, paused: bool) {
+    if CLIENT.with(|c| c.borrow().jobs.contains_key(&id)) {
+        send(ToEngine::Pause { id, paused });
+    }
+}
+
+/// Whether jobs run in the engine worker (`false` before the first job, or where the page runs
+/// them itself).
+pub fn in_worker() -> bool {
+    CLIENT.with(|c| matches!(c.borrow().state, State::Starting(_) | State::Ready(_)))
+}
+
+/// Deliver `msg` to the engine: post it, queue it while the worker loads, or run it in the page.
+fn send(msg: ToEngine) {
+    let ready = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        if matches!(c.state, State::Idle) {
+            c.state = match spawn_worker() {
+                Some(w) => State::Starting(w),
+                None => State::InPage,
+            };
+        }
+        match &c.state {
+            State::Ready(w) => Some(Ok(w.clone())),
+            State::InPage => Some(Err(())),
+            State::Starting(_) | State::Idle => {
+                c.queue.push(msg.clone());
+                None
+            }
+        }
+    });
+    match ready {
+        Some(Ok(w)) => post(&w, &msg),
+        Some(Err(())) => run_in_page(msg),
+        None => {}
+    }
+}
+
+fn post(w: &web_sys::Worker, msg: &ToEngine) {
+    match msg.serialize(&worker::serializer()) {
+        Ok(v) => {
+            if let Err(e) = w.post_message(&v) {
+                fail_all(&format!("the engine could not take the request: {e:?}"));
+            }
+        }
+        Err(e) => fail_all(&format!("the engine could not take the request: {e}")),
+    }
+}
+
+/// The page computes itself: control messages set the job's flags, runs start at once.
+fn run_in_page(msg: ToEngine) {
+    match msg {
+        ToEngine::Run { id, backend, task } => {
+            let sink: worker::Sink = Rc::new(dispatch);
+            leptos::task::spawn_local(worker::run(id, backend, *task, sink));
+        }
+        other => worker::control(&other),
+    }
+}
+
+/// Start the engine worker: `engine.js` beside the page loads this module's JavaScript glue and
+/// instantiates the page's own compiled `WebAssembly.Module`.
+fn spawn_worker() -> Option<web_sys::Worker> {
+    let doc = web_sys::window()?.document()?;
+    // Trunk preloads the glue; the element's `href` property is the absolute URL.
+    let link = doc.query_selector("link[rel=modulepreload]").ok()??;
+    let glue = js_sys::Reflect::get(&link, &"href".into())
+        .ok()?
+        .as_string()?;
+    let opts = web_sys::WorkerOptions::new();
+    opts.set_type(web_sys::WorkerType::Module);
+    opts.set_name("interplay-engine");
+    let w = web_sys::Worker::new_with_options("engine.js", &opts).ok()?;
+
+    let on_message =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(|e: web_sys::MessageEvent| {
+            match serde_wasm_bindgen::from_value::<FromEngine>(e.data()) {
+                Ok(msg) => dispatch(msg),
+                Err(e) => fail_all(&format!("the engine sent an unreadable message: {e}")),
+            }
+        });
+    w.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(|e: web_sys::ErrorEvent| {
+        e.prevent_default();
+        stopped(&e.message());
+    });
+    w.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+
+    let init = js_sys::Object::new();
+    js_sys::Reflect::set(&init, &"glue".into(), &glue.into()).ok()?;
+    js_sys::Reflect::set(&init, &"module".into(), &wasm_bindgen::module()).ok()?;
+    w.post_message(&init).ok()?;
+    Some(w)
+}
+
+/// The worker failed: while loading, the page takes over its queued jobs; while running, its
+/// jobs fail with a message and the next job starts a fresh worker.
+fn stopped(reason: &str) {
+    let (was_starting, queued) = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        let state = std::mem::replace(&mut c.state, State::Idle);
+        match state {
+            State::Starting(w) => {
+                w.terminate();
+                c.state = State::InPage;
+                (true, std::mem::take(&mut c.queue))
+            }
+            State::Ready(w) => {
+                w.terminate();
+                (false, Vec::new())
+            }
+            other => {
+                c.state = other;
+                (false, Vec::new())
+            }
+        }
+    });
+    if was_starting {
+        web_sys::console::warn_1(
+            &format!("the engine worker did not start ({reason}); computing in the page").into(),
+        );
+        queued.into_iter().for_each(run_in_page);
+    } else {
+        fail_all(&format!(
+            "the engine stopped ({reason}); the next run starts it again"
+        ));
+    }
+}
+
+/// Fail every pending job with `message`.
+fn fail_all(message: &str) {
+    let jobs: Vec<Pending> = CLIENT.with(|c| c.borrow_mut().jobs.drain().map(|(_, p)| p).collect());
+    for p in jobs {
+        let _ = p.done.send(Err(Failure::Failed(message.to_string())));
+    }
+}
+
+/// Hand a message from the engine to its job (messages of cancelled jobs are dropped).
+fn dispatch(msg: FromEngine) {
+    match msg {
+        FromEngine::Ready => {
+            let (w, queue) = CLIENT.with(|c| {
+                let mut c = c.borrow_mut();
+                let state = std::mem::replace(&mut c.state, State::Idle);
+                let w = match state {
+                    State::Starting(w) | State::Ready(w) => w,
+                    other => {
+                        c.state = other;
+                        return (None, Vec::new());
+                    }
+                };
+                c.state = State::Ready(w.clone());
+                (Some(w), std::mem::take(&mut c.queue))
+            });
+            if let Some(w) = w {
+                queue.iter().for_each(|m| post(&w, m));
+            }
+        }
+        FromEngine::Progress { id, done, total } => {
+            if let Some(f) =
+                CLIENT.with(|c| c.borrow().jobs.get(&id).map(|p| p.on_progress.clone()))
+            {
+                (f.borrow_mut())((done, total));
+            }
+        }
+        FromEngine::Part { id, part } => {
+            let first = CLIENT.with(|c| {
+                c.borrow_mut().jobs.get_mut(&id).map(|p| {
+                    p.parts.push(part);
+                    p.parts.len() == 1
+                })
+            });
+            if first == Some(true) {
+                leptos::prelude::set_timeout(
+                    move || hand_over(id),
+                    std::time::Duration::from_millis(PART_BATCH_MS),
+                );
+            }
+        }
+        FromEngine::Done { id, ran, output } => {
+            if let Some(r) = &ran.fallback {
+                crate::runtime::engine_fell_back(r);
+            }
+            finish(id, Ok((*output, ran)));
+        }
+        FromEngine::Failed { id, ran, message } => {
+            if let Some(r) = ran.as_ref().and_then(|r| r.fallback.as_ref()) {
+                crate::runtime::engine_fell_back(r);
+            }
+            finish(id, Err(Failure::Failed(message)));
+        }
+    }
+}
+
+/// Hand job `id`'s buffered pieces to its view.
+fn hand_over(id: JobId) {
+    let batch = CLIENT.with(|c| {
+        c.borrow_mut()
+            .jobs
+            .get_mut(&id)
+            .map(|p| (std::mem::take(&mut p.parts), p.on_part.clone()))
+    });
+    if let Some((parts, f)) = batch {
+        let mut f = f.borrow_mut();
+        for p in parts {
+            f(p);
+        }
+    }
+}
+
+fn finish(id: JobId, result: Finished) {
+    hand_over(id);
+    if let Some(p) = CLIENT.with(|c| c.borrow_mut().jobs.remove(&id)) {
+        let _ = p.done.send(result);
+    }
+}

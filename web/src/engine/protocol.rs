@@ -1,0 +1,164 @@
+//! The messages between the page and the engine worker. Both sides are this crate, so one set
+//! of serde types; they cross `postMessage` through `serde-wasm-bindgen` (numbers stay exact
+//! f64, 64-bit integers travel as BigInt, bytes as a `Uint8Array`).
+
+use interplay_dynamics::tasks::{MemoryCapacityResult, PredictionResult};
+use interplay_dynamics::whatwhen::{Trial, WhatWhenResult};
+use interplay_dynamics::{EiSweepRow, SpikingResult};
+use interplay_lab::Experiment;
+use interplay_lab::mergelab::MergeOutcome;
+use interplay_lab::suite::{Task as SuiteTask, TrainOptions};
+use interplay_models::Backend;
+use serde::{Deserialize, Serialize};
+
+/// A job's number, unique for the page's lifetime.
+pub type JobId = u32;
+
+/// What the engine is asked to compute.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Task {
+    /// One experiment of a spec lab, exactly as a share link or `interplay run` states it.
+    Experiment(Box<Experiment>),
+    /// Fine-tune the Merge suite's base: on a bundled task's training split, or on pasted data
+    /// (the page's text format, parsed by the engine).
+    FineTune {
+        /// The bundled task, or `None` for `pasted`.
+        task: Option<SuiteTask>,
+        /// Pasted training data (used when `task` is `None`).
+        pasted: String,
+        /// Optimiser settings.
+        options: TrainOptions,
+    },
+}
+
+/// Page → engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ToEngine {
+    /// Start a job on `backend` (the engine falls back to the CPU as the page does).
+    Run {
+        /// The job.
+        id: JobId,
+        /// The device the page asks for.
+        backend: Backend,
+        /// What to compute.
+        task: Box<Task>,
+    },
+    /// Stop a job at its next progress point; the page has already moved on.
+    Cancel {
+        /// The job.
+        id: JobId,
+    },
+    /// Hold a job at its next progress point, or let it go on.
+    Pause {
+        /// The job.
+        id: JobId,
+        /// Hold (`true`) or go on.
+        paused: bool,
+    },
+}
+
+/// Engine → page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum FromEngine {
+    /// The engine has started and takes jobs.
+    Ready,
+    /// `(done, total)` units of a job's work.
+    Progress {
+        /// The job.
+        id: JobId,
+        /// Units done.
+        done: usize,
+        /// Units in all.
+        total: usize,
+    },
+    /// A streamed piece of a job's result, shown before the job ends.
+    Part {
+        /// The job.
+        id: JobId,
+        /// The piece.
+        part: Part,
+    },
+    /// A job finished.
+    Done {
+        /// The job.
+        id: JobId,
+        /// Where and how long it ran.
+        ran: Ran,
+        /// Its result.
+        output: Box<Output>,
+    },
+    /// A job failed (bad input, a lost GPU, cancelled); the message is for the user.
+    Failed {
+        /// The job.
+        id: JobId,
+        /// Where it ran, when it got that far.
+        ran: Option<Ran>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Where a job ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ran {
+    /// The backend that computed.
+    pub backend: Backend,
+    /// Why it is not the one asked for (no adapter; the GPU was lost).
+    pub fallback: Option<String>,
+    /// Milliseconds of compute in the engine.
+    pub ms: f64,
+}
+
+/// A streamed piece of a result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Part {
+    /// Spikes of the next chunk of a spiking run.
+    Spikes(SpikingResult),
+    /// One ratio of an E/I sweep.
+    SweepRow(EiSweepRow),
+    /// One trial of the what/when paradigm.
+    Trial(Trial),
+    /// One fine-tuning step.
+    TrainStep {
+        /// Steps done.
+        step: usize,
+        /// Steps in all.
+        steps: usize,
+        /// Epochs done.
+        epoch: usize,
+        /// At the end of an epoch: its mean loss.
+        loss: Option<f64>,
+    },
+}
+
+/// A Dynamics experiment's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DynamicsOutput {
+    /// Raster, traces, rates.
+    Spiking(SpikingResult),
+    /// ESN prediction.
+    Prediction(PredictionResult),
+    /// Memory capacity.
+    Memory(MemoryCapacityResult),
+    /// E/I sweep rows.
+    Sweep(Vec<EiSweepRow>),
+    /// What/when trials.
+    WhatWhen(WhatWhenResult),
+}
+
+/// A job's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    /// A Dynamics experiment.
+    Dynamics(DynamicsOutput),
+    /// A Merge experiment.
+    Merge(MergeOutcome),
+    /// A fine-tune of the suite's base.
+    FineTuned {
+        /// Accuracy on every task ([`SuiteTask::ALL`] order).
+        accuracy: Vec<f64>,
+        /// The fine-tuned weights as safetensors.
+        #[serde(with = "serde_bytes")]
+        safetensors: Vec<u8>,
+    },
+}
