@@ -10,6 +10,11 @@ import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
 const IZHIKEVICH = { experiment: "spiking", ms: 1000, seed: 1 };
 // AdaMerging: learned coefficients over the four bundled fine-tunes.
 const ADAMERGING = { lab: "merge", method: "adamerging" };
+// Longer runs of the same, to Cancel while they surely still compute.
+const LONG = {
+  dynamics: { ...IZHIKEVICH, ms: 30_000 },
+  merge: { ...ADAMERGING, adamerging: { steps: 2000 } },
+};
 
 const PROBE_MS = 4000;
 
@@ -18,13 +23,16 @@ before(async () => { srv = await serveDist(); });
 after(() => srv.server.close());
 
 /// Open `lab`'s share link for `spec`, run it, and while it computes (up to PROBE_MS) ask the
-/// main thread for `1 + 1` every 100 ms. Then run it again and Cancel after 300 ms. Returns the
+/// main thread for `1 + 1` every 100 ms. Then start a longer run and Cancel it after 300 ms. Returns the
 /// slowest answer, the answers taken, and how long Cancel took to give the page back (measured
 /// in the page, from the click to the lab leaving its running state).
 async function probe(page, lab, prefix, spec, backend) {
-  await page.goto(srv.base + `#/${lab}?spec=` + encodeURIComponent(JSON.stringify(spec)));
-  await page.reload();
-  await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
+  const open = async (s) => {
+    await page.goto(srv.base + `#/${lab}?spec=` + encodeURIComponent(JSON.stringify(s)));
+    await page.reload();
+    await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
+  };
+  await open(spec);
   const status = `[data-testid="${prefix}status"]`;
   const start = async () => {
     await page.click(`[data-testid="${prefix}run"]`, { noWaitAfter: true });
@@ -47,6 +55,9 @@ async function probe(page, lab, prefix, spec, backend) {
     await page.click(`[data-testid="${prefix}cancel"]`);
   }
   await page.waitForSelector(`${status}:not([data-state="running"])`, { state: "attached" });
+  // The run went to the engine worker, not the page.
+  assert.ok(page.workers().some((w) => /engine\.js$/.test(w.url())), "no engine worker");
+  await open(LONG[lab]);
   await start();
   await page.waitForTimeout(300);
   assert.ok(await running(), "the second run should still be computing");

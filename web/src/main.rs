@@ -6,6 +6,7 @@
 // wraps *every* export in a call to it, so each JS → wasm call (every `JsValue` the page or the
 // engine touches) re-ran hundreds of constructors — seconds per streamed result. One explicit
 // call at start turns that off (lld's documented rule; see the `inventory` crate's wasm notes).
+#[cfg(target_family = "wasm")]
 #[allow(unsafe_code)]
 mod ctors {
     unsafe extern "C" {
@@ -20,6 +21,7 @@ mod ctors {
 }
 
 fn main() {
+    #[cfg(target_family = "wasm")]
     ctors::run();
     console_error_panic_hook::set_once();
     if interplay_web::engine::worker::is_worker() {

@@ -182,7 +182,8 @@ fn DeviceSwitch(
         None => ("badge pending", "starting…".to_string()),
         Some(s) => match s.backend {
             Backend::Wgpu => ("badge gpu", "WebGPU".to_string()),
-            Backend::Cpu => ("badge cpu", "CPU (WebAssembly)".to_string()),
+            // One thread: the engine worker runs single-threaded WebAssembly (SIMD).
+            Backend::Cpu => ("badge cpu", "CPU × 1 thread".to_string()),
         },
     };
     let title = move || {
@@ -190,7 +191,9 @@ fn DeviceSwitch(
             .get()
             .and_then(|s| s.fallback_reason)
             .map(|r| format!("WebGPU unavailable: {r}"))
-            .unwrap_or_default()
+            .unwrap_or_else(|| {
+                "Dynamics and Merge runs compute in a background worker, so the page stays responsive".into()
+            })
     };
     view! {
         <div class="device">

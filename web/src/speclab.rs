@@ -85,7 +85,7 @@ pub struct RunState {
 impl RunState {
     /// Idle, with the opening link's error (if any).
     pub fn new(link_error: Option<String>) -> Self {
-        Self {
+        let st = Self {
             busy: RwSignal::new(false),
             cancel: RwSignal::new(false),
             progress: RwSignal::new((0, 0)),
@@ -93,7 +93,14 @@ impl RunState {
             share: RwSignal::new(String::new()),
             link_error: RwSignal::new(link_error),
             job: RwSignal::new(None),
-        }
+        };
+        // Leaving the lab ends its engine job: nobody will see it, and it holds the engine.
+        on_cleanup(move || {
+            if let Some(Some(id)) = st.job.try_get_untracked() {
+                engine::cancel(id);
+            }
+        });
+        st
     }
 
     /// Cancel the running work: an engine job ends now (the page is free at once); work the

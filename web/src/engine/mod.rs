@@ -130,7 +130,13 @@ pub fn submit(
 /// Cancel job `id`: its future resolves now with [`Failure::Cancelled`]; the engine stops it at
 /// its next progress point and whatever it still sends is dropped.
 pub fn cancel(id: JobId) {
-    let pending = CLIENT.with(|c| c.borrow_mut().jobs.remove(&id));
+    let pending = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        // Not started yet: it never will.
+        c.queue
+            .retain(|m| !matches!(m, ToEngine::Run { id: queued, .. } if *queued == id));
+        c.jobs.remove(&id)
+    });
     if let Some(p) = pending {
         let _ = p.done.send(Err(Failure::Cancelled));
         send(ToEngine::Cancel { id });
@@ -177,26 +183,30 @@ fn send(msg: ToEngine) {
 }
 
 fn post(w: &web_sys::Worker, msg: &ToEngine) {
-    match msg.serialize(&worker::serializer()) {
-        Ok(v) => {
-            if let Err(e) = w.post_message(&v) {
-                fail_all(&format!("the engine could not take the request: {e:?}"));
-            }
-        }
-        Err(e) => fail_all(&format!("the engine could not take the request: {e}")),
+    let posted = msg
+        .serialize(&worker::serializer())
+        .map_err(|e| e.to_string())
+        .and_then(|v| w.post_message(&v).map_err(|e| format!("{e:?}")));
+    if let (Err(e), ToEngine::Run { id, .. }) = (posted, msg) {
+        finish(
+            *id,
+            Err(Failure::Failed(format!(
+                "the engine could not take the request: {e}"
+            ))),
+        );
     }
 }
 
 /// The page computes itself: control messages set the job's flags, runs start at once.
 fn run_in_page(msg: ToEngine) {
-    match msg {
-        ToEngine::Run { id, backend, task } => {
-            let sink: worker::Sink = Rc::new(dispatch);
-            leptos::task::spawn_local(worker::run(id, backend, *task, sink));
-        }
-        other => worker::control(&other),
+    if let Some((id, backend, task)) = worker::receive(msg) {
+        let sink: worker::Sink = Rc::new(dispatch);
+        leptos::task::spawn_local(worker::run(id, backend, task, sink));
     }
 }
+
+/// How long the worker may take to say it is ready before the page computes itself.
+const START_TIMEOUT_MS: u64 = 30_000;
 
 /// Start the engine worker: `engine.js` beside the page loads this module's JavaScript glue and
 /// instantiates the page's own compiled `WebAssembly.Module`.
@@ -221,9 +231,14 @@ fn spawn_worker() -> Option<web_sys::Worker> {
         });
     w.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(|e: web_sys::ErrorEvent| {
+    // A script that fails to load gives a plain `Event`; an uncaught exception an `ErrorEvent`.
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(|e: web_sys::Event| {
         e.prevent_default();
-        stopped(&e.message());
+        let reason = e
+            .dyn_ref::<web_sys::ErrorEvent>()
+            .map(|e| e.message())
+            .unwrap_or_else(|| "engine.js could not be loaded".into());
+        stopped(&reason);
     });
     w.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
@@ -232,6 +247,15 @@ fn spawn_worker() -> Option<web_sys::Worker> {
     js_sys::Reflect::set(&init, &"glue".into(), &glue.into()).ok()?;
     js_sys::Reflect::set(&init, &"module".into(), &wasm_bindgen::module()).ok()?;
     w.post_message(&init).ok()?;
+    // A worker that never answers (a hung import) must not hold the page's runs forever.
+    leptos::prelude::set_timeout(
+        || {
+            if CLIENT.with(|c| matches!(c.borrow().state, State::Starting(_))) {
+                stopped("it did not answer");
+            }
+        },
+        std::time::Duration::from_millis(START_TIMEOUT_MS),
+    );
     Some(w)
 }
 
@@ -325,6 +349,8 @@ fn dispatch(msg: FromEngine) {
             }
             finish(id, Ok((*output, ran)));
         }
+        // A request the engine could not read names no job: every waiting job fails.
+        FromEngine::Failed { id: 0, message, .. } => fail_all(&message),
         FromEngine::Failed { id, ran, message } => {
             if let Some(r) = ran.as_ref().and_then(|r| r.fallback.as_ref()) {
                 crate::runtime::engine_fell_back(r);

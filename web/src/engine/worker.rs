@@ -12,6 +12,7 @@ use interplay_lab::suite::{self, Dataset, Split, TrainProgress};
 use interplay_models::device::device_lost;
 use interplay_models::patching::Progress;
 use interplay_models::{Backend, ComputeDevice};
+use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -36,16 +37,30 @@ fn flags(id: JobId) -> Flags {
     FLAGS.with(|f| f.borrow().get(&id).copied().unwrap_or_default())
 }
 
-/// Apply a control message (cancel, pause) to a running job.
-pub(super) fn control(msg: &ToEngine) {
+/// Take a request as it arrives: a job's controls exist from its `Run` (so a `Cancel` right
+/// behind it is honoured) until it ends; controls of ended jobs are dropped. Returns the job
+/// to start, if it is a `Run`.
+pub(super) fn receive(msg: ToEngine) -> Option<(JobId, Backend, Task)> {
     FLAGS.with(|f| {
         let mut f = f.borrow_mut();
-        match *msg {
-            ToEngine::Cancel { id } => f.entry(id).or_default().cancel = true,
-            ToEngine::Pause { id, paused } => f.entry(id).or_default().paused = paused,
-            ToEngine::Run { .. } => {}
+        match msg {
+            ToEngine::Run { id, backend, task } => {
+                f.insert(id, Flags::default());
+                return Some((id, backend, *task));
+            }
+            ToEngine::Cancel { id } => {
+                if let Some(x) = f.get_mut(&id) {
+                    x.cancel = true
+                }
+            }
+            ToEngine::Pause { id, paused } => {
+                if let Some(x) = f.get_mut(&id) {
+                    x.paused = paused
+                }
+            }
         }
-    });
+        None
+    })
 }
 
 /// Whether this wasm instance runs as the engine worker (a dedicated worker's global scope).
@@ -60,7 +75,20 @@ pub fn start() {
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let out = scope.clone();
     let sink: Sink = Rc::new(move |msg: FromEngine| {
-        if let Ok(v) = msg.serialize(&serializer()) {
+        let posted = msg
+            .serialize(&serializer())
+            .map_err(|e| e.to_string())
+            .and_then(|v| out.post_message(&v).map_err(|e| format!("{e:?}")));
+        // A result that cannot be sent still ends its job on the page, with the reason.
+        if let (Err(e), FromEngine::Done { id, .. } | FromEngine::Failed { id, .. }) =
+            (posted, &msg)
+            && let Ok(v) = (FromEngine::Failed {
+                id: *id,
+                ran: None,
+                message: format!("the engine could not send the result: {e}"),
+            })
+            .serialize(&serializer())
+        {
             let _ = out.post_message(&v);
         }
     });
@@ -68,13 +96,13 @@ pub fn start() {
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
             match serde_wasm_bindgen::from_value::<ToEngine>(e.data()) {
-                Ok(ToEngine::Run { id, backend, task }) => {
-                    let sink = to_page.clone();
-                    wasm_bindgen_futures::spawn_local(async move {
-                        run(id, backend, *task, sink).await
-                    });
+                Ok(msg) => {
+                    if let Some((id, backend, task)) = receive(msg) {
+                        let sink = to_page.clone();
+                        wasm_bindgen_futures::spawn_local(run(id, backend, task, sink));
+                    }
                 }
-                Ok(msg) => control(&msg),
+                // Id 0 names no job: the page fails every waiting job with this message.
                 Err(e) => to_page(FromEngine::Failed {
                     id: 0,
                     ran: None,
@@ -93,8 +121,6 @@ pub(super) fn serializer() -> serde_wasm_bindgen::Serializer {
         .serialize_large_number_types_as_bigints(true)
         .serialize_maps_as_objects(true)
 }
-
-use serde::Serialize;
 
 /// The device for `backend` with the page's fallback rule; a GPU lost once stays lost.
 async fn device_for(backend: Backend) -> (ComputeDevice, Option<String>) {
@@ -125,11 +151,9 @@ fn progress_of(id: JobId, sink: Sink) -> impl FnMut(usize, usize) -> Progress {
     }
 }
 
-/// Run job `id` and report its outcome (always exactly one `Done` or `Failed`).
+/// Run job `id` (taken by [`receive`]) and report its outcome (always exactly one `Done` or
+/// `Failed`).
 pub(super) async fn run(id: JobId, backend: Backend, task: Task, sink: Sink) {
-    FLAGS.with(|f| {
-        f.borrow_mut().entry(id).or_default();
-    });
     let (dev, fallback) = device_for(backend).await;
     let t0 = now_ms();
     let result = compute(id, &dev, task, sink.clone()).await;

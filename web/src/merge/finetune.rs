@@ -83,6 +83,12 @@ pub(super) fn FineTune(
             engine::cancel(id);
         }
     };
+    // Leaving the lab ends the fine-tune: nobody will see it, and it holds the engine.
+    on_cleanup(move || {
+        if let Some(Some(id)) = job.try_get_untracked() {
+            engine::cancel(id);
+        }
+    });
 
     view! {
         <section class="card" data-testid="merge-finetune" data-state=move || match (busy.get(), result.get()) {
