@@ -99,6 +99,31 @@ export function offOrigin(requests, base) {
   return requests.filter((u) => !u.startsWith(origin) && !u.startsWith("data:") && !u.startsWith("blob:"));
 }
 
+
+/// The Neurofeedback lab's SmolLM2 share link the browser tests run (CPU), and its short form
+/// for SwiftShader, where a matmul costs the same for 1 to 64 rows.
+export const NF_SMOLLM2 = {
+  model: "smollm2", hook: "blocks.15.hook_resid_post", pooling: "mean",
+  sentences: { bundled: "sentiment" },
+  directions: ["pc1"], examples: [0, 2], seeds: [1], queries: 6, shuffled: false,
+  labels: ["A", "B"], format: "chat", control: false,
+  explicit: { max_tokens: 8, temperature: 0, samples: 1 },
+};
+// Each of these is 8 SmolLM2 tokens; with a concept label for each, half of either sentiment.
+const EIGHT_BY_EIGHT = [
+  "The soup was warm and tasted wonderful. | 1",
+  "The soup was cold and tasted awful. | 0",
+  "He finally passed his driving test today. | 1",
+  "He failed his driving test again today. | 0",
+  "The picnic in the sunshine was delightful. | 1",
+  "She cried alone after the terrible news. | 0",
+  "The doctor said the results were excellent. | 1",
+  "The children were frightened by the thunder. | 0",
+].join("\n");
+export const NF_SMOLLM2_SHORT = {
+  ...NF_SMOLLM2, sentences: { pasted: EIGHT_BY_EIGHT }, queries: 3, explicit: undefined,
+};
+
 /// Page object for the Circuits lab.
 export class CircuitsPage {
   constructor(page) { this.page = page; }

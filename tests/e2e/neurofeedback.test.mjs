@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { MODES, serveDist, launch, offOrigin, HAS_SMOLLM2, smollm2Skip, requireSmollm2 } from "./harness.mjs";
+import { MODES, serveDist, launch, offOrigin, HAS_SMOLLM2, smollm2Skip, requireSmollm2, NF_SMOLLM2, NF_SMOLLM2_SHORT } from "./harness.mjs";
 
 const SHOTS = path.resolve("target/screenshots");
 // SmolLM2 runs whenever it is fetched (setup does). On the CPU fallback (~30 s) the link is the
@@ -30,27 +30,7 @@ const ICL = {
   examples: [0, 4, 16], seeds: [1], queries: 40, shuffled: true,
   labels: ["A", "B"], format: "plain", control: false,
 };
-const SMOL = {
-  model: "smollm2", hook: "blocks.15.hook_resid_post", pooling: "mean",
-  sentences: { bundled: "sentiment" },
-  directions: ["pc1"], examples: [0, 2], seeds: [1], queries: 6, shuffled: false,
-  labels: ["A", "B"], format: "chat", control: false,
-  explicit: { max_tokens: 8, temperature: 0, samples: 1 },
-};
-// Each of these is 8 SmolLM2 tokens; with a concept label for each, half of either sentiment.
-const EIGHT_BY_EIGHT = [
-  "The soup was warm and tasted wonderful. | 1",
-  "The soup was cold and tasted awful. | 0",
-  "He finally passed his driving test today. | 1",
-  "He failed his driving test again today. | 0",
-  "The picnic in the sunshine was delightful. | 1",
-  "She cried alone after the terrible news. | 0",
-  "The doctor said the results were excellent. | 1",
-  "The children were frightened by the thunder. | 0",
-].join("\n");
-const SMOL_SWIFTSHADER = {
-  ...SMOL, sentences: { pasted: EIGHT_BY_EIGHT }, queries: 3, explicit: undefined,
-};
+const [SMOL, SMOL_SWIFTSHADER] = [NF_SMOLLM2, NF_SMOLLM2_SHORT];
 
 function cli(spec) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));

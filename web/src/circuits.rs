@@ -107,7 +107,7 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
 /// The lab.
 #[component]
 pub fn CircuitsLab() -> impl IntoView {
-    let info = RwSignal::new(models::current().ok().map(|(_, i)| i));
+    let info = RwSignal::new(models::info());
     let status = RwSignal::new(None::<Result<String, String>>);
     let busy = RwSignal::new(false);
     let prompt = RwSignal::new(draft_get(PROMPT_KEY).unwrap_or_else(|| IOI_PROMPT.to_string()));
@@ -167,11 +167,11 @@ pub fn CircuitsLab() -> impl IntoView {
                         .map(|(n, _)| n.clone())
                         .collect::<Vec<_>>()
                         .join(" + ");
-                    finish_load(ModelSource {
-                        key: name.clone(),
+                    finish_load(ModelSource::new(
+                        name.clone(),
                         name,
-                        files: v.into_iter().map(|(n, b)| (n, Rc::new(b))).collect(),
-                    });
+                        v.into_iter().map(|(n, b)| (n, Rc::new(b))).collect(),
+                    ));
                 }
                 Err(e) => fail_load(e.to_string()),
             }
@@ -218,7 +218,7 @@ pub fn CircuitsLab() -> impl IntoView {
         .filter(|m| Bundled::from_id(m).is_some() || (embed && m == "smollm2"))
         .or_else(|| embed.then(|| "smollm2".to_string()));
     if let Some(key) = wanted
-        && models::current().map(|(_, i)| i.key != key).unwrap_or(true)
+        && models::info().is_none_or(|i| i.key != key)
     {
         load_model(key);
     }

@@ -148,7 +148,7 @@ pub fn GuidedPanel(
                         <button data-testid=format!("guide-{id}-setup") on:click=move |_| {
                             chosen.set(Some(id));
                             preset.set(Some(make()));
-                            if crate::models::current().map(|(_, i)| i.key != model).unwrap_or(true) {
+                            if crate::models::info().is_none_or(|i| i.key != model) {
                                 load_model.run(model.to_string());
                             }
                         }>"Set up"</button>

@@ -1,21 +1,29 @@
 //! The page's loaded model: where its bytes came from (the bundled SmolLM2, or files the user
-//! picked or dropped, which never leave the browser) and the model built from them on the
-//! page's current device. Switching device rebuilds the model from the kept bytes.
+//! picked or dropped, which never leave the browser), what the page shows about it, and where
+//! it is built — in the engine worker for labs that compute there (Neurofeedback), on the
+//! page's device for labs that still compute in the page (Circuits), each only when needed.
+//! Switching device rebuilds a model from the kept bytes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use interplay_lab::bundled::Bundled;
-use interplay_models::load::{FileKind, LoadedModel, load_gguf, load_safetensors, sniff};
-use interplay_models::{Arch, Backend, registry};
+use interplay_models::load::LoadedModel;
+use interplay_models::{Backend, registry};
 use leptos::prelude::*;
 
 use crate::assets::fetch_bytes;
+use crate::engine::worker::{build_model, describe};
+use crate::engine::{self, ModelFile, Output, Task};
 use crate::runtime;
+
+pub use crate::engine::ModelInfo;
 
 /// The files a model was loaded from.
 #[derive(Clone)]
 pub struct ModelSource {
+    /// This load, unique for the page's lifetime (the engine holds at most one).
+    pub id: u64,
     /// The name specs use: `smollm2`, a bundled model's id, or the user's file name.
     pub key: String,
     /// Shown name.
@@ -24,127 +32,130 @@ pub struct ModelSource {
     pub files: Vec<(String, Rc<Vec<u8>>)>,
 }
 
-/// What the page shows about the model.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ModelInfo {
-    /// The name specs use (see [`ModelSource::key`]).
-    pub key: String,
-    /// Shown name.
-    pub name: String,
-    /// One-line description.
-    pub summary: String,
-    /// Whether text prompts work (else token ids).
-    pub has_tokenizer: bool,
-    /// Why there is no tokenizer.
-    pub tokenizer_note: Option<String>,
-    /// Device the weights live on.
-    pub backend: Backend,
-    /// Layers.
-    pub n_layers: usize,
-    /// Query heads.
-    pub n_heads: usize,
-    /// Vocabulary size.
-    pub d_vocab: usize,
+impl ModelSource {
+    /// A new load of `files` named `key` / `name`.
+    pub fn new(key: String, name: String, files: Vec<(String, Rc<Vec<u8>>)>) -> Self {
+        thread_local!(static NEXT: Cell<u64> = const { Cell::new(1) });
+        let id = NEXT.with(|n| n.replace(n.get() + 1));
+        Self {
+            id,
+            key,
+            name,
+            files,
+        }
+    }
 }
 
+/// The current model: its source, what the page shows, and the page's own copy (built only
+/// when a lab computes in the page; the engine keeps its own).
 struct Slot {
     source: ModelSource,
-    model: Rc<LoadedModel>,
-    backend: Backend,
+    info: ModelInfo,
+    model: Option<(Backend, Rc<LoadedModel>)>,
 }
 
 thread_local! {
     static SLOT: RefCell<Option<Slot>> = const { RefCell::new(None) };
+    /// (engine start, source id) of the model the engine holds.
+    static IN_ENGINE: Cell<Option<(u32, u64)>> = const { Cell::new(None) };
 }
 
-fn build(source: &ModelSource) -> Result<LoadedModel, String> {
-    let device = runtime::current().device;
-    let find = |suffix: &str| {
-        source
-            .files
-            .iter()
-            .find(|(n, _)| n.to_ascii_lowercase().ends_with(suffix))
-    };
-    if let Some((_, b)) = source
-        .files
-        .iter()
-        .find(|(_, b)| matches!(sniff(b), Ok(FileKind::Gguf)))
-    {
-        return load_gguf(b, &device).map_err(|e| e.to_string());
-    }
-    let model = source
-        .files
-        .iter()
-        .find(|(_, b)| matches!(sniff(b), Ok(FileKind::Safetensors)))
-        .ok_or_else(|| {
-            "no model file: choose a .gguf file, or a .safetensors file together with its config.json".to_string()
-        })?;
-    let config = find("config.json").ok_or_else(|| {
-        "a safetensors model needs its config.json: select both files together".to_string()
-    })?;
-    let tokenizer = find("tokenizer.json").map(|(_, b)| b.as_slice());
-    load_safetensors(&model.1, &config.1, tokenizer, &device).map_err(|e| e.to_string())
-}
-
-fn info(source: &ModelSource, m: &LoadedModel, backend: Backend) -> ModelInfo {
-    let c = &m.model.config;
-    let family = match c.arch {
-        Arch::Gpt2 => "GPT-2",
-        Arch::Llama => "Llama",
-    };
-    let gqa = if c.n_kv_heads != c.n_heads {
-        format!(" sharing {} key/value heads", c.n_kv_heads)
-    } else {
-        String::new()
-    };
-    ModelInfo {
-        key: source.key.clone(),
-        name: source.name.clone(),
-        summary: format!(
-            "{family}: {} layers, d_model {}, {} heads{gqa}, vocabulary {}",
-            c.n_layers, c.d_model, c.n_heads, c.d_vocab
-        ),
-        has_tokenizer: m.tokenizer.is_some(),
-        tokenizer_note: m.tokenizer_note.clone(),
-        backend,
-        n_layers: c.n_layers,
-        n_heads: c.n_heads,
-        d_vocab: c.d_vocab,
-    }
-}
-
-/// Load a model from `source` onto the page's device and make it current. On failure the
-/// previous model stays loaded.
+/// Load a model from `source` onto the page's device and make it current (labs that compute
+/// in the page). On failure the previous model stays loaded.
 pub fn load(source: ModelSource) -> Result<ModelInfo, String> {
-    let backend = runtime::current().backend;
-    let m = Rc::new(build(&source)?);
-    let i = info(&source, &m, backend);
+    let dev = runtime::current();
+    let m = Rc::new(build_model(&source.files, &dev.device)?);
+    let info = describe(&source.key, &source.name, &m, dev.backend);
     SLOT.with(|s| {
         *s.borrow_mut() = Some(Slot {
             source,
-            model: m,
-            backend,
+            info: info.clone(),
+            model: Some((dev.backend, m)),
         })
     });
-    Ok(i)
+    Ok(info)
 }
 
-/// The current model on the current device (rebuilt if the device changed since loading).
+/// Load a model from `source` in the engine (parsed and dequantised off the main thread) and
+/// make it current; the page builds its own copy only if a lab computing in the page asks
+/// ([`current`]). On failure the previous model stays loaded.
+pub async fn load_in_engine(source: ModelSource) -> Result<ModelInfo, String> {
+    let info = send_to_engine(&source).await?;
+    SLOT.with(|s| {
+        *s.borrow_mut() = Some(Slot {
+            source,
+            info: info.clone(),
+            model: None,
+        })
+    });
+    Ok(info)
+}
+
+async fn send_to_engine(source: &ModelSource) -> Result<ModelInfo, String> {
+    let files = source
+        .files
+        .iter()
+        .map(|(name, bytes)| ModelFile {
+            name: name.clone(),
+            bytes: bytes.as_ref().clone(),
+        })
+        .collect();
+    let task = Task::LoadModel {
+        key: source.key.clone(),
+        name: source.name.clone(),
+        files,
+    };
+    let (_, done) = engine::submit(task, runtime::current().backend, |_| {}, |_| {});
+    match done.await {
+        Ok((Output::Model(info), _)) => {
+            IN_ENGINE.with(|e| e.set(Some((engine::starts(), source.id))));
+            Ok(info)
+        }
+        Ok(_) => Err("the engine answered with another result".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Make sure the engine holds the current model (it may have been loaded for the page, or the
+/// engine restarted since), sending its files when it does not.
+pub async fn ensure_in_engine() -> Result<(), String> {
+    let source = SLOT
+        .with(|s| s.borrow().as_ref().map(|sl| sl.source.clone()))
+        .ok_or("load a model first")?;
+    if IN_ENGINE.with(|e| e.get()) == Some((engine::starts(), source.id)) {
+        return Ok(());
+    }
+    send_to_engine(&source).await.map(|_| ())
+}
+
+/// What the page shows about the current model (builds nothing).
+pub fn info() -> Option<ModelInfo> {
+    SLOT.with(|s| s.borrow().as_ref().map(|sl| sl.info.clone()))
+}
+
+/// The current model on the page's current device, built there if it has not been yet (or
+/// the device changed since).
 pub fn current() -> Result<(Rc<LoadedModel>, ModelInfo), String> {
-    let backend = runtime::current().backend;
-    let (source, model, loaded_on) = SLOT.with(|s| {
+    let dev = runtime::current();
+    let (source, built) = SLOT.with(|s| {
         s.borrow()
             .as_ref()
-            .map(|sl| (sl.source.clone(), sl.model.clone(), sl.backend))
+            .map(|sl| (sl.source.clone(), sl.model.clone()))
             .ok_or_else(|| "load a model first".to_string())
     })?;
-    if loaded_on == backend {
-        let i = info(&source, &model, backend);
-        return Ok((model, i));
+    if let Some((b, m)) = built
+        && b == dev.backend
+    {
+        let info = describe(&source.key, &source.name, &m, b);
+        return Ok((m, info));
     }
-    let i = load(source)?;
-    let m = SLOT.with(|s| s.borrow().as_ref().map(|sl| sl.model.clone()));
-    m.map(|m| (m, i))
+    let info = load(source)?;
+    let m = SLOT.with(|s| {
+        s.borrow()
+            .as_ref()
+            .and_then(|sl| sl.model.as_ref().map(|(_, m)| m.clone()))
+    });
+    m.map(|m| (m, info))
         .ok_or_else(|| "model vanished".to_string())
 }
 
@@ -163,11 +174,7 @@ pub async fn fetch_source(
                 .map_err(|e| format!("{e} (a bundled model file is missing from this site)"))?;
             files.push((f.to_string(), Rc::new(bytes)));
         }
-        return Ok(ModelSource {
-            key: b.id().into(),
-            name: b.title().into(),
-            files,
-        });
+        return Ok(ModelSource::new(b.id().into(), b.title().into(), files));
     }
     status.set(Some(Ok(
         "Fetching SmolLM2-135M-Instruct (98 MB, served by this site)…".into(),
@@ -176,9 +183,9 @@ pub async fn fetch_source(
         .await
         .map_err(|e| format!("{e}. Run `cargo xtask fetch-models` before building the site."))?;
     status.set(Some(Ok("Dequantising and uploading weights…".into())));
-    Ok(ModelSource {
-        key: registry::SMOLLM2_ID.into(),
-        name: registry::SMOLLM2_TITLE.into(),
-        files: vec![(registry::SMOLLM2_FILE.into(), Rc::new(bytes))],
-    })
+    Ok(ModelSource::new(
+        registry::SMOLLM2_ID.into(),
+        registry::SMOLLM2_TITLE.into(),
+        vec![(registry::SMOLLM2_FILE.into(), Rc::new(bytes))],
+    ))
 }

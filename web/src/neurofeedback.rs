@@ -8,15 +8,15 @@ use leptos::task::spawn_local;
 use interplay_lab::bundled::Bundled;
 use interplay_lab::neurofeedback::{
     BUNDLED_SETS, Bins, Direction, ExplicitControl, NeurofeedbackResult, NeurofeedbackSpec,
-    Pooling, PromptFormat, Sentences, run,
+    Pooling, PromptFormat, Sentences,
 };
 use interplay_models::HookPoint;
 
-use crate::assets::{now_ms, progress_callback, yield_now};
+use crate::engine::{Output, Part, Task};
 use crate::models::{self, ModelInfo};
 use crate::plots::{Heatmap, LinePlot, Series};
 use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
-use interplay_lab::LabKind;
+use interplay_lab::{Experiment, LabKind};
 
 const DRAFT_KEY: &str = "interplay.neurofeedback";
 
@@ -86,7 +86,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     let from_link = init.from_link;
     let spec = RwSignal::new(init.spec);
     let st = RunState::new(init.link_error);
-    let info = RwSignal::new(models::current().ok().map(|(_, i)| i));
+    let info = RwSignal::new(models::info());
     let load_status = RwSignal::new(None::<Result<String, String>>);
     let loads = RwSignal::new(0u32);
     let input_error = RwSignal::new(None::<String>);
@@ -104,10 +104,9 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         st.busy.set(true);
         spawn_local(async move {
             let r = match models::fetch_source(&key, load_status).await {
-                Ok(source) => {
-                    yield_now().await;
-                    models::load(source).map_err(|e| format!("Could not load the model: {e}"))
-                }
+                Ok(source) => models::load_in_engine(source)
+                    .await
+                    .map_err(|e| format!("Could not load the model: {e}")),
                 Err(e) => Err(e),
             };
             match r {
@@ -127,7 +126,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     {
         let key = spec.get_untracked().model;
         let wanted = Bundled::from_id(&key).is_some() || (key == "smollm2" && (embed || from_link));
-        if wanted && models::current().map(|(_, i)| i.key != key).unwrap_or(true) {
+        if wanted && models::info().is_none_or(|i| i.key != key) {
             load_model(key);
         }
     }
@@ -141,7 +140,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         spec.set(s);
         outcome.set(None);
         input_error.set(None);
-        if models::current().map(|(_, i)| i.key != key).unwrap_or(true)
+        if models::info().is_none_or(|i| i.key != key)
             && (Bundled::from_id(&key).is_some() || key == "smollm2")
         {
             load_model(key);
@@ -165,10 +164,13 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             return;
         }
         let s = spec.get_untracked();
-        let (m, i) = match models::current() {
-            Ok(x) => x,
-            Err(e) => {
-                input_error.set(Some(format!("{e}: this experiment uses {:?}", s.model)));
+        let i = match models::info() {
+            Some(i) => i,
+            None => {
+                input_error.set(Some(format!(
+                    "load a model first: this experiment uses {:?}",
+                    s.model
+                )));
                 return;
             }
         };
@@ -182,20 +184,24 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         input_error.set(None);
         st.start(&s, 1);
         spawn_local(async move {
-            let t0 = now_ms();
-            let mut on_progress = progress_callback(st.progress, st.cancel, None);
-            let r = match m.tokenizer.as_ref() {
-                Some(tk) => run(&s, &m.model, tk, &mut on_progress)
+            // The engine computes; it holds the model unless it was loaded for the page.
+            let r = match models::ensure_in_engine().await {
+                Err(e) => Err(e),
+                Ok(()) => match st
+                    .compute(
+                        Task::Experiment(Box::new(Experiment::Neurofeedback(s))),
+                        |_: Part| {},
+                    )
                     .await
-                    .map_err(|e| e.to_string()),
-                None => Err(
-                    "this model has no tokenizer; the experiment needs sentences as text".into(),
-                ),
+                {
+                    Ok((Output::Neurofeedback(r), ran)) => {
+                        facts.set((ran.backend.label().to_string(), ran.ms));
+                        Ok(r)
+                    }
+                    Ok(_) => Err("the engine answered with another lab's result".to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
             };
-            if let Ok((_, i)) = models::current() {
-                facts.set((i.backend.label().to_string(), now_ms() - t0));
-                info.set(Some(i));
-            }
             outcome.set(Some(r));
             st.finish();
         });

@@ -4,10 +4,10 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use interplay_lab::{PatchingSpec, Prompt, TokenRef};
+use interplay_lab::{Experiment, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::{PatchGrid, PatchTarget};
 
-use crate::assets::{now_ms, progress_callback};
+use crate::engine::{Output, Part, Task};
 use crate::speclab::{RunControls, RunState, autosave, initial_spec, state_of};
 
 /// Where the patching panel autosaves its experiment.
@@ -98,63 +98,33 @@ pub fn PatchingPanel(
     let spec = move || current.get_untracked();
 
     let run = move |_| {
-        let (m, info) = match models::current() {
-            Ok(x) => x,
-            Err(e) => {
-                result.set(Some(Err(e)));
-                st.runs.update(|n| *n += 1);
-                return;
-            }
+        let Some(info) = models::info() else {
+            result.set(Some(Err("load a model first".into())));
+            st.runs.update(|n| *n += 1);
+            return;
         };
         let mut s = spec();
         s.model = info.key.clone();
         model_name.set(s.model.clone());
         st.start(&s, 1);
         spawn_local(async move {
-            let t0 = now_ms();
-            let mut on_progress = progress_callback(st.progress, st.cancel, None);
-            let r = s.run(&m, &mut on_progress).await.map_err(|e| e.to_string());
-            let r = r.and_then(|grid| {
-                let resolved = s.resolve(m.tokenizer.as_ref()).map_err(|e| e.to_string())?;
-                let shown = |id: u32| {
-                    m.tokenizer
-                        .as_ref()
-                        .map(|t| t.display_tokens(&[id]).remove(0))
-                        .unwrap_or_else(|| format!("#{id}"))
-                };
-                let (n, h) = (m.model.config.n_layers, m.model.config.n_heads);
-                let rows = (0..grid.grid.len())
-                    .map(|l| {
-                        if s.target == PatchTarget::HeadOutPos {
-                            format!("L{}H{}", l / h, l % h)
-                        } else if l == n {
-                            "ln_final in".to_string()
-                        } else {
-                            format!("L{l}")
-                        }
-                    })
-                    .collect();
-                let cols = if s.target == PatchTarget::HeadOut {
-                    (0..m.model.config.n_heads)
-                        .map(|h| format!("H{h}"))
-                        .collect()
-                } else {
-                    resolved
-                        .clean
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &id)| format!("{i} {}", shown(id)))
-                        .collect()
-                };
-                Ok(SweepResult {
-                    grid,
-                    rows,
-                    cols,
-                    spec: s.clone(),
-                    ms: now_ms() - t0,
-                    backend: info.backend.label().into(),
-                })
-            });
+            // The engine computes; it holds the model unless it was loaded for the page.
+            let task = Task::Experiment(Box::new(Experiment::Circuits(s.clone())));
+            let r = match models::ensure_in_engine().await {
+                Err(e) => Err(e),
+                Ok(()) => match st.compute(task, |_: Part| {}).await {
+                    Ok((Output::Patching { grid, rows, cols }, ran)) => Ok(SweepResult {
+                        grid,
+                        rows,
+                        cols,
+                        spec: s,
+                        ms: ran.ms,
+                        backend: ran.backend.label().into(),
+                    }),
+                    Ok(_) => Err("the engine answered with another lab's result".to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
             result.set(Some(r));
             st.finish();
         });

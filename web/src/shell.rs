@@ -192,7 +192,7 @@ fn DeviceSwitch(
             .and_then(|s| s.fallback_reason)
             .map(|r| format!("WebGPU unavailable: {r}"))
             .unwrap_or_else(|| {
-                "Dynamics and Merge runs compute in a background worker, so the page stays responsive".into()
+                "Dynamics, Merge and Neurofeedback runs compute in a background worker, so the page stays responsive".into()
             })
     };
     view! {

@@ -79,6 +79,7 @@ struct Client {
 }
 
 thread_local! {
+    static STARTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     static CLIENT: RefCell<Client> = RefCell::new(Client {
         state: State::Idle,
         queue: Vec::new(),
@@ -150,6 +151,16 @@ pub fn pause(id: JobId, paused: bool) {
     }
 }
 
+/// How many times an engine has started (a worker, or the page taking over): what the engine
+/// held (a model) is gone when this changes.
+pub fn starts() -> u32 {
+    STARTS.with(|s| s.get())
+}
+
+fn started() {
+    STARTS.with(|s| s.set(s.get() + 1));
+}
+
 /// Whether jobs run in the engine worker (`false` before the first job, or where the page runs
 /// them itself).
 pub fn in_worker() -> bool {
@@ -161,6 +172,7 @@ fn send(msg: ToEngine) {
     let ready = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         if matches!(c.state, State::Idle) {
+            started();
             c.state = match spawn_worker() {
                 Some(w) => State::Starting(w),
                 None => State::InPage,
@@ -268,6 +280,7 @@ fn stopped(reason: &str) {
         match state {
             State::Starting(w) => {
                 w.terminate();
+                started();
                 c.state = State::InPage;
                 (true, std::mem::take(&mut c.queue))
             }

@@ -7,8 +7,10 @@ use interplay_dynamics::whatwhen::{Trial, WhatWhenResult};
 use interplay_dynamics::{EiSweepRow, SpikingResult};
 use interplay_lab::Experiment;
 use interplay_lab::mergelab::MergeOutcome;
+use interplay_lab::neurofeedback::NeurofeedbackResult;
 use interplay_lab::suite::{Task as SuiteTask, TrainOptions};
 use interplay_models::Backend;
+use interplay_models::patching::PatchGrid;
 use serde::{Deserialize, Serialize};
 
 /// A job's number, unique for the page's lifetime.
@@ -19,6 +21,16 @@ pub type JobId = u32;
 pub enum Task {
     /// One experiment of a spec lab, exactly as a share link or `interplay run` states it.
     Experiment(Box<Experiment>),
+    /// Load a model (parse, dequantise, upload to the device) and keep it for the experiments
+    /// that follow; its files stay in the engine, so a device switch rebuilds it there.
+    LoadModel {
+        /// The name specs use.
+        key: String,
+        /// Shown name.
+        name: String,
+        /// The files, as the user picked them or the site served them.
+        files: Vec<ModelFile>,
+    },
     /// Fine-tune the Merge suite's base: on a bundled task's training split, or on pasted data
     /// (the page's text format, parsed by the engine).
     FineTune {
@@ -29,6 +41,39 @@ pub enum Task {
         /// Optimiser settings.
         options: TrainOptions,
     },
+}
+
+/// One file of a model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// File name (`model.safetensors`, `config.json`, `tokenizer.json`, `*.gguf`).
+    pub name: String,
+    /// Its bytes.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// What the page shows about a loaded model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The name specs use (`smollm2`, a bundled model's id, or the user's file name).
+    pub key: String,
+    /// Shown name.
+    pub name: String,
+    /// One-line description.
+    pub summary: String,
+    /// Whether text prompts work (else token ids).
+    pub has_tokenizer: bool,
+    /// Why there is no tokenizer.
+    pub tokenizer_note: Option<String>,
+    /// Device the weights live on.
+    pub backend: Backend,
+    /// Layers.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Vocabulary size.
+    pub d_vocab: usize,
 }
 
 /// Page → engine.
@@ -153,6 +198,19 @@ pub enum Output {
     Dynamics(DynamicsOutput),
     /// A Merge experiment.
     Merge(MergeOutcome),
+    /// A Circuits patching sweep, with its grid's row and column labels.
+    Patching {
+        /// The sweep.
+        grid: PatchGrid,
+        /// Row labels (`L3`, `L3H7`, `ln_final in`).
+        rows: Vec<String>,
+        /// Column labels (`5 ␣Mary`, `H7`).
+        cols: Vec<String>,
+    },
+    /// A Neurofeedback experiment.
+    Neurofeedback(NeurofeedbackResult),
+    /// A model the engine loaded.
+    Model(ModelInfo),
     /// A fine-tune of the suite's base.
     FineTuned {
         /// Accuracy on every task ([`SuiteTask::ALL`] order).

@@ -16,7 +16,14 @@ use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use super::protocol::{DynamicsOutput, FromEngine, JobId, Output, Part, Ran, Task, ToEngine};
+use interplay_lab::PatchingSpec;
+use interplay_models::Arch;
+use interplay_models::load::{FileKind, LoadedModel, load_gguf, load_safetensors, sniff};
+use interplay_models::patching::{PatchGrid, PatchTarget};
+
+use super::protocol::{
+    DynamicsOutput, FromEngine, JobId, ModelInfo, Output, Part, Ran, Task, ToEngine,
+};
 use crate::assets::{now_ms, sleep_ms, yield_now};
 
 /// Where a job's messages go.
@@ -29,8 +36,141 @@ struct Flags {
     paused: bool,
 }
 
+/// The model the engine holds: its files (kept, so a device switch rebuilds it) and the model
+/// built from them on the device of the last job.
+struct Held {
+    key: String,
+    files: Vec<(String, Rc<Vec<u8>>)>,
+    built: Option<(Backend, Rc<LoadedModel>)>,
+}
+
 thread_local! {
     static FLAGS: RefCell<HashMap<JobId, Flags>> = RefCell::new(HashMap::new());
+    static MODEL: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// Build a model from its files on `device`: a GGUF file alone, or safetensors with its
+/// `config.json` (and `tokenizer.json` when there is one).
+pub(crate) fn build_model(
+    files: &[(String, Rc<Vec<u8>>)],
+    device: &burn::tensor::Device,
+) -> Result<LoadedModel, String> {
+    let find = |suffix: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n.to_ascii_lowercase().ends_with(suffix))
+    };
+    if let Some((_, b)) = files
+        .iter()
+        .find(|(_, b)| matches!(sniff(b), Ok(FileKind::Gguf)))
+    {
+        return load_gguf(b, device).map_err(|e| e.to_string());
+    }
+    let model = files
+        .iter()
+        .find(|(_, b)| matches!(sniff(b), Ok(FileKind::Safetensors)))
+        .ok_or_else(|| {
+            "no model file: choose a .gguf file, or a .safetensors file together with its config.json".to_string()
+        })?;
+    let config = find("config.json").ok_or_else(|| {
+        "a safetensors model needs its config.json: select both files together".to_string()
+    })?;
+    let tokenizer = find("tokenizer.json").map(|(_, b)| b.as_slice());
+    load_safetensors(&model.1, &config.1, tokenizer, device).map_err(|e| e.to_string())
+}
+
+/// What the page shows about model `m` (named `key`/`name`) living on `backend`.
+pub(crate) fn describe(key: &str, name: &str, m: &LoadedModel, backend: Backend) -> ModelInfo {
+    let c = &m.model.config;
+    let family = match c.arch {
+        Arch::Gpt2 => "GPT-2",
+        Arch::Llama => "Llama",
+    };
+    let gqa = if c.n_kv_heads != c.n_heads {
+        format!(" sharing {} key/value heads", c.n_kv_heads)
+    } else {
+        String::new()
+    };
+    ModelInfo {
+        key: key.to_string(),
+        name: name.to_string(),
+        summary: format!(
+            "{family}: {} layers, d_model {}, {} heads{gqa}, vocabulary {}",
+            c.n_layers, c.d_model, c.n_heads, c.d_vocab
+        ),
+        has_tokenizer: m.tokenizer.is_some(),
+        tokenizer_note: m.tokenizer_note.clone(),
+        backend,
+        n_layers: c.n_layers,
+        n_heads: c.n_heads,
+        d_vocab: c.d_vocab,
+    }
+}
+
+/// The row and column labels of a patching sweep's grid.
+fn patch_labels(
+    spec: &PatchingSpec,
+    m: &LoadedModel,
+    grid: &PatchGrid,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let resolved = spec
+        .resolve(m.tokenizer.as_ref())
+        .map_err(|e| e.to_string())?;
+    let shown = |id: u32| {
+        m.tokenizer
+            .as_ref()
+            .map(|t| t.display_tokens(&[id]).remove(0))
+            .unwrap_or_else(|| format!("#{id}"))
+    };
+    let (n, h) = (m.model.config.n_layers, m.model.config.n_heads);
+    let rows = (0..grid.grid.len())
+        .map(|l| {
+            if spec.target == PatchTarget::HeadOutPos {
+                format!("L{}H{}", l / h, l % h)
+            } else if l == n {
+                "ln_final in".to_string()
+            } else {
+                format!("L{l}")
+            }
+        })
+        .collect();
+    let cols = if spec.target == PatchTarget::HeadOut {
+        (0..h).map(|h| format!("H{h}")).collect()
+    } else {
+        resolved
+            .clean
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| format!("{i} {}", shown(id)))
+            .collect()
+    };
+    Ok((rows, cols))
+}
+
+/// The held model on `dev` (rebuilt there if it was built for another device), checked to be
+/// the one `key` names.
+fn held_model(key: &str, dev: &ComputeDevice) -> Result<Rc<LoadedModel>, String> {
+    MODEL.with(|m| {
+        let mut m = m.borrow_mut();
+        let held = m
+            .as_mut()
+            .ok_or_else(|| format!("load a model first: this experiment uses {key:?}"))?;
+        if held.key != key {
+            return Err(format!(
+                "the experiment names model {key:?} but {:?} is loaded: load it, or set the model to {:?} in the spec",
+                held.key, held.key
+            ));
+        }
+        match &held.built {
+            Some((b, model)) if *b == dev.backend => Ok(model.clone()),
+            _ => {
+                held.built = None;
+                let model = Rc::new(build_model(&held.files, &dev.device)?);
+                held.built = Some((dev.backend, model.clone()));
+                Ok(model)
+            }
+        }
+    })
 }
 
 fn flags(id: JobId) -> Flags {
@@ -227,11 +367,45 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                 .await
                 .map(Output::Merge)
                 .map_err(|e| e.to_string()),
-            other => Err(format!(
-                "the engine does not run {} experiments yet; the page runs them",
-                other.lab().title()
-            )),
+            Experiment::Circuits(spec) => {
+                let m = held_model(&spec.model, dev)?;
+                let grid = spec
+                    .run(&m, &mut on_progress)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (rows, cols) = patch_labels(&spec, &m, &grid)?;
+                Ok(Output::Patching { grid, rows, cols })
+            }
+            Experiment::Neurofeedback(spec) => {
+                let m = held_model(&spec.model, dev)?;
+                let tk = m
+                    .tokenizer
+                    .as_ref()
+                    .ok_or("this model has no tokenizer; the experiment needs sentences as text")?;
+                interplay_lab::neurofeedback::run(&spec, &m.model, tk, &mut on_progress)
+                    .await
+                    .map(Output::Neurofeedback)
+                    .map_err(|e| e.to_string())
+            }
         },
+        Task::LoadModel { key, name, files } => {
+            // The previous model goes first: two large models need not fit at once.
+            MODEL.with(|m| *m.borrow_mut() = None);
+            let files: Vec<(String, Rc<Vec<u8>>)> = files
+                .into_iter()
+                .map(|f| (f.name, Rc::new(f.bytes)))
+                .collect();
+            let model = Rc::new(build_model(&files, device)?);
+            let info = describe(&key, &name, &model, dev.backend);
+            MODEL.with(|m| {
+                *m.borrow_mut() = Some(Held {
+                    key,
+                    files,
+                    built: Some((dev.backend, model)),
+                })
+            });
+            Ok(Output::Model(info))
+        }
         Task::FineTune {
             task,
             pasted,
