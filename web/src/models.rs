@@ -14,7 +14,7 @@ use leptos::prelude::*;
 
 use crate::assets::fetch_bytes;
 use crate::engine::worker::{build_model, describe};
-use crate::engine::{self, ModelFile, Output, Task};
+use crate::engine::{self, JobId, ModelFile, Output, Task};
 use crate::runtime;
 
 pub use crate::engine::ModelInfo;
@@ -80,7 +80,7 @@ pub fn load(source: ModelSource) -> Result<ModelInfo, String> {
 /// make it current; the page builds its own copy only if a lab computing in the page asks
 /// ([`current`]). On failure the previous model stays loaded.
 pub async fn load_in_engine(source: ModelSource) -> Result<ModelInfo, String> {
-    let info = send_to_engine(&source).await?;
+    let info = send_to_engine(&source, None).await?;
     SLOT.with(|s| {
         *s.borrow_mut() = Some(Slot {
             source,
@@ -91,7 +91,14 @@ pub async fn load_in_engine(source: ModelSource) -> Result<ModelInfo, String> {
     Ok(info)
 }
 
-async fn send_to_engine(source: &ModelSource) -> Result<ModelInfo, String> {
+/// Send `source` to the engine; while it loads, `job` names the load, so the lab's Cancel
+/// (and leaving the lab) ends it.
+async fn send_to_engine(
+    source: &ModelSource,
+    job: Option<RwSignal<Option<JobId>>>,
+) -> Result<ModelInfo, String> {
+    // The engine drops what it held before building: until this load succeeds it holds nothing.
+    IN_ENGINE.with(|e| e.set(None));
     let files = source
         .files
         .iter()
@@ -105,8 +112,15 @@ async fn send_to_engine(source: &ModelSource) -> Result<ModelInfo, String> {
         name: source.name.clone(),
         files,
     };
-    let (_, done) = engine::submit(task, runtime::current().backend, |_| {}, |_| {});
-    match done.await {
+    let (id, done) = engine::submit(task, runtime::current().backend, |_| {}, |_| {});
+    if let Some(j) = job {
+        j.set(Some(id));
+    }
+    let r = done.await;
+    if let Some(j) = job {
+        j.set(None);
+    }
+    match r {
         Ok((Output::Model(info), _)) => {
             IN_ENGINE.with(|e| e.set(Some((engine::starts(), source.id))));
             Ok(info)
@@ -117,15 +131,15 @@ async fn send_to_engine(source: &ModelSource) -> Result<ModelInfo, String> {
 }
 
 /// Make sure the engine holds the current model (it may have been loaded for the page, or the
-/// engine restarted since), sending its files when it does not.
-pub async fn ensure_in_engine() -> Result<(), String> {
+/// engine restarted since), sending its files when it does not; `job` as for a load.
+pub async fn ensure_in_engine(job: RwSignal<Option<JobId>>) -> Result<(), String> {
     let source = SLOT
         .with(|s| s.borrow().as_ref().map(|sl| sl.source.clone()))
         .ok_or("load a model first")?;
     if IN_ENGINE.with(|e| e.get()) == Some((engine::starts(), source.id)) {
         return Ok(());
     }
-    send_to_engine(&source).await.map(|_| ())
+    send_to_engine(&source, Some(job)).await.map(|_| ())
 }
 
 /// What the page shows about the current model (builds nothing).

@@ -185,7 +185,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         st.start(&s, 1);
         spawn_local(async move {
             // The engine computes; it holds the model unless it was loaded for the page.
-            let r = match models::ensure_in_engine().await {
+            let r = match models::ensure_in_engine(st.job).await {
                 Err(e) => Err(e),
                 Ok(()) => match st
                     .compute(

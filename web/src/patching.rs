@@ -110,7 +110,7 @@ pub fn PatchingPanel(
         spawn_local(async move {
             // The engine computes; it holds the model unless it was loaded for the page.
             let task = Task::Experiment(Box::new(Experiment::Circuits(s.clone())));
-            let r = match models::ensure_in_engine().await {
+            let r = match models::ensure_in_engine(st.job).await {
                 Err(e) => Err(e),
                 Ok(()) => match st.compute(task, |_: Part| {}).await {
                     Ok((Output::Patching { grid, rows, cols }, ran)) => Ok(SweepResult {
