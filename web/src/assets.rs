@@ -117,27 +117,6 @@ fn call_storage(method: &str, args: &[&str]) -> Option<wasm_bindgen::JsValue> {
     f.apply(&storage, &args).ok()
 }
 
-/// The progress callback every lab's run takes: it shows `(done, total)`, yields to the page,
-/// waits while `paused` (if given) and resolves to `false` once `cancel` is set.
-pub fn progress_callback(
-    progress: leptos::prelude::RwSignal<(usize, usize)>,
-    cancel: leptos::prelude::RwSignal<bool>,
-    paused: Option<leptos::prelude::RwSignal<bool>>,
-) -> impl FnMut(usize, usize) -> interplay_models::patching::Progress {
-    use leptos::prelude::{GetUntracked, Set};
-    move |done, total| {
-        progress.set((done, total));
-        Box::pin(async move {
-            yield_now().await;
-            // Paused: keep the run's state and wait (the page stays live).
-            while paused.is_some_and(|p| p.get_untracked()) && !cancel.get_untracked() {
-                yield_now().await;
-            }
-            !cancel.get_untracked()
-        })
-    }
-}
-
 /// Read an autosaved draft.
 pub fn draft_get(key: &str) -> Option<String> {
     call_storage("getItem", &[key]).and_then(|v| v.as_string())

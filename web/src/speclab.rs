@@ -1,6 +1,7 @@
 //! The plumbing every spec lab shares (Circuits' patching panel, Merge, Neurofeedback, Dynamics):
 //! where the spec starts (a share link, else the autosaved draft, else the lab's default), its
-//! autosave, and one run's state — busy, cancel, progress, the share link it wrote, a run count.
+//! autosave, and one run's state — busy, the engine job, progress, the share link it wrote, a
+//! run count.
 
 use interplay_lab::{LabKind, LabSpec};
 use leptos::prelude::*;
@@ -68,8 +69,6 @@ pub fn autosave<T: Serialize + 'static>(
 pub struct RunState {
     /// A run (or a model load) is in progress.
     pub busy: RwSignal<bool>,
-    /// The user asked to cancel.
-    pub cancel: RwSignal<bool>,
     /// (done, total) of the running work.
     pub progress: RwSignal<(usize, usize)>,
     /// Finished runs, so tests and screen readers can tell a new outcome.
@@ -87,7 +86,6 @@ impl RunState {
     pub fn new(link_error: Option<String>) -> Self {
         let st = Self {
             busy: RwSignal::new(false),
-            cancel: RwSignal::new(false),
             progress: RwSignal::new((0, 0)),
             runs: RwSignal::new(0),
             share: RwSignal::new(String::new()),
@@ -103,10 +101,9 @@ impl RunState {
         st
     }
 
-    /// Cancel the running work: an engine job ends now (the page is free at once); work the
-    /// page does itself stops at its next progress point.
+    /// Cancel the running engine job: it ends now for the page, and the engine stops it at its
+    /// next progress point.
     pub fn cancel(&self) {
-        self.cancel.set(true);
         if let Some(id) = self.job.get_untracked() {
             engine::cancel(id);
         }
@@ -135,7 +132,6 @@ impl RunState {
     pub fn start<T: LabSpec>(&self, spec: &T, total: usize) {
         self.share.set(crate::share::write_share_url(spec));
         self.busy.set(true);
-        self.cancel.set(false);
         self.progress.set((0, total));
     }
 

@@ -161,12 +161,6 @@ fn started() {
     STARTS.with(|s| s.set(s.get() + 1));
 }
 
-/// Whether jobs run in the engine worker (`false` before the first job, or where the page runs
-/// them itself).
-pub fn in_worker() -> bool {
-    CLIENT.with(|c| matches!(c.borrow().state, State::Starting(_) | State::Ready(_)))
-}
-
 /// Deliver `msg` to the engine: post it, queue it while the worker loads, or run it in the page.
 fn send(msg: ToEngine) {
     let ready = CLIENT.with(|c| {
