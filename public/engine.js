@@ -1,9 +1,29 @@
-// The engine worker's loader. The page posts its wasm-bindgen glue's URL and its own compiled
-// WebAssembly.Module; instantiating it runs the module's `main`, which sees a worker scope and
-// takes over `onmessage` (see web/src/engine). Same origin only: the CSP's worker-src 'self'.
+// The engine worker's loader. The page posts its wasm-bindgen glue's URL, its own compiled
+// WebAssembly.Module and how many CPU threads to use. Instantiating a module runs its `main`,
+// which sees this worker and takes over `onmessage` (see web/src/engine). Same origin only: the
+// CSP's worker-src 'self'.
+//
+// Threads: where the page is cross-origin isolated (SharedArrayBuffer) and asks for more than
+// one, the engine is the threaded build in `threads/` (shared memory, a rayon pool of workers);
+// if that cannot load, the page's own single-threaded module runs, and the engine says why.
 self.onmessage = async (event) => {
   self.onmessage = null;
-  const { glue, module } = event.data;
+  const { glue, module, threads } = event.data;
+  self.interplayThreads = 1;
+  self.interplayThreadsNote = threads > 1 ? null : "one thread asked for";
+  if (threads > 1 && !self.crossOriginIsolated) {
+    self.interplayThreadsNote = "host does not allow threads";
+  } else if (threads > 1) {
+    try {
+      self.interplayThreads = threads;
+      const threaded = await import(new URL("threads/engine.js", self.location.href).href);
+      await threaded.default();
+      return;
+    } catch (e) {
+      self.interplayThreads = 1;
+      self.interplayThreadsNote = `threads unavailable: ${e?.message ?? e}`;
+    }
+  }
   try {
     const bindings = await import(glue);
     await bindings.default({ module_or_path: module });

@@ -8,6 +8,11 @@
 // cached copy only offline. Fetched models (`models/`, 98 MB) live in a cache of their own that
 // outlives builds and are cache-first, like the hashed code. Nothing is fetched from other
 // origins.
+//
+// Cross-origin isolation: every response it gives carries COOP/COEP, so a page it controls can
+// use shared memory — the engine's CPU threads — even on a static host that cannot set headers
+// (from the second load on: the first is not yet controlled). All the site's files are
+// same-origin, so `require-corp` blocks nothing.
 const BUILD = "dev";
 const PRECACHE = [];
 const SCOPE = new URL(self.registration.scope).pathname;
@@ -63,20 +68,31 @@ function networkFirst(event, fallback) {
     );
 }
 
+/// `res` with the headers that make the page cross-origin isolated.
+function isolated(res) {
+  if (!res || res.type === "opaque" || res.status === 0) return res;
+  const headers = new Headers(res.headers);
+  headers.set("Cross-Origin-Opener-Policy", "same-origin");
+  headers.set("Cross-Origin-Embedder-Policy", "require-corp");
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
 self.addEventListener("fetch", (event) => {
   const req = event.request;
   const url = new URL(req.url);
   if (req.method !== "GET" || url.origin !== self.location.origin) return;
   if (req.mode === "navigate") {
-    event.respondWith(networkFirst(event, () => caches.open(CACHE).then((c) => c.match("./"))));
+    event.respondWith(
+      networkFirst(event, () => caches.open(CACHE).then((c) => c.match("./"))).then(isolated),
+    );
     return;
   }
   const local = url.pathname.startsWith(SCOPE) ? url.pathname.slice(SCOPE.length) : url.pathname;
   if (local.startsWith("models/")) {
-    event.respondWith(cacheFirst(event, MODELS));
+    event.respondWith(cacheFirst(event, MODELS).then(isolated));
   } else if (REVALIDATED.some((p) => local.startsWith(p))) {
-    event.respondWith(networkFirst(event, () => Response.error()));
+    event.respondWith(networkFirst(event, () => Response.error()).then(isolated));
   } else {
-    event.respondWith(cacheFirst(event, CACHE));
+    event.respondWith(cacheFirst(event, CACHE).then(isolated));
   }
 });

@@ -1,8 +1,16 @@
 // Benchmark (prints, asserts nothing), headless Chromium, both devices:
 //  - navigation → first result of the start-up check (cold profile each time);
 //  - SmolLM2-135M-Instruct in the page: load (fetch + dequantise + upload), one forward on the
-//    IOI prompt, and the IOI resid_pre patching sweep (31 × 14).
+//    IOI prompt, and the IOI resid_pre patching sweep (31 × 14). The CPU twice: the engine with
+//    every core (the page is cross-origin isolated) and with one thread (`?threads=1`); the
+//    forward of "Analyse the prompt" runs on the page's main thread, one thread either way.
 import { MODES, serveDist, launch, ShellPage } from "./harness.mjs";
+
+const VARIANTS = [
+  ...MODES.map((m) => ({ ...m, query: "" })),
+  { ...MODES.find((m) => m.name === "cpu"), name: "cpu, 1 thread", query: "?threads=1" },
+];
+const sweeps = {};
 
 const srv = await serveDist();
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -21,11 +29,11 @@ for (const mode of MODES) {
 }
 
 const SKIP_SMOLLM2 = process.env.INTERPLAY_BENCH_SKIP_SMOLLM2 === "1";
-for (const mode of SKIP_SMOLLM2 ? [] : MODES.filter((m) => !process.env.INTERPLAY_BENCH_MODE || m.name === process.env.INTERPLAY_BENCH_MODE)) {
+for (const mode of SKIP_SMOLLM2 ? [] : VARIANTS.filter((m) => !process.env.INTERPLAY_BENCH_MODE || m.name.startsWith(process.env.INTERPLAY_BENCH_MODE))) {
   const b = await launch(mode);
   const page = b.page;
   try {
-    await page.goto(srv.base + "#/circuits");
+    await page.goto(srv.base + mode.query + "#/circuits");
     await page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])', { timeout: 60_000 });
     let t = Date.now();
     await page.click('[data-testid="load-smollm2"]', { timeout: 600_000 });
@@ -42,11 +50,16 @@ for (const mode of SKIP_SMOLLM2 ? [] : MODES.filter((m) => !process.env.INTERPLA
     await page.waitForSelector('[data-testid="patch-status"]:not([data-seq="0"]):is([data-state="done"], [data-state="error"])', { timeout: 900_000, state: "attached" });
     const sweep = Date.now() - t;
     const clean = await page.textContent('[data-testid="clean-metric"]').catch(() => "?");
-    console.log(`browser [${mode.name}] SmolLM2: load ${(load / 1e3).toFixed(1)} s; forward (IOI prompt, first run) ${fwd} ms, top token ${JSON.stringify(top)}; resid_pre sweep 31×14 ${(sweep / 1e3).toFixed(1)} s (clean logit diff ${clean})`);
+    const device = await page.textContent('[data-testid="device-indicator"]');
+    sweeps[mode.name] = sweep;
+    console.log(`browser [${mode.name}: ${device.trim()}] SmolLM2: load ${(load / 1e3).toFixed(1)} s; forward (IOI prompt, first run) ${fwd} ms, top token ${JSON.stringify(top)}; resid_pre sweep 31×14 ${(sweep / 1e3).toFixed(1)} s (clean logit diff ${clean})`);
   } catch (e) {
     console.log(`browser [${mode.name}] SmolLM2 failed: ${e.message}`);
   } finally {
     await b.close();
   }
+}
+if (sweeps["cpu"] && sweeps["cpu, 1 thread"]) {
+  console.log(`browser [cpu] SmolLM2 sweep, every core / one thread: ${(sweeps["cpu"] / sweeps["cpu, 1 thread"]).toFixed(2)}×`);
 }
 srv.server.close();

@@ -1,6 +1,7 @@
 // Dynamics benchmark in the page (prints, asserts nothing), headless Chromium, both devices:
 // the CLI contract's three runs (Mackey-Glass ESN 500 units × 10 000 steps, memory capacity,
 // the Izhikevich 2003 network for 1 s), opened as share links; the page reports its own time.
+// The CPU with every core (isolated page) and with one thread (`?threads=1`).
 import { MODES, serveDist, launch, DynamicsPage } from "./harness.mjs";
 
 const SPECS = {
@@ -12,13 +13,17 @@ const SPECS = {
   "izhikevich 1000 neurons × 1000 ms": { experiment: "spiking", ms: 1000, seed: 1, raster: true },
 };
 
+const VARIANTS = [
+  ...MODES.map((m) => ({ ...m, query: "" })),
+  { ...MODES.find((m) => m.name === "cpu"), name: "cpu, 1 thread", query: "?threads=1" },
+];
 const srv = await serveDist();
-for (const mode of MODES.filter((m) => !process.env.INTERPLAY_BENCH_MODE || m.name === process.env.INTERPLAY_BENCH_MODE)) {
+for (const mode of VARIANTS.filter((m) => !process.env.INTERPLAY_BENCH_MODE || m.name.startsWith(process.env.INTERPLAY_BENCH_MODE))) {
   const b = await launch(mode);
   try {
     const lab = new DynamicsPage(b.page);
     for (const [name, spec] of Object.entries(SPECS)) {
-      await lab.open(srv.base, spec, mode.backend);
+      await lab.open(srv.base + mode.query, spec, mode.backend);
       const ms = await lab.run("done", 600_000);
       const value = await b.page.evaluate(() => ["dyn-nrmse", "dyn-mc", "dyn-rate-exc"]
         .map((id) => document.querySelector(`[data-testid="${id}"]`)?.textContent).filter(Boolean).join(" "));

@@ -19,12 +19,13 @@ const BASE_ARGS = [
   "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
 ];
 
-export async function serveDist() {
+/// Serve dist/ — cross-origin isolated (the engine's CPU threads) unless `isolate: false`.
+export async function serveDist({ isolate = true } = {}) {
   const dist = path.resolve(process.cwd(), "dist");
   if (!fs.existsSync(path.join(dist, "index.html"))) {
     throw new Error("dist/index.html is missing: run `cargo xtask build` first");
   }
-  const server = await startServer({ dir: dist, port: 0, prefix: PREFIX });
+  const server = await startServer({ dir: dist, port: 0, prefix: PREFIX, isolate });
   return { server, base: `http://127.0.0.1:${server.address().port}${PREFIX}` };
 }
 

@@ -1,6 +1,9 @@
 // A static file server for the built site (classroom use and the browser tests).
 // `node tests/e2e/serve.mjs --dir dist --port 8080 [--prefix /courses/interp/]`
 // With --prefix the site is served under that sub-path only, proving relative URLs work.
+// Every response carries COOP/COEP, so the page is cross-origin isolated and the engine computes
+// on the CPU with every core (shared memory); `--no-isolation` (or `isolate: false`) serves it as
+// a host that sets no headers would, before its service worker adds them.
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
@@ -13,7 +16,12 @@ const TYPES = {
   ".safetensors": "application/octet-stream", ".webmanifest": "application/manifest+json",
 };
 
-export function startServer({ dir, port = 0, prefix = "/" }) {
+const ISOLATION = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+};
+
+export function startServer({ dir, port = 0, prefix = "/", isolate = true }) {
   const root = path.resolve(dir);
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://127.0.0.1");
@@ -38,6 +46,7 @@ export function startServer({ dir, port = 0, prefix = "/" }) {
         "content-type": TYPES[path.extname(file)] ?? "application/octet-stream",
         "content-length": st.size,
         "cache-control": "no-cache",
+        ...(isolate ? ISOLATION : {}),
       });
       fs.createReadStream(file).pipe(res);
     });
@@ -53,6 +62,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     return i >= 0 ? process.argv[i + 1] : dflt;
   };
   const prefix = arg("--prefix", "/");
-  const server = await startServer({ dir: arg("--dir", "dist"), port: Number(arg("--port", 8080)), prefix });
+  const isolate = !process.argv.includes("--no-isolation");
+  const server = await startServer({ dir: arg("--dir", "dist"), port: Number(arg("--port", 8080)), prefix, isolate });
   console.log(`serving ${arg("--dir", "dist")} at http://127.0.0.1:${server.address().port}${prefix}`);
 }

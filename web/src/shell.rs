@@ -182,8 +182,16 @@ fn DeviceSwitch(
         None => ("badge pending", "starting…".to_string()),
         Some(s) => match s.backend {
             Backend::Wgpu => ("badge gpu", "WebGPU".to_string()),
-            // One thread: the engine worker runs single-threaded WebAssembly (SIMD).
-            Backend::Cpu => ("badge cpu", "CPU × 1 thread".to_string()),
+            // The engine's CPU device: the threaded module's pool, or one thread and why.
+            Backend::Cpu => {
+                let t = crate::engine::cpu_threads();
+                let text = match (t.threads, t.note) {
+                    (1, Some(why)) => format!("CPU × 1 thread — {why}"),
+                    (1, None) => "CPU × 1 thread".to_string(),
+                    (n, _) => format!("CPU × {n} threads"),
+                };
+                ("badge cpu", text)
+            }
         },
     };
     let title = move || {
@@ -192,7 +200,7 @@ fn DeviceSwitch(
             .and_then(|s| s.fallback_reason)
             .map(|r| format!("WebGPU unavailable: {r}"))
             .unwrap_or_else(|| {
-                "Dynamics, Merge and Neurofeedback runs compute in a background worker, so the page stays responsive".into()
+                "Dynamics, Merge and Neurofeedback runs and the Circuits sweep compute in a background worker, so the page stays responsive; on the CPU it uses every core where the page is cross-origin isolated".into()
             })
     };
     view! {

@@ -256,6 +256,10 @@ fn setup(root: &Path) -> Result<()> {
     ) {
         run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
+    // `-Z build-std` for the threaded engine rebuilds std from the toolchain's sources.
+    if !has("rustup", &["component", "list", "--installed"], "rust-src") {
+        run(Command::new("rustup").args(["component", "add", "rust-src"]))?;
+    }
     if !has("trunk", &["--version"], TRUNK_VERSION) {
         run(Command::new("cargo").args([
             "install",
@@ -346,11 +350,103 @@ fn build_site(root: &Path) -> Result<()> {
         .env("PATH", tool_path(root))
         .env("TRUNK_SKIP_VERSION_CHECK", "true"))?;
     externalise_loader(&root.join("dist"))?;
+    build_threads(root, &root.join("dist"))?;
     stamp_service_worker(&root.join("dist"))
 }
 
+/// Where cargo puts builds (the shared `CARGO_TARGET_DIR` when set).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// The threaded engine (`dist/threads/engine.js` and its wasm), which `engine.js` loads in place
+/// of the page's module where the page is cross-origin isolated: the same crate with
+/// `--features threads` (Burn's CPU kernels on a rayon pool of Web Workers) and without WebGPU
+/// (wgpu's browser types are not thread-safe; WebGPU runs use the page's module), built with atomics
+/// and shared memory. The standard library must be rebuilt for that (`-Z build-std` from the
+/// toolchain's rust-src; `RUSTC_BOOTSTRAP=1` lets the pinned stable toolchain take the flag, as
+/// for fuzzing). Its own target folder: other flags, so nothing is shared with the page's build.
+fn build_threads(root: &Path, dist: &Path) -> Result<()> {
+    let target = target_dir(root).join("threads");
+    // RUSTFLAGS replaces .cargo/config.toml's (SIMD kept). Shared memory may grow to 4 GiB, as
+    // the page's own memory may (rustc's default maximum with atomics is 1 GiB: too small for
+    // SmolLM2's weights and a sweep's caches).
+    let rustflags = "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+                     -C link-arg=--max-memory=4294967296";
+    // The module imports one shared memory, and exports what wasm-bindgen's thread start needs
+    // (rustc 1.95 no longer adds these for `+atomics` on wasm32-unknown-unknown). Given to the
+    // final link only (`cargo rustc`), so they do not rebuild every dependency.
+    let link = [
+        "--shared-memory",
+        "--import-memory",
+        "--export=__wasm_init_tls",
+        "--export=__tls_size",
+        "--export=__tls_align",
+        "--export=__tls_base",
+    ];
+    run(Command::new("cargo")
+        .args([
+            "rustc",
+            "--release",
+            "-p",
+            "interplay-web",
+            "--bin",
+            "interplay-web",
+        ])
+        .args(["--no-default-features", "--features", "threads"])
+        .args([
+            "--target",
+            "wasm32-unknown-unknown",
+            "-Z",
+            "build-std=panic_abort,std",
+        ])
+        .arg("--")
+        .args(
+            link.iter()
+                .flat_map(|a| ["-C".to_string(), format!("link-arg={a}")]),
+        )
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_TARGET_DIR", &target))?;
+    let out = dist.join("threads");
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    run(Command::new("wasm-bindgen")
+        .env("PATH", tool_path(root))
+        .args([
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-name",
+            "engine",
+            "--out-dir",
+        ])
+        .arg(&out)
+        .arg(target.join("wasm32-unknown-unknown/release/interplay-web.wasm")))?;
+    quiet_pool_workers(&out)
+}
+
+/// wasm-bindgen-rayon's pool workers start the module with wasm-bindgen's old positional
+/// arguments, which log a deprecation warning per worker: pass the one object it now takes.
+fn quiet_pool_workers(out: &Path) -> Result<()> {
+    let snippets = out.join("snippets");
+    for dir in std::fs::read_dir(&snippets).with_context(|| format!("{}", snippets.display()))? {
+        let file = dir?.path().join("src/workerHelpers.no-bundler.js");
+        if let Ok(js) = std::fs::read_to_string(&file) {
+            let old = "pkg.default(data.module, data.memory)";
+            let new = "pkg.default({ module_or_path: data.module, memory: data.memory })";
+            std::fs::write(&file, js.replace(old, new))?;
+        }
+    }
+    Ok(())
+}
+
 /// Name the service worker's cache after the build — a hash of every other file of the site (path
-/// and bytes) — and list the files it caches at install (all but the fetched `models/`). A build
+/// and bytes) — and list the files it caches at install (all but the fetched `models/` and the
+/// threaded engine, which are cached when first used). A build
 /// that changes any file (a retrained bundled model, new code) changes `sw.js`, so the browser
 /// installs the new worker, which deletes the old cache on activation.
 fn stamp_service_worker(dist: &Path) -> Result<()> {
@@ -390,7 +486,8 @@ fn stamp_service_worker(dist: &Path) -> Result<()> {
         .iter()
         .filter_map(|f| f.strip_prefix(dist).ok())
         .map(|f| f.to_string_lossy().replace('\\', "/"))
-        .filter(|f| !f.starts_with("models/"))
+        // The threaded engine (20+ MB) only where the page is isolated: cached when first used.
+        .filter(|f| !f.starts_with("models/") && !f.starts_with("threads/"))
         .map(|f| format!("\"{}\"", f.replace('"', "\\\"")))
         .collect();
     let mut stamped = text.clone();

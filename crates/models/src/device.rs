@@ -76,6 +76,7 @@ impl ComputeDevice {
     /// Initialise the wgpu device asynchronously (required in the browser, fine natively).
     ///
     /// Initialising twice returns the already-initialised runtime's device.
+    #[cfg(feature = "webgpu")]
     pub async fn wgpu() -> Result<Self> {
         use std::sync::OnceLock;
         static READY: OnceLock<Device> = OnceLock::new();
@@ -95,6 +96,15 @@ impl ComputeDevice {
         Ok(Self::wgpu_from(device))
     }
 
+    /// This build has no wgpu backend (the page's threaded CPU engine).
+    #[cfg(not(feature = "webgpu"))]
+    pub async fn wgpu() -> Result<Self> {
+        Err(ModelError::Device(
+            "this build computes on the CPU only (no WebGPU)".into(),
+        ))
+    }
+
+    #[cfg(feature = "webgpu")]
     fn wgpu_from(device: Device) -> Self {
         Self {
             device,

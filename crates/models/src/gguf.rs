@@ -303,9 +303,9 @@ impl<'a> Gguf<'a> {
 
     /// Every tensor, dequantised.
     pub fn weights(&self) -> Result<Weights> {
-        self.tensors
-            .iter()
-            .map(|t| Ok((t.name.clone(), self.tensor(t)?)))
+        // Dequantising is most of a load: one tensor per thread.
+        crate::par::map(&self.tensors, |t| Ok((t.name.clone(), self.tensor(t)?)))
+            .into_iter()
             .collect()
     }
 

@@ -237,10 +237,9 @@ pub async fn patch_sweep(
     };
     let per_layer = if target.per_head() { h } else { 1 };
     let total = starts.len();
-    for (done, &p) in starts.iter().enumerate() {
-        if !progress(done, total).await {
-            return Err(ModelError::Input("cancelled".into()));
-        }
+    // One start position's variants, through every layer: its outputs in grid order.
+    let position = |&p: &usize| -> Result<Vec<Tensor<1>>> {
+        let mut outputs = Vec::new();
         let mut resid: Option<Tensor<3>> = None;
         let mut rows = 0usize;
         for l in 0..n {
@@ -291,6 +290,20 @@ pub async fn patch_sweep(
             };
             outputs.push(metric.eval(model, last_position(src.resid_pre[n].clone())));
         }
+        Ok(outputs)
+    };
+    // Start positions are independent: on the CPU, several at once on the CPU's threads
+    // (progress and cancel between groups).
+    let group = parallel_width(model);
+    let mut done = 0;
+    for ps in starts.chunks(group) {
+        if !progress(done, total).await {
+            return Err(ModelError::Input("cancelled".into()));
+        }
+        for out in crate::par::map(ps, position) {
+            outputs.extend(out?);
+        }
+        done += ps.len();
     }
     progress(total, total).await;
     let values = read_f32(Tensor::cat(outputs, 0)).await?;
@@ -334,6 +347,17 @@ pub async fn patch_sweep(
         grid,
         patched,
     })
+}
+
+/// How many start positions to run at once on `model`'s device: on the CPU two per thread (each
+/// on a core, the pairs balancing long suffixes with short ones), else one (the GPU takes one
+/// stream of work).
+fn parallel_width(model: &Transformer) -> usize {
+    if model.device() == burn::tensor::Device::flex() && crate::par::threads() > 1 {
+        2 * crate::par::threads()
+    } else {
+        1
+    }
 }
 
 /// The same sweep done the obvious way: one full forward pass per variant. Slow; it exists to

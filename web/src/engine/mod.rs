@@ -73,15 +73,77 @@ enum State {
 
 struct Client {
     state: State,
+    /// The worker was started for CPU work (the threaded module where the page is isolated);
+    /// WebGPU work needs the page's module, so a switch of device starts the other one.
+    for_cpu: bool,
     queue: Vec<ToEngine>,
     next: JobId,
     jobs: HashMap<JobId, Pending>,
 }
 
+/// The threads the engine's CPU device computes on, and why only one where that is so.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuThreads {
+    /// Threads (1: the single-threaded module).
+    pub threads: usize,
+    /// Why one thread, e.g. "host does not allow threads".
+    pub note: Option<String>,
+}
+
+/// Threads the engine is asked for: the page's `?threads=N` (benchmarks compare 1 with all),
+/// else every core the browser reports, at most 16.
+fn threads_asked() -> usize {
+    let Some(w) = web_sys::window() else {
+        return 1;
+    };
+    w.location()
+        .search()
+        .ok()
+        .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
+        .and_then(|q| q.get("threads"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| w.navigator().hardware_concurrency() as usize)
+        .clamp(1, 16)
+}
+
+/// What the page expects before the engine has said: threads need cross-origin isolation
+/// (shared memory), which the server's headers or the service worker give.
+fn threads_expected() -> CpuThreads {
+    let asked = threads_asked();
+    let isolated = web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w, &"crossOriginIsolated".into()).ok())
+        .is_some_and(|v| v.is_truthy());
+    if asked > 1 && !isolated {
+        CpuThreads {
+            threads: 1,
+            note: Some("host does not allow threads".into()),
+        }
+    } else {
+        CpuThreads {
+            threads: asked,
+            note: None,
+        }
+    }
+}
+
+/// The engine's CPU threads (reactive: the header follows it).
+pub fn cpu_threads() -> CpuThreads {
+    use leptos::prelude::Get;
+    THREADS.with(|t| t.get())
+}
+
+fn set_threads(t: CpuThreads) {
+    use leptos::prelude::Set;
+    THREADS.with(|s| s.set(t));
+}
+
 thread_local! {
+    static THREADS: leptos::prelude::ArcRwSignal<CpuThreads> =
+        leptos::prelude::ArcRwSignal::new(threads_expected());
     static STARTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     static CLIENT: RefCell<Client> = RefCell::new(Client {
         state: State::Idle,
+        for_cpu: false,
         queue: Vec::new(),
         next: 1,
         jobs: HashMap::new(),
@@ -163,13 +225,27 @@ fn started() {
 
 /// Deliver `msg` to the engine: post it, queue it while the worker loads, or run it in the page.
 fn send(msg: ToEngine) {
+    if let ToEngine::Run { id, backend, .. } = &msg {
+        switch_engine(*id, *backend);
+    }
     let ready = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         if matches!(c.state, State::Idle) {
             started();
-            c.state = match spawn_worker() {
+            let for_cpu = match &msg {
+                ToEngine::Run { backend, .. } => *backend == Backend::Cpu,
+                _ => false,
+            };
+            c.for_cpu = for_cpu;
+            c.state = match spawn_worker(if for_cpu { threads_asked() } else { 1 }) {
                 Some(w) => State::Starting(w),
-                None => State::InPage,
+                None => {
+                    set_threads(CpuThreads {
+                        threads: 1,
+                        note: Some("computing in the page".into()),
+                    });
+                    State::InPage
+                }
             };
         }
         match &c.state {
@@ -185,6 +261,39 @@ fn send(msg: ToEngine) {
         Some(Ok(w)) => post(&w, &msg),
         Some(Err(())) => run_in_page(msg),
         None => {}
+    }
+}
+
+/// Job `id` runs on `backend`: where the worker was started for the other kind of device (the
+/// threaded CPU module has no WebGPU), stop it; the job starts the right one. Its other jobs —
+/// none, normally: the device switch waits for runs to end — fail with the reason.
+fn switch_engine(id: JobId, backend: Backend) {
+    let old = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        let live = matches!(c.state, State::Starting(_) | State::Ready(_));
+        if !live || c.for_cpu == (backend == Backend::Cpu) || threads_expected().threads == 1 {
+            return None;
+        }
+        match std::mem::replace(&mut c.state, State::Idle) {
+            State::Starting(w) | State::Ready(w) => w.terminate(),
+            _ => {}
+        }
+        c.queue.clear();
+        Some(
+            c.jobs
+                .keys()
+                .copied()
+                .filter(|k| *k != id)
+                .collect::<Vec<_>>(),
+        )
+    });
+    for other in old.unwrap_or_default() {
+        finish(
+            other,
+            Err(Failure::Failed(
+                "the engine restarted for the other device; run it again".into(),
+            )),
+        );
     }
 }
 
@@ -216,7 +325,7 @@ const START_TIMEOUT_MS: u64 = 30_000;
 
 /// Start the engine worker: `engine.js` beside the page loads this module's JavaScript glue and
 /// instantiates the page's own compiled `WebAssembly.Module`.
-fn spawn_worker() -> Option<web_sys::Worker> {
+fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
     let doc = web_sys::window()?.document()?;
     // Trunk preloads the glue; the element's `href` property is the absolute URL.
     let link = doc.query_selector("link[rel=modulepreload]").ok()??;
@@ -252,6 +361,7 @@ fn spawn_worker() -> Option<web_sys::Worker> {
     let init = js_sys::Object::new();
     js_sys::Reflect::set(&init, &"glue".into(), &glue.into()).ok()?;
     js_sys::Reflect::set(&init, &"module".into(), &wasm_bindgen::module()).ok()?;
+    js_sys::Reflect::set(&init, &"threads".into(), &(threads as f64).into()).ok()?;
     w.post_message(&init).ok()?;
     // A worker that never answers (a hung import) must not hold the page's runs forever.
     leptos::prelude::set_timeout(
@@ -276,6 +386,10 @@ fn stopped(reason: &str) {
                 w.terminate();
                 started();
                 c.state = State::InPage;
+                set_threads(CpuThreads {
+                    threads: 1,
+                    note: Some("computing in the page".into()),
+                });
                 (true, std::mem::take(&mut c.queue))
             }
             State::Ready(w) => {
@@ -311,7 +425,10 @@ fn fail_all(message: &str) {
 /// Hand a message from the engine to its job (messages of cancelled jobs are dropped).
 fn dispatch(msg: FromEngine) {
     match msg {
-        FromEngine::Ready => {
+        FromEngine::Ready { threads, note } => {
+            if CLIENT.with(|c| c.borrow().for_cpu) {
+                set_threads(CpuThreads { threads, note });
+            }
             let (w, queue) = CLIENT.with(|c| {
                 let mut c = c.borrow_mut();
                 let state = std::mem::replace(&mut c.state, State::Idle);

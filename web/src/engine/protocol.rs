@@ -106,7 +106,12 @@ pub enum ToEngine {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FromEngine {
     /// The engine has started and takes jobs.
-    Ready,
+    Ready {
+        /// The threads its CPU device computes on (1: the single-threaded module).
+        threads: usize,
+        /// Why it has one thread where more were asked for (e.g. "host does not allow threads").
+        note: Option<String>,
+    },
     /// `(done, total)` units of a job's work.
     Progress {
         /// The job.

@@ -252,7 +252,49 @@ pub fn start() {
         });
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    sink(FromEngine::Ready);
+    ready(scope, sink);
+}
+
+/// What `engine.js` set on this worker's global scope before instantiating the module.
+fn loader_says(scope: &web_sys::DedicatedWorkerGlobalScope, key: &str) -> JsValue {
+    js_sys::Reflect::get(scope, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The single-threaded module: ready at once, saying why it has one thread.
+#[cfg(not(feature = "threads"))]
+fn ready(scope: web_sys::DedicatedWorkerGlobalScope, sink: Sink) {
+    sink(FromEngine::Ready {
+        threads: 1,
+        note: loader_says(&scope, "interplayThreadsNote").as_string(),
+    });
+}
+
+/// The threaded module: start the pool Burn's CPU kernels run on (rayon over Web Workers sharing
+/// this module's memory), then take jobs. A pool that cannot start is an error the page sees as
+/// a failed engine (it then computes itself): without it every parallel kernel would panic.
+#[cfg(feature = "threads")]
+fn ready(scope: web_sys::DedicatedWorkerGlobalScope, sink: Sink) {
+    let threads = loader_says(&scope, "interplayThreads")
+        .as_f64()
+        .map_or(1, |n| n.clamp(1.0, 64.0) as usize);
+    wasm_bindgen_futures::spawn_local(async move {
+        match wasm_bindgen_futures::JsFuture::from(wasm_bindgen_rayon::init_thread_pool(threads))
+            .await
+        {
+            Ok(_) => sink(FromEngine::Ready {
+                threads,
+                note: None,
+            }),
+            Err(e) => {
+                // Thrown from a timer, it reaches the page's `Worker.onerror` (a rejected
+                // promise would not), so the page stops waiting and computes itself.
+                let msg = format!("the thread pool did not start: {e:?}");
+                let throw =
+                    Closure::once_into_js(move || -> JsValue { wasm_bindgen::throw_str(&msg) });
+                let _ = scope.set_timeout_with_callback(throw.unchecked_ref());
+            }
+        }
+    });
 }
 
 /// How messages are encoded: exact 64-bit integers (seeds) as BigInt, maps as objects.

@@ -1,0 +1,21 @@
+//! Independent pieces of work on the CPU's threads: natively, and in the page's threaded engine
+//! (`threads` feature: rayon over Web Workers). Elsewhere — the page's single-threaded module —
+//! one after another. Results come back in order either way.
+
+/// Threads available for independent work (1 where there are none).
+pub(crate) fn threads() -> usize {
+    #[cfg(any(feature = "threads", not(target_family = "wasm")))]
+    return rayon::current_num_threads().max(1);
+    #[cfg(not(any(feature = "threads", not(target_family = "wasm"))))]
+    1
+}
+
+/// `f` over `items`, on the CPU's threads where there are several; results in order.
+pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    #[cfg(any(feature = "threads", not(target_family = "wasm")))]
+    if items.len() > 1 {
+        use rayon::prelude::*;
+        return items.par_iter().map(&f).collect();
+    }
+    items.iter().map(f).collect()
+}
