@@ -304,8 +304,9 @@ impl<'a> Gguf<'a> {
     /// Every tensor, dequantised.
     pub fn weights(&self) -> Result<Weights> {
         // Dequantising is most of a load: one tensor per thread.
-        crate::par::map(&self.tensors, |t| Ok((t.name.clone(), self.tensor(t)?)))
-            .into_iter()
+        self.tensors
+            .iter()
+            .map(|t| Ok((t.name.clone(), self.tensor(t)?)))
             .collect()
     }
 

@@ -222,8 +222,12 @@ pub async fn patch_sweep(
     let (n, p_len, h) = (cfg.n_layers, clean.len(), cfg.n_heads);
     let metric = LogitDiff::new(model, answer, wrong)?;
     let targets: Vec<HookPoint> = (0..n).map(|l| target.hook(l)).collect();
-    let clean_run = record(model, clean, &targets)?;
-    let corrupt_run = record(model, corrupt, &[])?;
+    // The two full runs are independent too.
+    let runs: [(&[u32], &[HookPoint]); 2] = [(clean, &targets), (corrupt, &[])];
+    let mut runs = crate::par::map(&runs, |&(ids, extra)| record(model, ids, extra));
+    let missing = || ModelError::Device("missing recorded run".into());
+    let corrupt_run = runs.pop().ok_or_else(missing)??;
+    let clean_run = runs.pop().ok_or_else(missing)??;
 
     let mut outputs: Vec<Tensor<1>> = vec![
         metric.eval(model, last_position(clean_run.resid_pre[n].clone())),
@@ -349,12 +353,13 @@ pub async fn patch_sweep(
     })
 }
 
-/// How many start positions to run at once on `model`'s device: on the CPU two per thread (each
-/// on a core, the pairs balancing long suffixes with short ones), else one (the GPU takes one
-/// stream of work).
+/// How many start positions to run at once on `model`'s device: on the CPU four per thread, else
+/// one (the GPU takes one stream of work). Fewer per thread leaves threads idle: a thread whose
+/// matmul was split finds no other work while it waits (SmolLM2's sweep on 2 threads: 6.9 s with
+/// two per thread, 4.8 s with four, 4.8 s with all at once).
 fn parallel_width(model: &Transformer) -> usize {
     if model.device() == burn::tensor::Device::flex() && crate::par::threads() > 1 {
-        2 * crate::par::threads()
+        4 * crate::par::threads()
     } else {
         1
     }
