@@ -1,7 +1,7 @@
 // The engine worker's loader. The page posts its wasm-bindgen glue's URL, its own compiled
 // WebAssembly.Module and how many CPU threads to use. Instantiating a module runs its `main`,
-// which sees this worker and takes over `onmessage` (see web/src/engine). Same origin only: the
-// CSP's worker-src 'self'.
+// which sees this worker and takes over `onmessage` (see web/src/engine). Same origin only (the
+// CSP's worker-src 'self' blob:, blob: for the thread pool's workers).
 //
 // Threads: where the page is cross-origin isolated (SharedArrayBuffer) and asks for more than
 // one, the engine is the threaded build in `threads/` (shared memory, a rayon pool of workers);
@@ -10,7 +10,7 @@ self.onmessage = async (event) => {
   self.onmessage = null;
   const { glue, module, threads } = event.data;
   self.interplayThreads = 1;
-  self.interplayThreadsNote = threads > 1 ? null : "one thread asked for";
+  self.interplayThreadsNote = null;
   if (threads > 1 && !self.crossOriginIsolated) {
     self.interplayThreadsNote = "host does not allow threads";
   } else if (threads > 1) {

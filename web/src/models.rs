@@ -136,6 +136,9 @@ pub async fn ensure_in_engine(job: RwSignal<Option<JobId>>) -> Result<(), String
     let source = SLOT
         .with(|s| s.borrow().as_ref().map(|sl| sl.source.clone()))
         .ok_or("load a model first")?;
+    // A switch of device may start another engine (the threaded one is CPU only), which holds
+    // nothing yet.
+    engine::prepare(runtime::current().backend);
     if IN_ENGINE.with(|e| e.get()) == Some((engine::starts(), source.id)) {
         return Ok(());
     }

@@ -16,7 +16,8 @@ use crate::error::{ModelError, Result};
 pub enum Backend {
     /// Burn's wgpu backend: WebGPU in the page, Vulkan/Metal natively.
     Wgpu,
-    /// Burn's Flex CPU backend (single-threaded WebAssembly in the page).
+    /// Burn's Flex CPU backend (WebAssembly SIMD in the page, on every core where the page is
+    /// cross-origin isolated).
     Cpu,
 }
 

@@ -222,9 +222,14 @@ pub async fn patch_sweep(
     let (n, p_len, h) = (cfg.n_layers, clean.len(), cfg.n_heads);
     let metric = LogitDiff::new(model, answer, wrong)?;
     let targets: Vec<HookPoint> = (0..n).map(|l| target.hook(l)).collect();
-    // The two full runs are independent too.
+    // The two full runs are independent too (on the CPU's threads; one after the other on a GPU).
     let runs: [(&[u32], &[HookPoint]); 2] = [(clean, &targets), (corrupt, &[])];
-    let mut runs = crate::par::map(&runs, |&(ids, extra)| record(model, ids, extra));
+    let record_run = |&(ids, extra): &(&[u32], &[HookPoint])| record(model, ids, extra);
+    let mut runs = if parallel_width(model) > 1 {
+        crate::par::map(&runs, record_run)
+    } else {
+        runs.iter().map(record_run).collect()
+    };
     let missing = || ModelError::Device("missing recorded run".into());
     let corrupt_run = runs.pop().ok_or_else(missing)??;
     let clean_run = runs.pop().ok_or_else(missing)??;

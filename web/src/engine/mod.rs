@@ -76,6 +76,9 @@ struct Client {
     /// The worker was started for CPU work (the threaded module where the page is isolated);
     /// WebGPU work needs the page's module, so a switch of device starts the other one.
     for_cpu: bool,
+    /// The worker starting now is the threaded engine (replaced by the single-threaded one if
+    /// it does not start).
+    threaded: bool,
     queue: Vec<ToEngine>,
     next: JobId,
     jobs: HashMap<JobId, Pending>,
@@ -96,14 +99,20 @@ fn threads_asked() -> usize {
     let Some(w) = web_sys::window() else {
         return 1;
     };
-    w.location()
+    threads_in_url()
+        .unwrap_or_else(|| w.navigator().hardware_concurrency() as usize)
+        .clamp(1, 16)
+}
+
+/// The page's `?threads=N`, if any.
+fn threads_in_url() -> Option<usize> {
+    web_sys::window()?
+        .location()
         .search()
         .ok()
         .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
         .and_then(|q| q.get("threads"))
         .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or_else(|| w.navigator().hardware_concurrency() as usize)
-        .clamp(1, 16)
 }
 
 /// What the page expects before the engine has said: threads need cross-origin isolation
@@ -144,6 +153,7 @@ thread_local! {
     static CLIENT: RefCell<Client> = RefCell::new(Client {
         state: State::Idle,
         for_cpu: false,
+        threaded: false,
         queue: Vec::new(),
         next: 1,
         jobs: HashMap::new(),
@@ -226,24 +236,23 @@ fn started() {
 /// Deliver `msg` to the engine: post it, queue it while the worker loads, or run it in the page.
 fn send(msg: ToEngine) {
     if let ToEngine::Run { id, backend, .. } = &msg {
-        switch_engine(*id, *backend);
+        switch_engine(Some(*id), *backend);
     }
+    let for_cpu = match &msg {
+        ToEngine::Run { backend, .. } => *backend == Backend::Cpu,
+        _ => false,
+    };
+    let mut in_page = false;
     let ready = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         if matches!(c.state, State::Idle) {
             started();
-            let for_cpu = match &msg {
-                ToEngine::Run { backend, .. } => *backend == Backend::Cpu,
-                _ => false,
-            };
             c.for_cpu = for_cpu;
+            c.threaded = for_cpu && threads_expected().threads > 1;
             c.state = match spawn_worker(if for_cpu { threads_asked() } else { 1 }) {
                 Some(w) => State::Starting(w),
                 None => {
-                    set_threads(CpuThreads {
-                        threads: 1,
-                        note: Some("computing in the page".into()),
-                    });
+                    in_page = true;
                     State::InPage
                 }
             };
@@ -257,6 +266,12 @@ fn send(msg: ToEngine) {
             }
         }
     });
+    if in_page {
+        set_threads(CpuThreads {
+            threads: 1,
+            note: Some("computing in the page".into()),
+        });
+    }
     match ready {
         Some(Ok(w)) => post(&w, &msg),
         Some(Err(())) => run_in_page(msg),
@@ -264,10 +279,17 @@ fn send(msg: ToEngine) {
     }
 }
 
-/// Job `id` runs on `backend`: where the worker was started for the other kind of device (the
-/// threaded CPU module has no WebGPU), stop it; the job starts the right one. Its other jobs —
-/// none, normally: the device switch waits for runs to end — fail with the reason.
-fn switch_engine(id: JobId, backend: Backend) {
+/// Work is about to run on `backend`: where the engine was started for the other kind of device
+/// (the threaded CPU module has no WebGPU), stop it, so the next job starts the right one. What
+/// the engine held (a model) is gone then ([`starts`] changes): call this before deciding
+/// whether to send the model again.
+pub fn prepare(backend: Backend) {
+    switch_engine(None, backend);
+}
+
+/// As [`prepare`], for job `id` (about to be sent). The engine's other jobs — none, normally:
+/// the device switch waits for runs to end — fail with the reason.
+fn switch_engine(id: Option<JobId>, backend: Backend) {
     let old = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         let live = matches!(c.state, State::Starting(_) | State::Ready(_));
@@ -278,12 +300,14 @@ fn switch_engine(id: JobId, backend: Backend) {
             State::Starting(w) | State::Ready(w) => w.terminate(),
             _ => {}
         }
+        // The stopped worker's messages and timer are stale from here on.
+        started();
         c.queue.clear();
         Some(
             c.jobs
                 .keys()
                 .copied()
-                .filter(|k| *k != id)
+                .filter(|k| Some(*k) != id)
                 .collect::<Vec<_>>(),
         )
     });
@@ -323,6 +347,10 @@ fn run_in_page(msg: ToEngine) {
 /// How long the worker may take to say it is ready before the page computes itself.
 const START_TIMEOUT_MS: u64 = 30_000;
 
+/// The same for the threaded engine (its own 17 MB module to fetch and compile, then a pool of
+/// workers to start); one that does not make it is replaced by the single-threaded one.
+const THREADED_START_TIMEOUT_MS: u64 = 60_000;
+
 /// Start the engine worker: `engine.js` beside the page loads this module's JavaScript glue and
 /// instantiates the page's own compiled `WebAssembly.Module`.
 fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
@@ -336,9 +364,16 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
     opts.set_type(web_sys::WorkerType::Module);
     opts.set_name("interplay-engine");
     let w = web_sys::Worker::new_with_options("engine.js", &opts).ok()?;
+    // This worker's generation: once another start has happened, its messages, errors and
+    // timer are stale (a terminated worker's queued messages can still arrive).
+    let generation = starts();
+    let current = move || starts() == generation;
 
     let on_message =
-        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(|e: web_sys::MessageEvent| {
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+            if !current() {
+                return;
+            }
             match serde_wasm_bindgen::from_value::<FromEngine>(e.data()) {
                 Ok(msg) => dispatch(msg),
                 Err(e) => fail_all(&format!("the engine sent an unreadable message: {e}")),
@@ -347,8 +382,11 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
     w.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     // A script that fails to load gives a plain `Event`; an uncaught exception an `ErrorEvent`.
-    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(|e: web_sys::Event| {
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
         e.prevent_default();
+        if !current() {
+            return;
+        }
         let reason = e
             .dyn_ref::<web_sys::ErrorEvent>()
             .map(|e| e.message())
@@ -364,53 +402,84 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
     js_sys::Reflect::set(&init, &"threads".into(), &(threads as f64).into()).ok()?;
     w.post_message(&init).ok()?;
     // A worker that never answers (a hung import) must not hold the page's runs forever.
+    let timeout = if threads > 1 {
+        THREADED_START_TIMEOUT_MS
+    } else {
+        START_TIMEOUT_MS
+    };
     leptos::prelude::set_timeout(
-        || {
-            if CLIENT.with(|c| matches!(c.borrow().state, State::Starting(_))) {
+        move || {
+            if current() && CLIENT.with(|c| matches!(c.borrow().state, State::Starting(_))) {
                 stopped("it did not answer");
             }
         },
-        std::time::Duration::from_millis(START_TIMEOUT_MS),
+        std::time::Duration::from_millis(timeout),
     );
     Some(w)
 }
 
-/// The worker failed: while loading, the page takes over its queued jobs; while running, its
-/// jobs fail with a message and the next job starts a fresh worker.
+/// The worker failed. While loading: the threaded engine is replaced by the single-threaded
+/// one; the single-threaded one hands its queued jobs to the page. While running: its jobs fail
+/// with a message and the next job starts a fresh worker.
 fn stopped(reason: &str) {
-    let (was_starting, queued) = CLIENT.with(|c| {
+    enum After {
+        Retried,
+        InPage(Vec<ToEngine>),
+        FailJobs,
+    }
+    let after = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
-        let state = std::mem::replace(&mut c.state, State::Idle);
-        match state {
+        match std::mem::replace(&mut c.state, State::Idle) {
             State::Starting(w) => {
                 w.terminate();
                 started();
-                c.state = State::InPage;
-                set_threads(CpuThreads {
-                    threads: 1,
-                    note: Some("computing in the page".into()),
-                });
-                (true, std::mem::take(&mut c.queue))
+                let retry = if c.threaded { spawn_worker(1) } else { None };
+                c.threaded = false;
+                match retry {
+                    Some(w) => {
+                        c.state = State::Starting(w);
+                        After::Retried
+                    }
+                    None => {
+                        c.state = State::InPage;
+                        After::InPage(std::mem::take(&mut c.queue))
+                    }
+                }
             }
             State::Ready(w) => {
                 w.terminate();
-                (false, Vec::new())
+                After::FailJobs
             }
             other => {
                 c.state = other;
-                (false, Vec::new())
+                After::FailJobs
             }
         }
     });
-    if was_starting {
-        web_sys::console::warn_1(
-            &format!("the engine worker did not start ({reason}); computing in the page").into(),
-        );
-        queued.into_iter().for_each(run_in_page);
-    } else {
-        fail_all(&format!(
+    match after {
+        After::Retried => {
+            web_sys::console::warn_1(
+                &format!("the threaded engine did not start ({reason}); using one thread").into(),
+            );
+            set_threads(CpuThreads {
+                threads: 1,
+                note: Some(format!("threads did not start: {reason}")),
+            });
+        }
+        After::InPage(queued) => {
+            set_threads(CpuThreads {
+                threads: 1,
+                note: Some("computing in the page".into()),
+            });
+            web_sys::console::warn_1(
+                &format!("the engine worker did not start ({reason}); computing in the page")
+                    .into(),
+            );
+            queued.into_iter().for_each(run_in_page);
+        }
+        After::FailJobs => fail_all(&format!(
             "the engine stopped ({reason}); the next run starts it again"
-        ));
+        )),
     }
 }
 
@@ -426,7 +495,17 @@ fn fail_all(message: &str) {
 fn dispatch(msg: FromEngine) {
     match msg {
         FromEngine::Ready { threads, note } => {
-            if CLIENT.with(|c| c.borrow().for_cpu) {
+            let for_cpu = CLIENT.with(|c| {
+                let mut c = c.borrow_mut();
+                c.threaded = false;
+                c.for_cpu
+            });
+            if for_cpu {
+                // One thread where one was asked for in the URL: say so (not on a 1-core machine).
+                let note = note.or_else(|| {
+                    (threads == 1 && threads_in_url().is_some())
+                        .then(|| "one thread asked for".to_string())
+                });
                 set_threads(CpuThreads { threads, note });
             }
             let (w, queue) = CLIENT.with(|c| {
