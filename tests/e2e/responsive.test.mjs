@@ -1,7 +1,7 @@
 // The page never freezes: the labs' computations run in the engine worker, so the main thread
 // answers a trivial evaluation within 100 ms while they compute (the Izhikevich network, the
-// Merge lab's AdaMerging, a SmolLM2 Neurofeedback share link, the SmolLM2 IOI resid_pre sweep),
-// on WebGPU and on the CPU, and
+// Merge lab's AdaMerging, a SmolLM2 Neurofeedback share link, the SmolLM2 IOI resid_pre sweep,
+// loading SmolLM2 and analysing a prompt in the Circuits lab), on WebGPU and on the CPU, and
 // Cancel gives the page back within 200 ms. An architectural property, so a browser test may
 // assert it (the one timing assertion the project allows).
 import { test, before, after } from "node:test";
@@ -24,6 +24,22 @@ let srv;
 before(async () => { srv = await serveDist(); });
 after(() => srv.server.close());
 
+/// Ask the main thread for `1 + 1` every 100 ms while `busy` (a selector) is on the page, up
+/// to `limitMs`: the slowest answer and how many were taken.
+async function answersWhile(page, busy, limitMs) {
+  let slowest = 0, answers = 0;
+  const end = Date.now() + limitMs;
+  while (Date.now() < end && (await page.$(busy))) {
+    const t0 = performance.now();
+    assert.equal(await page.evaluate(() => 1 + 1), 2);
+    slowest = Math.max(slowest, performance.now() - t0);
+    answers++;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await page.$(busy), null, `still ${busy} after ${limitMs} ms`);
+  return { slowest, answers };
+}
+
 /// Open `lab`'s share link for `spec`, run it, and while it computes (up to PROBE_MS) ask the
 /// main thread for `1 + 1` every 100 ms. Then start a longer run and Cancel it after 300 ms. Returns the
 /// slowest answer, the answers taken, and how long Cancel took to give the page back (measured
@@ -33,7 +49,7 @@ async function probe(page, { lab, prefix, spec, prepare }, backend) {
     await page.goto(srv.base + `#/${lab}` + (s ? "?spec=" + encodeURIComponent(JSON.stringify(s)) : ""));
     await page.reload();
     await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
-    if (prepare) await prepare(page);
+    if (prepare) await prepare(page, backend);
   };
   await open(spec);
   const status = `[data-testid="${prefix}status"]`;
@@ -89,11 +105,23 @@ for (const mode of MODES) {
         prepare: (page) => page.waitForSelector('[data-testid="nf-model-name"][data-key="smollm2"]', { timeout: 300_000, state: "attached" }),
       });
       // The IOI resid_pre sweep (31 × 14), the patching panel's default.
+      // Loading SmolLM2 (parse, dequantise) and analysing a prompt (patterns, logit lens,
+      // attribution) happen in the engine too.
       labs.push({
         lab: "circuits", prefix: "patch-",
-        prepare: async (page) => {
-          await page.click('[data-testid="load-smollm2"]');
+        prepare: async (page, backend) => {
+          await page.click('[data-testid="load-smollm2"]', { noWaitAfter: true });
+          const load = await answersWhile(page, '[data-testid="model-load"][data-state="busy"]', 300_000);
           await page.waitForSelector('[data-testid="model-name"]:has-text("SmolLM2")', { timeout: 300_000, state: "attached" });
+          console.log(`[${backend}] circuits SmolLM2 load: slowest answer ${load.slowest.toFixed(1)} ms of ${load.answers}`);
+          assert.ok(load.slowest <= 100, `SmolLM2 load: the main thread took ${load.slowest.toFixed(1)} ms to answer`);
+          // SwiftShader takes minutes for SmolLM2's analysis (a readback per layer and head).
+          if (backend !== "cpu") return;
+          await page.click('[data-testid="analysis-run"]', { noWaitAfter: true });
+          const analysis = await answersWhile(page, '[data-testid="analysis-status"][data-state="running"]', 300_000);
+          assert.equal(await page.getAttribute('[data-testid="analysis-status"]', "data-state"), "done");
+          console.log(`[${backend}] circuits prompt analysis: slowest answer ${analysis.slowest.toFixed(1)} ms of ${analysis.answers}`);
+          assert.ok(analysis.slowest <= 100, `prompt analysis: the main thread took ${analysis.slowest.toFixed(1)} ms to answer`);
         },
       });
     }

@@ -5,12 +5,18 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use interplay_lab::PatchingSpec;
-use interplay_lab::ablation::{
-    AblationKind, Head, ReceiverInput, Scores, ablate_heads, path_patch,
-};
+use interplay_lab::ablation::{AblationKind, Head, ReceiverInput, Scores};
+use interplay_lab::inspect::{Inspect, Inspection};
 
-use crate::assets::yield_now;
 use crate::models;
+
+/// `(clean, changed)` scores of an ablation or path patch, computed by the engine.
+async fn scores(query: Inspect) -> Result<(Scores, Scores), String> {
+    match models::ask(query).await? {
+        (Inspection::Scores { clean, changed }, _) => Ok((clean, changed)),
+        _ => Err("the engine answered with another result".into()),
+    }
+}
 
 fn parse_heads(s: &str) -> Result<Vec<Head>, String> {
     s.split([',', ' '])
@@ -51,26 +57,34 @@ pub fn AblationPanel(
     let shape = RwSignal::new(None::<(usize, usize)>);
     let busy = RwSignal::new(false);
     let runs = RwSignal::new(0u32);
+    // Clicks do not wait for the engine: only the latest question's answer is shown.
+    let asked = StoredValue::new(0u32);
 
     let rerun = move || {
         busy.set(true);
         let s = spec.get_untracked();
         let heads = ablated.get_untracked();
         let k = kind.get_untracked();
+        let n = asked.get_value() + 1;
+        asked.set_value(n);
         spawn_local(async move {
-            yield_now().await;
-            let r = async {
-                let (m, _) = models::current()?;
-                shape.set(Some((m.model.config.n_layers, m.model.config.n_heads)));
-                let p = s.resolve(m.tokenizer.as_ref()).map_err(|e| e.to_string())?;
-                ablate_heads(&m.model, &p.clean, &p.corrupt, &heads, k, p.answer, p.wrong)
+            let r = match models::info() {
+                None => Err("load a model first".to_string()),
+                Some(i) => {
+                    shape.set(Some((i.n_layers, i.n_heads)));
+                    scores(Inspect::Ablate {
+                        spec: s,
+                        heads,
+                        kind: k,
+                    })
                     .await
-                    .map_err(|e| e.to_string())
+                }
+            };
+            if asked.get_value() == n {
+                result.set(Some(r));
+                runs.update(|n| *n += 1);
+                busy.set(false);
             }
-            .await;
-            result.set(Some(r));
-            runs.update(|n| *n += 1);
-            busy.set(false);
         });
     };
 
@@ -110,18 +124,18 @@ pub fn AblationPanel(
             inputs.push(ReceiverInput::V)
         }
         spawn_local(async move {
-            yield_now().await;
-            let r = async {
-                let (m, _) = models::current()?;
-                let p = s.resolve(m.tokenizer.as_ref()).map_err(|e| e.to_string())?;
-                let (sn, rc) = (parse_heads(&sn)?, parse_heads(&rc)?);
-                path_patch(
-                    &m.model, &p.clean, &p.corrupt, &sn, &rc, &inputs, p.answer, p.wrong,
-                )
-                .await
-                .map_err(|e| e.to_string())
-            }
-            .await;
+            let r = match (parse_heads(&sn), parse_heads(&rc)) {
+                (Ok(senders), Ok(receivers)) => {
+                    scores(Inspect::PathPatch {
+                        spec: s,
+                        senders,
+                        receivers,
+                        inputs,
+                    })
+                    .await
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
             pp.set(Some(r));
             pp_runs.update(|n| *n += 1);
             busy.set(false);

@@ -24,8 +24,8 @@ fn js_err(url: &str, e: wasm_bindgen::JsValue) -> AssetError {
     }
 }
 
-/// Fetch `url` (relative to the page) as bytes.
-pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, AssetError> {
+/// Fetch `url` (relative to the page): the response, checked to be 2xx.
+async fn fetch_ok(url: &str) -> Result<web_sys::Response, AssetError> {
     let window = web_sys::window().ok_or_else(|| AssetError::Fetch {
         url: url.into(),
         reason: "no window".into(),
@@ -40,10 +40,26 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, AssetError> {
             reason: format!("HTTP {}", resp.status()),
         });
     }
+    Ok(resp)
+}
+
+/// Fetch `url` (relative to the page) as bytes.
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, AssetError> {
+    let resp = fetch_ok(url).await?;
     let buf = JsFuture::from(resp.array_buffer().map_err(|e| js_err(url, e))?)
         .await
         .map_err(|e| js_err(url, e))?;
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+/// Fetch `url` (relative to the page) as a `Blob`: the bytes stay with the browser, outside
+/// this module's memory, until whoever needs them (the engine) reads them.
+pub async fn fetch_blob(url: &str) -> Result<web_sys::Blob, AssetError> {
+    let resp = fetch_ok(url).await?;
+    let blob = JsFuture::from(resp.blob().map_err(|e| js_err(url, e))?)
+        .await
+        .map_err(|e| js_err(url, e))?;
+    blob.dyn_into().map_err(|e| js_err(url, e))
 }
 
 /// Milliseconds since this context started (`performance.now()`), in the page or a worker.
@@ -81,18 +97,13 @@ pub async fn yield_now() {
     sleep_ms(0).await;
 }
 
-/// Read every file of a file list (a picker or a drop) into memory. The bytes stay in the page.
-pub async fn read_files(files: &web_sys::FileList) -> Result<Vec<(String, Vec<u8>)>, AssetError> {
-    let mut out = Vec::new();
-    for i in 0..files.length() {
-        let Some(f) = files.get(i) else { continue };
-        let name = f.name();
-        let buf = JsFuture::from(f.array_buffer())
-            .await
-            .map_err(|e| js_err(&name, e))?;
-        out.push((name, js_sys::Uint8Array::new(&buf).to_vec()));
-    }
-    Ok(out)
+/// The files of a file list (a picker or a drop) as `(name, Blob)`: handles, not bytes, so
+/// nothing is read in the page.
+pub fn files_of(files: &web_sys::FileList) -> Vec<(String, web_sys::Blob)> {
+    (0..files.length())
+        .filter_map(|i| files.get(i))
+        .map(|f| (f.name(), web_sys::Blob::from(f)))
+        .collect()
 }
 
 /// `localStorage` (reached through `Reflect`, so no extra web-sys features): `None` when the

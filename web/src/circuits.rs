@@ -1,20 +1,18 @@
 //! Circuits lab: load a transformer (the bundled SmolLM2-135M-Instruct, or a GGUF/safetensors
 //! file from the user's disk, which never leaves the browser), run a prompt, see its tokens and
-//! next-token predictions on the page's device.
-
-use std::rc::Rc;
+//! next-token predictions. The engine worker loads the model and computes; the page draws.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
-use interplay_models::device::read_f32;
 use interplay_models::tokenizer::visible;
 
-use interplay_lab::PatchingSpec;
 use interplay_lab::bundled::Bundled;
+use interplay_lab::inspect::{Inspect, Inspection, Prediction};
+use interplay_lab::{PatchingSpec, Prompt};
 
-use crate::assets::{draft_get, draft_set, now_ms, read_files, yield_now};
+use crate::assets::{draft_get, draft_set, files_of};
 use crate::models::{self, ModelInfo, ModelSource};
 
 /// Where the prompt box autosaves.
@@ -24,9 +22,7 @@ const IOI_PROMPT: &str = "When Mary and John went to the store, John gave a drin
 /// One run's result.
 #[derive(Clone, Debug, PartialEq)]
 struct RunResult {
-    tokens: Vec<(String, u32)>,
-    top: Vec<(String, u32, f32, f32)>,
-    last_logits: Option<String>,
+    prediction: Prediction,
     ms: f64,
     backend: String,
 }
@@ -46,62 +42,22 @@ fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
 }
 
 async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String> {
-    let (m, info) = models::current()?;
-    let ids = if !ids_text.trim().is_empty() || m.tokenizer.is_none() {
-        parse_ids(&ids_text)?
+    let info = models::info().ok_or("load a model first")?;
+    let prompt = if !ids_text.trim().is_empty() || !info.has_tokenizer {
+        Prompt::Ids(parse_ids(&ids_text)?)
+    } else if text.is_empty() {
+        return Err("the prompt is empty: type some text".into());
     } else {
-        if text.is_empty() {
-            return Err("the prompt is empty: type some text".into());
-        }
-        m.tokenizer
-            .as_ref()
-            .ok_or("this model has no tokenizer: give token ids")?
-            .encode(&text)
-            .map_err(|e| e.to_string())?
+        Prompt::Text(text)
     };
-    let shown = |id: u32| -> String {
-        m.tokenizer
-            .as_ref()
-            .map(|t| t.display_tokens(&[id]).remove(0))
-            .unwrap_or_else(|| format!("#{id}"))
-    };
-    let t0 = now_ms();
-    let tokens = m
-        .model
-        .tokens(std::slice::from_ref(&ids))
-        .map_err(|e| e.to_string())?;
-    let last = m.model.last_logits(tokens).map_err(|e| e.to_string())?;
-    let v = last.dims()[1];
-    let last = read_f32(last.reshape([v]))
-        .await
-        .map_err(|e| e.to_string())?;
-    let ms = now_ms() - t0;
-    if last.iter().any(|x| !x.is_finite()) {
-        return Err("the model produced NaN or infinite logits".into());
+    match models::ask(Inspect::Predict { prompt }).await? {
+        (Inspection::Prediction(prediction), ran) => Ok(RunResult {
+            prediction,
+            ms: ran.ms,
+            backend: ran.backend.label().to_string(),
+        }),
+        _ => Err("the engine answered with another result".into()),
     }
-    let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let z: f32 = last.iter().map(|x| (x - max).exp()).sum();
-    let mut order: Vec<usize> = (0..v).collect();
-    order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
-    let top = order
-        .iter()
-        .take(10)
-        .map(|&i| {
-            (
-                shown(i as u32),
-                i as u32,
-                (last[i] - max).exp() / z,
-                last[i],
-            )
-        })
-        .collect();
-    Ok(RunResult {
-        tokens: ids.iter().map(|&i| (shown(i), i)).collect(),
-        top,
-        last_logits: (v <= 4096).then(|| serde_json::to_string(&last).unwrap_or_default()),
-        ms,
-        backend: info.backend.label().to_string(),
-    })
 }
 
 /// The lab.
@@ -118,9 +74,9 @@ pub fn CircuitsLab() -> impl IntoView {
     let loads = RwSignal::new(0u32);
     let runs = RwSignal::new(0u32);
 
-    let finish_load = move |source: ModelSource| {
-        let r = models::load(source);
-        match r {
+    // Built in the engine (parsing and dequantising SmolLM2 takes seconds).
+    let finish_load = move |source: ModelSource| async move {
+        match models::load_in_engine(source).await {
             Ok(i) => {
                 status.set(Some(Ok(format!("Loaded {}", i.name))));
                 info.set(Some(i));
@@ -143,39 +99,28 @@ pub fn CircuitsLab() -> impl IntoView {
         busy.set(true);
         spawn_local(async move {
             match models::fetch_source(&key, status).await {
-                Ok(source) => {
-                    yield_now().await;
-                    finish_load(source);
-                }
+                Ok(source) => finish_load(source).await,
                 Err(e) => fail_load(e),
             }
         });
     };
 
     let load_files = move |files: web_sys::FileList| {
+        let v = files_of(&files);
+        if v.is_empty() {
+            fail_load("no file chosen".into());
+            return;
+        }
         busy.set(true);
         status.set(Some(
             Ok("Reading files (they stay in this browser)…".into()),
         ));
-        spawn_local(async move {
-            match read_files(&files).await {
-                Ok(v) if v.is_empty() => fail_load("no file chosen".into()),
-                Ok(v) => {
-                    yield_now().await;
-                    let name = v
-                        .iter()
-                        .map(|(n, _)| n.clone())
-                        .collect::<Vec<_>>()
-                        .join(" + ");
-                    finish_load(ModelSource::new(
-                        name.clone(),
-                        name,
-                        v.into_iter().map(|(n, b)| (n, Rc::new(b))).collect(),
-                    ));
-                }
-                Err(e) => fail_load(e.to_string()),
-            }
-        });
+        let name = v
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        spawn_local(finish_load(ModelSource::new(name.clone(), name, v)));
     };
 
     let on_pick = move |ev: leptos::ev::Event| {
@@ -198,11 +143,7 @@ pub fn CircuitsLab() -> impl IntoView {
         busy.set(true);
         let (t, i) = (prompt.get_untracked(), ids_text.get_untracked());
         spawn_local(async move {
-            yield_now().await;
             let r = run_prompt(t, i).await;
-            if let Ok((_, i)) = models::current() {
-                info.set(Some(i));
-            }
             result.set(Some(r));
             runs.update(|n| *n += 1);
             busy.set(false);
@@ -293,18 +234,18 @@ pub fn CircuitsLab() -> impl IntoView {
             }>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="run-error">{e}</p> }.into_any(),
-                Ok(r) => view! {
+                Ok(RunResult { prediction: r, ms, backend }) => view! {
                     <div class="tokens" data-testid="run-tokens">
                         {r.tokens.into_iter().enumerate().map(|(i, (t, id))| view! {
                             <span class="tok" title=format!("position {i}, token id {id}")>{t}<small>{id}</small></span>
                         }).collect_view()}
                     </div>
-                    <p class="muted">{format!("computed on {} in {:.0} ms", r.backend, r.ms)}</p>
+                    <p class="muted">{format!("computed on {backend} in {ms:.0} ms")}</p>
                     <table class="top" data-testid="top-tokens">
                         <caption>"Most likely next tokens"</caption>
                         <thead><tr><th>"token"</th><th>"id"</th><th>"probability"</th><th>"logit"</th></tr></thead>
                         <tbody>
-                        {r.top.into_iter().map(|(t, id, p, l)| view! {
+                        {r.top.into_iter().map(|t| (t.text, t.id, t.probability, t.logit)).map(|(t, id, p, l)| view! {
                             <tr data-id=id data-logit=l.to_string()>
                                 <td class="mono">{visible(&t)}</td><td>{id}</td>
                                 <td><span class="bar" style=format!("width:{:.1}%", p * 100.0)></span>{format!("{:.1}%", p * 100.0)}</td>
@@ -313,7 +254,7 @@ pub fn CircuitsLab() -> impl IntoView {
                         }).collect_view()}
                         </tbody>
                     </table>
-                    {r.last_logits.map(|j| view! { <pre hidden data-testid="last-logits">{j}</pre> })}
+                    {r.last_logits.map(|l| view! { <pre hidden data-testid="last-logits">{serde_json::to_string(&l).unwrap_or_default()}</pre> })}
                 }.into_any(),
             })}
             </div>

@@ -184,8 +184,8 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         input_error.set(None);
         st.start(&s, 1);
         spawn_local(async move {
-            // The engine computes; it holds the model unless it was loaded for the page.
-            let r = match models::ensure_in_engine(st.job).await {
+            // The engine computes; the model goes to it again if it restarted or changed device.
+            let r = match models::ensure_in_engine(Some(st.job)).await {
                 Err(e) => Err(e),
                 Ok(()) => match st
                     .compute(

@@ -108,9 +108,9 @@ pub fn PatchingPanel(
         model_name.set(s.model.clone());
         st.start(&s, 1);
         spawn_local(async move {
-            // The engine computes; it holds the model unless it was loaded for the page.
+            // The engine computes; the model goes to it again if it restarted or changed device.
             let task = Task::Experiment(Box::new(Experiment::Circuits(s.clone())));
-            let r = match models::ensure_in_engine(st.job).await {
+            let r = match models::ensure_in_engine(Some(st.job)).await {
                 Err(e) => Err(e),
                 Ok(()) => match st.compute(task, |_: Part| {}).await {
                     Ok((Output::Patching { grid, rows, cols }, ran)) => Ok(SweepResult {

@@ -5,114 +5,35 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use interplay_lab::circuits::{
-    Attribution, HeadScores, LogitLens, Patterns, attention_patterns, direct_logit_attribution,
-    head_scores, logit_lens,
-};
+use interplay_lab::circuits::HeadScores;
+use interplay_lab::inspect::{Analysis, Inspect, Inspection};
 use interplay_lab::{Prompt, TokenRef};
 
-use crate::assets::yield_now;
 use crate::models;
 use crate::plots::{Heatmap, download};
 
-#[derive(Clone, Debug, PartialEq)]
-struct Analysis {
-    tokens: Vec<String>,
-    patterns: Patterns,
-    lens: LogitLens,
-    lens_labels: Vec<String>,
-    dla: Option<Attribution>,
-    answer_label: String,
-}
-
-fn label(m: &interplay_models::LoadedModel, id: u32) -> String {
-    m.tokenizer
-        .as_ref()
-        .map(|t| t.display_tokens(&[id]).remove(0))
-        .unwrap_or_else(|| format!("#{id}"))
-}
-
-fn resolve_token(m: &interplay_models::LoadedModel, t: &str) -> Result<Option<u32>, String> {
+/// A token box: empty (none), a number (an id) or text (must be one token).
+fn token_ref(t: &str) -> Option<TokenRef> {
     if t.trim().is_empty() {
-        return Ok(None);
+        return None;
     }
-    let r = match t.trim().parse::<u32>() {
+    Some(match t.trim().parse::<u32>() {
         Ok(i) => TokenRef::Id(i),
         Err(_) => TokenRef::Text(t.to_string()),
-    };
-    match r {
-        TokenRef::Id(i) => Ok(Some(i)),
-        TokenRef::Text(s) => {
-            let tk = m
-                .tokenizer
-                .as_ref()
-                .ok_or("this model has no tokenizer: give token ids")?;
-            match tk.encode(&s).map_err(|e| e.to_string())?[..] {
-                [one] => Ok(Some(one)),
-                ref many => Err(format!(
-                    "{s:?} is {} tokens; it must be exactly one",
-                    many.len()
-                )),
-            }
-        }
-    }
+    })
 }
 
+/// Analyse `prompt` in the engine.
 async fn analyse(prompt: Prompt, answer: String, wrong: String) -> Result<Analysis, String> {
-    let (m, _) = models::current()?;
-    let ids = match prompt {
-        Prompt::Ids(ids) => ids,
-        Prompt::Text(t) if t.is_empty() => return Err("the prompt is empty".into()),
-        Prompt::Text(t) => m
-            .tokenizer
-            .as_ref()
-            .ok_or("this model has no tokenizer: give token ids")?
-            .encode(&t)
-            .map_err(|e| e.to_string())?,
+    let query = Inspect::Analyse {
+        prompt,
+        answer: token_ref(&answer),
+        wrong: token_ref(&wrong),
     };
-    let model = &m.model;
-    model
-        .tokens(std::slice::from_ref(&ids))
-        .map_err(|e| e.to_string())?;
-    let (a, w) = (resolve_token(&m, &answer)?, resolve_token(&m, &wrong)?);
-    for id in [a, w].into_iter().flatten() {
-        if id as usize >= model.config.d_vocab {
-            return Err(format!("token id {id} is outside the vocabulary"));
-        }
+    match models::ask(query).await? {
+        (Inspection::Analysis(a), _) => Ok(*a),
+        _ => Err("the engine answered with another result".into()),
     }
-    yield_now().await;
-    let patterns = attention_patterns(model, &ids)
-        .await
-        .map_err(|e| e.to_string())?;
-    yield_now().await;
-    let tracked: Vec<u32> = [a, w].into_iter().flatten().collect();
-    let lens = logit_lens(model, &ids, &tracked, 3)
-        .await
-        .map_err(|e| e.to_string())?;
-    yield_now().await;
-    let dla = match (a, w) {
-        (Some(a), Some(w)) => Some(
-            direct_logit_attribution(model, &ids, a, w)
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
-        _ => None,
-    };
-    Ok(Analysis {
-        tokens: ids
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| format!("{i} {}", label(&m, id)))
-            .collect(),
-        lens_labels: tracked.iter().map(|&t| label(&m, t)).collect(),
-        answer_label: match (a, w) {
-            (Some(a), Some(w)) => format!("logit({}) − logit({})", label(&m, a), label(&m, w)),
-            _ => String::new(),
-        },
-        patterns,
-        lens,
-        dla,
-    })
 }
 
 /// Views of one prompt.
@@ -165,13 +86,12 @@ pub fn AnalysisPanel(
         };
         let (a, w) = (answer.get_untracked(), wrong.get_untracked());
         spawn_local(async move {
-            yield_now().await;
             let r = analyse(p, a, w).await;
             if let Ok(an) = &r {
                 layer.set(
                     layer
                         .get_untracked()
-                        .min(an.patterns.pattern.len().saturating_sub(1)),
+                        .min(an.patterns.shape[0].saturating_sub(1)),
                 );
                 head.set(0);
             }
@@ -198,12 +118,11 @@ pub fn AnalysisPanel(
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="analysis-error">{e}</p> }.into_any(),
                 Ok(an) => {
-                    let n_layers = an.patterns.pattern.len();
-                    let n_heads = an.patterns.pattern.first().map(Vec::len).unwrap_or(0);
+                    let [n_layers, n_heads, _, _] = an.patterns.shape;
                     let an2 = an.clone();
                     let attention = move || {
                         let (l, h) = (layer.get().min(n_layers.saturating_sub(1)), head.get().min(n_heads.saturating_sub(1)));
-                        let values = an2.patterns.pattern.get(l).and_then(|x| x.get(h)).cloned().unwrap_or_default();
+                        let values = an2.patterns.head(l, h);
                         view! { <Heatmap rows=an2.tokens.clone() cols=an2.tokens.clone() values=values
                                   what=format!("attention of L{l}H{h}, query (row) → key (column)") testid="attention-map".to_string()/> }
                     };
@@ -220,8 +139,8 @@ pub fn AnalysisPanel(
                             let overview = move || {
                                 let k = key.get().min(an3.tokens.len().saturating_sub(1));
                                 let q = an3.tokens.len().saturating_sub(1);
-                                let vals: Vec<Vec<f32>> = an3.patterns.pattern.iter()
-                                    .map(|layer| layer.iter().map(|head| head.get(q).and_then(|r| r.get(k)).copied().unwrap_or(0.0)).collect())
+                                let vals: Vec<Vec<f32>> = (0..n_layers)
+                                    .map(|l| (0..n_heads).map(|h| an3.patterns.get(l, h, q, k)).collect())
                                     .collect();
                                 view! {
                                     <Heatmap rows=(0..n_layers).map(|l| format!("L{l}")).collect() cols=(0..n_heads).map(|h| format!("H{h}")).collect()
@@ -310,9 +229,9 @@ pub fn HeadScoresPanel(
         busy.set(true);
         let (h, s) = (half.get_untracked(), seed.get_untracked());
         spawn_local(async move {
-            yield_now().await;
-            let r = match models::current() {
-                Ok((m, _)) => head_scores(&m.model, h, s).await.map_err(|e| e.to_string()),
+            let r = match models::ask(Inspect::HeadScores { half: h, seed: s }).await {
+                Ok((Inspection::HeadScores(s), _)) => Ok(s),
+                Ok(_) => Err("the engine answered with another result".into()),
                 Err(e) => Err(e),
             };
             result.set(Some(r));

@@ -7,6 +7,7 @@
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`bundled`] | the Circuits lab's bundled induction and IOI models: vocabularies, data, training |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
+//! | [`inspect`] | the Circuits lab's interactive questions (predict, analyse, score heads, ablate, path-patch) |
 //! | [`guides`] | the guided experiments' texts (Markdown, one file per lab) |
 //! | [`experiment`] | the one experiment type every link, export, `interplay run` and test reads |
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
@@ -21,6 +22,7 @@ pub mod bundled;
 pub mod circuits;
 pub mod experiment;
 pub mod guides;
+pub mod inspect;
 pub mod merge;
 pub mod mergelab;
 pub mod neurofeedback;

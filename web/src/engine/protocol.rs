@@ -6,6 +6,7 @@ use interplay_dynamics::tasks::{MemoryCapacityResult, PredictionResult};
 use interplay_dynamics::whatwhen::{Trial, WhatWhenResult};
 use interplay_dynamics::{EiSweepRow, SpikingResult};
 use interplay_lab::Experiment;
+use interplay_lab::inspect::{Inspect, Inspection};
 use interplay_lab::mergelab::MergeOutcome;
 use interplay_lab::neurofeedback::NeurofeedbackResult;
 use interplay_lab::suite::{Task as SuiteTask, TrainOptions};
@@ -21,6 +22,14 @@ pub type JobId = u32;
 pub enum Task {
     /// One experiment of a spec lab, exactly as a share link or `interplay run` states it.
     Experiment(Box<Experiment>),
+    /// A question about the held model (the Circuits lab's prompt run, analyses, head scores,
+    /// ablation, path patching).
+    Inspect {
+        /// The model it is about (the key the page loaded it under).
+        model: String,
+        /// The question.
+        query: Inspect,
+    },
     /// Load a model (parse, dequantise, upload to the device) and keep it for the experiments
     /// that follow; its files stay in the engine, so a device switch rebuilds it there.
     LoadModel {
@@ -28,7 +37,8 @@ pub enum Task {
         key: String,
         /// Shown name.
         name: String,
-        /// The files, as the user picked them or the site served them.
+        /// The files, as the user picked them or the site served them (kept by the engine, so
+        /// a device switch rebuilds the model from them).
         files: Vec<ModelFile>,
     },
     /// Fine-tune the Merge suite's base: on a bundled task's training split, or on pasted data
@@ -48,9 +58,11 @@ pub enum Task {
 pub struct ModelFile {
     /// File name (`model.safetensors`, `config.json`, `tokenizer.json`, `*.gguf`).
     pub name: String,
-    /// Its bytes.
-    #[serde(with = "serde_bytes")]
-    pub bytes: Vec<u8>,
+    /// Its bytes, as a `Blob`: the `File` the user picked, or a response from this site. A
+    /// posted `Blob` shares its bytes with the engine (nothing is copied); the engine reads it
+    /// into its memory once per build, and the page never reads it at all.
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub blob: web_sys::Blob,
 }
 
 /// What the page shows about a loaded model.
@@ -214,6 +226,8 @@ pub enum Output {
     },
     /// A Neurofeedback experiment.
     Neurofeedback(NeurofeedbackResult),
+    /// The answer to a question about the held model.
+    Inspection(Inspection),
     /// A model the engine loaded.
     Model(ModelInfo),
     /// A fine-tune of the suite's base.

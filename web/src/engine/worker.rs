@@ -22,7 +22,7 @@ use interplay_models::load::{FileKind, LoadedModel, load_gguf, load_safetensors,
 use interplay_models::patching::{PatchGrid, PatchTarget};
 
 use super::protocol::{
-    DynamicsOutput, FromEngine, JobId, ModelInfo, Output, Part, Ran, Task, ToEngine,
+    DynamicsOutput, FromEngine, JobId, ModelFile, ModelInfo, Output, Part, Ran, Task, ToEngine,
 };
 use crate::assets::{now_ms, sleep_ms, yield_now};
 
@@ -36,23 +36,45 @@ struct Flags {
     paused: bool,
 }
 
-/// The model the engine holds: its files (kept, so a device switch rebuilds it) and the model
-/// built from them on the device of the last job.
+/// The model the engine holds: its files (kept as `Blob`s, so a device switch rebuilds it
+/// without holding a second copy of the bytes) and the model built from them on the device of
+/// the last job.
 struct Held {
+    /// This load's number in the engine: a rebuild finishing after another load keeps nothing.
+    load: u64,
     key: String,
-    files: Vec<(String, Rc<Vec<u8>>)>,
+    files: Vec<ModelFile>,
     built: Option<(Backend, Rc<LoadedModel>)>,
 }
 
 thread_local! {
     static FLAGS: RefCell<HashMap<JobId, Flags>> = RefCell::new(HashMap::new());
     static MODEL: RefCell<Option<Held>> = const { RefCell::new(None) };
+    static LOADS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Read a model's files into this engine's memory.
+async fn read_files(files: &[ModelFile]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let buf = wasm_bindgen_futures::JsFuture::from(f.blob.array_buffer())
+            .await
+            .map_err(|e| {
+                format!(
+                    "could not read {}: {}",
+                    f.name,
+                    e.as_string().unwrap_or_else(|| format!("{e:?}"))
+                )
+            })?;
+        out.push((f.name.clone(), js_sys::Uint8Array::new(&buf).to_vec()));
+    }
+    Ok(out)
 }
 
 /// Build a model from its files on `device`: a GGUF file alone, or safetensors with its
 /// `config.json` (and `tokenizer.json` when there is one).
-pub(crate) fn build_model(
-    files: &[(String, Rc<Vec<u8>>)],
+fn build_model(
+    files: &[(String, Vec<u8>)],
     device: &burn::tensor::Device,
 ) -> Result<LoadedModel, String> {
     let find = |suffix: &str| {
@@ -80,7 +102,7 @@ pub(crate) fn build_model(
 }
 
 /// What the page shows about model `m` (named `key`/`name`) living on `backend`.
-pub(crate) fn describe(key: &str, name: &str, m: &LoadedModel, backend: Backend) -> ModelInfo {
+fn describe(key: &str, name: &str, m: &LoadedModel, backend: Backend) -> ModelInfo {
     let c = &m.model.config;
     let family = match c.arch {
         Arch::Gpt2 => "GPT-2",
@@ -149,11 +171,11 @@ fn patch_labels(
 
 /// The held model on `dev` (rebuilt there if it was built for another device), checked to be
 /// the one `key` names.
-fn held_model(key: &str, dev: &ComputeDevice) -> Result<Rc<LoadedModel>, String> {
-    MODEL.with(|m| {
-        let mut m = m.borrow_mut();
+async fn held_model(key: &str, dev: &ComputeDevice) -> Result<Rc<LoadedModel>, String> {
+    let (load, files) = MODEL.with(|m| {
+        let m = m.borrow();
         let held = m
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| format!("load a model first: this experiment uses {key:?}"))?;
         if held.key != key {
             return Err(format!(
@@ -162,15 +184,23 @@ fn held_model(key: &str, dev: &ComputeDevice) -> Result<Rc<LoadedModel>, String>
             ));
         }
         match &held.built {
-            Some((b, model)) if *b == dev.backend => Ok(model.clone()),
-            _ => {
-                held.built = None;
-                let model = Rc::new(build_model(&held.files, &dev.device)?);
-                held.built = Some((dev.backend, model.clone()));
-                Ok(model)
-            }
+            Some((b, model)) if *b == dev.backend => Ok((held.load, Err(model.clone()))),
+            _ => Ok((held.load, Ok(held.files.clone()))),
         }
-    })
+    })?;
+    let files = match files {
+        Err(built) => return Ok(built),
+        Ok(files) => files,
+    };
+    let model = Rc::new(build_model(&read_files(&files).await?, &dev.device)?);
+    MODEL.with(|m| {
+        if let Some(held) = m.borrow_mut().as_mut()
+            && held.load == load
+        {
+            held.built = Some((dev.backend, model.clone()));
+        }
+    });
+    Ok(model)
 }
 
 fn flags(id: JobId) -> Flags {
@@ -410,7 +440,7 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                 .map(Output::Merge)
                 .map_err(|e| e.to_string()),
             Experiment::Circuits(spec) => {
-                let m = held_model(&spec.model, dev)?;
+                let m = held_model(&spec.model, dev).await?;
                 let grid = spec
                     .run(&m, &mut on_progress)
                     .await
@@ -419,7 +449,7 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                 Ok(Output::Patching { grid, rows, cols })
             }
             Experiment::Neurofeedback(spec) => {
-                let m = held_model(&spec.model, dev)?;
+                let m = held_model(&spec.model, dev).await?;
                 let tk = m
                     .tokenizer
                     .as_ref()
@@ -430,17 +460,27 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                     .map_err(|e| e.to_string())
             }
         },
+        Task::Inspect { model, query } => {
+            let m = held_model(&model, dev).await?;
+            query
+                .run(&m)
+                .await
+                .map(Output::Inspection)
+                .map_err(|e| e.to_string())
+        }
         Task::LoadModel { key, name, files } => {
             // The previous model goes first: two large models need not fit at once.
             MODEL.with(|m| *m.borrow_mut() = None);
-            let files: Vec<(String, Rc<Vec<u8>>)> = files
-                .into_iter()
-                .map(|f| (f.name, Rc::new(f.bytes)))
-                .collect();
-            let model = Rc::new(build_model(&files, device)?);
+            let load = LOADS.with(|n| n.replace(n.get() + 1)) + 1;
+            let model = Rc::new(build_model(&read_files(&files).await?, device)?);
             let info = describe(&key, &name, &model, dev.backend);
+            // A later load that started while this one read its files wins.
+            if LOADS.with(|n| n.get()) != load {
+                return Err("a newer model load replaced this one".into());
+            }
             MODEL.with(|m| {
                 *m.borrow_mut() = Some(Held {
+                    load,
                     key,
                     files,
                     built: Some((dev.backend, model)),

@@ -1,0 +1,227 @@
+//! The Circuits lab's questions as the engine answers them: a prediction's logits are the
+//! Hugging Face golden's, each answer equals the analysis function it wraps, a question survives
+//! JSON (the engine message's shape), and bad input is a message, not a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use interplay_lab::ablation::{AblationKind, ReceiverInput, ablate_heads, path_patch};
+use interplay_lab::circuits::{attention_patterns, direct_logit_attribution, head_scores};
+use interplay_lab::inspect::{Inspect, Inspection, PatternCube};
+use interplay_lab::{PatchingSpec, Prompt, TokenRef};
+use interplay_models::ComputeDevice;
+use interplay_models::load::{LoadedModel, load_path};
+use pollster::block_on;
+use serde_json::Value;
+
+use interplay_testkit::root;
+
+fn ioi() -> (LoadedModel, Value) {
+    let m = load_path(
+        &root().join("public/bundled/ioi-3l"),
+        &ComputeDevice::cpu().device,
+    )
+    .expect("loads");
+    let g: Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/bundled/ioi-3l.json")).expect("golden"),
+    )
+    .expect("json");
+    (m, g)
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// JSON round trip: what crosses to the engine is what was asked.
+fn through_json(q: Inspect) -> Inspect {
+    let back: Inspect = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
+    assert_eq!(back, q);
+    back
+}
+
+#[test]
+fn prediction_is_the_hf_last_position_logits() {
+    let (m, g) = ioi();
+    let text = g["clean_text"].as_str().unwrap().to_string();
+    let q = through_json(Inspect::Predict {
+        prompt: Prompt::Text(text),
+    });
+    let Inspection::Prediction(p) = block_on(q.run(&m)).unwrap() else {
+        panic!("a prediction")
+    };
+    let clean = ids(&g["clean"]);
+    assert_eq!(p.tokens.iter().map(|t| t.1).collect::<Vec<_>>(), clean);
+    let shape: Vec<usize> = g["logits"]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
+    let v = *shape.last().unwrap();
+    let data: Vec<f64> = g["logits"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let want = &data[data.len() - v..];
+    let got = p
+        .last_logits
+        .expect("a small vocabulary carries every logit");
+    let err = interplay_testkit::max_rel_err(&got, want);
+    assert!(err < 1e-4, "logits max rel err {err}");
+    // The top tokens are the golden's, best first, with softmax probabilities.
+    let best = (0..v).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
+    assert_eq!(p.top[0].id as usize, best);
+    assert_eq!(p.top[0].id, g["answer"].as_u64().unwrap() as u32);
+    assert!(p.top.windows(2).all(|w| w[0].logit >= w[1].logit));
+    let z: f64 = want.iter().map(|x| (x - want[best]).exp()).sum();
+    assert!((p.top[0].probability as f64 - 1.0 / z).abs() < 1e-5);
+}
+
+#[test]
+fn analysis_is_the_analysis_functions() {
+    let (m, g) = ioi();
+    let clean = ids(&g["clean"]);
+    let (a, w) = (
+        g["answer"].as_u64().unwrap() as u32,
+        g["wrong"].as_u64().unwrap() as u32,
+    );
+    let q = through_json(Inspect::Analyse {
+        prompt: Prompt::Ids(clean.clone()),
+        answer: Some(TokenRef::Text("Mary".into())),
+        wrong: Some(TokenRef::Id(w)),
+    });
+    let Inspection::Analysis(an) = block_on(q.run(&m)).unwrap() else {
+        panic!("an analysis")
+    };
+    assert_eq!(an.tokens.len(), clean.len());
+    let pats = block_on(attention_patterns(&m.model, &clean)).unwrap();
+    assert_eq!(an.patterns, PatternCube::new(&pats));
+    let [n, h, p, _] = an.patterns.shape;
+    assert_eq!([n, h, p], [3, pats.pattern[0].len(), clean.len()]);
+    for (l, layer) in pats.pattern.iter().enumerate() {
+        for (hh, head) in layer.iter().enumerate() {
+            assert_eq!(&an.patterns.head(l, hh), head);
+        }
+    }
+    assert_eq!(an.patterns.get(2, 0, 5, 3), pats.pattern[2][0][5][3]);
+    assert_eq!(an.patterns.get(n, 0, 0, 0), 0.0);
+    assert_eq!(
+        an.dla,
+        Some(block_on(direct_logit_attribution(&m.model, &clean, a, w)).unwrap())
+    );
+    assert_eq!(an.lens.tracked_ids, vec![a, w]);
+    assert_eq!(an.lens_labels.len(), 2);
+    assert!(an.answer_label.starts_with("logit("), "{}", an.answer_label);
+    // Without both tokens: no attribution, the lens tracks what was given.
+    let Inspection::Analysis(one) = block_on(
+        Inspect::Analyse {
+            prompt: Prompt::Ids(clean),
+            answer: Some(TokenRef::Id(a)),
+            wrong: None,
+        }
+        .run(&m),
+    )
+    .unwrap() else {
+        panic!("an analysis")
+    };
+    assert_eq!(one.dla, None);
+    assert_eq!(one.lens.tracked_ids, vec![a]);
+}
+
+#[test]
+fn scores_and_interventions_are_the_lab_functions() {
+    let (m, g) = ioi();
+    let q = through_json(Inspect::HeadScores { half: 6, seed: 3 });
+    assert_eq!(
+        block_on(q.run(&m)).unwrap(),
+        Inspection::HeadScores(block_on(head_scores(&m.model, 6, 3)).unwrap())
+    );
+    let spec = PatchingSpec::ioi_bundled();
+    let (clean, corrupt) = (ids(&g["clean"]), ids(&g["corrupt"]));
+    let (a, w) = (
+        g["answer"].as_u64().unwrap() as u32,
+        g["wrong"].as_u64().unwrap() as u32,
+    );
+    let heads = vec![(2, 0), (1, 1)];
+    for kind in [
+        AblationKind::Zero,
+        AblationKind::Mean,
+        AblationKind::Resample,
+    ] {
+        let q = through_json(Inspect::Ablate {
+            spec: spec.clone(),
+            heads: heads.clone(),
+            kind,
+        });
+        let (c, x) =
+            block_on(ablate_heads(&m.model, &clean, &corrupt, &heads, kind, a, w)).unwrap();
+        assert_eq!(
+            block_on(q.run(&m)).unwrap(),
+            Inspection::Scores {
+                clean: c,
+                changed: x
+            }
+        );
+    }
+    let inputs = vec![ReceiverInput::Q, ReceiverInput::K];
+    let q = through_json(Inspect::PathPatch {
+        spec,
+        senders: vec![(0, 1)],
+        receivers: vec![(2, 0)],
+        inputs: inputs.clone(),
+    });
+    let (c, x) = block_on(path_patch(
+        &m.model,
+        &clean,
+        &corrupt,
+        &[(0, 1)],
+        &[(2, 0)],
+        &inputs,
+        a,
+        w,
+    ))
+    .unwrap();
+    assert_eq!(
+        block_on(q.run(&m)).unwrap(),
+        Inspection::Scores {
+            clean: c,
+            changed: x
+        }
+    );
+}
+
+#[test]
+fn bad_questions_get_messages() {
+    let (m, _) = ioi();
+    let err = |q: Inspect| block_on(q.run(&m)).unwrap_err().to_string();
+    assert!(
+        err(Inspect::Predict {
+            prompt: Prompt::Text(String::new())
+        })
+        .contains("empty")
+    );
+    assert!(
+        err(Inspect::Predict {
+            prompt: Prompt::Ids(vec![1, 999_999])
+        })
+        .contains("outside the vocabulary")
+    );
+    let e = err(Inspect::Analyse {
+        prompt: Prompt::Ids(vec![1, 2, 3]),
+        answer: Some(TokenRef::Text("Mary went".into())),
+        wrong: None,
+    });
+    assert!(e.contains("exactly one"), "{e}");
+    let e = err(Inspect::Analyse {
+        prompt: Prompt::Ids(vec![1, 2, 3]),
+        answer: Some(TokenRef::Id(1 << 30)),
+        wrong: None,
+    });
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    assert!(err(Inspect::HeadScores { half: 1, seed: 0 }).contains("at least 2"));
+}
