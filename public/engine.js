@@ -8,7 +8,9 @@
 // if that cannot load, the page's own single-threaded module runs, and the engine says why.
 self.onmessage = async (event) => {
   self.onmessage = null;
-  const { glue, module, threads } = event.data;
+  const { glue, module, threads, channel } = event.data;
+  // Where the threaded engine reports a panic on any of its threads.
+  self.interplayPanicChannel = channel;
   self.interplayThreads = 1;
   self.interplayThreadsNote = null;
   if (threads > 1 && !self.crossOriginIsolated) {

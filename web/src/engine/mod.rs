@@ -396,8 +396,31 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
     w.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
 
+    // The threaded engine reports a panic on any of its threads here (a pool thread's own
+    // error never reaches this page); the name is this page's and this start's alone.
+    let channel = format!(
+        "interplay-engine-{}-{generation}",
+        (js_sys::Math::random() * 1e12) as u64
+    );
+    if threads > 1
+        && let Ok(ch) = web_sys::BroadcastChannel::new(&channel)
+    {
+        let listening = ch.clone();
+        let on_panic =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+                listening.close();
+                if current() {
+                    let what = e.data().as_string().unwrap_or_default();
+                    stopped(&format!("it panicked: {what}"));
+                }
+            });
+        ch.set_onmessage(Some(on_panic.as_ref().unchecked_ref()));
+        on_panic.forget();
+    }
+
     let init = js_sys::Object::new();
     js_sys::Reflect::set(&init, &"glue".into(), &glue.into()).ok()?;
+    js_sys::Reflect::set(&init, &"channel".into(), &channel.into()).ok()?;
     js_sys::Reflect::set(&init, &"module".into(), &wasm_bindgen::module()).ok()?;
     js_sys::Reflect::set(&init, &"threads".into(), &(threads as f64).into()).ok()?;
     w.post_message(&init).ok()?;

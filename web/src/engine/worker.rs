@@ -243,6 +243,8 @@ pub fn is_worker() -> bool {
 /// Start the engine in this dedicated worker: take jobs from `postMessage`, answer the same way.
 pub fn start() {
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    #[cfg(feature = "threads")]
+    report_panics(loader_says(&scope, "interplayPanicChannel").as_string());
     let out = scope.clone();
     let sink: Sink = Rc::new(move |msg: FromEngine| {
         let posted = msg
@@ -325,6 +327,28 @@ fn ready(scope: web_sys::DedicatedWorkerGlobalScope, sink: Sink) {
             }
         }
     });
+}
+
+/// The `BroadcastChannel` the page listens on for a panic of this engine.
+#[cfg(feature = "threads")]
+static PANIC_CHANNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Tell the page when any thread of this engine panics. A panic on a pool thread aborts that
+/// thread only: the job waiting for it would wait forever, and no error reaches the page (the
+/// pool's workers belong to this worker). The hook runs on the panicking thread and reaches the
+/// page over a channel named by the page; the memory (and so the name) is shared by every thread.
+#[cfg(feature = "threads")]
+fn report_panics(channel: Option<String>) {
+    let Some(channel) = channel else { return };
+    let _ = PANIC_CHANNEL.set(channel);
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        if let Some(name) = PANIC_CHANNEL.get()
+            && let Ok(ch) = web_sys::BroadcastChannel::new(name)
+        {
+            let _ = ch.post_message(&info.to_string().into());
+        }
+    }));
 }
 
 /// How messages are encoded: exact 64-bit integers (seeds) as BigInt, maps as objects.
