@@ -1,6 +1,6 @@
 // Benchmark (prints, asserts nothing), headless Chromium, both devices:
 //  - navigation → first result of the start-up check (cold profile each time);
-//  - SmolLM2-135M-Instruct in the page, all in the engine worker: load (fetch + parse +
+//  - SmolLM2-135M-Instruct, computed by the page's engine worker: load (fetch + parse +
 //    dequantise + upload), a forward on the IOI prompt (the prompt's Run; first and again), and
 //    the IOI resid_pre patching sweep (31 × 14; first and again). The CPU twice: the engine with
 //    every core (the page is cross-origin isolated) and with one thread (`?threads=1`).

@@ -80,7 +80,8 @@ pub fn AblationPanel(
                     .await
                 }
             };
-            if asked.get_value() == n {
+            // The newest question only, and only while the panel exists.
+            if asked.try_get_value() == Some(n) {
                 result.set(Some(r));
                 runs.update(|n| *n += 1);
                 busy.set(false);
@@ -109,8 +110,9 @@ pub fn AblationPanel(
     );
     let pp = RwSignal::new(None::<Result<(Scores, Scores), String>>);
     let pp_runs = RwSignal::new(0u32);
+    let pp_busy = RwSignal::new(false);
     let run_pp = move |_| {
-        busy.set(true);
+        pp_busy.set(true);
         let s = spec.get_untracked();
         let (sn, rc) = (senders.get_untracked(), receivers.get_untracked());
         let mut inputs = Vec::new();
@@ -138,7 +140,7 @@ pub fn AblationPanel(
             };
             pp.set(Some(r));
             pp_runs.update(|n| *n += 1);
-            busy.set(false);
+            pp_busy.set(false);
         });
     };
 
@@ -190,7 +192,7 @@ pub fn AblationPanel(
             <label><input type="checkbox" prop:checked=move || q.get() on:change=move |ev| q.set(event_target_checked(&ev))/>" queries"</label>" "
             <label><input type="checkbox" prop:checked=move || k.get() on:change=move |ev| k.set(event_target_checked(&ev))/>" keys"</label>" "
             <label><input type="checkbox" prop:checked=move || v.get() on:change=move |ev| v.set(event_target_checked(&ev))/>" values"</label>" "
-            <button data-testid="pp-run" on:click=run_pp prop:disabled=move || busy.get()>"Path-patch"</button>
+            <button data-testid="pp-run" on:click=run_pp prop:disabled=move || pp_busy.get()>"Path-patch"</button>
             <div data-testid="pp-status" data-seq=move || pp_runs.get()>
             {move || pp.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="pp-error">{e}</p> }.into_any(),

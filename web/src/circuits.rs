@@ -112,14 +112,14 @@ pub fn CircuitsLab() -> impl IntoView {
             return;
         }
         busy.set(true);
-        status.set(Some(
-            Ok("Reading files (they stay in this browser)…".into()),
-        ));
         let name = v
             .iter()
             .map(|(n, _)| n.clone())
             .collect::<Vec<_>>()
             .join(" + ");
+        status.set(Some(Ok(format!(
+            "Loading {name} (the files stay in this browser)…"
+        ))));
         spawn_local(finish_load(ModelSource::new(name.clone(), name, v)));
     };
 
@@ -181,7 +181,7 @@ pub fn CircuitsLab() -> impl IntoView {
         <crate::guided::GuidedPanel preset=preset load_model=Callback::new(load_model)/>
         <section class="card" data-testid="lab-circuits" hidden=crate::share::hidden("model")>
             <h2>"Circuits lab"</h2>
-            <p>"Load a transformer and look inside it. Files you choose are read by this page and never uploaded."</p>
+            <p>"Load a transformer and look inside it. Files you choose stay in this browser and are never uploaded."</p>
             <div class="row">
                 <button data-testid="load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || busy.get()>
                     "Load SmolLM2-135M-Instruct"

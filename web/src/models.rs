@@ -25,7 +25,8 @@ pub struct ModelSource {
     pub key: String,
     /// Shown name.
     pub name: String,
-    /// (file name, bytes): the user's `File`s or this site's responses, never read by the page.
+    /// (file name, contents): the user's `File`s or this site's responses as `Blob`s, never read
+    /// by the page.
     pub files: Vec<(String, web_sys::Blob)>,
 }
 
@@ -53,6 +54,15 @@ thread_local! {
     static SLOT: RefCell<Option<Slot>> = const { RefCell::new(None) };
     /// (engine start, source id) of the model the engine holds.
     static IN_ENGINE: Cell<Option<(u32, u64)>> = const { Cell::new(None) };
+    /// Models on their way to the engine: questions wait for them rather than send another.
+    static SENDING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Until no model is on its way to the engine.
+async fn sent() {
+    while SENDING.with(Cell::get) > 0 {
+        crate::assets::sleep_ms(30).await;
+    }
 }
 
 /// Load a model from `source` in the engine (parsed and dequantised off the main thread) and
@@ -77,6 +87,7 @@ async fn send_to_engine(
 ) -> Result<ModelInfo, String> {
     // The engine drops what it held before building: until this load succeeds it holds nothing.
     IN_ENGINE.with(|e| e.set(None));
+    SENDING.with(|x| x.set(x.get() + 1));
     let files = source
         .files
         .iter()
@@ -95,6 +106,7 @@ async fn send_to_engine(
         j.set(Some(id));
     }
     let r = done.await;
+    SENDING.with(|x| x.set(x.get().saturating_sub(1)));
     if let Some(j) = job {
         j.set(None);
     }
@@ -111,6 +123,9 @@ async fn send_to_engine(
 /// Make sure the engine holds the current model (the engine may have restarted, or changed
 /// device, since), sending its files when it does not; `job` as for a load.
 pub async fn ensure_in_engine(job: Option<RwSignal<Option<JobId>>>) -> Result<(), String> {
+    // A load (another panel's, or another question's re-send) finishes first: sending the model
+    // again would replace it.
+    sent().await;
     let source = SLOT
         .with(|s| s.borrow().as_ref().map(|sl| sl.source.clone()))
         .ok_or("load a model first")?;
@@ -131,8 +146,9 @@ pub fn info() -> Option<ModelInfo> {
 /// Ask the engine `query` about the current model on the page's device (sending the model
 /// first when the engine does not hold it): the answer and where it was computed.
 pub async fn ask(query: Inspect) -> Result<(Inspection, Ran), String> {
-    let key = info().ok_or("load a model first")?.key;
     ensure_in_engine(None).await?;
+    // Read after any load in flight has finished: the question is about the model now current.
+    let key = info().ok_or("load a model first")?.key;
     let task = Task::Inspect { model: key, query };
     let (_, done) = engine::submit(task, runtime::current().backend, |_| {}, |_| {});
     match done.await {

@@ -87,12 +87,12 @@ pub fn AnalysisPanel(
         let (a, w) = (answer.get_untracked(), wrong.get_untracked());
         spawn_local(async move {
             let r = analyse(p, a, w).await;
+            // The panel may be gone (the user left the lab while the engine computed).
+            let Some(l) = layer.try_get_untracked() else {
+                return;
+            };
             if let Ok(an) = &r {
-                layer.set(
-                    layer
-                        .get_untracked()
-                        .min(an.patterns.shape[0].saturating_sub(1)),
-                );
+                layer.set(l.min(an.patterns.shape[0].saturating_sub(1)));
                 head.set(0);
             }
             result.set(Some(r));

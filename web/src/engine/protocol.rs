@@ -1,6 +1,7 @@
 //! The messages between the page and the engine worker. Both sides are this crate, so one set
 //! of serde types; they cross `postMessage` through `serde-wasm-bindgen` (numbers stay exact
-//! f64, 64-bit integers travel as BigInt, bytes as a `Uint8Array`).
+//! f64, 64-bit integers travel as BigInt, bytes as a `Uint8Array`, a model file's `Blob` as
+//! itself).
 
 use interplay_dynamics::tasks::{MemoryCapacityResult, PredictionResult};
 use interplay_dynamics::whatwhen::{Trial, WhatWhenResult};

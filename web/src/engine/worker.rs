@@ -60,10 +60,16 @@ async fn read_files(files: &[ModelFile]) -> Result<Vec<(String, Vec<u8>)>, Strin
         let buf = wasm_bindgen_futures::JsFuture::from(f.blob.array_buffer())
             .await
             .map_err(|e| {
+                // A DOMException (the file changed or moved on disk since it was chosen) is an
+                // Error with a message.
+                let why = e
+                    .dyn_ref::<js_sys::Error>()
+                    .map(|e| String::from(e.message()))
+                    .or_else(|| e.as_string())
+                    .unwrap_or_else(|| format!("{e:?}"));
                 format!(
-                    "could not read {}: {}",
-                    f.name,
-                    e.as_string().unwrap_or_else(|| format!("{e:?}"))
+                    "could not read {} ({why}); if it changed on disk, choose it again",
+                    f.name
                 )
             })?;
         out.push((f.name.clone(), js_sys::Uint8Array::new(&buf).to_vec()));
@@ -192,6 +198,14 @@ async fn held_model(key: &str, dev: &ComputeDevice) -> Result<Rc<LoadedModel>, S
         Err(built) => return Ok(built),
         Ok(files) => files,
     };
+    // The other device's copy goes first: two copies need not fit at once.
+    MODEL.with(|m| {
+        if let Some(held) = m.borrow_mut().as_mut()
+            && held.load == load
+        {
+            held.built = None;
+        }
+    });
     let model = Rc::new(build_model(&read_files(&files).await?, &dev.device)?);
     MODEL.with(|m| {
         if let Some(held) = m.borrow_mut().as_mut()
@@ -496,10 +510,16 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
             // The previous model goes first: two large models need not fit at once.
             MODEL.with(|m| *m.borrow_mut() = None);
             let load = LOADS.with(|n| n.replace(n.get() + 1)) + 1;
-            let model = Rc::new(build_model(&read_files(&files).await?, device)?);
-            let info = describe(&key, &name, &model, dev.backend);
             // A later load that started while this one read its files wins.
-            if LOADS.with(|n| n.get()) != load {
+            let replaced = || LOADS.with(|n| n.get()) != load;
+            let bytes = read_files(&files).await?;
+            if replaced() {
+                return Err("a newer model load replaced this one".into());
+            }
+            let model = Rc::new(build_model(&bytes, device)?);
+            drop(bytes);
+            let info = describe(&key, &name, &model, dev.backend);
+            if replaced() {
                 return Err("a newer model load replaced this one".into());
             }
             MODEL.with(|m| {
