@@ -193,7 +193,7 @@ pub enum Inspection {
 }
 
 /// Token `id` as shown: the tokenizer's display form, or `#id` without one.
-fn shown(m: &LoadedModel, id: u32) -> String {
+pub fn shown(m: &LoadedModel, id: u32) -> String {
     m.tokenizer
         .as_ref()
         .map(|t| t.display_tokens(&[id]).remove(0))

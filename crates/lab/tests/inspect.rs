@@ -12,7 +12,7 @@ use interplay_models::load::{LoadedModel, load_path};
 use pollster::block_on;
 use serde_json::Value;
 
-use interplay_testkit::root;
+use interplay_testkit::{ids, root, tensor};
 
 fn ioi() -> (LoadedModel, Value) {
     let m = load_path(
@@ -25,14 +25,6 @@ fn ioi() -> (LoadedModel, Value) {
     )
     .expect("json");
     (m, g)
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// JSON round trip: what crosses to the engine is what was asked.
@@ -54,19 +46,8 @@ fn prediction_is_the_hf_last_position_logits() {
     };
     let clean = ids(&g["clean"]);
     assert_eq!(p.tokens.iter().map(|t| t.1).collect::<Vec<_>>(), clean);
-    let shape: Vec<usize> = g["logits"]["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect();
+    let (shape, data) = tensor(&g["logits"]);
     let v = *shape.last().unwrap();
-    let data: Vec<f64> = g["logits"]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
     let want = &data[data.len() - v..];
     let got = p
         .last_logits

@@ -144,12 +144,7 @@ fn patch_labels(
     let resolved = spec
         .resolve(m.tokenizer.as_ref())
         .map_err(|e| e.to_string())?;
-    let shown = |id: u32| {
-        m.tokenizer
-            .as_ref()
-            .map(|t| t.display_tokens(&[id]).remove(0))
-            .unwrap_or_else(|| format!("#{id}"))
-    };
+    let shown = |id: u32| interplay_lab::inspect::shown(m, id);
     let (n, h) = (m.model.config.n_layers, m.model.config.n_heads);
     let rows = (0..grid.grid.len())
         .map(|l| {
