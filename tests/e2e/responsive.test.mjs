@@ -24,32 +24,78 @@ let srv;
 before(async () => { srv = await serveDist(); });
 after(() => srv.server.close());
 
-/// Ask the main thread for `1 + 1` every 100 ms while `busy` (a selector) is on the page, up
-/// to `limitMs`: the slowest answer and how many were taken.
-async function answersWhile(page, busy, limitMs) {
-  let slowest = 0, answers = 0;
-  const end = Date.now() + limitMs;
-  while (Date.now() < end && (await page.$(busy))) {
-    const t0 = performance.now();
-    assert.equal(await page.evaluate(() => 1 + 1), 2);
-    slowest = Math.max(slowest, performance.now() - t0);
-    answers++;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.equal(await page.$(busy), null, `still ${busy} after ${limitMs} ms`);
-  assert.ok(answers > 0, `${busy} was never seen`);
-  return { slowest, answers };
+/// Ask the page's main thread for a trivial evaluation every 100 ms, from the page's own
+/// timer: each answer's delay is how late the timer ran, which is what a click waits. Measured
+/// in the page because the test's own round trip (Node, the browser process) also waits for a
+/// core on a 2-core machine: 60-95 ms seen there while the page answered within 20 ms. Long
+/// tasks (> 50 ms of the main thread's) are collected to name a culprit.
+async function watch(page) {
+  await page.evaluate(() => {
+    const w = (window.__answers = { delays: [], long: [], on: true });
+    w.observer = new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) w.long.push(Math.round(e.duration));
+    });
+    w.observer.observe({ type: "longtask" });
+    const ask = (due) => {
+      if (!w.on) return;
+      w.delays.push(performance.now() - due);
+      const next = performance.now() + 100;
+      setTimeout(() => ask(next), 100);
+    };
+    const first = performance.now() + 100;
+    setTimeout(() => ask(first), 100);
+  });
 }
 
-/// Open `lab`'s share link for `spec`, run it, and while it computes (up to PROBE_MS) ask the
-/// main thread for `1 + 1` every 100 ms. Then start a longer run and Cancel it after 300 ms. Returns the
-/// slowest answer, the answers taken, and how long Cancel took to give the page back (measured
-/// in the page, from the click to the lab leaving its running state).
+/// Stop [`watch`]: the slowest answer (ms), how many, the long tasks, and `roundTrip`, the
+/// slowest of the test's own `1 + 1` round trips (printed, not asserted).
+async function answers(page, roundTrip) {
+  const w = await page.evaluate(() => {
+    const w = window.__answers;
+    w.on = false;
+    w.observer.disconnect();
+    return { delays: w.delays, long: w.long };
+  });
+  return { slowest: Math.max(0, ...w.delays), answers: w.delays.length, long: w.long, roundTrip };
+}
+
+/// While `busy` (a predicate) holds, up to `limitMs`, ask the page for `1 + 1` every 100 ms from
+/// the test too (the page must answer at all); the slowest round trip.
+async function whileBusy(page, busy, limitMs) {
+  let roundTrip = 0;
+  const end = Date.now() + limitMs;
+  while (Date.now() < end && (await busy())) {
+    const t0 = performance.now();
+    assert.equal(await page.evaluate(() => 1 + 1), 2);
+    roundTrip = Math.max(roundTrip, performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return roundTrip;
+}
+
+/// The main thread's answers while `busy` (a selector) is on the page, up to `limitMs`.
+async function answersWhile(page, busy, limitMs) {
+  await watch(page);
+  const roundTrip = await whileBusy(page, async () => (await page.$(busy)) !== null, limitMs);
+  assert.equal(await page.$(busy), null, `still ${busy} after ${limitMs} ms`);
+  const r = await answers(page, roundTrip);
+  assert.ok(r.answers > 0, `${busy} was never seen`);
+  return r;
+}
+
+const report = (r) => `slowest answer ${r.slowest.toFixed(1)} ms of ${r.answers} (test's round trip ${r.roundTrip.toFixed(1)} ms; long tasks: ${r.long.join(", ") || "none"})`;
+
+/// Open `lab`'s share link for `spec`, run it, and while it computes (up to PROBE_MS) take the
+/// main thread's answers. Then start a longer run and Cancel it after 300 ms. Returns the
+/// answers and how long Cancel took to give the page back (measured in the page, from the click
+/// to the lab leaving its running state).
 async function probe(page, { lab, prefix, spec, prepare }, backend) {
   const open = async (s) => {
     await page.goto(srv.base + `#/${lab}` + (s ? "?spec=" + encodeURIComponent(JSON.stringify(s)) : ""));
     await page.reload();
     await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${backend}"]`, { timeout: 120_000, state: "attached" });
+    // The page starts its engine once it is up; Run then computes at once.
+    await page.waitForSelector('[data-testid="device-indicator"][data-engine="ready"]', { timeout: 120_000, state: "attached" });
     if (prepare) await prepare(page, backend);
   };
   await open(spec);
@@ -59,16 +105,11 @@ async function probe(page, { lab, prefix, spec, prepare }, backend) {
     await page.waitForSelector(`${status}[data-state="running"]`, { state: "attached" });
   };
   const running = async () => (await page.getAttribute(status, "data-state")) === "running";
+  await watch(page);
+  const t0 = Date.now();
   await start();
-  let slowest = 0, answers = 0;
-  const end = Date.now() + PROBE_MS;
-  while (Date.now() < end && (await running())) {
-    const t0 = performance.now();
-    assert.equal(await page.evaluate(() => 1 + 1), 2);
-    slowest = Math.max(slowest, performance.now() - t0);
-    answers++;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const r = await answers(page, await whileBusy(page, running, PROBE_MS));
+  r.ranMs = Date.now() - t0;
   if (!(await running())) {
     assert.equal(await page.getAttribute(status, "data-state"), "done", await page.textContent(status));
   } else {
@@ -89,7 +130,7 @@ async function probe(page, { lab, prefix, spec, prepare }, backend) {
       ? setTimeout(check, 2) : resolve(performance.now() - t0);
     check();
   }), { prefix, status });
-  return { slowest, answers, cancelMs };
+  return { ...r, cancelMs };
 }
 
 for (const mode of MODES) {
@@ -115,14 +156,14 @@ for (const mode of MODES) {
           const load = await answersWhile(page, '[data-testid="model-load"][data-state="busy"]', 300_000);
           assert.equal(await page.$('[data-testid="model-error"]'), null, "the SmolLM2 load failed");
           await page.waitForSelector('[data-testid="model-name"]:has-text("SmolLM2")', { timeout: 60_000, state: "attached" });
-          console.log(`[${backend}] circuits SmolLM2 load: slowest answer ${load.slowest.toFixed(1)} ms of ${load.answers}`);
+          console.log(`[${backend}] circuits SmolLM2 load: ${report(load)}`);
           assert.ok(load.slowest <= 100, `SmolLM2 load: the main thread took ${load.slowest.toFixed(1)} ms to answer`);
           // SwiftShader takes minutes for SmolLM2's analysis (a readback per layer and head).
           if (backend !== "cpu") return;
           await page.click('[data-testid="analysis-run"]', { noWaitAfter: true });
           const analysis = await answersWhile(page, '[data-testid="analysis-status"][data-state="running"]', 300_000);
           assert.equal(await page.getAttribute('[data-testid="analysis-status"]', "data-state"), "done", await page.textContent('[data-testid="analysis-status"]'));
-          console.log(`[${backend}] circuits prompt analysis: slowest answer ${analysis.slowest.toFixed(1)} ms of ${analysis.answers}`);
+          console.log(`[${backend}] circuits prompt analysis: ${report(analysis)}`);
           assert.ok(analysis.slowest <= 100, `prompt analysis: the main thread took ${analysis.slowest.toFixed(1)} ms to answer`);
         },
       });
@@ -134,8 +175,10 @@ for (const mode of MODES) {
       const b = await launch(mode);
       try {
         const r = await probe(b.page, l, mode.backend);
-        console.log(`[${mode.name}] ${lab}: slowest answer ${r.slowest.toFixed(1)} ms of ${r.answers}; cancel ${r.cancelMs.toFixed(1)} ms`);
-        assert.ok(r.answers >= 5, `${lab}: only ${r.answers} answers while it computed`);
+        console.log(`[${mode.name}] ${lab}: ${report(r)}; cancel ${r.cancelMs.toFixed(1)} ms`);
+        // One answer per 100 ms of computing (the 1 s Izhikevich network takes ~0.3 s on the CPU).
+        const due = Math.max(1, Math.min(5, Math.floor(r.ranMs / 100) - 1));
+        assert.ok(r.answers >= due, `${lab}: only ${r.answers} answers in ${r.ranMs} ms of computing`);
         assert.ok(r.slowest <= 100, `${lab}: the main thread took ${r.slowest.toFixed(1)} ms to answer`);
         assert.ok(r.cancelMs <= 200, `${lab}: Cancel took ${r.cancelMs.toFixed(1)} ms`);
         assert.match(await b.page.textContent(`[data-testid="${prefix}error"]`), /cancelled/);

@@ -121,10 +121,12 @@ pub fn App() -> impl IntoView {
         busy.set(true);
         spawn_local(async move {
             let status = runtime::select(preferred).await;
+            let backend = status.backend;
             device.set(Some(status));
             let result = run_startup().await;
             startup.set(Some(result));
             busy.set(false);
+            crate::engine::warm(backend);
         });
     };
     start(requested_backend());
@@ -207,7 +209,8 @@ fn DeviceSwitch(
         <div class="device">
             <span class="muted">"Device"</span>
             <span data-testid="device-indicator" class=move || label().0 title=title
-                  data-backend=move || device.get().map(|s| s.backend.to_string()).unwrap_or_default()>
+                  data-backend=move || device.get().map(|s| s.backend.to_string()).unwrap_or_default()
+                  data-engine=crate::engine::phase>
                 {move || label().1}
             </span>
             {move || device.get().and_then(|s| s.fallback_reason).filter(|r| r.contains("was lost")).map(|r| view! {

@@ -149,6 +149,8 @@ fn set_threads(t: CpuThreads) {
 thread_local! {
     static THREADS: leptos::prelude::ArcRwSignal<CpuThreads> =
         leptos::prelude::ArcRwSignal::new(threads_expected());
+    static PHASE: leptos::prelude::ArcRwSignal<&'static str> =
+        leptos::prelude::ArcRwSignal::new("idle");
     static STARTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     static CLIENT: RefCell<Client> = RefCell::new(Client {
         state: State::Idle,
@@ -242,21 +244,9 @@ fn send(msg: ToEngine) {
         ToEngine::Run { backend, .. } => *backend == Backend::Cpu,
         _ => false,
     };
-    let mut in_page = false;
+    start_if_idle(for_cpu);
     let ready = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
-        if matches!(c.state, State::Idle) {
-            started();
-            c.for_cpu = for_cpu;
-            c.threaded = for_cpu && threads_expected().threads > 1;
-            c.state = match spawn_worker(if for_cpu { threads_asked() } else { 1 }) {
-                Some(w) => State::Starting(w),
-                None => {
-                    in_page = true;
-                    State::InPage
-                }
-            };
-        }
         match &c.state {
             State::Ready(w) => Some(Ok(w.clone())),
             State::InPage => Some(Err(())),
@@ -266,17 +256,74 @@ fn send(msg: ToEngine) {
             }
         }
     });
+    match ready {
+        Some(Ok(w)) => post(&w, &msg),
+        Some(Err(())) => run_in_page(msg),
+        None => {}
+    }
+}
+
+/// Start a worker (for CPU work: the threaded one where the page allows) unless one is there.
+fn start_if_idle(for_cpu: bool) {
+    let in_page = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        if !matches!(c.state, State::Idle) {
+            return false;
+        }
+        started();
+        c.for_cpu = for_cpu;
+        c.threaded = for_cpu && threads_expected().threads > 1;
+        match spawn_worker(if for_cpu { threads_asked() } else { 1 }) {
+            Some(w) => {
+                c.state = State::Starting(w);
+                false
+            }
+            None => {
+                c.state = State::InPage;
+                true
+            }
+        }
+    });
     if in_page {
         set_threads(CpuThreads {
             threads: 1,
             note: Some("computing in the page".into()),
         });
     }
-    match ready {
-        Some(Ok(w)) => post(&w, &msg),
-        Some(Err(())) => run_in_page(msg),
-        None => {}
-    }
+    publish_phase();
+}
+
+/// Start the engine for `backend` now, before any job needs it: loading it (compiling the
+/// module, starting the CPU pool) costs seconds of every core, which is better spent while the
+/// student reads than after they press Run (on a 2-core machine the page's own thread then
+/// waited up to 0.2 s for a core).
+pub fn warm(backend: Backend) {
+    switch_engine(None, backend);
+    start_if_idle(backend == Backend::Cpu);
+}
+
+/// Where the engine is, for the header's `data-engine`: "idle" (the next job starts it),
+/// "starting", "ready" or "in-page" (reactive).
+pub fn phase() -> &'static str {
+    use leptos::prelude::Get;
+    PHASE.with(|p| p.get())
+}
+
+/// Publish the engine's state to [`phase`]; called outside any borrow of the client, as a
+/// signal's subscribers may submit work.
+fn publish_phase() {
+    use leptos::prelude::{GetUntracked, Set};
+    let now = CLIENT.with(|c| match c.borrow().state {
+        State::Idle => "idle",
+        State::Starting(_) => "starting",
+        State::Ready(_) => "ready",
+        State::InPage => "in-page",
+    });
+    PHASE.with(|p| {
+        if p.get_untracked() != now {
+            p.set(now);
+        }
+    });
 }
 
 /// Work is about to run on `backend`: where the engine was started for the other kind of device
@@ -311,6 +358,7 @@ fn switch_engine(id: Option<JobId>, backend: Backend) {
                 .collect::<Vec<_>>(),
         )
     });
+    let switched = old.is_some();
     for other in old.unwrap_or_default() {
         finish(
             other,
@@ -318,6 +366,9 @@ fn switch_engine(id: Option<JobId>, backend: Backend) {
                 "the engine restarted for the other device; run it again".into(),
             )),
         );
+    }
+    if switched {
+        publish_phase();
     }
 }
 
@@ -479,6 +530,7 @@ fn stopped(reason: &str) {
             }
         }
     });
+    publish_phase();
     match after {
         After::Retried => {
             web_sys::console::warn_1(
@@ -544,6 +596,7 @@ fn dispatch(msg: FromEngine) {
                 c.state = State::Ready(w.clone());
                 (Some(w), std::mem::take(&mut c.queue))
             });
+            publish_phase();
             if let Some(w) = w {
                 queue.iter().for_each(|m| post(&w, m));
             }
