@@ -1,9 +1,10 @@
 //! Spiking networks: Izhikevich (2003) neurons with the published cell types and the classic
 //! 800 + 200 random network, and leaky integrate-and-fire neurons on the same connectivity.
 //!
-//! The membrane state lives on the Burn device; thalamic noise is drawn on the host from the
-//! seed, a chunk at a time, so a seed gives the same drive on every device. Spikes come back per
-//! chunk through the asynchronous readback and stream into the page's raster.
+//! Two forms of one model: on the CPU a fused step over slices ([`cpu`]), elsewhere tensor
+//! code on the Burn device ([`Network`]). Thalamic noise is drawn on the host from the seed, a
+//! chunk at a time, so a seed gives the same drive on every device. Spikes come back per chunk
+//! (through the asynchronous readback on a GPU) and stream into the page's raster.
 
 use burn::tensor::{Device, Int, Tensor, TensorData, s};
 use interplay_models::device::read_f32;
@@ -12,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DynamicsError, Result};
 use crate::rng::Rng;
+
+pub(crate) mod cpu;
 
 /// Milliseconds simulated between two readbacks.
 const CHUNK: usize = 50;
@@ -152,6 +155,20 @@ pub struct SpikingResult {
 }
 
 impl SpikingResult {
+    /// Fill in the mean rates of a finished run of `spec`.
+    fn finish(&mut self, spec: &SpikingSpec) {
+        let secs = spec.ms as f64 / 1000.0;
+        let rate = |spikes: &[u32], cells: usize| {
+            if cells > 0 {
+                spikes.iter().sum::<u32>() as f64 / cells as f64 / secs
+            } else {
+                0.0
+            }
+        };
+        self.rate_exc_hz = rate(&self.pop_exc, spec.excitatory);
+        self.rate_inh_hz = rate(&self.pop_inh, spec.inhibitory);
+    }
+
     /// Merge the next chunk of a streamed run.
     pub fn extend(&mut self, next: SpikingResult) {
         self.spikes += next.spikes;
@@ -210,6 +227,9 @@ impl SpikingSpec {
         on_chunk: &mut dyn FnMut(&SpikingResult),
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<SpikingResult> {
+        if interplay_models::device::is_cpu(device) {
+            return self.run_cpu(on_chunk, progress).await;
+        }
         let mut net = Network::new(self, device)?;
         let (ne, ni) = (self.excitatory, self.inhibitory);
         let n = ne + ni;
@@ -265,19 +285,7 @@ impl SpikingSpec {
                 return Err(DynamicsError::Cancelled);
             }
         }
-        let secs = self.ms as f64 / 1000.0;
-        let exc: u32 = total.pop_exc.iter().sum();
-        let inh: u32 = total.pop_inh.iter().sum();
-        total.rate_exc_hz = if ne > 0 {
-            exc as f64 / ne as f64 / secs
-        } else {
-            0.0
-        };
-        total.rate_inh_hz = if ni > 0 {
-            inh as f64 / ni as f64 / secs
-        } else {
-            0.0
-        };
+        total.finish(self);
         Ok(total)
     }
 }
@@ -285,12 +293,7 @@ impl SpikingSpec {
 /// A spiking network on a device: per-neuron parameters, weights and state.
 pub(crate) struct Network {
     model: NeuronModel,
-    ne: usize,
-    n: usize,
-    noise_exc: f64,
-    noise_inh: f64,
-    poisson_p: f64,
-    poisson_weight: f64,
+    drive: Drive,
     a: Tensor<2>,
     b: Tensor<2>,
     c: Tensor<2>,
@@ -301,12 +304,69 @@ pub(crate) struct Network {
     pub(crate) v: Tensor<2>,
     u: Tensor<2>,
     refractory: Option<Tensor<2>>,
-    rng_noise: Rng,
 }
 
-impl Network {
-    /// Build `spec`'s network (heterogeneity, weights, initial state) from its seed.
-    pub(crate) fn new(spec: &SpikingSpec, device: &Device) -> Result<Self> {
+/// The external drive: thalamic noise (and Poisson input spikes), drawn on the host from the
+/// seed's noise stream so every device and form gets the same numbers.
+pub(crate) struct Drive {
+    n: usize,
+    ne: usize,
+    noise_exc: f64,
+    noise_inh: f64,
+    poisson_p: f64,
+    poisson_weight: f64,
+    rng: Rng,
+}
+
+impl Drive {
+    pub(crate) fn new(spec: &SpikingSpec, rng: Rng) -> Self {
+        Self {
+            n: spec.excitatory + spec.inhibitory,
+            ne: spec.excitatory,
+            noise_exc: spec.noise_exc,
+            noise_inh: spec.noise_inh,
+            poisson_p: spec.poisson_hz / 1000.0,
+            poisson_weight: spec.poisson_weight,
+            rng,
+        }
+    }
+
+    /// Fill `out` (`[ms, N]`, row-major) with the next `out.len() / N` ms of input.
+    pub(crate) fn fill(&mut self, out: &mut [f32]) {
+        for row in out.chunks_exact_mut(self.n) {
+            for (k, x) in row.iter_mut().enumerate() {
+                let amp = if k < self.ne {
+                    self.noise_exc
+                } else {
+                    self.noise_inh
+                };
+                let poisson = if self.poisson_p > 0.0 && self.rng.bernoulli(self.poisson_p) {
+                    self.poisson_weight
+                } else {
+                    0.0
+                };
+                *x = (amp * self.rng.normal() + poisson) as f32;
+            }
+        }
+    }
+}
+
+/// A network's parameters as drawn from its seed, on the host: both forms start from these.
+pub(crate) struct Drawn {
+    /// Per-neuron (a, b, c, d).
+    pub(crate) abcd: [Vec<f32>; 4],
+    /// The synapses present, ordered by presynaptic neuron then postsynaptic: (post, weight)
+    /// per presynaptic neuron `j` at `outgoing[start[j]..start[j + 1]]` (CSR of Sᵀ).
+    pub(crate) start: Vec<usize>,
+    pub(crate) outgoing: Vec<(u32, f32)>,
+    /// The noise stream, untouched.
+    pub(crate) rng_noise: Rng,
+}
+
+impl Drawn {
+    /// Draw `spec`'s heterogeneity and weights from its seed (the order is the published
+    /// MATLAB code's: per neuron r, then S row by row).
+    pub(crate) fn new(spec: &SpikingSpec) -> Result<Self> {
         spec.check()?;
         let (ne, ni) = (spec.excitatory, spec.inhibitory);
         let n = ne + ni;
@@ -342,18 +402,53 @@ impl Network {
                 dst[k] = v as f32;
             }
         }
-        let mut st = vec![0f32; n * n];
+        // S is drawn row by row (postsynaptic i, presynaptic j); kept by presynaptic neuron,
+        // as a spike of j adds j's outgoing weights.
+        let mut per_pre: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
         for i in 0..n {
-            for j in 0..n {
+            for (j, out) in per_pre.iter_mut().enumerate() {
                 let w = rng_w.uniform();
                 if spec.connectivity < 1.0 && !rng_w.bernoulli(spec.connectivity) {
                     continue;
                 }
-                st[j * n + i] = if j < ne {
+                let w = if j < ne {
                     (spec.weight_exc * w) as f32
                 } else {
                     (-spec.weight_inh * w) as f32
                 };
+                out.push((i as u32, w));
+            }
+        }
+        let mut start = Vec::with_capacity(n + 1);
+        start.push(0);
+        let mut outgoing = Vec::with_capacity(per_pre.iter().map(Vec::len).sum());
+        for out in per_pre {
+            outgoing.extend(out);
+            start.push(outgoing.len());
+        }
+        Ok(Self {
+            abcd,
+            start,
+            outgoing,
+            rng_noise,
+        })
+    }
+}
+
+impl Network {
+    /// Build `spec`'s network (heterogeneity, weights, initial state) from its seed.
+    pub(crate) fn new(spec: &SpikingSpec, device: &Device) -> Result<Self> {
+        let Drawn {
+            abcd,
+            start,
+            outgoing,
+            rng_noise,
+        } = Drawn::new(spec)?;
+        let n = spec.excitatory + spec.inhibitory;
+        let mut st = vec![0f32; n * n];
+        for j in 0..n {
+            for &(i, w) in &outgoing[start[j]..start[j + 1]] {
+                st[j * n + i as usize] = w;
             }
         }
         let row = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, n]), device);
@@ -372,12 +467,7 @@ impl Network {
         };
         Ok(Self {
             model: spec.model.clone(),
-            ne,
-            n,
-            noise_exc: spec.noise_exc,
-            noise_inh: spec.noise_inh,
-            poisson_p: spec.poisson_hz / 1000.0,
-            poisson_weight: spec.poisson_weight,
+            drive: Drive::new(spec, rng_noise),
             a,
             b,
             c,
@@ -386,29 +476,17 @@ impl Network {
             v,
             u,
             refractory,
-            rng_noise,
         })
     }
 
     /// Thalamic noise for the next `len` ms, `[len, N]`, drawn on the host.
     pub(crate) fn noise(&mut self, len: usize) -> Tensor<2> {
-        let (n, ne) = (self.n, self.ne);
-        let noise: Vec<f32> = (0..len * n)
-            .map(|k| {
-                let amp = if k % n < ne {
-                    self.noise_exc
-                } else {
-                    self.noise_inh
-                };
-                let poisson = if self.poisson_p > 0.0 && self.rng_noise.bernoulli(self.poisson_p) {
-                    self.poisson_weight
-                } else {
-                    0.0
-                };
-                (amp * self.rng_noise.normal() + poisson) as f32
-            })
-            .collect();
-        Tensor::<2>::from_data(TensorData::new(noise, [len, n]), &self.v.device())
+        let mut noise = vec![0f32; len * self.drive.n];
+        self.drive.fill(&mut noise);
+        Tensor::<2>::from_data(
+            TensorData::new(noise, [len, self.drive.n]),
+            &self.v.device(),
+        )
     }
 
     /// Advance 1 ms with external input `input` (`[1, N]`); returns who fired (`[1, N]`, 0/1).

@@ -53,6 +53,11 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// Whether `device` is the CPU (Flex): code with a fused CPU form takes it there.
+pub fn is_cpu(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
 /// A ready device and what it is.
 #[derive(Clone, Debug)]
 pub struct ComputeDevice {

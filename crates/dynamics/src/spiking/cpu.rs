@@ -1,0 +1,178 @@
+//! The spiking networks' CPU form: one fused step over slices of f32, with no tensor operation
+//! and no allocation per step (a tensor step is ~15 operations, each with its own overhead and
+//! buffers). The equations are [`Network::step`](super::Network::step)'s, term for term in the
+//! same order, so the two forms agree to rounding. A spike adds its neuron's outgoing weights
+//! (CSR), so the synaptic input costs what the network fires, not N².
+
+use super::{CHUNK, Drawn, Drive, NeuronModel, SpikingResult, SpikingSpec};
+use crate::error::{DynamicsError, Result};
+use interplay_models::patching::Progress;
+
+/// A spiking network's state and parameters on the host.
+pub(crate) struct CpuNetwork {
+    model: NeuronModel,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    d: Vec<f32>,
+    /// Neuron j's outgoing synapses (post, weight) are `outgoing[start[j]..start[j + 1]]`.
+    start: Vec<usize>,
+    outgoing: Vec<(u32, f32)>,
+    /// Membrane potential (mV), `[N]`.
+    pub(crate) v: Vec<f32>,
+    /// Recovery variable (Izhikevich), `[N]`.
+    u: Vec<f32>,
+    /// Refractory time left (LIF, ms), `[N]`.
+    refractory: Vec<f32>,
+    /// This step's synaptic input, `[N]`.
+    syn: Vec<f32>,
+    /// Who fired in the last step, ascending.
+    pub(crate) fired: Vec<u32>,
+    pub(crate) drive: Drive,
+}
+
+impl CpuNetwork {
+    /// Build `spec`'s network from its seed: the same draws as the tensor form's.
+    pub(crate) fn new(spec: &SpikingSpec) -> Result<Self> {
+        let Drawn {
+            abcd: [a, b, c, d],
+            start,
+            outgoing,
+            rng_noise,
+        } = Drawn::new(spec)?;
+        let n = spec.excitatory + spec.inhibitory;
+        let (v, u) = match &spec.model {
+            NeuronModel::Izhikevich { .. } => {
+                let v = vec![-65f32; n];
+                let u = b.iter().zip(&v).map(|(b, v)| b * v).collect();
+                (v, u)
+            }
+            NeuronModel::Lif { rest, .. } => (vec![*rest as f32; n], vec![0.0; n]),
+        };
+        Ok(Self {
+            model: spec.model.clone(),
+            a,
+            b,
+            c,
+            d,
+            start,
+            outgoing,
+            v,
+            u,
+            refractory: vec![0.0; n],
+            syn: vec![0.0; n],
+            fired: Vec::with_capacity(n),
+            drive: Drive::new(spec, rng_noise),
+        })
+    }
+
+    /// Advance 1 ms with external input `input` (`[N]`); [`Self::fired`] then lists who fired.
+    pub(crate) fn step(&mut self, input: &[f32]) {
+        let n = self.v.len();
+        let threshold = match self.model {
+            NeuronModel::Izhikevich { .. } => 30.0,
+            NeuronModel::Lif { threshold, .. } => threshold as f32,
+        };
+        self.fired.clear();
+        for (k, &v) in self.v.iter().enumerate() {
+            if v >= threshold {
+                self.fired.push(k as u32);
+            }
+        }
+        self.syn.fill(0.0);
+        for &j in &self.fired {
+            let j = j as usize;
+            for &(i, w) in &self.outgoing[self.start[j]..self.start[j + 1]] {
+                self.syn[i as usize] += w;
+            }
+        }
+        match self.model {
+            NeuronModel::Izhikevich { .. } => {
+                for &j in &self.fired {
+                    let j = j as usize;
+                    self.v[j] = self.c[j];
+                    self.u[j] += self.d[j];
+                }
+                for k in 0..n {
+                    let i = input[k] + self.syn[k];
+                    let u = self.u[k];
+                    let mut v = self.v[k];
+                    // Two 0.5 ms half-steps for v (numerical stability, as in the paper).
+                    for _ in 0..2 {
+                        let dv = v * v * 0.04 + v * 5.0 + 140.0 - u + i;
+                        v += dv * 0.5;
+                    }
+                    self.v[k] = v;
+                    self.u[k] = u + self.a[k] * (self.b[k] * v - u);
+                }
+            }
+            NeuronModel::Lif {
+                tau_ms,
+                rest,
+                refractory_ms,
+                ..
+            } => {
+                let (tau, rest, refr) = (tau_ms as f32, rest as f32, refractory_ms as f32);
+                for k in 0..n {
+                    self.refractory[k] = (self.refractory[k] - 1.0).max(0.0);
+                }
+                for &j in &self.fired {
+                    self.v[j as usize] = rest;
+                    self.refractory[j as usize] = refr;
+                }
+                for k in 0..n {
+                    let active = if self.refractory[k] <= 0.0 { 1.0 } else { 0.0 };
+                    let v = self.v[k];
+                    self.v[k] = v + ((-v + rest) / tau + (input[k] + self.syn[k])) * active;
+                }
+            }
+        }
+    }
+}
+
+impl SpikingSpec {
+    /// [`SpikingSpec::run`] on the CPU: the same chunks, streamed parts and progress points.
+    pub(crate) async fn run_cpu(
+        &self,
+        on_chunk: &mut dyn FnMut(&SpikingResult),
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
+    ) -> Result<SpikingResult> {
+        let mut net = CpuNetwork::new(self)?;
+        let (ne, n) = (self.excitatory, self.excitatory + self.inhibitory);
+        let mut total = SpikingResult::default();
+        let mut input = vec![0f32; CHUNK * n];
+        let mut start = 0;
+        while start < self.ms {
+            let len = CHUNK.min(self.ms - start);
+            net.drive.fill(&mut input[..len * n]);
+            let mut chunk = SpikingResult {
+                pop_exc: vec![0; len],
+                pop_inh: vec![0; len],
+                traces: vec![Vec::with_capacity(len); self.trace_neurons.len()],
+                ..Default::default()
+            };
+            for (k, row) in input[..len * n].chunks_exact(n).enumerate() {
+                net.step(row);
+                chunk.spikes += net.fired.len();
+                let exc = net.fired.partition_point(|&j| (j as usize) < ne);
+                chunk.pop_exc[k] = exc as u32;
+                chunk.pop_inh[k] = (net.fired.len() - exc) as u32;
+                if self.raster {
+                    let ms = (start + k) as u32;
+                    chunk.raster.extend(net.fired.iter().map(|&j| (ms, j)));
+                }
+                for (trace, &j) in chunk.traces.iter_mut().zip(&self.trace_neurons) {
+                    trace.push(net.v[j].min(30.0));
+                }
+            }
+            on_chunk(&chunk);
+            total.extend(chunk);
+            start += len;
+            if !progress(start, self.ms).await {
+                return Err(DynamicsError::Cancelled);
+            }
+        }
+        total.finish(self);
+        Ok(total)
+    }
+}

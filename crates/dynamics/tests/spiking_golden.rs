@@ -1,0 +1,105 @@
+//! The spiking networks against an independent NumPy statement of the published loops fed by
+//! the same seeded stream (tests/fixtures/make_spiking_goldens.py): the CPU's fused form and the
+//! tensor form (wgpu) spike for spike over the golden's raster window (200 ms of the classic
+//! network, 300 ms of LIF), and the rates over the whole run within 2 %.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use interplay_dynamics::{DynamicsSpec, SpikingResult, SpikingSpec};
+use interplay_models::ComputeDevice;
+use interplay_models::patching::no_progress;
+use interplay_testkit::{devices, fixtures, read_json};
+use serde_json::Value;
+
+fn case(name: &str) -> (SpikingSpec, Value) {
+    let g = read_json(&fixtures().join("dynamics/spiking.json"));
+    let c = g[name].clone();
+    let DynamicsSpec::Spiking(spec) = serde_json::from_value(c["spec"].clone()).unwrap() else {
+        panic!("{name}: not a spiking spec")
+    };
+    (spec, c)
+}
+
+fn run(spec: &SpikingSpec, dev: &ComputeDevice) -> SpikingResult {
+    pollster::block_on(spec.run(&dev.device, &mut |_| {}, &mut no_progress)).unwrap()
+}
+
+fn spikes_until(raster: impl IntoIterator<Item = (u32, u32)>, ms: u32) -> BTreeSet<(u32, u32)> {
+    raster.into_iter().filter(|s| s.0 < ms).collect()
+}
+
+fn golden_spikes(c: &Value) -> BTreeSet<(u32, u32)> {
+    c["raster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s[0].as_u64().unwrap() as u32, s[1].as_u64().unwrap() as u32))
+        .collect()
+}
+
+/// Check `got` against the golden `c`: identical spikes for `same_ms`, the share of the golden
+/// raster window's spikes both have at least `overlap`, and the rates within `rate_rel`.
+fn check(what: &str, got: &SpikingResult, c: &Value, same_ms: u32, overlap: f64, rate_rel: f64) {
+    let window = c["raster_ms"].as_u64().unwrap() as u32;
+    let want = golden_spikes(c);
+    let ours = spikes_until(got.raster.iter().copied(), window);
+    let first_diff = ours
+        .symmetric_difference(&want)
+        .map(|s| s.0)
+        .min()
+        .unwrap_or(window);
+    assert!(
+        first_diff >= same_ms,
+        "{what}: the spike trains part at {first_diff} ms (want identical for {same_ms} ms)"
+    );
+    let common = ours.intersection(&want).count() as f64;
+    let jaccard = common / ours.union(&want).count().max(1) as f64;
+    assert!(
+        jaccard >= overlap,
+        "{what}: {jaccard:.4} of the first {window} ms' spikes shared (want ≥ {overlap})"
+    );
+    for (ours, key) in [
+        (got.rate_exc_hz, "rate_exc_hz"),
+        (got.rate_inh_hz, "rate_inh_hz"),
+    ] {
+        let want = c[key].as_f64().unwrap();
+        assert!(
+            (ours - want).abs() <= rate_rel * want,
+            "{what}: {key} {ours:.3} vs NumPy {want:.3}"
+        );
+    }
+    eprintln!(
+        "{what}: identical for {first_diff} ms, {jaccard:.4} shared, rates {:.3}/{:.3} Hz vs {:.3}/{:.3}",
+        got.rate_exc_hz,
+        got.rate_inh_hz,
+        c["rate_exc_hz"].as_f64().unwrap(),
+        c["rate_inh_hz"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn izhikevich_2003_network_matches_numpy() {
+    let (spec, c) = case("izhikevich");
+    for dev in devices() {
+        let got = run(&spec, &dev);
+        assert_eq!(got.pop_exc.len(), 1000);
+        check(
+            &format!("izhikevich {}", dev.backend),
+            &got,
+            &c,
+            200,
+            1.0,
+            0.02,
+        );
+    }
+}
+
+#[test]
+fn lif_network_matches_numpy() {
+    let (spec, c) = case("lif");
+    for dev in devices() {
+        let got = run(&spec, &dev);
+        check(&format!("lif {}", dev.backend), &got, &c, 300, 1.0, 0.02);
+    }
+}
