@@ -2,9 +2,10 @@
 //! as ReservoirPy's `Reservoir`; optionally split into excitatory and inhibitory populations
 //! (Dale's law, non-negative rates) with local E/I self-adaptation of inhibitory gains.
 //!
-//! Weights are drawn on the host from [`Rng`] and uploaded, so a seed gives the same reservoir on
-//! every device; the recurrence runs as tensors on the chosen Burn device and states come back in
-//! chunks through the asynchronous readback.
+//! Weights are drawn on the host from [`Rng`], so a seed gives the same reservoir on every device.
+//! The recurrence has two forms: on the CPU a fused step over compressed rows ([`cpu`]),
+//! elsewhere tensors on the Burn device, whose states come back in chunks through the
+//! asynchronous readback.
 
 use burn::tensor::{Device, Tensor, TensorData, s};
 use interplay_models::device::read_f32;
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DynamicsError, Result};
 use crate::linalg::spectral_radius;
 use crate::rng::Rng;
+
+mod cpu;
 
 /// Steps simulated between two readbacks (and progress reports).
 const CHUNK: usize = 250;
@@ -131,45 +134,12 @@ impl ReservoirWeights {
     pub fn generate(params: &EsnParams, inputs: usize) -> Result<Self> {
         check_params(params, inputs)?;
         let n = params.units;
-        let base = Rng::new(params.seed);
-        let mut rng_w = base.fork(1);
-        let mut rng_in = base.fork(2);
-        let mut w = vec![0.0; n * n];
+        let mut rng_in = Rng::new(params.seed).fork(2);
         let excitatory = params
             .ei
             .as_ref()
             .map(|ei| ((n as f64) * ei.excitatory_fraction).round() as usize);
-        for v in w.iter_mut() {
-            if rng_w.bernoulli(params.rc_connectivity) {
-                *v = rng_w.normal();
-            }
-        }
-        if let (Some(ne), Some(ei)) = (excitatory, &params.ei) {
-            // Dale's law: column j carries unit j's sign; inhibition is scaled so that total
-            // inhibitory weight is `inhibition` × total excitatory weight.
-            let (mut sum_e, mut sum_i) = (0.0, 0.0);
-            for i in 0..n {
-                for j in 0..n {
-                    let v = &mut w[i * n + j];
-                    *v = v.abs();
-                    if j < ne {
-                        sum_e += *v;
-                    } else {
-                        sum_i += *v;
-                    }
-                }
-            }
-            let scale = if sum_i > 0.0 {
-                ei.inhibition * sum_e / sum_i
-            } else {
-                0.0
-            };
-            for i in 0..n {
-                for j in ne..n {
-                    w[i * n + j] *= -scale;
-                }
-            }
-        }
+        let mut w = recurrent(params);
         let rho = spectral_radius(&w, n)?;
         if rho > 0.0 {
             let k = params.spectral_radius / rho;
@@ -194,6 +164,47 @@ impl ReservoirWeights {
             excitatory,
         })
     }
+}
+
+/// The recurrent matrix `params` draws (`[N, N]` row-major, W[i][j] from j to i), before it is
+/// scaled to the spectral radius: N(0, 1) entries present with probability `rc_connectivity`;
+/// for E/I reservoirs their magnitudes, column j carrying unit j's sign (Dale's law) and the
+/// inhibitory columns scaled so total inhibitory weight is `inhibition` × total excitatory.
+pub fn recurrent(params: &EsnParams) -> Vec<f64> {
+    let n = params.units;
+    let mut rng_w = Rng::new(params.seed).fork(1);
+    let mut w = vec![0.0; n * n];
+    for v in w.iter_mut() {
+        if rng_w.bernoulli(params.rc_connectivity) {
+            *v = rng_w.normal();
+        }
+    }
+    if let Some(ei) = &params.ei {
+        let ne = ((n as f64) * ei.excitatory_fraction).round() as usize;
+        let (mut sum_e, mut sum_i) = (0.0, 0.0);
+        for i in 0..n {
+            for j in 0..n {
+                let v = &mut w[i * n + j];
+                *v = v.abs();
+                if j < ne {
+                    sum_e += *v;
+                } else {
+                    sum_i += *v;
+                }
+            }
+        }
+        let scale = if sum_i > 0.0 {
+            ei.inhibition * sum_e / sum_i
+        } else {
+            0.0
+        };
+        for i in 0..n {
+            for j in ne..n {
+                w[i * n + j] *= -scale;
+            }
+        }
+    }
+    w
 }
 
 fn check_params(p: &EsnParams, inputs: usize) -> Result<()> {
@@ -257,6 +268,8 @@ pub struct Reservoir {
     bias: Tensor<2>,
     adaptation: Option<(Adaptation, Vec<f64>)>,
     device: Device,
+    /// The CPU form's layout, on the CPU device.
+    cpu: Option<cpu::CpuReservoir>,
 }
 
 /// What a run returns.
@@ -322,6 +335,7 @@ impl Reservoir {
         }
         let bias: Vec<f32> = weights.bias.iter().map(|&b| b as f32).collect();
         Self {
+            cpu: interplay_models::device::is_cpu(device).then(|| cpu::CpuReservoir::new(&weights)),
             w_in_t: Tensor::from_data(TensorData::new(w_in_t, [i, n]), device),
             bias: Tensor::from_data(TensorData::new(bias, [1, n]), device),
             w_t,
@@ -349,6 +363,11 @@ impl Reservoir {
             return Err(DynamicsError::Input(
                 "the input series holds NaN or infinite values".into(),
             ));
+        }
+        if let Some(cpu) = &self.cpu {
+            return cpu
+                .run(inputs, i, self.leak, self.adaptation.as_ref(), progress)
+                .await;
         }
         let steps = inputs.len() / i;
         let dev = &self.device;

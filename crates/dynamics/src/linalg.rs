@@ -5,8 +5,12 @@ use nalgebra::DMatrix;
 
 use crate::error::{DynamicsError, Result};
 
-/// Largest eigenvalue modulus of a square row-major `n × n` matrix (real Schur form, exact up to
-/// rounding; ReservoirPy uses ARPACK for the same number).
+/// Largest eigenvalue modulus of a square row-major `n × n` matrix.
+///
+/// Up to [`DENSE_MAX`] rows: every eigenvalue from the real Schur form (exact up to rounding).
+/// Larger: restarted Arnoldi on the non-zero entries (ReservoirPy asks ARPACK, an implicitly
+/// restarted Arnoldi, for the same number): a few hundred sparse products instead of an
+/// O(n³) decomposition (0.8 s of the 500-unit ESN's 1.7 s was its Schur form).
 pub fn spectral_radius(w: &[f64], n: usize) -> Result<f64> {
     if w.len() != n * n {
         return Err(DynamicsError::Input(format!(
@@ -14,12 +18,143 @@ pub fn spectral_radius(w: &[f64], n: usize) -> Result<f64> {
             w.len()
         )));
     }
-    if n == 0 {
-        return Ok(0.0);
+    if w.iter().any(|v| !v.is_finite()) {
+        return Err(DynamicsError::Input(
+            "the matrix holds NaN or infinite values".into(),
+        ));
     }
-    let m = DMatrix::from_row_slice(n, n, w);
-    let eig = m.complex_eigenvalues();
-    Ok(eig.iter().map(|z| z.norm()).fold(0.0, f64::max))
+    if n <= DENSE_MAX {
+        return Ok(dense_radius(&DMatrix::from_row_slice(n, n, w)));
+    }
+    Ok(arnoldi_radius(&SparseRows::new(w, n)))
+}
+
+/// Matrices up to this many rows get the exact dense eigenvalues.
+pub const DENSE_MAX: usize = 64;
+
+/// Krylov subspace size per Arnoldi cycle.
+const KRYLOV: usize = 48;
+
+/// An Arnoldi cycle stops the search once the Ritz pair's residual is below this, relative to
+/// the eigenvalue's modulus.
+const ARNOLDI_TOL: f64 = 1e-9;
+
+fn dense_radius(m: &DMatrix<f64>) -> f64 {
+    m.complex_eigenvalues()
+        .iter()
+        .map(|z| z.norm())
+        .fold(0.0, f64::max)
+}
+
+/// A matrix's non-zero entries by row, for products with vectors.
+struct SparseRows {
+    n: usize,
+    start: Vec<usize>,
+    entries: Vec<(usize, f64)>,
+}
+
+impl SparseRows {
+    fn new(w: &[f64], n: usize) -> Self {
+        let mut start = vec![0];
+        let mut entries = Vec::new();
+        for row in w.chunks_exact(n) {
+            entries.extend(row.iter().copied().enumerate().filter(|e| e.1 != 0.0));
+            start.push(entries.len());
+        }
+        Self { n, start, entries }
+    }
+
+    /// `y = W x`.
+    fn mul(&self, x: &[f64], y: &mut [f64]) {
+        for (i, y) in y.iter_mut().enumerate() {
+            *y = self.entries[self.start[i]..self.start[i + 1]]
+                .iter()
+                .map(|&(j, w)| w * x[j])
+                .sum();
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+/// The spectral radius by explicitly restarted Arnoldi: build an orthonormal Krylov basis V and
+/// the Hessenberg H = Vᵀ W V, take H's eigenvalue of largest modulus (a Ritz value) and its
+/// eigenvector y; stop when the residual ‖W V y − λ V y‖ = h_{m+1,m} |y_m| is small, else restart
+/// from V y (its real and imaginary parts summed, which keeps both members of a complex pair).
+fn arnoldi_radius(a: &SparseRows) -> f64 {
+    use nalgebra::Complex;
+    let n = a.n;
+    let m = KRYLOV.min(n);
+    // A start vector with every component (a deterministic pseudo-random one).
+    let mut rng = crate::rng::Rng::new(0x5eed);
+    let mut start: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+    let mut best = 0.0;
+    for _ in 0..400 {
+        let norm = dot(&start, &start).sqrt();
+        if !(norm > 0.0) {
+            return best;
+        }
+        let mut v: Vec<Vec<f64>> = vec![start.iter().map(|x| x / norm).collect()];
+        let mut h = DMatrix::<f64>::zeros(m + 1, m);
+        let mut size = m;
+        for j in 0..m {
+            let mut w = vec![0.0; n];
+            a.mul(&v[j], &mut w);
+            // Gram-Schmidt twice: once is not enough in floating point.
+            for _ in 0..2 {
+                for (i, vi) in v.iter().enumerate() {
+                    let c = dot(&w, vi);
+                    h[(i, j)] += c;
+                    w.iter_mut().zip(vi).for_each(|(w, v)| *w -= c * v);
+                }
+            }
+            let next = dot(&w, &w).sqrt();
+            h[(j + 1, j)] = next;
+            if next <= 1e-13 * h.column(j).norm().max(f64::MIN_POSITIVE) {
+                // An invariant subspace: its eigenvalues are exact.
+                size = j + 1;
+                break;
+            }
+            v.push(w.iter().map(|x| x / next).collect());
+        }
+        let hm = h.view((0, 0), (size, size)).into_owned();
+        let ritz = hm.complex_eigenvalues();
+        let Some(lambda) = ritz
+            .iter()
+            .copied()
+            .max_by(|a, b| a.norm().total_cmp(&b.norm()))
+        else {
+            return best;
+        };
+        best = lambda.norm();
+        if size < m || best == 0.0 {
+            return best;
+        }
+        // The Ritz vector y: inverse iteration on H − λI (shifted off λ so it is solvable).
+        let hc = hm.map(|x| Complex::new(x, 0.0));
+        let shift = lambda * Complex::new(1.0 + 1e-10, 0.0);
+        let lu = (hc - nalgebra::DMatrix::<Complex<f64>>::identity(size, size) * shift).lu();
+        let mut y = nalgebra::DVector::<Complex<f64>>::from_element(size, Complex::new(1.0, 0.0));
+        for _ in 0..3 {
+            match lu.solve(&y) {
+                Some(z) => y = z.unscale(z.norm()),
+                None => return best,
+            }
+        }
+        let residual = h[(size, size - 1)] * y[size - 1].norm();
+        if residual <= ARNOLDI_TOL * best {
+            return best;
+        }
+        start = (0..n)
+            .map(|k| {
+                let z: Complex<f64> = (0..size).map(|i| y[i] * v[i][k]).sum();
+                z.re + z.im
+            })
+            .collect();
+    }
+    best
 }
 
 /// A fitted linear readout `y = x · W + b`.
@@ -74,21 +209,24 @@ pub fn ridge(x: &[f32], y: &[f64], inputs: usize, outputs: usize, ridge: f64) ->
             "ridge: at least two training steps are needed".into(),
         ));
     }
-    let mut xm = DMatrix::<f64>::from_iterator(inputs, t, x.iter().map(|&v| v as f64)).transpose();
+    // Xᵀ (`[inputs, t]`; column-major storage is the states' own row-major layout).
+    let mut xt = DMatrix::<f64>::from_iterator(inputs, t, x.iter().map(|&v| v as f64));
     let mut ym = DMatrix::<f64>::from_row_slice(t, outputs, y);
-    let x_mean: Vec<f64> = (0..inputs).map(|j| xm.column(j).mean()).collect();
+    let x_mean: Vec<f64> = (0..inputs).map(|j| xt.row(j).mean()).collect();
     let y_mean: Vec<f64> = (0..outputs).map(|j| ym.column(j).mean()).collect();
     for (j, m) in x_mean.iter().enumerate() {
-        xm.column_mut(j).add_scalar_mut(-m);
+        xt.row_mut(j).add_scalar_mut(-m);
     }
     for (j, m) in y_mean.iter().enumerate() {
         ym.column_mut(j).add_scalar_mut(-m);
     }
-    let mut gram = xm.tr_mul(&xm);
+    // Xᵀ·X as a blocked matrix product (nalgebra's `tr_mul` takes one dot product per entry,
+    // which was 1.4 s of the 500-unit ESN's fit).
+    let mut gram = gram(&xt);
     for i in 0..inputs {
         gram[(i, i)] += ridge;
     }
-    let rhs = xm.tr_mul(&ym);
+    let rhs = &xt * &ym;
     let w = match gram.clone().cholesky() {
         Some(ch) => ch.solve(&rhs),
         // Rounding can make a ridge-less Gram matrix lose definiteness; LU still solves it.
@@ -118,6 +256,22 @@ pub fn ridge(x: &[f32], y: &[f64], inputs: usize, outputs: usize, ridge: f64) ->
         inputs,
         outputs,
     })
+}
+
+/// `A·Aᵀ` for `a` = Xᵀ (`[inputs, t]`): blocks of rows on the CPU's threads.
+fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
+    let n = a.nrows();
+    let at = a.transpose();
+    let parts = interplay_models::par::threads().min(n).max(1);
+    let blocks: Vec<(usize, usize)> = (0..parts)
+        .map(|p| (p * n / parts, (p + 1) * n / parts))
+        .collect();
+    let rows = interplay_models::par::map(&blocks, |&(lo, hi)| a.rows(lo, hi - lo) * &at);
+    let mut g = DMatrix::<f64>::zeros(n, n);
+    for ((lo, hi), block) in blocks.into_iter().zip(rows) {
+        g.rows_mut(lo, hi - lo).copy_from(&block);
+    }
+    g
 }
 
 /// Root mean squared error divided by the target's peak-to-peak range (ReservoirPy's default

@@ -131,3 +131,30 @@ fn esn_matches_reservoirpy_on_wgpu() {
     };
     pollster::block_on(esn_case(&dev.device));
 }
+
+/// The iterative spectral radius (restarted Arnoldi above 64 units) against NumPy's dense
+/// `eigvals` on the matrices the reservoirs draw (tests/fixtures/make_spectral_goldens.py).
+#[test]
+fn spectral_radius_of_reservoirs_matches_numpy_eig() {
+    let g =
+        interplay_testkit::read_json(&interplay_testkit::fixtures().join("dynamics/spectral.json"));
+    for case in g["cases"].as_array().unwrap() {
+        let params: interplay_dynamics::EsnParams =
+            serde_json::from_value(case["params"].clone()).unwrap();
+        let w = interplay_dynamics::esn::recurrent(&params);
+        let t0 = std::time::Instant::now();
+        let r = spectral_radius(&w, params.units).unwrap();
+        let want = case["radius"].as_f64().unwrap();
+        eprintln!(
+            "{} units: {r} vs NumPy {want} ({:.1e} relative, {:?})",
+            params.units,
+            (r - want).abs() / want,
+            t0.elapsed()
+        );
+        assert!(
+            (r - want).abs() <= 1e-6 * want,
+            "{} units: {r} vs NumPy {want}",
+            params.units
+        );
+    }
+}

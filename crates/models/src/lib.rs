@@ -23,7 +23,7 @@ pub mod generate;
 pub mod gguf;
 pub mod hooks;
 pub mod load;
-mod par;
+pub mod par;
 pub mod patching;
 pub mod registry;
 pub mod rng;

@@ -3,7 +3,7 @@
 //! one after another. Results come back in order either way.
 
 /// Threads available for independent work (1 where there are none).
-pub(crate) fn threads() -> usize {
+pub fn threads() -> usize {
     #[cfg(any(feature = "threads", not(target_family = "wasm")))]
     return rayon::current_num_threads().max(1);
     #[cfg(not(any(feature = "threads", not(target_family = "wasm"))))]
@@ -11,7 +11,7 @@ pub(crate) fn threads() -> usize {
 }
 
 /// `f` over `items`, on the CPU's threads where there are several; results in order.
-pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     #[cfg(any(feature = "threads", not(target_family = "wasm")))]
     if items.len() > 1 {
         use rayon::prelude::*;
