@@ -6,7 +6,7 @@
 //! | [`esn`] | echo state networks (ReservoirPy's equations), E/I populations, self-adaptation |
 //! | [`spiking`] | Izhikevich (2003) cell types and network, leaky integrate-and-fire |
 //! | [`tasks`] | prediction (Mackey-Glass, NARMA-10, Santa Fe) and memory-capacity specs |
-//! | [`whatwhen`] | the what/when paradigm: three-factor Hebbian readout vs FORCE |
+//! | [`whatwhen`] | the what/when paradigm: three-factor Hebbian readout vs an online RLS readout |
 //! | [`series`] | the benchmark series generators and bundled data |
 //! | [`linalg`] | spectral radius, ridge readout, NRMSE / R² |
 //! | [`rng`] | the seeded generator every weight and input comes from |

@@ -325,7 +325,7 @@ pub enum DynamicsSpec {
     Spiking(crate::spiking::SpikingSpec),
     /// Memory capacity across E/I balances, with and without self-adaptation.
     EiSweep(EiSweepSpec),
-    /// The what/when paradigm with a three-factor (or FORCE) readout.
+    /// The what/when paradigm with a three-factor (or online RLS) readout.
     WhatWhen(crate::whatwhen::WhatWhenSpec),
 }
 

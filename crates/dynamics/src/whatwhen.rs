@@ -11,7 +11,8 @@
 //!   (itself learned from the onsets seen) and stays at a floor elsewhere, r the exponentially
 //!   filtered spike trains; fast weights learn within a trial and are consolidated into slow
 //!   weights between trials (w_slow += κ (w_fast − w_slow)), which start the next trial;
-//! - FORCE (recursive least squares) for comparison: fast at first, but its gain P shrinks, so it
+//! - an online recursive-least-squares readout for comparison (FORCE's rule, without FORCE's
+//!   feedback of the readout into the network): fast at first, but its gain P shrinks, so it
 //!   adapts slowly to a change unless reset.
 //!
 //! Stimuli are not fed to the reservoir: the readouts must predict from the cue-evoked dynamics.
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DynamicsError, Result};
 use crate::rng::Rng;
+use crate::spiking::cpu::CpuNetwork;
 use crate::spiking::{Network, SpikingSpec};
 
 /// A block of trials with one timing and one set of stimulus probabilities.
@@ -53,8 +55,11 @@ pub enum Rule {
         /// Rate at which the expected onset follows the onsets seen.
         timing_rate: f64,
     },
-    /// FORCE / recursive least squares (no reset at a change).
-    Force {
+    /// An online recursive-least-squares readout (no reset at a change): FORCE's learning rule
+    /// (Sussillo & Abbott 2009) without its feedback of the readout into the network, so not
+    /// FORCE itself. Links saying `"rule": "force"` open as this.
+    #[serde(alias = "force")]
+    Rls {
         /// Initial P = I / α.
         alpha: f64,
     },
@@ -211,7 +216,6 @@ impl WhatWhenSpec {
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<WhatWhenResult> {
         let classes = self.check()?;
-        let mut net = Network::new(&self.network, device)?;
         let n = self.network.excitatory + self.network.inhibitory;
         let t_len = self.trial_ms;
         let mut rng = Rng::new(self.seed);
@@ -223,7 +227,6 @@ impl WhatWhenSpec {
                 cue[t * n + j] = self.cue_current as f32;
             }
         }
-        let cue = Tensor::<2>::from_data(TensorData::new(cue, [t_len, n]), device);
         let mut rng_tau = Rng::new(self.seed).fork(9);
         let decay: Vec<f32> = (0..n)
             .map(|_| {
@@ -232,18 +235,10 @@ impl WhatWhenSpec {
                 (-1.0 / ln.exp()).exp() as f32
             })
             .collect();
-        let decay = Tensor::<2>::from_data(TensorData::new(decay, [1, n]), device);
-        let mut trace = Tensor::<2>::zeros([1, n], device);
-        let mut w_slow = Tensor::<2>::zeros([n, classes], device);
-        let mut p_rls = match self.rule {
-            Rule::Force { alpha } => {
-                let mut eye = vec![0f32; n * n];
-                for i in 0..n {
-                    eye[i * n + i] = (1.0 / alpha) as f32;
-                }
-                Some(Tensor::<2>::from_data(TensorData::new(eye, [n, n]), device))
-            }
-            Rule::ThreeFactor { .. } => None,
+        let mut learner = if interplay_models::device::is_cpu(device) {
+            Learner::Cpu(CpuLearner::new(self, classes, cue, decay)?)
+        } else {
+            Learner::Tensor(TensorLearner::new(self, classes, cue, decay, device)?)
         };
         let mut expected = self.trial_ms as f64 / 2.0;
         let total: usize = self.phases.iter().map(|p| p.trials).sum();
@@ -266,8 +261,6 @@ impl WhatWhenSpec {
                         target[t * classes + c] = 1.0;
                     }
                 }
-                let target =
-                    Tensor::<2>::from_data(TensorData::new(target, [t_len, classes]), device);
                 let gate: Vec<f32> = (0..t_len)
                     .map(|t| match self.rule {
                         Rule::ThreeFactor {
@@ -285,46 +278,13 @@ impl WhatWhenSpec {
                                 gate_floor as f32
                             }
                         }
-                        Rule::Force { .. } => 1.0,
+                        Rule::Rls { .. } => 1.0,
                     })
                     .collect();
-                let gate = Tensor::<2>::from_data(TensorData::new(gate, [t_len, 1]), device);
-                let input = net.noise(t_len) + cue.clone();
-                let mut w = w_slow.clone();
-                let mut ys = Vec::with_capacity(t_len);
-                for t in 0..t_len {
-                    let fired = net.step(input.clone().slice(s![t..t + 1, ..]));
-                    trace = trace * decay.clone() + fired;
-                    let y = trace.clone().matmul(w.clone()); // [1, C]
-                    let err = target.clone().slice(s![t..t + 1, ..]) - y;
-                    // The prediction reported is the consolidated readout's: what the network
-                    // expects before this trial's outcome can teach it.
-                    let predicted = trace.clone().matmul(w_slow.clone());
-                    match (&self.rule, &mut p_rls) {
-                        (Rule::ThreeFactor { eta, .. }, _) => {
-                            let g = gate.clone().slice(s![t..t + 1, ..]); // [1, 1]
-                            // Normalised by |r|² so one η suits any network size and rate.
-                            let norm = (trace.clone().square().sum_dim(1) + 1.0).recip(); // [1, 1]
-                            let dw = trace.clone().transpose().matmul(err * g * norm) * *eta;
-                            w = w + dw;
-                        }
-                        (Rule::Force { .. }, Some(p)) => {
-                            let k = p.clone().matmul(trace.clone().transpose()); // [N, 1]
-                            let c = (trace.clone().matmul(k.clone()) + 1.0).recip(); // [1, 1]
-                            *p = p.clone() - k.clone().matmul(k.clone().transpose()) * c.clone();
-                            w = w + k.matmul(err) * c;
-                        }
-                        _ => {}
-                    }
-                    ys.push(predicted);
-                }
-                w_slow = match self.rule {
-                    Rule::ThreeFactor { consolidation, .. } => {
-                        w_slow.clone() + (w - w_slow) * consolidation
-                    }
-                    Rule::Force { .. } => w,
+                let y = match &mut learner {
+                    Learner::Tensor(l) => l.trial(&self.rule, target, gate).await?,
+                    Learner::Cpu(l) => l.trial(&self.rule, &target, &gate),
                 };
-                let y = read_f32(Tensor::cat(ys, 0)).await?; // [T, C]
                 if y.iter().any(|v| !v.is_finite()) {
                     return Err(DynamicsError::Input(
                         "the readout diverged: lower the learning rate".into(),
@@ -367,5 +327,222 @@ impl WhatWhenSpec {
             );
         }
         Ok(out)
+    }
+}
+
+/// Where the trials run: the reservoir and its readout as tensors on a device, or the CPU form.
+enum Learner {
+    Tensor(TensorLearner),
+    Cpu(CpuLearner),
+}
+
+/// The rules' per-ms updates as tensor code on any device.
+struct TensorLearner {
+    net: Network,
+    /// `[T, N]`.
+    cue: Tensor<2>,
+    /// `[1, N]`.
+    decay: Tensor<2>,
+    /// `[1, N]`.
+    trace: Tensor<2>,
+    /// `[N, C]`.
+    w_slow: Tensor<2>,
+    /// RLS: `[N, N]`.
+    p_rls: Option<Tensor<2>>,
+    classes: usize,
+}
+
+impl TensorLearner {
+    fn new(
+        spec: &WhatWhenSpec,
+        classes: usize,
+        cue: Vec<f32>,
+        decay: Vec<f32>,
+        device: &Device,
+    ) -> Result<Self> {
+        let n = decay.len();
+        Ok(Self {
+            net: Network::new(&spec.network, device)?,
+            cue: Tensor::<2>::from_data(TensorData::new(cue, [spec.trial_ms, n]), device),
+            decay: Tensor::<2>::from_data(TensorData::new(decay, [1, n]), device),
+            trace: Tensor::<2>::zeros([1, n], device),
+            w_slow: Tensor::<2>::zeros([n, classes], device),
+            p_rls: match spec.rule {
+                Rule::Rls { alpha } => {
+                    let mut eye = vec![0f32; n * n];
+                    (0..n).for_each(|i| eye[i * n + i] = (1.0 / alpha) as f32);
+                    Some(Tensor::<2>::from_data(TensorData::new(eye, [n, n]), device))
+                }
+                Rule::ThreeFactor { .. } => None,
+            },
+            classes,
+        })
+    }
+
+    /// One trial with `target` (`[T, C]`) and `gate` (`[T]`): the consolidated readout's
+    /// prediction, `[T, C]` row-major.
+    async fn trial(&mut self, rule: &Rule, target: Vec<f32>, gate: Vec<f32>) -> Result<Vec<f32>> {
+        let device = self.decay.device();
+        let t_len = gate.len();
+        let target =
+            Tensor::<2>::from_data(TensorData::new(target, [t_len, self.classes]), &device);
+        let gate = Tensor::<2>::from_data(TensorData::new(gate, [t_len, 1]), &device);
+        let input = self.net.noise(t_len) + self.cue.clone();
+        let mut w = self.w_slow.clone();
+        let mut ys = Vec::with_capacity(t_len);
+        for t in 0..t_len {
+            let fired = self.net.step(input.clone().slice(s![t..t + 1, ..]));
+            self.trace = self.trace.clone() * self.decay.clone() + fired;
+            let trace = self.trace.clone();
+            let y = trace.clone().matmul(w.clone()); // [1, C]
+            let err = target.clone().slice(s![t..t + 1, ..]) - y;
+            // The prediction reported is the consolidated readout's: what the network
+            // expects before this trial's outcome can teach it.
+            let predicted = trace.clone().matmul(self.w_slow.clone());
+            match (rule, &mut self.p_rls) {
+                (Rule::ThreeFactor { eta, .. }, _) => {
+                    let g = gate.clone().slice(s![t..t + 1, ..]); // [1, 1]
+                    // Normalised by |r|² so one η suits any network size and rate.
+                    let norm = (trace.clone().square().sum_dim(1) + 1.0).recip(); // [1, 1]
+                    let dw = trace.transpose().matmul(err * g * norm) * *eta;
+                    w = w + dw;
+                }
+                (Rule::Rls { .. }, Some(p)) => {
+                    let k = p.clone().matmul(trace.clone().transpose()); // [N, 1]
+                    let c = (trace.matmul(k.clone()) + 1.0).recip(); // [1, 1]
+                    *p = p.clone() - k.clone().matmul(k.clone().transpose()) * c.clone();
+                    w = w + k.matmul(err) * c;
+                }
+                _ => {}
+            }
+            ys.push(predicted);
+        }
+        self.w_slow = match rule {
+            Rule::ThreeFactor { consolidation, .. } => {
+                self.w_slow.clone() + (w - self.w_slow.clone()) * *consolidation
+            }
+            Rule::Rls { .. } => w,
+        };
+        Ok(read_f32(Tensor::cat(ys, 0)).await?)
+    }
+}
+
+/// The same per-ms updates over slices on the CPU (the spiking network's fused step): no tensor
+/// operation or allocation per ms.
+struct CpuLearner {
+    net: CpuNetwork,
+    /// `[T, N]`.
+    cue: Vec<f32>,
+    decay: Vec<f32>,
+    trace: Vec<f32>,
+    /// `[N, C]`: consolidated, and this trial's fast weights.
+    w_slow: Vec<f32>,
+    w: Vec<f32>,
+    /// RLS: `[N, N]` and the gain vector `[N]`.
+    p_rls: Option<Vec<f32>>,
+    k: Vec<f32>,
+    /// `[T, N]` of this trial's input.
+    input: Vec<f32>,
+    classes: usize,
+}
+
+impl CpuLearner {
+    fn new(spec: &WhatWhenSpec, classes: usize, cue: Vec<f32>, decay: Vec<f32>) -> Result<Self> {
+        let n = decay.len();
+        Ok(Self {
+            net: CpuNetwork::new(&spec.network)?,
+            input: vec![0.0; cue.len()],
+            cue,
+            decay,
+            trace: vec![0.0; n],
+            w_slow: vec![0.0; n * classes],
+            w: vec![0.0; n * classes],
+            p_rls: match spec.rule {
+                Rule::Rls { alpha } => {
+                    let mut p = vec![0f32; n * n];
+                    let diag = (1.0 / alpha) as f32;
+                    (0..n).for_each(|i| p[i * n + i] = diag);
+                    Some(p)
+                }
+                Rule::ThreeFactor { .. } => None,
+            },
+            k: vec![0.0; n],
+            classes,
+        })
+    }
+
+    /// As [`TensorLearner::trial`].
+    fn trial(&mut self, rule: &Rule, target: &[f32], gate: &[f32]) -> Vec<f32> {
+        let (n, classes) = (self.decay.len(), self.classes);
+        self.net.drive.fill(&mut self.input);
+        for (x, c) in self.input.iter_mut().zip(&self.cue) {
+            *x += c;
+        }
+        self.w.copy_from_slice(&self.w_slow);
+        let mut ys = Vec::with_capacity(gate.len() * classes);
+        let mut err = vec![0f32; classes];
+        for (t, &g) in gate.iter().enumerate() {
+            self.net.step(&self.input[t * n..(t + 1) * n]);
+            for (r, d) in self.trace.iter_mut().zip(&self.decay) {
+                *r *= d;
+            }
+            for &j in &self.net.fired {
+                self.trace[j as usize] += 1.0;
+            }
+            for c in 0..classes {
+                let (mut y, mut predicted) = (0f32, 0f32);
+                for (i, &r) in self.trace.iter().enumerate() {
+                    y += r * self.w[i * classes + c];
+                    predicted += r * self.w_slow[i * classes + c];
+                }
+                err[c] = target[t * classes + c] - y;
+                ys.push(predicted);
+            }
+            match (rule, &mut self.p_rls) {
+                (Rule::ThreeFactor { eta, .. }, _) => {
+                    let norm = 1.0 / (self.trace.iter().map(|r| r * r).sum::<f32>() + 1.0);
+                    let eta = *eta as f32;
+                    for (i, &r) in self.trace.iter().enumerate() {
+                        for c in 0..classes {
+                            self.w[i * classes + c] += r * (err[c] * g * norm) * eta;
+                        }
+                    }
+                }
+                (Rule::Rls { .. }, Some(p)) => {
+                    for (k, row) in self.k.iter_mut().zip(p.chunks_exact(n)) {
+                        *k = row.iter().zip(&self.trace).map(|(p, r)| p * r).sum();
+                    }
+                    let c = 1.0
+                        / (self
+                            .trace
+                            .iter()
+                            .zip(&self.k)
+                            .map(|(r, k)| r * k)
+                            .sum::<f32>()
+                            + 1.0);
+                    for (row, &ki) in p.chunks_exact_mut(n).zip(&self.k) {
+                        for (p, &kj) in row.iter_mut().zip(&self.k) {
+                            *p -= ki * kj * c;
+                        }
+                    }
+                    for (i, &ki) in self.k.iter().enumerate() {
+                        for (cl, e) in err.iter().enumerate() {
+                            self.w[i * classes + cl] += ki * e * c;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        match rule {
+            Rule::ThreeFactor { consolidation, .. } => {
+                let kappa = *consolidation as f32;
+                for (s, w) in self.w_slow.iter_mut().zip(&self.w) {
+                    *s += (w - *s) * kappa;
+                }
+            }
+            Rule::Rls { .. } => self.w_slow.copy_from_slice(&self.w),
+        }
+        ys
     }
 }

@@ -169,6 +169,15 @@ fn specs_round_trip_and_cancel() {
     let text = serde_json::to_string(&spec).unwrap();
     assert!(text.contains("\"experiment\":\"memory-capacity\""));
     assert_eq!(serde_json::from_str::<DynamicsSpec>(&text).unwrap(), spec);
+    // Links from before the RLS readout had its name still open.
+    let old: interplay_dynamics::whatwhen::Rule =
+        serde_json::from_str(r#"{"rule":"force","alpha":2.0}"#).unwrap();
+    assert_eq!(old, interplay_dynamics::whatwhen::Rule::Rls { alpha: 2.0 });
+    assert!(
+        serde_json::to_string(&old)
+            .unwrap()
+            .contains(r#""rule":"rls""#)
+    );
     let minimal: DynamicsSpec =
         serde_json::from_str(r#"{"experiment":"spiking","ms":20}"#).unwrap();
     let DynamicsSpec::Spiking(s) = minimal else {
@@ -208,7 +217,7 @@ fn bad_parameters_are_refused_with_a_message() {
 }
 
 #[test]
-fn three_factor_readout_learns_what_and_when_and_readapts_where_force_does_not() {
+fn three_factor_readout_learns_what_and_when_and_readapts_where_rls_does_not() {
     use interplay_dynamics::whatwhen::{Rule, WhatWhenSpec};
     let run = |spec: &WhatWhenSpec| {
         pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress)).unwrap()
@@ -229,16 +238,16 @@ fn three_factor_readout_learns_what_and_when_and_readapts_where_force_does_not()
     let outside: f64 = late.iter().map(|t| t.outside[0]).sum();
     assert!(inside > 1.5 * outside, "{inside} vs {outside}");
 
-    let force = run(&WhatWhenSpec {
-        rule: Rule::Force { alpha: 1.0 },
+    let rls = run(&WhatWhenSpec {
+        rule: Rule::Rls { alpha: 1.0 },
         ..WhatWhenSpec::default()
     });
-    // FORCE's gain has shrunk by the swap: it still favours the old stimulus.
-    assert!(force.learned[0][0] > 2.0 * force.learned[0][1]);
+    // RLS's gain has shrunk by the swap: it still favours the old stimulus.
+    assert!(rls.learned[0][0] > 2.0 * rls.learned[0][1]);
     assert!(
-        force.learned[1][0] > force.learned[1][1],
+        rls.learned[1][0] > rls.learned[1][1],
         "{:?}",
-        force.learned[1]
+        rls.learned[1]
     );
 }
 
@@ -254,4 +263,55 @@ fn empty_what_when_blocks_are_refused_not_a_panic() {
         ..WhatWhenSpec::default()
     };
     assert!(pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress)).is_err());
+}
+
+/// The what/when readouts' CPU form (slices) and tensor form (wgpu) learn the same: the spiking
+/// network is identical on both, the readouts differ only in rounding.
+#[test]
+fn what_when_cpu_and_tensor_forms_agree() {
+    use interplay_dynamics::whatwhen::{Phase, Rule, WhatWhenSpec};
+    let Some(gpu) = interplay_testkit::wgpu_device() else {
+        return;
+    };
+    for rule in [WhatWhenSpec::default().rule, Rule::Rls { alpha: 1.0 }] {
+        let spec = WhatWhenSpec {
+            phases: vec![
+                Phase {
+                    trials: 4,
+                    when_ms: 40,
+                    probabilities: vec![0.8, 0.2],
+                },
+                Phase {
+                    trials: 3,
+                    when_ms: 60,
+                    probabilities: vec![0.2, 0.8],
+                },
+            ],
+            rule,
+            ..WhatWhenSpec::default()
+        };
+        let run = |dev: &Device| {
+            pollster::block_on(spec.run(dev, &mut |_| {}, &mut no_progress)).unwrap()
+        };
+        let (a, b) = (run(&cpu()), run(&gpu.device));
+        assert_eq!(a.trials.len(), b.trials.len());
+        let mut worst = 0f64;
+        for (x, y) in a.trials.iter().zip(&b.trials) {
+            assert_eq!(x.presented, y.presented);
+            for (p, q) in x
+                .in_window
+                .iter()
+                .chain(&x.outside)
+                .zip(y.in_window.iter().chain(&y.outside))
+            {
+                worst = worst.max((p - q).abs());
+            }
+        }
+        eprintln!("{:?}: largest readout difference {worst:.2e}", spec.rule);
+        assert!(
+            worst < 1e-4,
+            "{:?}: CPU and wgpu readouts differ by {worst}",
+            spec.rule
+        );
+    }
 }

@@ -97,7 +97,7 @@ mod tests {
                     "ei-balance",
                     "homogeneous",
                     "what-when",
-                    "force",
+                    "rls",
                 ],
             ),
         ];

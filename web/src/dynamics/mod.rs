@@ -59,9 +59,9 @@ fn homogeneous_sweep() -> DynamicsSpec {
     })
 }
 
-fn force_demo() -> DynamicsSpec {
+fn rls_demo() -> DynamicsSpec {
     DynamicsSpec::WhatWhen(WhatWhenSpec {
-        rule: Rule::Force { alpha: 1.0 },
+        rule: Rule::Rls { alpha: 1.0 },
         ..WhatWhenSpec::default()
     })
 }
@@ -98,9 +98,9 @@ const GUIDED: [Guided; 7] = [
         spec: || DynamicsSpec::WhatWhen(WhatWhenSpec::default()),
     },
     Guided {
-        id: "force",
-        title: "The same with FORCE (recursive least squares)",
-        spec: force_demo,
+        id: "rls",
+        title: "The same with an online RLS readout (FORCE's rule, no feedback)",
+        spec: rls_demo,
     },
 ];
 
@@ -450,7 +450,7 @@ pub fn DynamicsLab() -> impl IntoView {
                     <option value="prediction">"echo state network: time-series prediction"</option>
                     <option value="memory-capacity">"echo state network: memory capacity"</option>
                     <option value="ei-sweep">"E/I balance sweep with self-adaptation"</option>
-                    <option value="what-when">"what/when predictions: three-factor readout or FORCE"</option>
+                    <option value="what-when">"what/when predictions: three-factor or online RLS readout"</option>
                 </select>
             </label>
             {move || matches!(spec.get(), DynamicsSpec::Prediction(_)).then(|| view! {
