@@ -236,9 +236,11 @@ impl WhatWhenSpec {
             })
             .collect();
         let mut learner = if interplay_models::device::is_cpu(device) {
-            Learner::Cpu(CpuLearner::new(self, classes, cue, decay)?)
+            Learner::Cpu(Box::new(CpuLearner::new(self, classes, cue, decay)?))
         } else {
-            Learner::Tensor(TensorLearner::new(self, classes, cue, decay, device)?)
+            Learner::Tensor(Box::new(TensorLearner::new(
+                self, classes, cue, decay, device,
+            )?))
         };
         let mut expected = self.trial_ms as f64 / 2.0;
         let total: usize = self.phases.iter().map(|p| p.trials).sum();
@@ -332,8 +334,8 @@ impl WhatWhenSpec {
 
 /// Where the trials run: the reservoir and its readout as tensors on a device, or the CPU form.
 enum Learner {
-    Tensor(TensorLearner),
-    Cpu(CpuLearner),
+    Tensor(Box<TensorLearner>),
+    Cpu(Box<CpuLearner>),
 }
 
 /// The rules' per-ms updates as tensor code on any device.
@@ -502,9 +504,9 @@ impl CpuLearner {
                 (Rule::ThreeFactor { eta, .. }, _) => {
                     let norm = 1.0 / (self.trace.iter().map(|r| r * r).sum::<f32>() + 1.0);
                     let eta = *eta as f32;
-                    for (i, &r) in self.trace.iter().enumerate() {
-                        for c in 0..classes {
-                            self.w[i * classes + c] += r * (err[c] * g * norm) * eta;
+                    for (w, &r) in self.w.chunks_exact_mut(classes).zip(&self.trace) {
+                        for (w, e) in w.iter_mut().zip(&err) {
+                            *w += r * (e * g * norm) * eta;
                         }
                     }
                 }

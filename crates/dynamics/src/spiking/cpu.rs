@@ -68,7 +68,6 @@ impl CpuNetwork {
 
     /// Advance 1 ms with external input `input` (`[N]`); [`Self::fired`] then lists who fired.
     pub(crate) fn step(&mut self, input: &[f32]) {
-        let n = self.v.len();
         let threshold = match self.model {
             NeuronModel::Izhikevich { .. } => 30.0,
             NeuronModel::Lif { threshold, .. } => threshold as f32,
@@ -93,17 +92,14 @@ impl CpuNetwork {
                     self.v[j] = self.c[j];
                     self.u[j] += self.d[j];
                 }
-                for k in 0..n {
+                for (k, (v, u)) in self.v.iter_mut().zip(&mut self.u).enumerate() {
                     let i = input[k] + self.syn[k];
-                    let u = self.u[k];
-                    let mut v = self.v[k];
                     // Two 0.5 ms half-steps for v (numerical stability, as in the paper).
                     for _ in 0..2 {
-                        let dv = v * v * 0.04 + v * 5.0 + 140.0 - u + i;
-                        v += dv * 0.5;
+                        let dv = *v * *v * 0.04 + *v * 5.0 + 140.0 - *u + i;
+                        *v += dv * 0.5;
                     }
-                    self.v[k] = v;
-                    self.u[k] = u + self.a[k] * (self.b[k] * v - u);
+                    *u += self.a[k] * (self.b[k] * *v - *u);
                 }
             }
             NeuronModel::Lif {
@@ -113,17 +109,16 @@ impl CpuNetwork {
                 ..
             } => {
                 let (tau, rest, refr) = (tau_ms as f32, rest as f32, refractory_ms as f32);
-                for k in 0..n {
-                    self.refractory[k] = (self.refractory[k] - 1.0).max(0.0);
+                for r in &mut self.refractory {
+                    *r = (*r - 1.0).max(0.0);
                 }
                 for &j in &self.fired {
                     self.v[j as usize] = rest;
                     self.refractory[j as usize] = refr;
                 }
-                for k in 0..n {
+                for (k, v) in self.v.iter_mut().enumerate() {
                     let active = if self.refractory[k] <= 0.0 { 1.0 } else { 0.0 };
-                    let v = self.v[k];
-                    self.v[k] = v + ((-v + rest) / tau + (input[k] + self.syn[k])) * active;
+                    *v += ((-*v + rest) / tau + (input[k] + self.syn[k])) * active;
                 }
             }
         }
