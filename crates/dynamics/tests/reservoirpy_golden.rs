@@ -86,6 +86,13 @@ async fn esn_case(device: &Device) {
         }
     }
     assert!(worst < 1e-5, "largest state difference {worst}");
+    let largest = rows
+        .iter()
+        .enumerate()
+        .flat_map(|(k, _)| f64s(&e["states"][k]))
+        .fold(0f64, |m, v| m.max(v.abs()));
+    eprintln!("states: {:.1e} of the largest", worst / largest);
+    assert!(worst <= 1e-4 * largest, "states: {worst} of {largest}");
     let (warmup, train) = (
         e["warmup"].as_u64().unwrap() as usize,
         e["train"].as_u64().unwrap() as usize,
@@ -99,6 +106,23 @@ async fn esn_case(device: &Device) {
         e["ridge"].as_f64().unwrap(),
     )
     .unwrap();
+    // W_out and its bias against Ridge's, relative to the largest weight.
+    let want_w = f64s(&e["wout"]);
+    let w_scale = want_w.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let w_err = fit
+        .w
+        .iter()
+        .zip(&want_w)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    let b_err = (fit.b[0] - e["wout_bias"].as_f64().unwrap()).abs();
+    eprintln!(
+        "W_out: {:.1e} of the largest weight; bias {:.1e}",
+        w_err / w_scale,
+        b_err / w_scale
+    );
+    assert!(w_err <= 1e-4 * w_scale, "W_out differs by {w_err} (largest weight {w_scale})");
+    assert!(b_err <= 1e-4 * w_scale, "W_out's bias differs by {b_err}");
     let pred = fit.predict(&out.states[train * n..]);
     let want_pred = f64s(&e["prediction"]);
     let worst_pred = pred
@@ -106,9 +130,11 @@ async fn esn_case(device: &Device) {
         .zip(&want_pred)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
+    let p_scale = want_pred.iter().fold(0f64, |m, v| m.max(v.abs()));
+    eprintln!("predictions: {:.1e} of the largest", worst_pred / p_scale);
     assert!(
-        worst_pred < 1e-3,
-        "largest prediction difference {worst_pred}"
+        worst_pred <= 1e-4 * p_scale,
+        "largest prediction difference {worst_pred} (largest {p_scale})"
     );
     let (want_nrmse, want_r2) = (e["nrmse"].as_f64().unwrap(), e["r2"].as_f64().unwrap());
     let got = nrmse(&target[train..], &pred);
