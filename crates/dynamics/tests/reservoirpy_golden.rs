@@ -121,7 +121,10 @@ async fn esn_case(device: &Device) {
         w_err / w_scale,
         b_err / w_scale
     );
-    assert!(w_err <= 1e-4 * w_scale, "W_out differs by {w_err} (largest weight {w_scale})");
+    assert!(
+        w_err <= 1e-4 * w_scale,
+        "W_out differs by {w_err} (largest weight {w_scale})"
+    );
     assert!(b_err <= 1e-4 * w_scale, "W_out's bias differs by {b_err}");
     let pred = fit.predict(&out.states[train * n..]);
     let want_pred = f64s(&e["prediction"]);
@@ -181,6 +184,46 @@ fn spectral_radius_of_reservoirs_matches_numpy_eig() {
             (r - want).abs() <= 1e-6 * want,
             "{} units: {r} vs NumPy {want}",
             params.units
+        );
+    }
+}
+
+/// Memory capacity on identical weights and input: ReservoirPy's Reservoir and Ridge run on the
+/// reservoir and series Interplay draws for `MemoryCapacitySpec::default()`.
+#[test]
+fn memory_capacity_matches_reservoirpy() {
+    let g = golden();
+    let mc = &g["memory_capacity"];
+    let interplay_dynamics::DynamicsSpec::MemoryCapacity(spec) =
+        serde_json::from_value(mc["spec"].clone()).unwrap()
+    else {
+        panic!("not a memory-capacity spec")
+    };
+    for dev in interplay_testkit::devices() {
+        let r = pollster::block_on(spec.run(&dev.device, &mut no_progress)).unwrap();
+        let want = mc["mc"].as_f64().unwrap();
+        let worst_k = r
+            .mc_k
+            .iter()
+            .zip(&f64s(&mc["mc_k"]))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f64, f64::max);
+        eprintln!(
+            "{}: MC {} vs ReservoirPy {want} ({:.1e} relative); worst r²_k {worst_k:.1e}",
+            dev.backend,
+            r.mc,
+            (r.mc - want).abs() / want
+        );
+        assert!(
+            (r.mc - want).abs() <= 1e-5 * want,
+            "{}: MC {} vs {want}",
+            dev.backend,
+            r.mc
+        );
+        assert!(
+            worst_k <= 1e-5,
+            "{}: an r²_k differs by {worst_k}",
+            dev.backend
         );
     }
 }
