@@ -15,8 +15,15 @@ export const MG = {
   horizon: 1, ridge: 1e-7, series_seed: 0,
   reservoir: { units: 100, spectral_radius: 0.9, leak: 0.3, input_scaling: 1.0, seed: 42 },
 };
-// Kept short: SwiftShader runs each of the ~30 tensor ops of a step on the CPU (~4 ms each).
+// Kept short on WebGPU: SwiftShader runs each of the ~30 tensor ops of a step on the CPU
+// (~4 ms each). The CPU's fused step runs the full second and the 500-unit reservoir.
 export const IZ = { experiment: "spiking", ms: 150, seed: 1, trace_neurons: [0, 850] };
+const IZ_FULL = { ...IZ, ms: 1000 };
+const MG_500 = {
+  ...MG, steps: 10000, train: 5000, test: 2000, warmup: 100,
+  reservoir: { ...MG.reservoir, units: 500 },
+};
+const SPECS = { webgpu: { mg: MG, iz: IZ }, cpu: { mg: MG_500, iz: IZ_FULL } };
 
 function cli(spec) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
@@ -25,34 +32,45 @@ function cli(spec) {
   return JSON.parse(execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8" }));
 }
 
-let srv, cliMg, cliIz;
+let srv;
+const fromCli = new Map();
+const cliOf = (spec) => {
+  const key = JSON.stringify(spec);
+  if (!fromCli.has(key)) fromCli.set(key, cli(spec));
+  return fromCli.get(key);
+};
 before(async () => {
   srv = await serveDist();
-  cliMg = cli(MG);
-  cliIz = cli(IZ);
   fs.mkdirSync(SHOTS, { recursive: true });
 });
 after(() => srv.server.close());
 
 for (const mode of MODES) {
   test(`Dynamics share links match the CLI on ${mode.name}`, async () => {
+    const { mg, iz } = SPECS[mode.name];
+    const [cliMg, cliIz] = [cliOf(mg), cliOf(iz)];
     const b = await launch(mode);
     try {
       const lab = new DynamicsPage(b.page);
       // Mackey-Glass ESN: the echo state property makes the run insensitive to float rounding.
-      await lab.open(srv.base, MG, mode.backend);
+      await lab.open(srv.base, mg, mode.backend);
       console.log(`[${mode.name}] Mackey-Glass ESN in the page: ${(await lab.run()).toFixed(0)} ms`);
       const nrmse = Number(await b.page.textContent('[data-testid="dyn-nrmse"]'));
-      assert.ok(Math.abs(nrmse - cliMg.nrmse) <= 1e-3 * cliMg.nrmse + 1e-6, `page NRMSE ${nrmse} vs CLI ${cliMg.nrmse}`);
+      // The 500-unit fit (ridge 1e-7) is limited by rounding: ReservoirPy's float64 run gets
+      // 3.2e-4 where ours gets 2.35e-4, and the page's f64 products (no FMA in wasm) move it by
+      // about 1 %. The 100-unit one agrees to 1e-3.
+      const tol = mg.reservoir.units > 100 ? 0.02 : 1e-3;
+      assert.ok(Math.abs(nrmse - cliMg.nrmse) <= tol * cliMg.nrmse + 1e-6, `page NRMSE ${nrmse} vs CLI ${cliMg.nrmse}`);
       assert.ok(nrmse < 0.01);
       assert.match(await b.page.inputValue('[data-testid="dyn-share-link"]'), /#\/dynamics\?spec=/);
       await b.page.screenshot({ path: path.join(SHOTS, `dynamics-esn-${mode.name}.png`), fullPage: true });
 
       // Izhikevich raster: spikes stream in; rates as the CLI's. The network is chaotic, so
       // float rounding that differs between devices may move single spikes: rates agree to 3%.
-      await lab.open(srv.base, IZ, mode.backend);
-      console.log(`[${mode.name}] Izhikevich ${IZ.ms} ms in the page: ${(await lab.run()).toFixed(0)} ms`);
+      await lab.open(srv.base, iz, mode.backend);
+      console.log(`[${mode.name}] Izhikevich ${iz.ms} ms in the page: ${(await lab.run()).toFixed(0)} ms`);
       const spikes = Number(await b.page.getAttribute('[data-testid="dyn-raster"]', "data-spikes"));
+      console.log(`[${mode.name}] ${spikes} spikes; the CLI ${cliIz.spikes}`);
       assert.ok(spikes > 0);
       const exc = parseFloat(await b.page.textContent('[data-testid="dyn-rate-exc"]'));
       const inh = parseFloat(await b.page.textContent('[data-testid="dyn-rate-inh"]'));

@@ -127,7 +127,7 @@ impl CpuReservoir {
                     }
                     None => exc,
                 } + drive;
-                let act = if ei { pre.max(0.0).tanh() } else { pre.tanh() };
+                let act = libm::tanhf(if ei { pre.max(0.0) } else { pre });
                 next[i] = x[i] * keep + act * take;
             }
             std::mem::swap(&mut x, &mut next);
