@@ -72,6 +72,8 @@ for (const mode of MODES) {
       const spikes = Number(await b.page.getAttribute('[data-testid="dyn-raster"]', "data-spikes"));
       console.log(`[${mode.name}] ${spikes} spikes; the CLI ${cliIz.spikes}`);
       assert.ok(spikes > 0);
+      // The CPU's fused step is the CLI's, spike for spike (the same seeded stream).
+      if (mode.backend === "cpu") assert.equal(spikes, cliIz.spikes);
       const exc = parseFloat(await b.page.textContent('[data-testid="dyn-rate-exc"]'));
       const inh = parseFloat(await b.page.textContent('[data-testid="dyn-rate-inh"]'));
       assert.ok(Math.abs(exc - cliIz.rate_exc_hz) <= 0.03 * cliIz.rate_exc_hz + 0.01, `exc ${exc} vs CLI ${cliIz.rate_exc_hz}`);
