@@ -121,12 +121,12 @@ pub fn App() -> impl IntoView {
         busy.set(true);
         spawn_local(async move {
             let status = runtime::select(preferred).await;
-            let backend = status.backend;
             device.set(Some(status));
             let result = run_startup().await;
             startup.set(Some(result));
             busy.set(false);
-            crate::engine::warm(backend);
+            // The device now (a GPU lost during the check has moved the page to the CPU).
+            crate::engine::warm(runtime::current().backend);
         });
     };
     start(requested_backend());

@@ -26,7 +26,9 @@ pub fn spectral_radius(w: &[f64], n: usize) -> Result<f64> {
     if n <= DENSE_MAX {
         return Ok(dense_radius(&DMatrix::from_row_slice(n, n, w)));
     }
-    Ok(arnoldi_radius(&SparseRows::new(w, n)))
+    // Not converged (a clustered outer spectrum): the exact answer, however long it takes.
+    Ok(arnoldi_radius(&SparseRows::new(w, n))
+        .unwrap_or_else(|| dense_radius(&DMatrix::from_row_slice(n, n, w))))
 }
 
 /// Matrices up to this many rows get the exact dense eigenvalues.
@@ -83,18 +85,18 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// the Hessenberg H = Vᵀ W V, take H's eigenvalue of largest modulus (a Ritz value) and its
 /// eigenvector y; stop when the residual ‖W V y − λ V y‖ = h_{m+1,m} |y_m| is small, else restart
 /// from V y (its real and imaginary parts summed, which keeps both members of a complex pair).
-fn arnoldi_radius(a: &SparseRows) -> f64 {
+/// `None` when it has not converged after 400 cycles.
+fn arnoldi_radius(a: &SparseRows) -> Option<f64> {
     use nalgebra::Complex;
     let n = a.n;
     let m = KRYLOV.min(n);
     // A start vector with every component (a deterministic pseudo-random one).
     let mut rng = crate::rng::Rng::new(0x5eed);
     let mut start: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
-    let mut best = 0.0;
     for _ in 0..400 {
         let norm = dot(&start, &start).sqrt();
         if !(norm > 0.0) {
-            return best;
+            return None;
         }
         let mut v: Vec<Vec<f64>> = vec![start.iter().map(|x| x / norm).collect()];
         let mut h = DMatrix::<f64>::zeros(m + 1, m);
@@ -121,16 +123,13 @@ fn arnoldi_radius(a: &SparseRows) -> f64 {
         }
         let hm = h.view((0, 0), (size, size)).into_owned();
         let ritz = hm.complex_eigenvalues();
-        let Some(lambda) = ritz
+        let lambda = ritz
             .iter()
             .copied()
-            .max_by(|a, b| a.norm().total_cmp(&b.norm()))
-        else {
-            return best;
-        };
-        best = lambda.norm();
+            .max_by(|a, b| a.norm().total_cmp(&b.norm()))?;
+        let best = lambda.norm();
         if size < m || best == 0.0 {
-            return best;
+            return Some(best);
         }
         // The Ritz vector y: inverse iteration on H − λI (shifted off λ so it is solvable).
         let hc = hm.map(|x| Complex::new(x, 0.0));
@@ -138,14 +137,12 @@ fn arnoldi_radius(a: &SparseRows) -> f64 {
         let lu = (hc - nalgebra::DMatrix::<Complex<f64>>::identity(size, size) * shift).lu();
         let mut y = nalgebra::DVector::<Complex<f64>>::from_element(size, Complex::new(1.0, 0.0));
         for _ in 0..3 {
-            match lu.solve(&y) {
-                Some(z) => y = z.unscale(z.norm()),
-                None => return best,
-            }
+            let z = lu.solve(&y)?;
+            y = z.unscale(z.norm());
         }
         let residual = h[(size, size - 1)] * y[size - 1].norm();
         if residual <= ARNOLDI_TOL * best {
-            return best;
+            return Some(best);
         }
         start = (0..n)
             .map(|k| {
@@ -154,7 +151,7 @@ fn arnoldi_radius(a: &SparseRows) -> f64 {
             })
             .collect();
     }
-    best
+    None
 }
 
 /// A fitted linear readout `y = x · W + b`.
@@ -262,7 +259,8 @@ pub fn ridge(x: &[f32], y: &[f64], inputs: usize, outputs: usize, ridge: f64) ->
 fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
     let n = a.nrows();
     let at = a.transpose();
-    let parts = interplay_models::par::threads().min(n).max(1);
+    // Blocks of at least 64 rows: nalgebra multiplies tiny ones another way (other rounding).
+    let parts = interplay_models::par::threads().min(n / 64).max(1);
     let blocks: Vec<(usize, usize)> = (0..parts)
         .map(|p| (p * n / parts, (p + 1) * n / parts))
         .collect();

@@ -355,24 +355,22 @@ impl Drive {
 pub(crate) struct Drawn {
     /// Per-neuron (a, b, c, d).
     pub(crate) abcd: [Vec<f32>; 4],
-    /// The synapses present, ordered by presynaptic neuron then postsynaptic: (post, weight)
-    /// per presynaptic neuron `j` at `outgoing[start[j]..start[j + 1]]` (CSR of Sᵀ).
-    pub(crate) start: Vec<usize>,
-    pub(crate) outgoing: Vec<(u32, f32)>,
+    /// The weights' stream, untouched ([`Drawn::dense`] / [`Drawn::sparse`] draw S from it).
+    rng_w: Rng,
     /// The noise stream, untouched.
     pub(crate) rng_noise: Rng,
 }
 
 impl Drawn {
-    /// Draw `spec`'s heterogeneity and weights from its seed (the order is the published
-    /// MATLAB code's: per neuron r, then S row by row).
+    /// Draw `spec`'s heterogeneity from its seed (the order is the published MATLAB code's: per
+    /// neuron r, then S row by row).
     pub(crate) fn new(spec: &SpikingSpec) -> Result<Self> {
         spec.check()?;
         let (ne, ni) = (spec.excitatory, spec.inhibitory);
         let n = ne + ni;
         let base = Rng::new(spec.seed);
         let mut rng_cells = base.fork(1);
-        let mut rng_w = base.fork(2);
+        let rng_w = base.fork(2);
         let rng_noise = base.fork(3);
 
         // Per-neuron parameters (a, b, c, d); heterogeneous via r ~ U(0,1) as in the 2003 code.
@@ -402,55 +400,70 @@ impl Drawn {
                 dst[k] = v as f32;
             }
         }
-        // S is drawn row by row (postsynaptic i, presynaptic j); kept by presynaptic neuron,
-        // as a spike of j adds j's outgoing weights.
-        let mut per_pre: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
-        for i in 0..n {
-            for (j, out) in per_pre.iter_mut().enumerate() {
-                let w = rng_w.uniform();
-                if spec.connectivity < 1.0 && !rng_w.bernoulli(spec.connectivity) {
-                    continue;
-                }
-                let w = if j < ne {
-                    (spec.weight_exc * w) as f32
-                } else {
-                    (-spec.weight_inh * w) as f32
-                };
-                out.push((i as u32, w));
-            }
-        }
-        let mut start = Vec::with_capacity(n + 1);
-        start.push(0);
-        let mut outgoing = Vec::with_capacity(per_pre.iter().map(Vec::len).sum());
-        for out in per_pre {
-            outgoing.extend(out);
-            start.push(outgoing.len());
-        }
         Ok(Self {
             abcd,
-            start,
-            outgoing,
+            rng_w,
             rng_noise,
         })
+    }
+
+    /// Sᵀ, `[N, N]` row-major: row j holds neuron j's outgoing weights (the tensor form).
+    pub(crate) fn dense(&self, spec: &SpikingSpec) -> Vec<f32> {
+        let n = spec.excitatory + spec.inhibitory;
+        let mut st = vec![0f32; n * n];
+        draw_synapses(spec, self.rng_w.clone(), |i, j, w| st[j * n + i] = w);
+        st
+    }
+
+    /// The synapses present by presynaptic neuron (the CPU form: a spike adds one list): j's
+    /// (post, weight) pairs, ascending post, are `outgoing[start[j]..start[j + 1]]`. Two passes
+    /// over the same draws (count, then place) build the lists in place, with no second copy.
+    pub(crate) fn sparse(&self, spec: &SpikingSpec) -> (Vec<usize>, Vec<(u32, f32)>) {
+        let n = spec.excitatory + spec.inhibitory;
+        let mut start = vec![0usize; n + 1];
+        draw_synapses(spec, self.rng_w.clone(), |_, j, _| start[j + 1] += 1);
+        for j in 0..n {
+            start[j + 1] += start[j];
+        }
+        let mut next = start.clone();
+        let mut outgoing = vec![(0u32, 0f32); start[n]];
+        draw_synapses(spec, self.rng_w.clone(), |i, j, w| {
+            outgoing[next[j]] = (i as u32, w);
+            next[j] += 1;
+        });
+        (start, outgoing)
+    }
+}
+
+/// Draw S row by row (postsynaptic i, presynaptic j) from `rng`, calling `present(i, j, w)` for
+/// each synapse present.
+fn draw_synapses(spec: &SpikingSpec, mut rng: Rng, mut present: impl FnMut(usize, usize, f32)) {
+    let (ne, n) = (spec.excitatory, spec.excitatory + spec.inhibitory);
+    for i in 0..n {
+        for j in 0..n {
+            let w = rng.uniform();
+            if spec.connectivity < 1.0 && !rng.bernoulli(spec.connectivity) {
+                continue;
+            }
+            let w = if j < ne {
+                (spec.weight_exc * w) as f32
+            } else {
+                (-spec.weight_inh * w) as f32
+            };
+            present(i, j, w);
+        }
     }
 }
 
 impl Network {
     /// Build `spec`'s network (heterogeneity, weights, initial state) from its seed.
     pub(crate) fn new(spec: &SpikingSpec, device: &Device) -> Result<Self> {
+        let drawn = Drawn::new(spec)?;
+        let st = drawn.dense(spec);
         let Drawn {
-            abcd,
-            start,
-            outgoing,
-            rng_noise,
-        } = Drawn::new(spec)?;
+            abcd, rng_noise, ..
+        } = drawn;
         let n = spec.excitatory + spec.inhibitory;
-        let mut st = vec![0f32; n * n];
-        for j in 0..n {
-            for &(i, w) in &outgoing[start[j]..start[j + 1]] {
-                st[j * n + i as usize] = w;
-            }
-        }
         let row = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, n]), device);
         let [a, b, c, d] = abcd.map(row);
         let (v, u, refractory) = match &spec.model {

@@ -173,6 +173,13 @@ fn specs_round_trip_and_cancel() {
     let old: interplay_dynamics::whatwhen::Rule =
         serde_json::from_str(r#"{"rule":"force","alpha":2.0}"#).unwrap();
     assert_eq!(old, interplay_dynamics::whatwhen::Rule::Rls { alpha: 2.0 });
+    let link: DynamicsSpec =
+        serde_json::from_str(r#"{"experiment":"what-when","rule":{"rule":"force","alpha":2.0}}"#)
+            .unwrap();
+    let DynamicsSpec::WhatWhen(w) = link else {
+        panic!("not what-when")
+    };
+    assert_eq!(w.rule, old);
     assert!(
         serde_json::to_string(&old)
             .unwrap()
@@ -314,4 +321,52 @@ fn what_when_cpu_and_tensor_forms_agree() {
             spec.rule
         );
     }
+}
+
+/// The E/I reservoir's CPU form (compressed rows, ReLU, inhibitory gains, adaptation window)
+/// and tensor form (wgpu) give the same states, balance and gains.
+#[test]
+fn ei_reservoir_cpu_and_tensor_forms_agree() {
+    use interplay_dynamics::esn::Reservoir;
+    use interplay_dynamics::{Adaptation, EiParams};
+    let Some(gpu) = interplay_testkit::wgpu_device() else {
+        return;
+    };
+    let params = EsnParams {
+        units: 120,
+        spectral_radius: 0.95,
+        ei: Some(EiParams {
+            inhibition: 1.5,
+            adaptation: Some(Adaptation {
+                steps: 300,
+                target_spread: 0.1,
+                ..Adaptation::default()
+            }),
+            ..EiParams::default()
+        }),
+        ..EsnParams::default()
+    };
+    let u: Vec<f64> = (0..600).map(|t| (t as f64 * 0.07).sin() * 0.8).collect();
+    let run = |dev: &Device| {
+        let r = Reservoir::new(&params, 1, dev).unwrap();
+        pollster::block_on(r.run(&u, &mut no_progress)).unwrap()
+    };
+    let (a, b) = (run(&cpu()), run(&gpu.device));
+    let worst = |x: &[f32], y: &[f32]| {
+        assert_eq!(x.len(), y.len());
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    let states = worst(&a.states, &b.states);
+    let gains = worst(&a.gains, &b.gains);
+    let flat = |v: &[(f32, f32)]| v.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>();
+    let balance = worst(&flat(&a.balance), &flat(&b.balance));
+    eprintln!("E/I: states {states:.1e}, gains {gains:.1e}, balance {balance:.1e}");
+    assert!(
+        a.states.iter().any(|&x| x > 0.05),
+        "the reservoir stayed silent"
+    );
+    assert!(states < 1e-4 && gains < 1e-4 && balance < 1e-4);
 }

@@ -298,6 +298,11 @@ fn start_if_idle(for_cpu: bool) {
 /// student reads than after they press Run (on a 2-core machine the page's own thread then
 /// waited up to 0.2 s for a core).
 pub fn warm(backend: Backend) {
+    // A run in flight keeps its engine (a device switch does not wait for it); the next job
+    // switches, as without warming.
+    if CLIENT.with(|c| !c.borrow().jobs.is_empty()) {
+        return;
+    }
     switch_engine(None, backend);
     start_if_idle(backend == Backend::Cpu);
 }

@@ -127,7 +127,8 @@ impl CpuReservoir {
                     }
                     None => exc,
                 } + drive;
-                let act = libm::tanhf(if ei { pre.max(0.0) } else { pre });
+                // ReLU that keeps a NaN (f32::max would turn it into 0 and hide a divergence).
+                let act = libm::tanhf(if ei && pre <= 0.0 { 0.0 } else { pre });
                 next[i] = x[i] * keep + act * take;
             }
             std::mem::swap(&mut x, &mut next);

@@ -34,12 +34,13 @@ pub(crate) struct CpuNetwork {
 impl CpuNetwork {
     /// Build `spec`'s network from its seed: the same draws as the tensor form's.
     pub(crate) fn new(spec: &SpikingSpec) -> Result<Self> {
+        let drawn = Drawn::new(spec)?;
+        let (start, outgoing) = drawn.sparse(spec);
         let Drawn {
             abcd: [a, b, c, d],
-            start,
-            outgoing,
             rng_noise,
-        } = Drawn::new(spec)?;
+            ..
+        } = drawn;
         let n = spec.excitatory + spec.inhibitory;
         let (v, u) = match &spec.model {
             NeuronModel::Izhikevich { .. } => {
