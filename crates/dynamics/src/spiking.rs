@@ -155,6 +155,28 @@ pub struct SpikingResult {
 }
 
 impl SpikingResult {
+    /// Count ms `k` of a chunk starting at `start` ms of a run of `spec`: who fired, ascending.
+    fn record(
+        &mut self,
+        k: usize,
+        start: usize,
+        fired: impl Iterator<Item = u32>,
+        spec: &SpikingSpec,
+    ) {
+        let ms = (start + k) as u32;
+        for j in fired {
+            self.spikes += 1;
+            if (j as usize) < spec.excitatory {
+                self.pop_exc[k] += 1;
+            } else {
+                self.pop_inh[k] += 1;
+            }
+            if spec.raster {
+                self.raster.push((ms, j));
+            }
+        }
+    }
+
     /// Fill in the mean rates of a finished run of `spec`.
     fn finish(&mut self, spec: &SpikingSpec) {
         let secs = spec.ms as f64 / 1000.0;
@@ -231,8 +253,7 @@ impl SpikingSpec {
             return self.run_cpu(on_chunk, progress).await;
         }
         let mut net = Network::new(self, device)?;
-        let (ne, ni) = (self.excitatory, self.inhibitory);
-        let n = ne + ni;
+        let n = self.excitatory + self.inhibitory;
         let trace_idx = (!self.trace_neurons.is_empty()).then(|| {
             let idx: Vec<i32> = self.trace_neurons.iter().map(|&i| i as i32).collect();
             Tensor::<1, Int>::from_data(TensorData::new(idx, [self.trace_neurons.len()]), device)
@@ -257,19 +278,8 @@ impl SpikingSpec {
                 ..Default::default()
             };
             for (k, row) in fired.chunks_exact(n).enumerate() {
-                for (j, &s) in row.iter().enumerate() {
-                    if s > 0.5 {
-                        chunk.spikes += 1;
-                        if j < ne {
-                            chunk.pop_exc[k] += 1;
-                        } else {
-                            chunk.pop_inh[k] += 1;
-                        }
-                        if self.raster {
-                            chunk.raster.push(((start + k) as u32, j as u32));
-                        }
-                    }
-                }
+                let who = row.iter().enumerate().filter(|e| *e.1 > 0.5);
+                chunk.record(k, start, who.map(|(j, _)| j as u32), self);
             }
             if !trace_rows.is_empty() {
                 let m = self.trace_neurons.len();

@@ -134,7 +134,7 @@ impl SpikingSpec {
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<SpikingResult> {
         let mut net = CpuNetwork::new(self)?;
-        let (ne, n) = (self.excitatory, self.excitatory + self.inhibitory);
+        let n = self.excitatory + self.inhibitory;
         let mut total = SpikingResult::default();
         let mut input = vec![0f32; CHUNK * n];
         let mut start = 0;
@@ -149,14 +149,7 @@ impl SpikingSpec {
             };
             for (k, row) in input[..len * n].chunks_exact(n).enumerate() {
                 net.step(row);
-                chunk.spikes += net.fired.len();
-                let exc = net.fired.partition_point(|&j| (j as usize) < ne);
-                chunk.pop_exc[k] = exc as u32;
-                chunk.pop_inh[k] = (net.fired.len() - exc) as u32;
-                if self.raster {
-                    let ms = (start + k) as u32;
-                    chunk.raster.extend(net.fired.iter().map(|&j| (ms, j)));
-                }
+                chunk.record(k, start, net.fired.iter().copied(), self);
                 for (trace, &j) in chunk.traces.iter_mut().zip(&self.trace_neurons) {
                     trace.push(net.v[j].min(30.0));
                 }
