@@ -15,15 +15,15 @@ export const MG = {
   horizon: 1, ridge: 1e-7, series_seed: 0,
   reservoir: { units: 100, spectral_radius: 0.9, leak: 0.3, input_scaling: 1.0, seed: 42 },
 };
-// Kept short on WebGPU: SwiftShader runs each of the ~30 tensor ops of a step on the CPU
-// (~4 ms each). The CPU's fused step runs the full second and the 500-unit reservoir.
+// The full second of the classic network on both devices (WebGPU: one kernel per ms). The ESN
+// is kept short on WebGPU, where SwiftShader runs each of a step's tensor ops on the CPU.
 export const IZ = { experiment: "spiking", ms: 150, seed: 1, trace_neurons: [0, 850] };
 const IZ_FULL = { ...IZ, ms: 1000 };
 const MG_500 = {
   ...MG, steps: 10000, train: 5000, test: 2000, warmup: 100,
   reservoir: { ...MG.reservoir, units: 500 },
 };
-const SPECS = { webgpu: { mg: MG, iz: IZ }, cpu: { mg: MG_500, iz: IZ_FULL } };
+const SPECS = { webgpu: { mg: MG, iz: IZ_FULL }, cpu: { mg: MG_500, iz: IZ_FULL } };
 
 function cli(spec) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
@@ -65,8 +65,9 @@ for (const mode of MODES) {
       assert.match(await b.page.inputValue('[data-testid="dyn-share-link"]'), /#\/dynamics\?spec=/);
       await b.page.screenshot({ path: path.join(SHOTS, `dynamics-esn-${mode.name}.png`), fullPage: true });
 
-      // Izhikevich raster: spikes stream in; rates as the CLI's. The network is chaotic, so
-      // float rounding that differs between devices may move single spikes: rates agree to 3%.
+      // Izhikevich raster: spikes stream in; rates as the CLI's. The CPU is spike for spike; a
+      // GPU may fuse a multiply-add (one rounding instead of two) and the network is chaotic,
+      // so after some tens of ms it is another realisation of the same network: rates to 5%.
       await lab.open(srv.base, iz, mode.backend);
       console.log(`[${mode.name}] Izhikevich ${iz.ms} ms in the page: ${(await lab.run()).toFixed(0)} ms`);
       const spikes = Number(await b.page.getAttribute('[data-testid="dyn-raster"]', "data-spikes"));
@@ -76,8 +77,9 @@ for (const mode of MODES) {
       if (mode.backend === "cpu") assert.equal(spikes, cliIz.spikes);
       const exc = parseFloat(await b.page.textContent('[data-testid="dyn-rate-exc"]'));
       const inh = parseFloat(await b.page.textContent('[data-testid="dyn-rate-inh"]'));
-      assert.ok(Math.abs(exc - cliIz.rate_exc_hz) <= 0.03 * cliIz.rate_exc_hz + 0.01, `exc ${exc} vs CLI ${cliIz.rate_exc_hz}`);
-      assert.ok(Math.abs(inh - cliIz.rate_inh_hz) <= 0.03 * cliIz.rate_inh_hz + 0.01, `inh ${inh} vs CLI ${cliIz.rate_inh_hz}`);
+      const rtol = mode.backend === "cpu" ? 0.0 : 0.05;
+      assert.ok(Math.abs(exc - cliIz.rate_exc_hz) <= rtol * cliIz.rate_exc_hz + 0.01, `exc ${exc} vs CLI ${cliIz.rate_exc_hz}`);
+      assert.ok(Math.abs(inh - cliIz.rate_inh_hz) <= rtol * cliIz.rate_inh_hz + 0.01, `inh ${inh} vs CLI ${cliIz.rate_inh_hz}`);
       await b.page.screenshot({ path: path.join(SHOTS, `dynamics-raster-${mode.name}.png`), fullPage: true });
 
       // A bad parameter: a clear message, then the page still runs.

@@ -601,8 +601,12 @@ fn bench_dynamics() -> Result<()> {
             .args(["run", "-q", "-p", "interplay-cli", "--"])
             .args(args)
             .output()?;
+        let device = args
+            .iter()
+            .position(|a| *a == "--device")
+            .map_or("cpu", |i| args[i + 1]);
         println!(
-            "native cpu {}: {}",
+            "native {device} {}: {}",
             args[0],
             String::from_utf8_lossy(&out.stdout).trim()
         );
@@ -656,6 +660,20 @@ fn bench_dynamics() -> Result<()> {
         "1000",
         "--seed",
         "1",
+    ])?;
+    // Natively wgpu is lavapipe here (or a real GPU): the JSON counts its dispatches.
+    cli(&[
+        "izhikevich",
+        "--excitatory",
+        "800",
+        "--inhibitory",
+        "200",
+        "--ms",
+        "1000",
+        "--seed",
+        "1",
+        "--device",
+        "wgpu",
     ])?;
     run(Command::new("node").args(["tests/e2e/bench_dynamics.mjs"]))?;
     let peer = Command::new("python3")

@@ -290,9 +290,11 @@ pub fn lif(a: &LifArgs) -> Result<Value> {
     run_spec(&DynamicsSpec::Spiking(spec), a.network.device)
 }
 
-/// Run one Dynamics spec on the chosen device; the JSON result plus wall-clock seconds.
+/// Run one Dynamics spec on the chosen device; the JSON result plus wall-clock seconds (and, on
+/// wgpu, the GPU dispatches it took).
 pub fn run_spec(spec: &DynamicsSpec, device: DeviceArg) -> Result<Value> {
     let dev = device.init()?;
+    let dispatches = interplay_models::device::DispatchCounter::start();
     let start = Instant::now();
     let mut v = match spec {
         DynamicsSpec::Prediction(s) => {
@@ -318,5 +320,8 @@ pub fn run_spec(spec: &DynamicsSpec, device: DeviceArg) -> Result<Value> {
     };
     v["seconds"] = json!(start.elapsed().as_secs_f64());
     v["device"] = json!(dev.backend);
+    if dev.backend == interplay_models::device::Backend::Wgpu {
+        v["dispatches"] = json!(dispatches.count());
+    }
     Ok(v)
 }

@@ -1,13 +1,12 @@
 //! Spiking networks: Izhikevich (2003) neurons with the published cell types and the classic
 //! 800 + 200 random network, and leaky integrate-and-fire neurons on the same connectivity.
 //!
-//! Two forms of one model: on the CPU a fused step over slices ([`cpu`]), elsewhere tensor
-//! code on the Burn device ([`Network`]). Thalamic noise is drawn on the host from the seed, a
+//! Two forms of one model: on the CPU a fused step over slices ([`cpu`]), on WebGPU one compute
+//! kernel per simulated millisecond (`gpu`). Thalamic noise is drawn on the host from the seed, a
 //! chunk at a time, so a seed gives the same drive on every device. Spikes come back per chunk
 //! (through the asynchronous readback on a GPU) and stream into the page's raster.
 
-use burn::tensor::{Device, Int, Tensor, TensorData, s};
-use interplay_models::device::read_f32;
+use burn::tensor::Device;
 use interplay_models::patching::Progress;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +14,8 @@ use crate::error::{DynamicsError, Result};
 use crate::rng::Rng;
 
 pub(crate) mod cpu;
+#[cfg(feature = "webgpu")]
+pub(crate) mod gpu;
 
 /// Milliseconds simulated between two readbacks.
 const CHUNK: usize = 50;
@@ -249,71 +250,13 @@ impl SpikingSpec {
         on_chunk: &mut dyn FnMut(&SpikingResult),
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<SpikingResult> {
-        if interplay_models::device::is_cpu(device) {
-            return self.run_cpu(on_chunk, progress).await;
+        #[cfg(feature = "webgpu")]
+        if !interplay_models::device::is_cpu(device) {
+            return self.run_gpu(device, on_chunk, progress).await;
         }
-        let mut net = Network::new(self, device)?;
-        let n = self.excitatory + self.inhibitory;
-        let trace_idx = (!self.trace_neurons.is_empty()).then(|| {
-            let idx: Vec<i32> = self.trace_neurons.iter().map(|&i| i as i32).collect();
-            Tensor::<1, Int>::from_data(TensorData::new(idx, [self.trace_neurons.len()]), device)
-        });
-        let mut total = SpikingResult::default();
-        let mut start = 0;
-        while start < self.ms {
-            let len = CHUNK.min(self.ms - start);
-            let noise = net.noise(len);
-            let mut fired_rows = Vec::with_capacity(len);
-            let mut trace_rows = Vec::new();
-            for k in 0..len {
-                fired_rows.push(net.step(noise.clone().slice(s![k..k + 1, ..])));
-                if let Some(idx) = &trace_idx {
-                    trace_rows.push(net.v.clone().select(1, idx.clone()));
-                }
-            }
-            let fired = read_f32(Tensor::cat(fired_rows, 0)).await?;
-            let mut chunk = SpikingResult {
-                pop_exc: vec![0; len],
-                pop_inh: vec![0; len],
-                ..Default::default()
-            };
-            for (k, row) in fired.chunks_exact(n).enumerate() {
-                let who = row.iter().enumerate().filter(|e| *e.1 > 0.5);
-                chunk.record(k, start, who.map(|(j, _)| j as u32), self);
-            }
-            if !trace_rows.is_empty() {
-                let m = self.trace_neurons.len();
-                let tr = read_f32(Tensor::cat(trace_rows, 0)).await?;
-                chunk.traces = (0..m)
-                    .map(|j| tr.iter().skip(j).step_by(m).map(|&x| x.min(30.0)).collect())
-                    .collect();
-            }
-            on_chunk(&chunk);
-            total.extend(chunk);
-            start += len;
-            if !progress(start, self.ms).await {
-                return Err(DynamicsError::Cancelled);
-            }
-        }
-        total.finish(self);
-        Ok(total)
+        let _ = device;
+        self.run_cpu(on_chunk, progress).await
     }
-}
-
-/// A spiking network on a device: per-neuron parameters, weights and state.
-pub(crate) struct Network {
-    model: NeuronModel,
-    drive: Drive,
-    a: Tensor<2>,
-    b: Tensor<2>,
-    c: Tensor<2>,
-    d: Tensor<2>,
-    /// Sᵀ, `[N, N]`: row j holds neuron j's outgoing weights.
-    st: Tensor<2>,
-    /// Membrane potential, `[1, N]`.
-    pub(crate) v: Tensor<2>,
-    u: Tensor<2>,
-    refractory: Option<Tensor<2>>,
 }
 
 /// The external drive: thalamic noise (and Poisson input spikes), drawn on the host from the
@@ -461,94 +404,6 @@ fn draw_synapses(spec: &SpikingSpec, mut rng: Rng, mut present: impl FnMut(usize
                 (-spec.weight_inh * w) as f32
             };
             present(i, j, w);
-        }
-    }
-}
-
-impl Network {
-    /// Build `spec`'s network (heterogeneity, weights, initial state) from its seed.
-    pub(crate) fn new(spec: &SpikingSpec, device: &Device) -> Result<Self> {
-        let drawn = Drawn::new(spec)?;
-        let st = drawn.dense(spec);
-        let Drawn {
-            abcd, rng_noise, ..
-        } = drawn;
-        let n = spec.excitatory + spec.inhibitory;
-        let row = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, n]), device);
-        let [a, b, c, d] = abcd.map(row);
-        let (v, u, refractory) = match &spec.model {
-            NeuronModel::Izhikevich { .. } => {
-                let v = Tensor::<2>::full([1, n], -65.0, device);
-                let u = b.clone() * v.clone();
-                (v, u, None)
-            }
-            NeuronModel::Lif { rest, .. } => (
-                Tensor::<2>::full([1, n], *rest, device),
-                Tensor::<2>::zeros([1, n], device),
-                Some(Tensor::<2>::zeros([1, n], device)),
-            ),
-        };
-        Ok(Self {
-            model: spec.model.clone(),
-            drive: Drive::new(spec, rng_noise),
-            a,
-            b,
-            c,
-            d,
-            st: Tensor::<2>::from_data(TensorData::new(st, [n, n]), device),
-            v,
-            u,
-            refractory,
-        })
-    }
-
-    /// Thalamic noise for the next `len` ms, `[len, N]`, drawn on the host.
-    pub(crate) fn noise(&mut self, len: usize) -> Tensor<2> {
-        let mut noise = vec![0f32; len * self.drive.n];
-        self.drive.fill(&mut noise);
-        Tensor::<2>::from_data(
-            TensorData::new(noise, [len, self.drive.n]),
-            &self.v.device(),
-        )
-    }
-
-    /// Advance 1 ms with external input `input` (`[1, N]`); returns who fired (`[1, N]`, 0/1).
-    pub(crate) fn step(&mut self, input: Tensor<2>) -> Tensor<2> {
-        match &self.model {
-            NeuronModel::Izhikevich { .. } => {
-                let fired = self.v.clone().greater_equal_elem(30.0);
-                let f = fired.clone().float();
-                self.v = self.v.clone().mask_where(fired, self.c.clone());
-                self.u = self.u.clone() + self.d.clone() * f.clone();
-                let i = input + f.clone().matmul(self.st.clone());
-                // Two 0.5 ms half-steps for v (numerical stability, as in the paper).
-                for _ in 0..2 {
-                    let v = self.v.clone();
-                    let dv = v.clone().square() * 0.04 + v.clone() * 5.0 + 140.0 - self.u.clone()
-                        + i.clone();
-                    self.v = v + dv * 0.5;
-                }
-                self.u = self.u.clone()
-                    + self.a.clone() * (self.b.clone() * self.v.clone() - self.u.clone());
-                f
-            }
-            NeuronModel::Lif {
-                tau_ms,
-                threshold,
-                rest,
-                refractory_ms,
-            } => {
-                let fired = self.v.clone().greater_equal_elem(*threshold);
-                let f = fired.clone().float();
-                let v = self.v.clone().mask_fill(fired.clone(), *rest);
-                let r = self.refractory.take().unwrap_or_else(|| f.zeros_like());
-                let r = (r - 1.0).clamp_min(0.0).mask_fill(fired, *refractory_ms);
-                let active = r.clone().lower_equal_elem(0.0).float();
-                let i = input + f.clone().matmul(self.st.clone());
-                self.v = v.clone() + ((v.neg() + *rest) / *tau_ms + i) * active;
-                self.refractory = Some(r);
-                f
-            }
         }
     }
 }

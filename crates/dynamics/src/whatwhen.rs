@@ -17,15 +17,20 @@
 //!
 //! Stimuli are not fed to the reservoir: the readouts must predict from the cue-evoked dynamics.
 
-use burn::tensor::{Device, Tensor, TensorData, s};
+use burn::tensor::Device;
+#[cfg(feature = "webgpu")]
+use burn::tensor::{Tensor, TensorData, s};
+#[cfg(feature = "webgpu")]
 use interplay_models::device::read_f32;
 use interplay_models::patching::Progress;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DynamicsError, Result};
 use crate::rng::Rng;
+use crate::spiking::SpikingSpec;
 use crate::spiking::cpu::CpuNetwork;
-use crate::spiking::{Network, SpikingSpec};
+#[cfg(feature = "webgpu")]
+use crate::spiking::gpu::GpuNetwork;
 
 /// A block of trials with one timing and one set of stimulus probabilities.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -235,12 +240,18 @@ impl WhatWhenSpec {
                 (-1.0 / ln.exp()).exp() as f32
             })
             .collect();
+        #[cfg(feature = "webgpu")]
         let mut learner = if interplay_models::device::is_cpu(device) {
             Learner::Cpu(Box::new(CpuLearner::new(self, classes, cue, decay)?))
         } else {
-            Learner::Tensor(Box::new(TensorLearner::new(
+            Learner::Gpu(Box::new(GpuLearner::new(
                 self, classes, cue, decay, device,
             )?))
+        };
+        #[cfg(not(feature = "webgpu"))]
+        let mut learner = {
+            let _ = device;
+            Learner::Cpu(Box::new(CpuLearner::new(self, classes, cue, decay)?))
         };
         let mut expected = self.trial_ms as f64 / 2.0;
         let total: usize = self.phases.iter().map(|p| p.trials).sum();
@@ -284,7 +295,8 @@ impl WhatWhenSpec {
                     })
                     .collect();
                 let y = match &mut learner {
-                    Learner::Tensor(l) => l.trial(&self.rule, target, gate).await?,
+                    #[cfg(feature = "webgpu")]
+                    Learner::Gpu(l) => l.trial(&self.rule, target, gate).await?,
                     Learner::Cpu(l) => l.trial(&self.rule, &target, &gate),
                 };
                 if y.iter().any(|v| !v.is_finite()) {
@@ -332,15 +344,18 @@ impl WhatWhenSpec {
     }
 }
 
-/// Where the trials run: the reservoir and its readout as tensors on a device, or the CPU form.
+/// Where the trials run: on WebGPU (the network's kernel, the readout as tensors), or the CPU
+/// form.
 enum Learner {
-    Tensor(Box<TensorLearner>),
+    #[cfg(feature = "webgpu")]
+    Gpu(Box<GpuLearner>),
     Cpu(Box<CpuLearner>),
 }
 
-/// The rules' per-ms updates as tensor code on any device.
-struct TensorLearner {
-    net: Network,
+/// The rules' per-ms updates as tensor code on WebGPU, around the network's kernel.
+#[cfg(feature = "webgpu")]
+struct GpuLearner {
+    net: GpuNetwork,
     /// `[T, N]`.
     cue: Tensor<2>,
     /// `[1, N]`.
@@ -354,7 +369,8 @@ struct TensorLearner {
     classes: usize,
 }
 
-impl TensorLearner {
+#[cfg(feature = "webgpu")]
+impl GpuLearner {
     fn new(
         spec: &WhatWhenSpec,
         classes: usize,
@@ -364,7 +380,7 @@ impl TensorLearner {
     ) -> Result<Self> {
         let n = decay.len();
         Ok(Self {
-            net: Network::new(&spec.network, device)?,
+            net: GpuNetwork::new(&spec.network, device)?,
             cue: Tensor::<2>::from_data(TensorData::new(cue, [spec.trial_ms, n]), device),
             decay: Tensor::<2>::from_data(TensorData::new(decay, [1, n]), device),
             trace: Tensor::<2>::zeros([1, n], device),
@@ -393,7 +409,7 @@ impl TensorLearner {
         let mut w = self.w_slow.clone();
         let mut ys = Vec::with_capacity(t_len);
         for t in 0..t_len {
-            let fired = self.net.step(input.clone().slice(s![t..t + 1, ..]));
+            let fired = self.net.step(&input, t)?;
             self.trace = self.trace.clone() * self.decay.clone() + fired;
             let trace = self.trace.clone();
             let y = trace.clone().matmul(w.clone()); // [1, C]
@@ -473,7 +489,7 @@ impl CpuLearner {
         })
     }
 
-    /// As [`TensorLearner::trial`].
+    /// As `GpuLearner::trial`.
     fn trial(&mut self, rule: &Rule, target: &[f32], gate: &[f32]) -> Vec<f32> {
         let (n, classes) = (self.decay.len(), self.classes);
         self.net.drive.fill(&mut self.input);

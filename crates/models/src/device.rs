@@ -137,6 +137,43 @@ impl ComputeDevice {
     }
 }
 
+/// Counts the GPU kernels launched while it lives (each launch is one dispatch on wgpu), for
+/// the benchmarks' dispatches-per-step figures. Process-wide: launches from any thread count.
+#[cfg(feature = "webgpu")]
+pub struct DispatchCounter {
+    count: std::sync::Arc<LaunchCount>,
+    _watching: cubecl::logging::LaunchObservation,
+}
+
+#[cfg(feature = "webgpu")]
+#[derive(Default)]
+struct LaunchCount(std::sync::atomic::AtomicUsize);
+
+#[cfg(feature = "webgpu")]
+impl cubecl::logging::LaunchObserver for LaunchCount {
+    fn launched(&self, _kernel: &'static str) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(feature = "webgpu")]
+impl DispatchCounter {
+    /// Start counting.
+    pub fn start() -> Self {
+        let count = std::sync::Arc::new(LaunchCount::default());
+        let watching = cubecl::logging::LaunchObservation::new(count.clone());
+        Self {
+            count,
+            _watching: watching,
+        }
+    }
+
+    /// Kernels launched so far.
+    pub fn count(&self) -> usize {
+        self.count.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Read a float tensor back to the host, asynchronously, as a flat row-major vector.
 ///
 /// # Shapes

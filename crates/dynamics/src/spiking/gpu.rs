@@ -1,0 +1,341 @@
+//! The spiking networks' WebGPU form: one compute kernel per simulated millisecond (a tensor
+//! step was ~15 operations, each its own dispatch). The equations are the CPU form's
+//! ([`cpu`](super::cpu)), term for term in the same order; each neuron sums its synaptic input
+//! over presynaptic neurons in ascending order, as the CPU form adds the fired neurons' lists.
+//!
+//! State lives in one buffer of two halves, `[2, 2, N]` (v then u; LIF keeps its refractory
+//! time where Izhikevich keeps u): a step reads one half and writes the other, so who fired in
+//! the last step is read from v itself and needs no buffer of its own. A step also writes who
+//! fired and the new v into a record, `[2, T, N]`, that comes back once per chunk.
+
+use burn::backend::Cube;
+use burn::backend::wgpu::CubeTensor;
+use burn::tensor::{Device, Tensor, TensorData, s};
+use cubecl::prelude::{CubeCount, CubeDim};
+use interplay_models::device::read_f32;
+use interplay_models::patching::Progress;
+
+use super::{CHUNK, Drawn, Drive, NeuronModel, SpikingResult, SpikingSpec};
+use crate::error::{DynamicsError, Result};
+
+/// Threads per workgroup: small enough for every WebGPU adapter (SwiftShader runs a
+/// workgroup's invocations together on one core).
+const WORKGROUP: u32 = 64;
+
+/// The kernels, in CubeCL's Rust subset (compiled to WGSL at first launch). Literals carry
+/// their type: an unsuffixed float would be an f64 here.
+mod kernels {
+    use cubecl::prelude::*;
+
+    /// One ms of the Izhikevich network for neuron `ABSOLUTE_POS`.
+    ///
+    /// # Shapes
+    /// - `state`: `[2, 2, N]`, read from half `parity`, written to the other;
+    /// - `cells`: `[4, N]`, a | b | c | d; `input`: `[T_in, N]`, row `row` is this ms's drive;
+    /// - `st`: `[N, N]`, row j holds neuron j's outgoing weights;
+    /// - `record`: `[2, T, N]`, fired (0/1) then v, row `at`.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn izhikevich_step(
+        state: &mut [f32],
+        cells: &[f32],
+        input: &[f32],
+        st: &[f32],
+        record: &mut [f32],
+        n: usize,
+        row: usize,
+        at: usize,
+        len: usize,
+        parity: usize,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i < n {
+            let src = parity * 2usize * n;
+            let dst = (1usize - parity) * 2usize * n;
+            let mut syn = 0.0f32;
+            for j in 0..n {
+                if state[src + j] >= 30.0f32 {
+                    syn += st[j * n + i];
+                }
+            }
+            let mut v = state[src + i];
+            let mut u = state[src + n + i];
+            let mut fired = 0.0f32;
+            if v >= 30.0f32 {
+                fired = 1.0f32;
+                v = cells[2usize * n + i];
+                u += cells[3usize * n + i];
+            }
+            let x = input[row * n + i] + syn;
+            // Two 0.5 ms half-steps for v (numerical stability, as in the paper).
+            let dv = v * v * 0.04f32 + v * 5.0f32 + 140.0f32 - u + x;
+            v += dv * 0.5f32;
+            let dv = v * v * 0.04f32 + v * 5.0f32 + 140.0f32 - u + x;
+            v += dv * 0.5f32;
+            u += cells[i] * (cells[n + i] * v - u);
+            state[dst + i] = v;
+            state[dst + n + i] = u;
+            record[at * n + i] = fired;
+            record[(len + at) * n + i] = v;
+        }
+    }
+
+    /// One ms of the LIF network for neuron `ABSOLUTE_POS` (shapes as
+    /// [`izhikevich_step`]'s; the refractory time left is kept where u is).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn lif_step(
+        state: &mut [f32],
+        input: &[f32],
+        st: &[f32],
+        record: &mut [f32],
+        n: usize,
+        row: usize,
+        at: usize,
+        len: usize,
+        parity: usize,
+        threshold: f32,
+        rest: f32,
+        tau: f32,
+        refractory: f32,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i < n {
+            let src = parity * 2usize * n;
+            let dst = (1usize - parity) * 2usize * n;
+            let mut syn = 0.0f32;
+            for j in 0..n {
+                if state[src + j] >= threshold {
+                    syn += st[j * n + i];
+                }
+            }
+            let mut v = state[src + i];
+            let mut r = state[src + n + i] - 1.0f32;
+            if r < 0.0f32 {
+                r = 0.0f32;
+            }
+            let mut fired = 0.0f32;
+            if v >= threshold {
+                fired = 1.0f32;
+                v = rest;
+                r = refractory;
+            }
+            let mut active = 0.0f32;
+            if r <= 0.0f32 {
+                active = 1.0f32;
+            }
+            v += ((-v + rest) / tau + (input[row * n + i] + syn)) * active;
+            state[dst + i] = v;
+            state[dst + n + i] = r;
+            record[at * n + i] = fired;
+            record[(len + at) * n + i] = v;
+        }
+    }
+}
+
+/// A spiking network on a WebGPU device: parameters, weights and state in device buffers.
+pub(crate) struct GpuNetwork {
+    model: NeuronModel,
+    pub(crate) drive: Drive,
+    n: usize,
+    /// `[2, 2, N]`: the two halves of (v, u).
+    state: CubeTensor,
+    /// `[4, N]`: a | b | c | d.
+    cells: CubeTensor,
+    /// Sᵀ, `[N, N]`.
+    st: CubeTensor,
+    /// Which half of `state` holds the present.
+    parity: usize,
+    device: Device,
+}
+
+/// `tensor`'s device buffer; the kernels index it as a dense row-major array.
+fn primitive<const D: usize>(tensor: Tensor<D>) -> Result<CubeTensor> {
+    let p = tensor.try_into_primitive::<Cube>().map_err(|e| {
+        DynamicsError::Input(format!("the spiking kernels need a WebGPU device: {e:?}"))
+    })?;
+    if !p.is_contiguous() {
+        return Err(DynamicsError::Input(
+            "the spiking kernels need a contiguous tensor".into(),
+        ));
+    }
+    Ok(p)
+}
+
+impl GpuNetwork {
+    /// Build `spec`'s network from its seed: the same draws as the CPU form's.
+    pub(crate) fn new(spec: &SpikingSpec, device: &Device) -> Result<Self> {
+        let drawn = Drawn::new(spec)?;
+        let n = spec.excitatory + spec.inhibitory;
+        let (v, u) = match &spec.model {
+            NeuronModel::Izhikevich { .. } => {
+                let v = vec![-65f32; n];
+                let u = drawn.abcd[1].iter().zip(&v).map(|(b, v)| b * v).collect();
+                (v, u)
+            }
+            NeuronModel::Lif { rest, .. } => (vec![*rest as f32; n], vec![0.0; n]),
+        };
+        let mut state = v;
+        state.extend(u);
+        state.extend_from_within(..);
+        let upload = |data: Vec<f32>, shape: [usize; 2]| {
+            primitive(Tensor::<2>::from_data(TensorData::new(data, shape), device))
+        };
+        let state = upload(state, [4, n])?;
+        // The weights are one dense buffer: past the device's largest binding the kernel
+        // would fail at its first readback with no word of why.
+        let bytes = (n * n * size_of::<f32>()) as u64;
+        let limit = state.client.properties().memory.max_page_size;
+        if bytes > limit {
+            return Err(DynamicsError::Input(format!(
+                "{n} neurons need {} MB of weights in one GPU buffer, more than this GPU's \
+                 {} MB: run this network on the CPU, or make it smaller",
+                bytes >> 20,
+                limit >> 20
+            )));
+        }
+        let st = drawn.dense(spec);
+        let Drawn {
+            abcd, rng_noise, ..
+        } = drawn;
+        Ok(Self {
+            model: spec.model.clone(),
+            drive: Drive::new(spec, rng_noise),
+            n,
+            state,
+            cells: upload(abcd.concat(), [4, n])?,
+            st: upload(st, [n, n])?,
+            parity: 0,
+            device: device.clone(),
+        })
+    }
+
+    /// The next `len` ms of drive, `[len, N]`, drawn on the host and uploaded.
+    pub(crate) fn noise(&mut self, len: usize) -> Tensor<2> {
+        let mut noise = vec![0f32; len * self.n];
+        self.drive.fill(&mut noise);
+        Tensor::<2>::from_data(TensorData::new(noise, [len, self.n]), &self.device)
+    }
+
+    /// A record for `len` ms, `[2, len, N]`: who fired, then v.
+    fn record(&self, len: usize) -> CubeTensor {
+        let client = &self.state.client;
+        CubeTensor::new_contiguous(
+            client.clone(),
+            self.state.device.clone(),
+            [2, len, self.n].into(),
+            client.empty(2 * len * self.n * size_of::<f32>()),
+            burn::tensor::DType::F32,
+        )
+    }
+
+    /// Advance 1 ms with row `row` of `input` (`[T, N]`) as the drive, recording into row `at`
+    /// of `record` (`[2, len, N]`): one dispatch.
+    fn launch(&mut self, input: &CubeTensor, row: usize, record: &CubeTensor, at: usize) {
+        let n = self.n;
+        let len = record.meta.shape()[1];
+        let client = self.state.client.clone();
+        let count = CubeCount::Static((n as u32).div_ceil(WORKGROUP), 1, 1);
+        let dim = CubeDim::new_1d(WORKGROUP);
+        let (state, st) = (self.state.clone(), self.st.clone());
+        let (input, out) = (input.clone(), record.clone());
+        match self.model {
+            NeuronModel::Izhikevich { .. } => kernels::izhikevich_step::launch(
+                &client,
+                count,
+                dim,
+                state.into_buffer_arg(),
+                self.cells.clone().into_buffer_arg(),
+                input.into_buffer_arg(),
+                st.into_buffer_arg(),
+                out.into_buffer_arg(),
+                n,
+                row,
+                at,
+                len,
+                self.parity,
+            ),
+            NeuronModel::Lif {
+                tau_ms,
+                threshold,
+                rest,
+                refractory_ms,
+            } => kernels::lif_step::launch(
+                &client,
+                count,
+                dim,
+                state.into_buffer_arg(),
+                input.into_buffer_arg(),
+                st.into_buffer_arg(),
+                out.into_buffer_arg(),
+                n,
+                row,
+                at,
+                len,
+                self.parity,
+                threshold as f32,
+                rest as f32,
+                tau_ms as f32,
+                refractory_ms as f32,
+            ),
+        }
+        self.parity = 1 - self.parity;
+    }
+
+    /// Advance 1 ms with row `row` of `input` (`[T, N]`) as the drive; returns who fired
+    /// (`[1, N]`, 0/1), still on the device.
+    pub(crate) fn step(&mut self, input: &Tensor<2>, row: usize) -> Result<Tensor<2>> {
+        let input = primitive(input.clone())?;
+        let record = self.record(1);
+        self.launch(&input, row, &record, 0);
+        let record = Tensor::<3>::from_primitive::<Cube>(record);
+        Ok(record.slice(s![0..1, .., ..]).reshape([1, self.n]))
+    }
+}
+
+impl SpikingSpec {
+    /// [`SpikingSpec::run`] on WebGPU: a dispatch per ms, a readback per chunk.
+    pub(crate) async fn run_gpu(
+        &self,
+        device: &Device,
+        on_chunk: &mut dyn FnMut(&SpikingResult),
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
+    ) -> Result<SpikingResult> {
+        let mut net = GpuNetwork::new(self, device)?;
+        let n = net.n;
+        let mut total = SpikingResult::default();
+        let mut start = 0;
+        while start < self.ms {
+            let len = CHUNK.min(self.ms - start);
+            let input = primitive(net.noise(len))?;
+            let record = net.record(len);
+            for k in 0..len {
+                net.launch(&input, k, &record, k);
+            }
+            let data = read_f32(Tensor::<3>::from_primitive::<Cube>(record)).await?;
+            let (fired, v) = data.split_at(len * n);
+            let mut chunk = SpikingResult {
+                pop_exc: vec![0; len],
+                pop_inh: vec![0; len],
+                ..Default::default()
+            };
+            for (k, row) in fired.chunks_exact(n).enumerate() {
+                let who = row.iter().enumerate().filter(|e| *e.1 > 0.5);
+                chunk.record(k, start, who.map(|(j, _)| j as u32), self);
+            }
+            chunk.traces = self
+                .trace_neurons
+                .iter()
+                .map(|&j| v.iter().skip(j).step_by(n).map(|&x| x.min(30.0)).collect())
+                .collect();
+            on_chunk(&chunk);
+            total.extend(chunk);
+            start += len;
+            if !progress(start, self.ms).await {
+                return Err(DynamicsError::Cancelled);
+            }
+        }
+        total.finish(self);
+        Ok(total)
+    }
+}
