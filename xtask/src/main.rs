@@ -604,12 +604,16 @@ fn bench_dynamics() -> Result<()> {
         let device = args
             .iter()
             .position(|a| *a == "--device")
-            .map_or("cpu", |i| args[i + 1]);
+            .and_then(|i| args.get(i + 1))
+            .unwrap_or(&"cpu");
         println!(
             "native {device} {}: {}",
             args[0],
             String::from_utf8_lossy(&out.stdout).trim()
         );
+        if !out.status.success() {
+            println!("  failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
         Ok(())
     };
     cli(&[

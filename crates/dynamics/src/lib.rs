@@ -1,5 +1,6 @@
-//! Interplay's Dynamics lab core: spiking and reservoir networks written once as tensor code for
-//! every Burn device, their readouts and plasticity, and the benchmark tasks.
+//! Interplay's Dynamics lab core: spiking and reservoir networks (a fused CPU form over slices;
+//! on WebGPU a kernel per ms for the spiking networks, tensor code for the reservoirs), their
+//! readouts and plasticity, and the benchmark tasks.
 //!
 //! | module | what |
 //! |---|---|

@@ -360,7 +360,8 @@ impl Drawn {
         })
     }
 
-    /// Sᵀ, `[N, N]` row-major: row j holds neuron j's outgoing weights (the tensor form).
+    #[cfg(feature = "webgpu")]
+    /// Sᵀ, `[N, N]` row-major: row j holds neuron j's outgoing weights (the WebGPU form).
     pub(crate) fn dense(&self, spec: &SpikingSpec) -> Vec<f32> {
         let n = spec.excitatory + spec.inhibitory;
         let mut st = vec![0f32; n * n];

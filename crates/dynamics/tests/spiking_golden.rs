@@ -103,7 +103,8 @@ fn lif_network_matches_numpy() {
         let got = run(&spec, &dev);
         match dev.backend {
             Backend::Cpu => check("lif cpu", &got, &c, 300, 1.0, 0.02),
-            // No multiply feeds an add here: lavapipe is identical for all 300 ms.
+            // lavapipe is identical for all 300 ms; a GPU whose division is not correctly
+            // rounded (WGSL allows 2.5 ulp) may part earlier.
             Backend::Wgpu => check("lif wgpu", &got, &c, 50, 0.95, 0.02),
         }
     }

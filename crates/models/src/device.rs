@@ -138,7 +138,8 @@ impl ComputeDevice {
 }
 
 /// Counts the GPU kernels launched while it lives (each launch is one dispatch on wgpu), for
-/// the benchmarks' dispatches-per-step figures. Process-wide: launches from any thread count.
+/// the benchmarks' dispatches-per-step figures. Process-wide: launches from any thread count,
+/// and cubecl keeps one observer, so two counters must not overlap.
 #[cfg(feature = "webgpu")]
 pub struct DispatchCounter {
     count: std::sync::Arc<LaunchCount>,

@@ -1,6 +1,6 @@
 //! The spiking networks' CPU form: one fused step over slices of f32, with no tensor operation
-//! and no allocation per step (a tensor step is ~15 operations, each with its own overhead and
-//! buffers). The equations are [`Network::step`](super::Network::step)'s, term for term in the
+//! and no allocation per step (a tensor step was ~15 operations, each with its own overhead and
+//! buffers). The WebGPU kernels (`super::gpu`) state the same equations, term for term in the
 //! same order, so the two forms agree to rounding. A spike adds its neuron's outgoing weights
 //! (CSR), so the synaptic input costs what the network fires, not N².
 
@@ -32,7 +32,7 @@ pub(crate) struct CpuNetwork {
 }
 
 impl CpuNetwork {
-    /// Build `spec`'s network from its seed: the same draws as the tensor form's.
+    /// Build `spec`'s network from its seed: the same draws as the WebGPU form's.
     pub(crate) fn new(spec: &SpikingSpec) -> Result<Self> {
         let drawn = Drawn::new(spec)?;
         let (start, outgoing) = drawn.sparse(spec);

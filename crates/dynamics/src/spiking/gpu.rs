@@ -3,7 +3,7 @@
 //! ([`cpu`](super::cpu)), term for term in the same order; each neuron sums its synaptic input
 //! over presynaptic neurons in ascending order, as the CPU form adds the fired neurons' lists.
 //!
-//! State lives in one buffer of two halves, `[2, 2, N]` (v then u; LIF keeps its refractory
+//! State lives in one buffer of two halves, `[4, N]` (v, u, v, u; LIF keeps its refractory
 //! time where Izhikevich keeps u): a step reads one half and writes the other, so who fired in
 //! the last step is read from v itself and needs no buffer of its own. A step also writes who
 //! fired and the new v into a record, `[2, T, N]`, that comes back once per chunk.
@@ -136,9 +136,9 @@ mod kernels {
 /// A spiking network on a WebGPU device: parameters, weights and state in device buffers.
 pub(crate) struct GpuNetwork {
     model: NeuronModel,
-    pub(crate) drive: Drive,
+    drive: Drive,
     n: usize,
-    /// `[2, 2, N]`: the two halves of (v, u).
+    /// `[4, N]`: two halves of (v, u), the present one at `parity`.
     state: CubeTensor,
     /// `[4, N]`: a | b | c | d.
     cells: CubeTensor,
@@ -149,14 +149,15 @@ pub(crate) struct GpuNetwork {
     device: Device,
 }
 
-/// `tensor`'s device buffer; the kernels index it as a dense row-major array.
+/// `tensor`'s device buffer; the kernels index it as a dense row-major f32 array. (With Burn's
+/// `fusion` feature the primitive would be a fusion handle and this would not compile.)
 fn primitive<const D: usize>(tensor: Tensor<D>) -> Result<CubeTensor> {
     let p = tensor.try_into_primitive::<Cube>().map_err(|e| {
         DynamicsError::Input(format!("the spiking kernels need a WebGPU device: {e:?}"))
     })?;
-    if !p.is_contiguous() {
+    if !p.is_contiguous() || p.dtype != burn::tensor::DType::F32 {
         return Err(DynamicsError::Input(
-            "the spiking kernels need a contiguous tensor".into(),
+            "the spiking kernels need a contiguous f32 tensor".into(),
         ));
     }
     Ok(p)
