@@ -11,6 +11,10 @@ const SPECS = {
   },
   "memory capacity (100 units, k ≤ 50)": { experiment: "memory-capacity" },
   "izhikevich 1000 neurons × 1000 ms": { experiment: "spiking", ms: 1000, seed: 1, raster: true },
+  "izhikevich 10 000 neurons × 100 synapses × 1000 ms": {
+    experiment: "spiking", ms: 1000, seed: 1, raster: true, excitatory: 8000, inhibitory: 2000,
+    synapses_per_neuron: 100, weight_exc: 4.0, weight_inh: 10.0,
+  },
 };
 
 const VARIANTS = [
@@ -25,7 +29,7 @@ for (const mode of VARIANTS.filter((m) => !process.env.INTERPLAY_BENCH_MODE || m
     for (const [name, spec] of Object.entries(SPECS)) {
       await lab.open(srv.base + mode.query, spec, mode.backend);
       const ms = await lab.run("done", 600_000);
-      const value = await b.page.evaluate(() => ["dyn-nrmse", "dyn-mc", "dyn-rate-exc"]
+      const value = await b.page.evaluate(() => ["dyn-nrmse", "dyn-mc", "dyn-rate-exc", "dyn-realtime"]
         .map((id) => document.querySelector(`[data-testid="${id}"]`)?.textContent).filter(Boolean).join(" "));
       console.log(`browser [${mode.name}] ${name}: ${ms.toFixed(0)} ms (${value})`);
     }

@@ -80,6 +80,9 @@ for (const mode of MODES) {
       const rtol = mode.backend === "cpu" ? 0.0 : 0.05;
       assert.ok(Math.abs(exc - cliIz.rate_exc_hz) <= rtol * cliIz.rate_exc_hz + 0.01, `exc ${exc} vs CLI ${cliIz.rate_exc_hz}`);
       assert.ok(Math.abs(inh - cliIz.rate_inh_hz) <= rtol * cliIz.rate_inh_hz + 0.01, `inh ${inh} vs CLI ${cliIz.rate_inh_hz}`);
+      const realtime = await b.page.textContent('[data-testid="dyn-realtime"]');
+      console.log(`[${mode.name}] ${realtime}`);
+      assert.match(realtime, /real time on (WebGPU|CPU)/);
       await b.page.screenshot({ path: path.join(SHOTS, `dynamics-raster-${mode.name}.png`), fullPage: true });
 
       // A bad parameter: a clear message, then the page still runs.

@@ -189,6 +189,10 @@ pub struct SpikingArgs {
     /// Fraction of synapses present.
     #[arg(long)]
     connectivity: Option<f64>,
+    /// Fixed in-degree instead: each neuron receives exactly K synapses from distinct neurons
+    /// drawn uniformly (a sparse network, e.g. 10 000 neurons × 100).
+    #[arg(long, value_name = "K")]
+    synapses_per_neuron: Option<usize>,
     /// Poisson input rate per neuron (Hz).
     #[arg(long)]
     poisson_hz: Option<f64>,
@@ -263,6 +267,7 @@ impl SpikingArgs {
             weight_exc: self.weight_exc.unwrap_or(weight_exc),
             weight_inh: self.weight_inh.unwrap_or(d.weight_inh),
             connectivity: self.connectivity.unwrap_or(d.connectivity),
+            synapses_per_neuron: self.synapses_per_neuron.unwrap_or(d.synapses_per_neuron),
             poisson_hz: self.poisson_hz.unwrap_or(d.poisson_hz),
             poisson_weight: self.poisson_weight.unwrap_or(d.poisson_weight),
             trace_neurons: vec![],

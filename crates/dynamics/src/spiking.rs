@@ -101,6 +101,10 @@ pub struct SpikingSpec {
     pub weight_inh: f64,
     /// Fraction of connections present (1: all-to-all, as in the 2003 paper).
     pub connectivity: f64,
+    /// Fixed in-degree: each neuron receives exactly this many synapses, from distinct
+    /// presynaptic neurons drawn uniformly (itself included); 0: `connectivity` decides. A
+    /// large sparse network costs O(N · k) to draw, store and run.
+    pub synapses_per_neuron: usize,
     /// Independent Poisson input spike trains, one per neuron, at this rate (Hz; 0: none),
     /// added to the thalamic noise.
     pub poisson_hz: f64,
@@ -128,6 +132,7 @@ impl Default for SpikingSpec {
             weight_exc: 0.5,
             weight_inh: 1.0,
             connectivity: 1.0,
+            synapses_per_neuron: 0,
             poisson_hz: 0.0,
             poisson_weight: 20.0,
             trace_neurons: vec![],
@@ -230,6 +235,12 @@ impl SpikingSpec {
             if !v.is_finite() {
                 return bad("noise and weight scales must be finite".into());
             }
+        }
+        if self.synapses_per_neuron > n {
+            return bad(format!(
+                "{} synapses per neuron from {n} neurons: at most {n}",
+                self.synapses_per_neuron
+            ));
         }
         if let Some(&i) = self.trace_neurons.iter().find(|&&i| i >= n) {
             return bad(format!("neuron {i} does not exist (the network has {n})"));
@@ -360,13 +371,23 @@ impl Drawn {
         })
     }
 
+    /// The synapses present by postsynaptic neuron (the WebGPU form: a neuron gathers its
+    /// input): i's presynaptic neurons, ascending, are `pre[start[i]..start[i + 1]]` with
+    /// weights `w[..]` at the same places.
     #[cfg(feature = "webgpu")]
-    /// Sᵀ, `[N, N]` row-major: row j holds neuron j's outgoing weights (the WebGPU form).
-    pub(crate) fn dense(&self, spec: &SpikingSpec) -> Vec<f32> {
+    pub(crate) fn incoming(&self, spec: &SpikingSpec) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
         let n = spec.excitatory + spec.inhibitory;
-        let mut st = vec![0f32; n * n];
-        draw_synapses(spec, self.rng_w.clone(), |i, j, w| st[j * n + i] = w);
-        st
+        let mut start = vec![0u32; n + 1];
+        let (mut pre, mut w) = (Vec::new(), Vec::new());
+        draw_synapses(spec, self.rng_w.clone(), |i, j, x| {
+            start[i + 1] += 1;
+            pre.push(j as u32);
+            w.push(x);
+        });
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        (start, pre, w)
     }
 
     /// The synapses present by presynaptic neuron (the CPU form: a spike adds one list): j's
@@ -389,22 +410,78 @@ impl Drawn {
     }
 }
 
-/// Draw S row by row (postsynaptic i, presynaptic j) from `rng`, calling `present(i, j, w)` for
-/// each synapse present.
+/// Draw S row by row (postsynaptic i, presynaptic j ascending) from `rng`, calling
+/// `present(i, j, w)` for each synapse present.
 fn draw_synapses(spec: &SpikingSpec, mut rng: Rng, mut present: impl FnMut(usize, usize, f32)) {
     let (ne, n) = (spec.excitatory, spec.excitatory + spec.inhibitory);
+    let weight = |j: usize, u: f64| {
+        if j < ne {
+            (spec.weight_exc * u) as f32
+        } else {
+            (-spec.weight_inh * u) as f32
+        }
+    };
+    let k = spec.synapses_per_neuron;
+    if k > 0 {
+        let mut pre = Vec::with_capacity(k);
+        for i in 0..n {
+            // Floyd's sampling: k distinct presynaptic neurons, every subset equally likely.
+            pre.clear();
+            for m in n - k..n {
+                let t = ((rng.uniform() * (m + 1) as f64) as usize).min(m);
+                pre.push(if pre.contains(&t) { m } else { t });
+            }
+            pre.sort_unstable();
+            for &j in &pre {
+                present(i, j, weight(j, rng.uniform()));
+            }
+        }
+        return;
+    }
     for i in 0..n {
         for j in 0..n {
-            let w = rng.uniform();
+            let u = rng.uniform();
             if spec.connectivity < 1.0 && !rng.bernoulli(spec.connectivity) {
                 continue;
             }
-            let w = if j < ne {
-                (spec.weight_exc * w) as f32
-            } else {
-                (-spec.weight_inh * w) as f32
-            };
-            present(i, j, w);
+            present(i, j, weight(j, u));
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_in_degree_gives_every_neuron_k_distinct_inputs() {
+        let spec = SpikingSpec {
+            excitatory: 400,
+            inhibitory: 100,
+            synapses_per_neuron: 30,
+            ..SpikingSpec::default()
+        };
+        let (start, outgoing) = Drawn::new(&spec).unwrap().sparse(&spec);
+        let mut inputs = vec![Vec::new(); 500];
+        for j in 0..500 {
+            for &(i, w) in &outgoing[start[j]..start[j + 1]] {
+                inputs[i as usize].push(j);
+                assert_eq!(w >= 0.0, j < 400, "sign of {j}'s weight");
+            }
+        }
+        for (i, pre) in inputs.iter().enumerate() {
+            let mut distinct = pre.clone();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 30, "neuron {i}");
+        }
+        // Uniform over presynaptic neurons: each sends ~30 on average.
+        let sent = (0..500).map(|j| start[j + 1] - start[j]);
+        assert!(sent.clone().max().unwrap() < 70 && sent.min().unwrap() > 3);
+        let too_many = SpikingSpec {
+            synapses_per_neuron: 501,
+            ..spec
+        };
+        assert!(Drawn::new(&too_many).is_err());
     }
 }

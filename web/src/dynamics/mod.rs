@@ -33,6 +33,19 @@ fn spiking_demo() -> DynamicsSpec {
     })
 }
 
+/// Ten times the classic network with a tenth of its synapses per neuron, each ten times as
+/// strong: the same total input per neuron, at O(N · k) cost.
+fn sparse_demo() -> DynamicsSpec {
+    DynamicsSpec::Spiking(SpikingSpec {
+        excitatory: 8000,
+        inhibitory: 2000,
+        synapses_per_neuron: 100,
+        weight_exc: 4.0,
+        weight_inh: 10.0,
+        ..SpikingSpec::default()
+    })
+}
+
 fn mackey_glass_demo() -> DynamicsSpec {
     DynamicsSpec::Prediction(PredictionSpec {
         steps: 3000,
@@ -66,11 +79,16 @@ fn rls_demo() -> DynamicsSpec {
     })
 }
 
-const GUIDED: [Guided; 7] = [
+const GUIDED: [Guided; 8] = [
     Guided {
         id: "izhikevich",
         title: "Izhikevich (2003): 1000 spiking neurons",
         spec: spiking_demo,
+    },
+    Guided {
+        id: "sparse-10k",
+        title: "10 000 neurons, 100 synapses each: faster than real time?",
+        spec: sparse_demo,
     },
     Guided {
         id: "mackey-glass",
@@ -181,6 +199,19 @@ const FIELDS: &[(&str, &str, Getter, Setter)] = &[
             if let DynamicsSpec::Spiking(x) = s {
                 x.inhibitory = v as usize;
                 keep_traces(x)
+            }
+        },
+    ),
+    (
+        "Synapses per neuron (0: all-to-all)",
+        "dyn-synapses",
+        |s| match s {
+            DynamicsSpec::Spiking(x) => Some(x.synapses_per_neuron as f64),
+            _ => None,
+        },
+        |s, v| {
+            if let DynamicsSpec::Spiking(x) = s {
+                x.synapses_per_neuron = v as usize
             }
         },
     ),
@@ -502,7 +533,7 @@ pub fn DynamicsLab() -> impl IntoView {
             <ComputedOn st=st facts=facts prefix="dyn-"/>
             {move || outcome.get().map(|o| match o {
                 Err(e) => view! { <p class="error" role="alert" data-testid="dyn-error">{e}</p> }.into_any(),
-                Ok(Outcome::Spiking(r)) => spiking_view(r, spec.get_untracked()).into_any(),
+                Ok(Outcome::Spiking(r)) => spiking_view(r, spec.get_untracked(), facts.get_untracked()).into_any(),
                 Ok(Outcome::Prediction(r)) => prediction_view(r).into_any(),
                 Ok(Outcome::Memory(r)) => memory_view(r).into_any(),
                 Ok(Outcome::Sweep(rows)) => sweep_view(rows).into_any(),

@@ -3,7 +3,12 @@
 
 use super::*;
 
-pub(super) fn spiking_view(r: SpikingResult, spec: DynamicsSpec) -> impl IntoView {
+/// `facts`: (device, milliseconds) of the run, for how it compares with real time.
+pub(super) fn spiking_view(
+    r: SpikingResult,
+    spec: DynamicsSpec,
+    facts: (String, f64),
+) -> impl IntoView {
     let DynamicsSpec::Spiking(s) = spec else {
         return view! { <p></p> }.into_any();
     };
@@ -59,7 +64,23 @@ pub(super) fn spiking_view(r: SpikingResult, spec: DynamicsSpec) -> impl IntoVie
         }
         c
     };
+    // Only a finished run says how it kept up (a streamed part has no time yet).
+    let simulated = r.pop_exc.len() as f64;
+    let realtime = (facts.1 > 0.0 && simulated >= s.ms as f64).then(|| {
+        let (device, took) = facts;
+        let x = simulated / took;
+        if x >= 1.0 {
+            format!("{x:.1}× real time on {device}: {simulated:.0} ms of network in {took:.0} ms")
+        } else {
+            format!(
+                "slower than real time on {device} ({x:.2}×): {simulated:.0} ms of network took \
+                 {:.1} s",
+                took / 1000.0
+            )
+        }
+    });
     view! {
+        {realtime.map(|t| view! { <p data-testid="dyn-realtime">{t}</p> })}
         <dl class="facts">
             <dt>"spikes"</dt><dd data-testid="dyn-spikes">{r.spikes}</dd>
             <dt>"excitatory rate"</dt><dd data-testid="dyn-rate-exc">{format!("{re:.2} Hz")}</dd>

@@ -1,7 +1,8 @@
 //! The spiking networks' WebGPU form: one compute kernel per simulated millisecond (a tensor
 //! step was ~15 operations, each its own dispatch). The equations are the CPU form's
-//! ([`cpu`](super::cpu)), term for term in the same order; each neuron sums its synaptic input
-//! over presynaptic neurons in ascending order, as the CPU form adds the fired neurons' lists.
+//! ([`cpu`](super::cpu)), term for term in the same order; each neuron gathers its synaptic input
+//! over its own presynaptic list (compressed rows, ascending), as the CPU form adds the fired
+//! neurons' lists, so a sparse 10 000-neuron network costs what its synapses cost.
 //!
 //! State lives in one buffer of two halves, `[4, N]` (v, u, v, u; LIF keeps its refractory
 //! time where Izhikevich keeps u): a step reads one half and writes the other, so who fired in
@@ -10,8 +11,8 @@
 
 use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
-use burn::tensor::{Device, Tensor, TensorData, s};
-use cubecl::prelude::{CubeCount, CubeDim};
+use burn::tensor::{DType, Device, Tensor, TensorData, s};
+use cubecl::prelude::{CubeCount, CubeDim, CubeElement};
 use interplay_models::device::read_f32;
 use interplay_models::patching::Progress;
 
@@ -32,7 +33,9 @@ mod kernels {
     /// # Shapes
     /// - `state`: `[2, 2, N]`, read from half `parity`, written to the other;
     /// - `cells`: `[4, N]`, a | b | c | d; `input`: `[T_in, N]`, row `row` is this ms's drive;
-    /// - `st`: `[N, N]`, row j holds neuron j's outgoing weights;
+    /// - `graph`: `[N + 1 + S]`, u32: row starts, then the presynaptic neuron of each of the S
+    ///   synapses, by postsynaptic neuron (just the row starts when `all_to_all`: synapse k
+    ///   of a row comes from neuron k); `w`: `[S]`, their weights;
     /// - `record`: `[2, T, N]`, fired (0/1) then v, row `at`.
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
@@ -40,22 +43,29 @@ mod kernels {
         state: &mut [f32],
         cells: &[f32],
         input: &[f32],
-        st: &[f32],
+        graph: &[u32],
+        w: &[f32],
         record: &mut [f32],
         n: usize,
         row: usize,
         at: usize,
         len: usize,
         parity: usize,
+        all_to_all: u32,
     ) {
         let i = ABSOLUTE_POS;
         if i < n {
             let src = parity * 2usize * n;
             let dst = (1usize - parity) * 2usize * n;
             let mut syn = 0.0f32;
-            for j in 0..n {
+            let lo = graph[i] as usize;
+            for k in lo..graph[i + 1] as usize {
+                let mut j = k - lo;
+                if all_to_all == 0u32 {
+                    j = graph[n + 1usize + k] as usize;
+                }
                 if state[src + j] >= 30.0f32 {
-                    syn += st[j * n + i];
+                    syn += w[k];
                 }
             }
             let mut v = state[src + i];
@@ -87,13 +97,15 @@ mod kernels {
     pub fn lif_step(
         state: &mut [f32],
         input: &[f32],
-        st: &[f32],
+        graph: &[u32],
+        w: &[f32],
         record: &mut [f32],
         n: usize,
         row: usize,
         at: usize,
         len: usize,
         parity: usize,
+        all_to_all: u32,
         threshold: f32,
         rest: f32,
         tau: f32,
@@ -104,9 +116,14 @@ mod kernels {
             let src = parity * 2usize * n;
             let dst = (1usize - parity) * 2usize * n;
             let mut syn = 0.0f32;
-            for j in 0..n {
+            let lo = graph[i] as usize;
+            for k in lo..graph[i + 1] as usize {
+                let mut j = k - lo;
+                if all_to_all == 0u32 {
+                    j = graph[n + 1usize + k] as usize;
+                }
                 if state[src + j] >= threshold {
-                    syn += st[j * n + i];
+                    syn += w[k];
                 }
             }
             let mut v = state[src + i];
@@ -142,8 +159,12 @@ pub(crate) struct GpuNetwork {
     state: CubeTensor,
     /// `[4, N]`: a | b | c | d.
     cells: CubeTensor,
-    /// Sᵀ, `[N, N]`.
-    st: CubeTensor,
+    /// u32 `[N + 1 + S]`: row starts, then each synapse's presynaptic neuron, by postsynaptic
+    /// (only the row starts when every neuron receives from every neuron).
+    graph: CubeTensor,
+    all_to_all: bool,
+    /// `[S]`: the synapses' weights, in `graph`'s order.
+    w: CubeTensor,
     /// Which half of `state` holds the present.
     parity: usize,
     device: Device,
@@ -155,7 +176,7 @@ fn primitive<const D: usize>(tensor: Tensor<D>) -> Result<CubeTensor> {
     let p = tensor.try_into_primitive::<Cube>().map_err(|e| {
         DynamicsError::Input(format!("the spiking kernels need a WebGPU device: {e:?}"))
     })?;
-    if !p.is_contiguous() || p.dtype != burn::tensor::DType::F32 {
+    if !p.is_contiguous() || p.dtype != DType::F32 {
         return Err(DynamicsError::Input(
             "the spiking kernels need a contiguous f32 tensor".into(),
         ));
@@ -183,19 +204,38 @@ impl GpuNetwork {
             primitive(Tensor::<2>::from_data(TensorData::new(data, shape), device))
         };
         let state = upload(state, [4, n])?;
-        // The weights are one dense buffer: past the device's largest binding the kernel
-        // would fail at its first readback with no word of why.
-        let bytes = (n * n * size_of::<f32>()) as u64;
+        let (start, pre, mut w) = drawn.incoming(spec);
+        // A network with no synapses still binds a buffer (WebGPU has no empty bindings).
+        if w.is_empty() {
+            w.push(0.0);
+        }
+        // Each is one buffer: past the device's largest binding the kernel would fail at its
+        // first readback with no word of why.
+        let bytes = ((n + 1 + pre.len()) * size_of::<u32>()) as u64;
         let limit = state.client.properties().memory.max_page_size;
         if bytes > limit {
             return Err(DynamicsError::Input(format!(
-                "{n} neurons need {} MB of weights in one GPU buffer, more than this GPU's \
-                 {} MB: run this network on the CPU, or make it smaller",
+                "{} synapses need {} MB in one GPU buffer, more than this GPU's {} MB: run this \
+                 network on the CPU, or give it fewer synapses per neuron",
+                pre.len(),
                 bytes >> 20,
                 limit >> 20
             )));
         }
-        let st = drawn.dense(spec);
+        let client = state.client.clone();
+        // All-to-all: a row's synapse k comes from neuron k, so the N² indices stay home.
+        let all_to_all = pre.len() == n * n;
+        let mut graph = start;
+        if !all_to_all {
+            graph.extend(pre);
+        }
+        let graph = CubeTensor::new_contiguous(
+            client.clone(),
+            state.device.clone(),
+            [graph.len()].into(),
+            client.create_from_slice(u32::as_bytes(&graph)),
+            DType::U32,
+        );
         let Drawn {
             abcd, rng_noise, ..
         } = drawn;
@@ -205,7 +245,12 @@ impl GpuNetwork {
             n,
             state,
             cells: upload(abcd.concat(), [4, n])?,
-            st: upload(st, [n, n])?,
+            w: {
+                let s = w.len();
+                upload(w, [1, s])?
+            },
+            graph,
+            all_to_all,
             parity: 0,
             device: device.clone(),
         })
@@ -226,7 +271,7 @@ impl GpuNetwork {
             self.state.device.clone(),
             [2, len, self.n].into(),
             client.empty(2 * len * self.n * size_of::<f32>()),
-            burn::tensor::DType::F32,
+            DType::F32,
         )
     }
 
@@ -238,7 +283,7 @@ impl GpuNetwork {
         let client = self.state.client.clone();
         let count = CubeCount::Static((n as u32).div_ceil(WORKGROUP), 1, 1);
         let dim = CubeDim::new_1d(WORKGROUP);
-        let (state, st) = (self.state.clone(), self.st.clone());
+        let (state, graph, w) = (self.state.clone(), self.graph.clone(), self.w.clone());
         let (input, out) = (input.clone(), record.clone());
         match self.model {
             NeuronModel::Izhikevich { .. } => kernels::izhikevich_step::launch(
@@ -248,13 +293,15 @@ impl GpuNetwork {
                 state.into_buffer_arg(),
                 self.cells.clone().into_buffer_arg(),
                 input.into_buffer_arg(),
-                st.into_buffer_arg(),
+                graph.into_buffer_arg(),
+                w.into_buffer_arg(),
                 out.into_buffer_arg(),
                 n,
                 row,
                 at,
                 len,
                 self.parity,
+                u32::from(self.all_to_all),
             ),
             NeuronModel::Lif {
                 tau_ms,
@@ -267,13 +314,15 @@ impl GpuNetwork {
                 dim,
                 state.into_buffer_arg(),
                 input.into_buffer_arg(),
-                st.into_buffer_arg(),
+                graph.into_buffer_arg(),
+                w.into_buffer_arg(),
                 out.into_buffer_arg(),
                 n,
                 row,
                 at,
                 len,
                 self.parity,
+                u32::from(self.all_to_all),
                 threshold as f32,
                 rest as f32,
                 tau_ms as f32,
