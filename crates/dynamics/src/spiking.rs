@@ -20,6 +20,10 @@ pub(crate) mod gpu;
 /// Milliseconds simulated between two readbacks.
 const CHUNK: usize = 50;
 
+/// The most synapses a network may have: 200 MB in either form (10 000 neurons all-to-all
+/// would be 800 MB).
+const MAX_SYNAPSES: usize = 25_000_000;
+
 /// Izhikevich's published cell types (a, b, c, d).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -242,6 +246,19 @@ impl SpikingSpec {
                 self.synapses_per_neuron
             ));
         }
+        // Both forms hold every synapse (8 bytes each on the CPU and on the GPU).
+        let synapses = if self.synapses_per_neuron > 0 {
+            n * self.synapses_per_neuron
+        } else {
+            (n as f64 * n as f64 * self.connectivity) as usize
+        };
+        if synapses > MAX_SYNAPSES {
+            return bad(format!(
+                "{synapses} synapses are more than Interplay simulates ({} million): give the \
+                 network fewer synapses per neuron, e.g. 100",
+                MAX_SYNAPSES / 1_000_000
+            ));
+        }
         if let Some(&i) = self.trace_neurons.iter().find(|&&i| i >= n) {
             return bad(format!("neuron {i} does not exist (the network has {n})"));
         }
@@ -319,7 +336,7 @@ impl Drive {
 pub(crate) struct Drawn {
     /// Per-neuron (a, b, c, d).
     pub(crate) abcd: [Vec<f32>; 4],
-    /// The weights' stream, untouched ([`Drawn::dense`] / [`Drawn::sparse`] draw S from it).
+    /// The weights' stream, untouched (`Drawn::incoming` / [`Drawn::sparse`] draw S from it).
     rng_w: Rng,
     /// The noise stream, untouched.
     pub(crate) rng_noise: Rng,
@@ -424,12 +441,16 @@ fn draw_synapses(spec: &SpikingSpec, mut rng: Rng, mut present: impl FnMut(usize
     let k = spec.synapses_per_neuron;
     if k > 0 {
         let mut pre = Vec::with_capacity(k);
+        // `picked[j] == i + 1`: neuron i already has j (no clearing between neurons).
+        let mut picked = vec![0usize; n];
         for i in 0..n {
             // Floyd's sampling: k distinct presynaptic neurons, every subset equally likely.
             pre.clear();
             for m in n - k..n {
                 let t = ((rng.uniform() * (m + 1) as f64) as usize).min(m);
-                pre.push(if pre.contains(&t) { m } else { t });
+                let j = if picked[t] == i + 1 { m } else { t };
+                picked[j] = i + 1;
+                pre.push(j);
             }
             pre.sort_unstable();
             for &j in &pre {

@@ -92,6 +92,7 @@ mod tests {
                 LabKind::Dynamics,
                 &[
                     "izhikevich",
+                    "sparse-10k",
                     "mackey-glass",
                     "memory",
                     "ei-balance",

@@ -33,8 +33,8 @@ fn spiking_demo() -> DynamicsSpec {
     })
 }
 
-/// Ten times the classic network with a tenth of its synapses per neuron, each ten times as
-/// strong: the same total input per neuron, at O(N · k) cost.
+/// Ten times the classic network with a tenth of its synapses per neuron, 8× (excitatory) and
+/// 10× (inhibitory) as strong: the classic network's rates, at O(N · k) cost.
 fn sparse_demo() -> DynamicsSpec {
     DynamicsSpec::Spiking(SpikingSpec {
         excitatory: 8000,
@@ -203,7 +203,7 @@ const FIELDS: &[(&str, &str, Getter, Setter)] = &[
         },
     ),
     (
-        "Synapses per neuron (0: all-to-all)",
+        "Synapses per neuron (0: the connectivity fraction, all-to-all by default)",
         "dyn-synapses",
         |s| match s {
             DynamicsSpec::Spiking(x) => Some(x.synapses_per_neuron as f64),
@@ -427,6 +427,8 @@ pub fn DynamicsLab() -> impl IntoView {
         let s = spec.get_untracked();
         st.start(&s, 1);
         paused.set(false);
+        // The last run's time and device must not be read as this one's.
+        facts.set((String::new(), 0.0));
         // Streamed pieces fill the view while the engine computes.
         outcome.set(match &s {
             DynamicsSpec::Spiking(_) => Some(Ok(Outcome::Spiking(SpikingResult::default()))),

@@ -64,17 +64,23 @@ pub(super) fn spiking_view(
         }
         c
     };
-    // Only a finished run says how it kept up (a streamed part has no time yet).
+    // Only a finished run says how it kept up (a streamed part has no time yet). The time is
+    // the engine's, pauses left out, drawing the network and compiling kernels included.
     let simulated = r.pop_exc.len() as f64;
     let realtime = (facts.1 > 0.0 && simulated >= s.ms as f64).then(|| {
         let (device, took) = facts;
         let x = simulated / took;
         if x >= 1.0 {
-            format!("{x:.1}× real time on {device}: {simulated:.0} ms of network in {took:.0} ms")
+            format!(
+                "{x:.1}× real time on {device}: {simulated:.0} ms of network in {took:.0} ms, \
+                 set-up included"
+            )
         } else {
+            // Rounded down: 0.996 must not read "slower than real time (1.00×)".
+            let x = (x * 100.0).floor() / 100.0;
             format!(
                 "slower than real time on {device} ({x:.2}×): {simulated:.0} ms of network took \
-                 {:.1} s",
+                 {:.1} s, set-up included",
                 took / 1000.0
             )
         }

@@ -168,7 +168,7 @@ pub struct Ran {
     pub backend: Backend,
     /// Why it is not the one asked for (no adapter; the GPU was lost).
     pub fallback: Option<String>,
-    /// Milliseconds of compute in the engine.
+    /// Milliseconds of compute in the engine (time spent paused left out).
     pub ms: f64,
 }
 

@@ -34,6 +34,8 @@ pub(super) type Sink = Rc<dyn Fn(FromEngine)>;
 struct Flags {
     cancel: bool,
     paused: bool,
+    /// Time spent paused, left out of the job's compute time.
+    paused_ms: f64,
 }
 
 /// The model the engine holds: its files (kept as `Blob`s, so a device switch rebuilds it
@@ -388,8 +390,17 @@ fn progress_of(id: JobId, sink: Sink) -> impl FnMut(usize, usize) -> Progress {
         sink(FromEngine::Progress { id, done, total });
         Box::pin(async move {
             yield_now().await;
+            let held = now_ms();
             while flags(id).paused && !flags(id).cancel {
                 sleep_ms(20).await;
+            }
+            let waited = now_ms() - held;
+            if waited > 0.0 {
+                FLAGS.with(|f| {
+                    if let Some(fl) = f.borrow_mut().get_mut(&id) {
+                        fl.paused_ms += waited;
+                    }
+                });
             }
             !flags(id).cancel
         })
@@ -405,7 +416,7 @@ pub(super) async fn run(id: JobId, backend: Backend, task: Task, sink: Sink) {
     let ran = Ran {
         backend: dev.backend,
         fallback,
-        ms: now_ms() - t0,
+        ms: now_ms() - t0 - flags(id).paused_ms,
     };
     let cancelled = flags(id).cancel;
     FLAGS.with(|f| f.borrow_mut().remove(&id));
