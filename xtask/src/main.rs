@@ -654,31 +654,22 @@ fn bench_dynamics() -> Result<()> {
         "--seed",
         "1",
     ])?;
-    cli(&[
-        "izhikevich",
-        "--excitatory",
-        "800",
-        "--inhibitory",
-        "200",
-        "--ms",
-        "1000",
-        "--seed",
-        "1",
-    ])?;
     // Natively wgpu is lavapipe here (or a real GPU): the JSON counts its dispatches.
-    cli(&[
-        "izhikevich",
-        "--excitatory",
-        "800",
-        "--inhibitory",
-        "200",
-        "--ms",
-        "1000",
-        "--seed",
-        "1",
-        "--device",
-        "wgpu",
-    ])?;
+    for device in ["cpu", "wgpu"] {
+        cli(&[
+            "izhikevich",
+            "--excitatory",
+            "800",
+            "--inhibitory",
+            "200",
+            "--ms",
+            "1000",
+            "--seed",
+            "1",
+            "--device",
+            device,
+        ])?;
+    }
     run(Command::new("node").args(["tests/e2e/bench_dynamics.mjs"]))?;
     let peer = Command::new("python3")
         .arg("tests/bench/peer_dynamics.py")

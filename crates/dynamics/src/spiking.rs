@@ -165,6 +165,15 @@ pub struct SpikingResult {
 }
 
 impl SpikingResult {
+    /// An empty chunk of `len` ms, for [`Self::record`] to count into.
+    fn chunk(len: usize) -> Self {
+        Self {
+            pop_exc: vec![0; len],
+            pop_inh: vec![0; len],
+            ..Default::default()
+        }
+    }
+
     /// Count ms `k` of a chunk starting at `start` ms of a run of `spec`: who fired, ascending.
     fn record(
         &mut self,
@@ -279,12 +288,42 @@ impl SpikingSpec {
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<SpikingResult> {
         #[cfg(feature = "webgpu")]
-        if !interplay_models::device::is_cpu(device) {
-            return self.run_gpu(device, on_chunk, progress).await;
+        let mut net = if interplay_models::device::is_cpu(device) {
+            Form::Cpu(Box::new(cpu::CpuNetwork::new(self)?))
+        } else {
+            Form::Gpu(Box::new(gpu::GpuNetwork::new(self, device)?))
+        };
+        #[cfg(not(feature = "webgpu"))]
+        let mut net = {
+            let _ = device;
+            Form::Cpu(Box::new(cpu::CpuNetwork::new(self)?))
+        };
+        let mut total = SpikingResult::default();
+        let mut start = 0;
+        while start < self.ms {
+            let len = CHUNK.min(self.ms - start);
+            let chunk = match &mut net {
+                Form::Cpu(net) => net.chunk(self, start, len),
+                #[cfg(feature = "webgpu")]
+                Form::Gpu(net) => net.chunk(self, start, len).await?,
+            };
+            on_chunk(&chunk);
+            total.extend(chunk);
+            start += len;
+            if !progress(start, self.ms).await {
+                return Err(DynamicsError::Cancelled);
+            }
         }
-        let _ = device;
-        self.run_cpu(on_chunk, progress).await
+        total.finish(self);
+        Ok(total)
     }
+}
+
+/// Where a network runs: the CPU form or the WebGPU kernels; both simulate a chunk at a time.
+enum Form {
+    Cpu(Box<cpu::CpuNetwork>),
+    #[cfg(feature = "webgpu")]
+    Gpu(Box<gpu::GpuNetwork>),
 }
 
 /// The external drive: thalamic noise (and Poisson input spikes), drawn on the host from the

@@ -4,9 +4,8 @@
 //! same order, so the two forms agree to rounding. A spike adds its neuron's outgoing weights
 //! (CSR), so the synaptic input costs what the network fires, not N².
 
-use super::{CHUNK, Drawn, Drive, NeuronModel, SpikingResult, SpikingSpec};
-use crate::error::{DynamicsError, Result};
-use interplay_models::patching::Progress;
+use super::{Drawn, Drive, NeuronModel, SpikingResult, SpikingSpec};
+use crate::error::Result;
 
 /// A spiking network's state and parameters on the host.
 pub(crate) struct CpuNetwork {
@@ -28,6 +27,8 @@ pub(crate) struct CpuNetwork {
     syn: Vec<f32>,
     /// Who fired in the last step, ascending.
     pub(crate) fired: Vec<u32>,
+    /// A chunk's drive, `[len, N]` (kept between chunks: no allocation per chunk).
+    input: Vec<f32>,
     pub(crate) drive: Drive,
 }
 
@@ -63,6 +64,7 @@ impl CpuNetwork {
             refractory: vec![0.0; n],
             syn: vec![0.0; n],
             fired: Vec::with_capacity(n),
+            input: Vec::new(),
             drive: Drive::new(spec, rng_noise),
         })
     }
@@ -126,42 +128,24 @@ impl CpuNetwork {
     }
 }
 
-impl SpikingSpec {
-    /// [`SpikingSpec::run`] on the CPU: the same chunks, streamed parts and progress points.
-    pub(crate) async fn run_cpu(
-        &self,
-        on_chunk: &mut dyn FnMut(&SpikingResult),
-        progress: &mut dyn FnMut(usize, usize) -> Progress,
-    ) -> Result<SpikingResult> {
-        let mut net = CpuNetwork::new(self)?;
-        let n = self.excitatory + self.inhibitory;
-        let mut total = SpikingResult::default();
-        let mut input = vec![0f32; CHUNK * n];
-        let mut start = 0;
-        while start < self.ms {
-            let len = CHUNK.min(self.ms - start);
-            net.drive.fill(&mut input[..len * n]);
-            let mut chunk = SpikingResult {
-                pop_exc: vec![0; len],
-                pop_inh: vec![0; len],
-                traces: vec![Vec::with_capacity(len); self.trace_neurons.len()],
-                ..Default::default()
-            };
-            for (k, row) in input[..len * n].chunks_exact(n).enumerate() {
-                net.step(row);
-                chunk.record(k, start, net.fired.iter().copied(), self);
-                for (trace, &j) in chunk.traces.iter_mut().zip(&self.trace_neurons) {
-                    trace.push(net.v[j].min(30.0));
-                }
-            }
-            on_chunk(&chunk);
-            total.extend(chunk);
-            start += len;
-            if !progress(start, self.ms).await {
-                return Err(DynamicsError::Cancelled);
+impl CpuNetwork {
+    /// Simulate `len` ms from `start` ms of a run of `spec` (one chunk of
+    /// [`SpikingSpec::run`]).
+    pub(crate) fn chunk(&mut self, spec: &SpikingSpec, start: usize, len: usize) -> SpikingResult {
+        let n = self.v.len();
+        self.input.resize(len * n, 0.0);
+        let mut input = std::mem::take(&mut self.input);
+        self.drive.fill(&mut input);
+        let mut chunk = SpikingResult::chunk(len);
+        chunk.traces = vec![Vec::with_capacity(len); spec.trace_neurons.len()];
+        for (k, row) in input.chunks_exact(n).enumerate() {
+            self.step(row);
+            chunk.record(k, start, self.fired.iter().copied(), spec);
+            for (trace, &j) in chunk.traces.iter_mut().zip(&spec.trace_neurons) {
+                trace.push(self.v[j].min(30.0));
             }
         }
-        total.finish(self);
-        Ok(total)
+        self.input = input;
+        chunk
     }
 }

@@ -14,9 +14,8 @@ use burn::backend::wgpu::CubeTensor;
 use burn::tensor::{DType, Device, Tensor, TensorData, s};
 use cubecl::prelude::{CubeCount, CubeDim, CubeElement};
 use interplay_models::device::read_f32;
-use interplay_models::patching::Progress;
 
-use super::{CHUNK, Drawn, Drive, NeuronModel, SpikingResult, SpikingSpec};
+use super::{Drawn, Drive, NeuronModel, SpikingResult, SpikingSpec};
 use crate::error::{DynamicsError, Result};
 
 /// Threads per workgroup: small enough for every WebGPU adapter (SwiftShader runs a
@@ -27,6 +26,36 @@ const WORKGROUP: u32 = 64;
 /// their type: an unsuffixed float would be an f64 here.
 mod kernels {
     use cubecl::prelude::*;
+
+    /// Neuron `i`'s synaptic input: the weights of its presynaptic neurons whose v (in the
+    /// half of `state` at `src`) reached `threshold`, added in ascending presynaptic order as
+    /// the CPU form adds them. Shapes as [`izhikevich_step`]'s.
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn synaptic_input(
+        // `&mut` only because the kernels' state is (CubeCL passes it on as it is).
+        state: &mut [f32],
+        graph: &[u32],
+        w: &[f32],
+        n: usize,
+        i: usize,
+        src: usize,
+        all_to_all: u32,
+        threshold: f32,
+    ) -> f32 {
+        let mut syn = 0.0f32;
+        let lo = graph[i] as usize;
+        for k in lo..graph[i + 1] as usize {
+            let mut j = k - lo;
+            if all_to_all == 0u32 {
+                j = graph[n + 1usize + k] as usize;
+            }
+            if state[src + j] >= threshold {
+                syn += w[k];
+            }
+        }
+        syn
+    }
 
     /// One ms of the Izhikevich network for neuron `ABSOLUTE_POS`.
     ///
@@ -57,17 +86,7 @@ mod kernels {
         if i < n {
             let src = parity * 2usize * n;
             let dst = (1usize - parity) * 2usize * n;
-            let mut syn = 0.0f32;
-            let lo = graph[i] as usize;
-            for k in lo..graph[i + 1] as usize {
-                let mut j = k - lo;
-                if all_to_all == 0u32 {
-                    j = graph[n + 1usize + k] as usize;
-                }
-                if state[src + j] >= 30.0f32 {
-                    syn += w[k];
-                }
-            }
+            let syn = synaptic_input(state, graph, w, n, i, src, all_to_all, 30.0f32);
             let mut v = state[src + i];
             let mut u = state[src + n + i];
             let mut fired = 0.0f32;
@@ -115,17 +134,7 @@ mod kernels {
         if i < n {
             let src = parity * 2usize * n;
             let dst = (1usize - parity) * 2usize * n;
-            let mut syn = 0.0f32;
-            let lo = graph[i] as usize;
-            for k in lo..graph[i + 1] as usize {
-                let mut j = k - lo;
-                if all_to_all == 0u32 {
-                    j = graph[n + 1usize + k] as usize;
-                }
-                if state[src + j] >= threshold {
-                    syn += w[k];
-                }
-            }
+            let syn = synaptic_input(state, graph, w, n, i, src, all_to_all, threshold);
             let mut v = state[src + i];
             let mut r = state[src + n + i] - 1.0f32;
             if r < 0.0f32 {
@@ -343,49 +352,33 @@ impl GpuNetwork {
     }
 }
 
-impl SpikingSpec {
-    /// [`SpikingSpec::run`] on WebGPU: a dispatch per ms, a readback per chunk.
-    pub(crate) async fn run_gpu(
-        &self,
-        device: &Device,
-        on_chunk: &mut dyn FnMut(&SpikingResult),
-        progress: &mut dyn FnMut(usize, usize) -> Progress,
+impl GpuNetwork {
+    /// Simulate `len` ms from `start` ms of a run of `spec` (one chunk of
+    /// [`SpikingSpec::run`]): a dispatch per ms, one readback.
+    pub(crate) async fn chunk(
+        &mut self,
+        spec: &SpikingSpec,
+        start: usize,
+        len: usize,
     ) -> Result<SpikingResult> {
-        let mut net = GpuNetwork::new(self, device)?;
-        let n = net.n;
-        let mut total = SpikingResult::default();
-        let mut start = 0;
-        while start < self.ms {
-            let len = CHUNK.min(self.ms - start);
-            let input = primitive(net.noise(len))?;
-            let record = net.record(len);
-            for k in 0..len {
-                net.launch(&input, k, &record, k);
-            }
-            let data = read_f32(Tensor::<3>::from_primitive::<Cube>(record)).await?;
-            let (fired, v) = data.split_at(len * n);
-            let mut chunk = SpikingResult {
-                pop_exc: vec![0; len],
-                pop_inh: vec![0; len],
-                ..Default::default()
-            };
-            for (k, row) in fired.chunks_exact(n).enumerate() {
-                let who = row.iter().enumerate().filter(|e| *e.1 > 0.5);
-                chunk.record(k, start, who.map(|(j, _)| j as u32), self);
-            }
-            chunk.traces = self
-                .trace_neurons
-                .iter()
-                .map(|&j| v.iter().skip(j).step_by(n).map(|&x| x.min(30.0)).collect())
-                .collect();
-            on_chunk(&chunk);
-            total.extend(chunk);
-            start += len;
-            if !progress(start, self.ms).await {
-                return Err(DynamicsError::Cancelled);
-            }
+        let n = self.n;
+        let input = primitive(self.noise(len))?;
+        let record = self.record(len);
+        for k in 0..len {
+            self.launch(&input, k, &record, k);
         }
-        total.finish(self);
-        Ok(total)
+        let data = read_f32(Tensor::<3>::from_primitive::<Cube>(record)).await?;
+        let (fired, v) = data.split_at(len * n);
+        let mut chunk = SpikingResult::chunk(len);
+        for (k, row) in fired.chunks_exact(n).enumerate() {
+            let who = row.iter().enumerate().filter(|e| *e.1 > 0.5);
+            chunk.record(k, start, who.map(|(j, _)| j as u32), spec);
+        }
+        chunk.traces = spec
+            .trace_neurons
+            .iter()
+            .map(|&j| v.iter().skip(j).step_by(n).map(|&x| x.min(30.0)).collect())
+            .collect();
+        Ok(chunk)
     }
 }
