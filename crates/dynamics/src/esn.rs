@@ -354,6 +354,18 @@ impl Reservoir {
         inputs: &[f64],
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<RunOutput> {
+        self.run_with(inputs, &mut |_, _| {}, progress).await
+    }
+
+    /// [`Reservoir::run`], handing each chunk of states to `on_states(first step, [len, N])` as
+    /// it is made: on the CPU while the next chunk simulates, on another thread where there is
+    /// one (a readout can take in its training states while the run goes on).
+    pub async fn run_with(
+        &self,
+        inputs: &[f64],
+        on_states: &mut (dyn FnMut(usize, &[f32]) + Send),
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
+    ) -> Result<RunOutput> {
         let n = self.weights.units;
         let i = self.weights.inputs;
         if !inputs.len().is_multiple_of(i) {
@@ -366,7 +378,14 @@ impl Reservoir {
         }
         if let Some(cpu) = &self.cpu {
             return cpu
-                .run(inputs, i, self.leak, self.adaptation.as_ref(), progress)
+                .run(
+                    inputs,
+                    i,
+                    self.leak,
+                    self.adaptation.as_ref(),
+                    on_states,
+                    progress,
+                )
                 .await;
         }
         let steps = inputs.len() / i;
@@ -431,6 +450,7 @@ impl Reservoir {
                         .into(),
                 ));
             }
+            on_states(start, &states);
             out.states.extend(states);
             if !bal.is_empty() {
                 let b = read_f32(Tensor::cat(bal, 0)).await?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DynamicsError, Result};
 use crate::esn::{EsnParams, Reservoir, RunOutput};
-use crate::linalg::{nrmse, r2, ridge, squared_correlation};
+use crate::linalg::{Ridge, nrmse, r2, squared_correlation};
 use crate::series::{MackeyGlass, narma10, santafe_laser, uniform_input};
 
 /// Which series to predict.
@@ -173,15 +173,24 @@ impl PredictionSpec {
     ) -> Result<PredictionResult> {
         let (input, target) = self.series()?;
         let res = Reservoir::new(&self.reservoir, 1, device)?;
-        let out = res.run(&input, progress).await?;
         let n = self.reservoir.units;
-        let fit = ridge(
-            &out.states[self.warmup * n..self.train * n],
-            &target[self.warmup..self.train],
-            n,
-            1,
-            self.ridge,
-        )?;
+        let mut fit = Ridge::new(n, 1, self.ridge);
+        let (from, to) = (self.warmup, self.train);
+        let out = res
+            .run_with(
+                &input,
+                &mut |first, states| {
+                    // The chunk's rows within the training window [warmup, train).
+                    let last = first + states.len() / n;
+                    let (lo, hi) = (first.max(from), last.min(to));
+                    if lo < hi {
+                        fit.add(&states[(lo - first) * n..(hi - first) * n], &target[lo..hi]);
+                    }
+                },
+                progress,
+            )
+            .await?;
+        let fit = fit.solve()?;
         let prediction = fit.predict(&out.states[self.train * n..]);
         let target = target[self.train..].to_vec();
         Ok(PredictionResult {
@@ -278,7 +287,6 @@ impl MemoryCapacitySpec {
         let total = self.warmup + self.train + self.test;
         let u = uniform_input(total, self.input_seed);
         let res = Reservoir::new(&self.reservoir, 1, device)?;
-        let out = res.run(&u, progress).await?;
         let n = self.reservoir.units;
         let k = self.k_max;
         let targets = |from: usize, to: usize| -> Vec<f64> {
@@ -288,13 +296,25 @@ impl MemoryCapacitySpec {
                 .collect()
         };
         let split = self.warmup + self.train;
-        let fit = ridge(
-            &out.states[self.warmup * n..split * n],
-            &targets(self.warmup, split),
-            n,
-            k,
-            self.ridge,
-        )?;
+        let mut fit = Ridge::new(n, k, self.ridge);
+        let out = res
+            .run_with(
+                &u,
+                &mut |first, states| {
+                    // The chunk's rows within the training window [warmup, warmup + train).
+                    let last = first + states.len() / n;
+                    let (lo, hi) = (first.max(self.warmup), last.min(split));
+                    if lo < hi {
+                        fit.add(
+                            &states[(lo - first) * n..(hi - first) * n],
+                            &targets(lo, hi),
+                        );
+                    }
+                },
+                progress,
+            )
+            .await?;
+        let fit = fit.solve()?;
         let pred = fit.predict(&out.states[split * n..]);
         let truth = targets(split, total);
         let mc_k: Vec<f64> = (0..k)

@@ -19,3 +19,15 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
     }
     items.iter().map(f).collect()
 }
+
+/// `a` and `b` at the same time where there are threads (one after the other elsewhere): e.g. a
+/// reservoir simulating its next chunk of steps while its readout takes in the last one.
+pub fn join<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    #[cfg(any(feature = "threads", not(target_family = "wasm")))]
+    return rayon::join(a, b);
+    #[cfg(not(any(feature = "threads", not(target_family = "wasm"))))]
+    (a(), b())
+}
