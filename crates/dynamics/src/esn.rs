@@ -3,12 +3,11 @@
 //! (Dale's law, non-negative rates) with local E/I self-adaptation of inhibitory gains.
 //!
 //! Weights are drawn on the host from [`Rng`], so a seed gives the same reservoir on every device.
-//! The recurrence has two forms: on the CPU a fused step over compressed rows ([`cpu`]),
-//! elsewhere tensors on the Burn device, whose states come back in chunks through the
+//! The recurrence has two forms: on the CPU a fused step over compressed rows ([`cpu`]), on
+//! WebGPU one kernel per chunk of steps ([`gpu`]), whose states come back through the
 //! asynchronous readback.
 
-use burn::tensor::{Device, Tensor, TensorData, s};
-use interplay_models::device::read_f32;
+use burn::tensor::Device;
 use interplay_models::patching::Progress;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +16,8 @@ use crate::linalg::spectral_radius;
 use crate::rng::Rng;
 
 mod cpu;
+#[cfg(feature = "webgpu")]
+mod gpu;
 
 /// Steps simulated between two readbacks (and progress reports).
 const CHUNK: usize = 250;
@@ -258,18 +259,15 @@ pub struct Reservoir {
     /// The host copy of its weights.
     pub weights: ReservoirWeights,
     leak: f64,
-    /// Wᵀ restricted to excitatory (or all, for signed reservoirs) presynaptic units: `[N, N]`.
-    w_t: Tensor<2>,
-    /// Wᵀ of the inhibitory presynaptic units (E/I reservoirs): `[N, N]`.
-    w_inh_t: Option<Tensor<2>>,
-    /// `[I, N]`.
-    w_in_t: Tensor<2>,
-    /// `[1, N]`.
-    bias: Tensor<2>,
     adaptation: Option<(Adaptation, Vec<f64>)>,
-    device: Device,
-    /// The CPU form's layout, on the CPU device.
-    cpu: Option<cpu::CpuReservoir>,
+    form: Form,
+}
+
+/// Where a reservoir runs: the CPU form or the WebGPU kernel.
+enum Form {
+    Cpu(cpu::CpuReservoir),
+    #[cfg(feature = "webgpu")]
+    Gpu(Box<gpu::GpuReservoir>),
 }
 
 /// What a run returns.
@@ -300,7 +298,7 @@ impl Reservoir {
             }
             None => None,
         };
-        Ok(Self::from_weights(weights, params.leak, adaptation, device))
+        Self::from_weights(weights, params.leak, adaptation, device)
     }
 
     /// Use given weights (e.g. a ReservoirPy reservoir's, in the golden tests).
@@ -309,42 +307,29 @@ impl Reservoir {
         leak: f64,
         adaptation: Option<(Adaptation, Vec<f64>)>,
         device: &Device,
-    ) -> Self {
-        let n = weights.units;
-        let transpose = |keep: &dyn Fn(usize) -> bool| {
-            let mut t = vec![0f32; n * n];
-            for i in 0..n {
-                for j in 0..n {
-                    if keep(j) {
-                        t[j * n + i] = weights.w[i * n + j] as f32;
-                    }
-                }
-            }
-            Tensor::<2>::from_data(TensorData::new(t, [n, n]), device)
+    ) -> Result<Self> {
+        #[cfg(feature = "webgpu")]
+        let form = if interplay_models::device::is_cpu(device) {
+            Form::Cpu(cpu::CpuReservoir::new(&weights))
+        } else {
+            Form::Gpu(Box::new(gpu::GpuReservoir::new(
+                &weights,
+                leak,
+                adaptation.as_ref(),
+                device,
+            )?))
         };
-        let (w_t, w_inh_t) = match weights.excitatory {
-            Some(ne) => (transpose(&|j| j < ne), Some(transpose(&|j| j >= ne))),
-            None => (transpose(&|_| true), None),
+        #[cfg(not(feature = "webgpu"))]
+        let form = {
+            let _ = device;
+            Form::Cpu(cpu::CpuReservoir::new(&weights))
         };
-        let i = weights.inputs;
-        let mut w_in_t = vec![0f32; i * n];
-        for r in 0..n {
-            for c in 0..i {
-                w_in_t[c * n + r] = weights.w_in[r * i + c] as f32;
-            }
-        }
-        let bias: Vec<f32> = weights.bias.iter().map(|&b| b as f32).collect();
-        Self {
-            cpu: interplay_models::device::is_cpu(device).then(|| cpu::CpuReservoir::new(&weights)),
-            w_in_t: Tensor::from_data(TensorData::new(w_in_t, [i, n]), device),
-            bias: Tensor::from_data(TensorData::new(bias, [1, n]), device),
-            w_t,
-            w_inh_t,
+        Ok(Self {
+            weights,
             leak,
             adaptation,
-            weights,
-            device: device.clone(),
-        }
+            form,
+        })
     }
 
     /// Drive the reservoir from a zero state with `inputs` (`[T, I]` row-major) and return every
@@ -366,7 +351,6 @@ impl Reservoir {
         on_states: &mut (dyn FnMut(usize, &[f32]) + Send),
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<RunOutput> {
-        let n = self.weights.units;
         let i = self.weights.inputs;
         if !inputs.len().is_multiple_of(i) {
             return Err(DynamicsError::Input("ragged input series".into()));
@@ -376,9 +360,9 @@ impl Reservoir {
                 "the input series holds NaN or infinite values".into(),
             ));
         }
-        if let Some(cpu) = &self.cpu {
-            return cpu
-                .run(
+        match &self.form {
+            Form::Cpu(cpu) => {
+                cpu.run(
                     inputs,
                     i,
                     self.leak,
@@ -386,84 +370,10 @@ impl Reservoir {
                     on_states,
                     progress,
                 )
-                .await;
+                .await
+            }
+            #[cfg(feature = "webgpu")]
+            Form::Gpu(gpu) => gpu.run(inputs, on_states, progress).await,
         }
-        let steps = inputs.len() / i;
-        let dev = &self.device;
-        let ei = self.weights.excitatory.is_some();
-        let mut x = Tensor::<2>::zeros([1, n], dev);
-        let mut gain = Tensor::<2>::ones([1, n], dev);
-        let targets = self.adaptation.as_ref().map(|(a, t)| {
-            let t: Vec<f32> = t.iter().map(|&v| v as f32).collect();
-            (
-                a.clone(),
-                Tensor::<2>::from_data(TensorData::new(t, [1, n]), dev),
-            )
-        });
-        let mut out = RunOutput {
-            states: Vec::with_capacity(steps * n),
-            ..Default::default()
-        };
-        let mut start = 0;
-        while start < steps {
-            let len = CHUNK.min(steps - start);
-            let u: Vec<f32> = inputs[start * i..(start + len) * i]
-                .iter()
-                .map(|&v| v as f32)
-                .collect();
-            // [len, N]: the input drive of the whole chunk in one product.
-            let drive = Tensor::<2>::from_data(TensorData::new(u, [len, i]), dev)
-                .matmul(self.w_in_t.clone())
-                + self.bias.clone();
-            let mut chunk = Vec::with_capacity(len);
-            let mut bal = Vec::with_capacity(len);
-            for k in 0..len {
-                let exc = x.clone().matmul(self.w_t.clone());
-                let pre = match &self.w_inh_t {
-                    Some(w_inh) => {
-                        let inh = x.clone().matmul(w_inh.clone()) * gain.clone();
-                        bal.push(Tensor::cat(
-                            vec![exc.clone().mean_dim(1), inh.clone().mean_dim(1)],
-                            1,
-                        ));
-                        exc + inh
-                    }
-                    None => exc,
-                } + drive.clone().slice(s![k..k + 1, ..]);
-                let act = if ei {
-                    pre.clamp_min(0.0).tanh()
-                } else {
-                    pre.tanh()
-                };
-                x = x * (1.0 - self.leak) + act * self.leak;
-                if let Some((a, t)) = &targets
-                    && start + k < a.steps
-                {
-                    gain = (gain + (x.clone() - t.clone()) * a.eta).clamp_min(0.0);
-                }
-                chunk.push(x.clone());
-            }
-            let states = read_f32(Tensor::cat(chunk, 0)).await?;
-            if states.iter().any(|v| !v.is_finite()) {
-                return Err(DynamicsError::Input(
-                    "the reservoir diverged (NaN states): lower the spectral radius or input scaling"
-                        .into(),
-                ));
-            }
-            on_states(start, &states);
-            out.states.extend(states);
-            if !bal.is_empty() {
-                let b = read_f32(Tensor::cat(bal, 0)).await?;
-                out.balance.extend(b.chunks_exact(2).map(|p| (p[0], p[1])));
-            }
-            start += len;
-            if !progress(start, steps).await {
-                return Err(DynamicsError::Cancelled);
-            }
-        }
-        if ei {
-            out.gains = read_f32(gain).await?;
-        }
-        Ok(out)
     }
 }

@@ -1,5 +1,5 @@
 //! Interplay's Dynamics lab core: spiking and reservoir networks (a fused CPU form over slices;
-//! on WebGPU a kernel per ms for the spiking networks, tensor code for the reservoirs), their
+//! on WebGPU a kernel per ms for the spiking networks, per chunk of steps for the reservoirs), their
 //! readouts and plasticity, and the benchmark tasks.
 //!
 //! | module | what |

@@ -1,18 +1,39 @@
-//! The spiking network on WebGPU is one kernel launch (one dispatch) per simulated millisecond:
-//! the architecture, counted, not timed. Its own test binary, because the launch counter is
-//! process-wide and tests in one binary run in parallel.
+//! On WebGPU the spiking network is one kernel launch (one dispatch) per simulated millisecond,
+//! a reservoir one per chunk of 250 steps: the architecture, counted, not timed. Its own test
+//! binary, because the launch counter is process-wide and tests in one binary run in parallel
+//! (so the two checks are one test).
 #![allow(clippy::unwrap_used)]
 
-use interplay_dynamics::SpikingSpec;
 use interplay_dynamics::spiking::NeuronModel;
+use interplay_dynamics::{Adaptation, EiParams, EsnParams, Reservoir, SpikingSpec};
 use interplay_models::device::DispatchCounter;
 use interplay_models::patching::no_progress;
 
 #[test]
-fn spiking_networks_take_one_dispatch_per_ms_on_wgpu() {
+fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
     let Some(gpu) = interplay_testkit::wgpu_device() else {
         return;
     };
+    // A 300-unit E/I reservoir with adaptation, 600 steps: three chunks, three dispatches.
+    let params = EsnParams {
+        units: 300,
+        ei: Some(EiParams {
+            adaptation: Some(Adaptation::default()),
+            ..EiParams::default()
+        }),
+        ..EsnParams::default()
+    };
+    let u: Vec<f64> = (0..600).map(|t| (t as f64 * 0.1).sin()).collect();
+    let res = Reservoir::new(&params, 1, &gpu.device).unwrap();
+    let counter = DispatchCounter::start();
+    let out = pollster::block_on(res.run(&u, &mut no_progress)).unwrap();
+    let dispatches = counter.count();
+    drop(counter);
+    eprintln!("reservoir: {dispatches} dispatches for 600 steps");
+    assert_eq!(out.states.len(), 600 * 300);
+    assert_eq!(out.balance.len(), 600);
+    assert_eq!(dispatches, 3, "want one dispatch per 250-step chunk");
+
     let lif = NeuronModel::Lif {
         tau_ms: 20.0,
         threshold: -50.0,

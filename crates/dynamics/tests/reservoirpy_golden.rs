@@ -69,7 +69,7 @@ async fn esn_case(device: &Device) {
         bias: f64s(&e["bias"]),
         excitatory: None,
     };
-    let res = Reservoir::from_weights(weights, e["leak"].as_f64().unwrap(), None, device);
+    let res = Reservoir::from_weights(weights, e["leak"].as_f64().unwrap(), None, device).unwrap();
     let out = res.run(&f64s(&e["input"]), &mut no_progress).await.unwrap();
     // States: float32 on the device against float64 in ReservoirPy.
     let rows: Vec<usize> = e["state_rows"]

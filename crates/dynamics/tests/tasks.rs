@@ -324,9 +324,10 @@ fn what_when_cpu_and_gpu_forms_agree() {
 }
 
 /// The E/I reservoir's CPU form (compressed rows, ReLU, inhibitory gains, adaptation window)
-/// and tensor form (wgpu) give the same states, balance and gains.
+/// and its WebGPU kernel give the same states, balance and gains, across chunk boundaries
+/// (600 steps: chunks of 250, 250 and 100).
 #[test]
-fn ei_reservoir_cpu_and_tensor_forms_agree() {
+fn ei_reservoir_cpu_and_gpu_forms_agree() {
     use interplay_dynamics::esn::Reservoir;
     use interplay_dynamics::{Adaptation, EiParams};
     let Some(gpu) = interplay_testkit::wgpu_device() else {

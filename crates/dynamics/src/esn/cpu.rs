@@ -1,6 +1,7 @@
 //! The reservoir's CPU form: one fused step over slices of f32 with the recurrent matrix in
 //! compressed rows (ESNs are ~10 % connected), and no tensor operation or allocation per step.
-//! The equations are [`Reservoir::run`](super::Reservoir::run)'s tensor form, term for term.
+//! The equations are ReservoirPy's (see [`super`]); the WebGPU kernel ([`super::gpu`]) states them
+//! term for term in the same order.
 
 use super::{Adaptation, CHUNK, ReservoirWeights, RunOutput};
 use crate::error::{DynamicsError, Result};
@@ -131,7 +132,7 @@ impl CpuReservoir {
     }
 
     /// Drive from a zero state with `inputs` (`[T, I]`, checked by the caller): every state,
-    /// the final gains and the E/I balance, as the tensor form returns them. Each chunk of
+    /// the final gains and the E/I balance, as the WebGPU form returns them. Each chunk of
     /// states goes to `on_states(first step, [len, N])` while the next chunk simulates (on
     /// another thread where there is one).
     pub(crate) async fn run(

@@ -181,13 +181,13 @@ pub(crate) struct GpuNetwork {
 
 /// `tensor`'s device buffer; the kernels index it as a dense row-major f32 array. (With Burn's
 /// `fusion` feature the primitive would be a fusion handle and this would not compile.)
-fn primitive<const D: usize>(tensor: Tensor<D>) -> Result<CubeTensor> {
+pub(crate) fn primitive<const D: usize>(tensor: Tensor<D>) -> Result<CubeTensor> {
     let p = tensor.try_into_primitive::<Cube>().map_err(|e| {
-        DynamicsError::Input(format!("the spiking kernels need a WebGPU device: {e:?}"))
+        DynamicsError::Input(format!("the Dynamics kernels need a WebGPU device: {e:?}"))
     })?;
     if !p.is_contiguous() || p.dtype != DType::F32 {
         return Err(DynamicsError::Input(
-            "the spiking kernels need a contiguous f32 tensor".into(),
+            "the Dynamics kernels need a contiguous f32 tensor".into(),
         ));
     }
     Ok(p)
