@@ -616,31 +616,36 @@ fn bench_dynamics() -> Result<()> {
         }
         Ok(())
     };
-    cli(&[
-        "esn",
-        "--task",
-        "mackey-glass",
-        "--steps",
-        "10000",
-        "--train",
-        "5000",
-        "--test",
-        "2000",
-        "--warmup",
-        "100",
-        "--units",
-        "500",
-        "--spectral-radius",
-        "0.9",
-        "--leak",
-        "0.3",
-        "--input-scaling",
-        "1.0",
-        "--ridge",
-        "1e-7",
-        "--seed",
-        "42",
-    ])?;
+    // Natively wgpu is lavapipe here (or a real GPU): the JSON counts its dispatches.
+    for device in ["cpu", "wgpu"] {
+        cli(&[
+            "esn",
+            "--task",
+            "mackey-glass",
+            "--steps",
+            "10000",
+            "--train",
+            "5000",
+            "--test",
+            "2000",
+            "--warmup",
+            "100",
+            "--units",
+            "500",
+            "--spectral-radius",
+            "0.9",
+            "--leak",
+            "0.3",
+            "--input-scaling",
+            "1.0",
+            "--ridge",
+            "1e-7",
+            "--seed",
+            "42",
+            "--device",
+            device,
+        ])?;
+    }
     cli(&[
         "memory-capacity",
         "--units",
@@ -654,7 +659,6 @@ fn bench_dynamics() -> Result<()> {
         "--seed",
         "1",
     ])?;
-    // Natively wgpu is lavapipe here (or a real GPU): the JSON counts its dispatches.
     for device in ["cpu", "wgpu"] {
         cli(&[
             "izhikevich",
