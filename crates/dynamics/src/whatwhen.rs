@@ -18,10 +18,6 @@
 //! Stimuli are not fed to the reservoir: the readouts must predict from the cue-evoked dynamics.
 
 use burn::tensor::Device;
-#[cfg(feature = "webgpu")]
-use burn::tensor::{Tensor, TensorData, s};
-#[cfg(feature = "webgpu")]
-use interplay_models::device::read_f32;
 use interplay_models::patching::Progress;
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +25,11 @@ use crate::error::{DynamicsError, Result};
 use crate::rng::Rng;
 use crate::spiking::SpikingSpec;
 use crate::spiking::cpu::CpuNetwork;
+
 #[cfg(feature = "webgpu")]
-use crate::spiking::gpu::GpuNetwork;
+mod gpu;
+#[cfg(feature = "webgpu")]
+use gpu::GpuLearner;
 
 /// A block of trials with one timing and one set of stimulus probabilities.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -296,7 +295,7 @@ impl WhatWhenSpec {
                     .collect();
                 let y = match &mut learner {
                     #[cfg(feature = "webgpu")]
-                    Learner::Gpu(l) => l.trial(&self.rule, target, gate).await?,
+                    Learner::Gpu(l) => l.trial(target, gate).await?,
                     Learner::Cpu(l) => l.trial(&self.rule, &target, &gate),
                 };
                 if y.iter().any(|v| !v.is_finite()) {
@@ -344,108 +343,15 @@ impl WhatWhenSpec {
     }
 }
 
-/// Where the trials run: on WebGPU (the network's kernel, the readout as tensors), or the CPU
-/// form.
+/// Where the trials run: on WebGPU (the network's kernel and the readout's, [`gpu`]), or the
+/// CPU form.
 enum Learner {
     #[cfg(feature = "webgpu")]
     Gpu(Box<GpuLearner>),
     Cpu(Box<CpuLearner>),
 }
 
-/// The rules' per-ms updates as tensor code on WebGPU, around the network's kernel.
-#[cfg(feature = "webgpu")]
-struct GpuLearner {
-    net: GpuNetwork,
-    /// `[T, N]`.
-    cue: Tensor<2>,
-    /// `[1, N]`.
-    decay: Tensor<2>,
-    /// `[1, N]`.
-    trace: Tensor<2>,
-    /// `[N, C]`.
-    w_slow: Tensor<2>,
-    /// RLS: `[N, N]`.
-    p_rls: Option<Tensor<2>>,
-    classes: usize,
-}
-
-#[cfg(feature = "webgpu")]
-impl GpuLearner {
-    fn new(
-        spec: &WhatWhenSpec,
-        classes: usize,
-        cue: Vec<f32>,
-        decay: Vec<f32>,
-        device: &Device,
-    ) -> Result<Self> {
-        let n = decay.len();
-        Ok(Self {
-            net: GpuNetwork::new(&spec.network, device)?,
-            cue: Tensor::<2>::from_data(TensorData::new(cue, [spec.trial_ms, n]), device),
-            decay: Tensor::<2>::from_data(TensorData::new(decay, [1, n]), device),
-            trace: Tensor::<2>::zeros([1, n], device),
-            w_slow: Tensor::<2>::zeros([n, classes], device),
-            p_rls: match spec.rule {
-                Rule::Rls { alpha } => {
-                    let mut eye = vec![0f32; n * n];
-                    (0..n).for_each(|i| eye[i * n + i] = (1.0 / alpha) as f32);
-                    Some(Tensor::<2>::from_data(TensorData::new(eye, [n, n]), device))
-                }
-                Rule::ThreeFactor { .. } => None,
-            },
-            classes,
-        })
-    }
-
-    /// One trial with `target` (`[T, C]`) and `gate` (`[T]`): the consolidated readout's
-    /// prediction, `[T, C]` row-major.
-    async fn trial(&mut self, rule: &Rule, target: Vec<f32>, gate: Vec<f32>) -> Result<Vec<f32>> {
-        let device = self.decay.device();
-        let t_len = gate.len();
-        let target =
-            Tensor::<2>::from_data(TensorData::new(target, [t_len, self.classes]), &device);
-        let gate = Tensor::<2>::from_data(TensorData::new(gate, [t_len, 1]), &device);
-        let input = self.net.noise(t_len) + self.cue.clone();
-        let mut w = self.w_slow.clone();
-        let mut ys = Vec::with_capacity(t_len);
-        for t in 0..t_len {
-            let fired = self.net.step(&input, t)?;
-            self.trace = self.trace.clone() * self.decay.clone() + fired;
-            let trace = self.trace.clone();
-            let y = trace.clone().matmul(w.clone()); // [1, C]
-            let err = target.clone().slice(s![t..t + 1, ..]) - y;
-            // The prediction reported is the consolidated readout's: what the network
-            // expects before this trial's outcome can teach it.
-            let predicted = trace.clone().matmul(self.w_slow.clone());
-            match (rule, &mut self.p_rls) {
-                (Rule::ThreeFactor { eta, .. }, _) => {
-                    let g = gate.clone().slice(s![t..t + 1, ..]); // [1, 1]
-                    // Normalised by |r|² so one η suits any network size and rate.
-                    let norm = (trace.clone().square().sum_dim(1) + 1.0).recip(); // [1, 1]
-                    let dw = trace.transpose().matmul(err * g * norm) * *eta;
-                    w = w + dw;
-                }
-                (Rule::Rls { .. }, Some(p)) => {
-                    let k = p.clone().matmul(trace.clone().transpose()); // [N, 1]
-                    let c = (trace.matmul(k.clone()) + 1.0).recip(); // [1, 1]
-                    *p = p.clone() - k.clone().matmul(k.clone().transpose()) * c.clone();
-                    w = w + k.matmul(err) * c;
-                }
-                _ => {}
-            }
-            ys.push(predicted);
-        }
-        self.w_slow = match rule {
-            Rule::ThreeFactor { consolidation, .. } => {
-                self.w_slow.clone() + (w - self.w_slow.clone()) * *consolidation
-            }
-            Rule::Rls { .. } => w,
-        };
-        Ok(read_f32(Tensor::cat(ys, 0)).await?)
-    }
-}
-
-/// The same per-ms updates over slices on the CPU (the spiking network's fused step): no tensor
+/// The per-ms updates over slices on the CPU (the spiking network's fused step): no tensor
 /// operation or allocation per ms.
 struct CpuLearner {
     net: CpuNetwork,
@@ -489,7 +395,8 @@ impl CpuLearner {
         })
     }
 
-    /// As `GpuLearner::trial`.
+    /// One trial with `target` (`[T, C]`) and `gate` (`[T]`): the consolidated readout's
+    /// prediction, `[T, C]` row-major.
     fn trial(&mut self, rule: &Rule, target: &[f32], gate: &[f32]) -> Vec<f32> {
         let (n, classes) = (self.decay.len(), self.classes);
         self.net.drive.fill(&mut self.input);

@@ -1,10 +1,11 @@
 //! On WebGPU the spiking network is one kernel launch (one dispatch) per simulated millisecond,
-//! a reservoir one per chunk of 250 steps: the architecture, counted, not timed. Its own test
-//! binary, because the launch counter is process-wide and tests in one binary run in parallel
-//! (so the two checks are one test).
+//! the what/when paradigm two (network and readouts), a reservoir one per chunk of 250 steps:
+//! the architecture, counted, not timed. Its own test binary, because the launch counter is
+//! process-wide and tests in one binary run in parallel (so the checks are one test).
 #![allow(clippy::unwrap_used)]
 
 use interplay_dynamics::spiking::NeuronModel;
+use interplay_dynamics::whatwhen::{Phase, Rule, WhatWhenSpec};
 use interplay_dynamics::{Adaptation, EiParams, EsnParams, Reservoir, SpikingSpec};
 use interplay_models::device::DispatchCounter;
 use interplay_models::patching::no_progress;
@@ -33,6 +34,33 @@ fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
     assert_eq!(out.states.len(), 600 * 300);
     assert_eq!(out.balance.len(), 600);
     assert_eq!(dispatches, 3, "want one dispatch per 250-step chunk");
+
+    // What/when, both rules: 3 trials of 250 ms, network and readout kernels each ms.
+    for rule in [WhatWhenSpec::default().rule, Rule::Rls { alpha: 1.0 }] {
+        let spec = WhatWhenSpec {
+            phases: vec![Phase {
+                trials: 3,
+                when_ms: 40,
+                probabilities: vec![0.8, 0.2],
+            }],
+            rule,
+            ..WhatWhenSpec::default()
+        };
+        let counter = DispatchCounter::start();
+        let r = pollster::block_on(spec.run(&gpu.device, &mut |_| {}, &mut no_progress)).unwrap();
+        let dispatches = counter.count();
+        drop(counter);
+        eprintln!(
+            "what/when {:?}: {dispatches} dispatches for 750 ms",
+            spec.rule
+        );
+        assert_eq!(r.trials.len(), 3);
+        assert_eq!(
+            dispatches,
+            2 * 3 * spec.trial_ms,
+            "want two dispatches per ms"
+        );
+    }
 
     let lif = NeuronModel::Lif {
         tau_ms: 20.0,

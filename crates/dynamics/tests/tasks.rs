@@ -272,8 +272,8 @@ fn empty_what_when_blocks_are_refused_not_a_panic() {
     assert!(pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress)).is_err());
 }
 
-/// The what/when readouts' CPU form (slices) and WebGPU form (the network's kernel, tensor
-/// readouts) learn the same: the readouts differ only in rounding.
+/// The what/when readouts' CPU form (slices) and WebGPU form (the network's kernel and the
+/// readout kernel) learn the same: the readouts differ only in rounding.
 #[test]
 fn what_when_cpu_and_gpu_forms_agree() {
     use interplay_dynamics::whatwhen::{Phase, Rule, WhatWhenSpec};

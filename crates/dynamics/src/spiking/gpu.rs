@@ -11,7 +11,7 @@
 
 use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
-use burn::tensor::{DType, Device, Tensor, TensorData, s};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use cubecl::prelude::{CubeCount, CubeDim, CubeElement};
 use interplay_models::device::read_f32;
 
@@ -162,7 +162,7 @@ mod kernels {
 /// A spiking network on a WebGPU device: parameters, weights and state in device buffers.
 pub(crate) struct GpuNetwork {
     model: NeuronModel,
-    drive: Drive,
+    pub(crate) drive: Drive,
     n: usize,
     /// `[4, N]`: two halves of (v, u), the present one at `parity`.
     state: CubeTensor,
@@ -273,7 +273,7 @@ impl GpuNetwork {
     }
 
     /// A record for `len` ms, `[2, len, N]`: who fired, then v.
-    fn record(&self, len: usize) -> CubeTensor {
+    pub(crate) fn record(&self, len: usize) -> CubeTensor {
         let client = &self.state.client;
         CubeTensor::new_contiguous(
             client.clone(),
@@ -286,7 +286,13 @@ impl GpuNetwork {
 
     /// Advance 1 ms with row `row` of `input` (`[T, N]`) as the drive, recording into row `at`
     /// of `record` (`[2, len, N]`): one dispatch.
-    fn launch(&mut self, input: &CubeTensor, row: usize, record: &CubeTensor, at: usize) {
+    pub(crate) fn launch(
+        &mut self,
+        input: &CubeTensor,
+        row: usize,
+        record: &CubeTensor,
+        at: usize,
+    ) {
         let n = self.n;
         let len = record.meta.shape()[1];
         let client = self.state.client.clone();
@@ -339,16 +345,6 @@ impl GpuNetwork {
             ),
         }
         self.parity = 1 - self.parity;
-    }
-
-    /// Advance 1 ms with row `row` of `input` (`[T, N]`) as the drive; returns who fired
-    /// (`[1, N]`, 0/1), still on the device.
-    pub(crate) fn step(&mut self, input: &Tensor<2>, row: usize) -> Result<Tensor<2>> {
-        let input = primitive(input.clone())?;
-        let record = self.record(1);
-        self.launch(&input, row, &record, 0);
-        let record = Tensor::<3>::from_primitive::<Cube>(record);
-        Ok(record.slice(s![0..1, .., ..]).reshape([1, self.n]))
     }
 }
 
