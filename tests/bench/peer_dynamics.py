@@ -45,7 +45,9 @@ def memory_capacity():
 
 
 def izhikevich():
-    # Izhikevich (2003), the published MATLAB loop in NumPy.
+    # Izhikevich (2003), the published MATLAB loop in NumPy. Timed from the network's draw, as
+    # the CLI's "seconds" is (its set-up draws the same 1000 x 1000 weights).
+    t0 = time.perf_counter()
     rng = np.random.default_rng(1)
     ne, ni = 800, 200
     re, ri = rng.random(ne), rng.random(ni)
@@ -57,7 +59,6 @@ def izhikevich():
     v = -65 * np.ones(ne + ni)
     u = b * v
     spikes = np.zeros(ne + ni)
-    t0 = time.perf_counter()
     for _ in range(1000):
         I = np.r_[5 * rng.standard_normal(ne), 2 * rng.standard_normal(ni)]
         fired = v >= 30
