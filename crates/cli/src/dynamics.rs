@@ -163,10 +163,10 @@ pub struct MemoryCapacityArgs {
 #[derive(Args)]
 pub struct SpikingArgs {
     /// Excitatory neurons [default: 800].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     excitatory: Option<u64>,
     /// Inhibitory neurons [default: 200].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     inhibitory: Option<u64>,
     /// Milliseconds simulated (1 to 600000) [default: 1000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600_000))]

@@ -230,8 +230,19 @@ impl SpikingSpec {
     fn check(&self) -> Result<()> {
         let n = self.excitatory + self.inhibitory;
         let bad = |m: String| Err(DynamicsError::Input(m));
-        if n == 0 || n > 10_000 {
-            return bad("the network needs between 1 and 10 000 neurons".into());
+        // Sparse networks grow with their synapses, not N²: up to 100 000 neurons (the
+        // synapse cap below still holds).
+        let most = if self.synapses_per_neuron > 0 {
+            100_000
+        } else {
+            10_000
+        };
+        if n == 0 || n > most {
+            return bad(
+                "the network needs between 1 and 10 000 neurons (up to 100 000 with a fixed \
+                 number of synapses per neuron)"
+                    .into(),
+            );
         }
         if self.ms == 0 || self.ms > 600_000 {
             return bad("simulate between 1 ms and 10 minutes".into());

@@ -432,3 +432,32 @@ fn sparse_networks_agree_on_cpu_and_gpu() {
         }
     }
 }
+
+/// Dense networks stop at 10 000 neurons; with a fixed number of synapses per neuron a network
+/// may have up to 100 000 (the synapse cap still holds).
+#[test]
+fn sparse_networks_may_have_100_000_neurons() {
+    let sparse = |excitatory| SpikingSpec {
+        excitatory,
+        inhibitory: 20_000,
+        synapses_per_neuron: 1,
+        ms: 1,
+        ..SpikingSpec::default()
+    };
+    let run =
+        |spec: &SpikingSpec| pollster::block_on(spec.run(&cpu(), &mut |_| {}, &mut no_progress));
+    assert!(run(&sparse(80_000)).is_ok());
+    let err = run(&sparse(80_001)).unwrap_err().to_string();
+    assert!(err.contains("100 000"), "{err}");
+    let dense = SpikingSpec {
+        excitatory: 10_001,
+        ms: 1,
+        ..SpikingSpec::default()
+    };
+    assert!(
+        run(&dense)
+            .unwrap_err()
+            .to_string()
+            .contains("10 000 neurons")
+    );
+}
