@@ -131,6 +131,32 @@ pub struct ReservoirWeights {
 }
 
 impl ReservoirWeights {
+    /// Shapes and values both forms rely on; `targets`: the adaptation targets' count.
+    fn check(&self, targets: Option<usize>) -> Result<()> {
+        let (n, i) = (self.units, self.inputs);
+        let bad = |m: &str| Err(DynamicsError::Input(format!("reservoir weights: {m}")));
+        if n == 0 || n > 4096 || i == 0 {
+            return bad("between 1 and 4096 units and at least one input");
+        }
+        if self.w.len() != n * n || self.w_in.len() != n * i || self.bias.len() != n {
+            return bad("W must be [N, N], W_in [N, I] and the bias [N]");
+        }
+        if self.excitatory.is_some_and(|ne| ne > n) || targets.is_some_and(|t| t != n) {
+            return bad("more excitatory units or adaptation targets than units");
+        }
+        let finite = |v: &f64| (*v as f32).is_finite();
+        if !self
+            .w
+            .iter()
+            .chain(&self.w_in)
+            .chain(&self.bias)
+            .all(finite)
+        {
+            return bad("every weight must be a finite f32");
+        }
+        Ok(())
+    }
+
     /// Draw weights for `params` with `inputs` input channels.
     pub fn generate(params: &EsnParams, inputs: usize) -> Result<Self> {
         check_params(params, inputs)?;
@@ -232,8 +258,9 @@ fn check_params(p: &EsnParams, inputs: usize) -> Result<()> {
             )));
         }
     }
-    if !p.input_scaling.is_finite() || !p.bias.is_finite() {
-        return bad("input scaling and bias must be finite");
+    // Finite in f32 too: the forms compute in f32, where 1e39 is already infinite.
+    if !(p.input_scaling as f32).is_finite() || !(p.bias as f32).is_finite() {
+        return bad("input scaling and bias must be finite (and below 1e38)");
     }
     if let Some(ei) = &p.ei {
         if !(ei.excitatory_fraction > 0.0 && ei.excitatory_fraction < 1.0) {
@@ -252,6 +279,16 @@ fn check_params(p: &EsnParams, inputs: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The error of a run whose states stopped being finite numbers (tanh keeps finite inputs in
+/// [−1, 1], so it takes inputs or weights that overflow f32).
+fn diverged() -> DynamicsError {
+    DynamicsError::Input(
+        "the reservoir's states are not finite: the input series or the input scaling is too \
+         large for 32-bit floats"
+            .into(),
+    )
 }
 
 /// A reservoir on a device.
@@ -308,6 +345,12 @@ impl Reservoir {
         adaptation: Option<(Adaptation, Vec<f64>)>,
         device: &Device,
     ) -> Result<Self> {
+        weights.check(adaptation.as_ref().map(|(_, t)| t.len()))?;
+        if !(leak > 0.0 && leak <= 1.0) {
+            return Err(DynamicsError::Input(
+                "the leak rate must be in (0, 1]".into(),
+            ));
+        }
         #[cfg(feature = "webgpu")]
         let form = if interplay_models::device::is_cpu(device) {
             Form::Cpu(cpu::CpuReservoir::new(&weights))

@@ -220,7 +220,8 @@ pub fn ridge(x: &[f32], y: &[f64], inputs: usize, outputs: usize, ridge: f64) ->
 }
 
 /// [`ridge`] taking its rows in blocks as they are produced — a reservoir's states chunk by
-/// chunk, while it simulates the next chunk on another thread — with the same result.
+/// chunk, while it simulates the next chunk on another thread — with the same result up to
+/// rounding.
 ///
 /// It sums `(x − s)(x − s)ᵀ`, `(x − s)(y − r)ᵀ`, `x` and `y`, with shifts `s`, `r` the first
 /// block's means; [`Ridge::solve`] centres with `Σ (x − x̄)(x − x̄)ᵀ = Σ (x − s)(x − s)ᵀ − T d dᵀ`,
@@ -391,12 +392,12 @@ fn add_lower_gram(g: &mut DMatrix<f64>, a: &DMatrix<f64>) {
     let (n, t) = a.shape();
     // Aᵀ as a view of A's own storage (element (r, c) of Aᵀ is A's (c, r)): no transposed copy.
     let at = nalgebra::DMatrixView::from_slice_with_strides(a.as_slice(), t, n, n, 1);
-    // Four blocks: their costs 1:2:3:4 split evenly over two threads, and each packs its slice
-    // of Aᵀ once (more, smaller blocks spent as long packing as multiplying).
+    // Four blocks of equal triangle area (boundaries at n·√(p/4)), so any split over threads is
+    // even; each packs its slice of Aᵀ once (more, smaller blocks spent as long packing as
+    // multiplying).
     let parts = if n >= 256 { 4 } else { 1 };
-    let blocks: Vec<(usize, usize)> = (0..parts)
-        .map(|p| (p * n / parts, (p + 1) * n / parts))
-        .collect();
+    let edge = |p: usize| ((n as f64) * (p as f64 / parts as f64).sqrt()).round() as usize;
+    let blocks: Vec<(usize, usize)> = (0..parts).map(|p| (edge(p), edge(p + 1))).collect();
     let rows =
         interplay_models::par::map(&blocks, |&(lo, hi)| a.rows(lo, hi - lo) * at.columns(0, hi));
     for ((lo, hi), block) in blocks.into_iter().zip(rows) {

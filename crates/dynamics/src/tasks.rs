@@ -179,14 +179,7 @@ impl PredictionSpec {
         let out = res
             .run_with(
                 &input,
-                &mut |first, states| {
-                    // The chunk's rows within the training window [warmup, train).
-                    let last = first + states.len() / n;
-                    let (lo, hi) = (first.max(from), last.min(to));
-                    if lo < hi {
-                        fit.add(&states[(lo - first) * n..(hi - first) * n], &target[lo..hi]);
-                    }
-                },
+                &mut training_window(n, from, to, |rows, lo, hi| fit.add(rows, &target[lo..hi])),
                 progress,
             )
             .await?;
@@ -201,6 +194,23 @@ impl PredictionSpec {
             activity: activity(&out, n),
             balance: out.balance,
         })
+    }
+}
+
+/// A reservoir's `on_states` callback handing `take(rows, lo, hi)` the rows of each chunk that
+/// fall in a readout's training window `[from, to)` (`rows`: `[hi − lo, n]`).
+fn training_window(
+    n: usize,
+    from: usize,
+    to: usize,
+    mut take: impl FnMut(&[f32], usize, usize) + Send,
+) -> impl FnMut(usize, &[f32]) + Send {
+    move |first, states| {
+        let last = first + states.len() / n;
+        let (lo, hi) = (first.max(from), last.min(to));
+        if lo < hi {
+            take(&states[(lo - first) * n..(hi - first) * n], lo, hi);
+        }
     }
 }
 
@@ -300,17 +310,9 @@ impl MemoryCapacitySpec {
         let out = res
             .run_with(
                 &u,
-                &mut |first, states| {
-                    // The chunk's rows within the training window [warmup, warmup + train).
-                    let last = first + states.len() / n;
-                    let (lo, hi) = (first.max(self.warmup), last.min(split));
-                    if lo < hi {
-                        fit.add(
-                            &states[(lo - first) * n..(hi - first) * n],
-                            &targets(lo, hi),
-                        );
-                    }
-                },
+                &mut training_window(n, self.warmup, split, |rows, lo, hi| {
+                    fit.add(rows, &targets(lo, hi))
+                }),
                 progress,
             )
             .await?;

@@ -199,6 +199,11 @@ impl WhatWhenSpec {
         {
             return bad("trials, the stimulus window and every block need at least 1 (ms / trial)");
         }
+        // RLS keeps an N × N matrix and updates all of it every ms.
+        let n = self.network.excitatory + self.network.inhibitory;
+        if matches!(self.rule, Rule::Rls { .. }) && n > 4096 {
+            return bad("the RLS readout keeps an N × N matrix: at most 4096 neurons");
+        }
         let total: usize = self.phases.iter().map(|p| p.trials).sum();
         if total == 0 || total * self.trial_ms > 2_000_000 {
             return bad("between 1 trial and 2000 s of simulated time");

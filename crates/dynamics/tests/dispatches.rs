@@ -35,6 +35,23 @@ fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
     assert_eq!(out.balance.len(), 600);
     assert_eq!(dispatches, 3, "want one dispatch per 250-step chunk");
 
+    // A dense 650-unit reservoir: its work bound allows 39 steps per dispatch, so 250 + 50
+    // steps take 7 + 2.
+    let dense = EsnParams {
+        units: 650,
+        rc_connectivity: 1.0,
+        ..EsnParams::default()
+    };
+    let res = Reservoir::new(&dense, 1, &gpu.device).unwrap();
+    let counter = DispatchCounter::start();
+    pollster::block_on(res.run(&u[..300], &mut no_progress)).unwrap();
+    let dispatches = counter.count();
+    drop(counter);
+    assert_eq!(
+        dispatches, 9,
+        "want ceil(250 / 39) + ceil(50 / 39) dispatches"
+    );
+
     // What/when, both rules: 3 trials of 250 ms, network and readout kernels each ms.
     for rule in [WhatWhenSpec::default().rule, Rule::Rls { alpha: 1.0 }] {
         let spec = WhatWhenSpec {

@@ -461,3 +461,94 @@ fn sparse_networks_may_have_100_000_neurons() {
             .contains("10 000 neurons")
     );
 }
+
+/// A dense 650-unit E/I reservoir on WebGPU: more units than the kernel's threads (each owns
+/// three), and at 39 steps per dispatch (the work bound) dispatches that start on odd steps;
+/// the states, gains and balance are the CPU form's to rounding.
+#[test]
+fn large_dense_reservoir_cpu_and_gpu_forms_agree() {
+    use interplay_dynamics::esn::Reservoir;
+    use interplay_dynamics::{Adaptation, EiParams};
+    let Some(gpu) = interplay_testkit::wgpu_device() else {
+        return;
+    };
+    let params = EsnParams {
+        units: 650,
+        rc_connectivity: 1.0,
+        spectral_radius: 0.9,
+        leak: 0.5,
+        ei: Some(EiParams {
+            adaptation: Some(Adaptation {
+                steps: 100,
+                ..Adaptation::default()
+            }),
+            ..EiParams::default()
+        }),
+        ..EsnParams::default()
+    };
+    let u: Vec<f64> = (0..300).map(|t| (t as f64 * 0.05).sin() + 0.2).collect();
+    let run = |dev: &Device| {
+        let r = Reservoir::new(&params, 1, dev).unwrap();
+        pollster::block_on(r.run(&u, &mut no_progress)).unwrap()
+    };
+    let (a, b) = (run(&cpu()), run(&gpu.device));
+    let worst = |x: &[f32], y: &[f32]| {
+        assert_eq!(x.len(), y.len());
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    let flat = |v: &[(f32, f32)]| v.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>();
+    let (states, gains, balance) = (
+        worst(&a.states, &b.states),
+        worst(&a.gains, &b.gains),
+        worst(&flat(&a.balance), &flat(&b.balance)),
+    );
+    eprintln!("650 units: states {states:.1e}, gains {gains:.1e}, balance {balance:.1e}");
+    assert!(
+        a.states.iter().any(|&x| x > 0.05),
+        "the reservoir stayed silent"
+    );
+    assert!(states < 1e-5 && gains < 1e-5 && balance < 1e-5);
+}
+
+/// Weights given from outside (`Reservoir::from_weights`) are checked: a message, not a panic.
+#[test]
+fn bad_reservoir_weights_are_refused() {
+    use interplay_dynamics::esn::{Reservoir, ReservoirWeights};
+    let good = ReservoirWeights {
+        units: 2,
+        inputs: 1,
+        w: vec![0.0, 0.5, -0.5, 0.0],
+        w_in: vec![1.0, -1.0],
+        bias: vec![0.0; 2],
+        excitatory: None,
+    };
+    assert!(Reservoir::from_weights(good.clone(), 0.5, None, &cpu()).is_ok());
+    for bad in [
+        ReservoirWeights {
+            units: 0,
+            w: vec![],
+            w_in: vec![],
+            bias: vec![],
+            ..good.clone()
+        },
+        ReservoirWeights {
+            w: vec![0.0; 3],
+            ..good.clone()
+        },
+        ReservoirWeights {
+            excitatory: Some(3),
+            ..good.clone()
+        },
+        ReservoirWeights {
+            w_in: vec![1e39, 0.0],
+            ..good.clone()
+        },
+    ] {
+        let err = Reservoir::from_weights(bad, 0.5, None, &cpu()).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("reservoir weights")));
+    }
+    assert!(Reservoir::from_weights(good, 0.0, None, &cpu()).is_err());
+}

@@ -24,6 +24,10 @@ use crate::spiking::gpu::primitive;
 /// Threads in the one workgroup: WebGPU's guaranteed maximum.
 const THREADS: usize = 256;
 
+/// Multiply-adds one dispatch may do (recurrent entries plus input weights, times steps): a
+/// 500-unit ESN at 10 % runs its 250-step chunk in one dispatch, a dense 4096-unit one a step.
+const WORK_PER_DISPATCH: usize = 1 << 24;
+
 /// The kernel, in CubeCL's Rust subset (compiled to WGSL at first launch). Literals carry their
 /// type: an unsuffixed float would be an f64 here.
 mod kernels {
@@ -84,7 +88,8 @@ mod kernels {
         (a0 + a1) + (a2 + a3) + tail
     }
 
-    /// `len` steps of the reservoir, from step `first` of the run.
+    /// `len` steps of the reservoir, from step `first` of the run, reading input rows and
+    /// writing record rows `at..at + len` (of `rows`).
     ///
     /// # Shapes
     /// - `state`: `[2N + N]`: two halves of the state (the present one at `parity`), the
@@ -93,8 +98,8 @@ mod kernels {
     /// - `graph`: u32 `[2(N + 1) + S]`: row starts of the excitatory (or all) entries, row
     ///   starts of the inhibitory ones, then each entry's column (presynaptic unit);
     ///   `w`: `[S]`, the entries' weights;
-    /// - `input`: `[len, I]`; `record`: `[len·N + len·2·threads]`: the states, then per step
-    ///   each thread's sums of excitatory and inhibitory input over its units.
+    /// - `input`: `[rows, I]`; `record`: `[rows·N (+ rows·2·threads)]`: the states, then (E/I
+    ///   reservoirs) per step each thread's sums of excitatory and inhibitory input.
     #[cube(launch)]
     // `div_ceil` is not in CubeCL's subset.
     #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
@@ -108,6 +113,8 @@ mod kernels {
         n: usize,
         width: usize,
         len: usize,
+        at: usize,
+        rows: usize,
         parity: usize,
         first: usize,
         until: usize,
@@ -121,8 +128,9 @@ mod kernels {
         let gains = 2usize * n;
         let cols = 2usize * n + 2usize;
         let per = (n + threads - 1usize) / threads;
-        for t in 0..len {
-            let src = ((parity + t) % 2usize) * n;
+        for step in 0..len {
+            let t = at + step;
+            let src = ((parity + step) % 2usize) * n;
             let dst = n - src;
             let mut sum_exc = 0.0f32;
             let mut sum_inh = 0.0f32;
@@ -165,7 +173,7 @@ mod kernels {
                     let x = state[src + i] * keep + tanh_rational(pre) * take;
                     state[dst + i] = x;
                     record[t * n + i] = x;
-                    if first + t < until {
+                    if first + step < until {
                         let mut g = state[gains + i] + (x - params[n * width + n + i]) * eta;
                         if g < 0.0f32 {
                             g = 0.0f32;
@@ -175,12 +183,15 @@ mod kernels {
                 }
             }
             // This thread's share of the step's E/I balance; the host adds the shares.
-            let share = len * n + (t * 2usize) * threads + tid;
-            record[share] = sum_exc;
-            record[share + threads] = sum_inh;
+            if ei == 1u32 {
+                let share = rows * n + (t * 2usize) * threads + tid;
+                record[share] = sum_exc;
+                record[share + threads] = sum_inh;
+            }
             // Every thread's new state visible to all before the next step. Nothing else is
-            // between two barriers: no thread works on alone (lavapipe lost the last steps of a
-            // chunk when one thread added the shares after the barrier).
+            // between two barriers: a first version had thread 0 add the shares after the
+            // barrier while the others went on, and on lavapipe the last steps of each chunk
+            // were then never written (cause not found; this form has no such step).
             sync_storage();
         }
     }
@@ -191,6 +202,8 @@ pub(crate) struct GpuReservoir {
     n: usize,
     width: usize,
     ei: bool,
+    /// Recurrent entries (the work of one step).
+    nnz: usize,
     keep: f32,
     take: f32,
     /// η and the number of adaptation steps (0: none).
@@ -230,6 +243,7 @@ impl GpuReservoir {
                 start.push(cols.len() as u32);
             }
         }
+        let nnz = cols.len();
         let mut graph = start;
         graph.extend(cols);
         // A reservoir with no recurrent weight still binds a buffer (WebGPU has no empty one).
@@ -259,6 +273,7 @@ impl GpuReservoir {
             n,
             width: weights.inputs,
             ei: weights.excitatory.is_some(),
+            nnz,
             keep: (1.0 - leak) as f32,
             take: leak as f32,
             eta: adaptation.map_or(0.0, |(a, _)| a.eta as f32),
@@ -304,7 +319,12 @@ impl GpuReservoir {
                 TensorData::new(u, [len * width]),
                 &self.device,
             ))?;
-            let size = len * n + len * 2 * THREADS;
+            // The balance shares only for E/I reservoirs.
+            let size = len * n + if self.ei { len * 2 * THREADS } else { 0 };
+            // Steps per dispatch: a bounded amount of work each, so a large dense reservoir
+            // never holds the GPU for long in one dispatch (a driver's watchdog would reset it).
+            let per_step = self.nnz + n * (width + 1);
+            let span = (WORK_PER_DISPATCH / per_step.max(1)).clamp(1, len);
             let record = CubeTensor::new_contiguous(
                 client.clone(),
                 state.device.clone(),
@@ -312,35 +332,37 @@ impl GpuReservoir {
                 client.empty(size * size_of::<f32>()),
                 DType::F32,
             );
-            kernels::esn_chunk::launch(
-                &client,
-                CubeCount::Static(1, 1, 1),
-                CubeDim::new_1d(THREADS as u32),
-                state.clone().into_buffer_arg(),
-                self.params.clone().into_buffer_arg(),
-                self.graph.clone().into_buffer_arg(),
-                self.w.clone().into_buffer_arg(),
-                input.into_buffer_arg(),
-                record.clone().into_buffer_arg(),
-                n,
-                width,
-                len,
-                start % 2,
-                start,
-                self.until,
-                self.eta,
-                self.keep,
-                self.take,
-                u32::from(self.ei),
-                THREADS,
-            );
+            for at in (0..len).step_by(span) {
+                kernels::esn_chunk::launch(
+                    &client,
+                    CubeCount::Static(1, 1, 1),
+                    CubeDim::new_1d(THREADS as u32),
+                    state.clone().into_buffer_arg(),
+                    self.params.clone().into_buffer_arg(),
+                    self.graph.clone().into_buffer_arg(),
+                    self.w.clone().into_buffer_arg(),
+                    input.clone().into_buffer_arg(),
+                    record.clone().into_buffer_arg(),
+                    n,
+                    width,
+                    span.min(len - at),
+                    at,
+                    len,
+                    (start + at) % 2,
+                    start + at,
+                    // The adaptation window as the kernel's 32-bit scalar can hold it.
+                    self.until.min(steps),
+                    self.eta,
+                    self.keep,
+                    self.take,
+                    u32::from(self.ei),
+                    THREADS,
+                );
+            }
             let data = read_f32(Tensor::<1>::from_primitive::<Cube>(record)).await?;
             let (states, balance) = data.split_at(len * n);
             if states.iter().any(|v| !v.is_finite()) {
-                return Err(DynamicsError::Input(
-                    "the reservoir diverged (NaN states): lower the spectral radius or input scaling"
-                        .into(),
-                ));
+                return Err(super::diverged());
             }
             on_states(start, states);
             out.states.extend_from_slice(states);
