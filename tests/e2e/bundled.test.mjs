@@ -81,6 +81,16 @@ for (const mode of MODES) {
         }
       }
 
+      // The logit lens names its top predictions with words (the id on hover), not "#id".
+      const sa = await page.getAttribute('[data-testid="analysis-status"]', "data-seq");
+      await page.click('[data-testid="analysis-run"]');
+      assert.equal(await waitDone(page, "analysis-status", sa), "done");
+      const lensRow = await page.textContent('[data-testid="logit-lens"] tbody tr');
+      console.log(`[${mode.name}] logit lens, first layer: ${lensRow}`);
+      assert.doesNotMatch(lensRow, /#\d/, lensRow);
+      assert.match(await page.getAttribute('[data-testid="logit-lens"] tbody td span', "title"), /^token #\d+$/);
+      await page.locator('[data-testid="logit-lens"]').screenshot({ path: path.join(SHOTS, `bundled-logit-lens-${mode.name}.png`) });
+
       // The induction guided experiment switches to the induction model; its detectors find the circuit.
       await page.click('[data-testid="guide-induction-bundled-setup"]');
       await page.waitForSelector('[data-testid="model-name"]:has-text("induction")', { timeout: 60_000 });

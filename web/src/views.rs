@@ -169,9 +169,14 @@ pub fn AnalysisPanel(
                         <table class="data" data-testid="logit-lens">
                             <thead><tr><th>"layer"</th><th>"top predictions"</th>
                                 {an.lens_labels.iter().map(|t| view! { <th>{format!("p({t}) / rank")}</th> }).collect_view()}</tr></thead>
-                            <tbody>{an.lens.top.iter().zip(&an.lens.tracked).zip(&lens_rows).map(|((top, tr), l)| view! {
+                            <tbody>{an.lens.top.iter().zip(&an.lens.tracked).zip(&lens_rows).enumerate().map(|(row, ((top, tr), l))| view! {
                                 <tr><th scope="row">{l.clone()}</th>
-                                    <td>{top.iter().map(|(id, p)| format!("#{id} {:.1}%", p * 100.0)).collect::<Vec<_>>().join(", ")}</td>
+                                    // Words where the tokenizer has them; the id on hover (and alone without one).
+                                    <td>{top.iter().enumerate().map(|(k, (id, p))| {
+                                        let word = an.lens_top_words.get(row).and_then(|w| w.get(k));
+                                        let label = word.cloned().unwrap_or_else(|| format!("#{id}"));
+                                        view! { <span title=format!("token #{id}")>{format!("{label} {:.1}%", p * 100.0)}</span> }
+                                    }).collect::<Vec<_>>().into_iter().enumerate().map(|(k, v)| view! { {(k > 0).then_some(", ")}{v} }).collect_view()}</td>
                                     {tr.iter().map(|(p, r)| view! { <td>{format!("{:.2}% / {r}", p * 100.0)}</td> }).collect_view()}
                                 </tr>
                             }).collect_view()}</tbody>

@@ -103,6 +103,9 @@ pub struct Analysis {
     pub patterns: PatternCube,
     /// The logit lens at the last position.
     pub lens: LogitLens,
+    /// Each layer's top predictions as words (`lens.top`'s ids through the tokenizer).
+    #[serde(default)]
+    pub lens_top_words: Vec<Vec<String>>,
     /// The tracked tokens as shown.
     pub lens_labels: Vec<String>,
     /// Direct logit attribution, when both tokens are given.
@@ -279,6 +282,11 @@ impl Inspect {
                         .map(|(i, &id)| format!("{i} {}", shown(m, id)))
                         .collect(),
                     lens_labels: tracked.iter().map(|&t| shown(m, t)).collect(),
+                    lens_top_words: lens
+                        .top
+                        .iter()
+                        .map(|top| top.iter().map(|&(id, _)| shown(m, id)).collect())
+                        .collect(),
                     patterns,
                     lens,
                     dla,

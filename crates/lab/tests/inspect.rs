@@ -97,6 +97,14 @@ fn analysis_is_the_analysis_functions() {
     );
     assert_eq!(an.lens.tracked_ids, vec![a, w]);
     assert_eq!(an.lens_labels.len(), 2);
+    // The lens's top predictions come as words too, one per id, through the tokenizer.
+    assert_eq!(an.lens_top_words.len(), an.lens.top.len());
+    for (words, top) in an.lens_top_words.iter().zip(&an.lens.top) {
+        assert_eq!(words.len(), top.len());
+        for (word, &(id, _)) in words.iter().zip(top) {
+            assert_eq!(word, &interplay_lab::inspect::shown(&m, id));
+        }
+    }
     assert!(an.answer_label.starts_with("logit("), "{}", an.answer_label);
     // Without both tokens: no attribution, the lens tracks what was given.
     let Inspection::Analysis(one) = block_on(
