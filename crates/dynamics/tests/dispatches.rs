@@ -10,6 +10,13 @@ use interplay_dynamics::{Adaptation, EiParams, EsnParams, Reservoir, SpikingSpec
 use interplay_models::device::DispatchCounter;
 use interplay_models::patching::no_progress;
 
+/// What `f` returns and the GPU dispatches it made (the counter is process-wide: one test).
+fn dispatched<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let counter = DispatchCounter::start();
+    let out = f();
+    (out, counter.count())
+}
+
 #[test]
 fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
     let Some(gpu) = interplay_testkit::wgpu_device() else {
@@ -26,10 +33,8 @@ fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
     };
     let u: Vec<f64> = (0..600).map(|t| (t as f64 * 0.1).sin()).collect();
     let res = Reservoir::new(&params, 1, &gpu.device).unwrap();
-    let counter = DispatchCounter::start();
-    let out = pollster::block_on(res.run(&u, &mut no_progress)).unwrap();
-    let dispatches = counter.count();
-    drop(counter);
+    let (out, dispatches) =
+        dispatched(|| pollster::block_on(res.run(&u, &mut no_progress)).unwrap());
     eprintln!("reservoir: {dispatches} dispatches for 600 steps");
     assert_eq!(out.states.len(), 600 * 300);
     assert_eq!(out.balance.len(), 600);
@@ -43,10 +48,8 @@ fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
         ..EsnParams::default()
     };
     let res = Reservoir::new(&dense, 1, &gpu.device).unwrap();
-    let counter = DispatchCounter::start();
-    pollster::block_on(res.run(&u[..300], &mut no_progress)).unwrap();
-    let dispatches = counter.count();
-    drop(counter);
+    let (_, dispatches) =
+        dispatched(|| pollster::block_on(res.run(&u[..300], &mut no_progress)).unwrap());
     assert_eq!(
         dispatches, 9,
         "want ceil(250 / 39) + ceil(50 / 39) dispatches"
@@ -63,10 +66,9 @@ fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
             rule,
             ..WhatWhenSpec::default()
         };
-        let counter = DispatchCounter::start();
-        let r = pollster::block_on(spec.run(&gpu.device, &mut |_| {}, &mut no_progress)).unwrap();
-        let dispatches = counter.count();
-        drop(counter);
+        let (r, dispatches) = dispatched(|| {
+            pollster::block_on(spec.run(&gpu.device, &mut |_| {}, &mut no_progress)).unwrap()
+        });
         eprintln!(
             "what/when {:?}: {dispatches} dispatches for 750 ms",
             spec.rule
@@ -92,10 +94,9 @@ fn dynamics_kernels_dispatch_once_per_ms_or_chunk_on_wgpu() {
             trace_neurons: vec![0, 900],
             ..SpikingSpec::default()
         };
-        let counter = DispatchCounter::start();
-        let r = pollster::block_on(spec.run(&gpu.device, &mut |_| {}, &mut no_progress)).unwrap();
-        let dispatches = counter.count();
-        drop(counter);
+        let (r, dispatches) = dispatched(|| {
+            pollster::block_on(spec.run(&gpu.device, &mut |_| {}, &mut no_progress)).unwrap()
+        });
         eprintln!(
             "{:?}: {dispatches} dispatches for {} ms",
             spec.model, spec.ms

@@ -323,12 +323,39 @@ fn what_when_cpu_and_gpu_forms_agree() {
     }
 }
 
+/// `params`' reservoir driven by `u` on the CPU and on `gpu`: the largest differences of states,
+/// gains and E/I balance (after checking the reservoir did not stay silent).
+fn reservoir_forms_differ(params: &EsnParams, u: &[f64], gpu: &Device) -> (f32, f32, f32) {
+    use interplay_dynamics::esn::Reservoir;
+    let run = |dev: &Device| {
+        let r = Reservoir::new(params, 1, dev).unwrap();
+        pollster::block_on(r.run(u, &mut no_progress)).unwrap()
+    };
+    let (a, b) = (run(&cpu()), run(gpu));
+    assert!(
+        a.states.iter().any(|&x| x > 0.05),
+        "the reservoir stayed silent"
+    );
+    let worst = |x: &[f32], y: &[f32]| {
+        assert_eq!(x.len(), y.len());
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    let flat = |v: &[(f32, f32)]| v.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>();
+    (
+        worst(&a.states, &b.states),
+        worst(&a.gains, &b.gains),
+        worst(&flat(&a.balance), &flat(&b.balance)),
+    )
+}
+
 /// The E/I reservoir's CPU form (compressed rows, ReLU, inhibitory gains, adaptation window)
 /// and its WebGPU kernel give the same states, balance and gains, across chunk boundaries
 /// (600 steps: chunks of 250, 250 and 100).
 #[test]
 fn ei_reservoir_cpu_and_gpu_forms_agree() {
-    use interplay_dynamics::esn::Reservoir;
     use interplay_dynamics::{Adaptation, EiParams};
     let Some(gpu) = interplay_testkit::wgpu_device() else {
         return;
@@ -348,27 +375,8 @@ fn ei_reservoir_cpu_and_gpu_forms_agree() {
         ..EsnParams::default()
     };
     let u: Vec<f64> = (0..600).map(|t| (t as f64 * 0.07).sin() * 0.8).collect();
-    let run = |dev: &Device| {
-        let r = Reservoir::new(&params, 1, dev).unwrap();
-        pollster::block_on(r.run(&u, &mut no_progress)).unwrap()
-    };
-    let (a, b) = (run(&cpu()), run(&gpu.device));
-    let worst = |x: &[f32], y: &[f32]| {
-        assert_eq!(x.len(), y.len());
-        x.iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max)
-    };
-    let states = worst(&a.states, &b.states);
-    let gains = worst(&a.gains, &b.gains);
-    let flat = |v: &[(f32, f32)]| v.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>();
-    let balance = worst(&flat(&a.balance), &flat(&b.balance));
+    let (states, gains, balance) = reservoir_forms_differ(&params, &u, &gpu.device);
     eprintln!("E/I: states {states:.1e}, gains {gains:.1e}, balance {balance:.1e}");
-    assert!(
-        a.states.iter().any(|&x| x > 0.05),
-        "the reservoir stayed silent"
-    );
     assert!(states < 1e-4 && gains < 1e-4 && balance < 1e-4);
 }
 
@@ -467,7 +475,6 @@ fn sparse_networks_may_have_100_000_neurons() {
 /// the states, gains and balance are the CPU form's to rounding.
 #[test]
 fn large_dense_reservoir_cpu_and_gpu_forms_agree() {
-    use interplay_dynamics::esn::Reservoir;
     use interplay_dynamics::{Adaptation, EiParams};
     let Some(gpu) = interplay_testkit::wgpu_device() else {
         return;
@@ -487,29 +494,8 @@ fn large_dense_reservoir_cpu_and_gpu_forms_agree() {
         ..EsnParams::default()
     };
     let u: Vec<f64> = (0..300).map(|t| (t as f64 * 0.05).sin() + 0.2).collect();
-    let run = |dev: &Device| {
-        let r = Reservoir::new(&params, 1, dev).unwrap();
-        pollster::block_on(r.run(&u, &mut no_progress)).unwrap()
-    };
-    let (a, b) = (run(&cpu()), run(&gpu.device));
-    let worst = |x: &[f32], y: &[f32]| {
-        assert_eq!(x.len(), y.len());
-        x.iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max)
-    };
-    let flat = |v: &[(f32, f32)]| v.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>();
-    let (states, gains, balance) = (
-        worst(&a.states, &b.states),
-        worst(&a.gains, &b.gains),
-        worst(&flat(&a.balance), &flat(&b.balance)),
-    );
+    let (states, gains, balance) = reservoir_forms_differ(&params, &u, &gpu.device);
     eprintln!("650 units: states {states:.1e}, gains {gains:.1e}, balance {balance:.1e}");
-    assert!(
-        a.states.iter().any(|&x| x > 0.05),
-        "the reservoir stayed silent"
-    );
     assert!(states < 1e-5 && gains < 1e-5 && balance < 1e-5);
 }
 

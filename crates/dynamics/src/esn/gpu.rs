@@ -12,14 +12,14 @@
 
 use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
-use burn::tensor::{DType, Device, Tensor, TensorData};
-use cubecl::prelude::{CubeCount, CubeDim, CubeElement};
+use burn::tensor::{Device, Tensor};
+use cubecl::prelude::{CubeCount, CubeDim};
 use interplay_models::device::read_f32;
 use interplay_models::patching::Progress;
 
 use super::{Adaptation, CHUNK, ReservoirWeights, RunOutput};
 use crate::error::{DynamicsError, Result};
-use crate::spiking::gpu::primitive;
+use crate::spiking::gpu::{empty_f32, upload, upload_u32};
 
 /// Threads in the one workgroup: WebGPU's guaranteed maximum.
 const THREADS: usize = 256;
@@ -256,19 +256,8 @@ impl GpuReservoir {
             Some((_, targets)) => params.extend(targets.iter().map(|&v| v as f32)),
             None => params.extend(std::iter::repeat_n(0f32, n)),
         }
-        let upload = |data: Vec<f32>| {
-            let len = data.len();
-            primitive(Tensor::<1>::from_data(TensorData::new(data, [len]), device))
-        };
-        let params = upload(params)?;
-        let client = params.client.clone();
-        let graph = CubeTensor::new_contiguous(
-            client.clone(),
-            params.device.clone(),
-            [graph.len()].into(),
-            client.create_from_slice(u32::as_bytes(&graph)),
-            DType::U32,
-        );
+        let params = upload(params, device)?;
+        let graph = upload_u32(&graph, &params);
         Ok(Self {
             n,
             width: weights.inputs,
@@ -280,7 +269,7 @@ impl GpuReservoir {
             until: adaptation.map_or(0, |(a, _)| a.steps),
             params,
             graph,
-            w: upload(vals)?,
+            w: upload(vals, device)?,
             device: device.clone(),
         })
     }
@@ -298,11 +287,7 @@ impl GpuReservoir {
         // The state at zero, gains at one.
         let mut init = vec![0f32; 3 * n];
         init[2 * n..3 * n].fill(1.0);
-        let len = init.len();
-        let state = primitive(Tensor::<1>::from_data(
-            TensorData::new(init, [len]),
-            &self.device,
-        ))?;
+        let state = upload(init, &self.device)?;
         let client = state.client.clone();
         let mut out = RunOutput {
             states: Vec::with_capacity(steps * n),
@@ -315,23 +300,14 @@ impl GpuReservoir {
                 .iter()
                 .map(|&v| v as f32)
                 .collect();
-            let input = primitive(Tensor::<1>::from_data(
-                TensorData::new(u, [len * width]),
-                &self.device,
-            ))?;
+            let input = upload(u, &self.device)?;
             // The balance shares only for E/I reservoirs.
             let size = len * n + if self.ei { len * 2 * THREADS } else { 0 };
             // Steps per dispatch: a bounded amount of work each, so a large dense reservoir
             // never holds the GPU for long in one dispatch (a driver's watchdog would reset it).
             let per_step = self.nnz + n * (width + 1);
             let span = (WORK_PER_DISPATCH / per_step.max(1)).clamp(1, len);
-            let record = CubeTensor::new_contiguous(
-                client.clone(),
-                state.device.clone(),
-                [size].into(),
-                client.empty(size * size_of::<f32>()),
-                DType::F32,
-            );
+            let record = empty_f32(&[size], &state);
             for at in (0..len).step_by(span) {
                 kernels::esn_chunk::launch(
                     &client,

@@ -193,6 +193,36 @@ pub(crate) fn primitive<const D: usize>(tensor: Tensor<D>) -> Result<CubeTensor>
     Ok(p)
 }
 
+/// `data` as a flat f32 buffer on `device`.
+pub(crate) fn upload(data: Vec<f32>, device: &Device) -> Result<CubeTensor> {
+    let len = data.len();
+    primitive(Tensor::<1>::from_data(TensorData::new(data, [len]), device))
+}
+
+/// `data` as a u32 buffer beside `like` (its client and device).
+pub(crate) fn upload_u32(data: &[u32], like: &CubeTensor) -> CubeTensor {
+    let client = &like.client;
+    CubeTensor::new_contiguous(
+        client.clone(),
+        like.device.clone(),
+        [data.len()].into(),
+        client.create_from_slice(u32::as_bytes(data)),
+        DType::U32,
+    )
+}
+
+/// An f32 buffer of `shape` beside `like`, for a kernel to write every entry of.
+pub(crate) fn empty_f32(shape: &[usize], like: &CubeTensor) -> CubeTensor {
+    let client = &like.client;
+    CubeTensor::new_contiguous(
+        client.clone(),
+        like.device.clone(),
+        shape.to_vec().into(),
+        client.empty(shape.iter().product::<usize>() * size_of::<f32>()),
+        DType::F32,
+    )
+}
+
 impl GpuNetwork {
     /// Build `spec`'s network from its seed: the same draws as the CPU form's.
     pub(crate) fn new(spec: &SpikingSpec, device: &Device) -> Result<Self> {
@@ -231,20 +261,13 @@ impl GpuNetwork {
                 limit >> 20
             )));
         }
-        let client = state.client.clone();
         // All-to-all: a row's synapse k comes from neuron k, so the N² indices stay home.
         let all_to_all = pre.len() == n * n;
         let mut graph = start;
         if !all_to_all {
             graph.extend(pre);
         }
-        let graph = CubeTensor::new_contiguous(
-            client.clone(),
-            state.device.clone(),
-            [graph.len()].into(),
-            client.create_from_slice(u32::as_bytes(&graph)),
-            DType::U32,
-        );
+        let graph = upload_u32(&graph, &state);
         let Drawn {
             abcd, rng_noise, ..
         } = drawn;
@@ -274,14 +297,7 @@ impl GpuNetwork {
 
     /// A record for `len` ms, `[2, len, N]`: who fired, then v.
     pub(crate) fn record(&self, len: usize) -> CubeTensor {
-        let client = &self.state.client;
-        CubeTensor::new_contiguous(
-            client.clone(),
-            self.state.device.clone(),
-            [2, len, self.n].into(),
-            client.empty(2 * len * self.n * size_of::<f32>()),
-            DType::F32,
-        )
+        empty_f32(&[2, len, self.n], &self.state)
     }
 
     /// Advance 1 ms with row `row` of `input` (`[T, N]`) as the drive, recording into row `at`

@@ -8,13 +8,13 @@
 
 use burn::backend::Cube;
 use burn::backend::wgpu::CubeTensor;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use cubecl::prelude::{CubeCount, CubeDim};
 use interplay_models::device::read_f32;
 
 use super::{Rule, WhatWhenSpec};
 use crate::error::Result;
-use crate::spiking::gpu::{GpuNetwork, primitive};
+use crate::spiking::gpu::{GpuNetwork, empty_f32, upload};
 
 /// Threads in the readout's one workgroup: WebGPU's guaranteed maximum.
 const THREADS: usize = 256;
@@ -185,10 +185,6 @@ impl GpuLearner {
         device: &Device,
     ) -> Result<Self> {
         let n = decay.len();
-        let upload = |data: Vec<f32>| {
-            let len = data.len();
-            primitive(Tensor::<1>::from_data(TensorData::new(data, [len]), device))
-        };
         let (rls, eta, kappa, p) = match spec.rule {
             Rule::Rls { alpha } => {
                 let mut p = vec![0f32; n * n];
@@ -203,11 +199,11 @@ impl GpuLearner {
             net: GpuNetwork::new(&spec.network, device)?,
             cue,
             decay,
-            learn: upload(vec![
-                0f32;
-                2 * n + 2 * n * classes + (2 * classes + 2) * THREADS
-            ])?,
-            p: upload(p)?,
+            learn: upload(
+                vec![0f32; 2 * n + 2 * n * classes + (2 * classes + 2) * THREADS],
+                device,
+            )?,
+            p: upload(p, device)?,
             rls,
             eta,
             kappa,
@@ -225,27 +221,14 @@ impl GpuLearner {
         for (x, c) in input.iter_mut().zip(&self.cue) {
             *x += c;
         }
-        let input = primitive(Tensor::<1>::from_data(
-            TensorData::new(input, [t_len * n]),
-            &self.device,
-        ))?;
+        let input = upload(input, &self.device)?;
         let mut trial = self.decay.clone();
         trial.extend(target);
         trial.extend(gate);
-        let size = trial.len();
-        let trial = primitive(Tensor::<1>::from_data(
-            TensorData::new(trial, [size]),
-            &self.device,
-        ))?;
+        let trial = upload(trial, &self.device)?;
         let record = self.net.record(t_len);
         let client = self.learn.client.clone();
-        let out = CubeTensor::new_contiguous(
-            client.clone(),
-            self.learn.device.clone(),
-            [t_len * classes].into(),
-            client.empty(t_len * classes * size_of::<f32>()),
-            DType::F32,
-        );
+        let out = empty_f32(&[t_len * classes], &self.learn);
         for t in 0..t_len {
             self.net.launch(&input, t, &record, t);
             kernels::readout_step::launch(
