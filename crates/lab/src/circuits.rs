@@ -77,7 +77,7 @@ pub async fn logit_lens(
         .collect::<Result<_, _>>()?;
     let stacked = Tensor::cat(rows, 0); // [n+1, 1, d]
     let normed = m.ln_final.forward(stacked).reshape([n + 1, d]);
-    let logits = normed.matmul(m.unembed_matrix()); // [n+1, v]
+    let logits = m.unembed_rows(normed); // [n+1, v]
     let logits = read_f32(logits).await?;
     let mut top = Vec::with_capacity(n + 1);
     let mut tr = Vec::with_capacity(n + 1);
@@ -146,7 +146,7 @@ pub async fn direct_logit_attribution(
         TensorData::new(vec![answer as i32, wrong as i32], [2]),
         &dev,
     );
-    let wu = m.unembed_matrix().select(1, cols);
+    let wu = m.unembed_columns(cols);
     let dir = (wu.clone().slice(s![.., 0..1]) - wu.slice(s![.., 1..2])).reshape([d]);
     // The final norm as a fixed linear map: x ↦ (x − centre(x)) / σ ⊙ w, σ from the clean run.
     let w = m.ln_final.weight.val();

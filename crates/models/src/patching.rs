@@ -10,7 +10,9 @@
 //! `p..`, takes keys and values of earlier positions from the corrupted run, and evaluates the
 //! metric at the last position only (two unembedding columns, not the whole vocabulary).
 //! Variants sharing `p` advance through the layers together in one batch that grows by the
-//! variants starting at each layer.
+//! variants starting at each layer. Positions before the first token where the two prompts
+//! differ hold the same activations in both runs, so patching them changes nothing and is not
+//! run (their patched metric is the corrupted one).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -111,13 +113,12 @@ impl LogitDiff {
                 )));
             }
         }
-        let w_u = model.unembed_matrix();
         let d = model.config.d_model;
         let cols = Tensor::<1, Int>::from_data(
             TensorData::new(vec![answer as i32, wrong as i32], [2]),
             &model.device(),
         );
-        let two = w_u.select(1, cols); // [d, 2]
+        let two = model.unembed_columns(cols); // [d, 2]
         let direction = two.clone().slice(s![.., 0..1]) - two.slice(s![.., 1..2]);
         Ok(Self {
             direction: direction.reshape([d, 1]),
@@ -238,11 +239,20 @@ pub async fn patch_sweep(
         metric.eval(model, last_position(clean_run.resid_pre[n].clone())),
         metric.eval(model, last_position(corrupt_run.resid_pre[n].clone())),
     ];
-    // (start position, rows per layer): head outputs are patched at every position.
-    let starts: Vec<usize> = if target == PatchTarget::HeadOut {
-        vec![0]
-    } else {
-        (0..p_len).collect()
+    // Positions before the first token where the prompts differ read the same tokens in both
+    // runs (attention is causal), so their activations are equal and a patch there changes
+    // nothing: those variants keep the corrupted metric without running, and head outputs
+    // patched at every position start at the first difference. (IOI's name swap is at position 9
+    // of 14: 15 suffix positions to run per layer instead of 105.)
+    let first_diff = clean
+        .iter()
+        .zip(corrupt)
+        .position(|(a, b)| a != b)
+        .unwrap_or(p_len);
+    let starts: Vec<usize> = match target {
+        PatchTarget::HeadOut if first_diff < p_len => vec![first_diff],
+        PatchTarget::HeadOut => Vec::new(),
+        _ => (first_diff..p_len).collect(),
     };
     let per_layer = if target.per_head() { h } else { 1 };
     let total = starts.len();
@@ -318,7 +328,7 @@ pub async fn patch_sweep(
     let values = read_f32(Tensor::cat(outputs, 0)).await?;
     let (clean_metric, corrupt_metric) = (values[0], values[1]);
     let (rows_out, cols) = grid_shape(target, n, h, p_len);
-    let mut patched = vec![vec![0f32; cols]; rows_out];
+    let mut patched = vec![vec![corrupt_metric; cols]; rows_out];
     let mut it = values[2..].iter().copied();
     for &p in &starts {
         for l in 0..n {

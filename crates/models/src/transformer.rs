@@ -304,7 +304,7 @@ impl Transformer {
     /// # Shapes
     /// - `resid`: `[rows, d_model]` → `[rows, d_vocab]`.
     pub fn logits_rows(&self, resid: Tensor<2>) -> Tensor<2> {
-        self.final_norm_rows(resid).matmul(self.unembed_matrix())
+        self.unembed_rows(self.final_norm_rows(resid))
     }
 
     /// Logits of chosen vocabulary entries only: `ln_final`, then the columns `ids` of `W_U`.
@@ -313,7 +313,7 @@ impl Transformer {
     /// - `resid`: `[rows, d_model]` (residual after the last block), `ids`: `[k]` → `[rows, k]`.
     pub fn logits_of(&self, resid: Tensor<2>, ids: Tensor<1, Int>) -> Tensor<2> {
         self.final_norm_rows(resid)
-            .matmul(self.unembed_matrix().select(1, ids))
+            .matmul(self.unembed_columns(ids))
     }
 
     /// # Shapes
@@ -475,15 +475,31 @@ impl Transformer {
         let x = self.ln_final.forward(resid);
         let x = hooks.r3(HookPoint::LnFinal, x);
         let [b, p, d] = x.dims();
-        let logits = x.reshape([b * p, d]).matmul(self.unembed_matrix());
+        let logits = self.unembed_rows(x.reshape([b * p, d]));
         logits.reshape([b, p, self.config.d_vocab])
     }
 
-    /// `W_U`, `[d_model, d_vocab]`.
-    pub fn unembed_matrix(&self) -> Tensor<2> {
+    /// `x · W_U`. With tied embeddings it is computed as `(W_E · xᵀ)ᵀ`: the same products, but
+    /// the CPU's gemm then reads `W_E` where it lies instead of repacking all of it on every
+    /// call (a fifth of a 14-token SmolLM2 forward went to that copy).
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, d_model]` → `[rows, d_vocab]`.
+    pub fn unembed_rows(&self, x: Tensor<2>) -> Tensor<2> {
         match &self.unembed {
-            Some(w) => w.val(),
-            None => self.embed.val().transpose(),
+            Some(w) => x.matmul(w.val()),
+            None => self.embed.val().matmul(x.transpose()).transpose(),
+        }
+    }
+
+    /// The columns `ids` of `W_U` (rows of `W_E` when tied), without copying the rest.
+    ///
+    /// # Shapes
+    /// - `ids`: `[k]` → `[d_model, k]`.
+    pub fn unembed_columns(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        match &self.unembed {
+            Some(w) => w.val().select(1, ids),
+            None => self.embed.val().select(0, ids).transpose(),
         }
     }
 

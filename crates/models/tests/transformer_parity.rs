@@ -179,32 +179,40 @@ fn fast_sweep_equals_naive_sweep_for_every_target() {
         let p = &g["patching"];
         let m = load(name, &dev);
         let (clean, corrupt) = (ids(&p["clean"]), ids(&p["corrupt"]));
-        for target in [
-            PatchTarget::ResidPre,
-            PatchTarget::ResidMid,
-            PatchTarget::ResidPost,
-            PatchTarget::AttnOut,
-            PatchTarget::MlpOut,
-            PatchTarget::HeadOut,
-            PatchTarget::HeadOutPos,
-        ] {
-            let fast = block(patch_sweep(
-                &m,
-                &clean,
-                &corrupt,
-                target,
-                30,
-                58,
-                &mut no_progress,
-            ))
-            .unwrap();
-            let slow = block(patch_sweep_naive(&m, &clean, &corrupt, target, 30, 58)).unwrap();
-            for (r1, r2) in fast.patched.iter().zip(&slow.patched) {
-                for (x, y) in r1.iter().zip(r2) {
-                    assert!((x - y).abs() < 1e-4, "{name} {target:?}: {x} vs {y}");
+        // The golden pair differs from position 1; a pair that first differs at position 4
+        // (the fast sweep skips the positions before it) and two equal prompts (it runs no
+        // variant at all) must agree with the naive sweep too.
+        let mut late = clean.clone();
+        late[4] = 58;
+        for (clean, corrupt) in [(&clean, &corrupt), (&clean, &late), (&clean, &clean)] {
+            for target in [
+                PatchTarget::ResidPre,
+                PatchTarget::ResidMid,
+                PatchTarget::ResidPost,
+                PatchTarget::AttnOut,
+                PatchTarget::MlpOut,
+                PatchTarget::HeadOut,
+                PatchTarget::HeadOutPos,
+            ] {
+                let fast = block(patch_sweep(
+                    &m,
+                    clean,
+                    corrupt,
+                    target,
+                    30,
+                    58,
+                    &mut no_progress,
+                ))
+                .unwrap();
+                let slow = block(patch_sweep_naive(&m, clean, corrupt, target, 30, 58)).unwrap();
+                assert_eq!(fast.patched.len(), slow.patched.len());
+                for (r1, r2) in fast.patched.iter().zip(&slow.patched) {
+                    assert_eq!(r1.len(), r2.len());
+                    for (x, y) in r1.iter().zip(r2) {
+                        assert!((x - y).abs() < 1e-4, "{name} {target:?}: {x} vs {y}");
+                    }
                 }
             }
-            assert_eq!(fast.patched.len(), slow.patched.len());
         }
     }
 }
