@@ -86,6 +86,29 @@ fn main() {
         tk.encode(" John").expect("id")[0],
     );
     let tokens = m.tokens(std::slice::from_ref(&clean)).expect("tokens");
+    #[cfg(feature = "webgpu")]
+    if dev.backend == Backend::Wgpu {
+        // Hardware-independent: kernels launched (one dispatch each on wgpu).
+        use interplay_models::device::DispatchCounter;
+        let _ = pollster::block_on(read_f32(m.forward(tokens.clone()))); // warm-up
+        let count = DispatchCounter::start();
+        let _ = pollster::block_on(read_f32(m.forward(tokens.clone())));
+        let fwd = count.count();
+        drop(count);
+        let decode = |n: usize| {
+            let count = DispatchCounter::start();
+            let g = pollster::block_on(generate(m, &clean, n, &[], Sampling::Greedy));
+            assert_eq!(g.expect("generates").tokens.len(), n);
+            count.count()
+        };
+        let (one, five) = (decode(1), decode(5));
+        println!(
+            "ours  [{}] dispatches: forward {fwd} ({:.1} per layer), {:.1} per generated token",
+            dev.backend,
+            fwd as f64 / m.config.n_layers as f64,
+            (five - one) as f64 / 4.0
+        );
+    }
     let fwd = median_ms(
         || {
             let _ = pollster::block_on(read_f32(m.forward(tokens.clone())));

@@ -136,6 +136,15 @@ impl KvCache {
     }
 }
 
+/// What every block of one run shares and only positions decide: RoPE's cos/sin tables and the
+/// causal mask. Built once per run, not per layer (each is a host-side table and an upload).
+struct RunTables {
+    /// cos and sin for the run's positions, `[1, pos, 1, d_head]` (Llama only).
+    rope: Option<(Tensor<4>, Tensor<4>)>,
+    /// `true` where query `i` must not see key `j`, `[1, 1, pos, pos0 + pos]`.
+    mask: Tensor<4, burn::tensor::Bool>,
+}
+
 /// `x · W (+ b)` for `x: [batch, pos, d_in]`, `W: [d_in, d_out]` → `[batch, pos, d_out]`.
 fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Option<Param<Tensor<1>>>) -> Tensor<3> {
     let [bs, p, d] = x.dims();
@@ -428,6 +437,9 @@ impl Transformer {
             v: Vec::new(),
         });
         let last = blocks.end == self.config.n_layers;
+        let [_, p, _] = resid.dims();
+        let p0 = prefix.map_or(0, KvCache::positions);
+        let tables = self.run_tables(hooks.pos_offset, p, p0, &resid.device());
         for (l, block) in self
             .blocks
             .iter()
@@ -436,7 +448,7 @@ impl Transformer {
             .skip(blocks.start)
         {
             let pre = prefix.map(|c| (c.k[l].clone(), c.v[l].clone()));
-            let (r, k, v) = self.block_forward(l, block, resid, pre, hooks);
+            let (r, k, v) = self.block_forward(l, block, resid, pre, &tables, hooks);
             resid = r;
             if let Some(kv) = kv.as_mut() {
                 kv.k.push(k);
@@ -464,7 +476,11 @@ impl Transformer {
         hooks: &mut HookRunner,
     ) -> Tensor<3> {
         let pre = prefix.map(|c| (c.k[0].clone(), c.v[0].clone()));
-        self.block_forward(l, &self.blocks[l], resid, pre, hooks).0
+        let [_, p, _] = resid.dims();
+        let p0 = prefix.map_or(0, KvCache::positions);
+        let tables = self.run_tables(hooks.pos_offset, p, p0, &resid.device());
+        self.block_forward(l, &self.blocks[l], resid, pre, &tables, hooks)
+            .0
     }
 
     /// Final norm and unembedding, hook `ln_final.hook_normalized`.
@@ -503,26 +519,39 @@ impl Transformer {
         }
     }
 
-    /// cos and sin tables for absolute positions `offset..offset + p`, `[1, p, 1, d_head]`.
-    fn rope_tables(&self, offset: usize, p: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let dh = self.config.d_head;
-        let half = dh / 2;
-        let mut cos = Vec::with_capacity(p * dh);
-        let mut sin = Vec::with_capacity(p * dh);
-        for pos in offset..offset + p {
-            // HF layout: the angle table is repeated for both halves of the head.
-            for _half in 0..2 {
-                for i in 0..half {
-                    let inv = self.config.rope_theta.powf(-(2.0 * i as f64) / dh as f64);
-                    let a = pos as f64 * inv;
-                    cos.push(a.cos() as f32);
-                    sin.push(a.sin() as f32);
+    /// The RoPE tables for absolute positions `offset..offset + p` and the causal mask of `p`
+    /// queries over `p0` earlier keys plus their own (query `i`, absolute `offset + i`, sees keys
+    /// `0..=offset + i`; the prefix holds positions `0..p0`, so `p0 == offset` in every caller).
+    fn run_tables(&self, offset: usize, p: usize, p0: usize, device: &Device) -> RunTables {
+        let rope = (self.config.arch == Arch::Llama).then(|| {
+            let dh = self.config.d_head;
+            let half = dh / 2;
+            let mut cos = Vec::with_capacity(p * dh);
+            let mut sin = Vec::with_capacity(p * dh);
+            for pos in offset..offset + p {
+                // HF layout: the angle table is repeated for both halves of the head.
+                for _half in 0..2 {
+                    for i in 0..half {
+                        let inv = self.config.rope_theta.powf(-(2.0 * i as f64) / dh as f64);
+                        let a = pos as f64 * inv;
+                        cos.push(a.cos() as f32);
+                        sin.push(a.sin() as f32);
+                    }
                 }
             }
+            let c = Tensor::<4>::from_data(TensorData::new(cos, [1, p, 1, dh]), device);
+            let s = Tensor::<4>::from_data(TensorData::new(sin, [1, p, 1, dh]), device);
+            (c, s)
+        });
+        let total = p0 + p;
+        let mut mask = Vec::with_capacity(p * total);
+        for i in 0..p {
+            for j in 0..total {
+                mask.push(j > offset + i);
+            }
         }
-        let c = Tensor::<4>::from_data(TensorData::new(cos, [1, p, 1, dh]), device);
-        let s = Tensor::<4>::from_data(TensorData::new(sin, [1, p, 1, dh]), device);
-        (c, s)
+        let mask = Tensor::from_data(TensorData::new(mask, [1, 1, p, total]), device);
+        RunTables { rope, mask }
     }
 
     /// One block. Returns the new residual and this run's rotated keys/values.
@@ -537,14 +566,13 @@ impl Transformer {
         block: &Block,
         resid: Tensor<3>,
         prefix: Option<(Tensor<4>, Tensor<4>)>,
+        tables: &RunTables,
         hooks: &mut HookRunner,
     ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
         let cfg = &self.config;
         let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
         let resid = hooks.r3(HookPoint::ResidPre(l), resid);
         let [b, p, _] = resid.dims();
-        let device = resid.device();
-        let offset = hooks.pos_offset;
 
         let x = block.ln1.forward(resid.clone());
         let a = &block.attn;
@@ -554,8 +582,7 @@ impl Transformer {
         let q = hooks.r4(HookPoint::Q(l), q);
         let k = hooks.r4(HookPoint::K(l), k);
         let v = hooks.r4(HookPoint::V(l), v);
-        let (q, k) = if cfg.arch == Arch::Llama {
-            let (cos, sin) = self.rope_tables(offset, p, &device);
+        let (q, k) = if let Some((cos, sin)) = &tables.rope {
             let rot = |t: Tensor<4>| {
                 let x1 = t.clone().slice(s![.., .., .., 0..dh / 2]);
                 let x2 = t.clone().slice(s![.., .., .., dh / 2..dh]);
@@ -580,35 +607,26 @@ impl Transformer {
             }
         }
         let total = k.dims()[2];
+        // Grouped-query attention without copying keys/values per head: the `g` query heads of
+        // one key/value head (heads `kv * g .. kv * g + g`, as HF's `repeat_kv`) are stacked
+        // as `g * pos` rows against that head's keys, `[batch, n_kv_heads, g * pos, ..]`, the
+        // same layout as `[batch, heads, pos, ..]`.
         let g = cfg.group_size();
-        let (k, v) = if g > 1 {
-            let rep = |t: Tensor<4>| {
-                t.unsqueeze_dim::<5>(2)
-                    .expand([b, hkv, g, total, dh])
-                    .reshape([b, h, total, dh])
-            };
-            (rep(k), rep(v))
-        } else {
-            (k, v)
-        };
-        let scores = q.matmul(k.transpose()).div_scalar((dh as f64).sqrt());
-        // Causal mask: query i (absolute offset+i) sees keys 0..=offset+i.
-        let mut mask = Vec::with_capacity(p * total);
-        for i in 0..p {
-            for j in 0..total {
-                mask.push(j > offset + i);
-            }
-        }
-        let mask = Tensor::<4, burn::tensor::Bool>::from_data(
-            TensorData::new(mask, [1, 1, p, total]),
-            &device,
-        )
-        .expand([b, h, p, total]);
+        let scores = q
+            .reshape([b, hkv, g * p, dh])
+            .matmul(k.transpose())
+            .reshape([b, h, p, total])
+            .div_scalar((dh as f64).sqrt());
+        let mask = tables.mask.clone().expand([b, h, p, total]);
         let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         let scores = hooks.r4(HookPoint::AttnScores(l), scores);
         let pattern = softmax(scores, 3);
         let pattern = hooks.r4(HookPoint::Pattern(l), pattern);
-        let z = pattern.matmul(v).swap_dims(1, 2); // [b, p, h, dh]
+        let z = pattern
+            .reshape([b, hkv, g * p, total])
+            .matmul(v)
+            .reshape([b, h, p, dh])
+            .swap_dims(1, 2); // [b, p, h, dh]
         let z = hooks.r4(HookPoint::Z(l), z);
         let attn_out = if hooks.touches(HookPoint::Result(l)) {
             // Each head's write to the residual stream: z_h · W_O[h]  → [b, p, h, d]
