@@ -141,7 +141,7 @@ impl KvCache {
 struct RunTables {
     /// cos and sin for the run's positions, `[1, pos, 1, d_head]` (Llama only).
     rope: Option<(Tensor<4>, Tensor<4>)>,
-    /// `true` where query `i` must not see key `j`, `[1, 1, pos, pos0 + pos]`.
+    /// `true` where query `i` must not see key `j`, `[1, 1, pos, offset + pos]`.
     mask: Tensor<4, burn::tensor::Bool>,
 }
 
@@ -437,9 +437,7 @@ impl Transformer {
             v: Vec::new(),
         });
         let last = blocks.end == self.config.n_layers;
-        let [_, p, _] = resid.dims();
-        let p0 = prefix.map_or(0, KvCache::positions);
-        let tables = self.run_tables(hooks.pos_offset, p, p0, &resid.device());
+        let tables = self.run_tables(&resid, hooks.pos_offset);
         for (l, block) in self
             .blocks
             .iter()
@@ -476,9 +474,7 @@ impl Transformer {
         hooks: &mut HookRunner,
     ) -> Tensor<3> {
         let pre = prefix.map(|c| (c.k[0].clone(), c.v[0].clone()));
-        let [_, p, _] = resid.dims();
-        let p0 = prefix.map_or(0, KvCache::positions);
-        let tables = self.run_tables(hooks.pos_offset, p, p0, &resid.device());
+        let tables = self.run_tables(&resid, hooks.pos_offset);
         self.block_forward(l, &self.blocks[l], resid, pre, &tables, hooks)
             .0
     }
@@ -519,10 +515,15 @@ impl Transformer {
         }
     }
 
-    /// The RoPE tables for absolute positions `offset..offset + p` and the causal mask of `p`
-    /// queries over `p0` earlier keys plus their own (query `i`, absolute `offset + i`, sees keys
-    /// `0..=offset + i`; the prefix holds positions `0..p0`, so `p0 == offset` in every caller).
-    fn run_tables(&self, offset: usize, p: usize, p0: usize, device: &Device) -> RunTables {
+    /// The tables of a run of `resid`'s positions starting at absolute position `offset` (the
+    /// prefix's keys/values hold positions `0..offset`): RoPE for `offset..offset + p`, and the
+    /// causal mask — query `i` sees keys `0..=offset + i`.
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]` (only its length and device are read).
+    fn run_tables(&self, resid: &Tensor<3>, offset: usize) -> RunTables {
+        let [_, p, _] = resid.dims();
+        let device = &resid.device();
         let rope = (self.config.arch == Arch::Llama).then(|| {
             let dh = self.config.d_head;
             let half = dh / 2;
@@ -543,7 +544,7 @@ impl Transformer {
             let s = Tensor::<4>::from_data(TensorData::new(sin, [1, p, 1, dh]), device);
             (c, s)
         });
-        let total = p0 + p;
+        let total = offset + p;
         let mut mask = Vec::with_capacity(p * total);
         for i in 0..p {
             for j in 0..total {
