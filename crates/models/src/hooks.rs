@@ -372,6 +372,16 @@ impl<'a> HookRunner<'a> {
         self.plan.touches(hook)
     }
 
+    /// Whether anything happens at a hook inside block `l`: any of its hooks but the residual
+    /// entering and leaving it (a block touched inside keeps the tensor form).
+    pub fn touches_inside(&self, l: usize) -> bool {
+        let inside = |h: HookPoint| {
+            h.layer() == Some(l) && h != HookPoint::ResidPre(l) && h != HookPoint::ResidPost(l)
+        };
+        let plan = self.plan;
+        plan.cache.iter().any(|&h| inside(h)) || plan.interventions.iter().any(|i| inside(i.hook))
+    }
+
     /// Apply interventions to, and maybe cache, a rank-3 activation `[batch, pos, d]`.
     pub fn r3(&mut self, hook: HookPoint, x: Tensor<3>) -> Tensor<3> {
         let x = self.apply(hook, Act::R3(x));

@@ -14,6 +14,10 @@ use crate::config::{Arch, TransformerConfig};
 use crate::error::{ModelError, Result};
 use crate::hooks::{ActivationCache, HookPlan, HookPoint, HookRunner};
 
+/// Llama blocks on WebGPU in seven kernels (the tensor form below is every device's reference).
+#[cfg(feature = "webgpu")]
+mod gpu;
+
 /// LayerNorm (with bias) or RMSNorm (without).
 #[derive(Module, Debug)]
 pub struct Norm {
@@ -357,33 +361,12 @@ impl Transformer {
         prefix: Option<&KvCache>,
         plan: &'a HookPlan,
     ) -> Result<(Tensor<3>, HookRunner<'a>, KvCache)> {
-        let [b, p] = tokens.dims();
+        let p = tokens.dims()[1];
         let mut hooks = HookRunner::new(plan, prefix.map_or(0, KvCache::positions));
         self.check_context(hooks.pos_offset + p)?;
         let resid = self.embed_tokens(tokens, &mut hooks);
         let (resid, kv) = self.run_blocks(resid, 0..self.config.n_layers, prefix, &mut hooks, true);
-        let new = kv.ok_or_else(|| ModelError::Device("missing key/value cache".into()))?;
-        let join = |old: Option<&Tensor<4>>, new: Tensor<4>| match old {
-            Some(o) if o.dims()[2] > 0 => {
-                let [_, h, p0, dh] = o.dims();
-                Tensor::cat(vec![o.clone().expand([b, h, p0, dh]), new], 2)
-            }
-            _ => new,
-        };
-        let kv = KvCache {
-            k: new
-                .k
-                .into_iter()
-                .enumerate()
-                .map(|(l, k)| join(prefix.map(|c| &c.k[l]), k))
-                .collect(),
-            v: new
-                .v
-                .into_iter()
-                .enumerate()
-                .map(|(l, v)| join(prefix.map(|c| &c.v[l]), v))
-                .collect(),
-        };
+        let kv = kv.ok_or_else(|| ModelError::Device("missing key/value cache".into()))?;
         Ok((resid, hooks, kv))
     }
 
@@ -419,7 +402,7 @@ impl Transformer {
     /// Run `blocks` (a range of layers) on a residual stream whose first position is
     /// `hooks.pos_offset`. `prefix` holds keys/values of positions `0..pos_offset` for every
     /// layer (needed when the offset is non-zero). With `record_kv` the rotated keys/values of
-    /// this run are returned.
+    /// the prefix and this run are returned, `[batch, n_kv_heads, pos_offset + pos, d_head]`.
     ///
     /// # Shapes
     /// - `resid`: `[batch, pos, d_model]` → the residual after the last block run (the input to
@@ -555,12 +538,14 @@ impl Transformer {
         RunTables { rope, mask }
     }
 
-    /// One block. Returns the new residual and this run's rotated keys/values.
+    /// One block. Returns the new residual and the rotated keys/values of the prefix and this
+    /// run (the layer's cache after it).
     ///
     /// # Shapes
     /// - `resid`: `[batch, pos, d_model]`
     /// - `prefix`: keys/values of earlier positions, `[batch or 1, n_kv_heads, pos0, d_head]`
-    /// - returns `([batch, pos, d_model], k, v)` with k, v `[batch, n_kv_heads, pos, d_head]`
+    /// - returns `([batch, pos, d_model], k, v)` with k, v
+    ///   `[batch, n_kv_heads, pos0 + pos, d_head]`
     fn block_forward(
         &self,
         l: usize,
@@ -571,8 +556,18 @@ impl Transformer {
         hooks: &mut HookRunner,
     ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
         let cfg = &self.config;
-        let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
         let resid = hooks.r3(HookPoint::ResidPre(l), resid);
+        // On WebGPU a block whose inside no hook reads or writes runs as seven kernels.
+        #[cfg(feature = "webgpu")]
+        if let Some(rope) = &tables.rope
+            && !hooks.touches_inside(l)
+            && !crate::device::is_cpu(&resid.device())
+            && gpu::fits(cfg, block)
+            && let Some((r, k, v)) = gpu::block(cfg, block, &resid, prefix.as_ref(), rope)
+        {
+            return (hooks.r3(HookPoint::ResidPost(l), r), k, v);
+        }
+        let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
         let [b, p, _] = resid.dims();
 
         let x = block.ln1.forward(resid.clone());
@@ -598,8 +593,6 @@ impl Transformer {
         let q = q.swap_dims(1, 2);
         let mut k = k.swap_dims(1, 2);
         let mut v = v.swap_dims(1, 2);
-        let k_new = k.clone();
-        let v_new = v.clone();
         if let Some((pk, pv)) = prefix {
             let p0 = pk.dims()[2];
             if p0 > 0 {
@@ -615,7 +608,7 @@ impl Transformer {
         let g = cfg.group_size();
         let scores = q
             .reshape([b, hkv, g * p, dh])
-            .matmul(k.transpose())
+            .matmul(k.clone().transpose())
             .reshape([b, h, p, total])
             .div_scalar((dh as f64).sqrt());
         let mask = tables.mask.clone().expand([b, h, p, total]);
@@ -625,7 +618,7 @@ impl Transformer {
         let pattern = hooks.r4(HookPoint::Pattern(l), pattern);
         let z = pattern
             .reshape([b, hkv, g * p, total])
-            .matmul(v)
+            .matmul(v.clone())
             .reshape([b, h, p, dh])
             .swap_dims(1, 2); // [b, p, h, dh]
         let z = hooks.r4(HookPoint::Z(l), z);
@@ -660,6 +653,6 @@ impl Transformer {
         let post = hooks.r3(HookPoint::MlpPost(l), post);
         let mlp_out = hooks.r3(HookPoint::MlpOut(l), linear(post, &m.w_out, &m.b_out));
         let resid = hooks.r3(HookPoint::ResidPost(l), resid + mlp_out);
-        (resid, k_new, v_new)
+        (resid, k, v)
     }
 }

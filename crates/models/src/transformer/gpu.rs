@@ -1,0 +1,560 @@
+//! A Llama block (RMSNorm, RoPE, grouped-query attention, SwiGLU) on WebGPU in seven kernel
+//! launches, eight after a cached prefix, where the tensor form takes ~56 (every tensor op is
+//! its own dispatch: Burn's `fusion` is off). The kernels:
+//!
+//! 1–3. `norm_heads` ×3: RMSNorm folded into the projection (`x·(g ⊙ W) / rms(x)` reads each
+//!      row once for both) for q, k and v; q and k leave rotated (RoPE) and laid out as
+//!      `[batch, heads, pos, d_head]`, the key/value cache's layout;
+//! (+)  `join`: after a prefix, its keys/values and the run's into one cache;
+//! 4.   `attention`: scores, the causal mask, softmax and the pattern's sum over values per
+//!      query and head (an online softmax over tiles of 64 keys: no score matrix is written);
+//! 5.   `linear_add`: the output projection added to the residual;
+//! 6.   `norm_gate_up`: RMSNorm, the gate and up projections and `silu(gate) · up`;
+//! 7.   `linear_add`: the down projection added to the residual.
+//!
+//! A block with any hook of its layer keeps the tensor form (that is where activations are
+//! read and written); so do GPT-2's LayerNorm/GELU blocks and projections with biases. The
+//! numbers are the tensor form's up to the order of f32 sums (the goldens check both against
+//! Hugging Face at 1e-4).
+
+use burn::backend::Cube;
+use burn::backend::wgpu::CubeTensor;
+use burn::tensor::{DType, Tensor};
+use cubecl::prelude::{CubeCount, CubeDim};
+
+use super::Block;
+use crate::config::{Arch, TransformerConfig};
+
+/// Threads per workgroup (the attention kernel's tile of keys is one per thread).
+const THREADS: u32 = 64;
+/// Most workgroups along one axis of a dispatch (WebGPU's guaranteed limit); the linear kernels
+/// stride over anything larger.
+const MAX_GROUPS: usize = 65_535;
+
+/// The kernels, in CubeCL's Rust subset (compiled to WGSL at first launch). Literals carry
+/// their type.
+mod kernels {
+    use cubecl::prelude::*;
+
+    /// RMSNorm of each row of `x` and its projection onto `heads` heads of `dh`, rotated by
+    /// RoPE when `rope` is 1. Each thread owns a pair of columns `(i, i + dh/2)` of one head
+    /// and row — RoPE's rotate-half pairs — and strides by `stride` threads.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, d]` with rows = batch · p (position fastest); `g`: `[d]`;
+    /// - `w`: `[d, heads · dh]`; `cos`, `sin`: `[p, dh]` (read only with `rope`);
+    /// - `out`: `[batch, heads, p, dh]`.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_heads(
+        x: &[f32],
+        g: &[f32],
+        w: &[f32],
+        cos: &[f32],
+        sin: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        d: usize,
+        heads: usize,
+        dh: usize,
+        p: usize,
+        dim: f32,
+        eps: f32,
+        rope: u32,
+        stride: usize,
+    ) {
+        let half = dh / 2usize;
+        let per_row = heads * half;
+        let n = heads * dh;
+        let mut t = ABSOLUTE_POS;
+        while t < rows * per_row {
+            let r = t / per_row;
+            let hd = (t % per_row) / half;
+            let i = t % half;
+            let c1 = hd * dh + i;
+            let c2 = c1 + half;
+            let mut ss = 0.0f32;
+            let mut a1 = 0.0f32;
+            let mut a2 = 0.0f32;
+            for k in 0..d {
+                let xv = x[r * d + k];
+                ss += xv * xv;
+                let xg = xv * g[k];
+                a1 += xg * w[k * n + c1];
+                a2 += xg * w[k * n + c2];
+            }
+            let inv = 1.0f32 / (ss / dim + eps).sqrt();
+            let mut y1 = a1 * inv;
+            let mut y2 = a2 * inv;
+            let pos = r % p;
+            if rope == 1u32 {
+                // HF's `q·cos + rotate_half(q)·sin`, rotate_half = (-x2, x1).
+                let r1 = y1 * cos[pos * dh + i] - y2 * sin[pos * dh + i];
+                let r2 = y2 * cos[pos * dh + i + half] + y1 * sin[pos * dh + i + half];
+                y1 = r1;
+                y2 = r2;
+            }
+            let o = (((r / p) * heads + hd) * p + pos) * dh;
+            out[o + i] = y1;
+            out[o + i + half] = y2;
+            t += stride;
+        }
+    }
+
+    /// RMSNorm of each row of `x`, then `silu(x̂·W_gate) · (x̂·W_up)`.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, d]`; `g`: `[d]`; `wg`, `wu`: `[d, m]`; `out`: `[rows, m]`.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_gate_up(
+        x: &[f32],
+        g: &[f32],
+        wg: &[f32],
+        wu: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        d: usize,
+        m: usize,
+        dim: f32,
+        eps: f32,
+        stride: usize,
+    ) {
+        let mut t = ABSOLUTE_POS;
+        while t < rows * m {
+            let r = t / m;
+            let c = t % m;
+            let mut ss = 0.0f32;
+            let mut ag = 0.0f32;
+            let mut au = 0.0f32;
+            for k in 0..d {
+                let xv = x[r * d + k];
+                ss += xv * xv;
+                let xg = xv * g[k];
+                ag += xg * wg[k * m + c];
+                au += xg * wu[k * m + c];
+            }
+            let inv = 1.0f32 / (ss / dim + eps).sqrt();
+            let gate = ag * inv;
+            out[t] = gate / (1.0f32 + (0.0f32 - gate).exp()) * (au * inv);
+            t += stride;
+        }
+    }
+
+    /// `resid + x·W`.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, k]`; `w`: `[k, n]`; `resid`, `out`: `[rows, n]`.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_add(
+        x: &[f32],
+        w: &[f32],
+        resid: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        k: usize,
+        n: usize,
+        stride: usize,
+    ) {
+        let mut t = ABSOLUTE_POS;
+        while t < rows * n {
+            let r = t / n;
+            let c = t % n;
+            let mut a = 0.0f32;
+            for j in 0..k {
+                a += x[r * k + j] * w[j * n + c];
+            }
+            out[t] = resid[t] + a;
+            t += stride;
+        }
+    }
+
+    /// The prefix's keys and values, then the run's: one cache per layer, as the tensor form's
+    /// concatenation. Each thread strides over entries of both.
+    ///
+    /// # Shapes
+    /// - `pk`, `pv`: `[1 or batch, kv_heads, p0, dh]`, batch and head strides `pre_batch` (0 for
+    ///   one shared prefix) and `pre_head`, positions dense;
+    /// - `k`, `v`: `[batch, kv_heads, p, dh]`; `kc`, `vc`: `[batch, kv_heads, p0 + p, dh]`.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        pk: &[f32],
+        pv: &[f32],
+        k: &[f32],
+        v: &[f32],
+        kc: &mut [f32],
+        vc: &mut [f32],
+        len: usize,
+        kv_heads: usize,
+        p: usize,
+        p0: usize,
+        dh: usize,
+        pre_batch: usize,
+        pre_head: usize,
+        stride: usize,
+    ) {
+        let total = p0 + p;
+        let mut t = ABSOLUTE_POS;
+        while t < len {
+            let e = t % dh;
+            let j = (t / dh) % total;
+            let bh = t / (dh * total);
+            if j < p0 {
+                let at = (bh / kv_heads) * pre_batch + (bh % kv_heads) * pre_head + j * dh + e;
+                kc[t] = pk[at];
+                vc[t] = pv[at];
+            } else {
+                let at = (bh * p + j - p0) * dh + e;
+                kc[t] = k[at];
+                vc[t] = v[at];
+            }
+            t += stride;
+        }
+    }
+
+    /// Causal attention for one query (`CUBE_POS_X`) of one head of one batch row
+    /// (`CUBE_POS_Y` = batch · heads + head), 64 threads: each scores one key of a tile of 64
+    /// (shared memory), then every thread folds the tile into its running softmax (max, sum)
+    /// and its one or two dimensions of the output. The query at run position `qi` sees keys
+    /// `0..=p0 + qi` (the prefix's `p0`, then the run's).
+    ///
+    /// # Shapes
+    /// - `q`: `[batch, heads, p, dh]`; `k`, `v`: `[batch, kv_heads, p0 + p, dh]`;
+    /// - `z`: `[batch, p, heads, dh]`. `dh` ≤ 128.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
+    pub fn attention(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        z: &mut [f32],
+        p: usize,
+        p0: usize,
+        heads: usize,
+        kv_heads: usize,
+        dh: usize,
+        scale: f32,
+    ) {
+        let qi = CUBE_POS_X as usize;
+        let bh = CUBE_POS_Y as usize;
+        let tid = UNIT_POS_X as usize;
+        let bi = bh / heads;
+        let hd = bh % heads;
+        let kvh = hd / (heads / kv_heads);
+        let mut qs = Shared::<[f32]>::new_slice(128usize);
+        let mut sc = Shared::<[f32]>::new_slice(64usize);
+        let qb = ((bi * heads + hd) * p + qi) * dh;
+        if tid < dh {
+            qs[tid] = q[qb + tid];
+        }
+        if tid + 64usize < dh {
+            qs[tid + 64usize] = q[qb + tid + 64usize];
+        }
+        sync_cube();
+        let seen = p0 + qi + 1usize;
+        let tiles = (seen + 63usize) / 64usize;
+        let kb = (bi * kv_heads + kvh) * (p0 + p) * dh;
+        // Running max, sum and output; the max starts below any score (WGSL has no -inf).
+        let mut m = scale * 0.0f32 - 3.0e38f32;
+        let mut l = scale * 0.0f32;
+        let mut acc0 = scale * 0.0f32;
+        let mut acc1 = scale * 0.0f32;
+        for tile in 0..tiles {
+            let j = tile * 64usize + tid;
+            let mut s = 0.0f32;
+            if j < seen {
+                for e in 0..dh {
+                    s += qs[e] * k[kb + j * dh + e];
+                }
+            }
+            sc[tid] = s * scale;
+            sync_cube();
+            let mut count = seen - tile * 64usize;
+            if count > 64usize {
+                count = 64usize;
+            }
+            let mut mt = m;
+            for u in 0..count {
+                mt = select(sc[u] > mt, sc[u], mt);
+            }
+            let corr = (m - mt).exp();
+            l *= corr;
+            acc0 *= corr;
+            acc1 *= corr;
+            for u in 0..count {
+                let e = (sc[u] - mt).exp();
+                l += e;
+                let at = kb + (tile * 64usize + u) * dh + tid;
+                if tid < dh {
+                    acc0 += e * v[at];
+                }
+                if tid + 64usize < dh {
+                    acc1 += e * v[at + 64usize];
+                }
+            }
+            m = mt;
+            // Every thread has read the tile before the next one overwrites it.
+            sync_cube();
+        }
+        let zb = ((bi * p + qi) * heads + hd) * dh;
+        if tid < dh {
+            z[zb + tid] = acc0 / l;
+        }
+        if tid + 64usize < dh {
+            z[zb + tid + 64usize] = acc1 / l;
+        }
+    }
+}
+
+/// Whether `block` has the shape the kernels compute: a Llama block without biases, RMSNorm,
+/// a gated MLP, even head size up to 128 (two output dimensions per attention thread).
+pub(super) fn fits(cfg: &TransformerConfig, block: &Block) -> bool {
+    let a = &block.attn;
+    cfg.arch == Arch::Llama
+        && cfg.d_head.is_multiple_of(2)
+        && cfg.d_head <= 128
+        && cfg.n_heads.is_multiple_of(cfg.n_kv_heads.max(1))
+        && block.ln1.rms
+        && block.ln2.rms
+        && block.ln1.bias.is_none()
+        && block.ln2.bias.is_none()
+        && a.b_q.is_none()
+        && a.b_k.is_none()
+        && a.b_v.is_none()
+        && a.b_o.is_none()
+        && block.mlp.w_gate.is_some()
+        && block.mlp.b_in.is_none()
+        && block.mlp.b_out.is_none()
+}
+
+/// `tensor`'s device buffer when the kernels can read it as a dense row-major f32 array.
+fn buffer<const D: usize>(tensor: &Tensor<D>) -> Option<CubeTensor> {
+    let p = tensor.clone().try_into_primitive::<Cube>().ok()?;
+    (p.dtype == DType::F32 && p.is_contiguous() && !p.meta.is_tiled()).then_some(p)
+}
+
+/// A prefix's keys or values, `[batch or 1, kv_heads, p0, dh]`, and its batch and head strides:
+/// the kernel reads positions densely but takes a view of a longer cache (a sweep's prefix is
+/// the first `p0` positions of a recorded run) or one shared row as it is.
+fn prefix_buffer(tensor: &Tensor<4>) -> Option<(CubeTensor, [usize; 2])> {
+    let p = tensor.clone().try_into_primitive::<Cube>().ok()?;
+    let dh = tensor.dims()[3];
+    let st = p.meta.strides();
+    let dense = p.dtype == DType::F32 && !p.meta.is_tiled() && st[3] == 1 && st[2] == dh;
+    let strides = [st[0], st[1]];
+    dense.then_some((p, strides))
+}
+
+/// An f32 buffer of `shape` beside `like`, for a kernel to write every entry of.
+fn empty(shape: &[usize], like: &CubeTensor) -> CubeTensor {
+    let client = &like.client;
+    CubeTensor::new_contiguous(
+        client.clone(),
+        like.device.clone(),
+        shape.to_vec().into(),
+        client.empty(shape.iter().product::<usize>() * size_of::<f32>()),
+        DType::F32,
+    )
+}
+
+/// Workgroups for `work` items of the striding kernels, and the stride (threads launched).
+fn groups(work: usize) -> (CubeCount, usize) {
+    let n = work.div_ceil(THREADS as usize).clamp(1, MAX_GROUPS);
+    (CubeCount::Static(n as u32, 1, 1), n * THREADS as usize)
+}
+
+/// Block `block` on `resid` in seven kernels (eight after a prefix), or `None` when a tensor is
+/// not a dense WebGPU buffer (the caller then runs the tensor form). `rope` is the run's
+/// (cos, sin) table.
+///
+/// # Shapes
+/// - `resid`: `[batch, pos, d_model]`; `prefix`: keys/values of earlier positions,
+///   `[batch or 1, n_kv_heads, pos0, d_head]`; `rope`: `[1, pos, 1, d_head]` each;
+/// - returns `([batch, pos, d_model], k, v)` with k, v the prefix's and the run's,
+///   `[batch, n_kv_heads, pos0 + pos, d_head]`.
+pub(super) fn block(
+    cfg: &TransformerConfig,
+    block: &Block,
+    resid: &Tensor<3>,
+    prefix: Option<&(Tensor<4>, Tensor<4>)>,
+    rope: &(Tensor<4>, Tensor<4>),
+) -> Option<(Tensor<3>, Tensor<4>, Tensor<4>)> {
+    let (h, hkv, dh, d, m) = (
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.d_head,
+        cfg.d_model,
+        cfg.d_mlp,
+    );
+    let [b, p, _] = resid.dims();
+    let rows = b * p;
+    if p == 0 || b * h > MAX_GROUPS || p > MAX_GROUPS {
+        return None;
+    }
+    let x = buffer(resid)?;
+    let (cos, sin) = (buffer(&rope.0)?, buffer(&rope.1)?);
+    let a = &block.attn;
+    let (wq, wk, wv, wo) = (
+        buffer(&a.w_q.val())?,
+        buffer(&a.w_k.val())?,
+        buffer(&a.w_v.val())?,
+        buffer(&a.w_o.val())?,
+    );
+    let mlp = &block.mlp;
+    let (wg, wu, wd) = (
+        buffer(&mlp.w_gate.as_ref()?.val())?,
+        buffer(&mlp.w_in.val())?,
+        buffer(&mlp.w_out.val())?,
+    );
+    let (g1, g2) = (
+        buffer(&block.ln1.weight.val())?,
+        buffer(&block.ln2.weight.val())?,
+    );
+    let (p0, pk, pv, pre) = match prefix {
+        Some((pk, pv)) if pk.dims()[2] > 0 => {
+            let [pb, _, p0, _] = pk.dims();
+            if pb != 1 && pb != b {
+                return None;
+            }
+            let (pk, pv) = (prefix_buffer(pk)?, prefix_buffer(pv)?);
+            if pk.1 != pv.1 {
+                return None;
+            }
+            let [s0, s1] = pk.1;
+            (
+                p0,
+                Some(pk.0),
+                Some(pv.0),
+                [if pb == 1 { 0 } else { s0 }, s1],
+            )
+        }
+        _ => (0, None, None, [0, 0]),
+    };
+
+    let client = x.client.clone();
+    let (dim, eps) = (d as f32, block.ln1.eps as f32);
+    let heads = |w: &CubeTensor, g: &CubeTensor, n: usize, rope: bool| {
+        let out = empty(&[b, n, p, dh], &x);
+        let (count, stride) = groups(rows * n * dh / 2);
+        kernels::norm_heads::launch(
+            &client,
+            count,
+            CubeDim::new_1d(THREADS),
+            x.clone().into_buffer_arg(),
+            g.clone().into_buffer_arg(),
+            w.clone().into_buffer_arg(),
+            cos.clone().into_buffer_arg(),
+            sin.clone().into_buffer_arg(),
+            out.clone().into_buffer_arg(),
+            rows,
+            d,
+            n,
+            dh,
+            p,
+            dim,
+            eps,
+            u32::from(rope),
+            stride,
+        );
+        out
+    };
+    let q = heads(&wq, &g1, h, true);
+    let k = heads(&wk, &g1, hkv, true);
+    let v = heads(&wv, &g1, hkv, false);
+
+    // With a prefix the run's keys/values join it in one cache (what the block returns).
+    let (k, v) = match (pk, pv) {
+        (Some(pk), Some(pv)) => {
+            let (kc, vc) = (
+                empty(&[b, hkv, p0 + p, dh], &x),
+                empty(&[b, hkv, p0 + p, dh], &x),
+            );
+            let len = b * hkv * (p0 + p) * dh;
+            let (count, stride) = groups(len);
+            kernels::join::launch(
+                &client,
+                count,
+                CubeDim::new_1d(THREADS),
+                pk.into_buffer_arg(),
+                pv.into_buffer_arg(),
+                k.into_buffer_arg(),
+                v.into_buffer_arg(),
+                kc.clone().into_buffer_arg(),
+                vc.clone().into_buffer_arg(),
+                len,
+                hkv,
+                p,
+                p0,
+                dh,
+                pre[0],
+                pre[1],
+                stride,
+            );
+            (kc, vc)
+        }
+        _ => (k, v),
+    };
+    let z = empty(&[b, p, h, dh], &x);
+    kernels::attention::launch(
+        &client,
+        CubeCount::Static(p as u32, (b * h) as u32, 1),
+        CubeDim::new_1d(THREADS),
+        q.into_buffer_arg(),
+        k.clone().into_buffer_arg(),
+        v.clone().into_buffer_arg(),
+        z.clone().into_buffer_arg(),
+        p,
+        p0,
+        h,
+        hkv,
+        dh,
+        1.0 / (dh as f32).sqrt(),
+    );
+
+    let linear_add = |x: &CubeTensor, w: &CubeTensor, resid: &CubeTensor, k: usize| {
+        let out = empty(&[b, p, d], resid);
+        let (count, stride) = groups(rows * d);
+        kernels::linear_add::launch(
+            &client,
+            count,
+            CubeDim::new_1d(THREADS),
+            x.clone().into_buffer_arg(),
+            w.clone().into_buffer_arg(),
+            resid.clone().into_buffer_arg(),
+            out.clone().into_buffer_arg(),
+            rows,
+            k,
+            d,
+            stride,
+        );
+        out
+    };
+    let mid = linear_add(&z, &wo, &x, h * dh);
+
+    let post = empty(&[rows, m], &x);
+    let (count, stride) = groups(rows * m);
+    kernels::norm_gate_up::launch(
+        &client,
+        count,
+        CubeDim::new_1d(THREADS),
+        mid.clone().into_buffer_arg(),
+        g2.into_buffer_arg(),
+        wg.into_buffer_arg(),
+        wu.into_buffer_arg(),
+        post.clone().into_buffer_arg(),
+        rows,
+        d,
+        m,
+        dim,
+        block.ln2.eps as f32,
+        stride,
+    );
+    let out = linear_add(&post, &wd, &mid, m);
+    Some((
+        Tensor::from_primitive::<Cube>(out),
+        Tensor::from_primitive::<Cube>(k),
+        Tensor::from_primitive::<Cube>(v),
+    ))
+}

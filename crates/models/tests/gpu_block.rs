@@ -1,0 +1,156 @@
+//! The WebGPU Llama block (`transformer::gpu`, seven kernels) against the tensor form (which the
+//! goldens check against Hugging Face) on what the fixtures do not reach: head width 128 (two
+//! output dimensions per attention thread), more than 64 keys (several tiles of the online
+//! softmax), a prefix shared by a batch, and a prefix that is a view of a longer cache.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+#![cfg(not(target_family = "wasm"))]
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData, s};
+use interplay_models::config::{Arch, TransformerConfig};
+use interplay_models::device::read_f32;
+use interplay_models::hooks::HookPlan;
+use interplay_models::rng::Rng;
+use interplay_models::transformer::{Attention, Block, Mlp, Norm};
+use interplay_models::{ComputeDevice, KvCache, Transformer};
+use interplay_testkit::*;
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    pollster::block_on(f)
+}
+
+/// A random Llama with `d_head` 128, 4 query heads on 2 key/value heads, on `device` (the same
+/// draws on every device).
+fn model(device: &Device) -> Transformer {
+    let config = TransformerConfig {
+        arch: Arch::Llama,
+        n_layers: 2,
+        d_model: 96,
+        n_heads: 4,
+        n_kv_heads: 2,
+        d_head: 128,
+        d_mlp: 80,
+        d_vocab: 50,
+        n_ctx: 512,
+        norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        tied_embeddings: false,
+    };
+    let mut rng = Rng::new(7);
+    let mut w = |shape: [usize; 2], std: f64| {
+        let data: Vec<f32> = (0..shape[0] * shape[1])
+            .map(|_| (rng.normal() * std) as f32)
+            .collect();
+        Param::from_tensor(Tensor::<2>::from_data(TensorData::new(data, shape), device))
+    };
+    let (d, hd, kvd, m) = (96, 4 * 128, 2 * 128, 80);
+    let mut blocks = Vec::new();
+    for _ in 0..2 {
+        blocks.push(Block {
+            ln1: norm(device, 1.1),
+            attn: Attention {
+                w_q: w([d, hd], 0.1),
+                b_q: None,
+                w_k: w([d, kvd], 0.1),
+                b_k: None,
+                w_v: w([d, kvd], 0.1),
+                b_v: None,
+                w_o: w([hd, d], 0.05),
+                b_o: None,
+            },
+            ln2: norm(device, 0.9),
+            mlp: Mlp {
+                w_in: w([d, m], 0.1),
+                b_in: None,
+                w_gate: Some(w([d, m], 0.1)),
+                w_out: w([m, d], 0.1),
+                b_out: None,
+            },
+        });
+    }
+    Transformer {
+        embed: w([50, d], 1.0),
+        pos_embed: None,
+        blocks,
+        ln_final: norm(device, 1.0),
+        unembed: Some(w([d, 50], 0.2)),
+        config,
+    }
+}
+
+fn norm(device: &Device, scale: f32) -> Norm {
+    let g: Vec<f32> = (0..96).map(|i| scale + 0.01 * i as f32).collect();
+    Norm {
+        weight: Param::from_tensor(Tensor::<1>::from_data(TensorData::new(g, [96]), device)),
+        bias: None,
+        eps: 1e-5,
+        rms: true,
+    }
+}
+
+/// Logits of 80 tokens; then 12 more in a batch of two rows after a shared 68-token prefix;
+/// then 12 after a 68-position view of the 80-token run's cache.
+fn runs(m: &Transformer) -> Vec<Vec<f32>> {
+    let ids: Vec<u32> = (0..80).map(|i| (i * 7 + 3) % 50).collect();
+    let none = HookPlan::default();
+    let (full, _, cache) = m
+        .extend(m.tokens(std::slice::from_ref(&ids)).unwrap(), None, &none)
+        .unwrap();
+    let (_, _, prefix) = m
+        .extend(m.tokens(&[ids[..68].to_vec()]).unwrap(), None, &none)
+        .unwrap();
+    let rows = vec![
+        ids[68..].to_vec(),
+        ids[68..].iter().rev().copied().collect(),
+    ];
+    let (batch, _, joined) = m
+        .extend(m.tokens(&rows).unwrap(), Some(&prefix), &none)
+        .unwrap();
+    let view = KvCache {
+        k: cache
+            .k
+            .iter()
+            .map(|k| k.clone().slice(s![.., .., 0..68, ..]))
+            .collect(),
+        v: cache
+            .v
+            .iter()
+            .map(|v| v.clone().slice(s![.., .., 0..68, ..]))
+            .collect(),
+    };
+    let (tail, _, _) = m
+        .extend(m.tokens(&[ids[68..].to_vec()]).unwrap(), Some(&view), &none)
+        .unwrap();
+    assert_eq!(joined.positions(), 80);
+    let mut out = vec![
+        block(read_f32(full)).unwrap(),
+        block(read_f32(batch)).unwrap(),
+        block(read_f32(tail)).unwrap(),
+    ];
+    out.push(block(read_f32(joined.k[1].clone())).unwrap());
+    out.push(block(read_f32(joined.v[1].clone())).unwrap());
+    out
+}
+
+#[test]
+fn gpu_block_equals_the_tensor_form() {
+    let Some(gpu) = wgpu_device() else {
+        return;
+    };
+    let want = runs(&model(&ComputeDevice::cpu().device));
+    let got = runs(&model(&gpu.device));
+    // The continuation after a prefix is the full run's last 12 positions.
+    let v = 50;
+    assert!(max_rel_err(&want[1][..12 * v], &f64s(&want[0][68 * v..])) < 1e-4);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let err = max_rel_err(g, &f64s(w));
+        assert!(
+            err < 1e-4,
+            "run {i}: WebGPU differs from the CPU by {err:e}"
+        );
+    }
+}
+
+fn f64s(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
