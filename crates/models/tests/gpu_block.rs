@@ -88,8 +88,9 @@ fn norm(device: &Device, scale: f32) -> Norm {
     }
 }
 
-/// Logits of 80 tokens; then 12 more in a batch of two rows after a shared 68-token prefix;
-/// then 12 after a 68-position view of the 80-token run's cache.
+/// Logits of 80 tokens; then 11 more (the kernels take rows in fours: a remainder) in a batch
+/// of two rows after a shared 69-token prefix; then 11 after a 69-position view of the 80-token
+/// run's cache.
 fn runs(m: &Transformer) -> Vec<Vec<f32>> {
     let ids: Vec<u32> = (0..80).map(|i| (i * 7 + 3) % 50).collect();
     let none = HookPlan::default();
@@ -97,11 +98,11 @@ fn runs(m: &Transformer) -> Vec<Vec<f32>> {
         .extend(m.tokens(std::slice::from_ref(&ids)).unwrap(), None, &none)
         .unwrap();
     let (_, _, prefix) = m
-        .extend(m.tokens(&[ids[..68].to_vec()]).unwrap(), None, &none)
+        .extend(m.tokens(&[ids[..69].to_vec()]).unwrap(), None, &none)
         .unwrap();
     let rows = vec![
-        ids[68..].to_vec(),
-        ids[68..].iter().rev().copied().collect(),
+        ids[69..].to_vec(),
+        ids[69..].iter().rev().copied().collect(),
     ];
     let (batch, _, joined) = m
         .extend(m.tokens(&rows).unwrap(), Some(&prefix), &none)
@@ -110,16 +111,16 @@ fn runs(m: &Transformer) -> Vec<Vec<f32>> {
         k: cache
             .k
             .iter()
-            .map(|k| k.clone().slice(s![.., .., 0..68, ..]))
+            .map(|k| k.clone().slice(s![.., .., 0..69, ..]))
             .collect(),
         v: cache
             .v
             .iter()
-            .map(|v| v.clone().slice(s![.., .., 0..68, ..]))
+            .map(|v| v.clone().slice(s![.., .., 0..69, ..]))
             .collect(),
     };
     let (tail, _, _) = m
-        .extend(m.tokens(&[ids[68..].to_vec()]).unwrap(), Some(&view), &none)
+        .extend(m.tokens(&[ids[69..].to_vec()]).unwrap(), Some(&view), &none)
         .unwrap();
     assert_eq!(joined.positions(), 80);
     let mut out = vec![
@@ -139,9 +140,9 @@ fn gpu_block_equals_the_tensor_form() {
     };
     let want = runs(&model(&ComputeDevice::cpu().device));
     let got = runs(&model(&gpu.device));
-    // The continuation after a prefix is the full run's last 12 positions.
+    // The continuation after a prefix is the full run's last 11 positions.
     let v = 50;
-    assert!(max_rel_err(&want[1][..12 * v], &f64s(&want[0][68 * v..])) < 1e-4);
+    assert!(max_rel_err(&want[1][..11 * v], &f64s(&want[0][69 * v..])) < 1e-4);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let err = max_rel_err(g, &f64s(w));
         assert!(

@@ -30,22 +30,36 @@ const THREADS: u32 = 64;
 /// Most workgroups along one axis of a dispatch (WebGPU's guaranteed limit); the linear kernels
 /// stride over anything larger.
 const MAX_GROUPS: usize = 65_535;
+/// Rows per thread in the projections (each weight read serves them all).
+const TILE: usize = 4;
 
 /// The kernels, in CubeCL's Rust subset (compiled to WGSL at first launch). Literals carry
 /// their type.
 mod kernels {
     use cubecl::prelude::*;
 
+    /// The row of `x` that row `r0 + j` of a tile reads: past the last row, the last again (its
+    /// results are never written).
+    #[cube]
+    fn tile_row(r0: usize, j: usize, rows: usize) -> usize {
+        let mut r = r0 + j;
+        if r >= rows {
+            r = rows - 1usize;
+        }
+        r
+    }
+
     /// RMSNorm of each row of `x` and its projection onto `heads` heads of `dh`, rotated by
     /// RoPE when `rope` is 1. Each thread owns a pair of columns `(i, i + dh/2)` of one head
-    /// and row — RoPE's rotate-half pairs — and strides by `stride` threads.
+    /// (RoPE's rotate-half pairs) for a tile of `tile` rows, so each weight read serves them
+    /// all, and strides by `stride` threads.
     ///
     /// # Shapes
     /// - `x`: `[rows, d]` with rows = batch · p (position fastest); `g`: `[d]`;
     /// - `w`: `[d, heads · dh]`; `cos`, `sin`: `[p, dh]` (read only with `rope`);
     /// - `out`: `[batch, heads, p, dh]`.
     #[cube(launch)]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
     pub fn norm_heads(
         x: &[f32],
         g: &[f32],
@@ -62,51 +76,70 @@ mod kernels {
         eps: f32,
         rope: u32,
         stride: usize,
+        #[comptime] tile: usize,
     ) {
         let half = dh / 2usize;
-        let per_row = heads * half;
+        let per_tile = heads * half;
         let n = heads * dh;
+        let tiles = (rows + tile - 1usize) / tile;
+        let mut ss = Array::<f32>::new(tile);
+        let mut a1 = Array::<f32>::new(tile);
+        let mut a2 = Array::<f32>::new(tile);
         let mut t = ABSOLUTE_POS;
-        while t < rows * per_row {
-            let r = t / per_row;
-            let hd = (t % per_row) / half;
+        while t < tiles * per_tile {
+            let r0 = (t / per_tile) * tile;
+            let hd = (t % per_tile) / half;
             let i = t % half;
             let c1 = hd * dh + i;
             let c2 = c1 + half;
-            let mut ss = 0.0f32;
-            let mut a1 = 0.0f32;
-            let mut a2 = 0.0f32;
+            #[unroll]
+            for j in 0..tile {
+                ss[j] = 0.0f32;
+                a1[j] = 0.0f32;
+                a2[j] = 0.0f32;
+            }
             for k in 0..d {
-                let xv = x[r * d + k];
-                ss += xv * xv;
-                let xg = xv * g[k];
-                a1 += xg * w[k * n + c1];
-                a2 += xg * w[k * n + c2];
+                let w1 = w[k * n + c1] * g[k];
+                let w2 = w[k * n + c2] * g[k];
+                #[unroll]
+                for j in 0..tile {
+                    let xv = x[tile_row(r0, j, rows) * d + k];
+                    ss[j] += xv * xv;
+                    a1[j] += xv * w1;
+                    a2[j] += xv * w2;
+                }
             }
-            let inv = 1.0f32 / (ss / dim + eps).sqrt();
-            let mut y1 = a1 * inv;
-            let mut y2 = a2 * inv;
-            let pos = r % p;
-            if rope == 1u32 {
-                // HF's `q·cos + rotate_half(q)·sin`, rotate_half = (-x2, x1).
-                let r1 = y1 * cos[pos * dh + i] - y2 * sin[pos * dh + i];
-                let r2 = y2 * cos[pos * dh + i + half] + y1 * sin[pos * dh + i + half];
-                y1 = r1;
-                y2 = r2;
+            #[unroll]
+            for j in 0..tile {
+                let r = r0 + j;
+                if r < rows {
+                    let inv = 1.0f32 / (ss[j] / dim + eps).sqrt();
+                    let mut y1 = a1[j] * inv;
+                    let mut y2 = a2[j] * inv;
+                    let pos = r % p;
+                    if rope == 1u32 {
+                        // HF's `q·cos + rotate_half(q)·sin`, rotate_half = (-x2, x1).
+                        let r1 = y1 * cos[pos * dh + i] - y2 * sin[pos * dh + i];
+                        let r2 = y2 * cos[pos * dh + i + half] + y1 * sin[pos * dh + i + half];
+                        y1 = r1;
+                        y2 = r2;
+                    }
+                    let o = (((r / p) * heads + hd) * p + pos) * dh;
+                    out[o + i] = y1;
+                    out[o + i + half] = y2;
+                }
             }
-            let o = (((r / p) * heads + hd) * p + pos) * dh;
-            out[o + i] = y1;
-            out[o + i + half] = y2;
             t += stride;
         }
     }
 
-    /// RMSNorm of each row of `x`, then `silu(x̂·W_gate) · (x̂·W_up)`.
+    /// RMSNorm of each row of `x`, then `silu(x̂·W_gate) · (x̂·W_up)`; a thread owns one column
+    /// of a tile of rows.
     ///
     /// # Shapes
     /// - `x`: `[rows, d]`; `g`: `[d]`; `wg`, `wu`: `[d, m]`; `out`: `[rows, m]`.
     #[cube(launch)]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
     pub fn norm_gate_up(
         x: &[f32],
         g: &[f32],
@@ -119,34 +152,52 @@ mod kernels {
         dim: f32,
         eps: f32,
         stride: usize,
+        #[comptime] tile: usize,
     ) {
+        let tiles = (rows + tile - 1usize) / tile;
+        let mut ss = Array::<f32>::new(tile);
+        let mut ag = Array::<f32>::new(tile);
+        let mut au = Array::<f32>::new(tile);
         let mut t = ABSOLUTE_POS;
-        while t < rows * m {
-            let r = t / m;
+        while t < tiles * m {
+            let r0 = (t / m) * tile;
             let c = t % m;
-            let mut ss = 0.0f32;
-            let mut ag = 0.0f32;
-            let mut au = 0.0f32;
-            for k in 0..d {
-                let xv = x[r * d + k];
-                ss += xv * xv;
-                let xg = xv * g[k];
-                ag += xg * wg[k * m + c];
-                au += xg * wu[k * m + c];
+            #[unroll]
+            for j in 0..tile {
+                ss[j] = 0.0f32;
+                ag[j] = 0.0f32;
+                au[j] = 0.0f32;
             }
-            let inv = 1.0f32 / (ss / dim + eps).sqrt();
-            let gate = ag * inv;
-            out[t] = gate / (1.0f32 + (0.0f32 - gate).exp()) * (au * inv);
+            for k in 0..d {
+                let w1 = wg[k * m + c] * g[k];
+                let w2 = wu[k * m + c] * g[k];
+                #[unroll]
+                for j in 0..tile {
+                    let xv = x[tile_row(r0, j, rows) * d + k];
+                    ss[j] += xv * xv;
+                    ag[j] += xv * w1;
+                    au[j] += xv * w2;
+                }
+            }
+            #[unroll]
+            for j in 0..tile {
+                let r = r0 + j;
+                if r < rows {
+                    let inv = 1.0f32 / (ss[j] / dim + eps).sqrt();
+                    let gate = ag[j] * inv;
+                    out[r * m + c] = gate / (1.0f32 + (0.0f32 - gate).exp()) * (au[j] * inv);
+                }
+            }
             t += stride;
         }
     }
 
-    /// `resid + x·W`.
+    /// `resid + x·W`; a thread owns one column of a tile of rows.
     ///
     /// # Shapes
     /// - `x`: `[rows, k]`; `w`: `[k, n]`; `resid`, `out`: `[rows, n]`.
     #[cube(launch)]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
     pub fn linear_add(
         x: &[f32],
         w: &[f32],
@@ -156,16 +207,32 @@ mod kernels {
         k: usize,
         n: usize,
         stride: usize,
+        #[comptime] tile: usize,
     ) {
+        let tiles = (rows + tile - 1usize) / tile;
+        let mut a = Array::<f32>::new(tile);
         let mut t = ABSOLUTE_POS;
-        while t < rows * n {
-            let r = t / n;
+        while t < tiles * n {
+            let r0 = (t / n) * tile;
             let c = t % n;
-            let mut a = 0.0f32;
-            for j in 0..k {
-                a += x[r * k + j] * w[j * n + c];
+            #[unroll]
+            for j in 0..tile {
+                a[j] = 0.0f32;
             }
-            out[t] = resid[t] + a;
+            for kk in 0..k {
+                let wv = w[kk * n + c];
+                #[unroll]
+                for j in 0..tile {
+                    a[j] += x[tile_row(r0, j, rows) * k + kk] * wv;
+                }
+            }
+            #[unroll]
+            for j in 0..tile {
+                let r = r0 + j;
+                if r < rows {
+                    out[r * n + c] = resid[r * n + c] + a[j];
+                }
+            }
             t += stride;
         }
     }
@@ -435,9 +502,12 @@ pub(super) fn block(
 
     let client = x.client.clone();
     let (dim, eps) = (d as f32, block.ln1.eps as f32);
+    // Rows per thread: four share each weight read; a generation step has one.
+    let tile = rows.min(TILE);
+    let tiles = rows.div_ceil(tile);
     let heads = |w: &CubeTensor, g: &CubeTensor, n: usize, rope: bool| {
         let out = empty(&[b, n, p, dh], &x);
-        let (count, stride) = groups(rows * n * dh / 2);
+        let (count, stride) = groups(tiles * n * dh / 2);
         kernels::norm_heads::launch(
             &client,
             count,
@@ -457,6 +527,7 @@ pub(super) fn block(
             eps,
             u32::from(rope),
             stride,
+            tile,
         );
         out
     };
@@ -515,7 +586,7 @@ pub(super) fn block(
 
     let linear_add = |x: &CubeTensor, w: &CubeTensor, resid: &CubeTensor, k: usize| {
         let out = empty(&[b, p, d], resid);
-        let (count, stride) = groups(rows * d);
+        let (count, stride) = groups(tiles * d);
         kernels::linear_add::launch(
             &client,
             count,
@@ -528,13 +599,14 @@ pub(super) fn block(
             k,
             d,
             stride,
+            tile,
         );
         out
     };
     let mid = linear_add(&z, &wo, &x, h * dh);
 
     let post = empty(&[rows, m], &x);
-    let (count, stride) = groups(rows * m);
+    let (count, stride) = groups(tiles * m);
     kernels::norm_gate_up::launch(
         &client,
         count,
@@ -550,6 +622,7 @@ pub(super) fn block(
         dim,
         block.ln2.eps as f32,
         stride,
+        tile,
     );
     let out = linear_add(&post, &wd, &mid, m);
     Some((
