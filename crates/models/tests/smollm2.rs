@@ -83,3 +83,38 @@ fn smollm2_ioi_matches_hf() {
         }
     }
 }
+
+/// On WebGPU (lavapipe natively) every SmolLM2 block runs as the fused kernels
+/// (`transformer::gpu`): head width 64, three key/value heads for nine query heads, 30 layers.
+#[test]
+fn smollm2_on_wgpu_matches_hf() {
+    let (Some(path), Some(gpu)) = (smollm2(), wgpu_device()) else {
+        return;
+    };
+    let g = golden("smollm2");
+    let m = load_path(&path, &gpu.device).expect("SmolLM2 loads").model;
+    let clean = ids(&g["clean"]);
+    let logits = m.last_logits(m.tokens(&[clean]).unwrap()).unwrap();
+    let last = pollster::block_on(read_f32(logits)).unwrap();
+    let want: Vec<f64> = g["last_logits_head"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let err = max_rel_err(&last[..want.len()], &want);
+    assert!(
+        err < 1e-4,
+        "SmolLM2 on wgpu: logits differ from HF by {err:e}"
+    );
+    let (mary, john) = (
+        g["answer"].as_u64().unwrap() as usize,
+        g["wrong"].as_u64().unwrap() as usize,
+    );
+    let ld = (last[mary] - last[john]) as f64;
+    let hf = g["logit_diff"].as_f64().unwrap();
+    assert!(
+        (ld - hf).abs() < 1e-3 * hf.abs().max(1.0),
+        "logit diff on wgpu {ld} vs HF {hf}"
+    );
+}
