@@ -14,7 +14,8 @@ use crate::config::{Arch, TransformerConfig};
 use crate::error::{ModelError, Result};
 use crate::hooks::{ActivationCache, HookPlan, HookPoint, HookRunner};
 
-/// Llama blocks on WebGPU in seven kernels (the tensor form below is every device's reference).
+/// Llama and GPT-2 blocks on WebGPU in seven kernels (the tensor form below is every device's
+/// reference).
 #[cfg(feature = "webgpu")]
 mod gpu;
 
@@ -559,11 +560,10 @@ impl Transformer {
         let resid = hooks.r3(HookPoint::ResidPre(l), resid);
         // On WebGPU a block whose inside no hook reads or writes runs as seven kernels.
         #[cfg(feature = "webgpu")]
-        if let Some(rope) = &tables.rope
-            && !hooks.touches_inside(l)
+        if !hooks.touches_inside(l)
             && !crate::device::is_cpu(&resid.device())
-            && gpu::fits(cfg, block)
-            && let Some((r, k, v)) = gpu::block(cfg, block, &resid, prefix.as_ref(), rope)
+            && let Some((r, k, v)) =
+                gpu::block(cfg, block, &resid, prefix.as_ref(), tables.rope.as_ref())
         {
             return (hooks.r3(HookPoint::ResidPost(l), r), k, v);
         }

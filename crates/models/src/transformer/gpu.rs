@@ -1,6 +1,6 @@
-//! A Llama block (RMSNorm, RoPE, grouped-query attention, SwiGLU) on WebGPU in seven kernel
-//! launches, eight after a cached prefix, where the tensor form takes ~56 (every tensor op is
-//! its own dispatch: Burn's `fusion` is off). The kernels:
+//! A transformer block on WebGPU in seven kernel launches, eight after a cached prefix, where
+//! the tensor form takes ~56 (every tensor op is its own dispatch: Burn's `fusion` is off).
+//! Llama (RMSNorm, RoPE, grouped-query attention, SwiGLU):
 //!
 //! 1–3. `norm_heads` ×3: RMSNorm folded into the projection (`x·(g ⊙ W) / rms(x)` reads each
 //!      row once for both) for q, k and v; q and k leave rotated (RoPE) and laid out as
@@ -11,6 +11,9 @@
 //! 5.   `linear_add`: the output projection added to the residual;
 //! 6.   `norm_gate_up`: RMSNorm, the gate and up projections and `silu(gate) · up`;
 //! 7.   `linear_add`: the down projection added to the residual.
+//!
+//! GPT-2 (LayerNorm, biases, GELU) is the same seven with `ln_linear` (LayerNorm + projection
+//! + bias) for q, k, v and for the MLP's first half with GELU, and biases in `linear_add`.
 //!
 //! A block with any hook of its layer keeps the tensor form (that is where activations are
 //! read and written); so do GPT-2's LayerNorm/GELU blocks and projections with biases. The
@@ -192,20 +195,23 @@ mod kernels {
         }
     }
 
-    /// `resid + x·W`; a thread owns one column of a tile of rows.
+    /// `resid + (x·W + bias)` (the bias read only when `has_bias` is 1); a thread owns one
+    /// column of a tile of rows.
     ///
     /// # Shapes
-    /// - `x`: `[rows, k]`; `w`: `[k, n]`; `resid`, `out`: `[rows, n]`.
+    /// - `x`: `[rows, k]`; `w`: `[k, n]`; `bias`: `[n]`; `resid`, `out`: `[rows, n]`.
     #[cube(launch)]
     #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
     pub fn linear_add(
         x: &[f32],
         w: &[f32],
+        bias: &[f32],
         resid: &[f32],
         out: &mut [f32],
         rows: usize,
         k: usize,
         n: usize,
+        has_bias: u32,
         stride: usize,
         #[comptime] tile: usize,
     ) {
@@ -230,7 +236,99 @@ mod kernels {
             for j in 0..tile {
                 let r = r0 + j;
                 if r < rows {
-                    out[r * n + c] = resid[r * n + c] + a[j];
+                    let mut y = a[j];
+                    if has_bias == 1u32 {
+                        y += bias[c];
+                    }
+                    out[r * n + c] = resid[r * n + c] + y;
+                }
+            }
+            t += stride;
+        }
+    }
+
+    /// GPT-2's LayerNorm of each row of `x` and a projection with bias, `LN(x)·W + bias`:
+    /// laid out as heads (`[batch, n / dh, p, dh]`, for q, k, v) when `heads` is 1, else as rows
+    /// through GELU (tanh form; the MLP's first half). The mean takes its own pass over the row,
+    /// as Hugging Face's LayerNorm does, so the variance is of centred values. A thread owns one
+    /// column of a tile of rows.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, d]` (rows = batch · p); `g`, `lb`: `[d]`, the norm's scale and shift;
+    /// - `w`: `[d, n]`; `bias`: `[n]`; `out`: as above.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
+    pub fn ln_linear(
+        x: &[f32],
+        g: &[f32],
+        lb: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        d: usize,
+        n: usize,
+        dh: usize,
+        p: usize,
+        dim: f32,
+        eps: f32,
+        heads: u32,
+        stride: usize,
+        #[comptime] tile: usize,
+    ) {
+        let tiles = (rows + tile - 1usize) / tile;
+        let mut mu = Array::<f32>::new(tile);
+        let mut ss = Array::<f32>::new(tile);
+        let mut a = Array::<f32>::new(tile);
+        let mut t = ABSOLUTE_POS;
+        while t < tiles * n {
+            let r0 = (t / n) * tile;
+            let c = t % n;
+            #[unroll]
+            for j in 0..tile {
+                mu[j] = 0.0f32;
+                ss[j] = 0.0f32;
+                a[j] = 0.0f32;
+            }
+            for k in 0..d {
+                #[unroll]
+                for j in 0..tile {
+                    mu[j] += x[tile_row(r0, j, rows) * d + k];
+                }
+            }
+            #[unroll]
+            for j in 0..tile {
+                mu[j] /= dim;
+            }
+            // Σ_k LN(x)_k W_kc = inv · Σ_k (x_k − μ) g_k W_kc + Σ_k shift_k W_kc.
+            let mut shift = 0.0f32;
+            for k in 0..d {
+                let wv = w[k * n + c];
+                let gw = g[k] * wv;
+                shift += lb[k] * wv;
+                #[unroll]
+                for j in 0..tile {
+                    let xc = x[tile_row(r0, j, rows) * d + k] - mu[j];
+                    ss[j] += xc * xc;
+                    a[j] += xc * gw;
+                }
+            }
+            #[unroll]
+            for j in 0..tile {
+                let r = r0 + j;
+                if r < rows {
+                    let inv = 1.0f32 / (ss[j] / dim + eps).sqrt();
+                    let mut y = a[j] * inv + shift + bias[c];
+                    if heads == 1u32 {
+                        let o = (((r / p) * (n / dh) + c / dh) * p + r % p) * dh + c % dh;
+                        out[o] = y;
+                    } else {
+                        // tanh(u) = 1 − 2 / (e^{2u} + 1): no overflow to inf/inf.
+                        let u = 0.797_884_6f32 * (y + 0.044_715f32 * y * y * y);
+                        let th = 1.0f32 - 2.0f32 / ((2.0f32 * u).exp() + 1.0f32);
+                        y = 0.5f32 * y * (1.0f32 + th);
+                        out[r * n + c] = y;
+                    }
                 }
             }
             t += stride;
@@ -375,25 +473,44 @@ mod kernels {
     }
 }
 
-/// Whether `block` has the shape the kernels compute: a Llama block without biases, RMSNorm,
-/// a gated MLP, even head size up to 128 (two output dimensions per attention thread).
-pub(super) fn fits(cfg: &TransformerConfig, block: &Block) -> bool {
+/// Which fused form computes `block`, if one does: a Llama block without biases (RMSNorm,
+/// RoPE, gated MLP) or a GPT-2 block (LayerNorm and projections with biases, GELU MLP, one
+/// key/value head per query head); even head size up to 128 (two output dimensions per
+/// attention thread).
+pub(super) fn form(cfg: &TransformerConfig, block: &Block) -> Option<Arch> {
     let a = &block.attn;
-    cfg.arch == Arch::Llama
-        && cfg.d_head.is_multiple_of(2)
+    let m = &block.mlp;
+    let shape = cfg.d_head.is_multiple_of(2)
         && cfg.d_head <= 128
-        && cfg.n_heads.is_multiple_of(cfg.n_kv_heads.max(1))
-        && block.ln1.rms
-        && block.ln2.rms
-        && block.ln1.bias.is_none()
-        && block.ln2.bias.is_none()
-        && a.b_q.is_none()
-        && a.b_k.is_none()
-        && a.b_v.is_none()
-        && a.b_o.is_none()
-        && block.mlp.w_gate.is_some()
-        && block.mlp.b_in.is_none()
-        && block.mlp.b_out.is_none()
+        && cfg.n_heads.is_multiple_of(cfg.n_kv_heads.max(1));
+    let llama = cfg.arch == Arch::Llama
+        && [&block.ln1, &block.ln2]
+            .iter()
+            .all(|n| n.rms && n.bias.is_none())
+        && [&a.b_q, &a.b_k, &a.b_v, &a.b_o, &m.b_in, &m.b_out]
+            .iter()
+            .all(|b| b.is_none())
+        && m.w_gate.is_some();
+    let gpt2 = cfg.arch == Arch::Gpt2
+        && cfg.n_heads == cfg.n_kv_heads
+        && [&block.ln1, &block.ln2]
+            .iter()
+            .all(|n| !n.rms && n.bias.is_some())
+        && [&a.b_q, &a.b_k, &a.b_v, &a.b_o, &m.b_in, &m.b_out]
+            .iter()
+            .all(|b| b.is_some())
+        && m.w_gate.is_none();
+    match () {
+        _ if !shape => None,
+        _ if llama => Some(Arch::Llama),
+        _ if gpt2 => Some(Arch::Gpt2),
+        _ => None,
+    }
+}
+
+/// A bias's buffer (`None` in, or not a dense WebGPU buffer: `None` out).
+fn bias_buffer(b: &Option<burn::module::Param<Tensor<1>>>) -> Option<CubeTensor> {
+    buffer(&b.as_ref()?.val())
 }
 
 /// `tensor`'s device buffer when the kernels can read it as a dense row-major f32 array.
@@ -432,9 +549,9 @@ fn groups(work: usize) -> (CubeCount, usize) {
     (CubeCount::Static(n as u32, 1, 1), n * THREADS as usize)
 }
 
-/// Block `block` on `resid` in seven kernels (eight after a prefix), or `None` when a tensor is
-/// not a dense WebGPU buffer (the caller then runs the tensor form). `rope` is the run's
-/// (cos, sin) table.
+/// Block `block` on `resid` in seven kernels (eight after a prefix), or `None` when it has no
+/// fused form or a tensor is not a dense WebGPU buffer (the caller then runs the tensor form).
+/// `rope` is the run's (cos, sin) table (Llama).
 ///
 /// # Shapes
 /// - `resid`: `[batch, pos, d_model]`; `prefix`: keys/values of earlier positions,
@@ -446,8 +563,9 @@ pub(super) fn block(
     block: &Block,
     resid: &Tensor<3>,
     prefix: Option<&(Tensor<4>, Tensor<4>)>,
-    rope: &(Tensor<4>, Tensor<4>),
+    rope: Option<&(Tensor<4>, Tensor<4>)>,
 ) -> Option<(Tensor<3>, Tensor<4>, Tensor<4>)> {
+    let form = form(cfg, block)?;
     let (h, hkv, dh, d, m) = (
         cfg.n_heads,
         cfg.n_kv_heads,
@@ -461,7 +579,6 @@ pub(super) fn block(
         return None;
     }
     let x = buffer(resid)?;
-    let (cos, sin) = (buffer(&rope.0)?, buffer(&rope.1)?);
     let a = &block.attn;
     let (wq, wk, wv, wo) = (
         buffer(&a.w_q.val())?,
@@ -470,11 +587,7 @@ pub(super) fn block(
         buffer(&a.w_o.val())?,
     );
     let mlp = &block.mlp;
-    let (wg, wu, wd) = (
-        buffer(&mlp.w_gate.as_ref()?.val())?,
-        buffer(&mlp.w_in.val())?,
-        buffer(&mlp.w_out.val())?,
-    );
+    let (w_in, w_out) = (buffer(&mlp.w_in.val())?, buffer(&mlp.w_out.val())?);
     let (g1, g2) = (
         buffer(&block.ln1.weight.val())?,
         buffer(&block.ln2.weight.val())?,
@@ -501,22 +614,31 @@ pub(super) fn block(
     };
 
     let client = x.client.clone();
-    let (dim, eps) = (d as f32, block.ln1.eps as f32);
+    let (dim, eps1, eps2) = (d as f32, block.ln1.eps as f32, block.ln2.eps as f32);
     // Rows per thread: four share each weight read; a generation step has one.
     let tile = rows.min(TILE);
     let tiles = rows.div_ceil(tile);
-    let heads = |w: &CubeTensor, g: &CubeTensor, n: usize, rope: bool| {
-        let out = empty(&[b, n, p, dh], &x);
-        let (count, stride) = groups(tiles * n * dh / 2);
-        kernels::norm_heads::launch(
+    // GPT-2's LayerNorm + projection (+ bias), as heads or through GELU as rows.
+    let ln_linear = |x: &CubeTensor,
+                     g: &CubeTensor,
+                     lb: &CubeTensor,
+                     w: &CubeTensor,
+                     bias: &CubeTensor,
+                     shape: &[usize],
+                     heads: bool,
+                     eps: f32| {
+        let n = shape.iter().product::<usize>() / rows;
+        let out = empty(shape, x);
+        let (count, stride) = groups(tiles * n);
+        kernels::ln_linear::launch(
             &client,
             count,
             CubeDim::new_1d(THREADS),
             x.clone().into_buffer_arg(),
             g.clone().into_buffer_arg(),
+            lb.clone().into_buffer_arg(),
             w.clone().into_buffer_arg(),
-            cos.clone().into_buffer_arg(),
-            sin.clone().into_buffer_arg(),
+            bias.clone().into_buffer_arg(),
             out.clone().into_buffer_arg(),
             rows,
             d,
@@ -525,15 +647,61 @@ pub(super) fn block(
             p,
             dim,
             eps,
-            u32::from(rope),
+            u32::from(heads),
             stride,
             tile,
         );
         out
     };
-    let q = heads(&wq, &g1, h, true);
-    let k = heads(&wk, &g1, hkv, true);
-    let v = heads(&wv, &g1, hkv, false);
+    let (q, k, v) = match form {
+        Arch::Llama => {
+            let (cos, sin) = rope?;
+            let (cos, sin) = (buffer(cos)?, buffer(sin)?);
+            let heads = |w: &CubeTensor, n: usize, rope: bool| {
+                let out = empty(&[b, n, p, dh], &x);
+                let (count, stride) = groups(tiles * n * dh / 2);
+                kernels::norm_heads::launch(
+                    &client,
+                    count,
+                    CubeDim::new_1d(THREADS),
+                    x.clone().into_buffer_arg(),
+                    g1.clone().into_buffer_arg(),
+                    w.clone().into_buffer_arg(),
+                    cos.clone().into_buffer_arg(),
+                    sin.clone().into_buffer_arg(),
+                    out.clone().into_buffer_arg(),
+                    rows,
+                    d,
+                    n,
+                    dh,
+                    p,
+                    dim,
+                    eps1,
+                    u32::from(rope),
+                    stride,
+                    tile,
+                );
+                out
+            };
+            (
+                heads(&wq, h, true),
+                heads(&wk, hkv, true),
+                heads(&wv, hkv, false),
+            )
+        }
+        Arch::Gpt2 => {
+            let lb = buffer(&block.ln1.bias.as_ref()?.val())?;
+            let (bq, bk, bv) = (
+                bias_buffer(&a.b_q)?,
+                bias_buffer(&a.b_k)?,
+                bias_buffer(&a.b_v)?,
+            );
+            let heads = |w: &CubeTensor, bias: &CubeTensor| {
+                ln_linear(&x, &g1, &lb, w, bias, &[b, h, p, dh], true, eps1)
+            };
+            (heads(&wq, &bq), heads(&wk, &bk), heads(&wv, &bv))
+        }
+    };
 
     // With a prefix the run's keys/values join it in one cache (what the block returns).
     let (k, v) = match (pk, pv) {
@@ -584,47 +752,67 @@ pub(super) fn block(
         1.0 / (dh as f32).sqrt(),
     );
 
-    let linear_add = |x: &CubeTensor, w: &CubeTensor, resid: &CubeTensor, k: usize| {
-        let out = empty(&[b, p, d], resid);
-        let (count, stride) = groups(tiles * d);
-        kernels::linear_add::launch(
-            &client,
-            count,
-            CubeDim::new_1d(THREADS),
-            x.clone().into_buffer_arg(),
-            w.clone().into_buffer_arg(),
-            resid.clone().into_buffer_arg(),
-            out.clone().into_buffer_arg(),
-            rows,
-            k,
-            d,
-            stride,
-            tile,
-        );
-        out
+    // `resid + x·W (+ bias)`; without a bias the weight stands in for the unread binding.
+    let linear_add =
+        |x: &CubeTensor, w: &CubeTensor, bias: Option<CubeTensor>, resid: &CubeTensor, k: usize| {
+            let out = empty(&[b, p, d], resid);
+            let (count, stride) = groups(tiles * d);
+            let has_bias = u32::from(bias.is_some());
+            kernels::linear_add::launch(
+                &client,
+                count,
+                CubeDim::new_1d(THREADS),
+                x.clone().into_buffer_arg(),
+                w.clone().into_buffer_arg(),
+                bias.unwrap_or_else(|| w.clone()).into_buffer_arg(),
+                resid.clone().into_buffer_arg(),
+                out.clone().into_buffer_arg(),
+                rows,
+                k,
+                d,
+                has_bias,
+                stride,
+                tile,
+            );
+            out
+        };
+    let (b_o, b_out) = match form {
+        Arch::Llama => (None, None),
+        Arch::Gpt2 => (Some(bias_buffer(&a.b_o)?), Some(bias_buffer(&mlp.b_out)?)),
     };
-    let mid = linear_add(&z, &wo, &x, h * dh);
+    let mid = linear_add(&z, &wo, b_o, &x, h * dh);
 
-    let post = empty(&[rows, m], &x);
-    let (count, stride) = groups(tiles * m);
-    kernels::norm_gate_up::launch(
-        &client,
-        count,
-        CubeDim::new_1d(THREADS),
-        mid.clone().into_buffer_arg(),
-        g2.into_buffer_arg(),
-        wg.into_buffer_arg(),
-        wu.into_buffer_arg(),
-        post.clone().into_buffer_arg(),
-        rows,
-        d,
-        m,
-        dim,
-        block.ln2.eps as f32,
-        stride,
-        tile,
-    );
-    let out = linear_add(&post, &wd, &mid, m);
+    let post = match form {
+        Arch::Llama => {
+            let wg = buffer(&mlp.w_gate.as_ref()?.val())?;
+            let post = empty(&[rows, m], &x);
+            let (count, stride) = groups(tiles * m);
+            kernels::norm_gate_up::launch(
+                &client,
+                count,
+                CubeDim::new_1d(THREADS),
+                mid.clone().into_buffer_arg(),
+                g2.into_buffer_arg(),
+                wg.into_buffer_arg(),
+                w_in.into_buffer_arg(),
+                post.clone().into_buffer_arg(),
+                rows,
+                d,
+                m,
+                dim,
+                eps2,
+                stride,
+                tile,
+            );
+            post
+        }
+        Arch::Gpt2 => {
+            let lb = buffer(&block.ln2.bias.as_ref()?.val())?;
+            let b_in = bias_buffer(&mlp.b_in)?;
+            ln_linear(&mid, &g2, &lb, &w_in, &b_in, &[rows, m], false, eps2)
+        }
+    };
+    let out = linear_add(&post, &w_out, b_out, &mid, m);
     Some((
         Tensor::from_primitive::<Cube>(out),
         Tensor::from_primitive::<Cube>(k),
