@@ -1,15 +1,17 @@
 //! The WebGPU Llama block (`transformer::gpu`, seven kernels) against the tensor form (which the
-//! goldens check against Hugging Face) on what the fixtures do not reach: head width 128 (two
-//! output dimensions per attention thread), more than 64 keys (several tiles of the online
-//! softmax), a prefix shared by a batch, and a prefix that is a view of a longer cache.
+//! goldens check against Hugging Face) on what the fixtures do not reach: head widths 96 and 128
+//! (two output dimensions per attention thread), more than 64 keys (several tiles of the online
+//! softmax), a prefix shared by a batch, one prefix per batch row, a prefix that is a view of a
+//! longer cache and one the tensor form left. Every run is counted to prove it ran fused (the
+//! launch counter is process-wide: this binary has one test).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData, s};
 use interplay_models::config::{Arch, TransformerConfig};
-use interplay_models::device::read_f32;
-use interplay_models::hooks::HookPlan;
+use interplay_models::device::{DispatchCounter, read_f32};
+use interplay_models::hooks::{HookPlan, HookPoint};
 use interplay_models::rng::Rng;
 use interplay_models::transformer::{Attention, Block, Mlp, Norm};
 use interplay_models::{ComputeDevice, KvCache, Transformer};
@@ -19,16 +21,16 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     pollster::block_on(f)
 }
 
-/// A random Llama with `d_head` 128, 4 query heads on 2 key/value heads, on `device` (the same
-/// draws on every device).
-fn model(device: &Device) -> Transformer {
+/// A random Llama with head width `dh`, 4 query heads on 2 key/value heads, on `device` (the
+/// same draws on every device).
+fn model(device: &Device, dh: usize) -> Transformer {
     let config = TransformerConfig {
         arch: Arch::Llama,
         n_layers: 2,
         d_model: 96,
         n_heads: 4,
         n_kv_heads: 2,
-        d_head: 128,
+        d_head: dh,
         d_mlp: 80,
         d_vocab: 50,
         n_ctx: 512,
@@ -43,7 +45,7 @@ fn model(device: &Device) -> Transformer {
             .collect();
         Param::from_tensor(Tensor::<2>::from_data(TensorData::new(data, shape), device))
     };
-    let (d, hd, kvd, m) = (96, 4 * 128, 2 * 128, 80);
+    let (d, hd, kvd, m) = (96, 4 * dh, 2 * dh, 80);
     let mut blocks = Vec::new();
     for _ in 0..2 {
         blocks.push(Block {
@@ -88,25 +90,31 @@ fn norm(device: &Device, scale: f32) -> Norm {
     }
 }
 
+/// `f`'s result and the kernels it launched.
+fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let counter = DispatchCounter::start();
+    let out = f();
+    (out, counter.count())
+}
+
 /// Logits of 80 tokens; then 11 more (the kernels take rows in fours: a remainder) in a batch
-/// of two rows after a shared 69-token prefix; then 11 after a 69-position view of the 80-token
-/// run's cache.
-fn runs(m: &Transformer) -> Vec<Vec<f32>> {
+/// of two rows after a shared 69-token prefix; one more token per row after that batch's own
+/// caches; 11 after a 69-position view of the 80-token run's cache; 11 after a cache the tensor
+/// form made (a hook inside every block). Returns the values and each run's launches.
+fn runs(m: &Transformer) -> (Vec<Vec<f32>>, Vec<usize>) {
     let ids: Vec<u32> = (0..80).map(|i| (i * 7 + 3) % 50).collect();
     let none = HookPlan::default();
-    let (full, _, cache) = m
-        .extend(m.tokens(std::slice::from_ref(&ids)).unwrap(), None, &none)
-        .unwrap();
-    let (_, _, prefix) = m
-        .extend(m.tokens(&[ids[..69].to_vec()]).unwrap(), None, &none)
-        .unwrap();
+    let extend = |ids: &[Vec<u32>], prefix: Option<&KvCache>| {
+        counted(|| m.extend(m.tokens(ids).unwrap(), prefix, &none).unwrap())
+    };
+    let ((full, _, cache), n_full) = extend(std::slice::from_ref(&ids), None);
+    let ((_, _, prefix), _) = extend(&[ids[..69].to_vec()], None);
     let rows = vec![
         ids[69..].to_vec(),
         ids[69..].iter().rev().copied().collect(),
     ];
-    let (batch, _, joined) = m
-        .extend(m.tokens(&rows).unwrap(), Some(&prefix), &none)
-        .unwrap();
+    let ((batch, _, joined), n_batch) = extend(&rows, Some(&prefix));
+    let ((per_row, _, _), n_per_row) = extend(&[vec![5], vec![9]], Some(&joined));
     let view = KvCache {
         k: cache
             .k
@@ -119,18 +127,24 @@ fn runs(m: &Transformer) -> Vec<Vec<f32>> {
             .map(|v| v.clone().slice(s![.., .., 0..69, ..]))
             .collect(),
     };
-    let (tail, _, _) = m
-        .extend(m.tokens(&[ids[69..].to_vec()]).unwrap(), Some(&view), &none)
+    let ((tail, _, _), n_tail) = extend(&[ids[69..].to_vec()], Some(&view));
+    let inside = HookPlan::caching([HookPoint::Z(0), HookPoint::Z(1)]);
+    let (_, _, tensor_form) = m
+        .extend(m.tokens(&[ids[..69].to_vec()]).unwrap(), None, &inside)
         .unwrap();
+    let ((after_tensor, _, _), n_after) = extend(&[ids[69..].to_vec()], Some(&tensor_form));
     assert_eq!(joined.positions(), 80);
-    let mut out = vec![
-        block(read_f32(full)).unwrap(),
-        block(read_f32(batch)).unwrap(),
-        block(read_f32(tail)).unwrap(),
+    let read = |t: Tensor<3>| block(read_f32(t)).unwrap();
+    let out = vec![
+        read(full),
+        read(batch),
+        read(tail),
+        read(per_row),
+        read(after_tensor),
+        block(read_f32(joined.k[1].clone())).unwrap(),
+        block(read_f32(joined.v[1].clone())).unwrap(),
     ];
-    out.push(block(read_f32(joined.k[1].clone())).unwrap());
-    out.push(block(read_f32(joined.v[1].clone())).unwrap());
-    out
+    (out, vec![n_full, n_batch, n_per_row, n_tail, n_after])
 }
 
 #[test]
@@ -138,17 +152,24 @@ fn gpu_block_equals_the_tensor_form() {
     let Some(gpu) = wgpu_device() else {
         return;
     };
-    let want = runs(&model(&ComputeDevice::cpu().device));
-    let got = runs(&model(&gpu.device));
-    // The continuation after a prefix is the full run's last 11 positions.
-    let v = 50;
-    assert!(max_rel_err(&want[1][..11 * v], &f64s(&want[0][69 * v..])) < 1e-4);
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        let err = max_rel_err(g, &f64s(w));
-        assert!(
-            err < 1e-4,
-            "run {i}: WebGPU differs from the CPU by {err:e}"
-        );
+    for dh in [128, 96] {
+        let (want, _) = runs(&model(&ComputeDevice::cpu().device, dh));
+        let (got, launches) = runs(&model(&gpu.device, dh));
+        // The continuation after a prefix is the full run's last 11 positions.
+        let v = 50;
+        assert!(max_rel_err(&want[1][..11 * v], &f64s(&want[0][69 * v..])) < 1e-4);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let err = max_rel_err(g, &f64s(w));
+            assert!(
+                err < 1e-4,
+                "d_head {dh}, run {i}: WebGPU differs from the CPU by {err:e}"
+            );
+        }
+        // Fused, two blocks are at most 16 launches (+ embedding, final norm, unembedding);
+        // in the tensor form they would be over 100.
+        for (i, n) in launches.into_iter().enumerate() {
+            assert!(n < 50, "d_head {dh}, run {i}: {n} launches: not fused");
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 #![cfg(not(target_family = "wasm"))]
 
 use interplay_models::ComputeDevice;
-use interplay_models::device::read_f32;
+use interplay_models::device::{DispatchCounter, read_f32};
 use interplay_models::load::load_path;
 use interplay_models::patching::{PatchTarget, no_progress, patch_sweep};
 use interplay_models::tokenizer::smollm2_chat;
@@ -94,7 +94,15 @@ fn smollm2_on_wgpu_matches_hf() {
     let g = golden("smollm2");
     let m = load_path(&path, &gpu.device).expect("SmolLM2 loads").model;
     let clean = ids(&g["clean"]);
+    // The other test here computes on the CPU (no kernel launches), so the count is this one's.
+    let counter = DispatchCounter::start();
     let logits = m.last_logits(m.tokens(&[clean]).unwrap()).unwrap();
+    let launched = counter.count();
+    drop(counter);
+    assert!(
+        launched <= 10 * m.config.n_layers,
+        "{launched} launches for 30 blocks: not fused"
+    );
     let last = pollster::block_on(read_f32(logits)).unwrap();
     let want: Vec<f64> = g["last_logits_head"]
         .as_array()

@@ -15,8 +15,8 @@
 //! GPT-2 (LayerNorm, biases, GELU) is the same seven with `ln_linear` (LayerNorm + projection
 //! + bias) for q, k, v and for the MLP's first half with GELU, and biases in `linear_add`.
 //!
-//! A block with any hook of its layer keeps the tensor form (that is where activations are
-//! read and written); so do GPT-2's LayerNorm/GELU blocks and projections with biases. The
+//! A block with a hook inside keeps the tensor form (that is where activations are read and
+//! written); so do blocks of other shapes (a Llama with biases, head width over 128). The
 //! numbers are the tensor form's up to the order of f32 sums (the goldens check both against
 //! Hugging Face at 1e-4).
 
@@ -339,8 +339,8 @@ mod kernels {
     /// concatenation. Each thread strides over entries of both.
     ///
     /// # Shapes
-    /// - `pk`, `pv`: `[1 or batch, kv_heads, p0, dh]`, batch and head strides `pre_batch` (0 for
-    ///   one shared prefix) and `pre_head`, positions dense;
+    /// - `pk`, `pv`: `[1 or batch, kv_heads, p0, dh]`, batch, head and position strides
+    ///   `pre_batch` (0 for one shared prefix), `pre_head` and `pre_pos`, dimensions dense;
     /// - `k`, `v`: `[batch, kv_heads, p, dh]`; `kc`, `vc`: `[batch, kv_heads, p0 + p, dh]`.
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
@@ -358,6 +358,7 @@ mod kernels {
         dh: usize,
         pre_batch: usize,
         pre_head: usize,
+        pre_pos: usize,
         stride: usize,
     ) {
         let total = p0 + p;
@@ -367,7 +368,7 @@ mod kernels {
             let j = (t / dh) % total;
             let bh = t / (dh * total);
             if j < p0 {
-                let at = (bh / kv_heads) * pre_batch + (bh % kv_heads) * pre_head + j * dh + e;
+                let at = (bh / kv_heads) * pre_batch + (bh % kv_heads) * pre_head + j * pre_pos + e;
                 kc[t] = pk[at];
                 vc[t] = pv[at];
             } else {
@@ -519,15 +520,15 @@ fn buffer<const D: usize>(tensor: &Tensor<D>) -> Option<CubeTensor> {
     (p.dtype == DType::F32 && p.is_contiguous() && !p.meta.is_tiled()).then_some(p)
 }
 
-/// A prefix's keys or values, `[batch or 1, kv_heads, p0, dh]`, and its batch and head strides:
-/// the kernel reads positions densely but takes a view of a longer cache (a sweep's prefix is
-/// the first `p0` positions of a recorded run) or one shared row as it is.
-fn prefix_buffer(tensor: &Tensor<4>) -> Option<(CubeTensor, [usize; 2])> {
+/// A prefix's keys or values, `[batch or 1, kv_heads, p0, dh]`, and its batch, head and
+/// position strides: the join reads any layout whose last dimension is dense — a view of a
+/// longer cache (a sweep's prefix is the first `p0` positions of a recorded run), one row
+/// shared by a batch, or the tensor form's `[batch, pos, heads, dh]`-ordered cache.
+fn prefix_buffer(tensor: &Tensor<4>) -> Option<(CubeTensor, [usize; 3])> {
     let p = tensor.clone().try_into_primitive::<Cube>().ok()?;
-    let dh = tensor.dims()[3];
     let st = p.meta.strides();
-    let dense = p.dtype == DType::F32 && !p.meta.is_tiled() && st[3] == 1 && st[2] == dh;
-    let strides = [st[0], st[1]];
+    let dense = p.dtype == DType::F32 && !p.meta.is_tiled() && st[3] == 1;
+    let strides = [st[0], st[1], st[2]];
     dense.then_some((p, strides))
 }
 
@@ -575,7 +576,7 @@ pub(super) fn block(
     );
     let [b, p, _] = resid.dims();
     let rows = b * p;
-    if p == 0 || b * h > MAX_GROUPS || p > MAX_GROUPS {
+    if b == 0 || p == 0 || b * h > MAX_GROUPS || p > MAX_GROUPS {
         return None;
     }
     let x = buffer(resid)?;
@@ -594,23 +595,24 @@ pub(super) fn block(
     );
     let (p0, pk, pv, pre) = match prefix {
         Some((pk, pv)) if pk.dims()[2] > 0 => {
-            let [pb, _, p0, _] = pk.dims();
-            if pb != 1 && pb != b {
+            let [pb, ph, p0, pd] = pk.dims();
+            // Keys and values of one shape, this block's heads, one row or one per batch row.
+            if pv.dims() != pk.dims() || ph != hkv || pd != dh || (pb != 1 && pb != b) {
                 return None;
             }
             let (pk, pv) = (prefix_buffer(pk)?, prefix_buffer(pv)?);
             if pk.1 != pv.1 {
                 return None;
             }
-            let [s0, s1] = pk.1;
+            let [s0, s1, s2] = pk.1;
             (
                 p0,
                 Some(pk.0),
                 Some(pv.0),
-                [if pb == 1 { 0 } else { s0 }, s1],
+                [if pb == 1 { 0 } else { s0 }, s1, s2],
             )
         }
-        _ => (0, None, None, [0, 0]),
+        _ => (0, None, None, [0, 0, 0]),
     };
 
     let client = x.client.clone();
@@ -729,6 +731,7 @@ pub(super) fn block(
                 dh,
                 pre[0],
                 pre[1],
+                pre[2],
                 stride,
             );
             (kc, vc)
