@@ -83,9 +83,10 @@ for (const mode of MODES) {
 
 // SmolLM2-135M-Instruct, the model students load most, in the page on both devices: one forward
 // of the IOI prompt, its top next-token logits against Hugging Face loading the same GGUF. On
-// SwiftShader this takes about 90 s on two cores (load, then one forward of a 135M model on a
-// software GPU), so it is the one SmolLM2 computation the WebGPU run checks in the browser; the
-// labs around it are checked on WebGPU with the bundled models.
+// SwiftShader this takes 10-20 s on two cores (load, then one forward of a 135M model through the
+// fused block kernels on a software GPU; ~90 s before them), so it is the one SmolLM2 computation
+// the WebGPU run checks in the browser; the labs around it are checked on WebGPU with the bundled
+// models.
 for (const mode of MODES) {
   const skip = smollm2Skip();
   test(`circuits: SmolLM2 in the page equals Hugging Face on ${mode.name}`, { skip, timeout: 20 * 60_000 }, async () => {
