@@ -373,7 +373,9 @@ impl<'a> HookRunner<'a> {
     }
 
     /// Whether anything happens at a hook inside block `l`: any of its hooks but the residual
-    /// entering and leaving it (a block touched inside keeps the tensor form).
+    /// entering and leaving it (a block touched inside keeps the tensor form; only WebGPU has
+    /// another).
+    #[cfg(feature = "webgpu")]
     pub fn touches_inside(&self, l: usize) -> bool {
         let inside = |h: HookPoint| {
             h.layer() == Some(l) && h != HookPoint::ResidPre(l) && h != HookPoint::ResidPost(l)
