@@ -175,6 +175,23 @@ impl DispatchCounter {
     }
 }
 
+/// An f32 device buffer of `shape` beside `like` (its client and device), uninitialised: for a
+/// kernel that writes every entry (the fused transformer blocks, the Dynamics kernels).
+#[cfg(feature = "webgpu")]
+pub fn empty_f32(
+    shape: &[usize],
+    like: &burn::backend::wgpu::CubeTensor,
+) -> burn::backend::wgpu::CubeTensor {
+    let client = &like.client;
+    burn::backend::wgpu::CubeTensor::new_contiguous(
+        client.clone(),
+        like.device.clone(),
+        shape.to_vec().into(),
+        client.empty(shape.iter().product::<usize>() * size_of::<f32>()),
+        burn::tensor::DType::F32,
+    )
+}
+
 /// Read a float tensor back to the host, asynchronously, as a flat row-major vector.
 ///
 /// # Shapes

@@ -44,12 +44,7 @@ fn smollm2_ioi_matches_hf() {
     let [_, p, v] = logits.dims();
     let all = pollster::block_on(read_f32(logits)).unwrap();
     let last = &all[(p - 1) * v..];
-    let want: Vec<f64> = g["last_logits_head"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let want = logits_head(&g);
     let err = max_rel_err(&last[..want.len()], &want);
     assert!(err < 1e-4, "SmolLM2 logits differ from HF by {err:e}");
     let ld = last[mary as usize] - last[john as usize];
@@ -104,12 +99,7 @@ fn smollm2_on_wgpu_matches_hf() {
         "{launched} launches for 30 blocks: not fused"
     );
     let last = pollster::block_on(read_f32(logits)).unwrap();
-    let want: Vec<f64> = g["last_logits_head"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let want = logits_head(&g);
     let err = max_rel_err(&last[..want.len()], &want);
     assert!(
         err < 1e-4,
@@ -125,4 +115,14 @@ fn smollm2_on_wgpu_matches_hf() {
         (ld - hf).abs() < 1e-3 * hf.abs().max(1.0),
         "logit diff on wgpu {ld} vs HF {hf}"
     );
+}
+
+/// HF's first logits at the last position of the clean prompt.
+fn logits_head(g: &serde_json::Value) -> Vec<f64> {
+    g["last_logits_head"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }

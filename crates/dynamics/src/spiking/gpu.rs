@@ -211,17 +211,7 @@ pub(crate) fn upload_u32(data: &[u32], like: &CubeTensor) -> CubeTensor {
     )
 }
 
-/// An f32 buffer of `shape` beside `like`, for a kernel to write every entry of.
-pub(crate) fn empty_f32(shape: &[usize], like: &CubeTensor) -> CubeTensor {
-    let client = &like.client;
-    CubeTensor::new_contiguous(
-        client.clone(),
-        like.device.clone(),
-        shape.to_vec().into(),
-        client.empty(shape.iter().product::<usize>() * size_of::<f32>()),
-        DType::F32,
-    )
-}
+pub(crate) use interplay_models::device::empty_f32;
 
 impl GpuNetwork {
     /// Build `spec`'s network from its seed: the same draws as the CPU form's.
