@@ -24,15 +24,21 @@ fn js_err(url: &str, e: wasm_bindgen::JsValue) -> AssetError {
     }
 }
 
-/// Fetch `url` (relative to the page): the response, checked to be 2xx.
+/// Fetch `url` (relative to the page, or in the engine worker to `engine.js` beside it): the
+/// response, checked to be 2xx.
 async fn fetch_ok(url: &str) -> Result<web_sys::Response, AssetError> {
-    let window = web_sys::window().ok_or_else(|| AssetError::Fetch {
-        url: url.into(),
-        reason: "no window".into(),
-    })?;
-    let resp = JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(|e| js_err(url, e))?;
+    let global = js_sys::global();
+    let request = if let Some(w) = global.dyn_ref::<web_sys::Window>() {
+        w.fetch_with_str(url)
+    } else if let Some(w) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
+        w.fetch_with_str(url)
+    } else {
+        return Err(AssetError::Fetch {
+            url: url.into(),
+            reason: "this context cannot fetch".into(),
+        });
+    };
+    let resp = JsFuture::from(request).await.map_err(|e| js_err(url, e))?;
     let resp: web_sys::Response = resp.dyn_into().map_err(|e| js_err(url, e))?;
     if !resp.ok() {
         return Err(AssetError::Fetch {
@@ -69,6 +75,17 @@ pub fn now_ms() -> f64 {
         .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
         .map(|p| p.now())
         .unwrap_or(0.0)
+}
+
+/// A named point on the browser's performance timeline (`performance.mark`), where developer
+/// tools and the start-up benchmark read how long each phase took.
+pub fn mark(name: &str) {
+    if let Some(p) = js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+    {
+        let _ = p.mark(name);
+    }
 }
 
 /// Resolve after `ms` milliseconds (`setTimeout` of the page or worker's global scope).

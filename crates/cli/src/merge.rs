@@ -96,7 +96,7 @@ pub struct FinetuneArgs {
 #[derive(Args)]
 pub struct TrainSuiteArgs {
     /// Output folder.
-    #[arg(long, default_value = "crates/lab/suite")]
+    #[arg(long, default_value = "public/bundled/merge")]
     out: PathBuf,
     #[command(flatten)]
     device: DeviceArg,
@@ -203,7 +203,7 @@ fn format_name(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// `interplay train-suite [--out crates/lab/suite] [--device cpu|wgpu]`: retrain the bundled
+/// `interplay train-suite [--out public/bundled/merge] [--device cpu|wgpu]`: retrain the bundled
 /// task suite (base on digits, one fine-tune per task) and write its model card.
 pub fn train_suite(a: &TrainSuiteArgs) -> Result<Value> {
     let out = a.out.as_path();

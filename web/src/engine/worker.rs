@@ -438,6 +438,30 @@ pub(super) async fn run(id: JobId, backend: Backend, task: Task, sink: Sink) {
     });
 }
 
+/// The Merge suite's checkpoints (`bundled/merge/`), fetched from the site the first time a job
+/// needs them: the module does not carry them, since only the Merge lab uses them. Offline they
+/// come from the service worker's cache.
+#[cfg(target_arch = "wasm32")]
+async fn merge_suite() -> Result<(), String> {
+    if suite::bundled_provided() {
+        return Ok(());
+    }
+    let mut files = Vec::with_capacity(suite::BUNDLED_FILES.len());
+    for name in suite::BUNDLED_FILES {
+        let bytes = crate::assets::fetch_bytes(&format!("bundled/merge/{name}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        files.push((name.to_string(), bytes));
+    }
+    suite::provide_bundled(files).map_err(|e| e.to_string())
+}
+
+/// Natively the suite is compiled in.
+#[cfg(not(target_arch = "wasm32"))]
+async fn merge_suite() -> Result<(), String> {
+    Ok(())
+}
+
 async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Result<Output, String> {
     let device = &dev.device;
     let mut on_progress = progress_of(id, sink.clone());
@@ -478,11 +502,13 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                 };
                 out.map(Output::Dynamics).map_err(|e| e.to_string())
             }
-            Experiment::Merge(spec) => spec
-                .run(device, &mut on_progress)
-                .await
-                .map(Output::Merge)
-                .map_err(|e| e.to_string()),
+            Experiment::Merge(spec) => {
+                merge_suite().await?;
+                spec.run(device, &mut on_progress)
+                    .await
+                    .map(Output::Merge)
+                    .map_err(|e| e.to_string())
+            }
             Experiment::Circuits(spec) => {
                 let m = held_model(&spec.model, dev).await?;
                 let grid = spec
@@ -543,6 +569,7 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
             pasted,
             options,
         } => {
+            merge_suite().await?;
             let data = match task {
                 Some(t) => Ok(Dataset::task(t, Split::Train)),
                 None => Dataset::parse(&pasted),

@@ -2,35 +2,104 @@
 
 use super::*;
 
-/// The bundled models: the base (trained on [`Task::Digits`]) and one fine-tune per
-/// [`Task::FINE_TUNED`], trained by `interplay train-suite` (see `suite/README.md`).
-pub fn bundled(task: Option<Task>) -> Result<Weights, LabError> {
-    let bytes: &[u8] = match task {
-        None | Some(Task::Digits) => include_bytes!("../../suite/base.safetensors"),
-        Some(Task::Mirror) => include_bytes!("../../suite/mirror.safetensors"),
-        Some(Task::Flip) => include_bytes!("../../suite/flip.safetensors"),
-        Some(Task::Rotate) => include_bytes!("../../suite/rotate.safetensors"),
-        Some(Task::Invert) => include_bytes!("../../suite/invert.safetensors"),
+/// Names each bundled checkpoint once: the list the page fetches, and (natively) the bytes.
+macro_rules! bundled_files {
+    ($($f:literal),* $(,)?) => {
+        /// The bundled checkpoints' files, relative to `public/bundled/merge/` (the site's
+        /// `bundled/merge/`): the base, then the fine-tunes and the linearised fine-tunes in
+        /// [`Task::FINE_TUNED`] order. Trained by `interplay train-suite` (see the README there).
+        pub const BUNDLED_FILES: [&str; 9] = [$($f),*];
+
+        /// The bytes of bundled file `name` (one of [`BUNDLED_FILES`]). Native builds carry
+        /// them; the page fetches them when a Merge job first needs them (`provide_bundled`),
+        /// so the page's module does not carry nine checkpoints that only one lab uses.
+        #[cfg(not(target_arch = "wasm32"))]
+        fn bundled_bytes(name: &str) -> Result<&'static [u8], LabError> {
+            match name {
+                $($f => Ok(include_bytes!(concat!("../../../../public/bundled/merge/", $f))),)*
+                _ => Err(not_bundled(name)),
+            }
+        }
     };
-    Ok(interplay_models::safetensors::read_safetensors(bytes)?)
+}
+
+bundled_files!(
+    "base.safetensors",
+    "mirror.safetensors",
+    "flip.safetensors",
+    "rotate.safetensors",
+    "invert.safetensors",
+    "linearised/mirror.safetensors",
+    "linearised/flip.safetensors",
+    "linearised/rotate.safetensors",
+    "linearised/invert.safetensors",
+);
+
+/// The files the page fetched, by name.
+#[cfg(target_arch = "wasm32")]
+static PROVIDED: std::sync::OnceLock<std::collections::BTreeMap<String, Vec<u8>>> =
+    std::sync::OnceLock::new();
+
+/// Whether the page has handed over the bundled files ([`provide_bundled`]).
+#[cfg(target_arch = "wasm32")]
+pub fn bundled_provided() -> bool {
+    PROVIDED.get().is_some()
+}
+
+/// Hand over every file of [`BUNDLED_FILES`] (name, bytes), fetched by the page. Checked to be
+/// complete and to read as safetensors before they are kept; the first complete set stays.
+#[cfg(target_arch = "wasm32")]
+pub fn provide_bundled(files: Vec<(String, Vec<u8>)>) -> Result<(), LabError> {
+    let files: std::collections::BTreeMap<String, Vec<u8>> = files.into_iter().collect();
+    for name in BUNDLED_FILES {
+        let bytes = files.get(name).ok_or_else(|| not_bundled(name))?;
+        interplay_models::safetensors::read_safetensors(bytes)
+            .map_err(|e| LabError::Spec(format!("bundled/merge/{name} is damaged: {e}")))?;
+    }
+    let _ = PROVIDED.set(files);
+    Ok(())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn bundled_bytes(name: &str) -> Result<&'static [u8], LabError> {
+    PROVIDED
+        .get()
+        .and_then(|f| f.get(name))
+        .map(Vec::as_slice)
+        .ok_or_else(|| not_bundled(name))
+}
+
+fn not_bundled(name: &str) -> LabError {
+    LabError::Spec(format!(
+        "the Merge suite's file bundled/merge/{name} is not loaded; reload the page (offline, it \
+         is there once the page has been opened online)"
+    ))
+}
+
+/// The bundled models: the base (trained on [`Task::Digits`]) and one fine-tune per
+/// [`Task::FINE_TUNED`], trained by `interplay train-suite`.
+pub fn bundled(task: Option<Task>) -> Result<Weights, LabError> {
+    let file = match task {
+        None | Some(Task::Digits) => "base.safetensors",
+        Some(t) => &format!("{t}.safetensors"),
+    };
+    Ok(interplay_models::safetensors::read_safetensors(
+        bundled_bytes(file)?,
+    )?)
 }
 
 /// The bundled linearised fine-tunes (tangent space of the base, [`TrainOptions::linearised_fine_tune`]),
 /// one per [`Task::FINE_TUNED`], trained by `interplay train-suite`. They are meant to be run as
 /// linearised models around the base ([`Mlp::upload_at`]).
 pub fn bundled_linearised(task: Task) -> Result<Weights, LabError> {
-    let bytes: &[u8] = match task {
-        Task::Digits => {
-            return Err(LabError::Spec(format!(
-                "{task} is the base model's own task: there is no fine-tune for it"
-            )));
-        }
-        Task::Mirror => include_bytes!("../../suite/linearised/mirror.safetensors"),
-        Task::Flip => include_bytes!("../../suite/linearised/flip.safetensors"),
-        Task::Rotate => include_bytes!("../../suite/linearised/rotate.safetensors"),
-        Task::Invert => include_bytes!("../../suite/linearised/invert.safetensors"),
-    };
-    Ok(interplay_models::safetensors::read_safetensors(bytes)?)
+    if task == Task::Digits {
+        return Err(LabError::Spec(format!(
+            "{task} is the base model's own task: there is no fine-tune for it"
+        )));
+    }
+    Ok(interplay_models::safetensors::read_safetensors(
+        bundled_bytes(&format!("linearised/{task}.safetensors"))?,
+    )?)
 }
 
 /// A bundled fine-tune, standard or linearised.
