@@ -1,9 +1,11 @@
 // Benchmark (prints, asserts nothing), headless Chromium, both devices:
 //  - navigation → first result of the start-up check (cold profile each time);
 //  - SmolLM2-135M-Instruct, computed by the page's engine worker: load (fetch + parse +
-//    dequantise + upload), a forward on the IOI prompt (the prompt's Run; first and again), and
-//    the IOI resid_pre patching sweep (31 × 14; first and again). The CPU twice: the engine with
-//    every core (the page is cross-origin isolated) and with one thread (`?threads=1`).
+//    dequantise + upload), a forward on the IOI prompt (the prompt's Run; first and again),
+//    greedy generation of 32 tokens after it (tokens/s, the prompt's pass included, as in the
+//    PyTorch `generate` peer), and the IOI resid_pre patching sweep (31 × 14; first and
+//    again). The CPU twice: the engine with every core (the page is cross-origin isolated) and
+//    with one thread (`?threads=1`).
 import { MODES, serveDist, launch, ShellPage } from "./harness.mjs";
 
 const VARIANTS = [
@@ -15,17 +17,22 @@ const sweeps = {};
 const srv = await serveDist();
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+// The start-up's phases, from the page's `performance.mark`s (ms since navigation).
+const PHASES = ["start", "device", "tokenizer", "check"];
 for (const mode of MODES) {
   const runs = [];
+  const phases = [];
   for (let i = 0; i < 3; i++) {
     const b = await launch(mode);
     const shell = new ShellPage(b.page);
     await shell.open(srv.base);
     await shell.waitStartup();
     runs.push(await shell.sinceNavigationMs());
+    phases.push(await b.page.evaluate((names) => names.map((n) => performance.getEntriesByName(`interplay:${n}`)[0]?.startTime ?? NaN), PHASES));
     await b.close();
   }
-  console.log(`browser [${mode.name}] navigation → first result: ${med(runs).toFixed(0)} ms (median of ${runs.length}, cold profile each)`);
+  const at = PHASES.map((n, i) => `${n} ${med(phases.map((p) => p[i])).toFixed(0)}`).join(", ");
+  console.log(`browser [${mode.name}] navigation → first result: ${med(runs).toFixed(0)} ms (median of ${runs.length}, cold profile each; ms since navigation at: ${at})`);
 }
 
 const SKIP_SMOLLM2 = process.env.INTERPLAY_BENCH_SKIP_SMOLLM2 === "1";
@@ -50,6 +57,14 @@ for (const mode of SKIP_SMOLLM2 ? [] : VARIANTS.filter((m) => !process.env.INTER
     await page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${runSeq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 600_000, state: "attached" });
     const fwdAgain = Date.now() - t;
     const top = await page.textContent('[data-testid="top-tokens"] tbody tr:first-child td:first-child');
+    // Greedy decoding, 32 new tokens after the prompt (PyTorch's `generate` peer does the same).
+    await page.fill('[data-testid="generate-max"]', "32");
+    await page.click('[data-testid="generate-run"]', { timeout: 600_000 });
+    await page.waitForSelector('[data-testid="generate-status"]:not([data-seq="0"]):is([data-state="done"], [data-state="error"])', { timeout: 900_000, state: "attached" });
+    const gen = await page.$('[data-testid="generate-rate"]');
+    const decode = gen
+      ? `${await gen.getAttribute("data-tokens")} tokens in ${Number(await gen.getAttribute("data-ms")).toFixed(0)} ms, ${(Number(await gen.getAttribute("data-tokens")) / (Number(await gen.getAttribute("data-ms")) / 1e3)).toFixed(1)} tokens/s`
+      : `failed: ${await page.textContent('[data-testid="generate-error"]')}`;
     t = Date.now();
     await page.click('[data-testid="patch-run"]', { timeout: 600_000 });
     await page.waitForSelector('[data-testid="patch-status"]:not([data-seq="0"]):is([data-state="done"], [data-state="error"])', { timeout: 900_000, state: "attached" });
@@ -63,7 +78,7 @@ for (const mode of SKIP_SMOLLM2 ? [] : VARIANTS.filter((m) => !process.env.INTER
     const clean = await page.textContent('[data-testid="clean-metric"]').catch(() => "?");
     const device = await page.textContent('[data-testid="device-indicator"]');
     sweeps[mode.name] = [sweep, again, fwd, fwdAgain];
-    console.log(`browser [${mode.name}: ${device.trim()}] SmolLM2: load ${(load / 1e3).toFixed(1)} s; forward (IOI prompt) ${fwd} ms first, ${fwdAgain} ms again, top token ${JSON.stringify(top)}; resid_pre sweep 31×14 ${(sweep / 1e3).toFixed(1)} s first, ${(again / 1e3).toFixed(1)} s again (clean logit diff ${clean})`);
+    console.log(`browser [${mode.name}: ${device.trim()}] SmolLM2: load ${(load / 1e3).toFixed(1)} s; forward (IOI prompt) ${fwd} ms first, ${fwdAgain} ms again, top token ${JSON.stringify(top)}; resid_pre sweep 31×14 ${(sweep / 1e3).toFixed(1)} s first, ${(again / 1e3).toFixed(1)} s again (clean logit diff ${clean}); greedy generate ${decode}`);
   } catch (e) {
     console.log(`browser [${mode.name}] SmolLM2 failed: ${e.message}`);
   } finally {

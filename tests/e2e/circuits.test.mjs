@@ -1,6 +1,6 @@
 // Circuits lab in the browser, on WebGPU and on the CPU fallback: load the HF fixtures from the
-// user's disk (file picker), run a prompt, and match Hugging Face's logits; bad files and bad
-// prompts give a message and the page stays usable.
+// user's disk (file picker), run a prompt and continue it, and match Hugging Face's logits and
+// `generate`'s tokens; bad files and bad prompts give a message and the page stays usable.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -8,6 +8,7 @@ import path from "node:path";
 import { MODES, serveDist, launch, CircuitsPage, maxRelErr, offOrigin, smollm2Skip, requireSmollm2 } from "./harness.mjs";
 
 const FIX = path.resolve("tests/fixtures");
+const GENERATE = JSON.parse(fs.readFileSync(path.join(FIX, "generate.json"), "utf8"));
 const golden = (name) => JSON.parse(fs.readFileSync(path.join(FIX, name, "golden.json"), "utf8"));
 const lastRow = (g) => {
   const [p, v] = g.logits.shape;
@@ -37,7 +38,14 @@ for (const mode of MODES) {
         assert.equal(await lab.runIds(g.prompt), "done");
         const err = maxRelErr(await lab.lastLogits(), lastRow(g));
         assert.ok(err < 1e-4, `${name}/${files[0]} on ${mode.name}: logits differ from HF by ${err}`);
+        // Continuing a prompt writes Hugging Face `generate`'s greedy tokens.
+        const gen = GENERATE.models[name];
+        await b.page.fill('[data-testid="prompt-ids"]', gen.prompt.join(","));
+        assert.equal(await lab.generate(gen.tokens.length), "done");
+        assert.deepEqual(await lab.generated(), gen.tokens, `${name}/${files[0]} on ${mode.name}: generate`);
       }
+      assert.equal(await lab.generate(0), "error");
+      assert.match(await lab.generateError(), /between 1 and 512/);
 
       // Bad inputs: a message, and the loaded model keeps working.
       await lab.loadFiles([path.join(FIX, "tiny-llama", "config.json")]);

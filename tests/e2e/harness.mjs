@@ -156,6 +156,16 @@ export class CircuitsPage {
     await this.page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
     return this.page.getAttribute('[data-testid="run-status"]', "data-state");
   }
+  /// Continue the prompt by `max` tokens (greedy unless the temperature box says otherwise).
+  async generate(max, timeout = 120_000) {
+    await this.page.fill('[data-testid="generate-max"]', String(max));
+    const seq = await this.page.getAttribute('[data-testid="generate-status"]', "data-seq");
+    await this.page.click('[data-testid="generate-run"]');
+    await this.page.waitForSelector(`[data-testid="generate-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { timeout, state: "attached" });
+    return this.page.getAttribute('[data-testid="generate-status"]', "data-state");
+  }
+  async generated() { return (await this.page.getAttribute('[data-testid="generate-tokens"]', "data-ids")).split(",").map(Number); }
+  async generateError() { return this.page.textContent('[data-testid="generate-error"]'); }
   async lastLogits() { return JSON.parse(await this.page.textContent('[data-testid="last-logits"]')); }
   async runError() { return this.page.textContent('[data-testid="run-error"]'); }
 }

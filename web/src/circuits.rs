@@ -9,7 +9,7 @@ use wasm_bindgen::JsCast;
 use interplay_models::tokenizer::visible;
 
 use interplay_lab::bundled::Bundled;
-use interplay_lab::inspect::{Inspect, Inspection, Prediction};
+use interplay_lab::inspect::{Continuation, GENERATE_MAX, Inspect, Inspection, Prediction};
 use interplay_lab::{PatchingSpec, Prompt};
 
 use crate::assets::{draft_get, draft_set, files_of};
@@ -42,14 +42,7 @@ fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
 }
 
 async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String> {
-    let info = models::info().ok_or("load a model first")?;
-    let prompt = if !ids_text.trim().is_empty() || !info.has_tokenizer {
-        Prompt::Ids(parse_ids(&ids_text)?)
-    } else if text.is_empty() {
-        return Err("the prompt is empty: type some text".into());
-    } else {
-        Prompt::Text(text)
-    };
+    let prompt = prompt_of(text, &ids_text)?;
     match models::ask(Inspect::Predict { prompt }).await? {
         (Inspection::Prediction(prediction), ran) => Ok(RunResult {
             prediction,
@@ -57,6 +50,130 @@ async fn run_prompt(text: String, ids_text: String) -> Result<RunResult, String>
             backend: ran.backend.label().to_string(),
         }),
         _ => Err("the engine answered with another result".into()),
+    }
+}
+
+/// The prompt as the engine takes it: ids when given (or when the model has no tokenizer),
+/// else the text.
+fn prompt_of(text: String, ids_text: &str) -> Result<Prompt, String> {
+    let info = models::info().ok_or("load a model first")?;
+    if !ids_text.trim().is_empty() || !info.has_tokenizer {
+        Ok(Prompt::Ids(parse_ids(ids_text)?))
+    } else if text.is_empty() {
+        Err("the prompt is empty: type some text".into())
+    } else {
+        Ok(Prompt::Text(text))
+    }
+}
+
+/// A continuation and how long it took.
+#[derive(Clone, Debug, PartialEq)]
+struct Continued {
+    c: Continuation,
+    ms: f64,
+    backend: String,
+}
+
+/// Continue the prompt with the loaded model (greedy or sampled), as `generate` does.
+#[component]
+fn GeneratePanel(
+    prompt: RwSignal<String>,
+    ids_text: RwSignal<String>,
+    info: RwSignal<Option<ModelInfo>>,
+) -> impl IntoView {
+    let max_new = RwSignal::new("32".to_string());
+    let temperature = RwSignal::new("0".to_string());
+    let seed = RwSignal::new("0".to_string());
+    let busy = RwSignal::new(false);
+    let runs = RwSignal::new(0u32);
+    let result = RwSignal::new(None::<Result<Continued, String>>);
+    let go = move |_| {
+        // Every input is checked on every click, from a clean state.
+        let query = (|| -> Result<Inspect, String> {
+            let n: usize = max_new.get_untracked().trim().parse().map_err(|_| {
+                format!("new tokens must be a whole number from 1 to {GENERATE_MAX}")
+            })?;
+            let t: f64 = temperature
+                .get_untracked()
+                .trim()
+                .parse()
+                .map_err(|_| "the temperature must be a number (0 for greedy)".to_string())?;
+            let sd: u64 = seed
+                .get_untracked()
+                .trim()
+                .parse()
+                .map_err(|_| "the seed must be a whole number ≥ 0".to_string())?;
+            Ok(Inspect::Generate {
+                prompt: prompt_of(prompt.get_untracked(), &ids_text.get_untracked())?,
+                max_new: n,
+                temperature: t,
+                seed: sd,
+            })
+        })();
+        busy.set(true);
+        result.set(None);
+        spawn_local(async move {
+            let r = match query {
+                Err(e) => Err(e),
+                Ok(q) => match models::ask(q).await {
+                    Ok((Inspection::Continuation(c), ran)) => Ok(Continued {
+                        c,
+                        ms: ran.ms,
+                        backend: ran.backend.label().to_string(),
+                    }),
+                    Ok(_) => Err("the engine answered with another result".into()),
+                    Err(e) => Err(e),
+                },
+            };
+            result.set(Some(r));
+            runs.update(|n| *n += 1);
+            busy.set(false);
+        });
+    };
+    view! {
+        <section class="card" hidden=crate::share::hidden("prompt")>
+            <h2>"Continue the prompt"</h2>
+            <p class="muted">"The model writes the next tokens itself, one at a time, each fed back in (the key/value cache keeps earlier positions). Temperature 0 picks the most likely token every time; above 0 samples, reproducibly for a seed."</p>
+            <div class="row">
+                <label>"new tokens "<input type="number" min="1" max=GENERATE_MAX data-testid="generate-max"
+                    prop:value=move || max_new.get() on:input=move |ev| max_new.set(event_target_value(&ev))/></label>
+                <label>"temperature "<input type="number" min="0" step="0.1" data-testid="generate-temperature"
+                    prop:value=move || temperature.get() on:input=move |ev| temperature.set(event_target_value(&ev))/></label>
+                <label>"seed "<input type="number" min="0" data-testid="generate-seed"
+                    prop:value=move || seed.get() on:input=move |ev| seed.set(event_target_value(&ev))/></label>
+                <button data-testid="generate-run" on:click=go
+                        prop:disabled=move || busy.get() || info.get().is_none()>"Continue"</button>
+            </div>
+            <div data-testid="generate-status" data-seq=move || runs.get() aria-live="polite"
+                 data-state=move || match (busy.get(), result.get()) {
+                     (true, _) => "running",
+                     (false, None) => "idle",
+                     (false, Some(Ok(_))) => "done",
+                     (false, Some(Err(_))) => "error",
+                 }>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <p class="error" role="alert" data-testid="generate-error">{e}</p> }.into_any(),
+                Ok(Continued { c, ms, backend }) => {
+                    let n = c.tokens.len();
+                    let ids = c.tokens.iter().map(|t| t.1.to_string()).collect::<Vec<_>>().join(",");
+                    let rate = if ms > 0.0 { n as f64 / (ms / 1e3) } else { 0.0 };
+                    view! {
+                        <p data-testid="generate-text" class="generated">{c.text}</p>
+                        <div class="tokens" data-testid="generate-tokens"
+                             data-ids=ids>
+                            {c.tokens.into_iter().map(|(t, id)| view! {
+                                <span class="tok" title=format!("token id {id}")>{t}<small>{id}</small></span>
+                            }).collect_view()}
+                        </div>
+                        <p class="muted" data-testid="generate-rate" data-tokens=n data-ms=ms.to_string()>
+                            {format!("{n} new tokens after a {}-token prompt{} on {backend} in {ms:.0} ms: {rate:.1} tokens/s (the prompt's own pass included)",
+                                c.prompt_tokens, if c.stopped { ", ended by an end-of-text token," } else { "" })}
+                        </p>
+                    }.into_any()
+                }
+            })}
+            </div>
+        </section>
     }
 }
 
@@ -259,6 +376,7 @@ pub fn CircuitsLab() -> impl IntoView {
             })}
             </div>
         </section>
+        <GeneratePanel prompt=prompt ids_text=ids_text info=info/>
         <crate::views::AnalysisPanel prompt=prompt ids_text=ids_text preset=preset/>
         <crate::patching::PatchingPanel preset=preset/>
         <crate::views::HeadScoresPanel preset=preset/>

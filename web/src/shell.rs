@@ -7,7 +7,7 @@ use leptos::task::spawn_local;
 use interplay_models::device::{DeviceCheck, device_check};
 use interplay_models::{Backend, TextTokenizer};
 
-use crate::assets::{fetch_bytes, now_ms};
+use crate::assets::{fetch_bytes, mark, now_ms};
 use crate::runtime::{self, DeviceStatus};
 use interplay_lab::LabKind;
 
@@ -87,10 +87,12 @@ async fn run_startup() -> Result<Startup, String> {
     let tk = load_gpt2().await?;
     let ids = tk.encode(SENTENCE).map_err(|e| e.to_string())?;
     let tokens = tk.display_tokens(&ids).into_iter().zip(ids).collect();
+    mark("interplay:tokenizer");
     let dev = runtime::current();
     let t0 = now_ms();
     let check = device_check(&dev, 64).await.map_err(|e| e.to_string())?;
     let t1 = now_ms();
+    mark("interplay:check");
     Ok(Startup {
         tokens,
         check: Some(check),
@@ -120,7 +122,9 @@ pub fn App() -> impl IntoView {
     let start = move |preferred: Backend| {
         busy.set(true);
         spawn_local(async move {
+            mark("interplay:start");
             let status = runtime::select(preferred).await;
+            mark("interplay:device");
             device.set(Some(status));
             let result = run_startup().await;
             startup.set(Some(result));

@@ -1,9 +1,11 @@
 //! The Circuits lab's interactive questions about the loaded model — predict the next token,
-//! analyse one prompt, score heads, ablate heads, path-patch — as one serde type, so the engine
-//! worker answers them for the page (off its main thread) with the same code the tests run.
+//! analyse one prompt, score heads, ablate heads, path-patch, continue a prompt — as one serde
+//! type, so the engine worker answers them for the page (off its main thread) with the same code
+//! the tests run.
 //! Unlike an [`crate::Experiment`] they are not shared as links: each is one click's worth.
 
 use interplay_models::device::read_f32;
+use interplay_models::generate::{Sampling, generate};
 use interplay_models::load::LoadedModel;
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +70,25 @@ pub enum Inspect {
         /// Which of their inputs the patch reaches.
         inputs: Vec<ReceiverInput>,
     },
+    /// Continue the prompt, as Hugging Face's `generate` (and TransformerLens's): up to
+    /// `max_new` tokens with the key/value cache, ending early at an end-of-text token.
+    Generate {
+        /// Text or ids.
+        prompt: Prompt,
+        /// At most this many new tokens (1..=[`GENERATE_MAX`]).
+        max_new: usize,
+        /// 0 for greedy decoding (the highest logit), else sampling from
+        /// `softmax(logits / temperature)`.
+        #[serde(default)]
+        temperature: f64,
+        /// The sampling's seed (unused when greedy).
+        #[serde(default)]
+        seed: u64,
+    },
 }
+
+/// The most new tokens one [`Inspect::Generate`] writes.
+pub const GENERATE_MAX: usize = 512;
 
 /// One of the most likely next tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -175,6 +195,19 @@ impl PatternCube {
     }
 }
 
+/// A prompt's continuation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Continuation {
+    /// The prompt's length in tokens.
+    pub prompt_tokens: usize,
+    /// `(shown text, id)` per new token, the end-of-text token included when one was written.
+    pub tokens: Vec<(String, u32)>,
+    /// The new tokens decoded as text (`#id`s without a tokenizer).
+    pub text: String,
+    /// Whether it ended on an end-of-text token (otherwise on `max_new` or the context's end).
+    pub stopped: bool,
+}
+
 /// An answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +226,8 @@ pub enum Inspection {
         /// The intervened run.
         changed: Scores,
     },
+    /// To [`Inspect::Generate`].
+    Continuation(Continuation),
 }
 
 /// Token `id` as shown: the tokenizer's display form, or `#id` without one.
@@ -316,8 +351,58 @@ impl Inspect {
                 .await?;
                 Ok(Inspection::Scores { clean, changed })
             }
+            Inspect::Generate {
+                prompt,
+                max_new,
+                temperature,
+                seed,
+            } => continue_prompt(m, &prompt_ids(m, prompt)?, *max_new, *temperature, *seed)
+                .await
+                .map(Inspection::Continuation),
         }
     }
+}
+
+/// Up to `max_new` tokens after `ids`, greedy for `temperature` 0, ending at the tokenizer's
+/// end-of-text tokens.
+async fn continue_prompt(
+    m: &LoadedModel,
+    ids: &[u32],
+    max_new: usize,
+    temperature: f64,
+    seed: u64,
+) -> Result<Continuation, LabError> {
+    if !(1..=GENERATE_MAX).contains(&max_new) {
+        return Err(LabError::Spec(format!(
+            "new tokens must be between 1 and {GENERATE_MAX} (got {max_new})"
+        )));
+    }
+    let sampling = if temperature == 0.0 {
+        Sampling::Greedy
+    } else {
+        Sampling::Temperature { temperature, seed }
+    };
+    let stop = m
+        .tokenizer
+        .as_ref()
+        .map(|tk| tk.end_of_text_ids())
+        .unwrap_or_default();
+    let g = generate(&m.model, ids, max_new, &stop, sampling).await?;
+    let text = match &m.tokenizer {
+        Some(tk) => tk.decode(&g.tokens)?,
+        None => g
+            .tokens
+            .iter()
+            .map(|id| format!("#{id}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    Ok(Continuation {
+        prompt_tokens: ids.len(),
+        tokens: g.tokens.iter().map(|&id| (shown(m, id), id)).collect(),
+        text,
+        stopped: g.stopped,
+    })
 }
 
 /// Tokens and next-token prediction of `ids`.

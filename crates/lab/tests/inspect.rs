@@ -184,6 +184,51 @@ fn scores_and_interventions_are_the_lab_functions() {
     );
 }
 
+/// The continuation is `generate`'s (checked against Hugging Face's `generate` in the models
+/// crate), greedy and seeded, stopping where it stops.
+#[test]
+fn continuation_is_generate() {
+    use interplay_models::generate::{Sampling, generate};
+    let (m, g) = ioi();
+    let clean = ids(&g["clean"]);
+    for (temperature, sampling) in [
+        (0.0, Sampling::Greedy),
+        (
+            0.8,
+            Sampling::Temperature {
+                temperature: 0.8,
+                seed: 7,
+            },
+        ),
+    ] {
+        let q = through_json(Inspect::Generate {
+            prompt: Prompt::Text(g["clean_text"].as_str().unwrap().into()),
+            max_new: 6,
+            temperature,
+            seed: 7,
+        });
+        let Inspection::Continuation(c) = block_on(q.run(&m)).unwrap() else {
+            panic!("a continuation")
+        };
+        let tk = m.tokenizer.as_ref().unwrap();
+        let want = block_on(generate(
+            &m.model,
+            &clean,
+            6,
+            &tk.end_of_text_ids(),
+            sampling,
+        ))
+        .unwrap();
+        assert_eq!(c.prompt_tokens, clean.len());
+        assert_eq!(
+            c.tokens.iter().map(|t| t.1).collect::<Vec<_>>(),
+            want.tokens
+        );
+        assert_eq!(c.stopped, want.stopped);
+        assert_eq!(c.text, tk.decode(&want.tokens).unwrap());
+    }
+}
+
 #[test]
 fn bad_questions_get_messages() {
     let (m, _) = ioi();
@@ -213,4 +258,16 @@ fn bad_questions_get_messages() {
     });
     assert!(e.contains("outside the vocabulary"), "{e}");
     assert!(err(Inspect::HeadScores { half: 1, seed: 0 }).contains("at least 2"));
+    let generate = |max_new, temperature| Inspect::Generate {
+        prompt: Prompt::Ids(vec![1, 2, 3]),
+        max_new,
+        temperature,
+        seed: 0,
+    };
+    let e = err(generate(0, 0.0));
+    assert!(e.contains("between 1 and 512"), "{e}");
+    let e = err(generate(4, -1.0));
+    assert!(e.contains("temperature must be above 0"), "{e}");
+    let e = err(generate(4, f64::NAN));
+    assert!(e.contains("temperature"), "{e}");
 }

@@ -107,6 +107,16 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The ids of the tokens that end a text or a chat turn (`<|im_end|>` for SmolLM2's chat
+    /// turns, `<|endoftext|>` for GPT-2's documents) that this vocabulary has: where generation
+    /// stops.
+    pub fn end_of_text_ids(&self) -> Vec<u32> {
+        ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| self.token_to_id(t))
+            .collect()
+    }
+
     /// Each token as a readable string, with a leading space shown as `␣` and a newline as `⏎`.
     pub fn display_tokens(&self, ids: &[u32]) -> Vec<String> {
         ids.iter()

@@ -95,10 +95,7 @@ impl<'a> Prompts<'a> {
 
     /// The tokens that end the model's turn.
     pub(crate) fn stop_ids(&self) -> Vec<u32> {
-        ["<|im_end|>", "<|endoftext|>"]
-            .iter()
-            .filter_map(|t| self.tk.token_to_id(t))
-            .collect()
+        self.tk.end_of_text_ids()
     }
 
     /// The control tasks' prompt start: the control instruction and the examples the other way
