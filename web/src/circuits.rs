@@ -14,6 +14,7 @@ use interplay_lab::{PatchingSpec, Prompt};
 
 use crate::assets::{draft_get, draft_set, files_of};
 use crate::models::{self, ModelInfo, ModelSource};
+use crate::speclab::state_of;
 
 /// Where the prompt box autosaves.
 const PROMPT_KEY: &str = "interplay.circuits.prompt";
@@ -145,12 +146,7 @@ fn GeneratePanel(
                         prop:disabled=move || busy.get() || info.get().is_none()>"Continue"</button>
             </div>
             <div data-testid="generate-status" data-seq=move || runs.get() aria-live="polite"
-                 data-state=move || match (busy.get(), result.get()) {
-                     (true, _) => "running",
-                     (false, None) => "idle",
-                     (false, Some(Ok(_))) => "done",
-                     (false, Some(Err(_))) => "error",
-                 }>
+                 data-state=move || result.with(|r| state_of(busy.get(), r))>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="generate-error">{e}</p> }.into_any(),
                 Ok(Continued { c, ms, backend }) => {
@@ -343,12 +339,7 @@ pub fn CircuitsLab() -> impl IntoView {
                    prop:value=move || ids_text.get()
                    on:input=move |ev| ids_text.set(event_target_value(&ev))/>
             <p><button data-testid="run-prompt" on:click=run prop:disabled=move || busy.get() || info.get().is_none()>"Run"</button></p>
-            <div data-testid="run-status" data-seq=move || runs.get() data-state=move || match (busy.get(), result.get()) {
-                (true, _) => "running",
-                (false, None) => "idle",
-                (false, Some(Ok(_))) => "done",
-                (false, Some(Err(_))) => "error",
-            }>
+            <div data-testid="run-status" data-seq=move || runs.get() data-state=move || result.with(|r| state_of(busy.get(), r))>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="run-error">{e}</p> }.into_any(),
                 Ok(RunResult { prediction: r, ms, backend }) => view! {

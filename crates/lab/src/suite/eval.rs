@@ -47,14 +47,13 @@ pub fn bundled_provided() -> bool {
 }
 
 /// Hand over every file of [`BUNDLED_FILES`] (name, bytes), fetched by the page. Checked to be
-/// complete and to read as safetensors before they are kept; the first complete set stays.
+/// complete before they are kept (a damaged file fails where it is read, with the reader's
+/// message); the first complete set stays.
 #[cfg(target_arch = "wasm32")]
 pub fn provide_bundled(files: Vec<(String, Vec<u8>)>) -> Result<(), LabError> {
     let files: std::collections::BTreeMap<String, Vec<u8>> = files.into_iter().collect();
-    for name in BUNDLED_FILES {
-        let bytes = files.get(name).ok_or_else(|| not_bundled(name))?;
-        interplay_models::safetensors::read_safetensors(bytes)
-            .map_err(|e| LabError::Spec(format!("bundled/merge/{name} is damaged: {e}")))?;
+    if let Some(missing) = BUNDLED_FILES.iter().find(|n| !files.contains_key(**n)) {
+        return Err(not_bundled(missing));
     }
     let _ = PROVIDED.set(files);
     Ok(())
