@@ -83,22 +83,42 @@ async fn load_gpt2() -> Result<TextTokenizer, String> {
     TextTokenizer::gpt2_from_bpe(&enc, &bpe).map_err(|e| e.to_string())
 }
 
-async fn run_startup() -> Result<Startup, String> {
+/// The start sentence's tokens as the page shows them, with their ids.
+async fn sentence_tokens() -> Result<Vec<(String, u32)>, String> {
     let tk = load_gpt2().await?;
     let ids = tk.encode(SENTENCE).map_err(|e| e.to_string())?;
-    let tokens = tk.display_tokens(&ids).into_iter().zip(ids).collect();
     mark("interplay:tokenizer");
+    Ok(tk.display_tokens(&ids).into_iter().zip(ids).collect())
+}
+
+/// Choose the device (shown as soon as it is known, through `device`) and run the check on it,
+/// while the tokenizer loads: its fetch and parse overlap the GPU's start and shader compile.
+async fn run_startup(
+    preferred: Backend,
+    device: RwSignal<Option<DeviceStatus>>,
+) -> Result<Startup, String> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    spawn_local(async move {
+        let _ = tx.send(sentence_tokens().await);
+    });
+    mark("interplay:start");
+    let status = runtime::select(preferred).await;
+    mark("interplay:device");
+    device.set(Some(status));
     let dev = runtime::current();
     let t0 = now_ms();
     let check = device_check(&dev, 64).await.map_err(|e| e.to_string())?;
     let t1 = now_ms();
     mark("interplay:check");
+    let tokens = rx
+        .await
+        .map_err(|_| "the tokenizer's load was cancelled".to_string())??;
     Ok(Startup {
         tokens,
         check: Some(check),
         backend: dev.backend,
         compute_ms: t1 - t0,
-        since_navigation_ms: t1,
+        since_navigation_ms: now_ms(),
     })
 }
 
@@ -122,11 +142,7 @@ pub fn App() -> impl IntoView {
     let start = move |preferred: Backend| {
         busy.set(true);
         spawn_local(async move {
-            mark("interplay:start");
-            let status = runtime::select(preferred).await;
-            mark("interplay:device");
-            device.set(Some(status));
-            let result = run_startup().await;
+            let result = run_startup(preferred, device).await;
             startup.set(Some(result));
             busy.set(false);
             // The device now (a GPU lost during the check has moved the page to the CPU).
