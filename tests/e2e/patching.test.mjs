@@ -88,6 +88,9 @@ test("embed mode hides navigation and the chosen panels and locks the inputs", a
     }
     assert.ok(await b.page.isVisible('[data-testid="patching"]'));
     assert.ok(await b.page.isDisabled('[data-testid="patch-clean"]'), "inputs locked");
+    for (const id of ["ablation-kind", "pp-senders", "pp-receivers"]) {
+      assert.ok(await b.page.isDisabled(`[data-testid="${id}"]`), `${id} locked too`);
+    }
     assert.equal(await b.page.inputValue('[data-testid="patch-clean"]'), g.clean.join(","));
     await b.page.screenshot({ path: path.join(SHOTS, "embed-800x600.png") });
   } finally {
