@@ -56,8 +56,6 @@ pub fn AblationPanel(
     let result = RwSignal::new(None::<Result<(Scores, Scores), String>>);
     let shape = RwSignal::new(None::<(usize, usize)>);
     let busy = RwSignal::new(false);
-    // A locked embed (`lock=1`) shows the author's heads and path; the reader can run, not edit.
-    let lock = crate::share::locked();
     let runs = RwSignal::new(0u32);
     // Clicks do not wait for the engine: only the latest question's answer is shown.
     let asked = StoredValue::new(0u32);
@@ -146,13 +144,16 @@ pub fn AblationPanel(
         });
     };
 
+    // Its heads and paths are not part of the share link, so a locked embed (`lock=1`) has
+    // nothing of the author's to show here and nothing the reader may change: it is hidden.
+    let hidden = crate::share::hidden("ablation") || crate::share::locked();
     view! {
-        <section class="card" data-testid="ablation" hidden=crate::share::hidden("ablation")>
+        <section class="card" data-testid="ablation" hidden=hidden>
             <h2>"Head ablation"</h2>
             <p class="muted">"Click heads to knock them out on the clean prompt; the scores update at once. \
                 Zero sets a head's output to 0, mean uses its average over the clean and corrupted prompts, \
                 resample uses its output on the corrupted prompt."</p>
-            <label>"ablation "<select data-testid="ablation-kind" prop:disabled=lock on:change=move |ev| {
+            <label>"ablation "<select data-testid="ablation-kind" on:change=move |ev| {
                 kind.set(match event_target_value(&ev).as_str() { "mean" => AblationKind::Mean, "resample" => AblationKind::Resample, _ => AblationKind::Zero });
                 rerun();
             }>
@@ -161,7 +162,7 @@ pub fn AblationPanel(
             " "
             <button data-testid="ablation-start" on:click=move |_| rerun() prop:disabled=move || busy.get()>"Show heads"</button>
             " "
-            <button prop:disabled=lock on:click=move |_| { ablated.set(vec![]); rerun(); }>"Clear"</button>
+            <button on:click=move |_| { ablated.set(vec![]); rerun(); }>"Clear"</button>
             {move || shape.get().map(|(n, h)| view! {
                 <div class="headgrid" role="grid" aria-label="heads: click to ablate" data-testid="head-grid"
                      style=format!("grid-template-columns: 3rem repeat({h}, 1.6rem)")>
@@ -170,7 +171,7 @@ pub fn AblationPanel(
                         {(0..h).map(|hh| view! {
                             <button class="head" data-testid=format!("head-{l}-{hh}")
                                 aria-pressed=move || ablated.get().contains(&(l, hh)).to_string()
-                                aria-label=format!("layer {l} head {hh}") prop:disabled=lock
+                                aria-label=format!("layer {l} head {hh}")
                                 title=format!("L{l}H{hh}") on:click=move |_| toggle((l, hh))>{hh}</button>
                         }).collect_view()}
                     }).collect_view()}
@@ -189,12 +190,12 @@ pub fn AblationPanel(
             <p class="muted">"The senders' outputs from the corrupted run reach only the receivers' chosen inputs; \
                 every other path keeps its clean value (Wang et al. 2022). Heads as layer.head, e.g. 9.6, 10.0."</p>
             <div class="grid2">
-                <label>"sender heads"<input type="text" data-testid="pp-senders" prop:disabled=lock prop:value=move || senders.get() on:input=move |ev| senders.set(event_target_value(&ev))/></label>
-                <label>"receiver heads"<input type="text" data-testid="pp-receivers" prop:disabled=lock prop:value=move || receivers.get() on:input=move |ev| receivers.set(event_target_value(&ev))/></label>
+                <label>"sender heads"<input type="text" data-testid="pp-senders" prop:value=move || senders.get() on:input=move |ev| senders.set(event_target_value(&ev))/></label>
+                <label>"receiver heads"<input type="text" data-testid="pp-receivers" prop:value=move || receivers.get() on:input=move |ev| receivers.set(event_target_value(&ev))/></label>
             </div>
-            <label><input type="checkbox" prop:disabled=lock prop:checked=move || q.get() on:change=move |ev| q.set(event_target_checked(&ev))/>" queries"</label>" "
-            <label><input type="checkbox" prop:disabled=lock prop:checked=move || k.get() on:change=move |ev| k.set(event_target_checked(&ev))/>" keys"</label>" "
-            <label><input type="checkbox" prop:disabled=lock prop:checked=move || v.get() on:change=move |ev| v.set(event_target_checked(&ev))/>" values"</label>" "
+            <label><input type="checkbox" prop:checked=move || q.get() on:change=move |ev| q.set(event_target_checked(&ev))/>" queries"</label>" "
+            <label><input type="checkbox" prop:checked=move || k.get() on:change=move |ev| k.set(event_target_checked(&ev))/>" keys"</label>" "
+            <label><input type="checkbox" prop:checked=move || v.get() on:change=move |ev| v.set(event_target_checked(&ev))/>" values"</label>" "
             <button data-testid="pp-run" on:click=run_pp prop:disabled=move || pp_busy.get()>"Path-patch"</button>
             <div data-testid="pp-status" data-seq=move || pp_runs.get()>
             {move || pp.get().map(|r| match r {
