@@ -163,14 +163,25 @@ impl Experiment {
                     LabKind::ALL.map(|l| format!("\"{}\"", l.slug())).join(", ")
                 )));
             };
-            return serde_json::from_value(v).map_err(|e| invalid(named, e));
+            // The lab's own spec is read without the tag, so an error can name the field
+            // (serde loses the path inside an internally tagged enum).
+            let mut obj = obj.clone();
+            obj.remove("lab");
+            return Self::parse_as(named, Value::Object(obj));
         }
         let lab = lab.unwrap_or_else(|| legacy_lab(obj));
+        Self::parse_as(lab, v)
+    }
+
+    /// `v` as a spec of `lab`; an error names the field at fault.
+    fn parse_as(lab: LabKind, v: Value) -> Result<Experiment, LabError> {
         let parsed = match lab {
-            LabKind::Circuits => serde_json::from_value(v).map(Experiment::Circuits),
-            LabKind::Merge => serde_json::from_value(v).map(Experiment::Merge),
-            LabKind::Neurofeedback => serde_json::from_value(v).map(Experiment::Neurofeedback),
-            LabKind::Dynamics => serde_json::from_value(v).map(Experiment::Dynamics),
+            LabKind::Circuits => serde_path_to_error::deserialize(v).map(Experiment::Circuits),
+            LabKind::Merge => serde_path_to_error::deserialize(v).map(Experiment::Merge),
+            LabKind::Neurofeedback => {
+                serde_path_to_error::deserialize(v).map(Experiment::Neurofeedback)
+            }
+            LabKind::Dynamics => serde_path_to_error::deserialize(v).map(Experiment::Dynamics),
         };
         parsed.map_err(|e| invalid(lab, e))
     }
@@ -211,8 +222,18 @@ pub fn read_link<T: LabSpec>(hash: &str) -> Option<Result<T, LabError>> {
     }))
 }
 
-fn invalid(lab: LabKind, e: serde_json::Error) -> LabError {
-    LabError::Spec(format!("not a valid {} experiment spec: {e}", lab.title()))
+fn invalid(lab: LabKind, e: serde_path_to_error::Error<serde_json::Error>) -> LabError {
+    let path = e.path().to_string();
+    let field = if path == "." {
+        String::new()
+    } else {
+        format!("{path}: ")
+    };
+    LabError::Spec(format!(
+        "not a valid {} experiment spec: {field}{}",
+        lab.title(),
+        e.inner()
+    ))
 }
 
 /// The lab of a bare spec (one lab's spec without the `"lab"` tag: links and files from before

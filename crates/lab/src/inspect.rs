@@ -4,6 +4,7 @@
 //! the tests run.
 //! Unlike an [`crate::Experiment`] they are not shared as links: each is one click's worth.
 
+use interplay_models::TransformerConfig;
 use interplay_models::device::read_f32;
 use interplay_models::generate::{Sampling, generate};
 use interplay_models::load::LoadedModel;
@@ -256,6 +257,33 @@ fn prompt_ids(m: &LoadedModel, prompt: &Prompt) -> Result<Vec<u32>, LabError> {
     Ok(ids)
 }
 
+/// The most bytes of attention patterns (layers × heads × tokens² × 4) an analysis may hold. Its
+/// run keeps about four copies at once (the hook cache, the stacked tensor, its readback, the
+/// per-head rows) beside the model, in a wasm memory of at most 4 GiB: 256 MiB keeps the peak
+/// near 1 GiB. Over it, a 5,000-character prompt on SmolLM2 (1,270 tokens, 1.7 GB of patterns)
+/// trapped the engine instead of answering.
+pub const ANALYSIS_PATTERN_BYTES: usize = 256 << 20;
+
+/// Refuse, before computing anything, an analysis whose attention patterns would not fit in
+/// [`ANALYSIS_PATTERN_BYTES`]; the message says how many tokens would.
+pub fn check_analysis_size(c: &TransformerConfig, tokens: usize) -> Result<(), LabError> {
+    let per_pair = c.n_layers * c.n_heads * 4;
+    let need = per_pair.saturating_mul(tokens).saturating_mul(tokens);
+    if need <= ANALYSIS_PATTERN_BYTES {
+        return Ok(());
+    }
+    let most = ((ANALYSIS_PATTERN_BYTES / per_pair.max(1)) as f64).sqrt() as usize;
+    Err(LabError::Spec(format!(
+        "analysing {tokens} tokens would hold {} MB of attention patterns ({} layers × {} heads × \
+         {tokens}² token pairs), more than the page can safely hold ({} MB): shorten the prompt to \
+         at most {most} tokens. Run and Continue take longer prompts.",
+        need >> 20,
+        c.n_layers,
+        c.n_heads,
+        ANALYSIS_PATTERN_BYTES >> 20
+    )))
+}
+
 /// The id of a single-token `t`, checked against the vocabulary.
 fn token_id(m: &LoadedModel, t: &TokenRef) -> Result<u32, LabError> {
     let id = match t {
@@ -264,15 +292,7 @@ fn token_id(m: &LoadedModel, t: &TokenRef) -> Result<u32, LabError> {
             let tk = m.tokenizer.as_ref().ok_or_else(|| {
                 LabError::Spec("this model has no tokenizer: give token ids".into())
             })?;
-            match tk.encode(s)?[..] {
-                [one] => one,
-                ref many => {
-                    return Err(LabError::Spec(format!(
-                        "{s:?} is {} tokens; it must be exactly one (try a leading space)",
-                        many.len()
-                    )));
-                }
-            }
+            tk.single_token(s)?
         }
     };
     if id as usize >= m.model.config.d_vocab {
@@ -298,6 +318,7 @@ impl Inspect {
                 wrong,
             } => {
                 let ids = prompt_ids(m, prompt)?;
+                check_analysis_size(&model.config, ids.len())?;
                 let a = answer.as_ref().map(|t| token_id(m, t)).transpose()?;
                 let w = wrong.as_ref().map(|t| token_id(m, t)).transpose()?;
                 let patterns = PatternCube::new(&attention_patterns(model, &ids).await?);

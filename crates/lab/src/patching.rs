@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::LabError;
 
 /// A prompt: text (tokenized without BOS) or token ids.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Prompt {
     /// Token ids as given.
@@ -20,13 +20,64 @@ pub enum Prompt {
 }
 
 /// A single token: its text (must be exactly one token, e.g. `" Mary"`) or its id.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum TokenRef {
     /// An id.
     Id(u32),
     /// Text that must be one token.
     Text(String),
+}
+
+// Written out rather than `#[serde(untagged)]`, whose error ("data did not match any variant of
+// untagged enum Prompt") means nothing to the student who pasted a link.
+impl<'de> Deserialize<'de> for Prompt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Prompt;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the prompt as text, or a list of token ids such as [15496, 995]")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Prompt, E> {
+                Ok(Prompt::Text(s.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Prompt, A::Error> {
+                let mut ids = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                while let Some(id) = a.next_element::<u32>()? {
+                    ids.push(id);
+                }
+                Ok(Prompt::Ids(ids))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TokenRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("one token, as its text (such as \" Mary\") or its id (such as 5335)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<TokenRef, E> {
+                Ok(TokenRef::Text(s.to_owned()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<TokenRef, E> {
+                u32::try_from(n)
+                    .map(TokenRef::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<TokenRef, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+                    .and_then(|n| self.visit_u64(n))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One activation-patching sweep.
@@ -127,16 +178,9 @@ impl PatchingSpec {
         let token = |t: &TokenRef, which: &str| -> Result<u32, LabError> {
             match t {
                 TokenRef::Id(i) => Ok(*i),
-                TokenRef::Text(s) => {
-                    let ids = need_tk()?.encode(s)?;
-                    match ids[..] {
-                        [one] => Ok(one),
-                        _ => Err(LabError::Spec(format!(
-                            "the {which} {s:?} is {} tokens; it must be exactly one (try a leading space)",
-                            ids.len()
-                        ))),
-                    }
-                }
+                TokenRef::Text(s) => need_tk()?
+                    .single_token(s)
+                    .map_err(|e| LabError::Spec(format!("the {which}: {e}"))),
             }
         };
         let clean = prompt(&self.clean, "clean")?;

@@ -251,6 +251,24 @@ fn bad_questions_get_messages() {
         wrong: None,
     });
     assert!(e.contains("exactly one"), "{e}");
+    // An analysis too big for the page's memory is refused before it runs, with a length that
+    // fits (SmolLM2's shape: 30 layers × 9 heads; a 1,270-token prompt trapped the engine).
+    let mut c = m_config_smollm2_like();
+    assert!(interplay_lab::inspect::check_analysis_size(&c, 1270).is_err());
+    let e = interplay_lab::inspect::check_analysis_size(&c, 1270)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 498 tokens"), "{e}");
+    assert!(interplay_lab::inspect::check_analysis_size(&c, 498).is_ok());
+    c.n_layers = 3;
+    assert!(interplay_lab::inspect::check_analysis_size(&c, 1270).is_ok());
+    // A word the bundled model's word-level vocabulary lacks is refused, not read as <unk>.
+    let e = err(Inspect::Analyse {
+        prompt: Prompt::Ids(vec![1, 2, 3]),
+        answer: Some(TokenRef::Text("Zeus".into())),
+        wrong: None,
+    });
+    assert!(e.contains("not in this model's vocabulary"), "{e}");
     let e = err(Inspect::Analyse {
         prompt: Prompt::Ids(vec![1, 2, 3]),
         answer: Some(TokenRef::Id(1 << 30)),
@@ -270,4 +288,12 @@ fn bad_questions_get_messages() {
     assert!(e.contains("temperature must be above 0"), "{e}");
     let e = err(generate(4, f64::NAN));
     assert!(e.contains("temperature"), "{e}");
+}
+
+fn m_config_smollm2_like() -> interplay_models::TransformerConfig {
+    let (m, _) = ioi();
+    let mut c = m.model.config.clone();
+    c.n_layers = 30;
+    c.n_heads = 9;
+    c
 }

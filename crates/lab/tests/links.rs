@@ -75,3 +75,36 @@ fn links_saved_from_the_page_before_the_tag_still_open() {
     }
     assert_eq!(labs.len(), 4, "a saved link of every lab");
 }
+
+/// A damaged link names the field at fault and what it should hold, in words a student can act
+/// on (it used to say "data did not match any variant of untagged enum Prompt").
+#[test]
+fn a_damaged_link_names_the_field_and_what_it_needs() {
+    let msg = |json: &str| {
+        Experiment::from_json(json, None)
+            .expect_err("refused")
+            .to_string()
+    };
+    let e = msg(
+        r#"{"lab": "circuits", "model": "ioi-3l", "clean": 5, "corrupt": "a", "answer": " a", "wrong": " b", "target": "resid_pre"}"#,
+    );
+    assert!(e.contains("clean: "), "{e}");
+    assert!(
+        e.contains("the prompt as text, or a list of token ids"),
+        "{e}"
+    );
+    assert!(!e.contains("untagged"), "{e}");
+    let e = msg(
+        r#"{"model": "ioi-3l", "clean": [1, 2], "corrupt": [1, 3], "answer": -4, "wrong": 2, "target": "resid_pre"}"#,
+    );
+    assert!(e.contains("answer: "), "{e}");
+    assert!(e.contains("one token, as its text"), "{e}");
+    // Ids and text still read as before.
+    let ok = Experiment::from_json(
+        r#"{"lab": "circuits", "model": "m", "clean": [1, 2], "corrupt": "x y", "answer": 3, "wrong": " b", "target": "resid_pre"}"#,
+        None,
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    let e = msg(r#"{"lab": "merge", "tasks": ["mirror"], "lambda": "big"}"#);
+    assert!(e.contains("lambda: "), "{e}");
+}

@@ -107,6 +107,32 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The one token `text` is (an answer or a wrong token): an error when it is several tokens,
+    /// or a word this vocabulary does not have, which a word-level vocabulary would otherwise
+    /// read silently as its unknown token.
+    pub fn single_token(&self, text: &str) -> Result<u32> {
+        match self.encode(text)?[..] {
+            [one] if self.unknown_ids().contains(&one) => Err(ModelError::Input(format!(
+                "{text:?} is not in this model's vocabulary (it would be read as the unknown token \
+                 {}): choose a word the model knows",
+                self.inner.id_to_token(one).unwrap_or_default()
+            ))),
+            [one] => Ok(one),
+            ref many => Err(ModelError::Input(format!(
+                "{text:?} is {} tokens; it must be exactly one (try a leading space)",
+                many.len()
+            ))),
+        }
+    }
+
+    /// The ids of the unknown-word token (`<unk>`, `[UNK]`) if this vocabulary has one.
+    fn unknown_ids(&self) -> Vec<u32> {
+        ["<unk>", "[UNK]"]
+            .iter()
+            .filter_map(|t| self.token_to_id(t))
+            .collect()
+    }
+
     /// The ids of the tokens that end a text or a chat turn (`<|im_end|>` for SmolLM2's chat
     /// turns, `<|endoftext|>` for GPT-2's documents) that this vocabulary has: where generation
     /// stops.

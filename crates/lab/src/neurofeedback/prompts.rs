@@ -25,16 +25,9 @@ impl<'a> Prompts<'a> {
                 PromptFormat::Plain => format!(" {}", l.trim()),
                 PromptFormat::Chat => l.trim().to_string(),
             };
-            let t = tk.encode(&text)?;
-            ids[i] = match t.as_slice() {
-                [id] => *id,
-                _ => {
-                    return Err(LabError::Spec(format!(
-                        "the label {l:?} is {} tokens for this tokenizer; choose one-token labels",
-                        t.len()
-                    )));
-                }
-            };
+            ids[i] = tk.single_token(&text).map_err(|e| {
+                LabError::Spec(format!("the label {l:?}: {e}; choose one-token labels"))
+            })?;
         }
         if spec.format == PromptFormat::Chat && tk.token_to_id("<|im_start|>").is_none() {
             return Err(LabError::Spec(
