@@ -21,6 +21,7 @@ pub mod ablation;
 pub mod bundled;
 pub mod circuits;
 pub mod experiment;
+pub mod findings;
 pub mod guides;
 pub mod inspect;
 pub mod merge;
