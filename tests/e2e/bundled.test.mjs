@@ -91,6 +91,9 @@ for (const mode of MODES) {
       assert.match(await page.getAttribute('[data-testid="logit-lens"] tbody td span', "title"), /^token #\d+$/);
       await page.locator('[data-testid="logit-lens"]').screenshot({ path: path.join(SHOTS, `bundled-logit-lens-${mode.name}.png`) });
 
+      // Guide texts can be read before Set up, and each Set up button names its experiment.
+      assert.ok((await page.textContent('[data-testid="guide-induction-bundled-text"]')).length > 100);
+      assert.match(await page.getAttribute('[data-testid="guide-induction-bundled-setup"]', "aria-label"), /^Set up: .*induction/i);
       // The induction guided experiment switches to the induction model; its detectors find the circuit.
       await page.click('[data-testid="guide-induction-bundled-setup"]');
       await page.waitForSelector('[data-testid="model-name"]:has-text("induction")', { timeout: 60_000 });

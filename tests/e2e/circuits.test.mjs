@@ -55,6 +55,11 @@ for (const mode of MODES) {
       fs.writeFileSync(cut, whole.subarray(0, whole.length >> 1));
       await lab.loadFiles([cut]);
       assert.match(await lab.loadError(), /truncated/);
+      // Random bytes named like a model: said so by name, not "no model file".
+      const noise = path.join(path.dirname(cut), "noise.gguf");
+      fs.writeFileSync(noise, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) % 251)));
+      await lab.loadFiles([noise]);
+      assert.match(await lab.loadError(), /noise\.gguf is not a GGUF model: a GGUF file starts with "GGUF"/);
       // Over-long prompt for a model with learned positions (tiny GPT-2: context 32).
       await lab.loadFiles(["model.safetensors", "config.json"].map((f) => path.join(FIX, "tiny-gpt2", f)));
       assert.equal(await lab.runIds(Array(40).fill(1)), "error");
@@ -74,7 +79,7 @@ for (const mode of MODES) {
       const seq = await b.page.getAttribute('[data-testid="analysis-status"]', "data-seq");
       await b.page.click('[data-testid="analysis-run"]');
       await b.page.waitForSelector(`[data-testid="analysis-status"]:not([data-seq="${seq}"])[data-state="done"]`, { state: "attached", timeout: 120_000 });
-      const cell = b.page.locator('[data-testid="attention-overview"] rect').last();
+      const cell = b.page.locator('[data-testid="attention-overview"] rect[data-row]').last();
       const [row, col] = [await cell.getAttribute("data-row"), await cell.getAttribute("data-col")];
       await cell.focus();
       await b.page.keyboard.press("Enter");

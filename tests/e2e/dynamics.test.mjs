@@ -94,6 +94,49 @@ for (const mode of MODES) {
       await b.page.dispatchEvent('[data-testid="dyn-exc"]', "change");
       await lab.run();
 
+      // A bad field is checked on every Run: Run refuses with the message (it used to run the
+      // last valid value silently) and points at the field, whose text stays as typed while
+      // other fields change; a guided reset clears it; a value the engine refuses says why.
+      const inputError = '[data-testid="dyn-input-error"]';
+      await b.page.fill('[data-testid="dyn-ms"]', "-5");
+      await b.page.dispatchEvent('[data-testid="dyn-ms"]', "change");
+      assert.match(await b.page.textContent(inputError), /Milliseconds: enter a number ≥ 0/);
+      const seq = await b.page.getAttribute('[data-testid="dyn-status"]', "data-seq");
+      await b.page.click('[data-testid="dyn-run"]');
+      assert.equal(await b.page.getAttribute('[data-testid="dyn-status"]', "data-seq"), seq);
+      assert.equal(await b.page.getAttribute('[data-testid="dyn-status"]', "data-state"), "done");
+      assert.equal(await b.page.evaluate(() => document.activeElement?.dataset.testid), "dyn-ms");
+      await b.page.fill('[data-testid="dyn-seed"]', "2");
+      await b.page.dispatchEvent('[data-testid="dyn-seed"]', "change");
+      assert.equal(await b.page.inputValue('[data-testid="dyn-ms"]'), "-5");
+      assert.match(await b.page.textContent(inputError), /Milliseconds/);
+      await b.page.click('[data-testid="dyn-guided-izhikevich"]');
+      assert.equal(await b.page.$(inputError), null);
+      assert.notEqual(await b.page.inputValue('[data-testid="dyn-ms"]'), "-5");
+      // A guided run states the paper's claim beside what this run shows, from its own numbers.
+      await lab.run();
+      const finding = await b.page.textContent('[data-testid="dyn-finding"]');
+      const rate = Number((await b.page.textContent('[data-testid="dyn-rate-exc"]')).replace(" Hz", ""));
+      assert.match(finding, /The paper: Izhikevich \(2003\)/);
+      const said = Number(finding.match(/This page's run: Excitatory ([\d.]+) Hz/)[1]);
+      assert.ok(Math.abs(said - rate) < 0.06, `${finding} vs ${rate}`);
+      assert.match(finding, /strongest rhythm is at \d+ Hz/);
+      assert.equal(await b.page.getAttribute('[data-testid="dyn-finding"]', "data-agrees"), String(rate >= 4 && rate <= 15));
+      await b.page.fill('[data-testid="dyn-ms"]', "1e9");
+      await b.page.dispatchEvent('[data-testid="dyn-ms"]', "change");
+      await lab.run("error");
+      assert.match(await b.page.textContent('[data-testid="dyn-error"]'), /between 1 ms and 10 minutes/);
+      // A damaged spec pasted in the JSON box is kept as pasted, with the reason, and blocks Run.
+      await b.page.click('[data-testid="dyn-json"] summary');
+      await b.page.fill('[data-testid="dyn-spec-json"]', '{"experiment": "spiking", "ms": }');
+      await b.page.dispatchEvent('[data-testid="dyn-spec-json"]', "change");
+      assert.match(await b.page.textContent(inputError), /the spec \(JSON\) is not valid/);
+      assert.equal(await b.page.inputValue('[data-testid="dyn-spec-json"]'), '{"experiment": "spiking", "ms": }');
+      await b.page.fill('[data-testid="dyn-spec-json"]', JSON.stringify({ ...IZ, ms: 50 }));
+      await b.page.dispatchEvent('[data-testid="dyn-spec-json"]', "change");
+      assert.equal(await b.page.$(inputError), null);
+      await lab.run();
+
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
     } finally {

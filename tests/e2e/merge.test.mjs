@@ -62,10 +62,24 @@ for (const mode of MODES) {
       assert.match(await b.page.textContent('[data-testid="merge-input-error"]'), /density must be in/);
       await b.page.fill('[data-testid="merge-density"]', "0.2");
       await b.page.dispatchEvent('[data-testid="merge-density"]', "change");
+      // A λ sweep that is not a list blocks the run (it used to run the last valid sweep).
+      await b.page.fill('[data-testid="merge-sweep"]', "0.1, x");
+      await b.page.dispatchEvent('[data-testid="merge-sweep"]', "change");
+      const seq = await b.page.getAttribute('[data-testid="merge-status"]', "data-seq");
+      await b.page.click('[data-testid="merge-run"]');
+      assert.match(await b.page.textContent('[data-testid="merge-input-error"]'), /Fix before running: λ sweep/);
+      assert.equal(await b.page.getAttribute('[data-testid="merge-status"]', "data-seq"), seq);
+      await b.page.fill('[data-testid="merge-sweep"]', "");
+      await b.page.dispatchEvent('[data-testid="merge-sweep"]', "change");
       await lab.run();
 
       // A short fine-tune: the loss falls epoch by epoch.
       await b.page.selectOption('[data-testid="ft-task"]', "rotate");
+      await b.page.fill('[data-testid="ft-epochs"]', "2.5");
+      await b.page.dispatchEvent('[data-testid="ft-epochs"]', "change");
+      await b.page.click('[data-testid="ft-run"]');
+      assert.match(await b.page.textContent('[data-testid="ft-input-error"]'), /Epochs: a whole number/);
+      assert.equal(await b.page.getAttribute('[data-testid="merge-finetune"]', "data-state"), "idle");
       await b.page.fill('[data-testid="ft-epochs"]', "3");
       await b.page.dispatchEvent('[data-testid="ft-epochs"]', "change");
       await b.page.click('[data-testid="ft-run"]');

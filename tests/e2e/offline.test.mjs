@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { MODES, PREFIX, serveDist, launch, ShellPage, offOrigin } from "./harness.mjs";
+import { MODES, PREFIX, serveDist, launch, ShellPage, CircuitsPage, offOrigin } from "./harness.mjs";
 import { startServer } from "./serve.mjs";
 
 let srv;
@@ -26,6 +26,22 @@ test("a page visited once works with the network off", async () => {
     await b.page.reload();
     await shell.waitStartup();
     assert.ok((await shell.maxError()) < 1e-4, "computed offline");
+
+    // The bundled models came with the first visit: the page lists them and one runs offline.
+    // SmolLM2, never loaded online, gets one plain sentence.
+    await shell.gotoLab("circuits");
+    await b.page.waitForSelector('[data-testid="offline-models"]');
+    const offline = await b.page.textContent('[data-testid="offline-models"]');
+    assert.match(offline, /Available offline in this browser: .*IOI/, offline);
+    assert.doesNotMatch(offline, /SmolLM2/);
+    const lab = new CircuitsPage(b.page);
+    await b.page.click('[data-testid="load-smollm2"]');
+    await b.page.waitForSelector('[data-testid="model-error"]', { timeout: 60_000 });
+    assert.equal(await b.page.textContent('[data-testid="model-error"]'),
+      "You are offline, and SmolLM2-135M-Instruct (Q4_1 GGUF) is not saved in this browser yet: load it once while online, and it stays available offline.");
+    await b.page.click('[data-testid="load-ioi-3l"]');
+    await b.page.waitForSelector('[data-testid="model-name"]:has-text("IOI")', { timeout: 60_000 });
+    assert.equal(await lab.runText("When Mary and Tom went to the store, Tom gave a drink to"), "done", "a bundled model runs offline");
     assert.deepEqual(offOrigin(b.requests, srv.base), []);
   } finally {
     await b.context.setOffline(false);

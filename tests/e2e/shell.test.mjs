@@ -27,6 +27,16 @@ for (const mode of MODES) {
       assert.ok((await shell.maxError()) < 1e-4, "device result matches the float64 reference");
       checksums[mode.name] = await shell.checksum();
 
+      // The start page says what each lab is for, with one experiment to try first that runs.
+      for (const lab of ["circuits", "merge", "neurofeedback", "dynamics"]) {
+        assert.ok((await b.page.textContent(`[data-testid="overview-${lab}"]`)).length > 150, `${lab} described`);
+        assert.match(await b.page.getAttribute(`[data-testid="try-${lab}"]`, "href"), new RegExp(`^#/${lab}\\?spec=.*&run=1$`));
+      }
+      await b.page.click('[data-testid="try-circuits"]');
+      await b.page.waitForSelector('[data-testid="patch-status"][data-state="done"]', { state: "attached", timeout: 120_000 });
+      await b.page.screenshot({ path: `target/screenshots/try-circuits-${mode.name}.png`, fullPage: true });
+      await shell.gotoLab("home");
+
       await shell.gotoLab("circuits");
       await b.page.waitForSelector('[data-testid="lab-circuits"]');
       await shell.gotoLab("home");

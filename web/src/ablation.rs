@@ -178,6 +178,7 @@ pub fn AblationPanel(
                 </div>
             })}
             <div data-testid="ablation-status" data-seq=move || runs.get()>
+            <crate::speclab::Announce what="Head ablation" busy=busy outcome=result/>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="ablation-error">{e}</p> }.into_any(),
                 Ok((c, a)) => view! {
@@ -198,6 +199,7 @@ pub fn AblationPanel(
             <label><input type="checkbox" prop:checked=move || v.get() on:change=move |ev| v.set(event_target_checked(&ev))/>" values"</label>" "
             <button data-testid="pp-run" on:click=run_pp prop:disabled=move || pp_busy.get()>"Path-patch"</button>
             <div data-testid="pp-status" data-seq=move || pp_runs.get()>
+            <crate::speclab::Announce what="Path patching" busy=pp_busy outcome=pp/>
             {move || pp.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="pp-error">{e}</p> }.into_any(),
                 Ok((c, a)) => view! {

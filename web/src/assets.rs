@@ -68,6 +68,41 @@ pub async fn fetch_blob(url: &str) -> Result<web_sys::Blob, AssetError> {
     blob.dyn_into().map_err(|e| js_err(url, e))
 }
 
+/// Whether the browser says it has no network (`navigator.onLine` is false).
+pub fn offline() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+        .ok()
+        .and_then(|n| js_sys::Reflect::get(&n, &"onLine".into()).ok())
+        .and_then(|v| v.as_bool())
+        .is_some_and(|online| !online)
+}
+
+/// Whether this site's service worker holds `url` (relative to the page) in any of its caches,
+/// so it loads with no network.
+pub async fn cached(url: &str) -> bool {
+    let global = js_sys::global();
+    let Some(caches) = js_sys::Reflect::get(&global, &"caches".into())
+        .ok()
+        .filter(|c| !c.is_undefined())
+    else {
+        return false;
+    };
+    let Ok(matcher) = js_sys::Reflect::get(&caches, &"match".into())
+        .and_then(|f| f.dyn_into::<js_sys::Function>())
+    else {
+        return false;
+    };
+    let Ok(promise) = matcher
+        .call1(&caches, &url.into())
+        .and_then(|p| p.dyn_into::<js_sys::Promise>())
+    else {
+        return false;
+    };
+    JsFuture::from(promise)
+        .await
+        .is_ok_and(|r| !r.is_undefined() && !r.is_null())
+}
+
 /// Milliseconds since this context started (`performance.now()`), in the page or a worker.
 pub fn now_ms() -> f64 {
     js_sys::Reflect::get(&js_sys::global(), &"performance".into())

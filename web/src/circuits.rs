@@ -266,16 +266,47 @@ pub fn CircuitsLab() -> impl IntoView {
     // A share link naming a bundled model loads it (it is tiny); an embedded experiment loads
     // its model, SmolLM2 included, without asking.
     let embed = use_context::<crate::share::Embed>().is_some_and(|e| e.embed);
-    let wanted = crate::share::read_share_link::<PatchingSpec>()
+    let linked = crate::share::read_share_link::<PatchingSpec>()
         .and_then(Result::ok)
-        .map(|s| s.model)
-        .filter(|m| Bundled::from_id(m).is_some() || (embed && m == "smollm2"))
+        .map(|s| s.model);
+    // A model the page will not load by itself: say what the link needs, not nothing.
+    if let Some(m) = &linked
+        && models::info().is_none_or(|i| &i.key != m)
+    {
+        if m == "smollm2" && !embed && !crate::share::run_requested() {
+            status.set(Some(Ok(
+                "This link's experiment uses SmolLM2-135M-Instruct: press “Load SmolLM2-135M-Instruct” \
+                 (98 MB, kept in this browser) to run it."
+                    .into(),
+            )));
+        } else if Bundled::from_id(m).is_none() {
+            status.set(Some(Err(format!(
+                "This link's experiment uses the model “{m}”, which Interplay does not bundle: it is \
+                 the name of a file the person who shared it loaded. Choose that model's file below \
+                 to run it."
+            ))));
+        }
+    }
+    // `run=1` asks for the experiment itself, so SmolLM2 loads for it too.
+    let runs_on_open = crate::share::run_requested();
+    let wanted = linked
+        .filter(|m| Bundled::from_id(m).is_some() || ((embed || runs_on_open) && m == "smollm2"))
         .or_else(|| embed.then(|| "smollm2".to_string()));
     if let Some(key) = wanted
         && models::info().is_none_or(|i| i.key != key)
     {
         load_model(key);
     }
+
+    // Which models this browser keeps for offline use, asked again after every load.
+    let offline_models = RwSignal::new(None::<Vec<&'static str>>);
+    Effect::new(move |_| {
+        loads.track();
+        spawn_local(async move { offline_models.set(Some(models::available_offline().await)) });
+    });
+
+    // A locked page keeps the link's model: loading another would change the experiment.
+    let lock = crate::share::locked();
 
     // Guided experiments fill the panels through this preset.
     let preset = RwSignal::new(None::<crate::guided::Preset>);
@@ -296,21 +327,28 @@ pub fn CircuitsLab() -> impl IntoView {
             <h2>"Circuits lab"</h2>
             <p>"Load a transformer and look inside it. Files you choose stay in this browser and are never uploaded."</p>
             <div class="row">
-                <button data-testid="load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || busy.get()>
+                <button data-testid="load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || busy.get() || lock>
                     "Load SmolLM2-135M-Instruct"
                 </button>
                 {Bundled::ALL.map(|b| view! {
                     <button data-testid=format!("load-{}", b.id()) title="a tiny model trained by this project; loads instantly"
-                            on:click=move |_| load_model(b.id().into()) prop:disabled=move || busy.get()>
+                            on:click=move |_| load_model(b.id().into()) prop:disabled=move || busy.get() || lock>
                         {format!("Load {}", b.title().trim_start_matches("Bundled: "))}
                     </button>
                 })}
                 <label class="file" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
                     "…or choose / drop a .gguf file, or .safetensors + config.json (+ tokenizer.json): "
                     <input type="file" multiple accept=".gguf,.safetensors,.json" data-testid="model-file"
-                           on:change=on_pick prop:disabled=move || busy.get()/>
+                           on:change=on_pick prop:disabled=move || busy.get() || lock/>
                 </label>
             </div>
+            {move || offline_models.get().map(|m| view! {
+                <p class="muted" data-testid="offline-models">{if m.is_empty() {
+                    "No model is saved for offline use in this browser yet.".to_string()
+                } else {
+                    format!("Available offline in this browser: {}.", m.join(", "))
+                }}</p>
+            })}
             <div data-testid="model-load" data-seq=move || loads.get()
                  data-state=move || if busy.get() { "busy" } else { "idle" }></div>
             {move || status.get().map(|s| match s {
@@ -340,6 +378,7 @@ pub fn CircuitsLab() -> impl IntoView {
                    on:input=move |ev| ids_text.set(event_target_value(&ev))/>
             <p><button data-testid="run-prompt" on:click=run prop:disabled=move || busy.get() || info.get().is_none()>"Run"</button></p>
             <div data-testid="run-status" data-seq=move || runs.get() data-state=move || result.with(|r| state_of(busy.get(), r))>
+            <crate::speclab::Announce what="Prompt run" busy=busy outcome=result/>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="run-error">{e}</p> }.into_any(),
                 Ok(RunResult { prediction: r, ms, backend }) => view! {

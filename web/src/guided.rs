@@ -144,8 +144,8 @@ pub fn GuidedPanel(
                     <article class="guide" data-testid=format!("guide-{id}")>
                         <h3>{g.title}</h3>
                         <p class="muted"><em>{g.paper}</em></p>
-                        {move || (chosen.get() == Some(id)).then(|| view! { <p>{interplay_lab::guides::text(LabKind::Circuits, id)}</p> })}
-                        <button data-testid=format!("guide-{id}-setup") on:click=move |_| {
+                        <p data-testid=format!("guide-{id}-text") class:muted=move || chosen.get() != Some(id)>{interplay_lab::guides::text(LabKind::Circuits, id)}</p>
+                        <button data-testid=format!("guide-{id}-setup") aria-label=format!("Set up: {}", g.title) on:click=move |_| {
                             chosen.set(Some(id));
                             preset.set(Some(make()));
                             if crate::models::info().is_none_or(|i| i.key != model) {

@@ -158,6 +158,29 @@ pub async fn ask(query: Inspect) -> Result<(Inspection, Ran), String> {
     }
 }
 
+/// The one sentence for a model that is needed offline and was never loaded online.
+fn not_saved(title: &str) -> String {
+    format!(
+        "You are offline, and {title} is not saved in this browser yet: load it once while \
+         online, and it stays available offline."
+    )
+}
+
+/// Which of the site's models this browser holds for offline use (the service worker's
+/// caches): their titles, bundled ones first.
+pub async fn available_offline() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for b in Bundled::ALL {
+        if crate::assets::cached(&format!("bundled/{}/model.safetensors", b.id())).await {
+            out.push(b.title().trim_start_matches("Bundled: "));
+        }
+    }
+    if crate::assets::cached(&registry::smollm2_site_path()).await {
+        out.push(registry::SMOLLM2_TITLE);
+    }
+    out
+}
+
 /// Fetch a named model's files from this site: `smollm2` or a bundled model's id. Progress goes
 /// to `status`.
 pub async fn fetch_source(
@@ -170,7 +193,13 @@ pub async fn fetch_source(
         for f in ["model.safetensors", "config.json", "tokenizer.json"] {
             let blob = fetch_blob(&format!("bundled/{}/{f}", b.id()))
                 .await
-                .map_err(|e| format!("{e} (a bundled model file is missing from this site)"))?;
+                .map_err(|e| {
+                    if crate::assets::offline() {
+                        not_saved(b.title())
+                    } else {
+                        format!("{e} (a bundled model file is missing from this site)")
+                    }
+                })?;
             files.push((f.to_string(), blob));
         }
         return Ok(ModelSource::new(b.id().into(), b.title().into(), files));
@@ -180,7 +209,13 @@ pub async fn fetch_source(
     )));
     let blob = fetch_blob(&registry::smollm2_site_path())
         .await
-        .map_err(|e| format!("{e}. Run `cargo xtask fetch-models` before building the site."))?;
+        .map_err(|e| {
+            if crate::assets::offline() {
+                not_saved(registry::SMOLLM2_TITLE)
+            } else {
+                format!("{e}. Run `cargo xtask fetch-models` before building the site.")
+            }
+        })?;
     status.set(Some(Ok("Dequantising and uploading weights…".into())));
     Ok(ModelSource::new(
         registry::SMOLLM2_ID.into(),

@@ -15,7 +15,10 @@ use interplay_models::HookPoint;
 use crate::engine::{Output, Part, Task};
 use crate::models::{self, ModelInfo};
 use crate::plots::{Heatmap, LinePlot, Series};
-use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
+use crate::speclab::{
+    Announce, BadInputs, ComputedOn, RunControls, RunState, autosave, initial_spec, run_on_open,
+    state_of,
+};
 use interplay_lab::{Experiment, LabKind};
 
 const DRAFT_KEY: &str = "interplay.neurofeedback";
@@ -90,6 +93,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     let load_status = RwSignal::new(None::<Result<String, String>>);
     let loads = RwSignal::new(0u32);
     let input_error = RwSignal::new(None::<String>);
+    let bad = BadInputs::new();
     let outcome = RwSignal::new(None::<Result<NeurofeedbackResult, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
     let lock = crate::share::locked();
@@ -137,6 +141,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         ns_text.set(join(&s.examples));
         seeds_text.set(join(&s.seeds));
         let key = s.model.clone();
+        bad.clear();
         spec.set(s);
         outcome.set(None);
         input_error.set(None);
@@ -148,6 +153,9 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     };
 
     let run_click = move |_| {
+        if bad.refuse_run() {
+            return;
+        }
         let fields = (|| -> Result<(), String> {
             let directions: Vec<Direction> = parse_list(&dirs_text.get_untracked(), "directions")?;
             let examples: Vec<usize> = parse_list(&ns_text.get_untracked(), "N")?;
@@ -207,9 +215,20 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         });
     };
 
+    run_on_open(
+        from_link,
+        move || models::info().is_some_and(|i| i.key == spec.get_untracked().model),
+        move || run_click(()),
+    );
+
     let set_layer = move |ev| {
-        if let Ok(l) = event_target_value(&ev).trim().parse::<usize>() {
-            spec.update(|s| s.hook = make_hook(hook_kind(s.hook), l));
+        let t = event_target_value(&ev);
+        match t.trim().parse::<usize>() {
+            Ok(l) => {
+                spec.update(|s| s.hook = make_hook(hook_kind(s.hook), l));
+                bad.accept("nf-layer");
+            }
+            Err(_) => bad.reject("nf-layer", t, "layer: a whole number ≥ 0".into()),
         }
     };
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
@@ -261,7 +280,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                         <option value=k selected=move || hook_kind(spec.get().hook) == k>{k}</option> })}
                 </select></label>
                 <label>"layer "<input type="number" min="0" data-testid="nf-layer" prop:disabled=lock
-                    prop:value=move || spec.get().hook.layer().unwrap_or(0) on:change=set_layer/></label>
+                    prop:value=move || bad.text("nf-layer").unwrap_or_else(|| spec.get().hook.layer().unwrap_or(0).to_string()) on:change=set_layer/></label>
                 <label>"pooling "<select data-testid="nf-pooling" prop:disabled=lock
                     on:change=move |ev| { let last = event_target_value(&ev) == "last"; spec.update(|s| s.pooling = if last { Pooling::Last } else { Pooling::Mean }) }>
                     <option value="mean" selected=move || spec.get().pooling == Pooling::Mean>"mean over tokens"</option>
@@ -336,21 +355,23 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                     on:change=move |ev| spec.update(|s| s.sentences = Sentences::Pasted(event_target_value(&ev)))></textarea>
             })}
             <details><summary>"Full spec (JSON): every parameter, editable"</summary>
-                <textarea rows="12" cols="70" data-testid="nf-spec-json" prop:disabled=lock prop:value=json_text
-                    on:change={move |ev| match serde_json::from_str::<NeurofeedbackSpec>(&event_target_value(&ev)) {
-                        Ok(s) => { dirs_text.set(join(&s.directions)); ns_text.set(join(&s.examples)); seeds_text.set(join(&s.seeds)); spec.set(s); input_error.set(None) }
-                        Err(e) => input_error.set(Some(format!("the spec is not valid: {e}"))),
-                    }}></textarea>
+                <textarea rows="12" cols="70" data-testid="nf-spec-json" prop:disabled=lock
+                    prop:value=move || bad.text("nf-spec-json").unwrap_or_else(json_text)
+                    on:change={move |ev| { let t = event_target_value(&ev); match serde_json::from_str::<NeurofeedbackSpec>(&t) {
+                        Ok(s) => { bad.clear(); dirs_text.set(join(&s.directions)); ns_text.set(join(&s.examples)); seeds_text.set(join(&s.seeds)); spec.set(s); input_error.set(None) }
+                        Err(e) => bad.reject("nf-spec-json", t, format!("the spec (JSON) is not valid: {e}")),
+                    }}}></textarea>
             </details>
-            {move || input_error.get().map(|e| view! { <p class="error" role="alert" data-testid="nf-input-error">{e}</p> })}
+            {move || bad.message().or_else(|| input_error.get()).map(|e| view! { <p class="error" role="alert" data-testid="nf-input-error">{e}</p> })}
             <RunControls st=st prefix="nf-" label="Run" on_run=Callback::new(run_click)
                 blocked=Signal::derive(move || info.get().is_none())/>
             <crate::share::ShareLinks share=st.share prefix="nf-" hide="guided,model"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card" data-testid="nf-status" data-seq=move || st.runs.get()
+        <section class="card result" data-testid="nf-status" data-seq=move || st.runs.get()
                  data-state=move || state_of(st.busy.get(), &outcome.get())>
             <h2>"Result"</h2>
+            <Announce what="Neurofeedback run" busy=st.busy outcome=outcome/>
             <ComputedOn st=st facts=facts prefix="nf-"/>
             {move || outcome.get().map(|o| match o {
                 Err(e) => view! { <p class="error" role="alert" data-testid="nf-error">{e}</p> }.into_any(),

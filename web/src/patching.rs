@@ -8,7 +8,7 @@ use interplay_lab::{Experiment, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::{PatchGrid, PatchTarget};
 
 use crate::engine::{Output, Part, Task};
-use crate::speclab::{RunControls, RunState, autosave, initial_spec, state_of};
+use crate::speclab::{RunControls, RunState, autosave, initial_spec, run_on_open, state_of};
 
 /// Where the patching panel autosaves its experiment.
 const DRAFT_KEY: &str = "interplay.circuits.patching";
@@ -85,6 +85,8 @@ pub fn PatchingPanel(
     let st = RunState::new(init.link_error);
     let result = RwSignal::new(None::<Result<SweepResult, String>>);
     let lock = crate::share::locked();
+    // Sweeps compare at a glance on one scale; off, each map uses its own largest value.
+    let fixed_scale = RwSignal::new(true);
 
     // The form as a spec: one derived signal for the run, the autosave and the ablation panel.
     let current = Signal::derive(move || PatchingSpec {
@@ -130,6 +132,13 @@ pub fn PatchingPanel(
         });
     };
 
+    // `run=1`: the sweep runs once the link's model has loaded (the lab loads it).
+    run_on_open(
+        init.from_link,
+        move || models::info().is_some_and(|i| i.key == model_name.get_untracked()),
+        move || run(()),
+    );
+
     // Autosave every edit, so a reload or a crash loses nothing.
     autosave(DRAFT_KEY, move || current.get());
     Effect::new(move |_| {
@@ -145,7 +154,7 @@ pub fn PatchingPanel(
         }
     });
     view! {
-        <section class="card" data-testid="patching" hidden=crate::share::hidden("patching")>
+        <section class="card has-result" data-testid="patching" hidden=crate::share::hidden("patching")>
             <h2>"Activation patching"</h2>
             <p class="muted">"Run the corrupted prompt, patch one activation in from the clean run, and see how much of the \
                 clean logit difference (answer − wrong) comes back: 1 = fully restored, 0 = no effect. \
@@ -171,8 +180,9 @@ pub fn PatchingPanel(
             </label>
             <RunControls st=st prefix="patch-" label="Run sweep" on_run=Callback::new(run)/>
             <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
-            <div data-testid="patch-status" data-seq=move || st.runs.get()
+            <div class="result" data-testid="patch-status" data-seq=move || st.runs.get()
                  data-state=move || state_of(st.busy.get(), &result.get())>
+            <crate::speclab::Announce what="Patching sweep" busy=st.busy outcome=result/>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="patch-error">{e}</p> }.into_any(),
                 Ok(r) => {
@@ -186,8 +196,12 @@ pub fn PatchingPanel(
                             <dt>"corrupted logit difference"</dt><dd data-testid="corrupt-metric">{format!("{:.4}", r.grid.corrupt_metric)}</dd>
                             <dt>"computed on"</dt><dd>{format!("{} in {:.0} ms", r.backend, r.ms)}</dd>
                         </dl>
-                        <Heatmap rows=r.rows cols=r.cols values=r.grid.grid.clone()
-                                 what="normalised recovery".to_string() testid="patch-grid".to_string()/>
+                        <label><input type="checkbox" data-testid="patch-fixed-scale" prop:checked=move || fixed_scale.get()
+                            on:change=move |ev| fixed_scale.set(event_target_checked(&ev))/>
+                            " one colour scale for every sweep (±1 = the whole clean–corrupted difference)"</label>
+                        {move || view! { <Heatmap rows=r.rows.clone() cols=r.cols.clone() values=r.grid.grid.clone()
+                                 scale=fixed_scale.get().then_some(1.0)
+                                 what="normalised recovery".to_string() testid="patch-grid".to_string()/> }}
                         <p>
                             <button on:click=move |_| download("patching.json", "application/json", &data)>"Export JSON"</button>" "
                             <button on:click=move |_| download("spec.json", "application/json", &spec_json)>"Export spec (for `interplay run`)"</button>

@@ -144,17 +144,26 @@ pub fn Heatmap(
     /// Called with `(row, col)` when a cell is clicked.
     #[prop(optional)]
     on_cell: Option<Callback<(usize, usize)>>,
+    /// A fixed colour scale (± this value), shared by maps meant to be compared; else the
+    /// map's own largest magnitude.
+    #[prop(default = None)]
+    scale: Option<f32>,
 ) -> impl IntoView {
     // Row labels are right-aligned left of the grid: leave room for the longest (~6.5 px/char).
     let longest = rows.iter().map(|r| r.chars().count()).max().unwrap_or(0) as f32;
     let (cw, ch, left, top) = (46.0f32, 18.0f32, (longest * 6.5 + 12.0).max(70.0), 64.0f32);
     let width = left + cw * cols.len() as f32 + 10.0;
     let height = top + ch * rows.len() as f32 + 10.0;
-    let scale = values
-        .iter()
-        .flatten()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(1e-6);
+    // The map's own largest magnitude, unless the caller fixes a scale so maps compare.
+    let fixed = scale.is_some_and(|s| s.is_finite() && s > 0.0);
+    let scale = scale.filter(|_| fixed).unwrap_or_else(|| {
+        values
+            .iter()
+            .flatten()
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(1e-6)
+    });
+    let bar_id = testid.clone();
     let json = serde_json::to_string(&values).unwrap_or_default();
     let csv = {
         let mut s = format!("row,{}\n", cols.join(","));
@@ -221,7 +230,9 @@ pub fn Heatmap(
             <svg xmlns="http://www.w3.org/2000/svg" width=width height=height role="img" aria-label=what.clone()>
                 {col_labels}{row_labels}{cells}
             </svg>
-            <figcaption class="muted">{format!("{what}; colour scale ±{scale:.3} (purple negative, orange positive)")}</figcaption>
+            <ColourBar scale=scale testid=format!("{bar_id}-colourbar")/>
+            <figcaption class="muted">{format!("{what}; colour scale ±{} (purple negative, orange positive){}",
+                axis_number(scale as f64), if fixed { ", shared by the maps it is compared with" } else { "" })}</figcaption>
             <p>
                 <button data-testid=format!("{svg_id}-svg") on:click={let id = svg_id.clone(); move |_| export_svg(&id)}>"Export SVG"</button>" "
                 <button data-testid=format!("{svg_id}-png") on:click=move |_| export_png(&svg_id)>"Export PNG"</button>" "
@@ -235,8 +246,62 @@ pub fn Heatmap(
     }
 }
 
-/// Colour-blind-safe line colours (Okabe–Ito blue, vermillion, bluish green, reddish purple).
-pub const LINE_COLOURS: [&str; 4] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"];
+/// The heatmap's colour bar: the diverging scale from −`scale` to +`scale`, with ticks.
+#[component]
+fn ColourBar(scale: f32, testid: String) -> impl IntoView {
+    let (w, left, bar_h) = (240.0f32, 8.0f32, 10.0f32);
+    let stops = (0..=10)
+        .map(|i| {
+            let t = i as f32 / 10.0;
+            view! { <stop offset=format!("{}%", i * 10) stop-color=diverging(2.0 * t - 1.0)/> }
+        })
+        .collect_view();
+    let grad = format!("{testid}-grad");
+    let ticks = nice_ticks(-(scale as f64), scale as f64, 4)
+        .into_iter()
+        .map(|v| {
+            let x = left + w * (v as f32 / scale + 1.0) / 2.0;
+            view! {
+                <line x1=x y1=bar_h x2=x y2=bar_h + 3.0 stroke="#666"/>
+                <text x=x y=bar_h + 13.0 font-size="10" text-anchor="middle">{axis_number(v)}</text>
+            }
+        })
+        .collect_view();
+    view! {
+        <svg xmlns="http://www.w3.org/2000/svg" width=w + 2.0 * left height="28" data-testid=testid.clone()
+             data-scale=scale.to_string() role="img" aria-label=format!("colour scale from −{scale} to {scale}")>
+            <defs><linearGradient id=grad.clone()>{stops}</linearGradient></defs>
+            <rect x=left y="0" width=w height=bar_h fill=format!("url(#{grad})") stroke="#ccc"/>
+            {ticks}
+        </svg>
+    }
+}
+
+/// Colour-blind-safe line colours: Okabe–Ito's palette without its yellow (too pale on white).
+/// Past seven series they repeat, dashed.
+pub const LINE_COLOURS: [&str; 7] = [
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+];
+
+/// About `n` round values (steps of 1, 2 or 5 × 10^k) from `lo` to `hi`, for axis ticks.
+pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let span = hi - lo;
+    if !(span.is_finite() && span > 0.0) {
+        return vec![lo];
+    }
+    let raw = span / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * mag);
+    let (first, last) = ((lo / step - 1e-9).ceil(), (hi / step + 1e-9).floor());
+    (first as i64..=last as i64)
+        .map(|k| k as f64 * step)
+        .map(|v| if v.abs() < step * 1e-9 { 0.0 } else { v })
+        .collect()
+}
 
 /// One named series of a [`LinePlot`].
 #[derive(Clone, Debug, PartialEq)]
@@ -314,6 +379,8 @@ pub fn LinePlot(
         move |i: usize| left + (w - left - 10.0) * (x_at(i) - xmin) / span
     };
     let py = move |v: f64| 8.0 + (h - bottom - 8.0) * (1.0 - (v - lo) / (hi - lo));
+    let y_ticks = nice_ticks(lo, hi, 5);
+    let x_ticks = nice_ticks(xmin, xmin + span, 6);
     let lines = series
         .iter()
         .enumerate()
@@ -326,15 +393,19 @@ pub fn LinePlot(
                 .filter(|(_, v)| v.is_finite())
                 .map(|(i, &v)| format!("{:.1},{:.1} ", px(i), py(v)))
                 .collect();
-            // Past four series the colours repeat, dashed.
-            let dash = if k >= 4 { "5 3" } else { "none" };
-            view! { <polyline points=pts fill="none" stroke=LINE_COLOURS[k % 4] stroke-dasharray=dash stroke-width="1.4"><title>{s.name.clone()}</title></polyline> }
+            // Past seven series the colours repeat, dashed.
+            let n_c = LINE_COLOURS.len();
+            let dash = if k >= n_c { "5 3" } else { "none" };
+            view! { <polyline points=pts fill="none" stroke=LINE_COLOURS[k % n_c] stroke-dasharray=dash stroke-width="1.4"><title>{s.name.clone()}</title></polyline> }
         })
         .collect_view();
     let legend = series
         .iter()
         .enumerate()
-        .map(|(k, s)| view! { <span style=format!("color:{}", LINE_COLOURS[k % 4])>{format!("{} {} ", if k >= 4 { "╍" } else { "━" }, s.name)}</span> })
+        .map(|(k, s)| {
+            let n_c = LINE_COLOURS.len();
+            view! { <span style=format!("color:{}", LINE_COLOURS[k % n_c])>{format!("{} {} ", if k >= n_c { "╍" } else { "━" }, s.name)}</span> }
+        })
         .collect_view();
     // The CSV and the data table are made when asked for: a streamed run redraws this plot
     // often, and a table of hundreds of rows would cost the page more than the plot itself.
@@ -377,10 +448,15 @@ pub fn LinePlot(
             <svg xmlns="http://www.w3.org/2000/svg" viewBox=format!("0 0 {w} {h}") width="100%" role="img" aria-label=format!("{ylabel} against {xlabel}")>
                 <line x1=left y1=h - bottom x2=w - 10.0 y2=h - bottom stroke="#999"/>
                 <line x1=left y1=8.0 x2=left y2=h - bottom stroke="#999"/>
-                <text x=left - 4.0 y=14.0 text-anchor="end" font-size="10">{format!("{hi:.3}")}</text>
-                <text x=left - 4.0 y=h - bottom text-anchor="end" font-size="10">{format!("{lo:.3}")}</text>
-                <text x=left y=h - 12.0 font-size="10">{axis_number(xmin)}</text>
-                <text x=w - 10.0 y=h - 12.0 text-anchor="end" font-size="10">{axis_number(xmax)}</text>
+                {y_ticks.into_iter().map(|v| { let y = py(v); view! {
+                    <line x1=left y1=y x2=w - 10.0 y2=y stroke="#eee"/>
+                    <line x1=left - 3.0 y1=y x2=left y2=y stroke="#999"/>
+                    <text x=left - 5.0 y=y + 3.5 text-anchor="end" font-size="10" class="tick">{axis_number(v)}</text>
+                }}).collect_view()}
+                {x_ticks.into_iter().map(|v| { let x = left + (w - left - 10.0) * (v - xmin) / span; view! {
+                    <line x1=x y1=h - bottom x2=x y2=h - bottom + 3.0 stroke="#999"/>
+                    <text x=x y=h - bottom + 13.0 text-anchor="middle" font-size="10" class="tick">{axis_number(v)}</text>
+                }}).collect_view()}
                 <text x=(left + w) / 2.0 y=h - 2.0 text-anchor="middle" font-size="11">{xlabel.clone()}</text>
                 <text x=12.0 y=(h - bottom) / 2.0 font-size="11" transform=format!("rotate(-90 12 {})", (h - bottom) / 2.0) text-anchor="middle">{ylabel.clone()}</text>
                 {reference.filter(|(y, _)| y.is_finite() && *y >= lo && *y <= hi).map(|(y, label)| view! {

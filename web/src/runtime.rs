@@ -45,6 +45,11 @@ pub async fn select(preferred: Backend) -> DeviceStatus {
     status
 }
 
+/// Whether [`select`] has chosen the page's device (the start-up check may still be running).
+pub fn chosen() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
 /// The page's current device (the CPU until [`select`] has run). Once the WebGPU device has
 /// been lost this is the CPU, and the page is told (see [`on_device_lost`]).
 pub fn current() -> ComputeDevice {

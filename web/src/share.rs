@@ -29,11 +29,13 @@ pub fn write_share_url<T: LabSpec>(spec: &T) -> String {
 
 /// A lab's share link, its embed snippet and (optionally) the spec export, shown once the lab
 /// has written a link. One component for every lab so the embed flags stay the same everywhere.
+/// Inside an embed it shows only a link to open the experiment in the full page: the boxes
+/// would push the result out of the frame.
 #[component]
 pub fn ShareLinks(
     /// The share link (empty: nothing shown yet).
     share: RwSignal<String>,
-    /// Test-id prefix: `{prefix}share-link`, `{prefix}embed-snippet`.
+    /// Test-id prefix: `{prefix}share-link`, `{prefix}embed-snippet`, `{prefix}open-full`.
     prefix: &'static str,
     /// Panels the embedded page hides (the `hide=` list).
     hide: &'static str,
@@ -41,25 +43,80 @@ pub fn ShareLinks(
     #[prop(optional)]
     spec_json: Option<Callback<(), String>>,
 ) -> impl IntoView {
+    let embedded = use_context::<Embed>().is_some_and(|e| e.embed);
+    // The link a reader opens runs the experiment; the snippet's frame too, locked.
+    let link = move || format!("{}&run=1", share.get());
+    let snippet = move || {
+        format!(
+            "<iframe src=\"{}&run=1&embed=1&lock=1&hide={hide}\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
+            share.get()
+        )
+    };
     move || {
-        (!share.get().is_empty()).then(|| view! {
-            <label>"Share link (reproduces this experiment)"
-                <input type="text" readonly data-testid=format!("{prefix}share-link") prop:value=move || share.get()/></label>
-            <label>"Embed in course material (one experiment, no navigation, inputs locked)"
-                <input type="text" readonly data-testid=format!("{prefix}embed-snippet") prop:value=move || format!(
-                    "<iframe src=\"{}&embed=1&lock=1&hide={hide}\" width=\"800\" height=\"600\" title=\"Interplay experiment\" loading=\"lazy\"></iframe>",
-                    share.get())/></label>
-            {spec_json.map(|json| view! {
-                <p><button on:click=move |_| crate::plots::download("spec.json", "application/json", &json.run(()))>
-                    "Export spec (for `interplay run`)"</button></p>
-            })}
-        })
+        let shown = !share.get().is_empty();
+        if embedded {
+            return shown.then(|| view! {
+                <p class="muted"><a href=link target="_blank" rel="noopener" data-testid=format!("{prefix}open-full")>
+                    "Open this experiment in Interplay ↗"</a></p>
+            }.into_any());
+        }
+        shown.then(|| view! {
+            <div class="share">
+                <div class="copyrow">
+                    <label>"Share link (opens and runs this experiment)"
+                        <input type="text" readonly data-testid=format!("{prefix}share-link") prop:value=link/></label>
+                    <CopyButton text=Signal::derive(link) testid=format!("{prefix}copy-link")/>
+                </div>
+                <div class="copyrow">
+                    <label>"Embed in course material (one experiment, no navigation, inputs locked, runs on open)"
+                        <input type="text" readonly data-testid=format!("{prefix}embed-snippet") prop:value=snippet/></label>
+                    <CopyButton text=Signal::derive(snippet) testid=format!("{prefix}copy-embed")/>
+                </div>
+                {spec_json.map(|json| view! {
+                    <p><button on:click=move |_| crate::plots::download("spec.json", "application/json", &json.run(()))>
+                        "Export spec (for `interplay run`)"</button></p>
+                })}
+            </div>
+        }.into_any())
+    }
+}
+
+/// A button that copies `text` to the clipboard and says whether it did.
+#[component]
+fn CopyButton(
+    /// What to copy.
+    text: Signal<String>,
+    /// The button's test id.
+    testid: String,
+) -> impl IntoView {
+    let said = RwSignal::new(None::<&'static str>);
+    let copy = move |_| {
+        let Some(clipboard) = web_sys::window().map(|w| w.navigator().clipboard()) else {
+            return;
+        };
+        let promise = clipboard.write_text(&text.get_untracked());
+        leptos::task::spawn_local(async move {
+            let r = wasm_bindgen_futures::JsFuture::from(promise).await;
+            said.set(Some(if r.is_ok() {
+                "copied"
+            } else {
+                "the browser did not allow copying: select the text and copy it"
+            }));
+        });
+    };
+    view! {
+        <span class="copy">
+            <button type="button" data-testid=testid on:click=copy>"Copy"</button>
+            <span class="muted" role="status" aria-live="polite">{move || said.get().map(|s| format!(" {s}"))}</span>
+        </span>
     }
 }
 
 /// Embed mode, from the hash query: `embed=1` shows one lab without navigation; `hide=a,b`
 /// hides panels by name (`guided`, `model`, `prompt`, `analysis`, `patching`, `ablation`,
-/// `head-scores`); `lock=1` makes the experiment's inputs read-only.
+/// `head-scores`); `lock=1` makes the experiment's inputs read-only and hides the panels whose
+/// state the link does not hold ([`OUTSIDE_THE_LINK`]); `run=1` runs the experiment once when
+/// the page opens.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Embed {
     /// Compact mode without navigation.
@@ -68,7 +125,14 @@ pub struct Embed {
     pub hidden: Vec<String>,
     /// Inputs read-only.
     pub locked: bool,
+    /// Run the link's experiment when the page opens.
+    pub run: bool,
 }
+
+/// The Circuits panels whose inputs no share link holds (the prompt and its continuation, the
+/// analysis, head scores, head ablation and path patching): a locked page hides them, since a
+/// reader could only edit them or see them empty.
+pub const OUTSIDE_THE_LINK: [&str; 4] = ["prompt", "analysis", "head-scores", "ablation"];
 
 impl Embed {
     /// Read the flags from a hash such as `#/circuits?spec=...&embed=1&hide=guided`.
@@ -79,6 +143,7 @@ impl Embed {
             match kv.split_once('=') {
                 Some(("embed", v)) => e.embed = v == "1" || v == "true",
                 Some(("lock", v)) => e.locked = v == "1" || v == "true",
+                Some(("run", v)) => e.run = v == "1" || v == "true",
                 Some(("hide", v)) => {
                     e.hidden = v.split(',').map(|x| x.trim().to_string()).collect()
                 }
@@ -91,7 +156,16 @@ impl Embed {
 
 /// Whether a panel is hidden in this page's embed settings.
 pub fn hidden(panel: &str) -> bool {
-    use_context::<Embed>().is_some_and(|e| e.hidden.iter().any(|h| h == panel))
+    use_context::<Embed>().is_some_and(|e| {
+        e.hidden.iter().any(|h| h == panel) || (e.locked && OUTSIDE_THE_LINK.contains(&panel))
+    })
+}
+
+/// Whether the link that opened this lab asks for its experiment to run (`run=1`). Read from
+/// the hash as the lab opens, not from the embed flags of the page's first load: a "Try this
+/// first" link reaches a lab by a change of hash.
+pub fn run_requested() -> bool {
+    Embed::from_hash(&current_hash()).run
 }
 
 /// Whether inputs are locked.

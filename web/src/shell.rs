@@ -9,7 +9,7 @@ use interplay_models::{Backend, TextTokenizer};
 
 use crate::assets::{fetch_bytes, mark, now_ms};
 use crate::runtime::{self, DeviceStatus};
-use interplay_lab::LabKind;
+use interplay_lab::{Experiment, LabKind};
 
 use crate::share::{Embed, current_hash};
 
@@ -48,6 +48,15 @@ impl Page {
     fn from_hash(hash: &str) -> Page {
         LabKind::from_hash(hash).map_or(Page::Home, Page::Lab)
     }
+}
+
+/// The page a hash names when Interplay has no such page (`#/circuts?spec=...`, a typo or a link
+/// from a later version): the start page opens instead, and says why.
+fn unknown_route(hash: &str) -> Option<String> {
+    let route = hash.trim_start_matches('#').trim_start_matches('/');
+    let name = route.split(['?', '/', '&']).next().unwrap_or_default();
+    (!name.is_empty() && name != Page::Home.slug() && LabKind::from_slug(name).is_none())
+        .then(|| name.to_string())
 }
 
 /// The device the URL asks for (`?device=cpu`), else WebGPU.
@@ -172,6 +181,12 @@ pub fn App() -> impl IntoView {
             <DeviceSwitch device=device busy=busy on_switch=Callback::new(start)/>
         </header>
         <main class:embed=compact>
+            {move || (lab.get() == Page::Home).then(|| unknown_route(&current_hash())).flatten().map(|name| view! {
+                <p class="error card" role="alert" data-testid="route-error">
+                    {format!("This link asks for a page called “{name}”, which Interplay does not have, so the start page opened. The labs are {}.",
+                        LabKind::ALL.map(|l| l.title()).join(", "))}
+                </p>
+            })}
             {move || match lab.get() {
                 Page::Home => view! { <Home startup=startup busy=busy/> }.into_any(),
                 Page::Lab(LabKind::Circuits) => view! { <crate::circuits::CircuitsLab/> }.into_any(),
@@ -252,6 +267,51 @@ fn DeviceSwitch(
     }
 }
 
+/// What each lab is for, in three lines, and the experiment to try first in it (a link that
+/// opens the lab with that experiment and runs it: bundled models only, so it starts at once).
+fn lab_overview() -> [(LabKind, &'static str, &'static str, Experiment); 4] {
+    use interplay_dynamics::DynamicsSpec;
+    use interplay_dynamics::spiking::SpikingSpec;
+    use interplay_lab::PatchingSpec;
+    use interplay_lab::mergelab::MergeSpec;
+    use interplay_lab::neurofeedback::NeurofeedbackSpec;
+    [
+        (
+            LabKind::Circuits,
+            "Look inside a transformer — attention patterns, the logit lens, direct logit \
+             attribution, induction and name-mover heads — then test a circuit the way \
+             TransformerLens does: activation patching, head ablation, path patching. SmolLM2-135M, \
+             two tiny models trained here, or your own GGUF or safetensors file.",
+            "Which layer carries the name? Activation patching on the bundled IOI model",
+            Experiment::Circuits(PatchingSpec::ioi_bundled()),
+        ),
+        (
+            LabKind::Merge,
+            "Merge fine-tuned models without training: task arithmetic, TIES, DARE, AdaMerging. \
+             See each task's accuracy after the merge, where task vectors conflict in sign, and \
+             fine-tune your own task vector in the page.",
+            "Four fine-tunes of a digits classifier merged into one with TIES",
+            Experiment::Merge(MergeSpec::default()),
+        ),
+        (
+            LabKind::Neurofeedback,
+            "Can a model report its own activations? Pick a direction in the residual stream, \
+             label sentences by it, and test whether the model learns to report the label from \
+             examples in its prompt — with shuffled-label and random-direction controls.",
+            "The in-context labelling experiment on the bundled 3-layer model",
+            Experiment::Neurofeedback(NeurofeedbackSpec::icl_bundled()),
+        ),
+        (
+            LabKind::Dynamics,
+            "Spiking and reservoir networks: Izhikevich's thousand neurons, echo state networks \
+             predicting chaotic series, memory capacity, excitation–inhibition balance, and the \
+             what/when prediction paradigm with a three-factor learning rule.",
+            "One second of Izhikevich's 1,000-neuron network: spikes and rhythms",
+            Experiment::Dynamics(DynamicsSpec::Spiking(SpikingSpec::default())),
+        ),
+    ]
+}
+
 /// The start page.
 #[component]
 fn Home(
@@ -276,6 +336,18 @@ fn Home(
                     <details><summary>"Why"</summary><p class="muted">{r}</p></details>
                 </div>
             })}
+        </section>
+        <section class="card" data-testid="overview">
+            <h2>"The labs"</h2>
+            <ul class="overview">
+            {lab_overview().into_iter().map(|(lab, what, first, e)| view! {
+                <li data-testid=format!("overview-{}", lab.slug())>
+                    <h3><a href=format!("#/{}", lab.slug())>{lab.title()}</a></h3>
+                    <p>{what}</p>
+                    <p>"Try this first: "<a data-testid=format!("try-{}", lab.slug()) href=format!("{}&run=1", e.link())>{first}</a></p>
+                </li>
+            }).collect_view()}
+            </ul>
         </section>
         <section class="card" aria-live="polite">
             <h2>"Start-up check"</h2>

@@ -3,10 +3,13 @@
 //! autosave, and one run's state — busy, the engine job, progress, the share link it wrote, a
 //! run count.
 
+use std::collections::BTreeMap;
+
 use interplay_lab::{LabKind, LabSpec};
 use leptos::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use wasm_bindgen::JsCast;
 
 use crate::assets::{draft_get, draft_set};
 use crate::engine::{self, Finished, JobId, Part, Task};
@@ -62,6 +65,103 @@ pub fn autosave<T: Serialize + 'static>(
             draft_set(draft_key, &json);
         }
     });
+}
+
+/// A link with `run=1` (the share box's and the embed snippet's) runs its experiment once, when
+/// it opened from that link: as soon as the page's device is chosen and `ready()` holds (the
+/// link's model loaded, say). Gives up silently after ten minutes of waiting (a model that never
+/// loads has said why already).
+pub fn run_on_open(from_link: bool, ready: impl Fn() -> bool + 'static, run: impl Fn() + 'static) {
+    if !(from_link && crate::share::run_requested()) {
+        return;
+    }
+    leptos::task::spawn_local(async move {
+        for _ in 0..6000 {
+            if crate::runtime::chosen() && ready() {
+                run();
+                return;
+            }
+            crate::assets::sleep_ms(100).await;
+        }
+    });
+}
+
+/// A lab's inputs whose text is not valid, kept as typed with why. The spec keeps its last valid
+/// values, so without this a Run would silently run them; and since a lab re-renders its fields
+/// when the spec changes, the typed text would vanish while its message lingered. Run refuses
+/// while any is bad ([`BadInputs::refuse_run`]); a guided reset or a new spec clears them.
+#[derive(Clone, Copy)]
+pub struct BadInputs(RwSignal<BTreeMap<&'static str, (String, String)>>);
+
+impl BadInputs {
+    /// No bad input.
+    pub fn new() -> Self {
+        Self(RwSignal::new(BTreeMap::new()))
+    }
+
+    /// (Inputs are named by their test id.) The text typed in the input `id` if it is bad (tracked): the field shows it instead of
+    /// the spec's value.
+    pub fn text(&self, id: &'static str) -> Option<String> {
+        self.0.with(|m| m.get(id).map(|(t, _)| t.clone()))
+    }
+
+    /// The input `id` now holds a valid value (the lab has put it in the spec).
+    pub fn accept(&self, id: &'static str) {
+        if self.0.with_untracked(|m| m.contains_key(id)) {
+            self.0.update(|m| {
+                m.remove(id);
+            });
+        }
+    }
+
+    /// The input `id` holds `text`, which is not valid because of `why`.
+    pub fn reject(&self, id: &'static str, text: String, why: String) {
+        self.0.update(|m| {
+            m.insert(id, (text, why));
+        });
+    }
+
+    /// Every input shows the spec again (a guided reset, another kind, a pasted spec).
+    pub fn clear(&self) {
+        if self.0.with_untracked(|m| !m.is_empty()) {
+            self.0.update(BTreeMap::clear);
+        }
+    }
+
+    /// Why the bad inputs are bad, one line (tracked); `None` when all are valid.
+    pub fn message(&self) -> Option<String> {
+        self.0.with(|m| {
+            (!m.is_empty()).then(|| {
+                let why: Vec<&str> = m.values().map(|(_, w)| w.as_str()).collect();
+                format!("Fix before running: {}", why.join("; "))
+            })
+        })
+    }
+
+    /// At Run: `true` (and the first bad input gets the focus) when a bad input must be fixed
+    /// first, so the lab does not run its last valid spec in its place.
+    pub fn refuse_run(&self) -> bool {
+        let first = self.0.with_untracked(|m| m.keys().next().copied());
+        let Some(id) = first else { return false };
+        let el = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| {
+                d.query_selector(&format!("[data-testid=\"{id}\"]"))
+                    .ok()
+                    .flatten()
+            })
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(el) = el {
+            let _ = el.focus();
+        }
+        true
+    }
+}
+
+impl Default for BadInputs {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// One lab's run state.
@@ -222,4 +322,28 @@ impl<T> Guide<T> {
     pub fn text(&self, lab: LabKind) -> String {
         interplay_lab::guides::text(lab, self.id).unwrap_or_default()
     }
+}
+
+/// What a screen reader hears of a run, in a visually hidden polite live region: "{what}:
+/// running", then "finished" or "stopped with an error" (the error itself is an alert).
+#[component]
+pub fn Announce<T: Clone + Send + Sync + 'static, E: Clone + Send + Sync + 'static>(
+    /// The run's name, e.g. "Patching sweep".
+    what: &'static str,
+    /// Whether it runs.
+    #[prop(into)]
+    busy: Signal<bool>,
+    /// Its outcome.
+    #[prop(into)]
+    outcome: Signal<Option<Result<T, E>>>,
+) -> impl IntoView {
+    let news = move || {
+        outcome.with(|o| match state_of(busy.get(), o) {
+            "running" => format!("{what}: running"),
+            "done" => format!("{what}: finished"),
+            "error" => format!("{what}: stopped with an error"),
+            _ => String::new(),
+        })
+    };
+    view! { <p class="sr-only" role="status" aria-live="polite">{news}</p> }
 }

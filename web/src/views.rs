@@ -115,6 +115,7 @@ pub fn AnalysisPanel(
                  data-state=move || match (busy.get(), result.get()) {
                      (true, _) => "running", (false, None) => "idle",
                      (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+            <crate::speclab::Announce what="Analysis" busy=busy outcome=result/>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert" data-testid="analysis-error">{e}</p> }.into_any(),
                 Ok(an) => {
@@ -260,6 +261,7 @@ pub fn HeadScoresPanel(
                  data-state=move || match (busy.get(), result.get()) {
                      (true, _) => "running", (false, None) => "idle",
                      (false, Some(Ok(_))) => "done", (false, Some(Err(_))) => "error" }>
+            <crate::speclab::Announce what="Head scores" busy=busy outcome=result/>
             {move || result.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
                 Ok(s) => {
@@ -268,10 +270,16 @@ pub fn HeadScoresPanel(
                     let js = serde_json::to_string(&s).unwrap_or_default();
                     view! {
                         <p data-testid="scores-loss" data-first=s.loss_first data-second=s.loss_second>
-                            {format!("loss on the first half {:.2}, on the repeated half {:.2}", s.loss_first, s.loss_second)}</p>
-                        <Heatmap rows=rows.clone() cols=cols.clone() values=s.induction.clone() what="induction score".to_string() testid="induction-map".to_string()/>
-                        <Heatmap rows=rows.clone() cols=cols.clone() values=s.previous.clone() what="previous-token score".to_string() testid="previous-map".to_string()/>
-                        <Heatmap rows=rows cols=cols values=s.duplicate.clone() what="duplicate-token score".to_string() testid="duplicate-map".to_string()/>
+                            {format!("loss on the first half {:.2}, on the repeated half {:.2}: {}", s.loss_first, s.loss_second,
+                                if s.loss_second < s.loss_first {
+                                    format!("{:.1}× lower on the repeat, as a model with induction heads should be (Olsson et al. 2022)", s.loss_first / s.loss_second.max(1e-9))
+                                } else {
+                                    "not lower on the repeat: this model shows no in-context copying here".to_string()
+                                })}</p>
+                        // One colour scale for the three maps (scores are attention fractions, 0–1), so they compare.
+                        <Heatmap rows=rows.clone() cols=cols.clone() values=s.induction.clone() scale=Some(1.0) what="induction score".to_string() testid="induction-map".to_string()/>
+                        <Heatmap rows=rows.clone() cols=cols.clone() values=s.previous.clone() scale=Some(1.0) what="previous-token score".to_string() testid="previous-map".to_string()/>
+                        <Heatmap rows=rows cols=cols values=s.duplicate.clone() scale=Some(1.0) what="duplicate-token score".to_string() testid="duplicate-map".to_string()/>
                         <p><button on:click=move |_| download("head-scores.json", "application/json", &js)>"Export JSON"</button></p>
                     }.into_any()
                 }

@@ -15,7 +15,10 @@ use interplay_dynamics::{
 
 use crate::engine::{self, DynamicsOutput, Output, Part};
 use crate::plots::{LINE_COLOURS, LinePlot, Series, download, export_svg};
-use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
+use crate::speclab::{
+    Announce, BadInputs, ComputedOn, RunControls, RunState, autosave, initial_spec, run_on_open,
+    state_of,
+};
 use interplay_lab::{Experiment, LabKind};
 
 mod views;
@@ -124,6 +127,33 @@ const GUIDED: [Guided; 8] = [
 
 /// A run's result, as the engine returns it.
 type Outcome = DynamicsOutput;
+
+/// The guided experiment whose spec `ran` is, if any.
+fn guide_of(ran: &Option<DynamicsSpec>) -> Option<&'static str> {
+    let ran = ran.as_ref()?;
+    GUIDED.iter().find(|g| (g.spec)() == *ran).map(|g| g.id)
+}
+
+/// The paper's claim and what the run shows, when the run was a guided experiment's.
+fn finding(
+    ran: &Option<DynamicsSpec>,
+    outcome: &Option<Result<Outcome, String>>,
+    hetero: Option<&[interplay_dynamics::EiSweepRow]>,
+) -> Option<interplay_lab::findings::Finding> {
+    use interplay_lab::findings::{DynamicsRun, dynamics};
+    let id = guide_of(ran)?;
+    let run = match (outcome.as_ref()?.as_ref().ok()?, ran.as_ref()?) {
+        (Outcome::Spiking(r), _) => DynamicsRun::Spiking(r),
+        (Outcome::Prediction(r), _) => DynamicsRun::Prediction(r),
+        (Outcome::Memory(r), DynamicsSpec::MemoryCapacity(m)) => {
+            DynamicsRun::Memory(r, m.reservoir.units)
+        }
+        (Outcome::Sweep(rows), _) => DynamicsRun::Sweep(rows, hetero),
+        (Outcome::WhatWhen(r), DynamicsSpec::WhatWhen(w)) => DynamicsRun::WhatWhen(r, w),
+        _ => return None,
+    };
+    dynamics(id, run)
+}
 
 fn kind(spec: &DynamicsSpec) -> &'static str {
     match spec {
@@ -416,16 +446,24 @@ pub fn DynamicsLab() -> impl IntoView {
     let init = initial_spec(DRAFT_KEY, spiking_demo);
     let spec = RwSignal::new(init.spec);
     let st = RunState::new(init.link_error);
-    let json_error = RwSignal::new(None::<String>);
+    let bad = BadInputs::new();
     let paused = RwSignal::new(false);
+    // The spec of the run shown (the form may have changed since), and the last E/I balance
+    // sweep's rows.
+    let ran = RwSignal::new(None::<DynamicsSpec>);
+    let hetero = RwSignal::new(None::<Vec<interplay_dynamics::EiSweepRow>>);
     let outcome = RwSignal::new(None::<Result<Outcome, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
     let lock = crate::share::locked();
     autosave(DRAFT_KEY, move || spec.get());
 
     let run = move |_| {
+        if bad.refuse_run() {
+            return;
+        }
         let s = spec.get_untracked();
         st.start(&s, 1);
+        ran.set(Some(s.clone()));
         paused.set(false);
         // The last run's time and device must not be read as this one's.
         facts.set((String::new(), 0.0));
@@ -454,11 +492,18 @@ pub fn DynamicsLab() -> impl IntoView {
                 Ok(_) => Err("the engine answered with another lab's result".to_string()),
                 Err(e) => Err(e.to_string()),
             };
+            // The heterogeneous sweep, for the homogeneous one's finding to compare with.
+            if let (Ok(Outcome::Sweep(rows)), Some("ei-balance")) =
+                (&r, guide_of(&ran.get_untracked()))
+            {
+                hetero.set(Some(rows.clone()));
+            }
             outcome.set(Some(r));
             st.finish();
         });
     };
 
+    run_on_open(init.from_link, || true, move || run(()));
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
     view! {
         <div class="lab" data-testid="dynamics-lab">
@@ -467,7 +512,7 @@ pub fn DynamicsLab() -> impl IntoView {
             <ul class="guided">
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
                 <li><button data-testid=format!("dyn-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
-                    on:click=move |_| { spec.set(make()); outcome.set(None); }>{g.title}</button>
+                    on:click=move |_| { bad.clear(); spec.set(make()); outcome.set(None); }>{g.title}</button>
                     " "<span class="muted">{g.text(LabKind::Dynamics)}</span></li>
             }}).collect_view()}
             </ul>
@@ -478,7 +523,7 @@ pub fn DynamicsLab() -> impl IntoView {
             {move || st.link_error.get().map(|e| view! { <p class="error" role="alert" data-testid="link-error">{e}</p> })}
             <label>"Kind "
                 <select data-testid="dyn-kind" prop:disabled=lock prop:value=move || kind(&spec.get())
-                        on:change={move |ev| { spec.set(default_of(&event_target_value(&ev))); outcome.set(None); }}>
+                        on:change={move |ev| { bad.clear(); spec.set(default_of(&event_target_value(&ev))); outcome.set(None); }}>
                     <option value="spiking">"spiking network (Izhikevich / LIF)"</option>
                     <option value="prediction">"echo state network: time-series prediction"</option>
                     <option value="memory-capacity">"echo state network: memory capacity"</option>
@@ -500,38 +545,42 @@ pub fn DynamicsLab() -> impl IntoView {
             <div class="grid2">
             {FIELDS.iter().map(|&(label, id, get, set)| view! {
                 {move || get(&spec.get()).map(|v| view! {
-                    <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock prop:value=v.to_string()
-                        on:change={move |ev| match event_target_value(&ev).trim().parse::<f64>() {
-                            Ok(x) if x.is_finite() && x >= 0.0 => { spec.update(|s| set(s, x)); json_error.set(None) }
-                            _ => json_error.set(Some(format!("{label}: enter a number ≥ 0"))),
-                        }}/></label>
+                    <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock
+                        prop:value=move || bad.text(id).unwrap_or_else(|| v.to_string())
+                        on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<f64>() {
+                            Ok(x) if x.is_finite() && x >= 0.0 => { spec.update(|s| set(s, x)); bad.accept(id) }
+                            _ => bad.reject(id, t, format!("{label}: enter a number ≥ 0")),
+                        }}}/></label>
                 })}
             }).collect_view()}
             {move || match spec.get() { DynamicsSpec::EiSweep(e) => Some(view! {
                 <label>"Inhibition ratios (comma-separated) "<input type="text" data-testid="dyn-ratios" prop:disabled=lock
-                    prop:value={e.inhibitions.iter().map(f64::to_string).collect::<Vec<_>>().join(", ")}
+                    prop:value=move || bad.text("dyn-ratios").unwrap_or_else(|| e.inhibitions.iter().map(f64::to_string).collect::<Vec<_>>().join(", "))
                     on:change={move |ev| {
-                        let v: Option<Vec<f64>> = event_target_value(&ev).split(',').map(|x| x.trim().parse().ok()).collect();
-                        match v { Some(v) if !v.is_empty() => { spec.update(|s| if let DynamicsSpec::EiSweep(e) = s { e.inhibitions = v }); json_error.set(None) }
-                                  _ => json_error.set(Some("inhibition ratios: comma-separated numbers".into())) }
+                        let t = event_target_value(&ev);
+                        let v: Option<Vec<f64>> = t.split(',').map(|x| x.trim().parse().ok().filter(|x: &f64| x.is_finite())).collect();
+                        match v { Some(v) if !v.is_empty() => { spec.update(|s| if let DynamicsSpec::EiSweep(e) = s { e.inhibitions = v }); bad.accept("dyn-ratios") }
+                                  _ => bad.reject("dyn-ratios", t, "inhibition ratios: comma-separated numbers".into()) }
                     }}/></label>
             }), _ => None }}
             </div>
             <details data-testid="dyn-json"><summary>"Full spec (JSON): every parameter, editable"</summary>
-                <textarea rows="12" cols="70" data-testid="dyn-spec-json" prop:disabled=lock prop:value=json_text
-                    on:change={move |ev| match serde_json::from_str::<DynamicsSpec>(&event_target_value(&ev)) {
-                        Ok(s) => { spec.set(s); json_error.set(None) }
-                        Err(e) => json_error.set(Some(format!("the spec is not valid: {e}"))),
-                    }}></textarea>
+                <textarea rows="12" cols="70" data-testid="dyn-spec-json" prop:disabled=lock
+                    prop:value=move || bad.text("dyn-spec-json").unwrap_or_else(json_text)
+                    on:change={move |ev| { let t = event_target_value(&ev); match serde_json::from_str::<DynamicsSpec>(&t) {
+                        Ok(s) => { bad.clear(); spec.set(s) }
+                        Err(e) => bad.reject("dyn-spec-json", t, format!("the spec (JSON) is not valid: {e}")),
+                    }}}></textarea>
             </details>
-            {move || json_error.get().map(|e| view! { <p class="error" role="alert" data-testid="dyn-input-error">{e}</p> })}
+            {move || bad.message().map(|e| view! { <p class="error" role="alert" data-testid="dyn-input-error">{e}</p> })}
             <RunControls st=st prefix="dyn-" label="Run" on_run=Callback::new(run) paused=paused/>
             <crate::share::ShareLinks share=st.share prefix="dyn-" hide="guided"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card" data-testid="dyn-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
+        <section class="card result" data-testid="dyn-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
                  data-state=move || state_of(st.busy.get(), &outcome.get())>
             <h2>"Result"</h2>
+            <Announce what="Dynamics run" busy=st.busy outcome=outcome/>
             <ComputedOn st=st facts=facts prefix="dyn-"/>
             {move || outcome.get().map(|o| match o {
                 Err(e) => view! { <p class="error" role="alert" data-testid="dyn-error">{e}</p> }.into_any(),
@@ -540,6 +589,12 @@ pub fn DynamicsLab() -> impl IntoView {
                 Ok(Outcome::Memory(r)) => memory_view(r).into_any(),
                 Ok(Outcome::Sweep(rows)) => sweep_view(rows).into_any(),
                 Ok(Outcome::WhatWhen(r)) => what_when_view(r, spec.get_untracked()).into_any(),
+            })}
+            {move || (!st.busy.get()).then(|| finding(&ran.get(), &outcome.get(), hetero.get().as_deref())).flatten().map(|f| view! {
+                <div class="finding" data-testid="dyn-finding" data-agrees=f.agrees.map(|a| a.to_string()).unwrap_or_default()>
+                    <p><strong>"The paper: "</strong>{f.claim}</p>
+                    <p><strong>"This page's run: "</strong>{f.shows}</p>
+                </div>
             })}
         </section>
         </div>

@@ -111,15 +111,15 @@ pub(super) fn spiking_view(
 }
 
 pub(super) fn prediction_view(r: PredictionResult) -> impl IntoView {
-    let shown = r.target.len().min(500);
+    // Every test step (the plot decimates long series; the table and CSV keep every value).
     let series = vec![
         Series {
             name: "target".into(),
-            values: r.target[..shown].to_vec(),
+            values: r.target.clone(),
         },
         Series {
             name: "prediction".into(),
-            values: r.prediction[..shown].to_vec(),
+            values: r.prediction.clone(),
         },
     ];
     let balance = (!r.balance.is_empty()).then(|| {
@@ -173,14 +173,18 @@ pub(super) fn sweep_view(rows: Vec<EiSweepRow>) -> impl IntoView {
     };
     let bf = best(|r| Some(r.mc_fixed));
     let ba = best(|r| r.mc_adapted);
+    // Plotted against the ratio itself, in order, whatever order the ratios were given in.
+    let mut sorted: Vec<&EiSweepRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| a.inhibition.total_cmp(&b.inhibition));
+    let ratios: Vec<f64> = sorted.iter().map(|r| r.inhibition).collect();
     let series = vec![
         Series {
             name: "fixed weights".into(),
-            values: rows.iter().map(|r| r.mc_fixed).collect(),
+            values: sorted.iter().map(|r| r.mc_fixed).collect(),
         },
         Series {
             name: "self-adapted".into(),
-            values: rows
+            values: sorted
                 .iter()
                 .map(|r| r.mc_adapted.unwrap_or(f64::NAN))
                 .collect(),
@@ -197,7 +201,7 @@ pub(super) fn sweep_view(rows: Vec<EiSweepRow>) -> impl IntoView {
         </table>
         {bf.map(|(i, v)| view! { <p data-testid="dyn-sweep-best">{format!("Best fixed: ratio {i:.2} (MC {v:.2}).")}
             {ba.map(|(ia, va)| format!(" Best adapted: ratio {ia:.2} (MC {va:.2})."))}</p> })}
-        <LinePlot series=series xlabel="ratio index (see table)".to_string() ylabel="memory capacity".to_string() testid="dyn-sweep-plot".to_string()/>
+        <LinePlot series=series xs=ratios xlabel="inhibition / excitation (1 = balanced)".to_string() ylabel="memory capacity".to_string() testid="dyn-sweep-plot".to_string()/>
     }
 }
 

@@ -99,14 +99,41 @@ fn build_model(
     let model = files
         .iter()
         .find(|(_, b)| matches!(sniff(b), Ok(FileKind::Safetensors)))
-        .ok_or_else(|| {
-            "no model file: choose a .gguf file, or a .safetensors file together with its config.json".to_string()
-        })?;
+        .ok_or_else(|| not_a_model(files))?;
     let config = find("config.json").ok_or_else(|| {
         "a safetensors model needs its config.json: select both files together".to_string()
     })?;
     let tokenizer = find("tokenizer.json").map(|(_, b)| b.as_slice());
     load_safetensors(&model.1, &config.1, tokenizer, device).map_err(|e| e.to_string())
+}
+
+/// Why none of `files` is a model: a file named like one that is not (damaged, or another
+/// format renamed) is named, so the student does not look for a missing file.
+fn not_a_model(files: &[(String, Vec<u8>)]) -> String {
+    let named = |ext: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n.to_ascii_lowercase().ends_with(ext))
+    };
+    if let Some((n, b)) = named(".gguf") {
+        let start = String::from_utf8_lossy(&b[..b.len().min(4)])
+            .escape_debug()
+            .to_string();
+        return format!(
+            "{n} is not a GGUF model: a GGUF file starts with \"GGUF\", this one starts with \"{start}\" \
+             ({} bytes). Is the download damaged, or is it another format renamed?",
+            b.len()
+        );
+    }
+    if let Some((n, b)) = named(".safetensors") {
+        return format!(
+            "{n} is not a safetensors model: it has no safetensors header ({} bytes). Is the \
+             download damaged?",
+            b.len()
+        );
+    }
+    "no model file: choose a .gguf file, or a .safetensors file together with its config.json"
+        .to_string()
 }
 
 /// What the page shows about model `m` (named `key`/`name`) living on `backend`.

@@ -23,7 +23,11 @@ pub(super) fn FineTune(
     let steps_done = RwSignal::new((0usize, 1usize));
     let lock = crate::share::locked();
 
+    let bad = BadInputs::new();
     let train = move |_| {
+        if bad.refuse_run() {
+            return;
+        }
         let options = opts.get_untracked();
         // The page's own checks first: a message at once, nothing sent.
         if let Err(e) = options.check() {
@@ -103,24 +107,25 @@ pub(super) fn FineTune(
                 </select></label>
             {move || task.get().is_none().then(|| view! {
                 <label>"One image per line: 64 pixel values 0..16 (row by row), then the label 0..9"
-                    <textarea rows="5" cols="70" data-testid="ft-data" prop:value=move || pasted.get()
+                    <textarea rows="5" cols="70" data-testid="ft-data" prop:disabled=lock prop:value=move || pasted.get()
                         on:change=move |ev| pasted.set(event_target_value(&ev))></textarea></label>
             })}
             <div class="grid2">
-                <label>"Epochs "<input type="number" data-testid="ft-epochs" prop:value=move || opts.get().epochs.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<usize>() { opts.update(|o| o.epochs = v) }}/></label>
-                <label>"Learning rate "<input type="number" step="any" data-testid="ft-lr" prop:value=move || opts.get().lr.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<f64>() { opts.update(|o| o.lr = v) }}/></label>
-                <label>"Batch "<input type="number" data-testid="ft-batch" prop:value=move || opts.get().batch.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<usize>() { opts.update(|o| o.batch = v) }}/></label>
-                <label>"Seed "<input type="number" data-testid="ft-seed" prop:value=move || opts.get().seed.to_string()
-                    on:change={move |ev| if let Ok(v) = event_target_value(&ev).trim().parse::<u64>() { opts.update(|o| o.seed = v) }}/></label>
-                <label><input type="checkbox" data-testid="ft-linearised" prop:checked=move || opts.get().linearised
+                <label>"Epochs "<input type="number" data-testid="ft-epochs" prop:disabled=lock prop:value=move || bad.text("ft-epochs").unwrap_or_else(|| opts.get().epochs.to_string())
+                    on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<usize>() { Ok(v) => { opts.update(|o| o.epochs = v); bad.accept("ft-epochs") } Err(_) => bad.reject("ft-epochs", t, "Epochs: a whole number".into()) } }}/></label>
+                <label>"Learning rate "<input type="number" step="any" data-testid="ft-lr" prop:disabled=lock prop:value=move || bad.text("ft-lr").unwrap_or_else(|| opts.get().lr.to_string())
+                    on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<f64>() { Ok(v) => { opts.update(|o| o.lr = v); bad.accept("ft-lr") } Err(_) => bad.reject("ft-lr", t, "Learning rate: a number".into()) } }}/></label>
+                <label>"Batch "<input type="number" data-testid="ft-batch" prop:disabled=lock prop:value=move || bad.text("ft-batch").unwrap_or_else(|| opts.get().batch.to_string())
+                    on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<usize>() { Ok(v) => { opts.update(|o| o.batch = v); bad.accept("ft-batch") } Err(_) => bad.reject("ft-batch", t, "Batch: a whole number".into()) } }}/></label>
+                <label>"Seed "<input type="number" data-testid="ft-seed" prop:disabled=lock prop:value=move || bad.text("ft-seed").unwrap_or_else(|| opts.get().seed.to_string())
+                    on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<u64>() { Ok(v) => { opts.update(|o| o.seed = v); bad.accept("ft-seed") } Err(_) => bad.reject("ft-seed", t, "Seed: a whole number ≥ 0".into()) } }}/></label>
+                <label><input type="checkbox" data-testid="ft-linearised" prop:disabled=lock prop:checked=move || opts.get().linearised
                     on:change=move |ev| { let on = event_target_checked(&ev); opts.update(|o| o.linearised = on) }/>
                     " linearised (train f(x; θ₀) + J(θ₀)(θ − θ₀), the tangent space of the base)"</label>
             </div>
+            {move || bad.message().map(|e| view! { <p class="error" role="alert" data-testid="ft-input-error">{e}</p> })}
             <p>
-                <button data-testid="ft-run" on:click=train prop:disabled=move || busy.get()>"Fine-tune"</button>" "
+                <button data-testid="ft-run" on:click=train prop:disabled=move || busy.get() || lock>"Fine-tune"</button>" "
                 <button data-testid="ft-cancel" on:click=move |_| cancel() prop:disabled=move || !busy.get()>"Cancel"</button>" "
                 {move || busy.get().then(|| { let (d, t) = steps_done.get(); view! { <progress data-testid="ft-progress" max=t.max(1) value=d></progress> }})}
             </p>

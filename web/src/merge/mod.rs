@@ -16,7 +16,10 @@ use interplay_lab::suite::{Task, TrainOptions};
 
 use crate::engine::{self, Output, Part};
 use crate::plots::{Heatmap, LinePlot, Series, download};
-use crate::speclab::{ComputedOn, RunControls, RunState, autosave, initial_spec, state_of};
+use crate::speclab::{
+    Announce, BadInputs, ComputedOn, RunControls, RunState, autosave, initial_spec, run_on_open,
+    state_of,
+};
 use interplay_lab::{Experiment, LabKind};
 
 mod finetune;
@@ -203,6 +206,7 @@ pub fn MergeLab() -> impl IntoView {
     let spec = RwSignal::new(init.spec);
     let st = RunState::new(init.link_error);
     let input_error = RwSignal::new(None::<String>);
+    let bad = BadInputs::new();
     let outcome = RwSignal::new(None::<Result<MergeOutcome, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
     let compared = RwSignal::new(Vec::<Compared>::new());
@@ -210,6 +214,9 @@ pub fn MergeLab() -> impl IntoView {
     autosave(DRAFT_KEY, move || spec.get());
 
     let run = move |_| {
+        if bad.refuse_run() {
+            return;
+        }
         let s = spec.get_untracked();
         if let Err(e) = s.check() {
             input_error.set(Some(e.to_string()));
@@ -254,6 +261,7 @@ pub fn MergeLab() -> impl IntoView {
         });
     };
 
+    run_on_open(init.from_link, || true, move || run(()));
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
     view! {
         <div class="lab" data-testid="merge-lab">
@@ -266,7 +274,7 @@ pub fn MergeLab() -> impl IntoView {
             <ul class="guided">
             {GUIDED.iter().map(|g| { let make = g.spec; view! {
                 <li><button data-testid=format!("merge-guided-{}", g.id) prop:disabled=move || st.busy.get() || lock
-                    on:click=move |_| { spec.set(make()); outcome.set(None); input_error.set(None); }>{g.title}</button>
+                    on:click=move |_| { bad.clear(); spec.set(make()); outcome.set(None); input_error.set(None); }>{g.title}</button>
                     " "<span class="muted">{g.text(LabKind::Merge)}</span></li>
             }}).collect_view()}
             </ul>
@@ -344,19 +352,20 @@ pub fn MergeLab() -> impl IntoView {
             <div class="grid2">
             {FIELDS.iter().map(|&(label, id, get, set)| view! {
                 {move || get(&spec.get()).map(|v| view! {
-                    <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock prop:value=v.to_string()
-                        on:change={move |ev| match event_target_value(&ev).trim().parse::<f64>() {
-                            Ok(x) if x.is_finite() => { spec.update(|s| set(s, x)); input_error.set(None) }
-                            _ => input_error.set(Some(format!("{label}: enter a number"))),
-                        }}/></label>
+                    <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock
+                        prop:value=move || bad.text(id).unwrap_or_else(|| v.to_string())
+                        on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<f64>() {
+                            Ok(x) if x.is_finite() => { spec.update(|s| set(s, x)); bad.accept(id) }
+                            _ => bad.reject(id, t, format!("{label}: enter a number")),
+                        }}}/></label>
                 })}
             }).collect_view()}
             <label>"λ sweep (comma-separated, empty for none) "<input type="text" data-testid="merge-sweep" prop:disabled=lock
-                prop:value={move || spec.get().sweep.iter().map(f64::to_string).collect::<Vec<_>>().join(", ")}
-                on:change={move |ev| match parse_list(&event_target_value(&ev)) {
-                    Some(v) => { spec.update(|s| s.sweep = v); input_error.set(None) }
-                    None => input_error.set(Some("λ sweep: comma-separated numbers".into())),
-                }}/></label>
+                prop:value={move || bad.text("merge-sweep").unwrap_or_else(|| spec.get().sweep.iter().map(f64::to_string).collect::<Vec<_>>().join(", "))}
+                on:change={move |ev| { let t = event_target_value(&ev); match parse_list(&t) {
+                    Some(v) => { spec.update(|s| s.sweep = v); bad.accept("merge-sweep") }
+                    None => bad.reject("merge-sweep", t, "λ sweep: comma-separated numbers".into()),
+                }}}/></label>
             <label>"Disentanglement map "
                 <select data-testid="merge-disentangle" prop:disabled=lock
                     prop:value={move || spec.get().disentangle.iter().map(|t| t.name()).collect::<Vec<_>>().join("+")}
@@ -370,20 +379,22 @@ pub fn MergeLab() -> impl IntoView {
                 </select></label>
             </div>
             <details data-testid="merge-json"><summary>"Full spec (JSON): every parameter, editable"</summary>
-                <textarea rows="12" cols="70" data-testid="merge-spec-json" prop:disabled=lock prop:value=json_text
-                    on:change={move |ev| match serde_json::from_str::<MergeSpec>(&event_target_value(&ev)) {
-                        Ok(s) => { spec.set(s); input_error.set(None) }
-                        Err(e) => input_error.set(Some(format!("the spec is not valid: {e}"))),
-                    }}></textarea>
+                <textarea rows="12" cols="70" data-testid="merge-spec-json" prop:disabled=lock
+                    prop:value=move || bad.text("merge-spec-json").unwrap_or_else(json_text)
+                    on:change={move |ev| { let t = event_target_value(&ev); match serde_json::from_str::<MergeSpec>(&t) {
+                        Ok(s) => { bad.clear(); spec.set(s); input_error.set(None) }
+                        Err(e) => bad.reject("merge-spec-json", t, format!("the spec (JSON) is not valid: {e}")),
+                    }}}></textarea>
             </details>
-            {move || input_error.get().map(|e| view! { <p class="error" role="alert" data-testid="merge-input-error">{e}</p> })}
+            {move || bad.message().or_else(|| input_error.get()).map(|e| view! { <p class="error" role="alert" data-testid="merge-input-error">{e}</p> })}
             <RunControls st=st prefix="merge-" label="Merge and evaluate" on_run=Callback::new(run)/>
             <crate::share::ShareLinks share=st.share prefix="merge-" hide="guided"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card" data-testid="merge-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
+        <section class="card result" data-testid="merge-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
                  data-state=move || state_of(st.busy.get(), &outcome.get())>
             <h2>"Result"</h2>
+            <Announce what="Merge" busy=st.busy outcome=outcome/>
             <ComputedOn st=st facts=facts prefix="merge-"/>
             {move || outcome.get().map(|o| match o {
                 Err(e) => view! { <p class="error" role="alert" data-testid="merge-error">{e}</p> }.into_any(),
