@@ -11,7 +11,7 @@ use interplay_dynamics::whatwhen::{WhatWhenResult, WhatWhenSpec};
 pub struct Finding {
     /// What the paper reports (its words, briefly).
     pub claim: String,
-    /// What this run shows, from its numbers.
+    /// What this run shows, from its numbers (a sentence; the page labels it as the run's).
     pub shows: String,
     /// Whether the run agrees with the claim; `None` when one run cannot tell.
     pub agrees: Option<bool>,
@@ -43,7 +43,7 @@ pub fn dynamics(id: &str, run: DynamicsRun) -> Option<Finding> {
                     with an error well below 1 % (Jaeger 2001)."
                     .into(),
             shows: format!(
-                "This run: NRMSE {:.2e} ({:.3} %), R² {:.6}.",
+                "NRMSE {:.2e} ({:.3} %), R² {:.6}.",
                 r.nrmse,
                 100.0 * r.nrmse,
                 r.r2
@@ -60,7 +60,7 @@ pub fn dynamics(id: &str, run: DynamicsRun) -> Option<Finding> {
                         cannot exceed the number of units (Jaeger 2002)."
                     .into(),
                 shows: format!(
-                    "This run: MC {:.2} with {units} units; r² {:.3} at k = 1 and {:.3} at k = {}.",
+                    "MC {:.2} with {units} units; r² {:.3} at k = 1 and {:.3} at k = {}.",
                     r.mc,
                     r.mc_k.first().copied().unwrap_or(f64::NAN),
                     r.mc_k.last().copied().unwrap_or(f64::NAN),
@@ -72,8 +72,7 @@ pub fn dynamics(id: &str, run: DynamicsRun) -> Option<Finding> {
         ("ei-balance", DynamicsRun::Sweep(rows, _)) => {
             let (rf, mf) = best(rows, |r| Some(r.mc_fixed))?;
             let adapted = best(rows, |r| r.mc_adapted);
-            let mut shows =
-                format!("This run: fixed weights remember best at ratio {rf:.2} (MC {mf:.2})");
+            let mut shows = format!("Fixed weights remember best at ratio {rf:.2} (MC {mf:.2})");
             if let Some((ra, ma)) = adapted {
                 shows += &format!("; self-adapted at ratio {ra:.2} (MC {ma:.2})");
             }
@@ -103,7 +102,7 @@ pub fn dynamics(id: &str, run: DynamicsRun) -> Option<Finding> {
             let (shows, agrees) = match other {
                 Some((r_x, m_x)) => (
                     format!(
-                        "This run: with one shared target the best adapted MC is {m_h:.2} (ratio \
+                        "With one shared target the best adapted MC is {m_h:.2} (ratio \
                          {r_h:.2}); with heterogeneous targets (the E/I balance experiment, run \
                          in this page) it was {m_x:.2} (ratio {r_x:.2}).{}",
                         if m_x > m_h {
@@ -116,7 +115,7 @@ pub fn dynamics(id: &str, run: DynamicsRun) -> Option<Finding> {
                 ),
                 None => (
                     format!(
-                        "This run: with one shared target the best adapted MC is {m_h:.2} (ratio \
+                        "With one shared target the best adapted MC is {m_h:.2} (ratio \
                          {r_h:.2}). Run the E/I balance experiment too, and this line compares them."
                     ),
                     None,
@@ -157,7 +156,7 @@ fn spiking(id: &str, r: &SpikingResult) -> Finding {
     Finding {
         claim: claim.into(),
         shows: format!(
-            "This run: excitatory {:.1} Hz, inhibitory {:.1} Hz{}.",
+            "Excitatory {:.1} Hz, inhibitory {:.1} Hz{}.",
             r.rate_exc_hz,
             r.rate_inh_hz,
             rhythm
@@ -222,7 +221,7 @@ fn what_when(id: &str, r: &WhatWhenResult, spec: &WhatWhenSpec) -> Option<Findin
     };
     let off = err(first, p_first).max(err(last, p_last));
     let shows = format!(
-        "This run: learned magnitudes {} in the first block (probabilities {}) and {} in the last \
+        "Learned magnitudes {} in the first block (probabilities {}) and {} in the last \
          (probabilities {}); the readout {} the swap, and its magnitudes are within {off:.2} of \
          the probabilities.",
         list(first),
