@@ -71,6 +71,15 @@ for (const mode of MODES) {
       assert.equal(await b.page.getAttribute('[data-testid="merge-status"]', "data-seq"), seq);
       await b.page.fill('[data-testid="merge-sweep"]', "");
       await b.page.dispatchEvent('[data-testid="merge-sweep"]', "change");
+      // A bad value in a field another method hides does not block that method's run.
+      await b.page.fill('[data-testid="merge-density"]', "");
+      await b.page.dispatchEvent('[data-testid="merge-density"]', "change");
+      // Leave the field, as choosing another method with the mouse or keyboard does.
+      await b.page.locator('[data-testid="merge-density"]').blur();
+      assert.match(await b.page.textContent('[data-testid="merge-input-error"]'), /density/);
+      await b.page.selectOption('[data-testid="merge-method"]', "task_arithmetic");
+      assert.equal(await b.page.$('[data-testid="merge-input-error"]'), null);
+      await b.page.selectOption('[data-testid="merge-method"]', "ties");
       await lab.run();
 
       // A short fine-tune: the loss falls epoch by epoch.

@@ -279,19 +279,27 @@ pub fn CircuitsLab() -> impl IntoView {
                  (98 MB, kept in this browser) to run it."
                     .into(),
             )));
-        } else if Bundled::from_id(m).is_none() {
+        } else if m != "smollm2" && Bundled::from_id(m).is_none() {
+            let what_now = if crate::share::locked() {
+                "This locked page cannot load it: ask whoever shared the link for the model file."
+            } else {
+                "Choose that model's file below to run it."
+            };
             status.set(Some(Err(format!(
                 "This link's experiment uses the model “{m}”, which Interplay does not bundle: it is \
-                 the name of a file the person who shared it loaded. Choose that model's file below \
-                 to run it."
+                 the name of a file the person who shared it loaded. {what_now}"
             ))));
         }
     }
     // `run=1` asks for the experiment itself, so SmolLM2 loads for it too.
     let runs_on_open = crate::share::run_requested();
-    let wanted = linked
-        .filter(|m| Bundled::from_id(m).is_some() || ((embed || runs_on_open) && m == "smollm2"))
-        .or_else(|| embed.then(|| "smollm2".to_string()));
+    // An embed without a link shows SmolLM2; a link's own model, when it is not one the page
+    // has, stays unloaded (its message says so) rather than replaced by SmolLM2.
+    let wanted = match linked {
+        Some(m) => (Bundled::from_id(&m).is_some() || ((embed || runs_on_open) && m == "smollm2"))
+            .then_some(m),
+        None => embed.then(|| "smollm2".to_string()),
+    };
     if let Some(key) = wanted
         && models::info().is_none_or(|i| i.key != key)
     {

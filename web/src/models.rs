@@ -195,7 +195,7 @@ pub async fn fetch_source(
                 .await
                 .map_err(|e| {
                     if crate::assets::offline() {
-                        not_saved(b.title())
+                        not_saved(b.title().trim_start_matches("Bundled: "))
                     } else {
                         format!("{e} (a bundled model file is missing from this site)")
                     }

@@ -217,6 +217,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
 
     run_on_open(
         from_link,
+        st,
         move || models::info().is_some_and(|i| i.key == spec.get_untracked().model),
         move || run_click(()),
     );

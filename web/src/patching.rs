@@ -135,6 +135,7 @@ pub fn PatchingPanel(
     // `run=1`: the sweep runs once the link's model has loaded (the lab loads it).
     run_on_open(
         init.from_link,
+        st,
         move || models::info().is_some_and(|i| i.key == model_name.get_untracked()),
         move || run(()),
     );

@@ -357,18 +357,19 @@ pub fn LinePlot(
     } else {
         (0.0, 1.0)
     };
-    let n = series
-        .iter()
-        .map(|s| s.values.len())
-        .max()
-        .unwrap_or(0)
-        .max(2);
+    let longest = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
+    // At least two x positions, so a single point still gets an axis.
+    let n = longest.max(2);
     let step = (n / 1500).max(1);
-    let xs = xs.filter(|x| x.len() >= n && x.iter().all(|v| v.is_finite()));
+    let xs = xs.filter(|x| !x.is_empty() && x.len() >= longest && x.iter().all(|v| v.is_finite()));
     let x_at = {
         let xs = xs.clone();
         move |i: usize| match &xs {
-            Some(x) => x[i],
+            // Past the given xs (a lone point): one unit per step.
+            Some(x) => x
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| x[x.len() - 1] + (i + 1 - x.len()) as f64),
             None => x0 + dx * i as f64,
         }
     };

@@ -91,7 +91,18 @@ fn CopyButton(
 ) -> impl IntoView {
     let said = RwSignal::new(None::<&'static str>);
     let copy = move |_| {
-        let Some(clipboard) = web_sys::window().map(|w| w.navigator().clipboard()) else {
+        said.set(None);
+        // `navigator.clipboard` exists only on secure pages (https, localhost): a classroom's
+        // plain-http host has none, and calling into it would throw.
+        let clipboard = web_sys::window()
+            .map(|w| w.navigator())
+            .and_then(|n| js_sys::Reflect::get(&n, &"clipboard".into()).ok())
+            .filter(|c| !c.is_undefined() && !c.is_null())
+            .map(wasm_bindgen::JsCast::unchecked_into::<web_sys::Clipboard>);
+        let Some(clipboard) = clipboard else {
+            said.set(Some(
+                "this page cannot copy (it is not served over https): select the text and copy it",
+            ));
             return;
         };
         let promise = clipboard.write_text(&text.get_untracked());

@@ -68,16 +68,25 @@ pub fn autosave<T: Serialize + 'static>(
 }
 
 /// A link with `run=1` (the share box's and the embed snippet's) runs its experiment once, when
-/// it opened from that link: as soon as the page's device is chosen and `ready()` holds (the
-/// link's model loaded, say). Gives up silently after ten minutes of waiting (a model that never
-/// loads has said why already).
-pub fn run_on_open(from_link: bool, ready: impl Fn() -> bool + 'static, run: impl Fn() + 'static) {
+/// it opened from that link: as soon as the page's device is chosen, `ready()` holds (the link's
+/// model loaded, say) and `st` is idle. It gives up once any run of `st` has happened (the
+/// student pressed Run first), when the lab closes (the task belongs to it), or after ten
+/// minutes (a model that never loads has said why already).
+pub fn run_on_open(
+    from_link: bool,
+    st: RunState,
+    ready: impl Fn() -> bool + 'static,
+    run: impl Fn() + 'static,
+) {
     if !(from_link && crate::share::run_requested()) {
         return;
     }
-    leptos::task::spawn_local(async move {
+    leptos::task::spawn_local_scoped_with_cancellation(async move {
         for _ in 0..6000 {
-            if crate::runtime::chosen() && ready() {
+            if st.runs.get_untracked() > 0 {
+                return;
+            }
+            if crate::runtime::chosen() && !st.busy.get_untracked() && ready() {
                 run();
                 return;
             }
@@ -99,8 +108,8 @@ impl BadInputs {
         Self(RwSignal::new(BTreeMap::new()))
     }
 
-    /// (Inputs are named by their test id.) The text typed in the input `id` if it is bad (tracked): the field shows it instead of
-    /// the spec's value.
+    /// The text typed in the input `id` (named by its test id) if it is bad (tracked): the field
+    /// shows it instead of the spec's value.
     pub fn text(&self, id: &'static str) -> Option<String> {
         self.0.with(|m| m.get(id).map(|(t, _)| t.clone()))
     }
@@ -138,20 +147,41 @@ impl BadInputs {
         })
     }
 
-    /// At Run: `true` (and the first bad input gets the focus) when a bad input must be fixed
-    /// first, so the lab does not run its last valid spec in its place.
+    /// At Run: `true` when a bad input must be fixed first, so the lab does not run its last
+    /// valid spec in its place; the bad input first in the page gets the focus (a closed
+    /// `<details>` around it opens). Inputs no longer on the page (another method hides them)
+    /// are dropped first: nothing could fix them.
     pub fn refuse_run(&self) -> bool {
-        let first = self.0.with_untracked(|m| m.keys().next().copied());
-        let Some(id) = first else { return false };
-        let el = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| {
-                d.query_selector(&format!("[data-testid=\"{id}\"]"))
-                    .ok()
-                    .flatten()
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+            return false;
+        };
+        let find = |id: &str| {
+            doc.query_selector(&format!("[data-testid=\"{id}\"]"))
+                .ok()
+                .flatten()
+        };
+        let gone: Vec<&'static str> = self
+            .0
+            .with_untracked(|m| m.keys().copied().filter(|id| find(id).is_none()).collect());
+        if !gone.is_empty() {
+            self.0.update(|m| m.retain(|id, _| !gone.contains(id)));
+        }
+        let shown: Vec<web_sys::Element> = self
+            .0
+            .with_untracked(|m| m.keys().filter_map(|id| find(id)).collect());
+        // The one no other bad input precedes in the document.
+        let first = shown.iter().find(|e| {
+            shown.iter().all(|o| {
+                o == *e
+                    || e.compare_document_position(o) & web_sys::Node::DOCUMENT_POSITION_PRECEDING
+                        == 0
             })
-            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
-        if let Some(el) = el {
+        });
+        let Some(first) = first else { return false };
+        if let Ok(Some(details)) = first.closest("details") {
+            let _ = details.set_attribute("open", "");
+        }
+        if let Some(el) = first.dyn_ref::<web_sys::HtmlElement>() {
             let _ = el.focus();
         }
         true

@@ -181,7 +181,9 @@ impl Experiment {
             LabKind::Neurofeedback => {
                 serde_path_to_error::deserialize(v).map(Experiment::Neurofeedback)
             }
-            LabKind::Dynamics => serde_path_to_error::deserialize(v).map(Experiment::Dynamics),
+            LabKind::Dynamics => serde_path_to_error::deserialize(v.clone())
+                .map(Experiment::Dynamics)
+                .map_err(|e| dynamics_detail(&v).unwrap_or(e)),
         };
         parsed.map_err(|e| invalid(lab, e))
     }
@@ -220,6 +222,25 @@ pub fn read_link<T: LabSpec>(hash: &str) -> Option<Result<T, LabError>> {
             ))
         })
     }))
+}
+
+/// A Dynamics spec's error with the field at fault: `DynamicsSpec` is tagged by `experiment`
+/// inside the object, where serde loses the path, so the variant is read again on its own.
+fn dynamics_detail(v: &Value) -> Option<serde_path_to_error::Error<serde_json::Error>> {
+    use interplay_dynamics::{EiSweepSpec, MemoryCapacitySpec, PredictionSpec, SpikingSpec};
+    let mut obj = v.as_object()?.clone();
+    let tag = obj.remove("experiment")?;
+    let v = Value::Object(obj);
+    match tag.as_str()? {
+        "prediction" => serde_path_to_error::deserialize::<_, PredictionSpec>(v).err(),
+        "memory-capacity" => serde_path_to_error::deserialize::<_, MemoryCapacitySpec>(v).err(),
+        "spiking" => serde_path_to_error::deserialize::<_, SpikingSpec>(v).err(),
+        "ei-sweep" => serde_path_to_error::deserialize::<_, EiSweepSpec>(v).err(),
+        "what-when" => {
+            serde_path_to_error::deserialize::<_, interplay_dynamics::WhatWhenSpec>(v).err()
+        }
+        _ => None,
+    }
 }
 
 fn invalid(lab: LabKind, e: serde_path_to_error::Error<serde_json::Error>) -> LabError {

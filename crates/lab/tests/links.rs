@@ -107,4 +107,9 @@ fn a_damaged_link_names_the_field_and_what_it_needs() {
     assert!(ok.is_ok(), "{ok:?}");
     let e = msg(r#"{"lab": "merge", "tasks": ["mirror"], "lambda": "big"}"#);
     assert!(e.contains("lambda: "), "{e}");
+    // Inside the Dynamics lab's own tag too.
+    let e = msg(r#"{"lab": "dynamics", "experiment": "spiking", "ms": "long"}"#);
+    assert!(e.contains("ms: "), "{e}");
+    let e = msg(r#"{"experiment": "prediction", "reservoir": {"units": -3}}"#);
+    assert!(e.contains("reservoir.units: "), "{e}");
 }

@@ -464,6 +464,8 @@ pub fn DynamicsLab() -> impl IntoView {
         let s = spec.get_untracked();
         st.start(&s, 1);
         ran.set(Some(s.clone()));
+        // Read now: the signals are gone if the student leaves the lab before the run ends.
+        let guide = guide_of(&Some(s.clone()));
         paused.set(false);
         // The last run's time and device must not be read as this one's.
         facts.set((String::new(), 0.0));
@@ -493,9 +495,7 @@ pub fn DynamicsLab() -> impl IntoView {
                 Err(e) => Err(e.to_string()),
             };
             // The heterogeneous sweep, for the homogeneous one's finding to compare with.
-            if let (Ok(Outcome::Sweep(rows)), Some("ei-balance")) =
-                (&r, guide_of(&ran.get_untracked()))
-            {
+            if let (Ok(Outcome::Sweep(rows)), Some("ei-balance")) = (&r, guide) {
                 hetero.set(Some(rows.clone()));
             }
             outcome.set(Some(r));
@@ -503,7 +503,7 @@ pub fn DynamicsLab() -> impl IntoView {
         });
     };
 
-    run_on_open(init.from_link, || true, move || run(()));
+    run_on_open(init.from_link, st, || true, move || run(()));
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
     view! {
         <div class="lab" data-testid="dynamics-lab">

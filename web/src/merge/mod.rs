@@ -207,6 +207,11 @@ pub fn MergeLab() -> impl IntoView {
     let st = RunState::new(init.link_error);
     let input_error = RwSignal::new(None::<String>);
     let bad = BadInputs::new();
+    // Run's own check of the spec is stale once the spec changes (Run checks again).
+    Effect::new(move |_| {
+        spec.track();
+        input_error.set(None);
+    });
     let outcome = RwSignal::new(None::<Result<MergeOutcome, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
     let compared = RwSignal::new(Vec::<Compared>::new());
@@ -261,7 +266,7 @@ pub fn MergeLab() -> impl IntoView {
         });
     };
 
-    run_on_open(init.from_link, || true, move || run(()));
+    run_on_open(init.from_link, st, || true, move || run(()));
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
     view! {
         <div class="lab" data-testid="merge-lab">
@@ -303,7 +308,7 @@ pub fn MergeLab() -> impl IntoView {
             <label>"Fine-tunes "
                 <select data-testid="merge-fine-tuning" prop:disabled=lock
                     prop:value=move || if spec.get().fine_tuning.linearised() { "linearised" } else { "standard" }
-                    on:change=move |ev| { let lin = event_target_value(&ev) == "linearised";
+                    on:change=move |ev| { bad.clear(); let lin = event_target_value(&ev) == "linearised";
                         spec.update(|s| s.fine_tuning = if lin { FineTuning::Linearised } else { FineTuning::Standard }) }>
                     <option value="standard">"standard (all parameters)"</option>
                     <option value="linearised">"linearised (tangent space of the base; every model is run linearised)"</option>
@@ -311,7 +316,7 @@ pub fn MergeLab() -> impl IntoView {
             </fieldset>
             <label>"Method "
                 <select data-testid="merge-method" prop:disabled=lock prop:value=move || method_slug(spec.get().method)
-                    on:change=move |ev| { let m = match event_target_value(&ev).as_str() {
+                    on:change=move |ev| { bad.clear(); let m = match event_target_value(&ev).as_str() {
                         "ties" => LabMethod::Ties, "dare" => LabMethod::Dare, "adamerging" => LabMethod::Adamerging,
                         _ => LabMethod::TaskArithmetic }; spec.update(|s| s.method = m) }>
                     <option value="task_arithmetic">"task arithmetic"</option>
@@ -334,7 +339,7 @@ pub fn MergeLab() -> impl IntoView {
                 <label>" Coefficients "
                     <select data-testid="merge-granularity" prop:disabled=lock
                         prop:value=move || match spec.get().adamerging.granularity { Granularity::TaskWise => "task-wise", Granularity::LayerWise => "layer-wise", Granularity::BlockWise => "block-wise" }
-                        on:change=move |ev| { let g = match event_target_value(&ev).as_str() { "task-wise" => Granularity::TaskWise, "block-wise" => Granularity::BlockWise, _ => Granularity::LayerWise };
+                        on:change=move |ev| { bad.clear(); let g = match event_target_value(&ev).as_str() { "task-wise" => Granularity::TaskWise, "block-wise" => Granularity::BlockWise, _ => Granularity::LayerWise };
                             spec.update(|s| s.adamerging.granularity = g) }>
                         <option value="task-wise">"one per task"</option>
                         <option value="layer-wise">"one per task and layer"</option>
@@ -343,7 +348,7 @@ pub fn MergeLab() -> impl IntoView {
                 <label>" fitted by "
                     <select data-testid="merge-objective" prop:disabled=lock
                         prop:value=move || if spec.get().adamerging.objective == Objective::Entropy { "entropy" } else { "few-shot" }
-                        on:change=move |ev| { let e = event_target_value(&ev) == "entropy";
+                        on:change=move |ev| { bad.clear(); let e = event_target_value(&ev) == "entropy";
                             spec.update(|s| s.adamerging.objective = if e { Objective::Entropy } else { Objective::FewShot }) }>
                         <option value="entropy">"entropy on unlabeled test inputs (AdaMerging)"</option>
                         <option value="few-shot">"a few labels (aTLAS-style)"</option>
