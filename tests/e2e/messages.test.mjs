@@ -42,6 +42,8 @@ for (const mode of MODES) {
       await open("#/circuts?spec=%7B%7D");
       await page.waitForSelector('[data-testid="route-error"]');
       assert.match(await page.textContent('[data-testid="route-error"]'), /“circuts”.*The labs are Circuits/);
+      await open("#/circuits&x=1");
+      await page.waitForSelector('[data-testid="route-error"]');
 
       // A model the link names that Interplay does not bundle: what to do about it.
       await open(link("circuits", { ...IOI, model: "my-gpt" }));

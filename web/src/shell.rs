@@ -53,8 +53,9 @@ impl Page {
 /// The page a hash names when Interplay has no such page (`#/circuts?spec=...`, a typo or a link
 /// from a later version): the start page opens instead, and says why.
 fn unknown_route(hash: &str) -> Option<String> {
+    // Split as `LabKind::from_hash` does, so every hash that opens Start unasked gets the sentence.
     let route = hash.trim_start_matches('#').trim_start_matches('/');
-    let name = route.split(['?', '/', '&']).next().unwrap_or_default();
+    let name = route.split(['?', '/']).next().unwrap_or_default();
     (!name.is_empty() && name != Page::Home.slug() && LabKind::from_slug(name).is_none())
         .then(|| name.to_string())
 }
