@@ -54,6 +54,24 @@ pub struct LogitLens {
     pub tracked_ids: Vec<u32>,
 }
 
+impl LogitLens {
+    /// Where the model commits, for the first two tracked tokens (answer, wrong): the first row
+    /// from which the answer stays more probable than the wrong token to the output, and the
+    /// first row from which it stays the top prediction. `None` where it never does for good.
+    pub fn commit(&self) -> (Option<usize>, Option<usize>) {
+        // The first row of the run of rows, ending at the output, where `ok` holds.
+        let for_good = |ok: fn(&[(f32, usize)]) -> bool| {
+            (0..self.tracked.len())
+                .rev()
+                .take_while(|&r| ok(&self.tracked[r]))
+                .last()
+        };
+        let ahead = for_good(|t| matches!(t, [a, w, ..] if a.0 > w.0));
+        let top = for_good(|t| t.first().is_some_and(|a| a.1 == 0));
+        (ahead, top)
+    }
+}
+
 /// Run the logit lens on `ids`, tracking `tracked` tokens, keeping the `k` top tokens.
 pub async fn logit_lens(
     m: &Transformer,
@@ -310,4 +328,29 @@ pub async fn head_scores(m: &Transformer, half: usize, seed: u64) -> Result<Head
         loss_second: second.iter().sum::<f32>() / second.len().max(1) as f32,
         ids,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lens_commits_where_the_answer_leads_for_good() {
+        let lens = |rows: &[[(f32, usize); 2]]| LogitLens {
+            top: vec![Vec::new(); rows.len()],
+            tracked: rows.iter().map(|r| r.to_vec()).collect(),
+            tracked_ids: vec![1, 2],
+        };
+        // Ahead at row 0, behind at row 1, ahead from row 2; top from row 3.
+        let l = lens(&[
+            [(0.2, 5), (0.1, 9)],
+            [(0.1, 7), (0.3, 2)],
+            [(0.4, 1), (0.2, 3)],
+            [(0.6, 0), (0.1, 4)],
+        ]);
+        assert_eq!(l.commit(), (Some(2), Some(3)));
+        let behind = lens(&[[(0.4, 0), (0.1, 3)], [(0.1, 2), (0.5, 0)]]);
+        assert_eq!(behind.commit(), (None, None));
+        assert_eq!(lens(&[]).commit(), (None, None));
+    }
 }

@@ -159,6 +159,19 @@ fn ioi_model_names_the_indirect_object_on_held_out_pairs() {
         t.encode("store , Tom").unwrap()
     );
     assert!(matches!(PatchingSpec::ioi_bundled().clean, Prompt::Text(_)));
+
+    // The guided sweep's finding: the name moves from the repeated name to the last position.
+    let spec = PatchingSpec::ioi_bundled();
+    let grid = block_on(spec.run(&m, &mut no_progress)).expect("sweep");
+    let ids = spec.resolve(Some(t)).expect("resolves").clean;
+    let cols: Vec<String> = (0..ids.len()).map(|i| format!("{i}")).collect();
+    let f = interplay_lab::findings::circuits("ioi-bundled", &spec, &grid, &cols).expect("finding");
+    assert_eq!(f.agrees, Some(true), "{}", f.shows);
+    assert!(
+        f.shows.contains("(position 9) in layers 0–1") && f.shows.contains("from layer 2 on"),
+        "{}",
+        f.shows
+    );
 }
 
 #[test]

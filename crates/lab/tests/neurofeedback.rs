@@ -191,6 +191,21 @@ fn icl_3l_matches_hugging_face_on_every_device() {
     }
 }
 
+/// The guided experiment on icl-3l, whole: its finding is the paradigm's negative control (no
+/// direction above its controls), which the page reports under the run.
+#[test]
+fn icl_3l_guided_run_is_a_negative_control() {
+    let spec = NeurofeedbackSpec::icl_bundled();
+    let dev = ComputeDevice::cpu();
+    let m = load_path(&root().join("public/bundled/icl-3l"), &dev.device).expect("loads");
+    let tk = m.tokenizer.as_ref().expect("tokenizer");
+    let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
+    let f = interplay_lab::findings::neurofeedback("icl", &spec, &r).expect("finding");
+    assert_eq!(f.agrees, Some(true), "{}", f.shows);
+    assert!(f.shows.starts_with("At N = 16: pc1 "), "{}", f.shows);
+    assert!(f.shows.contains("No direction reports"), "{}", f.shows);
+}
+
 /// The spec `make_neurofeedback_goldens.py --smollm2` ran.
 fn smollm2_spec() -> NeurofeedbackSpec {
     NeurofeedbackSpec {

@@ -6,6 +6,14 @@ use interplay_dynamics::spiking::SpikingResult;
 use interplay_dynamics::tasks::{EiSweepRow, MemoryCapacityResult, PredictionResult};
 use interplay_dynamics::whatwhen::{WhatWhenResult, WhatWhenSpec};
 
+mod circuits;
+mod merge;
+mod neurofeedback;
+
+pub use circuits::circuits;
+pub use merge::merge;
+pub use neurofeedback::neurofeedback;
+
 /// A paper's claim and what one run shows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
