@@ -58,6 +58,10 @@ for (const mode of MODES) {
         }
       }
       await page.locator('[data-testid="patch-grid"]').screenshot({ path: path.join(SHOTS, `bundled-ioi-resid-pre-${mode.name}.png`) });
+      // The link is the guided experiment's sweep: the paper's claim and what this grid shows.
+      const finding = page.locator('[data-testid="patch-finding"]');
+      assert.equal(await finding.getAttribute("data-agrees"), "true");
+      assert.match(await finding.textContent(), /second name \(position 9 Tom\) in layers 0–1 \(1\.00 at layer 0\), and at the last position from layer 2 on/);
       // The heatmap exports as a PNG drawn in the page.
       const [png] = await Promise.all([page.waitForEvent("download"), page.click('[data-testid="patch-grid-png"]')]);
       const pngPath = path.join(SHOTS, `bundled-ioi-export-${mode.name}.png`);
@@ -74,6 +78,7 @@ for (const mode of MODES) {
       assert.equal(await waitDone(page, "patch-status", s3), "done");
       const pos = JSON.parse(await page.getAttribute('[data-testid="patch-grid"]', "data-values"));
       assert.equal(pos.length, 12, "3 layers × 4 heads");
+      assert.equal(await page.locator('[data-testid="patch-finding"]').count(), 0, "no guided experiment's sweep");
       for (let r = 0; r < pos.length; r++) {
         for (let p = 0; p < pos[r].length; p++) {
           assert.ok(Math.abs(pos[r][p] - posRef.grid[r][p]) < 1e-3, `[${r}][${p}] page ${pos[r][p]} vs CLI ${posRef.grid[r][p]}`);
@@ -88,6 +93,9 @@ for (const mode of MODES) {
       const lensRow = await page.textContent('[data-testid="logit-lens"] tbody tr');
       console.log(`[${mode.name}] logit lens, first layer: ${lensRow}`);
       assert.doesNotMatch(lensRow, /#\d/, lensRow);
+      // Where this run commits, read from its own lens.
+      console.log(`[${mode.name}] ${await page.textContent('[data-testid="lens-commit"]')}`);
+      assert.match(await page.textContent('[data-testid="lens-commit"]'), /^This run: Mary is more probable than John from row “L1 in” to the output, and the top prediction from row “L1 in”\.$/);
       assert.match(await page.getAttribute('[data-testid="logit-lens"] tbody td span', "title"), /^token #\d+$/);
       await page.locator('[data-testid="logit-lens"]').screenshot({ path: path.join(SHOTS, `bundled-logit-lens-${mode.name}.png`) });
 

@@ -130,6 +130,20 @@ for (const mode of MODES) {
       });
       assert.match(await b.page.textContent('[data-testid="merge-table"]'), /fine-tuned on mirror \(linearised\)/);
 
+      // Guided runs state the paper's claim and what the run shows, computed from it: adding
+      // task vectors falls short of the paper here; the linearised sweep then compares with it.
+      await b.page.click('[data-testid="merge-guided-add"]');
+      await lab.run();
+      const add = await b.page.locator('[data-testid="merge-finding"]');
+      assert.equal(await add.getAttribute("data-agrees"), "false");
+      assert.match(await add.textContent(), /The paper: .*This page's run: The best λ is 0\.50: mean accuracy 38\.7 %/);
+      await b.page.click('[data-testid="merge-guided-linearised"]');
+      await lab.run();
+      const linear = await b.page.locator('[data-testid="merge-finding"]');
+      assert.equal(await linear.getAttribute("data-agrees"), "true");
+      assert.match(await linear.textContent(), /Linearised: mean accuracy 54\.9 % \(best λ 0\.40\); task arithmetic .* 38\.7 %/);
+      await b.page.screenshot({ path: path.join(SHOTS, `merge-finding-${mode.name}.png`), fullPage: true });
+
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
     } finally {

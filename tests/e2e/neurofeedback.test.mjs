@@ -132,6 +132,17 @@ for (const mode of MODES) {
       await page.click('[data-testid="nf-run"]');
       assert.match(await page.textContent('[data-testid="nf-input-error"]'), /unknown direction "sideways"/);
 
+      // The guided experiment itself (whole; CPU only, SwiftShader would take minutes): under
+      // the result, the paradigm's claim and what this run shows — icl-3l reports nothing.
+      if (mode.backend === "cpu") {
+        await page.click('[data-testid="nf-guided-icl"]');
+        assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
+        const finding = page.locator('[data-testid="nf-finding"]');
+        assert.equal(await finding.getAttribute("data-agrees"), "true");
+        assert.match(await finding.textContent(), /This page's run: At N = 16: pc1 .*No direction reports/);
+        await page.screenshot({ path: path.join(SHOTS, `neurofeedback-finding-${mode.name}.png`), fullPage: true });
+      }
+
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
     } finally {

@@ -121,6 +121,14 @@ const GUIDES: &[Guide] = &[
     },
 ];
 
+/// The guided experiment whose patching sweep `spec` is, if any (the first that presets it).
+pub fn sweep_guide(spec: &PatchingSpec) -> Option<&'static str> {
+    GUIDES
+        .iter()
+        .find(|g| (g.preset)().patching.as_ref() == Some(spec))
+        .map(|g| g.id)
+}
+
 /// The guided experiments card.
 #[component]
 pub fn GuidedPanel(

@@ -16,8 +16,8 @@ use crate::engine::{Output, Part, Task};
 use crate::models::{self, ModelInfo};
 use crate::plots::{Heatmap, LinePlot, Series};
 use crate::speclab::{
-    Announce, BadInputs, ComputedOn, RunControls, RunState, autosave, initial_spec, run_on_open,
-    state_of,
+    Announce, BadInputs, ComputedOn, FindingView, RunControls, RunState, autosave, initial_spec,
+    run_on_open, state_of,
 };
 use interplay_lab::{Experiment, LabKind};
 
@@ -95,6 +95,8 @@ pub fn NeurofeedbackLab() -> impl IntoView {
     let input_error = RwSignal::new(None::<String>);
     let bad = BadInputs::new();
     let outcome = RwSignal::new(None::<Result<NeurofeedbackResult, String>>);
+    // The spec the shown result came from (for the guided finding).
+    let ran = RwSignal::new(None::<NeurofeedbackSpec>);
     let facts = RwSignal::new((String::new(), 0.0f64));
     let lock = crate::share::locked();
     // The text fields, kept as typed (a half-typed list is not lost to a parse error).
@@ -191,6 +193,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         }
         input_error.set(None);
         st.start(&s, 1);
+        ran.set(Some(s.clone()));
         spawn_local(async move {
             // The engine computes; the model goes to it again if it restarted or changed device.
             let r = match models::ensure_in_engine(Some(st.job)).await {
@@ -378,6 +381,11 @@ pub fn NeurofeedbackLab() -> impl IntoView {
                 Err(e) => view! { <p class="error" role="alert" data-testid="nf-error">{e}</p> }.into_any(),
                 Ok(r) => result_view(r, spec.get_untracked()).into_any(),
             })}
+            {move || (!st.busy.get()).then(|| {
+                let ran = ran.get()?;
+                let id = Guided::of(&GUIDED, &ran)?;
+                outcome.with(|o| interplay_lab::findings::neurofeedback(id, &ran, o.as_ref()?.as_ref().ok()?))
+            }).flatten().map(|f| view! { <FindingView finding=f testid="nf-finding"/> })}
         </section>
         </div>
     }

@@ -191,6 +191,9 @@ pub fn PatchingPanel(
                     let data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
                         "corrupt_metric": r.grid.corrupt_metric, "grid": r.grid.grid, "patched": r.grid.patched});
                     let data = data.to_string();
+                    let finding = crate::guided::sweep_guide(&r.spec)
+                        .and_then(|id| interplay_lab::findings::circuits(id, &r.spec, &r.grid, &r.cols))
+                        .map(|f| view! { <crate::speclab::FindingView finding=f testid="patch-finding"/> });
                     view! {
                         <dl class="facts">
                             <dt>"clean logit difference"</dt><dd data-testid="clean-metric">{format!("{:.4}", r.grid.clean_metric)}</dd>
@@ -203,6 +206,7 @@ pub fn PatchingPanel(
                         {move || view! { <Heatmap rows=r.rows.clone() cols=r.cols.clone() values=r.grid.grid.clone()
                                  scale=fixed_scale.get().then_some(1.0)
                                  what="normalised recovery".to_string() testid="patch-grid".to_string()/> }}
+                        {finding}
                         <p>
                             <button on:click=move |_| download("patching.json", "application/json", &data)>"Export JSON"</button>" "
                             <button on:click=move |_| download("spec.json", "application/json", &spec_json)>"Export spec (for `interplay run`)"</button>

@@ -347,6 +347,14 @@ pub struct Guide<T> {
     pub spec: fn() -> T,
 }
 
+impl<T: PartialEq> Guide<T> {
+    /// The id of the guided experiment among `guides` whose spec `ran` is, if any: only a run
+    /// of the guided spec itself gets the paper's finding.
+    pub fn of(guides: &[Guide<T>], ran: &T) -> Option<&'static str> {
+        guides.iter().find(|g| (g.spec)() == *ran).map(|g| g.id)
+    }
+}
+
 impl<T> Guide<T> {
     /// What to look for, and what this project's runs found (from `crates/lab/guides/`).
     pub fn text(&self, lab: LabKind) -> String {
@@ -376,4 +384,22 @@ pub fn Announce<T: Clone + Send + Sync + 'static, E: Clone + Send + Sync + 'stat
         })
     };
     view! { <p class="sr-only" role="status" aria-live="polite">{news}</p> }
+}
+
+/// A guided run's finding: the paper's claim and what this page's run shows (computed from it),
+/// marked when they disagree.
+#[component]
+pub fn FindingView(
+    /// The finding.
+    finding: interplay_lab::findings::Finding,
+    /// Its test id.
+    testid: &'static str,
+) -> impl IntoView {
+    let agrees = finding.agrees.map(|a| a.to_string()).unwrap_or_default();
+    view! {
+        <div class="finding" data-testid=testid data-agrees=agrees>
+            <p><strong>"The paper: "</strong>{finding.claim}</p>
+            <p><strong>"This page's run: "</strong>{finding.shows}</p>
+        </div>
+    }
 }

@@ -182,6 +182,19 @@ pub fn AnalysisPanel(
                                 </tr>
                             }).collect_view()}</tbody>
                         </table>
+                        {(an.lens_labels.len() == 2 && an.dla.is_some()).then(|| {
+                            // Where this run commits, from its own lens (the answer is tracked first).
+                            let (ahead, top) = an.lens.commit();
+                            let (a, w) = (&an.lens_labels[0], &an.lens_labels[1]);
+                            let at = |r: usize| lens_rows.get(r).cloned().unwrap_or_default();
+                            let text = match ahead {
+                                Some(r) => format!("This run: {a} is more probable than {w} from row “{}” to the output{}.", at(r),
+                                    top.map(|t| format!(", and the top prediction from row “{}”", at(t)))
+                                        .unwrap_or_else(|| format!("; {a} is not the top prediction at the output"))),
+                                None => format!("This run: at the output {a} is not more probable than {w}: the model prefers {w} here."),
+                            };
+                            view! { <p data-testid="lens-commit" data-from=ahead.map(|r| r.to_string()).unwrap_or_default()>{text}</p> }
+                        })}
                         {(!an.lens_labels.is_empty()).then(|| view! {
                             <Heatmap rows=lens_rows.clone() cols=an.lens_labels.clone() values=lens_vals.clone()
                                      what="probability under the logit lens".to_string() testid="lens-map".to_string()/>

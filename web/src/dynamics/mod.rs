@@ -16,8 +16,8 @@ use interplay_dynamics::{
 use crate::engine::{self, DynamicsOutput, Output, Part};
 use crate::plots::{LINE_COLOURS, LinePlot, Series, download, export_svg};
 use crate::speclab::{
-    Announce, BadInputs, ComputedOn, RunControls, RunState, autosave, initial_spec, run_on_open,
-    state_of,
+    Announce, BadInputs, ComputedOn, FindingView, RunControls, RunState, autosave, initial_spec,
+    run_on_open, state_of,
 };
 use interplay_lab::{Experiment, LabKind};
 
@@ -128,12 +128,6 @@ const GUIDED: [Guided; 8] = [
 /// A run's result, as the engine returns it.
 type Outcome = DynamicsOutput;
 
-/// The guided experiment whose spec `ran` is, if any.
-fn guide_of(ran: &Option<DynamicsSpec>) -> Option<&'static str> {
-    let ran = ran.as_ref()?;
-    GUIDED.iter().find(|g| (g.spec)() == *ran).map(|g| g.id)
-}
-
 /// The paper's claim and what the run shows, when the run was a guided experiment's.
 fn finding(
     ran: &Option<DynamicsSpec>,
@@ -141,7 +135,7 @@ fn finding(
     hetero: Option<&[interplay_dynamics::EiSweepRow]>,
 ) -> Option<interplay_lab::findings::Finding> {
     use interplay_lab::findings::{DynamicsRun, dynamics};
-    let id = guide_of(ran)?;
+    let id = Guided::of(&GUIDED, ran.as_ref()?)?;
     let run = match (outcome.as_ref()?.as_ref().ok()?, ran.as_ref()?) {
         (Outcome::Spiking(r), _) => DynamicsRun::Spiking(r),
         (Outcome::Prediction(r), _) => DynamicsRun::Prediction(r),
@@ -465,7 +459,7 @@ pub fn DynamicsLab() -> impl IntoView {
         st.start(&s, 1);
         ran.set(Some(s.clone()));
         // Read now: the signals are gone if the student leaves the lab before the run ends.
-        let guide = guide_of(&Some(s.clone()));
+        let guide = Guided::of(&GUIDED, &s);
         paused.set(false);
         // The last run's time and device must not be read as this one's.
         facts.set((String::new(), 0.0));
@@ -591,10 +585,7 @@ pub fn DynamicsLab() -> impl IntoView {
                 Ok(Outcome::WhatWhen(r)) => what_when_view(r, spec.get_untracked()).into_any(),
             })}
             {move || (!st.busy.get()).then(|| finding(&ran.get(), &outcome.get(), hetero.get().as_deref())).flatten().map(|f| view! {
-                <div class="finding" data-testid="dyn-finding" data-agrees=f.agrees.map(|a| a.to_string()).unwrap_or_default()>
-                    <p><strong>"The paper: "</strong>{f.claim}</p>
-                    <p><strong>"This page's run: "</strong>{f.shows}</p>
-                </div>
+                <FindingView finding=f testid="dyn-finding"/>
             })}
         </section>
         </div>

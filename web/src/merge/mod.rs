@@ -17,8 +17,8 @@ use interplay_lab::suite::{Task, TrainOptions};
 use crate::engine::{self, Output, Part};
 use crate::plots::{Heatmap, LinePlot, Series, download};
 use crate::speclab::{
-    Announce, BadInputs, ComputedOn, RunControls, RunState, autosave, initial_spec, run_on_open,
-    state_of,
+    Announce, BadInputs, ComputedOn, FindingView, RunControls, RunState, autosave, initial_spec,
+    run_on_open, state_of,
 };
 use interplay_lab::{Experiment, LabKind};
 
@@ -215,6 +215,10 @@ pub fn MergeLab() -> impl IntoView {
     let outcome = RwSignal::new(None::<Result<MergeOutcome, String>>);
     let facts = RwSignal::new((String::new(), 0.0f64));
     let compared = RwSignal::new(Vec::<Compared>::new());
+    // The spec the shown outcome came from, and this page's run of "Adding task vectors" (the
+    // standard sweep TIES, aTLAS and the linearised sweep are compared with).
+    let ran = RwSignal::new(None::<MergeSpec>);
+    let standard = RwSignal::new(None::<MergeOutcome>);
     let lock = crate::share::locked();
     autosave(DRAFT_KEY, move || spec.get());
 
@@ -229,7 +233,9 @@ pub fn MergeLab() -> impl IntoView {
         }
         input_error.set(None);
         st.start(&s, s.work());
+        ran.set(Some(s.clone()));
         spawn_local(async move {
+            let guide = Guided::of(GUIDED, &s);
             let tasks = s
                 .tasks
                 .iter()
@@ -250,6 +256,9 @@ pub fn MergeLab() -> impl IntoView {
                 Ok(_) => Err("the engine answered with another lab's result".to_string()),
                 Err(e) => Err(e.to_string()),
             };
+            if let (Ok(o), Some("add")) = (&r, guide) {
+                standard.set(Some(o.clone()));
+            }
             if let Ok(o) = &r {
                 let name = o.rows.last().map(|r| r.name.clone()).unwrap_or_default();
                 compared.update(|c| {
@@ -405,6 +414,9 @@ pub fn MergeLab() -> impl IntoView {
                 Err(e) => view! { <p class="error" role="alert" data-testid="merge-error">{e}</p> }.into_any(),
                 Ok(o) => outcome_view(o, spec.get_untracked()).into_any(),
             })}
+            {move || (!st.busy.get()).then(|| finding(&ran.get(), &outcome.get(), standard.get().as_ref())).flatten().map(|f| view! {
+                <FindingView finding=f testid="merge-finding"/>
+            })}
             {move || (compared.get().len() > 1).then(|| view! {
                 <table class="data" data-testid="merge-compare">
                     <caption>"Comparison of this session's merges (accuracy on each task's held-out images)"</caption>
@@ -420,6 +432,17 @@ pub fn MergeLab() -> impl IntoView {
         <FineTune spec=spec/>
         </div>
     }
+}
+
+/// The paper's claim and what the run shows, when the run was a guided experiment's.
+fn finding(
+    ran: &Option<MergeSpec>,
+    outcome: &Option<Result<MergeOutcome, String>>,
+    standard: Option<&MergeOutcome>,
+) -> Option<interplay_lab::findings::Finding> {
+    let ran = ran.as_ref()?;
+    let id = Guided::of(GUIDED, ran)?;
+    interplay_lab::findings::merge(id, ran, outcome.as_ref()?.as_ref().ok()?, standard)
 }
 
 fn outcome_view(o: MergeOutcome, spec: MergeSpec) -> impl IntoView {
