@@ -177,7 +177,10 @@ impl Experiment {
     fn parse_as(lab: LabKind, v: Value) -> Result<Experiment, LabError> {
         let parsed = match lab {
             LabKind::Circuits => serde_path_to_error::deserialize(v).map(Experiment::Circuits),
-            LabKind::Merge => serde_path_to_error::deserialize(v).map(Experiment::Merge),
+            LabKind::Merge => match serde_path_to_error::deserialize(v.clone()) {
+                Ok(m) => Ok(Experiment::Merge(m)),
+                Err(e) => return Err(fine_tune_detail(&v).unwrap_or_else(|| invalid(lab, e))),
+            },
             LabKind::Neurofeedback => {
                 serde_path_to_error::deserialize(v).map(Experiment::Neurofeedback)
             }
@@ -243,6 +246,32 @@ fn dynamics_detail(v: &Value) -> Option<serde_path_to_error::Error<serde_json::E
     }
 }
 
+/// A Merge spec's error inside one of the page's fine-tunes, with the field at fault:
+/// `FineTuneSpec` flattens its training options, where serde loses the path, so each fine-tune
+/// is read again on its own. `None` when the fine-tunes are not where the error is.
+fn fine_tune_detail(v: &Value) -> Option<LabError> {
+    use crate::suite::{Task, TrainOptions};
+    let list = v.get("fine_tunes")?.as_array()?;
+    list.iter().enumerate().find_map(|(i, f)| {
+        let mut obj = f.as_object()?.clone();
+        let (field, why) = match obj.remove("task") {
+            None => ("task".to_string(), "missing field `task`".to_string()),
+            Some(t) => match serde_path_to_error::deserialize::<_, Task>(t) {
+                Err(e) => ("task".to_string(), e.inner().to_string()),
+                Ok(_) => {
+                    let e = serde_path_to_error::deserialize::<_, TrainOptions>(Value::Object(obj))
+                        .err()?;
+                    (e.path().to_string(), e.inner().to_string())
+                }
+            },
+        };
+        Some(LabError::Spec(format!(
+            "not a valid {} experiment spec: fine_tunes[{i}].{field}: {why}",
+            LabKind::Merge.title()
+        )))
+    })
+}
+
 fn invalid(lab: LabKind, e: serde_path_to_error::Error<serde_json::Error>) -> LabError {
     let path = e.path().to_string();
     let field = if path == "." {
@@ -291,6 +320,31 @@ mod tests {
             assert!(link.starts_with(&format!("#/{}?spec=", e.lab().slug())));
             assert_eq!(Experiment::from_link(&link).unwrap().unwrap(), e);
         }
+    }
+
+    #[test]
+    fn a_bad_fine_tune_field_is_named() {
+        let err = |json: &str| Experiment::from_json(json, None).unwrap_err().to_string();
+        let e = err(
+            r#"{"lab": "merge", "fine_tunes": [{"task": "rotate"}, {"task": "flip", "epochs": "x"}]}"#,
+        );
+        assert!(
+            e.contains("fine_tunes[1].epochs: invalid type: string \"x\""),
+            "{e}"
+        );
+        let e = err(r#"{"lab": "merge", "fine_tunes": [{"task": "sideways"}]}"#);
+        assert!(
+            e.contains("fine_tunes[0].task: unknown variant `sideways`"),
+            "{e}"
+        );
+        let e = err(r#"{"lab": "merge", "fine_tunes": [{"epochs": 3}]}"#);
+        assert!(
+            e.contains("fine_tunes[0].task: missing field `task`"),
+            "{e}"
+        );
+        // Errors elsewhere keep their own path.
+        let e = err(r#"{"lab": "merge", "lambda": "x", "fine_tunes": []}"#);
+        assert!(e.contains("lambda: invalid type"), "{e}");
     }
 
     #[test]
