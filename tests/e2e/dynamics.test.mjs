@@ -110,6 +110,10 @@ for (const mode of MODES) {
       await b.page.dispatchEvent('[data-testid="dyn-seed"]', "change");
       assert.equal(await b.page.inputValue('[data-testid="dyn-ms"]'), "-5");
       assert.match(await b.page.textContent(inputError), /Milliseconds/);
+      // An integer field refuses a fraction instead of rounding it silently.
+      await b.page.fill('[data-testid="dyn-exc"]', "2.5");
+      await b.page.dispatchEvent('[data-testid="dyn-exc"]', "change");
+      assert.match(await b.page.textContent(inputError), /Excitatory neurons: enter a whole number/);
       await b.page.click('[data-testid="dyn-guided-izhikevich"]');
       assert.equal(await b.page.$(inputError), null);
       assert.notEqual(await b.page.inputValue('[data-testid="dyn-ms"]'), "-5");

@@ -37,6 +37,11 @@ for (const mode of MODES) {
       const form = await page.locator('[data-testid="dyn-experiment"]').boundingBox();
       assert.ok(status.y < form.y, `result (y ${status.y}) above the form (y ${form.y})`);
       assert.ok(status.y < 600, "the result starts inside an 800 × 600 frame");
+      // First in the page's order too, so the keyboard and screen readers reach it first.
+      assert.ok(await page.evaluate(() => {
+        const [r, f] = ["dyn-status", "dyn-experiment"].map((id) => document.querySelector(`[data-testid="${id}"]`));
+        return Boolean(r.compareDocumentPosition(f) & Node.DOCUMENT_POSITION_FOLLOWING);
+      }), "the result precedes the form in the document");
       assert.equal(await page.$('[data-testid="dyn-share-link"]'), null, "no share box inside the embed");
       assert.equal(await page.$('[data-testid="dyn-embed-snippet"]'), null);
       assert.match(await page.getAttribute('[data-testid="dyn-open-full"]', "href"), /#\/dynamics\?spec=.*&run=1/);

@@ -62,6 +62,14 @@ for (const mode of MODES) {
       assert.match(await b.page.textContent('[data-testid="merge-input-error"]'), /density must be in/);
       await b.page.fill('[data-testid="merge-density"]', "0.2");
       await b.page.dispatchEvent('[data-testid="merge-density"]', "change");
+      // An integer field refuses a fraction instead of rounding it.
+      await b.page.selectOption('[data-testid="merge-method"]', "dare");
+      await b.page.fill('[data-testid="merge-seed"]', "1.5");
+      await b.page.dispatchEvent('[data-testid="merge-seed"]', "change");
+      assert.match(await b.page.textContent('[data-testid="merge-input-error"]'), /DARE seed: enter a whole number/);
+      await b.page.fill('[data-testid="merge-seed"]', "0");
+      await b.page.dispatchEvent('[data-testid="merge-seed"]', "change");
+      await b.page.selectOption('[data-testid="merge-method"]', "ties");
       // A λ sweep that is not a list blocks the run (it used to run the last valid sweep).
       await b.page.fill('[data-testid="merge-sweep"]', "0.1, x");
       await b.page.dispatchEvent('[data-testid="merge-sweep"]', "change");

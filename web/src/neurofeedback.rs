@@ -241,8 +241,29 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         Sentences::Bundled(_) => None,
     };
 
+    // An embed shows the result first, in the page's order too (not only on screen), so
+    // the keyboard and screen readers reach it first.
+    let result = view! {
+        <section class="card result" data-testid="nf-status" data-seq=move || st.runs.get()
+                 data-state=move || state_of(st.busy.get(), &outcome.get())>
+            <h2>"Result"</h2>
+            <Announce what="Neurofeedback run" busy=st.busy outcome=outcome/>
+            <ComputedOn st=st facts=facts prefix="nf-"/>
+            {move || outcome.get().map(|o| match o {
+                Err(e) => view! { <p class="error" role="alert" data-testid="nf-error">{e}</p> }.into_any(),
+                Ok(r) => result_view(r, spec.get_untracked()).into_any(),
+            })}
+            {move || (!st.busy.get()).then(|| {
+                let ran = ran.get()?;
+                let id = Guided::of(&GUIDED, &ran)?;
+                outcome.with(|o| interplay_lab::findings::neurofeedback(id, &ran, o.as_ref()?.as_ref().ok()?))
+            }).flatten().map(|f| view! { <FindingView finding=f testid="nf-finding"/> })}
+        </section>
+    };
+    let (first, last) = crate::share::result_first(result);
     view! {
         <div class="lab" data-testid="lab-neurofeedback">
+        {first}
         <section class="card" data-testid="nf-guided" hidden=crate::share::hidden("guided")>
             <h2>"Neurofeedback lab"</h2>
             <p>"Can a language model report, and move, its own internal activations? Sentences get a label \
@@ -372,21 +393,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             <crate::share::ShareLinks share=st.share prefix="nf-" hide="guided,model"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card result" data-testid="nf-status" data-seq=move || st.runs.get()
-                 data-state=move || state_of(st.busy.get(), &outcome.get())>
-            <h2>"Result"</h2>
-            <Announce what="Neurofeedback run" busy=st.busy outcome=outcome/>
-            <ComputedOn st=st facts=facts prefix="nf-"/>
-            {move || outcome.get().map(|o| match o {
-                Err(e) => view! { <p class="error" role="alert" data-testid="nf-error">{e}</p> }.into_any(),
-                Ok(r) => result_view(r, spec.get_untracked()).into_any(),
-            })}
-            {move || (!st.busy.get()).then(|| {
-                let ran = ran.get()?;
-                let id = Guided::of(&GUIDED, &ran)?;
-                outcome.with(|o| interplay_lab::findings::neurofeedback(id, &ran, o.as_ref()?.as_ref().ok()?))
-            }).flatten().map(|f| view! { <FindingView finding=f testid="nf-finding"/> })}
-        </section>
+        {last}
         </div>
     }
 }

@@ -154,9 +154,48 @@ pub fn PatchingPanel(
             target.set(p.target);
         }
     });
+    // In an embed the result comes first, in the page's order too (see `share::result_first`).
+    let result_view = view! {
+        <div class="result" data-testid="patch-status" data-seq=move || st.runs.get()
+             data-state=move || state_of(st.busy.get(), &result.get())>
+        <crate::speclab::Announce what="Patching sweep" busy=st.busy outcome=result/>
+        {move || result.get().map(|r| match r {
+            Err(e) => view! { <p class="error" role="alert" data-testid="patch-error">{e}</p> }.into_any(),
+            Ok(r) => {
+                let spec_json = crate::share::export_json(&r.spec);
+                let data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
+                    "corrupt_metric": r.grid.corrupt_metric, "grid": r.grid.grid, "patched": r.grid.patched});
+                let data = data.to_string();
+                let finding = crate::guided::sweep_guide(&r.spec)
+                    .and_then(|id| interplay_lab::findings::circuits(id, &r.spec, &r.grid, &r.cols))
+                    .map(|f| view! { <crate::speclab::FindingView finding=f testid="patch-finding"/> });
+                view! {
+                    <dl class="facts">
+                        <dt>"clean logit difference"</dt><dd data-testid="clean-metric">{format!("{:.4}", r.grid.clean_metric)}</dd>
+                        <dt>"corrupted logit difference"</dt><dd data-testid="corrupt-metric">{format!("{:.4}", r.grid.corrupt_metric)}</dd>
+                        <dt>"computed on"</dt><dd>{format!("{} in {:.0} ms", r.backend, r.ms)}</dd>
+                    </dl>
+                    <label><input type="checkbox" data-testid="patch-fixed-scale" prop:checked=move || fixed_scale.get()
+                        on:change=move |ev| fixed_scale.set(event_target_checked(&ev))/>
+                        " one colour scale for every sweep (±1 = the whole clean–corrupted difference)"</label>
+                    {move || view! { <Heatmap rows=r.rows.clone() cols=r.cols.clone() values=r.grid.grid.clone()
+                             scale=fixed_scale.get().then_some(1.0)
+                             what="normalised recovery".to_string() testid="patch-grid".to_string()/> }}
+                    {finding}
+                    <p>
+                        <button on:click=move |_| download("patching.json", "application/json", &data)>"Export JSON"</button>" "
+                        <button on:click=move |_| download("spec.json", "application/json", &spec_json)>"Export spec (for `interplay run`)"</button>
+                    </p>
+                }.into_any()
+            }
+        })}
+        </div>
+    };
+    let (first, last) = crate::share::result_first(result_view);
     view! {
         <section class="card has-result" data-testid="patching" hidden=crate::share::hidden("patching")>
             <h2>"Activation patching"</h2>
+            {first}
             <p class="muted">"Run the corrupted prompt, patch one activation in from the clean run, and see how much of the \
                 clean logit difference (answer − wrong) comes back: 1 = fully restored, 0 = no effect. \
                 Prompts may be text or comma-separated token ids; both must have the same number of tokens."</p>
@@ -181,40 +220,7 @@ pub fn PatchingPanel(
             </label>
             <RunControls st=st prefix="patch-" label="Run sweep" on_run=Callback::new(run)/>
             <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
-            <div class="result" data-testid="patch-status" data-seq=move || st.runs.get()
-                 data-state=move || state_of(st.busy.get(), &result.get())>
-            <crate::speclab::Announce what="Patching sweep" busy=st.busy outcome=result/>
-            {move || result.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert" data-testid="patch-error">{e}</p> }.into_any(),
-                Ok(r) => {
-                    let spec_json = crate::share::export_json(&r.spec);
-                    let data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
-                        "corrupt_metric": r.grid.corrupt_metric, "grid": r.grid.grid, "patched": r.grid.patched});
-                    let data = data.to_string();
-                    let finding = crate::guided::sweep_guide(&r.spec)
-                        .and_then(|id| interplay_lab::findings::circuits(id, &r.spec, &r.grid, &r.cols))
-                        .map(|f| view! { <crate::speclab::FindingView finding=f testid="patch-finding"/> });
-                    view! {
-                        <dl class="facts">
-                            <dt>"clean logit difference"</dt><dd data-testid="clean-metric">{format!("{:.4}", r.grid.clean_metric)}</dd>
-                            <dt>"corrupted logit difference"</dt><dd data-testid="corrupt-metric">{format!("{:.4}", r.grid.corrupt_metric)}</dd>
-                            <dt>"computed on"</dt><dd>{format!("{} in {:.0} ms", r.backend, r.ms)}</dd>
-                        </dl>
-                        <label><input type="checkbox" data-testid="patch-fixed-scale" prop:checked=move || fixed_scale.get()
-                            on:change=move |ev| fixed_scale.set(event_target_checked(&ev))/>
-                            " one colour scale for every sweep (±1 = the whole clean–corrupted difference)"</label>
-                        {move || view! { <Heatmap rows=r.rows.clone() cols=r.cols.clone() values=r.grid.grid.clone()
-                                 scale=fixed_scale.get().then_some(1.0)
-                                 what="normalised recovery".to_string() testid="patch-grid".to_string()/> }}
-                        {finding}
-                        <p>
-                            <button on:click=move |_| download("patching.json", "application/json", &data)>"Export JSON"</button>" "
-                            <button on:click=move |_| download("spec.json", "application/json", &spec_json)>"Export spec (for `interplay run`)"</button>
-                        </p>
-                    }.into_any()
-                }
-            })}
-            </div>
+            {last}
         </section>
         <crate::ablation::AblationPanel spec=current/>
     }

@@ -179,6 +179,16 @@ pub fn run_requested() -> bool {
     Embed::from_hash(&current_hash()).run
 }
 
+/// A lab's result card, placed first in an embed (where the reader came for the result, and
+/// the keyboard and screen readers should reach it first) and last elsewhere: `(first, last)`.
+pub fn result_first<V>(result: V) -> (Option<V>, Option<V>) {
+    if use_context::<Embed>().is_some_and(|e| e.embed) {
+        (Some(result), None)
+    } else {
+        (None, Some(result))
+    }
+}
+
 /// Whether inputs are locked.
 pub fn locked() -> bool {
     use_context::<Embed>().is_some_and(|e| e.locked)

@@ -123,6 +123,41 @@ impl BadInputs {
         }
     }
 
+    /// A numeric field `id` (shown as `label`) changed to `text`: the spec takes the number when
+    /// the field holds it exactly — an integer field refuses 2.5 or −3 instead of rounding them
+    /// silently — and, with `non_negative`, when it is ≥ 0; otherwise the text stays, with why.
+    #[allow(clippy::too_many_arguments)] // one field's whole description, as the forms list it
+    pub fn number<T: Clone + Send + Sync + 'static>(
+        &self,
+        spec: RwSignal<T>,
+        id: &'static str,
+        label: &str,
+        text: String,
+        get: fn(&T) -> Option<f64>,
+        set: fn(&mut T, f64),
+        non_negative: bool,
+    ) {
+        let x = match text.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() && (!non_negative || x >= 0.0) => x,
+            _ if non_negative => {
+                return self.reject(id, text, format!("{label}: enter a number ≥ 0"));
+            }
+            _ => return self.reject(id, text, format!("{label}: enter a number")),
+        };
+        let mut next = spec.get_untracked();
+        set(&mut next, x);
+        if get(&next) == Some(x) {
+            spec.set(next);
+            self.accept(id);
+        } else {
+            self.reject(
+                id,
+                text,
+                format!("{label}: enter a whole number (0, 1, 2, …)"),
+            );
+        }
+    }
+
     /// The input `id` holds `text`, which is not valid because of `why`.
     pub fn reject(&self, id: &'static str, text: String, why: String) {
         self.0.update(|m| {

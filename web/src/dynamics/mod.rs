@@ -499,8 +499,31 @@ pub fn DynamicsLab() -> impl IntoView {
 
     run_on_open(init.from_link, st, || true, move || run(()));
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
+    // An embed shows the result first, in the page's order too (not only on screen), so
+    // the keyboard and screen readers reach it first.
+    let result = view! {
+        <section class="card result" data-testid="dyn-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
+                 data-state=move || state_of(st.busy.get(), &outcome.get())>
+            <h2>"Result"</h2>
+            <Announce what="Dynamics run" busy=st.busy outcome=outcome/>
+            <ComputedOn st=st facts=facts prefix="dyn-"/>
+            {move || outcome.get().map(|o| match o {
+                Err(e) => view! { <p class="error" role="alert" data-testid="dyn-error">{e}</p> }.into_any(),
+                Ok(Outcome::Spiking(r)) => spiking_view(r, spec.get_untracked(), facts.get_untracked()).into_any(),
+                Ok(Outcome::Prediction(r)) => prediction_view(r).into_any(),
+                Ok(Outcome::Memory(r)) => memory_view(r).into_any(),
+                Ok(Outcome::Sweep(rows)) => sweep_view(rows).into_any(),
+                Ok(Outcome::WhatWhen(r)) => what_when_view(r, spec.get_untracked()).into_any(),
+            })}
+            {move || (!st.busy.get()).then(|| finding(&ran.get(), &outcome.get(), hetero.get().as_deref())).flatten().map(|f| view! {
+                <FindingView finding=f testid="dyn-finding"/>
+            })}
+        </section>
+    };
+    let (first, last) = crate::share::result_first(result);
     view! {
         <div class="lab" data-testid="dynamics-lab">
+        {first}
         <section class="card" data-testid="dyn-guided" hidden=crate::share::hidden("guided")>
             <h2>"Guided experiments"</h2>
             <ul class="guided">
@@ -541,10 +564,7 @@ pub fn DynamicsLab() -> impl IntoView {
                 {move || get(&spec.get()).map(|v| view! {
                     <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock
                         prop:value=move || bad.text(id).unwrap_or_else(|| v.to_string())
-                        on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<f64>() {
-                            Ok(x) if x.is_finite() && x >= 0.0 => { spec.update(|s| set(s, x)); bad.accept(id) }
-                            _ => bad.reject(id, t, format!("{label}: enter a number ≥ 0")),
-                        }}}/></label>
+                        on:change=move |ev| bad.number(spec, id, label, event_target_value(&ev), get, set, true)/></label>
                 })}
             }).collect_view()}
             {move || match spec.get() { DynamicsSpec::EiSweep(e) => Some(view! {
@@ -571,23 +591,7 @@ pub fn DynamicsLab() -> impl IntoView {
             <crate::share::ShareLinks share=st.share prefix="dyn-" hide="guided"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card result" data-testid="dyn-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
-                 data-state=move || state_of(st.busy.get(), &outcome.get())>
-            <h2>"Result"</h2>
-            <Announce what="Dynamics run" busy=st.busy outcome=outcome/>
-            <ComputedOn st=st facts=facts prefix="dyn-"/>
-            {move || outcome.get().map(|o| match o {
-                Err(e) => view! { <p class="error" role="alert" data-testid="dyn-error">{e}</p> }.into_any(),
-                Ok(Outcome::Spiking(r)) => spiking_view(r, spec.get_untracked(), facts.get_untracked()).into_any(),
-                Ok(Outcome::Prediction(r)) => prediction_view(r).into_any(),
-                Ok(Outcome::Memory(r)) => memory_view(r).into_any(),
-                Ok(Outcome::Sweep(rows)) => sweep_view(rows).into_any(),
-                Ok(Outcome::WhatWhen(r)) => what_when_view(r, spec.get_untracked()).into_any(),
-            })}
-            {move || (!st.busy.get()).then(|| finding(&ran.get(), &outcome.get(), hetero.get().as_deref())).flatten().map(|f| view! {
-                <FindingView finding=f testid="dyn-finding"/>
-            })}
-        </section>
+        {last}
         </div>
     }
 }

@@ -277,8 +277,38 @@ pub fn MergeLab() -> impl IntoView {
 
     run_on_open(init.from_link, st, || true, move || run(()));
     let json_text = move || serde_json::to_string_pretty(&spec.get()).unwrap_or_default();
+    // An embed shows the result first, in the page's order too (not only on screen), so
+    // the keyboard and screen readers reach it first.
+    let result = view! {
+        <section class="card result" data-testid="merge-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
+                 data-state=move || state_of(st.busy.get(), &outcome.get())>
+            <h2>"Result"</h2>
+            <Announce what="Merge" busy=st.busy outcome=outcome/>
+            <ComputedOn st=st facts=facts prefix="merge-"/>
+            {move || outcome.get().map(|o| match o {
+                Err(e) => view! { <p class="error" role="alert" data-testid="merge-error">{e}</p> }.into_any(),
+                Ok(o) => outcome_view(o, spec.get_untracked()).into_any(),
+            })}
+            {move || (!st.busy.get()).then(|| finding(&ran.get(), &outcome.get(), standard.get().as_ref())).flatten().map(|f| view! {
+                <FindingView finding=f testid="merge-finding"/>
+            })}
+            {move || (compared.get().len() > 1).then(|| view! {
+                <table class="data" data-testid="merge-compare">
+                    <caption>"Comparison of this session's merges (accuracy on each task's held-out images)"</caption>
+                    <thead><tr><th scope="col">"merge"</th>{Task::ALL.iter().map(|t| view! { <th scope="col">{t.name()}</th> }).collect_view()}
+                        <th scope="col">"mean (merged tasks)"</th><th scope="col">"normalised"</th></tr></thead>
+                    <tbody>{compared.get().into_iter().map(|c| view! {
+                        <tr><th scope="row">{c.name}</th>{c.merged.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}
+                            <td>{pct(c.mean)}</td><td>{pct(c.normalised)}</td></tr>
+                    }).collect_view()}</tbody>
+                </table>
+            })}
+        </section>
+    };
+    let (first, last) = crate::share::result_first(result);
     view! {
         <div class="lab" data-testid="merge-lab">
+        {first}
         <section class="card" data-testid="merge-guided" hidden=crate::share::hidden("guided")>
             <h2>"Guided experiments"</h2>
             <p class="muted">"The suite: an MLP trained on scikit-learn's digits (the base) and four \
@@ -368,10 +398,7 @@ pub fn MergeLab() -> impl IntoView {
                 {move || get(&spec.get()).map(|v| view! {
                     <label>{label}" "<input type="number" step="any" data-testid=id prop:disabled=lock
                         prop:value=move || bad.text(id).unwrap_or_else(|| v.to_string())
-                        on:change={move |ev| { let t = event_target_value(&ev); match t.trim().parse::<f64>() {
-                            Ok(x) if x.is_finite() => { spec.update(|s| set(s, x)); bad.accept(id) }
-                            _ => bad.reject(id, t, format!("{label}: enter a number")),
-                        }}}/></label>
+                        on:change=move |ev| bad.number(spec, id, label, event_target_value(&ev), get, set, false)/></label>
                 })}
             }).collect_view()}
             <label>"λ sweep (comma-separated, empty for none) "<input type="text" data-testid="merge-sweep" prop:disabled=lock
@@ -405,30 +432,7 @@ pub fn MergeLab() -> impl IntoView {
             <crate::share::ShareLinks share=st.share prefix="merge-" hide="guided"
                 spec_json=Callback::new(move |()| crate::share::export_json(&spec.get_untracked()))/>
         </section>
-        <section class="card result" data-testid="merge-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
-                 data-state=move || state_of(st.busy.get(), &outcome.get())>
-            <h2>"Result"</h2>
-            <Announce what="Merge" busy=st.busy outcome=outcome/>
-            <ComputedOn st=st facts=facts prefix="merge-"/>
-            {move || outcome.get().map(|o| match o {
-                Err(e) => view! { <p class="error" role="alert" data-testid="merge-error">{e}</p> }.into_any(),
-                Ok(o) => outcome_view(o, spec.get_untracked()).into_any(),
-            })}
-            {move || (!st.busy.get()).then(|| finding(&ran.get(), &outcome.get(), standard.get().as_ref())).flatten().map(|f| view! {
-                <FindingView finding=f testid="merge-finding"/>
-            })}
-            {move || (compared.get().len() > 1).then(|| view! {
-                <table class="data" data-testid="merge-compare">
-                    <caption>"Comparison of this session's merges (accuracy on each task's held-out images)"</caption>
-                    <thead><tr><th scope="col">"merge"</th>{Task::ALL.iter().map(|t| view! { <th scope="col">{t.name()}</th> }).collect_view()}
-                        <th scope="col">"mean (merged tasks)"</th><th scope="col">"normalised"</th></tr></thead>
-                    <tbody>{compared.get().into_iter().map(|c| view! {
-                        <tr><th scope="row">{c.name}</th>{c.merged.iter().map(|a| view! { <td>{pct(*a)}</td> }).collect_view()}
-                            <td>{pct(c.mean)}</td><td>{pct(c.normalised)}</td></tr>
-                    }).collect_view()}</tbody>
-                </table>
-            })}
-        </section>
+        {last}
         <FineTune spec=spec/>
         </div>
     }
