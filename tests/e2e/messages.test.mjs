@@ -17,6 +17,13 @@ async function analyse(page, timeout = 300_000) {
   return page.getAttribute('[data-testid="analysis-status"]', "data-state");
 }
 
+async function runPrompt(page, timeout = 300_000) {
+  const seq = await page.getAttribute('[data-testid="run-status"]', "data-seq");
+  await page.click('[data-testid="run-prompt"]');
+  await page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${seq}"]):is([data-state="done"], [data-state="error"])`, { state: "attached", timeout });
+  return page.getAttribute('[data-testid="run-status"]', "data-state");
+}
+
 const link = (lab, spec) => `#/${lab}?spec=` + encodeURIComponent(JSON.stringify(spec));
 const IOI = {
   lab: "circuits", model: "ioi-3l", clean: "When Mary and Tom went to the store, Tom gave a drink to",
@@ -78,7 +85,7 @@ for (const mode of MODES) {
 
 // The report's crash: a 5,000-character prompt on SmolLM2 (≈1,270 tokens, 1.7 GB of attention
 // patterns) trapped the engine and left the panel "running". Now: refused at once with a length
-// that fits, and the panel analyses again. CPU only (SwiftShader takes minutes per SmolLM2 pass).
+// that fits, and the panel analyses again; so is a Run whose attention would not fit. CPU only (SwiftShader takes minutes per SmolLM2 pass).
 test("an analysis too big for the page says so and the panel recovers (SmolLM2, CPU)", { skip: smollm2Skip(), timeout: 15 * 60_000 }, async () => {
   requireSmollm2();
   const b = await launch(MODES[1]);
@@ -97,6 +104,12 @@ test("an analysis too big for the page says so and the panel recovers (SmolLM2, 
     assert.match(await page.textContent('[data-testid="analysis-error"]'), /shorten the prompt to at most 498 tokens/);
     await page.fill('[data-testid="prompt-text"]', "When Mary and John went to the store, John gave a drink to");
     assert.equal(await analyse(page), "done", "the panel analyses again");
+    // Run on ≈6,000 tokens: one layer's attention scores alone would be ~1.3 GB.
+    await page.fill('[data-testid="prompt-text"]', words.repeat(Math.ceil(30000 / words.length)));
+    assert.equal(await runPrompt(page), "error");
+    assert.match(await page.textContent('[data-testid="run-error"]'), /more than the page can hold at once .* shorten the prompt to at most \d+ tokens/);
+    await page.fill('[data-testid="prompt-text"]', "When Mary and John went to the store, John gave a drink to");
+    assert.equal(await runPrompt(page), "done", "the prompt runs again");
     assert.deepEqual(b.problems, []);
   } finally {
     await b.close();

@@ -272,7 +272,7 @@ pub fn check_analysis_size(c: &TransformerConfig, tokens: usize) -> Result<(), L
     if need <= ANALYSIS_PATTERN_BYTES {
         return Ok(());
     }
-    let most = ((ANALYSIS_PATTERN_BYTES / per_pair.max(1)) as f64).sqrt() as usize;
+    let most = longest_analysis(c);
     Err(LabError::Spec(format!(
         "analysing {tokens} tokens would hold {} MB of attention patterns ({} layers × {} heads × \
          {tokens}² token pairs), more than the page can safely hold ({} MB): shorten the prompt to \
@@ -282,6 +282,12 @@ pub fn check_analysis_size(c: &TransformerConfig, tokens: usize) -> Result<(), L
         c.n_heads,
         ANALYSIS_PATTERN_BYTES >> 20
     )))
+}
+
+/// The most tokens an analysis of a model shaped like `c` may hold the patterns of.
+fn longest_analysis(c: &TransformerConfig) -> usize {
+    let per_pair = (c.n_layers * c.n_heads * 4).max(1);
+    ((ANALYSIS_PATTERN_BYTES / per_pair) as f64).sqrt() as usize
 }
 
 /// The id of a single-token `t`, checked against the vocabulary.
@@ -349,9 +355,20 @@ impl Inspect {
                     answer_label,
                 })))
             }
-            Inspect::HeadScores { half, seed } => head_scores(model, *half, *seed)
-                .await
-                .map(Inspection::HeadScores),
+            Inspect::HeadScores { half, seed } => {
+                // The repeated sequence's patterns are read like an analysis's.
+                if check_analysis_size(&model.config, half.saturating_mul(2)).is_err() {
+                    return Err(LabError::Spec(format!(
+                        "scoring heads on 2 × {half} tokens would hold more attention patterns \
+                         than the page can safely hold ({} MB): repeat at most {} tokens",
+                        ANALYSIS_PATTERN_BYTES >> 20,
+                        longest_analysis(&model.config) / 2
+                    )));
+                }
+                head_scores(model, *half, *seed)
+                    .await
+                    .map(Inspection::HeadScores)
+            }
             Inspect::Ablate { spec, heads, kind } => {
                 let p = spec.resolve(m.tokenizer.as_ref())?;
                 let (clean, changed) =

@@ -4,7 +4,6 @@
 
 use burn::tensor::s;
 
-use crate::config::Arch;
 use crate::device::read_f32;
 use crate::error::{ModelError, Result};
 use crate::hooks::{ActivationCache, HookPlan, HookPoint};
@@ -133,10 +132,14 @@ pub async fn generate_after(
         Sampling::Temperature { seed, .. } => Some(Rng::new(seed)),
         Sampling::Greedy => None,
     };
-    let limit = match m.config.arch {
-        Arch::Gpt2 => m.config.n_ctx,
-        _ => usize::MAX,
-    };
+    // Generation stops at the end of the context; a prompt past it is refused.
+    let limit = m.config.n_ctx;
+    let start = prefix.map_or(0, KvCache::positions) + prompt.len();
+    if start > limit {
+        return Err(ModelError::Input(format!(
+            "the prompt has {start} tokens; this model's context holds {limit}"
+        )));
+    }
     let v = m.config.d_vocab;
     let mut out = Vec::new();
     let mut trace = Trace {

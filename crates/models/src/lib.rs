@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`device`] | device choice (WebGPU/wgpu or CPU) and asynchronous readback |
 //! | [`tokenizer`] | GPT-2 BPE, HF `tokenizer.json`, GGUF-embedded tokenizers, chat template |
+//! | [`budget`] | the memory one block of a run may hold, checked before it runs |
 //! | [`config`] | [`TransformerConfig`]: presets, HF `config.json` |
 //! | [`transformer`] | [`Transformer`]: the model, written once for every device |
 //! | [`hooks`] | [`HookPoint`] names, [`HookPlan`] (cache + interventions) |
@@ -16,6 +17,7 @@
 //! | [`gguf`], [`safetensors`], [`weights`], [`load`] | checkpoints → [`Transformer`] |
 //! | [`error`] | [`ModelError`], the crate's error |
 
+pub mod budget;
 pub mod config;
 pub mod device;
 pub mod error;

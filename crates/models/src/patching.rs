@@ -221,6 +221,36 @@ pub async fn patch_sweep(
     check_pair(clean, corrupt)?;
     let cfg = &model.config;
     let (n, p_len, h) = (cfg.n_layers, clean.len(), cfg.n_heads);
+    // Positions before the first token where the prompts differ read the same tokens in both
+    // runs (attention is causal), so their activations are equal and a patch there changes
+    // nothing: those variants keep the corrupted metric without running, and head outputs
+    // patched at every position start at the first difference. (IOI's name swap is at position 9
+    // of 14: 15 suffix positions to run per layer instead of 105.)
+    let first_diff = clean
+        .iter()
+        .zip(corrupt)
+        .position(|(a, b)| a != b)
+        .unwrap_or(p_len);
+    let starts: Vec<usize> = match target {
+        PatchTarget::HeadOut if first_diff < p_len => vec![first_diff],
+        PatchTarget::HeadOut => Vec::new(),
+        _ => (first_diff..p_len).collect(),
+    };
+    let per_layer = if target.per_head() { h } else { 1 };
+    let total = starts.len();
+    // The last layer's batch holds every variant of a start position; fewer positions run at
+    // once when they would not fit in memory together.
+    let group = match starts.first() {
+        Some(&first) => crate::budget::sweep_width(
+            cfg,
+            n * per_layer,
+            p_len - first,
+            p_len,
+            parallel_width(model),
+            crate::budget::BLOCK_BUDGET,
+        )?,
+        None => 1,
+    };
     let metric = LogitDiff::new(model, answer, wrong)?;
     let targets: Vec<HookPoint> = (0..n).map(|l| target.hook(l)).collect();
     // The two full runs are independent too (on the CPU's threads; one after the other on a GPU).
@@ -239,23 +269,6 @@ pub async fn patch_sweep(
         metric.eval(model, last_position(clean_run.resid_pre[n].clone())),
         metric.eval(model, last_position(corrupt_run.resid_pre[n].clone())),
     ];
-    // Positions before the first token where the prompts differ read the same tokens in both
-    // runs (attention is causal), so their activations are equal and a patch there changes
-    // nothing: those variants keep the corrupted metric without running, and head outputs
-    // patched at every position start at the first difference. (IOI's name swap is at position 9
-    // of 14: 15 suffix positions to run per layer instead of 105.)
-    let first_diff = clean
-        .iter()
-        .zip(corrupt)
-        .position(|(a, b)| a != b)
-        .unwrap_or(p_len);
-    let starts: Vec<usize> = match target {
-        PatchTarget::HeadOut if first_diff < p_len => vec![first_diff],
-        PatchTarget::HeadOut => Vec::new(),
-        _ => (first_diff..p_len).collect(),
-    };
-    let per_layer = if target.per_head() { h } else { 1 };
-    let total = starts.len();
     // One start position's variants, through every layer: its outputs in grid order.
     let position = |&p: &usize| -> Result<Vec<Tensor<1>>> {
         let mut outputs = Vec::new();
@@ -313,7 +326,6 @@ pub async fn patch_sweep(
     };
     // Start positions are independent: on the CPU, several at once on the CPU's threads
     // (progress and cancel between groups).
-    let group = parallel_width(model);
     let mut done = 0;
     for ps in starts.chunks(group) {
         if !progress(done, total).await {

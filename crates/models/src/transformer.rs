@@ -184,12 +184,7 @@ impl Transformer {
                 "prompts in one batch must have the same number of tokens".into(),
             ));
         }
-        if self.config.arch == Arch::Gpt2 && p > self.config.n_ctx {
-            return Err(ModelError::Input(format!(
-                "the prompt has {p} tokens; this model's context holds {}",
-                self.config.n_ctx
-            )));
-        }
+        self.check_context(b, p, p)?;
         let mut flat = Vec::with_capacity(b * p);
         for &id in ids.iter().flatten() {
             if id as usize >= self.config.d_vocab {
@@ -303,9 +298,9 @@ impl Transformer {
                 (_, None) => {}
             }
         }
-        let [_, p] = tokens.dims();
+        let [b, p] = tokens.dims();
         let offset = prefix.map_or(0, KvCache::positions);
-        self.check_context(offset + p)?;
+        self.check_context(b, p, offset + p)?;
         let mut hooks = HookRunner::new(plan, offset);
         let resid = self.embed_tokens(tokens, &mut hooks);
         self.run_blocks(resid, 0..end, prefix, &mut hooks, false);
@@ -339,15 +334,23 @@ impl Transformer {
             .reshape([r, d])
     }
 
-    /// GPT-2's learned positions end at `n_ctx`.
-    fn check_context(&self, positions: usize) -> Result<()> {
-        if self.config.arch == Arch::Gpt2 && positions > self.config.n_ctx {
+    /// `batch` rows of `queries` new positions, `positions` in all with the cache: within the
+    /// context (GPT-2's learned positions end at `n_ctx`; a Llama model was trained up to it) and
+    /// within [`BLOCK_BUDGET`](crate::budget::BLOCK_BUDGET) (a trap in the page otherwise).
+    fn check_context(&self, batch: usize, queries: usize, positions: usize) -> Result<()> {
+        if positions > self.config.n_ctx {
             return Err(ModelError::Input(format!(
                 "the prompt has {positions} tokens; this model's context holds {}",
                 self.config.n_ctx
             )));
         }
-        Ok(())
+        crate::budget::check_prompt(
+            &self.config,
+            batch,
+            queries,
+            positions,
+            crate::budget::BLOCK_BUDGET,
+        )
     }
 
     /// Every block on `tokens` after `prefix` under `plan`: the residual after the last block,
@@ -362,9 +365,9 @@ impl Transformer {
         prefix: Option<&KvCache>,
         plan: &'a HookPlan,
     ) -> Result<(Tensor<3>, HookRunner<'a>, KvCache)> {
-        let p = tokens.dims()[1];
+        let [b, p] = tokens.dims();
         let mut hooks = HookRunner::new(plan, prefix.map_or(0, KvCache::positions));
-        self.check_context(hooks.pos_offset + p)?;
+        self.check_context(b, p, hooks.pos_offset + p)?;
         let resid = self.embed_tokens(tokens, &mut hooks);
         let (resid, kv) = self.run_blocks(resid, 0..self.config.n_layers, prefix, &mut hooks, true);
         let kv = kv.ok_or_else(|| ModelError::Device("missing key/value cache".into()))?;
