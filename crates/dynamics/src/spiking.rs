@@ -24,6 +24,14 @@ const CHUNK: usize = 50;
 /// would be 800 MB).
 const MAX_SYNAPSES: usize = 25_000_000;
 
+/// The most spikes a raster keeps (8 bytes each, drawn one path segment each): a 100,000-neuron
+/// network firing for 10 minutes makes billions, which would exhaust the page's memory. Counts
+/// and rates always cover the whole run.
+pub const RASTER_MAX: usize = 1_000_000;
+
+/// The most neurons whose membrane potential is recorded (4 bytes per neuron per ms).
+pub const TRACES_MAX: usize = 16;
+
 /// Izhikevich's published cell types (a, b, c, d).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -154,8 +162,12 @@ pub struct SpikingResult {
     pub rate_exc_hz: f64,
     /// Mean inhibitory rate (Hz).
     pub rate_inh_hz: f64,
-    /// (ms, neuron) of every spike when the raster was asked for.
+    /// (ms, neuron) of every spike when the raster was asked for, up to [`RASTER_MAX`].
     pub raster: Vec<(u32, u32)>,
+    /// Where the raster stops when the run made more than [`RASTER_MAX`] spikes: it holds the
+    /// spikes of the ms before this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raster_until_ms: Option<u32>,
     /// Excitatory spikes per ms.
     pub pop_exc: Vec<u32>,
     /// Inhibitory spikes per ms.
@@ -213,7 +225,18 @@ impl SpikingResult {
     /// Merge the next chunk of a streamed run.
     pub fn extend(&mut self, next: SpikingResult) {
         self.spikes += next.spikes;
-        self.raster.extend(next.raster);
+        if self.raster_until_ms.is_none() {
+            let room = RASTER_MAX.saturating_sub(self.raster.len());
+            match next.raster.get(room) {
+                // Cut at a ms boundary: the raster holds whole milliseconds.
+                Some(&(cut, _)) => {
+                    self.raster
+                        .extend(next.raster.into_iter().take_while(|&(t, _)| t < cut));
+                    self.raster_until_ms = Some(cut);
+                }
+                None => self.raster.extend(next.raster),
+            }
+        }
         self.pop_exc.extend(next.pop_exc);
         self.pop_inh.extend(next.pop_inh);
         if self.traces.is_empty() {
@@ -277,6 +300,12 @@ impl SpikingSpec {
                 "{synapses} synapses are more than Interplay simulates ({} million): give the \
                  network fewer synapses per neuron, e.g. 100",
                 MAX_SYNAPSES / 1_000_000
+            ));
+        }
+        if self.trace_neurons.len() > TRACES_MAX {
+            return bad(format!(
+                "{} membrane traces asked for: record at most {TRACES_MAX} neurons",
+                self.trace_neurons.len()
             ));
         }
         if let Some(&i) = self.trace_neurons.iter().find(|&&i| i >= n) {
@@ -554,5 +583,34 @@ mod tests {
             ..spec
         };
         assert!(Drawn::new(&too_many).is_err());
+    }
+
+    #[test]
+    fn a_raster_stops_at_a_whole_ms_past_its_cap_while_counts_go_on() {
+        // Chunks of 10 ms with 60,000 spikes each: the cap falls inside the 17th chunk.
+        let chunk = |c: u32| SpikingResult {
+            spikes: 60_000,
+            raster: (0..60_000)
+                .map(|i| (c * 10 + i / 6_000, i % 6_000))
+                .collect(),
+            pop_exc: vec![6_000; 10],
+            pop_inh: vec![0; 10],
+            ..Default::default()
+        };
+        let mut total = SpikingResult::default();
+        for c in 0..20 {
+            total.extend(chunk(c));
+        }
+        assert_eq!(total.spikes, 1_200_000);
+        assert_eq!(total.pop_exc.len(), 200);
+        // Spike 1,000,000 is the first of ms 166: the raster keeps ms 0..166 whole.
+        assert_eq!(total.raster_until_ms, Some(166));
+        assert_eq!(total.raster.len(), 166 * 6_000);
+        assert!(total.raster.len() <= RASTER_MAX);
+        let too_many = SpikingSpec {
+            trace_neurons: (0..=TRACES_MAX).collect(),
+            ..SpikingSpec::default()
+        };
+        assert!(too_many.check().is_err());
     }
 }

@@ -100,6 +100,12 @@ pub(super) fn spiking_view(
                 <path d=paths[1].clone() stroke=LINE_COLOURS[1] stroke-width="1.4"/>
             </svg>
             <figcaption class="muted">{format!("spike raster over {} ms: excitatory (blue, bottom), inhibitory (vermillion, top)", r.pop_exc.len())}</figcaption>
+            {r.raster_until_ms.map(|t| view! {
+                <p class="notice" data-testid="dyn-raster-cut">{format!(
+                    "The raster shows the first {t} ms: a run keeps at most {} spikes to draw. The spike count and the rates cover all {} ms.",
+                    interplay_dynamics::spiking::RASTER_MAX, r.pop_exc.len()
+                )}</p>
+            })}
             <p><button on:click=move |_| export_svg("dyn-raster")>"Export SVG"</button>" "
                <button on:click=move |_| download("raster.csv", "text/csv", &raster_csv())>"Export CSV"</button></p>
         </figure>
