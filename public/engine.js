@@ -9,7 +9,7 @@
 self.onmessage = async (event) => {
   self.onmessage = null;
   const { glue, module, threads, channel } = event.data;
-  // Where the threaded engine reports a panic on any of its threads.
+  // Where the engine reports a panic on any of its threads (the threaded build has several).
   self.interplayPanicChannel = channel;
   self.interplayThreads = 1;
   self.interplayThreadsNote = null;

@@ -452,15 +452,14 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
     w.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
 
-    // The threaded engine reports a panic on any of its threads here (a pool thread's own
-    // error never reaches this page); the name is this page's and this start's alone.
+    // The engine reports a panic on any of its threads here, with its message (a pool thread's
+    // own error never reaches this page; the trap after a panic says only "unreachable"); the
+    // name is this page's and this start's alone.
     let channel = format!(
         "interplay-engine-{}-{generation}",
         (js_sys::Math::random() * 1e12) as u64
     );
-    if threads > 1
-        && let Ok(ch) = web_sys::BroadcastChannel::new(&channel)
-    {
+    if let Ok(ch) = web_sys::BroadcastChannel::new(&channel) {
         let listening = ch.clone();
         let on_panic =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {

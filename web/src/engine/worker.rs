@@ -281,7 +281,6 @@ pub fn is_worker() -> bool {
 /// Start the engine in this dedicated worker: take jobs from `postMessage`, answer the same way.
 pub fn start() {
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    #[cfg(feature = "threads")]
     report_panics(loader_says(&scope, "interplayPanicChannel").as_string());
     let out = scope.clone();
     let sink: Sink = Rc::new(move |msg: FromEngine| {
@@ -368,14 +367,13 @@ fn ready(scope: web_sys::DedicatedWorkerGlobalScope, sink: Sink) {
 }
 
 /// The `BroadcastChannel` the page listens on for a panic of this engine.
-#[cfg(feature = "threads")]
 static PANIC_CHANNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Tell the page when any thread of this engine panics. A panic on a pool thread aborts that
-/// thread only: the job waiting for it would wait forever, and no error reaches the page (the
-/// pool's workers belong to this worker). The hook runs on the panicking thread and reaches the
-/// page over a channel named by the page; the memory (and so the name) is shared by every thread.
-#[cfg(feature = "threads")]
+/// Tell the page when any thread of this engine panics, with the panic's message (the trap that
+/// follows reads only "unreachable"). A panic on a pool thread aborts that thread only: the job
+/// waiting for it would wait forever, and no error reaches the page (the pool's workers belong
+/// to this worker). The hook runs on the panicking thread and reaches the page over a channel
+/// named by the page; the memory (and so the name) is shared by every thread.
 fn report_panics(channel: Option<String>) {
     let Some(channel) = channel else { return };
     let _ = PANIC_CHANNEL.set(channel);
@@ -384,7 +382,11 @@ fn report_panics(channel: Option<String>) {
         if let Some(name) = PANIC_CHANNEL.get()
             && let Ok(ch) = web_sys::BroadcastChannel::new(name)
         {
-            let _ = ch.post_message(&info.to_string().into());
+            // The message alone reads as a sentence in the page; the location is in the console.
+            let what = info
+                .payload_as_str()
+                .map_or_else(|| info.to_string(), str::to_string);
+            let _ = ch.post_message(&what.into());
         }
     }));
 }
@@ -598,7 +600,7 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
         } => {
             merge_suite().await?;
             let data = match task {
-                Some(t) => Ok(Dataset::task(t, Split::Train)),
+                Some(t) => Dataset::task(t, Split::Train),
                 None => Dataset::parse(&pasted),
             };
             let r = async {
@@ -620,7 +622,7 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                 let t = suite::train(device, &base, &data, &options, &mut on_step).await?;
                 let at = options.linearised.then_some(&base);
                 let accuracy =
-                    suite::evaluate(device, &t.weights, at, &suite::test_sets(device)).await?;
+                    suite::evaluate(device, &t.weights, at, &suite::test_sets(device)?).await?;
                 Ok::<_, interplay_lab::LabError>(Output::FineTuned {
                     accuracy,
                     safetensors: suite::to_safetensors(&t.weights)?,
@@ -635,4 +637,64 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
             })
         }
     }
+}
+
+/// The allocator of the page and the engine: the system one, except that an allocation wasm's
+/// memory cannot give panics with its size instead of aborting. Rust's default aborts with a
+/// bare `unreachable` trap and skips the panic hook, so a pool thread that ran out of memory hung
+/// its job with no message; now [`report_panics`] tells the page what happened. (Panics abort on
+/// wasm, so the panic never unwinds out of the allocator.)
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // Implementing `GlobalAlloc` is unsafe by definition.
+mod oom {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    struct PanicOnOom;
+
+    #[cold]
+    fn out_of_memory(size: usize) -> ! {
+        panic!(
+            "out of memory: this run asked for {} MB more than the page's memory (at most 4 GB) \
+             could give; try a smaller run",
+            size.div_ceil(1 << 20)
+        )
+    }
+
+    // SAFETY: every call goes to `System` unchanged; only a null result is turned into a panic.
+    unsafe impl GlobalAlloc for PanicOnOom {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract for `alloc` is passed on.
+            let p = unsafe { System.alloc(layout) };
+            if p.is_null() {
+                out_of_memory(layout.size());
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: as `alloc`.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if p.is_null() {
+                out_of_memory(layout.size());
+            }
+            p
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: `ptr` came from this allocator, that is from `System`.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if p.is_null() {
+                out_of_memory(new_size);
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` came from `System` with `layout`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: PanicOnOom = PanicOnOom;
 }
