@@ -101,6 +101,7 @@ pub fn sweep_width(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
