@@ -211,7 +211,7 @@ pub fn train_suite(a: &TrainSuiteArgs) -> Result<Value> {
     let dev = a.device.init()?;
     let quiet = &mut |_: TrainProgress| no_progress(0, 0);
     let base_opts = TrainOptions::base();
-    let base_data = Dataset::task(Task::Digits, Split::Train);
+    let base_data = Dataset::task(Task::Digits, Split::Train)?;
     let base = block_on(train(
         &dev.device,
         &init_weights(0),
@@ -228,7 +228,7 @@ pub fn train_suite(a: &TrainSuiteArgs) -> Result<Value> {
     )];
     for linearised in [false, true] {
         for t in Task::FINE_TUNED {
-            let data = Dataset::task(t, Split::Train);
+            let data = Dataset::task(t, Split::Train)?;
             let opts = if linearised {
                 TrainOptions::linearised_fine_tune()
             } else {
@@ -244,7 +244,7 @@ pub fn train_suite(a: &TrainSuiteArgs) -> Result<Value> {
         }
     }
     std::fs::create_dir_all(out.join("linearised")).context("creating linearised/")?;
-    let tests = test_sets(&dev.device);
+    let tests = test_sets(&dev.device)?;
     let mut table = String::from("| model | ");
     table += &Task::ALL.map(|t| t.name()).join(" | ");
     table += " |\n|---|";
@@ -278,7 +278,8 @@ pub fn train_suite(a: &TrainSuiteArgs) -> Result<Value> {
 Made by `cargo run -p interplay-cli --release -- train-suite` (Burn, CPU device; the training code is \
 `crates/lab/src/suite/`). Do not edit by hand.\n\n\
 **Data**: scikit-learn's digits (the test set of the UCI Optical Recognition of Handwritten Digits \
-data, E. Alpaydin and C. Kaynak, CC BY 4.0): 1797 8×8 images, 17 grey levels. Every fourth image \
+data, E. Alpaydin and C. Kaynak, CC BY 4.0): 1797 8×8 images, 17 grey levels, in `digits.u8` \
+(per image 64 pixels 0–16 row by row, then the label, a byte each). Every fourth image \
 (450) is held out for evaluation; the other 1347 are for training. The tasks are the same digits \
 seen through five input transforms, so all models share one ten-way output space:\n\n{}\n\
 **Model**: a 64 → 128 → 128 → 10 ReLU MLP (PyTorch `nn.Linear` names and layouts, float32, 26 122 \
@@ -315,7 +316,7 @@ pub fn finetune(a: &FinetuneArgs) -> Result<Value> {
     let out = a.out.display().to_string();
     let dev = a.device.init()?;
     let data = match (a.task, &a.data) {
-        (Some(t), _) => Dataset::task(t, Split::Train),
+        (Some(t), _) => Dataset::task(t, Split::Train)?,
         (None, Some(p)) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -345,7 +346,7 @@ pub fn finetune(a: &FinetuneArgs) -> Result<Value> {
         &dev.device,
         &t.weights,
         at,
-        &test_sets(&dev.device),
+        &test_sets(&dev.device)?,
     ))?;
     let accuracy: serde_json::Map<String, Value> = Task::ALL
         .iter()

@@ -29,7 +29,7 @@ async fn suite_matches_numpy(device: &Device) {
         let mlp = Mlp::upload(&w, device).expect("upload");
         for t in Task::ALL {
             let want = &g["models"][model][t.name()];
-            let data = Dataset::task(t, Split::Test);
+            let data = Dataset::task(t, Split::Test).expect("digits");
             let logits = read_f32(mlp.forward(data.inputs(device)))
                 .await
                 .expect("read");
@@ -275,7 +275,7 @@ fn linearised_fine_tunes_run_as_linearised_models() {
     assert_eq!(out.merged, out.rows[0].accuracy);
     // The same weights run as a plain network give other numbers: the mode matters.
     let w = suite::bundled_linearised(Task::Mirror).expect("bundled");
-    let tests = suite::test_sets(&device);
+    let tests = suite::test_sets(&device).expect("digits");
     let plain = pollster::block_on(suite::evaluate(&device, &w, None, &tests)).expect("eval");
     assert_ne!(plain, out.rows[1].accuracy);
     // A standard page fine-tune does not join a linearised merge: a message.

@@ -7,13 +7,16 @@ use super::*;
 ///
 /// # Shapes
 /// - returns `[450 · tasks, 64]`
-pub(super) fn unlabeled_inputs(device: &Device, tasks: &[Task]) -> Tensor<2> {
+pub(super) fn unlabeled_inputs(device: &Device, tasks: &[Task]) -> Result<Tensor<2>, LabError> {
     let mut x = Vec::new();
     for t in tasks {
-        x.extend(Dataset::task(*t, Split::Test).x);
+        x.extend(Dataset::task(*t, Split::Test)?.x);
     }
     let n = x.len() / suite::INPUTS;
-    Tensor::from_data(TensorData::new(x, [n, suite::INPUTS]), device)
+    Ok(Tensor::from_data(
+        TensorData::new(x, [n, suite::INPUTS]),
+        device,
+    ))
 }
 
 /// Index of the coefficient group of parameter tensor `i` (suite order: fc1.weight, fc1.bias,
@@ -82,14 +85,14 @@ pub(super) async fn adamerge(
         })
         .collect();
     let (x, y, loss) = match opts.objective {
-        Objective::Entropy => (unlabeled_inputs(device, tasks), None, Loss::Entropy),
+        Objective::Entropy => (unlabeled_inputs(device, tasks)?, None, Loss::Entropy),
         Objective::FewShot => {
             let mut d = Dataset {
                 x: Vec::new(),
                 y: Vec::new(),
             };
             for t in tasks {
-                let s = Dataset::task(*t, Split::Train).per_class(opts.shots);
+                let s = Dataset::task(*t, Split::Train)?.per_class(opts.shots);
                 d.x.extend(s.x);
                 d.y.extend(s.y);
             }

@@ -73,7 +73,7 @@ pub(super) async fn disentangle(
     let data: Vec<Dataset> = tasks
         .iter()
         .map(|t| Dataset::task(*t, Split::Test))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let inputs: Vec<Tensor<2>> = data.iter().map(|d| d.inputs(device)).collect();
     let combine = |a: [f64; 2]| -> Weights {
         base.iter()

@@ -397,7 +397,7 @@ impl MergeSpec {
         // Fine-tunes made in the page are trained first (the bar shows their steps).
         let mut custom: Vec<(Task, Weights, String)> = Vec::new();
         for (i, f) in self.fine_tunes.iter().enumerate() {
-            let data = Dataset::task(f.task, Split::Train);
+            let data = Dataset::task(f.task, Split::Train)?;
             let mut on_step = |p: TrainProgress| progress(p.step, p.steps);
             let t = suite::train(device, &base, &data, &f.options, &mut on_step).await?;
             let o = &f.options;
@@ -430,7 +430,7 @@ impl MergeSpec {
             .into_iter()
             .map(|t| Ok((t, suite::bundled_fine_tune(t, lin)?)))
             .collect::<Result<_, LabError>>()?;
-        let tests = suite::test_sets(device);
+        let tests = suite::test_sets(device)?;
         let mut rows = vec![ModelRow {
             name: "base".into(),
             accuracy: suite::evaluate(device, &base, None, &tests).await?,
@@ -528,7 +528,7 @@ impl MergeSpec {
         });
 
         // λ sweep of the fixed method.
-        let unlabeled = unlabeled_inputs(device, &scored);
+        let unlabeled = unlabeled_inputs(device, &scored)?;
         let mut sweep = Vec::new();
         for &lambda in &self.sweep {
             let (m, _) = merge::merge(&base, &models, &self.fixed(lambda))?;

@@ -16,8 +16,6 @@ pub const LAYERS: [(&str, usize, usize); 3] = [
     ("head", HIDDEN, CLASSES),
 ];
 
-pub(crate) static DIGITS: &[u8] = include_bytes!("../../data/digits.u8");
-
 /// One task of the suite: the digits under an input transform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -121,10 +119,13 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// A task's split of the bundled digits.
-    pub fn task(task: Task, split: Split) -> Dataset {
+    /// A task's split of the bundled digits (in the page, once the suite's files are fetched).
+    pub fn task(task: Task, split: Split) -> Result<Dataset, LabError> {
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        for (i, row) in DIGITS.chunks_exact(INPUTS + 1).enumerate() {
+        for (i, row) in bundled_bytes("digits.u8")?
+            .chunks_exact(INPUTS + 1)
+            .enumerate()
+        {
             if (i % 4 == 0) != (split == Split::Test) {
                 continue;
             }
@@ -135,7 +136,7 @@ impl Dataset {
             }
             y.push(u32::from(row[INPUTS]));
         }
-        Dataset { x, y }
+        Ok(Dataset { x, y })
     }
 
     /// A user's data: one example per line, 64 numbers (pixels 0..16, row by row) then the label

@@ -1,20 +1,20 @@
-//! The bundled weights and every task's test split.
+//! The bundled data and weights, and every task's test split.
 
 use super::*;
 
 /// Names each bundled checkpoint once: the list the page fetches, and (natively) the bytes.
 macro_rules! bundled_files {
     ($($f:literal),* $(,)?) => {
-        /// The bundled checkpoints' files, relative to `public/bundled/merge/` (the site's
-        /// `bundled/merge/`): the base, then the fine-tunes and the linearised fine-tunes in
+        /// The suite's files, relative to `public/bundled/merge/` (the site's `bundled/merge/`):
+        /// the digits, the base, then the fine-tunes and the linearised fine-tunes in
         /// [`Task::FINE_TUNED`] order. Trained by `interplay train-suite` (see the README there).
-        pub const BUNDLED_FILES: [&str; 9] = [$($f),*];
+        pub const BUNDLED_FILES: [&str; 10] = [$($f),*];
 
         /// The bytes of bundled file `name` (one of [`BUNDLED_FILES`]). Native builds carry
         /// them; the page fetches them when a Merge job first needs them (`provide_bundled`),
         /// so the page's module does not carry nine checkpoints that only one lab uses.
         #[cfg(not(target_arch = "wasm32"))]
-        fn bundled_bytes(name: &str) -> Result<&'static [u8], LabError> {
+        pub(super) fn bundled_bytes(name: &str) -> Result<&'static [u8], LabError> {
             match name {
                 $($f => Ok(include_bytes!(concat!("../../../../public/bundled/merge/", $f))),)*
                 _ => Err(not_bundled(name)),
@@ -24,6 +24,7 @@ macro_rules! bundled_files {
 }
 
 bundled_files!(
+    "digits.u8",
     "base.safetensors",
     "mirror.safetensors",
     "flip.safetensors",
@@ -60,7 +61,7 @@ pub fn provide_bundled(files: Vec<(String, Vec<u8>)>) -> Result<(), LabError> {
 }
 
 #[cfg(target_arch = "wasm32")]
-fn bundled_bytes(name: &str) -> Result<&'static [u8], LabError> {
+pub(super) fn bundled_bytes(name: &str) -> Result<&'static [u8], LabError> {
     PROVIDED
         .get()
         .and_then(|f| f.get(name))
@@ -129,18 +130,18 @@ pub struct TestSets {
 }
 
 /// Every task's test inputs on the device with their labels.
-pub fn test_sets(device: &Device) -> TestSets {
+pub fn test_sets(device: &Device) -> Result<TestSets, LabError> {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for t in Task::ALL {
-        let d = Dataset::task(t, Split::Test);
+        let d = Dataset::task(t, Split::Test)?;
         x.extend(d.x);
         y.push(d.y);
     }
     let n = x.len() / INPUTS;
-    TestSets {
+    Ok(TestSets {
         x: Tensor::from_data(TensorData::new(x, [n, INPUTS]), device),
         y,
-    }
+    })
 }
 
 /// Accuracy of `w` on every task's test split, in [`Task::ALL`] order; with `at`, of `w` as a

@@ -1,6 +1,6 @@
 //! The Merge lab's bundled task suite: scikit-learn's digits (the UCI optdigits test set, 1797
-//! 8×8 images with 17 grey levels, CC BY 4.0; `data/digits.u8`, 64 pixels then the label per
-//! image) seen through five input transforms that share one ten-digit output space, so models
+//! 8×8 images with 17 grey levels, CC BY 4.0; `public/bundled/merge/digits.u8`, 64 pixels then
+//! the label per image) seen through five input transforms that share one ten-digit output space, so models
 //! fine-tuned on different tasks can be merged weight by weight.
 //!
 //! The model is a three-layer ReLU MLP (64 → 128 → 128 → 10) with PyTorch `nn.Linear` names and

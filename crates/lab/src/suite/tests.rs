@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 #[test]
 fn splits_and_transforms() {
-    let train = Dataset::task(Task::Digits, Split::Train);
-    let test = Dataset::task(Task::Digits, Split::Test);
+    let train = Dataset::task(Task::Digits, Split::Train).expect("digits");
+    let test = Dataset::task(Task::Digits, Split::Test).expect("digits");
     assert_eq!((train.len(), test.len()), (1347, 450));
-    let m = Dataset::task(Task::Mirror, Split::Test);
-    let r = Dataset::task(Task::Rotate, Split::Test);
-    let inv = Dataset::task(Task::Invert, Split::Test);
+    let m = Dataset::task(Task::Mirror, Split::Test).expect("digits");
+    let r = Dataset::task(Task::Rotate, Split::Test).expect("digits");
+    let inv = Dataset::task(Task::Invert, Split::Test).expect("digits");
     assert_eq!(m.y, test.y);
     // Row 0 of image 0 mirrored; rotating puts the bottom-left pixel at the top-left.
     assert_eq!(m.x[0], test.x[7]);
@@ -57,7 +57,9 @@ fn gradients_match_float64_finite_differences() {
         .iter()
         .map(|(k, t)| (k.clone(), t.data.iter().map(|v| *v as f64).collect()))
         .collect();
-    let data = Dataset::task(Task::Digits, Split::Test).per_class(2);
+    let data = Dataset::task(Task::Digits, Split::Test)
+        .expect("digits")
+        .per_class(2);
     for loss in [Loss::CrossEntropy, Loss::Entropy] {
         let mlp = Mlp::upload(&w, &device).unwrap();
         let (value, grads) = mlp.gradients(data.inputs(&device), Some(data.one_hot(&device)), loss);
@@ -92,6 +94,7 @@ fn the_linearised_model_is_the_first_order_expansion() {
     let device = Device::flex();
     let base = bundled(None).unwrap();
     let x = Dataset::task(Task::Mirror, Split::Test)
+        .expect("digits")
         .per_class(3)
         .inputs(&device);
     let shifted = |scale: f32| -> Weights {
@@ -139,6 +142,7 @@ fn the_linearised_model_is_the_first_order_expansion() {
     );
     // Its gradient is the base's gradient at θ₀, wherever θ is.
     let y = Dataset::task(Task::Mirror, Split::Test)
+        .expect("digits")
         .per_class(3)
         .one_hot(&device);
     let g_base = Mlp::upload(&base, &device)
@@ -161,7 +165,9 @@ fn the_linearised_model_is_the_first_order_expansion() {
 #[test]
 fn training_lowers_the_loss_and_cancels() {
     let device = Device::flex();
-    let data = Dataset::task(Task::Mirror, Split::Train).per_class(20);
+    let data = Dataset::task(Task::Mirror, Split::Train)
+        .expect("digits")
+        .per_class(20);
     let opts = TrainOptions {
         epochs: 5,
         ..TrainOptions::default()
