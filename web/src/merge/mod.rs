@@ -242,6 +242,12 @@ pub fn MergeLab() -> impl IntoView {
                 .map(|t| t.name())
                 .collect::<Vec<_>>()
                 .join("+");
+            // Two merges of the same tasks differ by their fine-tunes too: say which.
+            let kind = if s.fine_tuning.linearised() {
+                ", linearised fine-tunes"
+            } else {
+                ""
+            };
             let r = match st
                 .compute(
                     engine::Task::Experiment(Box::new(Experiment::Merge(s))),
@@ -263,7 +269,7 @@ pub fn MergeLab() -> impl IntoView {
                 let name = o.rows.last().map(|r| r.name.clone()).unwrap_or_default();
                 compared.update(|c| {
                     c.push(Compared {
-                        name: format!("{name} [{tasks}]"),
+                        name: format!("{name} [{tasks}{kind}]"),
                         merged: o.merged.clone(),
                         mean: o.mean_accuracy,
                         normalised: o.mean_normalised,
