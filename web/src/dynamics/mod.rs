@@ -14,7 +14,7 @@ use interplay_dynamics::{
 };
 
 use crate::engine::{self, DynamicsOutput, Output, Part};
-use crate::plots::{LINE_COLOURS, LinePlot, Series, download, export_svg};
+use crate::plots::{LINE_COLOURS, LinePlot, Series, download};
 use crate::speclab::{
     Announce, BadInputs, ComputedOn, FindingView, RunControls, RunState, autosave, initial_spec,
     run_on_open, state_of,
@@ -485,6 +485,24 @@ pub fn DynamicsLab() -> impl IntoView {
                     facts.set((ran.backend.label().to_string(), ran.ms));
                     Ok(o)
                 }
+                // The spikes came as parts: the run's rates complete them.
+                Ok((
+                    Output::SpikingEnd {
+                        rate_exc_hz,
+                        rate_inh_hz,
+                    },
+                    ran,
+                )) => {
+                    facts.set((ran.backend.label().to_string(), ran.ms));
+                    match outcome.get_untracked() {
+                        Some(Ok(Outcome::Spiking(mut acc))) => {
+                            acc.rate_exc_hz = rate_exc_hz;
+                            acc.rate_inh_hz = rate_inh_hz;
+                            Ok(Outcome::Spiking(acc))
+                        }
+                        _ => Err("the spiking run's spikes did not reach the page".to_string()),
+                    }
+                }
                 Ok(_) => Err("the engine answered with another lab's result".to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -503,7 +521,7 @@ pub fn DynamicsLab() -> impl IntoView {
     // the keyboard and screen readers reach it first.
     let result = view! {
         <section class="card result" data-testid="dyn-status" data-seq=move || st.runs.get() data-ms=move || facts.get().1
-                 data-state=move || state_of(st.busy.get(), &outcome.get())>
+                 data-state=move || outcome.with(|o| state_of(st.busy.get(), o))>
             <h2>"Result"</h2>
             <Announce what="Dynamics run" busy=st.busy outcome=outcome/>
             <ComputedOn st=st facts=facts prefix="dyn-"/>

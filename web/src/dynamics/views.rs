@@ -2,29 +2,35 @@
 //! sweeps, what/when trials.
 
 use super::*;
+use wasm_bindgen::JsCast;
 
 /// `facts`: (device, milliseconds) of the run, for how it compares with real time.
 pub(super) fn spiking_view(
-    r: SpikingResult,
+    mut r: SpikingResult,
     spec: DynamicsSpec,
     facts: (String, f64),
 ) -> impl IntoView {
     let DynamicsSpec::Spiking(s) = spec else {
         return view! { <p></p> }.into_any();
     };
-    let n = (s.excitatory + s.inhibitory).max(1) as f64;
-    let (w, h) = (640.0, 300.0);
-    let ms = s.ms.max(1) as f64;
-    // One path per population keeps thousands of spikes cheap to draw.
-    let mut paths = [String::new(), String::new()];
-    for &(t, j) in &r.raster {
-        let k = usize::from(j as usize >= s.excitatory);
-        paths[k].push_str(&format!(
-            "M{:.1},{:.1}h1.2",
-            t as f64 / ms * w,
-            (1.0 - j as f64 / n) * h
-        ));
-    }
+    let geometry = RasterGeometry {
+        ms: s.ms.max(1) as f64,
+        neurons: (s.excitatory + s.inhibitory).max(1) as f64,
+        excitatory: s.excitatory,
+    };
+    // Up to a million spikes: drawn as pixels into a canvas, not as SVG (a streamed run redraws
+    // every quarter second, and a path of every spike took the page's main thread 100-250 ms to
+    // format and parse). The SVG export is made when asked for.
+    let raster = std::rc::Rc::new(std::mem::take(&mut r.raster));
+    let canvas = NodeRef::<leptos::html::Canvas>::new();
+    Effect::new({
+        let raster = raster.clone();
+        move |_| {
+            if let Some(c) = canvas.get() {
+                draw_raster(&c, &raster, &geometry);
+            }
+        }
+    });
     let elapsed = r.pop_exc.len().max(1) as f64 / 1000.0;
     let rate = |c: &[u32], pop: usize| c.iter().sum::<u32>() as f64 / pop.max(1) as f64 / elapsed;
     let (re, ri) = (
@@ -56,13 +62,15 @@ pub(super) fn spiking_view(
         })
         .collect();
     // Made when asked for: a streamed raster redraws often.
-    let raster = r.raster.clone();
-    let raster_csv = move || {
-        let mut c = String::from("ms,neuron\n");
-        for (t, j) in &raster {
-            c += &format!("{t},{j}\n");
+    let raster_csv = {
+        let raster = raster.clone();
+        move || {
+            let mut c = String::from("ms,neuron\n");
+            for (t, j) in raster.iter() {
+                c += &format!("{t},{j}\n");
+            }
+            c
         }
-        c
     };
     // Only a finished run says how it kept up (a streamed part has no time yet). The time is
     // the engine's, pauses left out, drawing the network and compiling kernels included.
@@ -93,12 +101,8 @@ pub(super) fn spiking_view(
             <dt>"inhibitory rate"</dt><dd data-testid="dyn-rate-inh">{format!("{ri:.2} Hz")}</dd>
         </dl>
         <figure data-testid="dyn-raster" data-spikes=r.spikes>
-            <svg xmlns="http://www.w3.org/2000/svg" viewBox=format!("0 0 {w} {h}") width="100%" role="img"
-                 aria-label="spike raster: time on x, neuron on y (excitatory below, inhibitory on top)">
-                <rect x="0" y="0" width=w height=h fill="none" stroke="#ccc"/>
-                <path d=paths[0].clone() stroke=LINE_COLOURS[0] stroke-width="1.4"/>
-                <path d=paths[1].clone() stroke=LINE_COLOURS[1] stroke-width="1.4"/>
-            </svg>
+            <canvas node_ref=canvas class="raster" width=RASTER_PX.0 height=RASTER_PX.1 role="img"
+                    aria-label="spike raster: time on x, neuron on y (excitatory below, inhibitory on top)"></canvas>
             <figcaption class="muted">{format!("spike raster over {} ms: excitatory (blue, bottom), inhibitory (vermillion, top)", r.pop_exc.len())}</figcaption>
             {r.raster_until_ms.map(|t| view! {
                 <p class="notice" data-testid="dyn-raster-cut">{format!(
@@ -106,7 +110,7 @@ pub(super) fn spiking_view(
                     interplay_dynamics::spiking::RASTER_MAX, r.pop_exc.len()
                 )}</p>
             })}
-            <p><button on:click=move |_| export_svg("dyn-raster")>"Export SVG"</button>" "
+            <p><button on:click=move |_| download("dyn-raster.svg", "image/svg+xml", &raster_svg(&raster, &geometry))>"Export SVG"</button>" "
                <button on:click=move |_| download("raster.csv", "text/csv", &raster_csv())>"Export CSV"</button></p>
         </figure>
         <LinePlot series=pop x0=0.0 dx=5.0 xlabel="ms".to_string() ylabel="rate (Hz, 5 ms bins)".to_string() testid="dyn-pop-rate".to_string()/>
@@ -114,6 +118,91 @@ pub(super) fn spiking_view(
             <LinePlot series=traces xlabel="ms".to_string() ylabel="membrane potential (mV)".to_string() testid="dyn-traces".to_string()/>
         })}
     }.into_any()
+}
+
+/// Where a raster's spikes go: the run's length and its neurons (excitatory first).
+#[derive(Clone, Copy)]
+struct RasterGeometry {
+    ms: f64,
+    neurons: f64,
+    excitatory: usize,
+}
+
+impl RasterGeometry {
+    /// Spike (`t` ms, neuron `j`) in a `w` × `h` box: time on x, neuron 0 at the bottom.
+    fn at(&self, (t, j): (u32, u32), w: f64, h: f64) -> (f64, f64) {
+        (t as f64 / self.ms * w, (1.0 - j as f64 / self.neurons) * h)
+    }
+
+    /// 0 for an excitatory neuron, 1 for an inhibitory one (their colours' index).
+    fn population(&self, j: u32) -> usize {
+        usize::from(j as usize >= self.excitatory)
+    }
+}
+
+/// The raster canvas's size in pixels: twice the 640 × 300 the page shows, for sharp screens.
+const RASTER_PX: (u32, u32) = (1280, 600);
+
+/// Draw `raster` into `canvas`: a 2 × 2 pixel mark per spike in its population's colour on
+/// white, set in one pixel buffer (a million spikes take a few ms; no drawing call per spike).
+fn draw_raster(canvas: &web_sys::HtmlCanvasElement, raster: &[(u32, u32)], g: &RasterGeometry) {
+    let (w, h) = (canvas.width() as usize, canvas.height() as usize);
+    if w < 2 || h < 2 {
+        return;
+    }
+    let colours = [rgb(LINE_COLOURS[0]), rgb(LINE_COLOURS[1])];
+    let mut px = vec![255u8; w * h * 4];
+    for &(t, j) in raster {
+        let (x, y) = g.at((t, j), w as f64, h as f64);
+        // Clamped so the first and last neurons and ms stay inside.
+        let (x, y) = ((x as usize).min(w - 2), (y as usize).min(h - 2));
+        let c = colours[g.population(j)];
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let i = ((y + dy) * w + x + dx) * 4;
+            px[i..i + 3].copy_from_slice(&c);
+        }
+    }
+    let put = || -> Result<(), wasm_bindgen::JsValue> {
+        let ctx: web_sys::CanvasRenderingContext2d = canvas
+            .get_context("2d")?
+            .ok_or_else(|| wasm_bindgen::JsValue::from_str("no 2d canvas"))?
+            .dyn_into()?;
+        let img = web_sys::ImageData::new_with_u8_clamped_array_and_sh(
+            wasm_bindgen::Clamped(&px),
+            w as u32,
+            h as u32,
+        )?;
+        ctx.put_image_data(&img, 0.0, 0.0)
+    };
+    if let Err(e) = put() {
+        web_sys::console::warn_1(&format!("the raster could not be drawn: {e:?}").into());
+    }
+}
+
+/// `#rrggbb` as bytes (black if malformed: the palette is ours).
+fn rgb(hex: &str) -> [u8; 3] {
+    let byte = |i: usize| {
+        hex.get(i..i + 2)
+            .and_then(|b| u8::from_str_radix(b, 16).ok())
+            .unwrap_or(0)
+    };
+    [byte(1), byte(3), byte(5)]
+}
+
+/// The raster as a standalone SVG (vector: one path per population), for the export.
+fn raster_svg(raster: &[(u32, u32)], g: &RasterGeometry) -> String {
+    let (w, h) = (640.0, 300.0);
+    let mut paths = [String::new(), String::new()];
+    for &spike in raster {
+        let (x, y) = g.at(spike, w, h);
+        paths[g.population(spike.1)].push_str(&format!("M{x:.1},{y:.1}h1.2"));
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\">\
+         <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"white\" stroke=\"#ccc\"/>\
+         <path d=\"{}\" stroke=\"{}\" stroke-width=\"1.4\"/><path d=\"{}\" stroke=\"{}\" stroke-width=\"1.4\"/></svg>",
+        paths[0], LINE_COLOURS[0], paths[1], LINE_COLOURS[1]
+    )
 }
 
 pub(super) fn prediction_view(r: PredictionResult) -> impl IntoView {

@@ -214,6 +214,14 @@ pub enum DynamicsOutput {
 pub enum Output {
     /// A Dynamics experiment.
     Dynamics(DynamicsOutput),
+    /// The end of a spiking run whose raster, counts and traces came as [`Part::Spikes`]: only
+    /// what the end adds, so a long run's million spikes cross to the page once, not twice.
+    SpikingEnd {
+        /// Mean excitatory rate (Hz).
+        rate_exc_hz: f64,
+        /// Mean inhibitory rate (Hz).
+        rate_inh_hz: f64,
+    },
     /// A Merge experiment.
     Merge(MergeOutcome),
     /// A Circuits patching sweep, with its grid's row and column labels.

@@ -502,9 +502,14 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                     DynamicsSpec::Spiking(x) => {
                         let mut on_chunk =
                             |c: &interplay_dynamics::SpikingResult| part(Part::Spikes(c.clone()));
-                        x.run(device, &mut on_chunk, &mut on_progress)
+                        return x
+                            .run(device, &mut on_chunk, &mut on_progress)
                             .await
-                            .map(DynamicsOutput::Spiking)
+                            .map(|r| Output::SpikingEnd {
+                                rate_exc_hz: r.rate_exc_hz,
+                                rate_inh_hz: r.rate_inh_hz,
+                            })
+                            .map_err(|e| e.to_string());
                     }
                     DynamicsSpec::Prediction(x) => x
                         .run(device, &mut on_progress)
