@@ -15,6 +15,9 @@ export const MG = {
   horizon: 1, ridge: 1e-7, series_seed: 0,
   reservoir: { units: 100, spectral_radius: 0.9, leak: 0.3, input_scaling: 1.0, seed: 42 },
 };
+// The Santa Fe laser: its series is not in the page's module; the engine fetches it from the
+// site (bundled/dynamics/) the first time a run needs it.
+const SANTA_FE = { ...MG, task: "santa-fe", steps: 3000, train: 2000, test: 500, warmup: 100 };
 // The full second of the classic network (WebGPU: one kernel per ms) and the 500-unit
 // Mackey-Glass ESN (WebGPU: one kernel per 250 steps) on both devices.
 export const IZ = { experiment: "spiking", ms: 150, seed: 1, trace_neurons: [0, 850] };
@@ -64,6 +67,11 @@ for (const mode of MODES) {
       assert.ok(nrmse < 0.01);
       assert.match(await b.page.inputValue('[data-testid="dyn-share-link"]'), /#\/dynamics\?spec=/);
       await b.page.screenshot({ path: path.join(SHOTS, `dynamics-esn-${mode.name}.png`), fullPage: true });
+      await lab.open(srv.base, SANTA_FE, mode.backend);
+      await lab.run();
+      const sf = Number(await b.page.textContent('[data-testid="dyn-nrmse"]'));
+      const cliSf = cliOf(SANTA_FE);
+      assert.ok(Math.abs(sf - cliSf.nrmse) <= 1e-3 * cliSf.nrmse + 1e-6, `Santa Fe: page NRMSE ${sf} vs CLI ${cliSf.nrmse}`);
 
       // Izhikevich raster: spikes stream in; rates as the CLI's. The CPU is spike for spike; a
       // GPU may fuse a multiply-add (one rounding instead of two) and the network is chaotic,

@@ -106,12 +106,47 @@ pub fn narma10(steps: usize, seed: u64, u: Option<&[f64]>) -> Result<(Vec<f64>, 
     Ok((u[ORDER..].to_vec(), y[ORDER..].to_vec()))
 }
 
+/// Where the Santa Fe series lies in the site (`public/`), for the page to fetch.
+pub const SANTAFE_FILE: &str = "bundled/dynamics/santafe_laser.u8";
+
+/// Natively the series is compiled in.
+#[cfg(not(target_arch = "wasm32"))]
+fn santafe_bytes() -> Result<&'static [u8]> {
+    Ok(include_bytes!(
+        "../../../public/bundled/dynamics/santafe_laser.u8"
+    ))
+}
+
+/// The series the page fetched ([`provide_santafe`]).
+#[cfg(target_arch = "wasm32")]
+static SANTAFE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Whether the page has handed over the Santa Fe series.
+#[cfg(target_arch = "wasm32")]
+pub fn santafe_provided() -> bool {
+    SANTAFE.get().is_some()
+}
+
+/// Hand over the bytes of [`SANTAFE_FILE`], fetched by the page: only the Santa Fe task reads
+/// them, so the page's module does not carry them. The first set handed over stays.
+#[cfg(target_arch = "wasm32")]
+pub fn provide_santafe(bytes: Vec<u8>) {
+    let _ = SANTAFE.set(bytes);
+}
+
+#[cfg(target_arch = "wasm32")]
+fn santafe_bytes() -> Result<&'static [u8]> {
+    SANTAFE.get().map(Vec::as_slice).ok_or_else(|| {
+        DynamicsError::Input(format!(
+            "the Santa Fe series ({SANTAFE_FILE}) is not loaded; reload the page (offline, it \
+             is there once the page has been opened online)"
+        ))
+    })
+}
+
 /// The Santa Fe laser series (data set A, 10 093 samples), as ReservoirPy ships it.
-pub fn santafe_laser() -> Vec<f64> {
-    include_bytes!("../data/santafe_laser.u8")
-        .iter()
-        .map(|&b| b as f64)
-        .collect()
+pub fn santafe_laser() -> Result<Vec<f64>> {
+    Ok(santafe_bytes()?.iter().map(|&b| b as f64).collect())
 }
 
 /// i.i.d. U(−1, 1) input for memory capacity.
@@ -147,7 +182,7 @@ mod tests {
 
     #[test]
     fn santafe_has_its_length() {
-        let s = santafe_laser();
+        let s = santafe_laser().unwrap();
         assert_eq!(s.len(), 10_093);
         assert_eq!(&s[..3], &[86.0, 141.0, 95.0]);
     }

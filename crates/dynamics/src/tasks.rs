@@ -147,7 +147,7 @@ impl PredictionSpec {
                         MackeyGlass::default().generate(self.steps, None, self.series_seed)?
                     }
                     _ => {
-                        let mut s = santafe_laser();
+                        let mut s = santafe_laser()?;
                         s.truncate(self.steps);
                         s
                     }

@@ -491,6 +491,25 @@ async fn merge_suite() -> Result<(), String> {
     Ok(())
 }
 
+/// The Santa Fe series, fetched like the Merge suite the first time a Santa Fe run needs it.
+#[cfg(target_arch = "wasm32")]
+async fn santafe_series() -> Result<(), String> {
+    use interplay_dynamics::series;
+    if !series::santafe_provided() {
+        let bytes = crate::assets::fetch_bytes(series::SANTAFE_FILE)
+            .await
+            .map_err(|e| e.to_string())?;
+        series::provide_santafe(bytes);
+    }
+    Ok(())
+}
+
+/// Natively the series is compiled in.
+#[cfg(not(target_arch = "wasm32"))]
+async fn santafe_series() -> Result<(), String> {
+    Ok(())
+}
+
 async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Result<Output, String> {
     let device = &dev.device;
     let mut on_progress = progress_of(id, sink.clone());
@@ -511,10 +530,14 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                             })
                             .map_err(|e| e.to_string());
                     }
-                    DynamicsSpec::Prediction(x) => x
-                        .run(device, &mut on_progress)
-                        .await
-                        .map(DynamicsOutput::Prediction),
+                    DynamicsSpec::Prediction(x) => {
+                        if x.task == interplay_dynamics::tasks::Task::SantaFe {
+                            santafe_series().await?;
+                        }
+                        x.run(device, &mut on_progress)
+                            .await
+                            .map(DynamicsOutput::Prediction)
+                    }
                     DynamicsSpec::MemoryCapacity(x) => x
                         .run(device, &mut on_progress)
                         .await
