@@ -19,6 +19,9 @@ use crate::hooks::{ActivationCache, HookPlan, HookPoint, HookRunner};
 #[cfg(feature = "webgpu")]
 mod gpu;
 
+/// A few rows times the weights on the CPU (decoding), read where the weights lie.
+mod rows;
+
 /// LayerNorm (with bias) or RMSNorm (without).
 #[derive(Module, Debug)]
 pub struct Norm {
@@ -155,7 +158,8 @@ fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Option<Param<Tensor<1>>>) -> T
     let [bs, p, d] = x.dims();
     let w = w.val();
     let o = w.dims()[1];
-    let y = x.reshape([bs * p, d]).matmul(w);
+    let x = x.reshape([bs * p, d]);
+    let y = rows::matmul(&x, &w).unwrap_or_else(|| x.matmul(w));
     let y = match b {
         Some(b) => y + b.val().reshape([1, o]),
         None => y,
@@ -486,8 +490,15 @@ impl Transformer {
     /// - `x`: `[rows, d_model]` → `[rows, d_vocab]`.
     pub fn unembed_rows(&self, x: Tensor<2>) -> Tensor<2> {
         match &self.unembed {
-            Some(w) => x.matmul(w.val()),
-            None => self.embed.val().matmul(x.transpose()).transpose(),
+            Some(w) => {
+                let w = w.val();
+                rows::matmul(&x, &w).unwrap_or_else(|| x.matmul(w))
+            }
+            None => {
+                let e = self.embed.val();
+                rows::matmul_transposed(&x, &e)
+                    .unwrap_or_else(|| e.matmul(x.transpose()).transpose())
+            }
         }
     }
 

@@ -1,0 +1,325 @@
+//! A few rows times a weight matrix on the CPU, reading the weights where they lie: the
+//! products of a decoding step (one row per generated token) and of a last-position readout.
+//!
+//! Such a product reads every weight once and does two flops per weight, so it is bound by
+//! memory. gemm's one-row path (`m = 1`) runs a scalar loop in WebAssembly (its SIMD kernels
+//! need tiles of several rows), about 3-6 GB/s in the page; these loops are written so LLVM
+//! vectorises them on every target (independent lanes, no reordered sums) and reach ~11 GB/s
+//! there, and they split the columns over the CPU's threads where there are several. Their
+//! order of operations is fixed, so the page and the native CLI compute the same bits.
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Tensor, TensorData};
+
+/// At most this many rows take these loops; more reuse each weight enough for gemm's tiles.
+const MAX_ROWS: usize = 4;
+
+/// Rows of `W` (or of `W_E` for the dot form) folded into one pass over the output: each
+/// output value is loaded and stored once per `UNROLL` weights rows instead of once per row.
+const UNROLL: usize = 8;
+
+/// Below this many weights one thread does the whole product (a thread's start costs more).
+const PARALLEL_WEIGHTS: usize = 1 << 18;
+
+/// A CPU tensor's dense row-major f32 values, or `None` (another device, another dtype, a
+/// strided view, an autodiff tensor).
+fn dense<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    let p = t.clone().try_into_primitive::<Flex>().ok()?;
+    (p.dtype() == DType::F32 && p.layout().is_contiguous()).then_some(p)
+}
+
+/// The values of a tensor from [`dense`], `len` of them.
+fn values(p: &FlexTensor, len: usize) -> Option<&[f32]> {
+    let start = p.layout().start_offset();
+    p.storage::<f32>().get(start..start + len)
+}
+
+/// `x · w` for a few rows of `x` on the CPU; `None` where gemm does it (more rows, another
+/// device, a layout these loops do not read).
+///
+/// # Shapes
+/// - `x`: `[rows, k]`, `w`: `[k, n]` → `[rows, n]`.
+pub(super) fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let ([r, k], [k2, n]) = (x.dims(), w.dims());
+    if r == 0 || r > MAX_ROWS || k != k2 || n == 0 {
+        return None;
+    }
+    let (xp, wp) = (dense(x)?, dense(w)?);
+    let (xv, wv) = (values(&xp, r * k)?, values(&wp, k * n)?);
+    let out = by_columns(n, k, |cols| axpy_rows(xv, wv, k, n, cols));
+    Some(Tensor::from_data(
+        TensorData::new(interleave(out, r, n), [r, n]),
+        &x.device(),
+    ))
+}
+
+/// `x · wᵀ` for a few rows of `x` on the CPU, `w` read as rows (the tied unembedding: `W_E`
+/// is `[d_vocab, d_model]`); `None` as in [`matmul`].
+///
+/// # Shapes
+/// - `x`: `[rows, k]`, `w`: `[n, k]` → `[rows, n]`.
+pub(super) fn matmul_transposed(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let ([r, k], [n, k2]) = (x.dims(), w.dims());
+    if r == 0 || r > MAX_ROWS || k != k2 || n == 0 {
+        return None;
+    }
+    let (xp, wp) = (dense(x)?, dense(w)?);
+    let (xv, wv) = (values(&xp, r * k)?, values(&wp, n * k)?);
+    let out = by_columns(n, k, |cols| dot_rows(xv, wv, k, cols));
+    Some(Tensor::from_data(
+        TensorData::new(interleave(out, r, n), [r, n]),
+        &x.device(),
+    ))
+}
+
+/// `f` over ranges of the `n` output columns — on the CPU's threads when the product is big
+/// enough — each returning its columns for every row, `[rows, len]` row-major.
+fn by_columns(
+    n: usize,
+    k: usize,
+    f: impl Fn(std::ops::Range<usize>) -> Vec<f32> + Sync,
+) -> Vec<Vec<f32>> {
+    let threads = crate::par::threads();
+    let parts = if threads > 1 && n * k >= PARALLEL_WEIGHTS {
+        threads
+    } else {
+        1
+    };
+    // Column ranges of whole 16s, so every thread's loops stay vectorised.
+    let step = n.div_ceil(parts).div_ceil(16) * 16;
+    let ranges: Vec<_> = (0..n)
+        .step_by(step.max(16))
+        .map(|a| a..(a + step).min(n))
+        .collect();
+    crate::par::map(&ranges, |c| f(c.clone()))
+}
+
+/// Column blocks (each `[rows, len]`) side by side into `[rows, n]`.
+fn interleave(parts: Vec<Vec<f32>>, rows: usize, n: usize) -> Vec<f32> {
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap_or_default();
+    }
+    let mut out = Vec::with_capacity(rows * n);
+    for i in 0..rows {
+        for p in &parts {
+            let len = p.len() / rows;
+            out.extend_from_slice(&p[i * len..(i + 1) * len]);
+        }
+    }
+    out
+}
+
+/// Columns `cols` of `x · w` (`x`: rows × `k`, `w`: `k` × `n`), `[rows, cols.len()]`: each row's
+/// outputs accumulate `UNROLL` rows of `w` at a time, in order.
+fn axpy_rows(x: &[f32], w: &[f32], k: usize, n: usize, cols: std::ops::Range<usize>) -> Vec<f32> {
+    let len = cols.len();
+    let rows = x.len() / k;
+    let mut out = vec![0.0f32; rows * len];
+    let full = k / UNROLL * UNROLL;
+    for (i, o) in out.chunks_exact_mut(len).enumerate() {
+        let xi = &x[i * k..(i + 1) * k];
+        // Row `kk` of `w`, columns `cols` (sliced to `len` so the loops below are unchecked).
+        let row = |kk: usize| &w[kk * n + cols.start..kk * n + cols.end][..len];
+        for kk in (0..full).step_by(UNROLL) {
+            let a: [f32; UNROLL] = std::array::from_fn(|l| xi[kk + l]);
+            let r: [&[f32]; UNROLL] = std::array::from_fn(|l| row(kk + l));
+            let done = simd::axpy8(o, &a, &r);
+            for j in done..len {
+                o[j] += a[0] * r[0][j]
+                    + a[1] * r[1][j]
+                    + a[2] * r[2][j]
+                    + a[3] * r[3][j]
+                    + a[4] * r[4][j]
+                    + a[5] * r[5][j]
+                    + a[6] * r[6][j]
+                    + a[7] * r[7][j];
+            }
+        }
+        for (kk, &a) in xi.iter().enumerate().skip(full) {
+            for (oj, wj) in o.iter_mut().zip(row(kk)) {
+                *oj += a * wj;
+            }
+        }
+    }
+    out
+}
+
+/// Columns `cols` of `x · wᵀ` (`w`: `n` rows of `k`), `[rows, cols.len()]`: each output is a
+/// dot product kept in `UNROLL` independent lanes (summed at the end, in lane order).
+fn dot_rows(x: &[f32], w: &[f32], k: usize, cols: std::ops::Range<usize>) -> Vec<f32> {
+    let rows = x.len() / k;
+    let len = cols.len();
+    let full = k / UNROLL * UNROLL;
+    let mut out = vec![0.0f32; rows * len];
+    for (jj, j) in cols.enumerate() {
+        let wj = &w[j * k..(j + 1) * k];
+        for i in 0..rows {
+            let xi = &x[i * k..(i + 1) * k];
+            let lanes = simd::dot8(&xi[..full], &wj[..full]);
+            let tail: f32 = xi[full..].iter().zip(&wj[full..]).map(|(a, b)| a * b).sum();
+            out[i * len + jj] = lanes.iter().sum::<f32>() + tail;
+        }
+    }
+    out
+}
+
+/// The two loops' vector forms. LLVM does not vectorise the page's loops itself (with LTO it
+/// vectorises at link time, at the page crate's size-first opt-level), so WebAssembly gets them
+/// written with its SIMD instructions; elsewhere they are plain loops the compiler vectorises.
+/// Every lane does the scalar loop's operations in the scalar loop's order: the same bits.
+mod simd {
+    use super::UNROLL;
+
+    /// `o[j] += Σ_l a[l] · r[l][j]` (summed in `l` order, then added) for the first columns in
+    /// whole vectors; returns how many it did (the caller does the rest).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[allow(unsafe_code)]
+    pub(super) fn axpy8(o: &mut [f32], a: &[f32; UNROLL], r: &[&[f32]; UNROLL]) -> usize {
+        use core::arch::wasm32::*;
+        let len = o.len();
+        if r.iter().any(|w| w.len() < len) {
+            return 0;
+        }
+        let av: [v128; UNROLL] = std::array::from_fn(|l| f32x4_splat(a[l]));
+        let whole = len / 4 * 4;
+        let mut j = 0;
+        while j < whole {
+            // SAFETY: `j + 4 <= len`, and `o` and every `r[l]` hold at least `len` values;
+            // unaligned loads and stores are allowed in WebAssembly.
+            unsafe {
+                let term = |l: usize| f32x4_mul(av[l], v128_load(r[l].as_ptr().add(j).cast()));
+                // Written out: the page's size-first build would not unroll a loop over `l`.
+                let s = f32x4_add(f32x4_add(f32x4_add(term(0), term(1)), term(2)), term(3));
+                let s = f32x4_add(
+                    f32x4_add(f32x4_add(f32x4_add(s, term(4)), term(5)), term(6)),
+                    term(7),
+                );
+                let p = o.as_mut_ptr().add(j).cast::<v128>();
+                v128_store(p, f32x4_add(v128_load(p), s));
+            }
+            j += 4;
+        }
+        whole
+    }
+
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub(super) fn axpy8(_o: &mut [f32], _a: &[f32; UNROLL], _r: &[&[f32]; UNROLL]) -> usize {
+        0
+    }
+
+    /// Per lane `l`, `Σ_c a[c·UNROLL + l] · b[c·UNROLL + l]` over whole chunks, in chunk order.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[allow(unsafe_code)]
+    pub(super) fn dot8(a: &[f32], b: &[f32]) -> [f32; UNROLL] {
+        use core::arch::wasm32::*;
+        let n = a.len().min(b.len()) / UNROLL * UNROLL;
+        let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        let mut c = 0;
+        while c < n {
+            // SAFETY: `c + UNROLL <= n`, within both slices; unaligned loads are allowed.
+            unsafe {
+                let (pa, pb) = (a.as_ptr().add(c), b.as_ptr().add(c));
+                lo = f32x4_add(lo, f32x4_mul(v128_load(pa.cast()), v128_load(pb.cast())));
+                hi = f32x4_add(
+                    hi,
+                    f32x4_mul(v128_load(pa.add(4).cast()), v128_load(pb.add(4).cast())),
+                );
+            }
+            c += UNROLL;
+        }
+        [
+            f32x4_extract_lane::<0>(lo),
+            f32x4_extract_lane::<1>(lo),
+            f32x4_extract_lane::<2>(lo),
+            f32x4_extract_lane::<3>(lo),
+            f32x4_extract_lane::<0>(hi),
+            f32x4_extract_lane::<1>(hi),
+            f32x4_extract_lane::<2>(hi),
+            f32x4_extract_lane::<3>(hi),
+        ]
+    }
+
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub(super) fn dot8(a: &[f32], b: &[f32]) -> [f32; UNROLL] {
+        let mut lanes = [0.0f32; UNROLL];
+        for (ca, cb) in a.chunks_exact(UNROLL).zip(b.chunks_exact(UNROLL)) {
+            for l in 0..UNROLL {
+                lanes[l] += ca[l] * cb[l];
+            }
+        }
+        lanes
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn tensor(v: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(v, shape), &Device::flex())
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    /// Both forms against gemm, at sizes with tails (k not a multiple of 8, n not of 16) and
+    /// big enough to split over threads.
+    #[test]
+    fn rows_match_gemm() {
+        for (r, k, n) in [
+            (1, 5, 3),
+            (1, 19, 37),
+            (3, 64, 100),
+            (4, 300, 1000),
+            (1, 577, 1537),
+        ] {
+            let x: Vec<f32> = (0..r * k)
+                .map(|i| ((i * 37) % 17) as f32 / 17.0 - 0.5)
+                .collect();
+            let w: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 91) % 23) as f32 / 23.0 - 0.5)
+                .collect();
+            let (xt, wt) = (tensor(x, [r, k]), tensor(w, [k, n]));
+            let want = xt
+                .clone()
+                .matmul(wt.clone())
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let got = matmul(&xt, &wt)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            close(&got, &want);
+            let wt_rows = wt
+                .clone()
+                .transpose()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let w_rows = tensor(wt_rows, [n, k]);
+            let got = matmul_transposed(&xt, &w_rows).unwrap().into_data();
+            close(&got.try_to_vec::<f32>().unwrap(), &want);
+        }
+    }
+
+    #[test]
+    fn many_rows_and_views_are_left_to_gemm() {
+        let x = tensor(vec![1.0; 5 * 4], [5, 4]);
+        let w = tensor(vec![1.0; 4 * 3], [4, 3]);
+        assert!(matmul(&x, &w).is_none());
+        // A transposed view is not dense row-major.
+        let x = tensor(vec![1.0; 4], [1, 4]);
+        let view = tensor(vec![1.0; 3 * 4], [3, 4]).transpose();
+        assert!(matmul(&x, &view).is_none());
+        assert!(matmul(&x, &w).is_some());
+    }
+}
