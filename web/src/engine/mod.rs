@@ -10,6 +10,10 @@
 //!
 //! A leaf: it knows the page's device ([`crate::runtime`]) and nothing of the labs' views.
 
+mod held;
+/// The allocator that turns a failed allocation into a panic with its size.
+#[cfg(target_arch = "wasm32")]
+mod oom;
 mod protocol;
 pub mod worker;
 

@@ -41,17 +41,8 @@ fn values(p: &FlexTensor, len: usize) -> Option<&[f32]> {
 /// # Shapes
 /// - `x`: `[rows, k]`, `w`: `[k, n]` → `[rows, n]`.
 pub(super) fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
-    let ([r, k], [k2, n]) = (x.dims(), w.dims());
-    if r == 0 || r > MAX_ROWS || k != k2 || n == 0 {
-        return None;
-    }
-    let (xp, wp) = (dense(x)?, dense(w)?);
-    let (xv, wv) = (values(&xp, r * k)?, values(&wp, k * n)?);
-    let out = by_columns(n, k, |cols| axpy_rows(xv, wv, k, n, cols));
-    Some(Tensor::from_data(
-        TensorData::new(interleave(out, r, n), [r, n]),
-        &x.device(),
-    ))
+    let [k, n] = w.dims();
+    few_rows(x, w, k, n, |xv, wv, cols| axpy_rows(xv, wv, k, n, cols))
 }
 
 /// `x · wᵀ` for a few rows of `x` on the CPU, `w` read as rows (the tied unembedding: `W_E`
@@ -60,13 +51,27 @@ pub(super) fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
 /// # Shapes
 /// - `x`: `[rows, k]`, `w`: `[n, k]` → `[rows, n]`.
 pub(super) fn matmul_transposed(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
-    let ([r, k], [n, k2]) = (x.dims(), w.dims());
-    if r == 0 || r > MAX_ROWS || k != k2 || n == 0 {
+    let [n, k] = w.dims();
+    few_rows(x, w, k, n, |xv, wv, cols| dot_rows(xv, wv, k, cols))
+}
+
+/// The checks and plumbing both forms share: `x` (`[rows, k]`, at most [`MAX_ROWS`]) and `w`
+/// (`k · n` values) dense on the CPU, then `kernel(x, w, columns)` over column ranges, put
+/// side by side into `[rows, n]`.
+fn few_rows(
+    x: &Tensor<2>,
+    w: &Tensor<2>,
+    k: usize,
+    n: usize,
+    kernel: impl Fn(&[f32], &[f32], std::ops::Range<usize>) -> Vec<f32> + Sync,
+) -> Option<Tensor<2>> {
+    let [r, kx] = x.dims();
+    if r == 0 || r > MAX_ROWS || kx != k || n == 0 {
         return None;
     }
     let (xp, wp) = (dense(x)?, dense(w)?);
-    let (xv, wv) = (values(&xp, r * k)?, values(&wp, n * k)?);
-    let out = by_columns(n, k, |cols| dot_rows(xv, wv, k, cols));
+    let (xv, wv) = (values(&xp, r * k)?, values(&wp, k * n)?);
+    let out = by_columns(n, k, |cols| kernel(xv, wv, cols));
     Some(Tensor::from_data(
         TensorData::new(interleave(out, r, n), [r, n]),
         &x.device(),
