@@ -265,8 +265,8 @@ impl<'a> Gguf<'a> {
             .unwrap_or("")
     }
 
-    /// Dequantise one tensor to f32, shape outermost first (ggml dims reversed).
-    pub fn tensor(&self, info: &TensorInfo) -> Result<HostTensor> {
+    /// A tensor's stored bytes (whole blocks of its ggml type), checked against the data section.
+    pub fn raw(&self, info: &TensorInfo) -> Result<&'a [u8]> {
         let (block, bytes_per_block, _) = block_layout(info.ggml_type)?;
         let numel = info
             .dims
@@ -295,7 +295,18 @@ impl<'a> Gguf<'a> {
                 self.data.len()
             )));
         }
-        let raw = &self.data[info.offset..end];
+        Ok(&self.data[info.offset..end])
+    }
+
+    /// The tensor called `name`, if the file has one.
+    pub fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Dequantise one tensor to f32, shape outermost first (ggml dims reversed).
+    pub fn tensor(&self, info: &TensorInfo) -> Result<HostTensor> {
+        let raw = self.raw(info)?;
+        let numel = info.dims.iter().product();
         let data = dequantize(info.ggml_type, raw, numel)?;
         let shape = info.dims.iter().rev().copied().collect();
         Ok(HostTensor { shape, data })

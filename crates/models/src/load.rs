@@ -10,6 +10,7 @@ use crate::gguf::Gguf;
 use crate::safetensors::read_safetensors;
 use crate::tokenizer::TextTokenizer;
 use crate::transformer::Transformer;
+use crate::transformer::quant::QuantWeights;
 use crate::weights::{Source, build_transformer};
 
 /// A model ready to run, with its tokenizer when the checkpoint has one.
@@ -55,7 +56,12 @@ pub fn load_gguf(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         Err(e) => (None, Some(e.to_string())),
     };
     let weights = g.weights()?;
-    let model = build_transformer(config, weights, Source::Gguf, device)?;
+    let mut model = build_transformer(config, weights, Source::Gguf, device)?;
+    // Decoding on the CPU reads the quantised blocks (a sixth of the bytes for Q4_1); the
+    // f32 weights stay for everything else.
+    if crate::device::is_cpu(device) {
+        model.quantised = QuantWeights::from_gguf(&g, &model.config).map(std::sync::Arc::new);
+    }
     Ok(LoadedModel {
         model,
         tokenizer,

@@ -22,6 +22,9 @@ mod gpu;
 /// A few rows times the weights on the CPU (decoding), read where the weights lie.
 mod rows;
 
+/// Linear weights kept in their GGUF blocks for the CPU's few-row products.
+pub mod quant;
+
 /// LayerNorm (with bias) or RMSNorm (without).
 #[derive(Module, Debug)]
 pub struct Norm {
@@ -125,6 +128,10 @@ pub struct Transformer {
     /// Shape and family.
     #[module(skip)]
     pub config: TransformerConfig,
+    /// The linear weights in their GGUF blocks, for products of a few rows on the CPU (set by
+    /// the GGUF loader on the CPU; `None` elsewhere).
+    #[module(skip)]
+    pub quantised: Option<std::sync::Arc<quant::QuantWeights>>,
 }
 
 /// Keys and values of earlier positions (already rotated), one per layer, so a run can start
@@ -153,13 +160,23 @@ struct RunTables {
     mask: Tensor<4, burn::tensor::Bool>,
 }
 
-/// `x · W (+ b)` for `x: [batch, pos, d_in]`, `W: [d_in, d_out]` → `[batch, pos, d_out]`.
-fn linear(x: Tensor<3>, w: &Param<Tensor<2>>, b: &Option<Param<Tensor<1>>>) -> Tensor<3> {
+/// `x · W (+ b)` for `x: [batch, pos, d_in]`, `W: [d_in, d_out]` → `[batch, pos, d_out]`;
+/// `q` is `W` kept quantised (`[d_out, d_in]`), read instead where a few rows allow.
+fn linear(
+    x: Tensor<3>,
+    w: &Param<Tensor<2>>,
+    b: &Option<Param<Tensor<1>>>,
+    q: Option<&quant::QuantMatrix>,
+) -> Tensor<3> {
     let [bs, p, d] = x.dims();
     let w = w.val();
     let o = w.dims()[1];
     let x = x.reshape([bs * p, d]);
-    let y = rows::matmul(&x, &w).unwrap_or_else(|| x.matmul(w));
+    let y = q
+        .filter(|q| q.dims() == [o, d])
+        .and_then(|q| rows::quantised(&x, q))
+        .or_else(|| rows::matmul(&x, &w))
+        .unwrap_or_else(|| x.matmul(w));
     let y = match b {
         Some(b) => y + b.val().reshape([1, o]),
         None => y,
@@ -489,6 +506,13 @@ impl Transformer {
     /// # Shapes
     /// - `x`: `[rows, d_model]` → `[rows, d_vocab]`.
     pub fn unembed_rows(&self, x: Tensor<2>) -> Tensor<2> {
+        let kept = self.quantised.as_ref().and_then(|q| q.unembed.as_ref());
+        if let Some(y) = kept
+            .filter(|q| q.dims() == [self.config.d_vocab, self.config.d_model])
+            .and_then(|q| rows::quantised(&x, q))
+        {
+            return y;
+        }
         match &self.unembed {
             Some(w) => {
                 let w = w.val();
@@ -586,9 +610,13 @@ impl Transformer {
 
         let x = block.ln1.forward(resid.clone());
         let a = &block.attn;
-        let q = linear(x.clone(), &a.w_q, &a.b_q).reshape([b, p, h, dh]);
-        let k = linear(x.clone(), &a.w_k, &a.b_k).reshape([b, p, hkv, dh]);
-        let v = linear(x, &a.w_v, &a.b_v).reshape([b, p, hkv, dh]);
+        let kept = self.quantised.as_ref().and_then(|w| w.blocks.get(l));
+        let kept = |f: fn(&quant::QuantBlock) -> &Option<quant::QuantMatrix>| {
+            kept.and_then(|qb| f(qb).as_ref())
+        };
+        let q = linear(x.clone(), &a.w_q, &a.b_q, kept(|b| &b.q)).reshape([b, p, h, dh]);
+        let k = linear(x.clone(), &a.w_k, &a.b_k, kept(|b| &b.k)).reshape([b, p, hkv, dh]);
+        let v = linear(x, &a.w_v, &a.b_v, kept(|b| &b.v)).reshape([b, p, hkv, dh]);
         let q = hooks.r4(HookPoint::Q(l), q);
         let k = hooks.r4(HookPoint::K(l), k);
         let v = hooks.r4(HookPoint::V(l), v);
@@ -647,7 +675,7 @@ impl Transformer {
                 None => out,
             }
         } else {
-            linear(z.reshape([b, p, h * dh]), &a.w_o, &a.b_o)
+            linear(z.reshape([b, p, h * dh]), &a.w_o, &a.b_o, kept(|b| &b.o))
         };
         let attn_out = hooks.r3(HookPoint::AttnOut(l), attn_out);
         let resid = hooks.r3(HookPoint::ResidMid(l), resid + attn_out);
@@ -656,16 +684,19 @@ impl Transformer {
         let m = &block.mlp;
         let post = match &m.w_gate {
             Some(wg) => {
-                let gate = hooks.r3(HookPoint::MlpPre(l), linear(x.clone(), wg, &None));
-                silu(gate) * linear(x, &m.w_in, &m.b_in)
+                let gate = linear(x.clone(), wg, &None, kept(|b| &b.gate));
+                let gate = hooks.r3(HookPoint::MlpPre(l), gate);
+                silu(gate) * linear(x, &m.w_in, &m.b_in, kept(|b| &b.up))
             }
             None => {
-                let pre = hooks.r3(HookPoint::MlpPre(l), linear(x, &m.w_in, &m.b_in));
+                let pre = linear(x, &m.w_in, &m.b_in, kept(|b| &b.up));
+                let pre = hooks.r3(HookPoint::MlpPre(l), pre);
                 gelu_approximate(pre)
             }
         };
         let post = hooks.r3(HookPoint::MlpPost(l), post);
-        let mlp_out = hooks.r3(HookPoint::MlpOut(l), linear(post, &m.w_out, &m.b_out));
+        let mlp_out = linear(post, &m.w_out, &m.b_out, kept(|b| &b.down));
+        let mlp_out = hooks.r3(HookPoint::MlpOut(l), mlp_out);
         let resid = hooks.r3(HookPoint::ResidPost(l), resid + mlp_out);
         (resid, k, v)
     }

@@ -414,5 +414,6 @@ pub fn build_transformer(
         ln_final,
         unembed,
         config,
+        quantised: None,
     })
 }

@@ -77,6 +77,7 @@ fn model(device: &Device, dh: usize) -> Transformer {
         ln_final: norm(device, 1.0),
         unembed: Some(w([d, 50], 0.2)),
         config,
+        quantised: None,
     }
 }
 

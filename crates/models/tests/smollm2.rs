@@ -126,3 +126,99 @@ fn logits_head(g: &serde_json::Value) -> Vec<f64> {
         .map(|x| x.as_f64().unwrap())
         .collect()
 }
+
+/// Decoding reads SmolLM2's weights in their Q4_1/Q8_0 blocks on the CPU: greedy generation
+/// after the IOI prompt writes Hugging Face's tokens (transformers dequantises the same GGUF),
+/// every step's logits match HF's at 1e-4 relative, and they match the f32 weights' products.
+#[test]
+fn smollm2_decoding_from_quantised_blocks_matches_hf() {
+    let Some(path) = smollm2() else {
+        return;
+    };
+    let g: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("smollm2").join("generate.json")).unwrap(),
+    )
+    .unwrap();
+    let dev = ComputeDevice::cpu();
+    let m = load_path(&path, &dev.device).expect("SmolLM2 loads").model;
+    let kept = m.quantised.as_ref().expect("Q4_1 blocks kept on the CPU");
+    // Q4_1 blocks (24 bytes a block of 32 as kept) and the Q8_0 embedding (36): under a byte
+    // a weight, where the f32 weights take 4.
+    use burn::module::Module;
+    assert!(kept.bytes() < m.num_params(), "{} bytes kept", kept.bytes());
+    assert!(
+        kept.blocks
+            .iter()
+            .all(|b| b.q.is_some() && b.down.is_some())
+    );
+    assert!(kept.unembed.is_some());
+
+    let prompt = ids(&g["prompt"]);
+    let tokens = ids(&g["tokens"]);
+    let out = pollster::block_on(interplay_models::generate::generate(
+        &m,
+        &prompt,
+        tokens.len(),
+        &[],
+        interplay_models::generate::Sampling::Greedy,
+    ))
+    .unwrap();
+    assert_eq!(out.tokens, tokens, "greedy tokens differ from HF's");
+
+    let steps = decoding_logits(&m, &prompt, &tokens);
+    let chosen: Vec<f32> = steps
+        .iter()
+        .zip(&tokens)
+        .map(|(l, &t)| l[t as usize])
+        .collect();
+    let want: Vec<f64> = g["chosen_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(chosen.len(), want.len());
+    let err = max_rel_err(&chosen, &want);
+    assert!(err < 1e-4, "chosen logits differ from HF by {err:e}");
+
+    // The same steps through the f32 weights: the products differ only in their order of sums.
+    let mut f32_model = m.clone();
+    f32_model.quantised = None;
+    let plain = decoding_logits(&f32_model, &prompt, &tokens);
+    for (a, b) in steps.iter().zip(&plain) {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0f32, |s, x| s.max(x.abs()));
+        let diff = a.iter().zip(b).fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+        assert!(
+            diff <= 1e-5 * scale,
+            "step logits differ by {diff} (scale {scale})"
+        );
+    }
+}
+
+/// The logits of every decoding step (`[d_vocab]` each): the prompt in one run, then each
+/// token fed back with the key/value cache, reading the last position — as `generate` does.
+fn decoding_logits(
+    m: &interplay_models::Transformer,
+    prompt: &[u32],
+    tokens: &[u32],
+) -> Vec<Vec<f32>> {
+    let plan = interplay_models::HookPlan::default();
+    let d = m.config.d_model;
+    let mut cache = None;
+    let mut input = prompt.to_vec();
+    let mut out = Vec::new();
+    for &t in tokens {
+        let p = input.len();
+        let (resid, _, kv) = m
+            .extend_residual(m.tokens(&[input]).unwrap(), cache.as_ref(), &plan)
+            .unwrap();
+        let row = resid
+            .slice(burn::tensor::s![.., p - 1..p, ..])
+            .reshape([1, d]);
+        out.push(pollster::block_on(read_f32(m.logits_rows(row))).unwrap());
+        cache = Some(kv);
+        input = vec![t];
+    }
+    out
+}

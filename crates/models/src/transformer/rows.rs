@@ -13,7 +13,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
 
 /// At most this many rows take these loops; more reuse each weight enough for gemm's tiles.
-const MAX_ROWS: usize = 4;
+pub(super) const MAX_ROWS: usize = 4;
 
 /// Rows of `W` (or of `W_E` for the dot form) folded into one pass over the output: each
 /// output value is loaded and stored once per `UNROLL` weights rows instead of once per row.
@@ -53,6 +53,26 @@ pub(super) fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
 pub(super) fn matmul_transposed(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let [n, k] = w.dims();
     few_rows(x, w, k, n, |xv, wv, cols| dot_rows(xv, wv, k, cols))
+}
+
+/// `x · Wᵀ` for a few rows of `x` on the CPU with `W` kept in its GGUF blocks (see
+/// [`super::quant`]); `None` as in [`matmul`].
+///
+/// # Shapes
+/// - `x`: `[rows, k]`, `w`: `[n, k]` → `[rows, n]`.
+pub(super) fn quantised(x: &Tensor<2>, w: &super::quant::QuantMatrix) -> Option<Tensor<2>> {
+    let [n, k] = w.dims();
+    let [r, kx] = x.dims();
+    if r == 0 || r > MAX_ROWS || kx != k || n == 0 {
+        return None;
+    }
+    let xp = dense(x)?;
+    let xv = values(&xp, r * k)?;
+    let out = by_columns(n, k, |cols| w.dot_rows(xv, cols));
+    Some(Tensor::from_data(
+        TensorData::new(interleave(out, r, n), [r, n]),
+        &x.device(),
+    ))
 }
 
 /// The checks and plumbing both forms share: `x` (`[rows, k]`, at most [`MAX_ROWS`]) and `w`
