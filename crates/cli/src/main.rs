@@ -9,6 +9,7 @@
 //! `--model` is a `.gguf` file or a folder with `model.safetensors` + `config.json`
 //! (+ `tokenizer.json`).
 
+mod circuits;
 mod dynamics;
 mod merge;
 mod neurofeedback;
@@ -40,6 +41,10 @@ enum Cmd {
     Logits(LogitsArgs),
     /// An activation-patching sweep over layers and positions (or heads).
     Patch(PatchArgs),
+    /// Head ablation (zero, mean or resample) scored at the last position.
+    Ablate(circuits::AblateArgs),
+    /// Path patching from sender heads to receivers' q/k/v (Wang et al. 2022).
+    PathPatch(circuits::PathPatchArgs),
     /// Token ids and strings of a text under a model's tokenizer.
     Tokenize(TokenizeArgs),
     /// Run an experiment spec exported from the page ("Export spec"), of any lab.
@@ -341,6 +346,8 @@ fn run(cmd: &Cmd) -> Result<serde_json::Value> {
     match cmd {
         Cmd::Logits(a) => logits(a),
         Cmd::Patch(a) => patch(a),
+        Cmd::Ablate(a) => circuits::ablate(a),
+        Cmd::PathPatch(a) => circuits::path_patch(a),
         Cmd::Tokenize(a) => tokenize(a),
         Cmd::Run(a) => run_spec_file(a),
         Cmd::Esn(a) => dynamics::esn(a),

@@ -632,3 +632,131 @@ fn neurofeedback_flags_print_the_contract_and_equal_the_spec_run() {
     assert_eq!(code, 1);
     assert!(err.contains("needs the chat format"), "{err}");
 }
+
+/// `interplay ablate` and `interplay path-patch` print the Hugging Face hooks' numbers
+/// (tests/fixtures/ablation/golden.json, the tiny fixtures' cases) and refuse bad flags with a
+/// message.
+#[test]
+fn ablate_and_path_patch_match_hugging_face_hooks() {
+    let g = golden("ablation");
+    let heads = |v: &Value, sep: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let head = format!("{}.{}", h[0], h[1]);
+                match h.get(2) {
+                    Some(i) => format!("{head}{sep}{}", i.as_str().unwrap()),
+                    None => head,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let close = |what: &str, got: &Value, want: &Value, floor: f64| {
+        let (a, b) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs() + floor,
+            "{what}: {a} vs HF {b}"
+        );
+    };
+    let mut checked = 0;
+    for case in g["cases"].as_array().unwrap() {
+        let name = case["model"].as_str().unwrap();
+        if name == "smollm2" {
+            continue; // the lab's test runs these (on both devices)
+        }
+        let model = fixtures().join(name);
+        let model = model.to_str().unwrap();
+        let (answer, wrong) = (case["answer"].to_string(), case["wrong"].to_string());
+        let want = &case["expect"];
+        if case["kind"] == "ablate" {
+            let (ids, reference) = (csv(&case["ids"]), csv(&case["ids"]));
+            let mode = case["mode"].as_str().unwrap();
+            let reference = match &case["reference_ids"] {
+                Value::Null => reference,
+                r => csv(r),
+            };
+            let hs = heads(&case["heads"], "");
+            let mut args = vec![
+                "ablate", "--model", model, "--ids", &ids, "--heads", &hs, "--mode", mode,
+                "--answer", &answer, "--wrong", &wrong,
+            ];
+            if mode != "zero" {
+                args.extend(["--reference-ids", reference.as_str()]);
+            }
+            let (code, v, err) = interplay(&args);
+            assert_eq!(code, 0, "{err}");
+            let at = format!("{name} ablate {mode}");
+            close(&at, &v["clean_metric"], &want["clean_metric"], 1e-5);
+            close(&at, &v["metric"], &want["metric"], 1e-5);
+            close(&at, &v["p_answer"], &want["p_answer"], 1e-6);
+            close(&at, &v["kl"], &want["kl"], 2e-6);
+        } else {
+            let (senders, receivers) =
+                (heads(&case["senders"], ""), heads(&case["receivers"], ":"));
+            let (code, v, err) = interplay(&[
+                "path-patch",
+                "--model",
+                model,
+                "--clean-ids",
+                &csv(&case["clean_ids"]),
+                "--corrupt-ids",
+                &csv(&case["corrupt_ids"]),
+                "--senders",
+                &senders,
+                "--receivers",
+                &receivers,
+                "--answer",
+                &answer,
+                "--wrong",
+                &wrong,
+            ]);
+            assert_eq!(code, 0, "{err}");
+            let at = format!("{name} path-patch {senders} -> {receivers}");
+            for k in ["clean_metric", "corrupt_metric", "patched_metric"] {
+                close(&at, &v[k], &want[k], 1e-5);
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 12, "every tiny case ran");
+
+    let model = fixtures().join("tiny-llama");
+    let model = model.to_str().unwrap();
+    let base = ["--model", model, "--answer", "30", "--wrong", "58"];
+    // Mean ablation needs the reference prompt: a message, exit 1.
+    let mut args = vec![
+        "ablate", "--ids", "5,30,12", "--heads", "1.2", "--mode", "mean",
+    ];
+    args.extend(base);
+    let (code, _, err) = interplay(&args);
+    assert_eq!(code, 1);
+    assert!(err.contains("--reference-ids"), "{err}");
+    // A head written wrongly is a usage error that says how to write one.
+    let mut args = vec![
+        "ablate", "--ids", "5,30,12", "--heads", "1:2", "--mode", "zero",
+    ];
+    args.extend(base);
+    let (code, _, err) = interplay(&args);
+    assert_eq!(code, 2);
+    assert!(err.contains("LAYER.HEAD"), "{err}");
+    // Receivers before the senders, and heads the model lacks, are refused plainly.
+    for (senders, receivers, says) in [("1.0", "0.1:q", "later layers"), ("0.9", "1.1:q", "L0H9")] {
+        let mut args = vec![
+            "path-patch",
+            "--clean-ids",
+            "5,30,12",
+            "--corrupt-ids",
+            "5,58,12",
+            "--senders",
+            senders,
+            "--receivers",
+            receivers,
+        ];
+        args.extend(base);
+        let (code, _, err) = interplay(&args);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -68,12 +68,13 @@ async fn score_all(
     Ok((0..n)
         .map(|i| {
             let lp = &lps[i * v..(i + 1) * v];
+            // Summed in f64: over a 49k vocabulary an f32 sum drifts by ~1e-4 relative.
             let kl = clean_lp
                 .iter()
                 .zip(lp)
-                .map(|(c, r)| c.exp() * (c - r))
-                .sum::<f32>()
-                .max(0.0);
+                .map(|(&c, &r)| f64::from(c).exp() * (f64::from(c) - f64::from(r)))
+                .sum::<f64>()
+                .max(0.0) as f32;
             Scores {
                 // Log-probabilities differ from logits by one constant per row.
                 logit_diff: lp[answer as usize] - lp[wrong as usize],
@@ -173,16 +174,22 @@ pub enum ReceiverInput {
     V,
 }
 
-/// Path patching: the senders' outputs from the corrupted run reach only the receivers' chosen
-/// inputs; everything else keeps its clean value. Returns `(clean, path-patched)` scores.
-///
-/// 1. Run clean and corrupted, caching every head's output.
-/// 2. Run the clean prompt with the senders' outputs from the corrupted run and every other
-///    head frozen at its clean output (MLPs recompute), caching the receivers' q/k/v.
-/// 3. Run the clean prompt with only those receiver inputs replaced.
-///
-/// With grouped-query attention a receiver's key/value head is shared by its query group, so
-/// patching k or v reaches the whole group.
+/// A receiver of a path patch: a head and the input of it the path reaches.
+pub type Receiver = (Head, ReceiverInput);
+
+/// The runs of one path patch, scored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathScores {
+    /// The clean prompt.
+    pub clean: Scores,
+    /// The corrupted prompt (its KL is to the clean run too).
+    pub corrupt: Scores,
+    /// The clean prompt with the path patched.
+    pub patched: Scores,
+}
+
+/// Path patching with the same inputs (`inputs`) reached on every receiver; returns `(clean,
+/// path-patched)` scores. See [`path_patch_receivers`].
 #[allow(clippy::too_many_arguments)]
 pub async fn path_patch(
     m: &Transformer,
@@ -194,21 +201,50 @@ pub async fn path_patch(
     answer: u32,
     wrong: u32,
 ) -> Result<(Scores, Scores), LabError> {
+    let each: Vec<Receiver> = receivers
+        .iter()
+        .flat_map(|&r| inputs.iter().map(move |&i| (r, i)))
+        .collect();
+    let s = path_patch_receivers(m, clean, corrupt, senders, &each, answer, wrong).await?;
+    Ok((s.clean, s.patched))
+}
+
+/// Path patching: the senders' outputs from the corrupted run reach only the receivers' chosen
+/// inputs; everything else keeps its clean value.
+///
+/// 1. Run clean and corrupted, caching every head's output (`hook_z`).
+/// 2. Run the clean prompt with the senders' outputs from the corrupted run and every other
+///    head frozen at its clean output (MLPs and norms recompute), caching the receivers' q/k/v
+///    (the projections' outputs, before RoPE).
+/// 3. Run the clean prompt with only those receiver inputs replaced, everything downstream
+///    recomputing.
+///
+/// With grouped-query attention a receiver's key/value head is shared by its query group, so
+/// patching k or v reaches the whole group.
+pub async fn path_patch_receivers(
+    m: &Transformer,
+    clean: &[u32],
+    corrupt: &[u32],
+    senders: &[Head],
+    receivers: &[Receiver],
+    answer: u32,
+    wrong: u32,
+) -> Result<PathScores, LabError> {
     interplay_models::patching::check_pair(clean, corrupt)?;
     let cfg = &m.config;
     let (n, h) = (cfg.n_layers, cfg.n_heads);
-    for &(l, hh) in senders.iter().chain(receivers) {
+    for &(l, hh) in senders.iter().chain(receivers.iter().map(|r| &r.0)) {
         if l >= n || hh >= h {
             return Err(LabError::Spec(format!("no head L{l}H{hh} in this model")));
         }
     }
-    if inputs.is_empty() || receivers.is_empty() || senders.is_empty() {
+    if receivers.is_empty() || senders.is_empty() {
         return Err(LabError::Spec(
             "choose senders, receivers and at least one of q, k, v".into(),
         ));
     }
     let first_sender = senders.iter().map(|x| x.0).min().unwrap_or(0);
-    let first_receiver = receivers.iter().map(|x| x.0).min().unwrap_or(0);
+    let first_receiver = receivers.iter().map(|x| x.0.0).min().unwrap_or(0);
     if first_receiver <= first_sender {
         return Err(LabError::Spec(
             "receivers must sit in later layers than the senders".into(),
@@ -216,30 +252,31 @@ pub async fn path_patch(
     }
     let both = m.tokens(&[clean.to_vec(), corrupt.to_vec()])?;
     let (both_logits, cache) = m.run_with_hooks(both, &HookPlan::caching((0..n).map(HookPoint::Z)));
-    let clean_logits = both_logits.slice(s![0..1, .., ..]);
+    let clean_logits = both_logits.clone().slice(s![0..1, .., ..]);
+    let corrupt_logits = both_logits.slice(s![1..2, .., ..]);
     let z = |l: usize, row: usize| -> Result<Act, LabError> {
         match cache.get(HookPoint::Z(l)) {
             Some(Act::R4(t)) => Ok(Act::R4(t.clone().slice(s![row..row + 1, .., .., ..]))),
             _ => Err(LabError::Spec("missing head output".into())),
         }
     };
-    // Step 2: senders corrupted, other heads frozen clean; cache receivers' inputs.
     let recv_hook = |l: usize, i: ReceiverInput| match i {
         ReceiverInput::Q => HookPoint::Q(l),
         ReceiverInput::K => HookPoint::K(l),
         ReceiverInput::V => HookPoint::V(l),
     };
-    let recv_layers: Vec<usize> = {
-        let mut v: Vec<usize> = receivers.iter().map(|x| x.0).collect();
-        v.sort_unstable();
-        v.dedup();
+    // The (layer, input) sites the receivers read, each once, in order.
+    let sites: Vec<(usize, ReceiverInput)> = {
+        let mut v: Vec<(usize, ReceiverInput)> = Vec::new();
+        for &((l, _), i) in receivers {
+            if !v.contains(&(l, i)) {
+                v.push((l, i));
+            }
+        }
         v
     };
-    let mut plan = HookPlan::caching(
-        recv_layers
-            .iter()
-            .flat_map(|&l| inputs.iter().map(move |&i| recv_hook(l, i))),
-    );
+    // Step 2: senders corrupted, other heads frozen clean; cache the receivers' inputs.
+    let mut plan = HookPlan::caching(sites.iter().map(|&(l, i)| recv_hook(l, i)));
     for l in 0..n {
         let sent: Vec<usize> = senders.iter().filter(|x| x.0 == l).map(|x| x.1).collect();
         let frozen: Vec<usize> = (0..h).filter(|hh| !sent.contains(hh)).collect();
@@ -260,34 +297,45 @@ pub async fn path_patch(
     }
     let clean_tokens = m.tokens(&[clean.to_vec()])?;
     let (_, recv_cache) = m.run_with_hooks(clean_tokens.clone(), &plan);
-    // Step 3: the clean run with only the receivers' inputs replaced.
+    // Step 3: the clean run with only the receivers' inputs replaced (for k and v the
+    // receiver's key/value head).
     let g = cfg.group_size();
     let mut plan = HookPlan::default();
-    for &l in &recv_layers {
-        let qh: Vec<usize> = receivers.iter().filter(|x| x.0 == l).map(|x| x.1).collect();
-        let mut kvh: Vec<usize> = qh.iter().map(|x| x / g).collect();
-        kvh.dedup();
-        for &i in inputs {
-            let hook = recv_hook(l, i);
-            let src = recv_cache
-                .get(hook)
-                .cloned()
-                .ok_or_else(|| LabError::Spec("missing".into()))?;
-            let heads = if i == ReceiverInput::Q {
-                qh.clone()
-            } else {
-                kvh.clone()
-            };
-            plan = plan.with(hook, Selector::all().at_heads(heads), Action::Replace(src));
-        }
+    for &(l, i) in &sites {
+        let mut heads: Vec<usize> = receivers
+            .iter()
+            .filter(|r| r.0.0 == l && r.1 == i)
+            .map(|r| {
+                if i == ReceiverInput::Q {
+                    r.0.1
+                } else {
+                    r.0.1 / g
+                }
+            })
+            .collect();
+        heads.sort_unstable();
+        heads.dedup();
+        let hook = recv_hook(l, i);
+        let src = recv_cache
+            .get(hook)
+            .cloned()
+            .ok_or_else(|| LabError::Spec("missing".into()))?;
+        plan = plan.with(hook, Selector::all().at_heads(heads), Action::Replace(src));
     }
     let (patched, _) = m.run_with_hooks(clean_tokens, &plan);
     let sc = score_all(
-        vec![clean_logits.clone(), patched],
+        vec![clean_logits.clone(), corrupt_logits, patched],
         clean_logits,
         answer,
         wrong,
     )
     .await?;
-    Ok((sc[0].clone(), sc[1].clone()))
+    let [clean, corrupt, patched]: [Scores; 3] = sc
+        .try_into()
+        .map_err(|_| LabError::Spec("path patching scored the wrong number of runs".into()))?;
+    Ok(PathScores {
+        clean,
+        corrupt,
+        patched,
+    })
 }

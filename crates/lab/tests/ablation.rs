@@ -134,3 +134,143 @@ fn path_patching_through_every_input_of_every_later_head() {
         .is_err()
     );
 }
+
+/// `|got − want| ≤ 1e-4 · |want| + floor`: relative per value, with a floor for values near 0
+/// (KL divergences of a few 1e-6, logit differences that cross zero).
+fn close(what: &str, got: f32, want: f64, floor: f64) {
+    let e = (got as f64 - want).abs();
+    assert!(
+        e <= 1e-4 * want.abs() + floor,
+        "{what}: {got} vs Hugging Face {want} (off by {e:e})"
+    );
+}
+
+fn heads(v: &serde_json::Value) -> Vec<(usize, usize)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h[0].as_u64().unwrap() as usize,
+                h[1].as_u64().unwrap() as usize,
+            )
+        })
+        .collect()
+}
+
+/// Head ablation in every mode and path patching against Hugging Face forward hooks
+/// (tests/fixtures/make_ablation_goldens.py) on the tiny fixtures and SmolLM2's IOI prompts, on
+/// the CPU and wgpu.
+#[test]
+fn ablation_and_path_patching_match_hugging_face_hooks() {
+    use interplay_lab::ablation::path_patch_receivers;
+    use interplay_testkit::{golden, ids};
+    let g = golden("ablation");
+    let smollm2 = interplay_testkit::smollm2();
+    for dev in interplay_testkit::devices() {
+        let mut models = std::collections::HashMap::new();
+        for case in g["cases"].as_array().unwrap() {
+            let name = case["model"].as_str().unwrap();
+            let path = match name {
+                "smollm2" => match &smollm2 {
+                    Some(p) => p.clone(),
+                    None => continue,
+                },
+                _ => interplay_testkit::fixtures().join(name),
+            };
+            let m = models
+                .entry(name.to_string())
+                .or_insert_with(|| load_path(&path, &dev.device).unwrap().model);
+            let (answer, wrong) = (
+                case["answer"].as_u64().unwrap() as u32,
+                case["wrong"].as_u64().unwrap() as u32,
+            );
+            let want = &case["expect"];
+            let w = |k: &str| want[k].as_f64().unwrap();
+            let at = format!("{name} {} on {}", case["kind"], dev.backend.label());
+            if case["kind"] == "ablate" {
+                let kind = match case["mode"].as_str().unwrap() {
+                    "zero" => AblationKind::Zero,
+                    "mean" => AblationKind::Mean,
+                    _ => AblationKind::Resample,
+                };
+                let prompt = ids(&case["ids"]);
+                let reference = match &case["reference_ids"] {
+                    serde_json::Value::Null => prompt.clone(),
+                    r => ids(r),
+                };
+                let (clean, ablated) = pollster::block_on(ablate_heads(
+                    m,
+                    &prompt,
+                    &reference,
+                    &heads(&case["heads"]),
+                    kind,
+                    answer,
+                    wrong,
+                ))
+                .unwrap();
+                let at = format!("{at} {kind:?}");
+                close(
+                    &format!("{at} clean"),
+                    clean.logit_diff,
+                    w("clean_metric"),
+                    1e-5,
+                );
+                close(
+                    &format!("{at} metric"),
+                    ablated.logit_diff,
+                    w("metric"),
+                    1e-5,
+                );
+                close(&format!("{at} p"), ablated.probability, w("p_answer"), 1e-6);
+                close(&format!("{at} kl"), ablated.kl, w("kl"), 2e-6);
+            } else {
+                let receivers: Vec<_> = case["receivers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        let input = match r[2].as_str().unwrap() {
+                            "q" => ReceiverInput::Q,
+                            "k" => ReceiverInput::K,
+                            _ => ReceiverInput::V,
+                        };
+                        let head = (
+                            r[0].as_u64().unwrap() as usize,
+                            r[1].as_u64().unwrap() as usize,
+                        );
+                        (head, input)
+                    })
+                    .collect();
+                let s = pollster::block_on(path_patch_receivers(
+                    m,
+                    &ids(&case["clean_ids"]),
+                    &ids(&case["corrupt_ids"]),
+                    &heads(&case["senders"]),
+                    &receivers,
+                    answer,
+                    wrong,
+                ))
+                .unwrap();
+                close(
+                    &format!("{at} clean"),
+                    s.clean.logit_diff,
+                    w("clean_metric"),
+                    1e-5,
+                );
+                close(
+                    &format!("{at} corrupt"),
+                    s.corrupt.logit_diff,
+                    w("corrupt_metric"),
+                    1e-5,
+                );
+                close(
+                    &format!("{at} patched"),
+                    s.patched.logit_diff,
+                    w("patched_metric"),
+                    1e-5,
+                );
+            }
+        }
+    }
+}
