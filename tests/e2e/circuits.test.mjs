@@ -124,6 +124,14 @@ for (const mode of MODES) {
       assert.deepEqual(rows.slice(0, k).map((r) => r[0]), want.ids.slice(0, k), `top token ids on ${mode.name}`);
       const err = maxRelErr(rows.slice(0, k).map((r) => r[1]), want.values.slice(0, k));
       assert.ok(err < 1e-4, `SmolLM2 top logits on ${mode.name} differ from HF by ${err}`);
+      if (mode.name === "cpu") {
+        // Decoding on the CPU reads the weights in their Q4_1/Q8_0 blocks (WebAssembly SIMD):
+        // greedy continuation writes Hugging Face `generate`'s tokens (smollm2/generate.json).
+        const gen = JSON.parse(fs.readFileSync(path.join(FIX, "smollm2", "generate.json"), "utf8"));
+        await b.page.fill('[data-testid="prompt-ids"]', gen.prompt.join(","));
+        assert.equal(await lab.generate(gen.tokens.length, 600_000), "done");
+        assert.deepEqual(await lab.generated(), gen.tokens, "SmolLM2 greedy tokens on the CPU");
+      }
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
     } finally {

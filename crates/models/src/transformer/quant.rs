@@ -3,9 +3,10 @@
 //! once and does two flops with it, so its speed is the bytes it reads: SmolLM2's Q4_1 blocks
 //! are a sixth of its f32 weights.
 //!
-//! Each weight is dequantised in the kernel the way the loader dequantises it for the f32
-//! tensors (`q · d + m`, `(q − 8) · d`, `q · d`), so a product here equals the f32 one up to
-//! the order of its sums. The f32 tensors stay the model's weights (gemm, hooks, every other
+//! A block's product is computed in the factored form `d · Σ x q + m · Σ x` (for Q4_0
+//! `m = −8d`; Q8_0 has no `m`): the loader's dequantised weights `q · d + m`, `(q − 8) · d`,
+//! `q · d` regrouped, so a product here equals the f32 one up to rounding (checked at 1e-6 of
+//! the terms' magnitude), with two operations a weight fewer than dequantising first. The f32 tensors stay the model's weights (gemm, hooks, every other
 //! device); these are a second copy that only the CPU's few-row products read.
 
 use std::ops::Range;
@@ -55,11 +56,11 @@ impl Kind {
         }
     }
 
-    /// f32 values per block for its scale (and minimum).
+    /// f32 values per block as kept: the scale, and for 4 bits the offset `m`.
     fn scales(self) -> usize {
         match self {
-            Kind::Q4_1 => 2,
-            Kind::Q4_0 | Kind::Q8_0 => 1,
+            Kind::Q4_0 | Kind::Q4_1 => 2,
+            Kind::Q8_0 => 1,
         }
     }
 }
@@ -71,7 +72,7 @@ pub struct QuantMatrix {
     kind: Kind,
     n: usize,
     k: usize,
-    /// Per row, per block: `d` (and `m` for Q4_1).
+    /// Per row, per block: `d`, and `m` for 4 bits (Q4_0's is `−8d`).
     scales: Vec<f32>,
     /// Per row, per block: the quantised values as stored (for 4 bits: value `j` in the low
     /// nibble of byte `j`, value `j + 16` in its high nibble).
@@ -99,9 +100,13 @@ impl QuantMatrix {
         for &r in rows {
             let row = raw.get(r * row_bytes..(r + 1) * row_bytes)?;
             for b in row.chunks_exact(kind.stored()) {
-                scales.push(f16(b, 0));
-                if kind == Kind::Q4_1 {
-                    scales.push(f16(b, 2));
+                let d = f16(b, 0);
+                scales.push(d);
+                match kind {
+                    Kind::Q4_1 => scales.push(f16(b, 2)),
+                    // `(q − 8) · d` is `q · d + m` with `m = −8d` (exact: a power of two).
+                    Kind::Q4_0 => scales.push(-8.0 * d),
+                    Kind::Q8_0 => {}
                 }
                 quants.extend_from_slice(&b[kind.stored() - kind.quants()..]);
             }
@@ -129,22 +134,31 @@ impl QuantMatrix {
     /// Each output is a dot product kept in 8 lanes (lane `l` takes values `l, l + 8, ..`),
     /// summed in lane order at the end — the same order in every build.
     pub(super) fn dot_rows(&self, x: &[f32], cols: Range<usize>) -> Vec<f32> {
-        let rows = x.len() / self.k;
+        let k = self.k;
+        let rows = x.len() / k;
         let len = cols.len();
-        let nb = self.k / BLOCK;
+        let nb = k / BLOCK;
         let (sb, qb) = (nb * self.kind.scales(), nb * self.kind.quants());
+        // Each row's block sums, for the `m` term (summed in order: the same on every target).
+        let sums: Vec<f32> = x
+            .chunks_exact(BLOCK)
+            .map(|c| c.iter().fold(0.0f32, |a, &v| a + v))
+            .collect();
         let mut out = vec![0.0f32; rows * len];
         for (jj, j) in cols.enumerate() {
-            let lanes = kernel::row(
-                self.kind,
+            let (s, q) = (
                 &self.scales[j * sb..(j + 1) * sb],
                 &self.quants[j * qb..(j + 1) * qb],
-                x,
-                rows,
-                self.k,
             );
-            for (i, l) in lanes.iter().take(rows).enumerate() {
-                out[i * len + jj] = l.iter().sum();
+            for i in 0..rows {
+                let (lanes, m) = kernel::row(
+                    self.kind,
+                    s,
+                    q,
+                    &x[i * k..(i + 1) * k],
+                    &sums[i * nb..(i + 1) * nb],
+                );
+                out[i * len + jj] = lanes.iter().fold(0.0f32, |a, &v| a + v) + m;
             }
         }
         out
@@ -266,60 +280,58 @@ impl QuantWeights {
     }
 }
 
-/// One output row's dot products with every row of `x`, block by block. WebAssembly gets it
-/// written with SIMD instructions (the page's size-first build leaves plain loops scalar);
-/// elsewhere plain loops. Both dequantise with the loader's operations and accumulate lane `l`
-/// over values `l, l + 8, ..` in order: the same bits.
+/// One weight row's dot product with one row of `x`, block by block, in the factored form
+/// `Σ_b d_b · Σ_i x_i q_i + m_b · Σ_i x_i` (4-bit kinds; Q8_0 has no `m`). WebAssembly gets it
+/// written with SIMD instructions in straight lines (the page's size-first build leaves plain
+/// loops scalar and keeps indexed accumulators in memory); elsewhere plain loops. Both do the
+/// same operations in the same order: 8 lanes, lane `l` over values `l, l + 8, l + 16, l + 24`
+/// of a block, then scaled by `d` into the lane's total; the same bits on every target.
 mod kernel {
     use super::{BLOCK, Kind};
-    use crate::transformer::rows::MAX_ROWS;
 
-    /// Per row of `x` (`rows` of `k`), 8 lanes of `Σ x · w` over one weight row given as its
-    /// blocks' `scales` and `quants`.
+    /// 8 lanes of `Σ_b d_b · s_b` and the `Σ_b m_b · xs_b` term, for one weight row given as its
+    /// blocks' `scales` and `quants`; `xs[b]` is the sum of `x`'s block `b`.
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     pub(super) fn row(
         kind: Kind,
         scales: &[f32],
         quants: &[u8],
         x: &[f32],
-        rows: usize,
-        k: usize,
-    ) -> [[f32; 8]; MAX_ROWS] {
-        let mut lanes = [[0.0f32; 8]; MAX_ROWS];
-        let mut w = [0.0f32; BLOCK];
+        xs: &[f32],
+    ) -> ([f32; 8], f32) {
+        let mut acc = [0.0f32; 8];
+        let mut macc = 0.0f32;
+        let mut q = [0.0f32; BLOCK];
         let (ns, nq) = (kind.scales(), kind.quants());
-        for b in 0..k / BLOCK {
-            let (s, q) = (&scales[b * ns..(b + 1) * ns], &quants[b * nq..(b + 1) * nq]);
+        for (b, &sum) in xs.iter().enumerate() {
+            let (s, qb) = (&scales[b * ns..(b + 1) * ns], &quants[b * nq..(b + 1) * nq]);
             match kind {
                 Kind::Q8_0 => {
-                    for (wj, &qj) in w.iter_mut().zip(q) {
-                        *wj = qj as i8 as f32 * s[0];
+                    for (v, &c) in q.iter_mut().zip(qb) {
+                        *v = c as i8 as f32;
                     }
                 }
                 Kind::Q4_0 | Kind::Q4_1 => {
-                    let (lo, hi) = w.split_at_mut(16);
+                    let (lo, hi) = q.split_at_mut(16);
                     for j in 0..16 {
-                        let (a, c) = (q[j] & 0xF, q[j] >> 4);
-                        if kind == Kind::Q4_1 {
-                            lo[j] = a as f32 * s[0] + s[1];
-                            hi[j] = c as f32 * s[0] + s[1];
-                        } else {
-                            lo[j] = (a as i32 - 8) as f32 * s[0];
-                            hi[j] = (c as i32 - 8) as f32 * s[0];
-                        }
+                        lo[j] = (qb[j] & 0xF) as f32;
+                        hi[j] = (qb[j] >> 4) as f32;
                     }
                 }
             }
-            for (i, lane) in lanes.iter_mut().take(rows).enumerate() {
-                let xb = &x[i * k + b * BLOCK..i * k + (b + 1) * BLOCK];
-                for (wc, xc) in w.chunks_exact(8).zip(xb.chunks_exact(8)) {
-                    for l in 0..8 {
-                        lane[l] += wc[l] * xc[l];
-                    }
+            let xb = &x[b * BLOCK..(b + 1) * BLOCK];
+            for l in 0..8 {
+                let mut t = q[l] * xb[l];
+                for c in 1..4 {
+                    t += q[c * 8 + l] * xb[c * 8 + l];
                 }
+                acc[l] += s[0] * t;
+            }
+            if ns == 2 {
+                macc += s[1] * sum;
             }
         }
-        lanes
+        (acc, macc)
     }
 
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -329,104 +341,98 @@ mod kernel {
         scales: &[f32],
         quants: &[u8],
         x: &[f32],
-        rows: usize,
-        k: usize,
-    ) -> [[f32; 8]; MAX_ROWS] {
+        xs: &[f32],
+    ) -> ([f32; 8], f32) {
         use core::arch::wasm32::*;
-        let nb = k / BLOCK;
+        let nb = xs.len();
         let (ns, nq) = (kind.scales(), kind.quants());
-        let rows = rows.min(MAX_ROWS);
-        let mut lo = [f32x4_splat(0.0); MAX_ROWS];
-        let mut hi = [f32x4_splat(0.0); MAX_ROWS];
-        if scales.len() < nb * ns || quants.len() < nb * nq || x.len() < rows * k {
-            return [[0.0; 8]; MAX_ROWS];
+        if scales.len() < nb * ns || quants.len() < nb * nq || x.len() < nb * BLOCK {
+            return ([0.0; 8], 0.0);
         }
-        // Unsigned bytes → 4 × u32x4, in order.
-        let widen_u = |v: v128| {
-            let (a, b) = (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v));
-            [
-                u32x4_extend_low_u16x8(a),
-                u32x4_extend_high_u16x8(a),
-                u32x4_extend_low_u16x8(b),
-                u32x4_extend_high_u16x8(b),
-            ]
-        };
-        for b in 0..nb {
-            let d = f32x4_splat(scales[b * ns]);
-            // SAFETY: block `b`'s `nq` bytes lie within `quants` (checked above); unaligned
-            // loads are allowed in WebAssembly.
-            let w: [v128; 8] = unsafe {
+        let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        let mut macc = 0.0f32;
+        let f = |v: v128| f32x4_convert_i32x4(v);
+        for (b, &sum) in xs.iter().enumerate() {
+            // SAFETY: block `b`'s `nq` bytes lie within `quants` and its 32 values within `x`
+            // (checked above); unaligned loads are allowed in WebAssembly.
+            let (w, xv) = unsafe {
                 let q = quants.as_ptr().add(b * nq);
-                match kind {
-                    Kind::Q8_0 => {
-                        let mut w = [f32x4_splat(0.0); 8];
-                        for (h, v) in [v128_load(q.cast()), v128_load(q.add(16).cast())]
-                            .into_iter()
-                            .enumerate()
-                        {
-                            let (a, c) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
-                            let ints = [
-                                i32x4_extend_low_i16x8(a),
-                                i32x4_extend_high_i16x8(a),
-                                i32x4_extend_low_i16x8(c),
-                                i32x4_extend_high_i16x8(c),
-                            ];
-                            for (t, iv) in ints.into_iter().enumerate() {
-                                w[h * 4 + t] = f32x4_mul(f32x4_convert_i32x4(iv), d);
-                            }
-                        }
-                        w
-                    }
-                    Kind::Q4_0 | Kind::Q4_1 => {
-                        let v = v128_load(q.cast());
-                        let halves = [v128_and(v, u8x16_splat(0xF)), u8x16_shr(v, 4)];
-                        let m = f32x4_splat(if kind == Kind::Q4_1 {
-                            scales[b * ns + 1]
-                        } else {
-                            0.0
-                        });
-                        let eight = i32x4_splat(8);
-                        let mut w = [f32x4_splat(0.0); 8];
-                        for (h, half) in halves.into_iter().enumerate() {
-                            for (t, iv) in widen_u(half).into_iter().enumerate() {
-                                w[h * 4 + t] = if kind == Kind::Q4_1 {
-                                    f32x4_add(f32x4_mul(f32x4_convert_i32x4(iv), d), m)
-                                } else {
-                                    f32x4_mul(f32x4_convert_i32x4(i32x4_sub(iv, eight)), d)
-                                };
-                            }
-                        }
-                        w
-                    }
-                }
+                let w = if kind == Kind::Q8_0 {
+                    let (v0, v1) = (v128_load(q.cast()), v128_load(q.add(16).cast()));
+                    let (a, c) = (i16x8_extend_low_i8x16(v0), i16x8_extend_high_i8x16(v0));
+                    let (e, g) = (i16x8_extend_low_i8x16(v1), i16x8_extend_high_i8x16(v1));
+                    [
+                        f(i32x4_extend_low_i16x8(a)),
+                        f(i32x4_extend_high_i16x8(a)),
+                        f(i32x4_extend_low_i16x8(c)),
+                        f(i32x4_extend_high_i16x8(c)),
+                        f(i32x4_extend_low_i16x8(e)),
+                        f(i32x4_extend_high_i16x8(e)),
+                        f(i32x4_extend_low_i16x8(g)),
+                        f(i32x4_extend_high_i16x8(g)),
+                    ]
+                } else {
+                    let v = v128_load(q.cast());
+                    let (l4, h4) = (v128_and(v, u8x16_splat(0xF)), u8x16_shr(v, 4));
+                    let (a, c) = (u16x8_extend_low_u8x16(l4), u16x8_extend_high_u8x16(l4));
+                    let (e, g) = (u16x8_extend_low_u8x16(h4), u16x8_extend_high_u8x16(h4));
+                    [
+                        f(u32x4_extend_low_u16x8(a)),
+                        f(u32x4_extend_high_u16x8(a)),
+                        f(u32x4_extend_low_u16x8(c)),
+                        f(u32x4_extend_high_u16x8(c)),
+                        f(u32x4_extend_low_u16x8(e)),
+                        f(u32x4_extend_high_u16x8(e)),
+                        f(u32x4_extend_low_u16x8(g)),
+                        f(u32x4_extend_high_u16x8(g)),
+                    ]
+                };
+                let p = x.as_ptr().add(b * BLOCK);
+                let xv: [v128; 8] = [
+                    v128_load(p.cast()),
+                    v128_load(p.add(4).cast()),
+                    v128_load(p.add(8).cast()),
+                    v128_load(p.add(12).cast()),
+                    v128_load(p.add(16).cast()),
+                    v128_load(p.add(20).cast()),
+                    v128_load(p.add(24).cast()),
+                    v128_load(p.add(28).cast()),
+                ];
+                (w, xv)
             };
-            for i in 0..rows {
-                // SAFETY: row `i`'s block `b` lies within `x` (checked above).
-                unsafe {
-                    let p = x.as_ptr().add(i * k + b * BLOCK);
-                    for c in 0..4 {
-                        let xl = v128_load(p.add(c * 8).cast());
-                        let xh = v128_load(p.add(c * 8 + 4).cast());
-                        lo[i] = f32x4_add(lo[i], f32x4_mul(w[2 * c], xl));
-                        hi[i] = f32x4_add(hi[i], f32x4_mul(w[2 * c + 1], xh));
-                    }
-                }
+            // Lanes 0-3 take vectors 0, 2, 4, 6 (values l, l + 8, ..), lanes 4-7 the others.
+            let t_lo = f32x4_add(
+                f32x4_add(
+                    f32x4_add(f32x4_mul(w[0], xv[0]), f32x4_mul(w[2], xv[2])),
+                    f32x4_mul(w[4], xv[4]),
+                ),
+                f32x4_mul(w[6], xv[6]),
+            );
+            let t_hi = f32x4_add(
+                f32x4_add(
+                    f32x4_add(f32x4_mul(w[1], xv[1]), f32x4_mul(w[3], xv[3])),
+                    f32x4_mul(w[5], xv[5]),
+                ),
+                f32x4_mul(w[7], xv[7]),
+            );
+            let d = f32x4_splat(scales[b * ns]);
+            lo = f32x4_add(lo, f32x4_mul(d, t_lo));
+            hi = f32x4_add(hi, f32x4_mul(d, t_hi));
+            if ns == 2 {
+                macc += scales[b * ns + 1] * sum;
             }
         }
-        let mut lanes = [[0.0f32; 8]; MAX_ROWS];
-        for i in 0..rows {
-            lanes[i] = [
-                f32x4_extract_lane::<0>(lo[i]),
-                f32x4_extract_lane::<1>(lo[i]),
-                f32x4_extract_lane::<2>(lo[i]),
-                f32x4_extract_lane::<3>(lo[i]),
-                f32x4_extract_lane::<0>(hi[i]),
-                f32x4_extract_lane::<1>(hi[i]),
-                f32x4_extract_lane::<2>(hi[i]),
-                f32x4_extract_lane::<3>(hi[i]),
-            ];
-        }
-        lanes
+        let lanes = [
+            f32x4_extract_lane::<0>(lo),
+            f32x4_extract_lane::<1>(lo),
+            f32x4_extract_lane::<2>(lo),
+            f32x4_extract_lane::<3>(lo),
+            f32x4_extract_lane::<0>(hi),
+            f32x4_extract_lane::<1>(hi),
+            f32x4_extract_lane::<2>(hi),
+            f32x4_extract_lane::<3>(hi),
+        ];
+        (lanes, macc)
     }
 }
 
