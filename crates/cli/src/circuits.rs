@@ -101,7 +101,8 @@ pub(crate) struct PathPatchArgs {
     /// Sender heads, LAYER.HEAD comma-separated: their output comes from the corrupted run.
     #[arg(long)]
     senders: List<HeadArg>,
-    /// Receivers, LAYER.HEAD:q|k|v comma-separated (later layers than every sender): the input
+    /// Receivers, LAYER.HEAD:q|k|v comma-separated (each in a later layer than the first
+    /// sender's): the input
     /// the path reaches. For grouped-query models (e.g. SmolLM2) a k or v receiver replaces its
     /// key/value head's input (head / group size), which its whole query group reads.
     #[arg(long)]
@@ -118,7 +119,8 @@ pub(crate) struct PathPatchArgs {
 
 pub(crate) fn ablate(a: &AblateArgs) -> Result<serde_json::Value> {
     let (kind, reference) = match (a.mode, &a.reference_ids) {
-        (Mode::Zero, r) => (AblationKind::Zero, r.as_ref().unwrap_or(&a.ids)),
+        // Zero ablation reads no reference prompt.
+        (Mode::Zero, _) => (AblationKind::Zero, &a.ids),
         (Mode::Mean, Some(r)) => (AblationKind::Mean, r),
         (Mode::Resample, Some(r)) => (AblationKind::Resample, r),
         (m, None) => bail!(

@@ -741,8 +741,16 @@ fn ablate_and_path_patch_match_hugging_face_hooks() {
     let (code, _, err) = interplay(&args);
     assert_eq!(code, 2);
     assert!(err.contains("LAYER.HEAD"), "{err}");
+    // An answer outside the vocabulary is a message, not a panic.
+    let args = [
+        "ablate", "--model", model, "--ids", "5,30,12", "--heads", "1.2", "--mode", "zero",
+        "--answer", "96", "--wrong", "58",
+    ];
+    let (code, _, err) = interplay(&args);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("outside the vocabulary"), "{err}");
     // Receivers before the senders, and heads the model lacks, are refused plainly.
-    for (senders, receivers, says) in [("1.0", "0.1:q", "later layers"), ("0.9", "1.1:q", "L0H9")] {
+    for (senders, receivers, says) in [("1.0", "0.1:q", "later layer"), ("0.9", "1.1:q", "L0H9")] {
         let mut args = vec![
             "path-patch",
             "--clean-ids",

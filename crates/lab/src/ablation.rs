@@ -85,6 +85,17 @@ async fn score_all(
         .collect())
 }
 
+/// The metric's two tokens must be in the vocabulary.
+fn check_vocab(m: &Transformer, answer: u32, wrong: u32) -> Result<(), LabError> {
+    let v = m.config.d_vocab;
+    match [answer, wrong].into_iter().find(|&t| t as usize >= v) {
+        Some(t) => Err(LabError::Spec(format!(
+            "token id {t} is outside the vocabulary (size {v})"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// How ablated heads are replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,6 +122,7 @@ pub async fn ablate_heads(
     wrong: u32,
 ) -> Result<(Scores, Scores), LabError> {
     interplay_models::patching::check_pair(clean, corrupt)?;
+    check_vocab(m, answer, wrong)?;
     let n = m.config.n_layers;
     for &(l, h) in heads {
         if l >= n || h >= m.config.n_heads {
@@ -247,9 +259,10 @@ pub async fn path_patch_receivers(
     let first_receiver = receivers.iter().map(|x| x.0.0).min().unwrap_or(0);
     if first_receiver <= first_sender {
         return Err(LabError::Spec(
-            "receivers must sit in later layers than the senders".into(),
+            "every receiver must sit in a later layer than the first sender".into(),
         ));
     }
+    check_vocab(m, answer, wrong)?;
     let both = m.tokens(&[clean.to_vec(), corrupt.to_vec()])?;
     let (both_logits, cache) = m.run_with_hooks(both, &HookPlan::caching((0..n).map(HookPoint::Z)));
     let clean_logits = both_logits.clone().slice(s![0..1, .., ..]);

@@ -57,8 +57,8 @@ pub fn load_gguf(bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     };
     let weights = g.weights()?;
     let mut model = build_transformer(config, weights, Source::Gguf, device)?;
-    // Decoding on the CPU reads the quantised blocks (a sixth of the bytes for Q4_1); the
-    // f32 weights stay for everything else.
+    // Decoding on the CPU reads the quantised blocks (about a fifth of the bytes for Q4_1);
+    // the f32 weights stay for everything else.
     if crate::device::is_cpu(device) {
         model.quantised = QuantWeights::from_gguf(&g, &model.config).map(std::sync::Arc::new);
     }

@@ -129,7 +129,8 @@ pub struct Transformer {
     #[module(skip)]
     pub config: TransformerConfig,
     /// The linear weights in their GGUF blocks, for products of a few rows on the CPU (set by
-    /// the GGUF loader on the CPU; `None` elsewhere).
+    /// the GGUF loader on the CPU; `None` elsewhere). A copy: code that changes the weights
+    /// (none does on a loaded model) must clear it.
     #[module(skip)]
     pub quantised: Option<std::sync::Arc<quant::QuantWeights>>,
 }

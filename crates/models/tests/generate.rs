@@ -136,3 +136,100 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
         }
     }
 }
+
+/// The tiny Llama in quantised GGUF blocks (Q4_0 blocks, Q8_0 embedding and untied output;
+/// tests/fixtures/make_quant_model.py): on the CPU decoding reads the kept blocks, and writes
+/// Hugging Face's greedy tokens with every step's logits at 1e-4 (transformers dequantises the
+/// same file); the kept copy's products equal the f32 weights'; wgpu (no kept copy) agrees.
+#[test]
+fn decoding_from_q4_0_and_q8_0_blocks_matches_hugging_face() {
+    let dir = interplay_testkit::fixtures().join("tiny-llama");
+    let g = interplay_testkit::read_json(&dir.join("quant_golden.json"));
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let (prompt, tokens) = (ids(&g["prompt"]), ids(&g["tokens"]));
+    for dev in interplay_testkit::devices() {
+        let m = load_path(&dir.join("model.q4_0.gguf"), &dev.device)
+            .expect("loads")
+            .model;
+        let on = dev.backend.label();
+        if interplay_models::device::is_cpu(&dev.device) {
+            let kept = m.quantised.as_ref().expect("blocks kept on the CPU");
+            assert!(kept.unembed.is_some(), "output.weight (Q8_0) kept");
+            for b in &kept.blocks {
+                for w in [&b.q, &b.k, &b.v, &b.o, &b.up, &b.gate, &b.down] {
+                    assert!(w.is_some(), "every Q4_0 block weight kept");
+                }
+            }
+        } else {
+            assert!(m.quantised.is_none(), "no kept copy on {on}");
+        }
+        let out = block_on(generate(&m, &prompt, tokens.len(), &[], Sampling::Greedy)).unwrap();
+        assert_eq!(out.tokens, tokens, "greedy tokens on {on}");
+        let steps = decoding_logits(&m, &prompt, &tokens);
+        let want = g["step_logits"].as_array().unwrap();
+        assert_eq!(steps.len(), want.len());
+        for (i, (got, want)) in steps.iter().zip(want).enumerate() {
+            let want: Vec<f64> = want
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let err = interplay_testkit::max_rel_err(got, &want);
+            assert!(
+                err < 1e-4,
+                "step {i} on {on}: logits differ from HF by {err}"
+            );
+        }
+        if m.quantised.is_some() {
+            let mut plain = m.clone();
+            plain.quantised = None;
+            for (a, b) in steps.iter().zip(decoding_logits(&plain, &prompt, &tokens)) {
+                let scale = b.iter().fold(0f32, |s, x| s.max(x.abs()));
+                let diff = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+                assert!(
+                    diff <= 1e-5 * scale,
+                    "kept blocks vs f32: {diff} (scale {scale})"
+                );
+            }
+        }
+    }
+}
+
+/// The logits of every decoding step (`[d_vocab]` each), fed as `generate` feeds them.
+fn decoding_logits(
+    m: &interplay_models::Transformer,
+    prompt: &[u32],
+    tokens: &[u32],
+) -> Vec<Vec<f32>> {
+    let d = m.config.d_model;
+    let mut cache = None;
+    let mut input = prompt.to_vec();
+    let mut out = Vec::new();
+    for &t in tokens {
+        let p = input.len();
+        let (resid, _, kv) = m
+            .extend_residual(
+                m.tokens(&[input]).unwrap(),
+                cache.as_ref(),
+                &HookPlan::default(),
+            )
+            .unwrap();
+        let row = resid
+            .slice(burn::tensor::s![.., p - 1..p, ..])
+            .reshape([1, d]);
+        out.push(block_on(read_f32(m.logits_rows(row))).unwrap());
+        cache = Some(kv);
+        input = vec![t];
+    }
+    out
+}

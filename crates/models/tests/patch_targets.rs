@@ -1,7 +1,7 @@
 //! Every activation-patching target's raw patched metric against Hugging Face hooks
 //! (tests/fixtures/make_patching_goldens.py): each value at 1e-4 relative (floor 1e-5), on the
-//! tiny fixtures on the CPU and wgpu, and on SmolLM2's IOI prompts on the CPU (wgpu runs SmolLM2's
-//! resid_pre sweep in `smollm2.rs`).
+//! tiny fixtures on the CPU and wgpu, and on SmolLM2's IOI prompts on the CPU (SmolLM2 on wgpu
+//! is checked on its logits and logit difference in `smollm2.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(not(target_family = "wasm"))]
 

@@ -21,8 +21,9 @@ const UNROLL: usize = 8;
 
 /// Below this many weights one thread does the whole product (a thread's start costs more).
 /// In the page a pool thread is a Web Worker woken through `Atomics.wait`: splitting a
-/// decoding step's 211 products cost more than it saved (SmolLM2 decoded at 11.2 tokens/s on 2
-/// threads, 14.5 on one), so there only the unembedding is split.
+/// decoding step's 211 products cost more than it saved, from the f32 weights (SmolLM2: 10.8
+/// tokens/s on 2 threads, 11.3 on one) and from Q4_1 blocks (11.2 and 14.5), so there only the
+/// unembedding is split.
 #[cfg(not(target_family = "wasm"))]
 const PARALLEL_WEIGHTS: usize = 1 << 18;
 #[cfg(target_family = "wasm")]
