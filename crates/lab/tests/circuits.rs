@@ -48,6 +48,7 @@ fn patterns_match_hf() {
                 .flatten()
                 .copied()
                 .collect();
+            assert_eq!(got.len(), want.len(), "{name} L{l}: pattern entries");
             for (a, b) in got.iter().zip(&want) {
                 assert!((*a as f64 - b).abs() < 1e-5, "{name} L{l}");
             }

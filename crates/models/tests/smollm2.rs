@@ -47,6 +47,11 @@ fn smollm2_ioi_matches_hf() {
     let want = logits_head(&g);
     let err = max_rel_err(&last[..want.len()], &want);
     assert!(err < 1e-4, "SmolLM2 logits differ from HF by {err:e}");
+    let err = max_rel_err(last, &all_last_logits());
+    assert!(
+        err < 1e-4,
+        "SmolLM2: the {v} last-position logits differ from HF by {err:e}"
+    );
     let ld = last[mary as usize] - last[john as usize];
     let hf = g["logit_diff"].as_f64().unwrap();
     assert!(
@@ -105,6 +110,11 @@ fn smollm2_on_wgpu_matches_hf() {
         err < 1e-4,
         "SmolLM2 on wgpu: logits differ from HF by {err:e}"
     );
+    let err = max_rel_err(&last, &all_last_logits());
+    assert!(
+        err < 1e-4,
+        "SmolLM2 on wgpu: all last-position logits differ from HF by {err:e}"
+    );
     let (mary, john) = (
         g["answer"].as_u64().unwrap() as usize,
         g["wrong"].as_u64().unwrap() as usize,
@@ -115,6 +125,18 @@ fn smollm2_on_wgpu_matches_hf() {
         (ld - hf).abs() < 1e-3 * hf.abs().max(1.0),
         "logit diff on wgpu {ld} vs HF {hf}"
     );
+}
+
+/// All of HF's last-position logits of the clean prompt (`smollm2/last_logits.f32`, written by
+/// `make_goldens.py --smollm2` as little-endian float32), `[d_vocab]`.
+fn all_last_logits() -> Vec<f64> {
+    let bytes = std::fs::read(fixtures().join("smollm2").join("last_logits.f32")).unwrap();
+    let v: Vec<f64> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+        .collect();
+    assert_eq!(v.len(), 49_152, "one logit per vocabulary entry");
+    v
 }
 
 /// HF's first logits at the last position of the clean prompt.
