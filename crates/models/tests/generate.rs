@@ -171,7 +171,7 @@ fn decoding_from_q4_0_and_q8_0_blocks_matches_hugging_face() {
         }
         let out = block_on(generate(&m, &prompt, tokens.len(), &[], Sampling::Greedy)).unwrap();
         assert_eq!(out.tokens, tokens, "greedy tokens on {on}");
-        let steps = decoding_logits(&m, &prompt, &tokens);
+        let steps = interplay_testkit::decoding_logits(&m, &prompt, &tokens);
         let want = g["step_logits"].as_array().unwrap();
         assert_eq!(steps.len(), want.len());
         for (i, (got, want)) in steps.iter().zip(want).enumerate() {
@@ -190,7 +190,10 @@ fn decoding_from_q4_0_and_q8_0_blocks_matches_hugging_face() {
         if m.quantised.is_some() {
             let mut plain = m.clone();
             plain.quantised = None;
-            for (a, b) in steps.iter().zip(decoding_logits(&plain, &prompt, &tokens)) {
+            for (a, b) in steps
+                .iter()
+                .zip(interplay_testkit::decoding_logits(&plain, &prompt, &tokens))
+            {
                 let scale = b.iter().fold(0f32, |s, x| s.max(x.abs()));
                 let diff = a
                     .iter()
@@ -203,33 +206,4 @@ fn decoding_from_q4_0_and_q8_0_blocks_matches_hugging_face() {
             }
         }
     }
-}
-
-/// The logits of every decoding step (`[d_vocab]` each), fed as `generate` feeds them.
-fn decoding_logits(
-    m: &interplay_models::Transformer,
-    prompt: &[u32],
-    tokens: &[u32],
-) -> Vec<Vec<f32>> {
-    let d = m.config.d_model;
-    let mut cache = None;
-    let mut input = prompt.to_vec();
-    let mut out = Vec::new();
-    for &t in tokens {
-        let p = input.len();
-        let (resid, _, kv) = m
-            .extend_residual(
-                m.tokens(&[input]).unwrap(),
-                cache.as_ref(),
-                &HookPlan::default(),
-            )
-            .unwrap();
-        let row = resid
-            .slice(burn::tensor::s![.., p - 1..p, ..])
-            .reshape([1, d]);
-        out.push(block_on(read_f32(m.logits_rows(row))).unwrap());
-        cache = Some(kv);
-        input = vec![t];
-    }
-    out
 }

@@ -187,7 +187,7 @@ fn smollm2_decoding_from_quantised_blocks_matches_hf() {
     .unwrap();
     assert_eq!(out.tokens, tokens, "greedy tokens differ from HF's");
 
-    let steps = decoding_logits(&m, &prompt, &tokens);
+    let steps = interplay_testkit::decoding_logits(&m, &prompt, &tokens);
     let chosen: Vec<f32> = steps
         .iter()
         .zip(&tokens)
@@ -206,7 +206,7 @@ fn smollm2_decoding_from_quantised_blocks_matches_hf() {
     // The same steps through the f32 weights: the products differ only in their order of sums.
     let mut f32_model = m.clone();
     f32_model.quantised = None;
-    let plain = decoding_logits(&f32_model, &prompt, &tokens);
+    let plain = interplay_testkit::decoding_logits(&f32_model, &prompt, &tokens);
     for (a, b) in steps.iter().zip(&plain) {
         assert_eq!(a.len(), b.len());
         let scale = b.iter().fold(0f32, |s, x| s.max(x.abs()));
@@ -216,31 +216,4 @@ fn smollm2_decoding_from_quantised_blocks_matches_hf() {
             "step logits differ by {diff} (scale {scale})"
         );
     }
-}
-
-/// The logits of every decoding step (`[d_vocab]` each): the prompt in one run, then each
-/// token fed back with the key/value cache, reading the last position — as `generate` does.
-fn decoding_logits(
-    m: &interplay_models::Transformer,
-    prompt: &[u32],
-    tokens: &[u32],
-) -> Vec<Vec<f32>> {
-    let plan = interplay_models::HookPlan::default();
-    let d = m.config.d_model;
-    let mut cache = None;
-    let mut input = prompt.to_vec();
-    let mut out = Vec::new();
-    for &t in tokens {
-        let p = input.len();
-        let (resid, _, kv) = m
-            .extend_residual(m.tokens(&[input]).unwrap(), cache.as_ref(), &plan)
-            .unwrap();
-        let row = resid
-            .slice(burn::tensor::s![.., p - 1..p, ..])
-            .reshape([1, d]);
-        out.push(pollster::block_on(read_f32(m.logits_rows(row))).unwrap());
-        cache = Some(kv);
-        input = vec![t];
-    }
-    out
 }

@@ -111,3 +111,31 @@ pub fn smollm2() -> Option<PathBuf> {
     );
     None
 }
+
+/// The logits of every greedy decoding step (`[d_vocab]` each), fed as `generate` feeds them:
+/// the prompt in one run, then each of `tokens` with the key/value cache, reading the last
+/// position.
+pub fn decoding_logits(
+    m: &interplay_models::Transformer,
+    prompt: &[u32],
+    tokens: &[u32],
+) -> Vec<Vec<f32>> {
+    let d = m.config.d_model;
+    let plan = interplay_models::HookPlan::default();
+    let mut cache = None;
+    let mut input = prompt.to_vec();
+    let mut out = Vec::new();
+    for &t in tokens {
+        let p = input.len();
+        let (resid, _, kv) = m
+            .extend_residual(m.tokens(&[input]).unwrap(), cache.as_ref(), &plan)
+            .unwrap();
+        let row = resid.narrow(1, p - 1, 1).reshape([1, d]);
+        out.push(
+            pollster::block_on(interplay_models::device::read_f32(m.logits_rows(row))).unwrap(),
+        );
+        cache = Some(kv);
+        input = vec![t];
+    }
+    out
+}

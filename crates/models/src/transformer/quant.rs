@@ -431,17 +431,7 @@ mod kernel {
                 macc += scales[b * ns + 1] * sum;
             }
         }
-        let lanes = [
-            f32x4_extract_lane::<0>(lo),
-            f32x4_extract_lane::<1>(lo),
-            f32x4_extract_lane::<2>(lo),
-            f32x4_extract_lane::<3>(lo),
-            f32x4_extract_lane::<0>(hi),
-            f32x4_extract_lane::<1>(hi),
-            f32x4_extract_lane::<2>(hi),
-            f32x4_extract_lane::<3>(hi),
-        ];
-        (lanes, macc)
+        (crate::transformer::rows::simd::lanes(lo, hi), macc)
     }
 }
 

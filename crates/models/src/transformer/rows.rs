@@ -200,7 +200,7 @@ fn dot_rows(x: &[f32], w: &[f32], k: usize, cols: std::ops::Range<usize>) -> Vec
 /// vectorises at link time, at the page crate's size-first opt-level), so WebAssembly gets them
 /// written with its SIMD instructions; elsewhere they are plain loops the compiler vectorises.
 /// Every lane does the scalar loop's operations in the scalar loop's order: the same bits.
-mod simd {
+pub(super) mod simd {
     use super::UNROLL;
 
     /// `o[j] += Σ_l a[l] · r[l][j]` (summed in `l` order, then added) for the first columns in
@@ -260,6 +260,16 @@ mod simd {
             }
             c += UNROLL;
         }
+        lanes(lo, hi)
+    }
+
+    /// The 8 lanes of two vectors, `lo`'s first.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    pub(in crate::transformer) fn lanes(
+        lo: core::arch::wasm32::v128,
+        hi: core::arch::wasm32::v128,
+    ) -> [f32; UNROLL] {
+        use core::arch::wasm32::f32x4_extract_lane;
         [
             f32x4_extract_lane::<0>(lo),
             f32x4_extract_lane::<1>(lo),
