@@ -18,6 +18,7 @@ export const MG = {
 // The Santa Fe laser: its series is not in the page's module; the engine fetches it from the
 // site (bundled/dynamics/) the first time a run needs it.
 const SANTA_FE = { ...MG, task: "santa-fe", steps: 3000, train: 2000, test: 500, warmup: 100 };
+const RESERVOIRPY = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/dynamics/golden.json"), "utf8"));
 // The full second of the classic network (WebGPU: one kernel per ms) and the 500-unit
 // Mackey-Glass ESN (WebGPU: one kernel per 250 steps) on both devices.
 export const IZ = { experiment: "spiking", ms: 150, seed: 1, trace_neurons: [0, 850] };
@@ -72,6 +73,14 @@ for (const mode of MODES) {
       const sf = Number(await b.page.textContent('[data-testid="dyn-nrmse"]'));
       const cliSf = cliOf(SANTA_FE);
       assert.ok(Math.abs(sf - cliSf.nrmse) <= 1e-3 * cliSf.nrmse + 1e-6, `Santa Fe: page NRMSE ${sf} vs CLI ${cliSf.nrmse}`);
+      // And against ReservoirPy directly: its Reservoir, Ridge and nrmse on Interplay's weights
+      // for this very spec (make_dynamics_goldens.py; natively they agree to 1e-4).
+      const rpy = RESERVOIRPY.prediction.find((c) => c.spec.task === "santa-fe");
+      for (const [k, v] of Object.entries(SANTA_FE)) {
+        if (k !== "reservoir") assert.deepEqual(rpy.spec[k], v, `the golden's spec differs in ${k}`);
+      }
+      for (const [k, v] of Object.entries(SANTA_FE.reservoir)) assert.equal(rpy.spec.reservoir[k], v, `reservoir ${k}`);
+      assert.ok(Math.abs(sf - rpy.nrmse) <= 2e-3 * rpy.nrmse, `Santa Fe: page NRMSE ${sf} vs ReservoirPy ${rpy.nrmse}`);
 
       // Izhikevich raster: spikes stream in; rates as the CLI's. The CPU is spike for spike; a
       // GPU may fuse a multiply-add (one rounding instead of two) and the network is chaotic,

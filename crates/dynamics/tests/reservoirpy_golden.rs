@@ -227,3 +227,60 @@ fn memory_capacity_matches_reservoirpy() {
         );
     }
 }
+
+/// NARMA-10 and the Santa Fe laser (the tests' spec and the page's share link) on Interplay's
+/// own weights and series, fitted and scored by ReservoirPy: the NRMSE, R² and the first test
+/// predictions agree, on the CPU and wgpu.
+#[test]
+fn narma_and_santa_fe_nrmse_match_reservoirpy_on_the_same_weights() {
+    let g = golden();
+    for case in g["prediction"].as_array().unwrap() {
+        let interplay_dynamics::DynamicsSpec::Prediction(spec) =
+            serde_json::from_value(case["spec"].clone()).unwrap()
+        else {
+            panic!("not a prediction spec")
+        };
+        let want_target = f64s(&case["target"]);
+        let want_pred = f64s(&case["prediction"]);
+        for dev in interplay_testkit::devices() {
+            let r = pollster::block_on(spec.run(&dev.device, &mut no_progress)).unwrap();
+            let at = format!("{:?} on {}", spec.task, dev.backend);
+            let want = case["nrmse"].as_f64().unwrap();
+            let rel = (r.nrmse - want).abs() / want;
+            eprintln!(
+                "{at}: NRMSE {} vs ReservoirPy {want} ({rel:.1e} relative)",
+                r.nrmse
+            );
+            // The series are float64 on both sides; the states are float32 here (1e-7 relative
+            // each), which the least-squares fit carries into the NRMSE at about 1e-4.
+            assert!(rel <= 1e-3, "{at}: NRMSE {} vs ReservoirPy {want}", r.nrmse);
+            let r2_want = case["r2"].as_f64().unwrap();
+            assert!(
+                (r.r2 - r2_want).abs() <= 1e-3,
+                "{at}: R² {} vs {r2_want}",
+                r.r2
+            );
+            assert_eq!(r.target.len(), spec.test, "{at}: test length");
+            for (i, (t, w)) in r.target.iter().zip(&want_target).enumerate() {
+                assert!((t - w).abs() < 1e-12, "{at}: target {i}: {t} vs {w}");
+            }
+            let scale = want_pred.iter().fold(0f64, |m, v| m.max(v.abs()));
+            for (i, (p, w)) in r.prediction.iter().zip(&want_pred).enumerate() {
+                assert!(
+                    (p - w).abs() <= 1e-3 * scale,
+                    "{at}: prediction {i}: {p} vs ReservoirPy {w}"
+                );
+            }
+        }
+    }
+}
+
+/// The bundled Santa Fe laser series is ReservoirPy's, sample for sample.
+#[test]
+fn santa_fe_series_is_reservoirpys() {
+    let g = golden();
+    let want = f64s(&g["santafe_laser"]);
+    let got = interplay_dynamics::series::santafe_laser().unwrap();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+}
