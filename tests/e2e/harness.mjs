@@ -217,4 +217,11 @@ export class MergePage extends SpecLabPage {
     return this.page.$$eval('[data-testid="merge-merged-row"] td', (tds) =>
       Object.fromEntries(tds.map((td) => [td.dataset.task, Number(td.dataset.value)])));
   }
+  /// Every row of the result table: its model name and accuracy per task.
+  async rows() {
+    return this.page.$$eval('[data-testid="merge-table"] tbody tr', (trs) => trs.map((tr) => ({
+      name: tr.querySelector("th").textContent,
+      accuracy: Object.fromEntries([...tr.querySelectorAll("td")].map((td) => [td.dataset.task, Number(td.dataset.value)])),
+    })));
+  }
 }

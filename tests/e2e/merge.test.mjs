@@ -16,6 +16,8 @@ export const TIES = {
   lambda: 1.0, density: 0.2, trim_scope: "global", sweep: [0.5, 1.0],
 };
 
+const NUMPY = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/merge/suite_golden.json"), "utf8"));
+
 // Task arithmetic of linearised fine-tunes, every model run in the tangent space of the base.
 const LINEAR = {
   experiment: "merge", tasks: ["mirror", "flip", "rotate", "invert"], fine_tuning: "linearised",
@@ -49,6 +51,15 @@ for (const mode of MODES) {
       cliTies.columns.forEach((task, i) => {
         assert.ok(Math.abs(merged[task] - cliTies.merged[i]) < 1e-9, `${task}: page ${merged[task]} vs CLI ${cliTies.merged[i]}`);
       });
+      // The base and fine-tuned rows against the NumPy float64 forward (make_suite_goldens.py).
+      const rows = await lab.rows();
+      for (const [model, name] of [["base", "base"], ...TIES.tasks.map((t) => [t, `fine-tuned on ${t}`])]) {
+        const row = rows.find((r) => r.name === name);
+        assert.ok(row, `no row ${name}: ${rows.map((r) => r.name)}`);
+        for (const [task, want] of Object.entries(NUMPY.models[model])) {
+          assert.ok(Math.abs(row.accuracy[task] - want.accuracy) < 1e-9, `${name} on ${task}: page ${row.accuracy[task]} vs NumPy ${want.accuracy}`);
+        }
+      }
       const mean = Number(await b.page.textContent('[data-testid="merge-mean"]'));
       assert.ok(Math.abs(mean - cliTies.mean_accuracy) < 1e-4);
       assert.equal(await b.page.locator('[data-testid="merge-sweep-table"] tbody tr').count(), 2);

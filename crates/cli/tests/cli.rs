@@ -411,6 +411,13 @@ fn merge_matches_the_official_ties_and_task_arithmetic() {
             "task_arithmetic",
             vec!["--method", "task_arithmetic", "--lambda", "0.4"],
         ),
+        // DARE's masks drawn by the generator restated in Python, applied in NumPy.
+        (
+            "dare",
+            vec![
+                "--method", "dare", "--lambda", "0.5", "--drop", "0.3", "--seed", "7",
+            ],
+        ),
     ] {
         let out = out_dir.join(format!("{golden}.safetensors"));
         let (base, m1, m2, m3) = (

@@ -1,5 +1,6 @@
 //! The Merge lab's suite and spec against NumPy goldens (`tests/fixtures/make_suite_goldens.py`),
 //! on the CPU device and on wgpu.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use burn::tensor::Device;
 use interplay_lab::mergelab::{
@@ -414,4 +415,61 @@ fn guided_findings_report_what_the_bundled_suite_shows() {
         "{}",
         f.shows
     );
+}
+
+/// The loss and its gradient with respect to every merge coefficient — what each AdaMerging /
+/// aTLAS step descends — against PyTorch autograd in float64 (make_adamerging_goldens.py):
+/// entropy layer- and task-wise, few-shot block-wise, and linearised fine-tunes, at distinct
+/// coefficients per task and group, on the CPU and wgpu.
+#[test]
+fn learned_coefficient_gradients_match_pytorch() {
+    let g = interplay_testkit::read_json(
+        &interplay_testkit::fixtures().join("merge/adamerging_golden.json"),
+    );
+    let rows = |v: &Value| -> Vec<Vec<f64>> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    for dev in interplay_testkit::devices() {
+        for case in g["cases"].as_array().unwrap() {
+            let spec: MergeSpec = serde_json::from_value(case["spec"].clone()).unwrap();
+            let at = format!("{:?} on {}", spec.adamerging, dev.backend.label());
+            let (loss, grad) =
+                pollster::block_on(spec.coefficient_gradient(&dev.device, &rows(&case["lambda"])))
+                    .unwrap();
+            let want_loss = case["loss"].as_f64().unwrap();
+            assert!(
+                (loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0),
+                "{at}: loss {loss} vs PyTorch {want_loss}"
+            );
+            let want = rows(&case["gradient"]);
+            let worst = grad
+                .iter()
+                .flatten()
+                .zip(want.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f64, f64::max);
+            eprintln!("{at}: loss {loss} vs {want_loss}; worst gradient error {worst:.1e}");
+            assert_eq!(grad.len(), want.len(), "{at}: tasks");
+            for (k, (gr, w)) in grad.iter().zip(&want).enumerate() {
+                assert_eq!(gr.len(), w.len(), "{at}: groups");
+                for (j, (a, b)) in gr.iter().zip(w).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{at}: ∂L/∂λ[{k}][{j}] = {a} vs PyTorch {b} (off by {:e})",
+                        (a - b).abs()
+                    );
+                }
+            }
+        }
+    }
 }

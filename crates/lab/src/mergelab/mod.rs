@@ -383,6 +383,34 @@ impl MergeSpec {
         2 + ada + self.sweep.len() + grid
     }
 
+    /// The learned-coefficient objective of this spec's bundled fine-tunes (`tasks`,
+    /// `fine_tuning`, `adamerging`) at `lambda` (`[task][group]`, unclamped): the loss and its
+    /// gradient in the same layout, what each AdaMerging / aTLAS step descends. Page fine-tunes
+    /// are left out.
+    pub async fn coefficient_gradient(
+        &self,
+        device: &Device,
+        lambda: &[Vec<f64>],
+    ) -> Result<(f64, Vec<Vec<f64>>), LabError> {
+        let lin = self.fine_tuning.linearised();
+        let base = suite::bundled(None)?;
+        let models: Vec<Weights> = self
+            .tasks
+            .iter()
+            .map(|t| suite::bundled_fine_tune(*t, lin))
+            .collect::<Result<_, _>>()?;
+        let problem = Coefficients::new(device, &base, &models, &self.tasks, self)?;
+        let g = problem.groups();
+        if lambda.len() != models.len() || lambda.iter().any(|l| l.len() != g) {
+            return Err(LabError::Spec(format!(
+                "give {} × {g} coefficients (tasks × groups)",
+                models.len()
+            )));
+        }
+        let (loss, grad) = problem.loss_and_gradient(&lambda.concat()).await?;
+        Ok((loss, grad.chunks(g).map(<[f64]>::to_vec).collect()))
+    }
+
     /// Run on `device`. `progress(done, total)` is awaited between steps; `false` cancels.
     pub async fn run(
         &self,
