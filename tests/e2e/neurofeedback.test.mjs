@@ -31,6 +31,10 @@ const ICL = {
   labels: ["A", "B"], format: "plain", control: false,
 };
 const [SMOL, SMOL_SWIFTSHADER] = [NF_SMOLLM2, NF_SMOLLM2_SHORT];
+const HF_ICL = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/neurofeedback/icl-3l.json"), "utf8"));
+assert.equal(HF_ICL.layer, 1); // ICL's hook, blocks.1.hook_resid_post
+assert.deepEqual(HF_ICL.examples, ICL.examples);
+assert.equal(HF_ICL.queries, ICL.queries);
 
 function cli(spec) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
@@ -94,7 +98,17 @@ for (const mode of MODES) {
       await page.waitForSelector('[data-testid="nf-model-name"][data-key="icl-3l"]', { timeout: 60_000 });
       await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
       assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
-      sameAccuracies(await result(page), refIcl, "icl-3l");
+      const got = await result(page);
+      sameAccuracies(got, refIcl, "icl-3l");
+      // And against the committed reference directly (HF forward + NumPy SVD and reporting runs,
+      // make_neurofeedback_goldens.py): PC1's accuracy at every N and the PC variance fractions.
+      const pc1 = got.directions.find((d) => d.direction === "pc1");
+      for (const [i, n] of ICL.examples.entries()) {
+        const want = HF_ICL.runs.find((r) => r.direction === "pc1" && r.n === n && r.seed === ICL.seeds[0]);
+        assert.ok(Math.abs(pc1.accuracy[0][i] - want.accuracy) < 1e-9, `PC1, N = ${n}: page ${pc1.accuracy[0][i]} vs reference ${want.accuracy}`);
+      }
+      assert.equal(got.pc_variance.length >= HF_ICL.pc_variance.length, true);
+      HF_ICL.pc_variance.forEach((v, i) => assert.ok(Math.abs(got.pc_variance[i] - v) < 1e-4, `PC${i + 1} variance: page ${got.pc_variance[i]} vs NumPy ${v}`));
       assert.ok(await page.isVisible('[data-testid="nf-accuracy"] svg'));
       const rows = await page.$$eval('[data-testid="nf-table"] tbody tr', (trs) => trs.map((t) => t.dataset.direction));
       assert.deepEqual(rows, ICL.directions);

@@ -58,20 +58,37 @@ fn golden(name: &str) -> Value {
     .unwrap()
 }
 
-/// `x` equals the first `x.len()` rows of the golden `want` within 1e-4 of its largest entry.
+/// `x` equals the first `x.len()` rows of the golden `want` entry by entry: within 1e-4 of the
+/// entry plus a floor of 1e-6 of the golden's largest entry. Float32 sums carry an error that
+/// scales with the residual stream's norm, not with a small entry's own size; the floor is
+/// 1/100 of the old whole-array tolerance.
 fn assert_close_rows(name: &str, x: &[Vec<f64>], want: &Value) {
     let want: Vec<Vec<f64>> = want.as_array().unwrap().iter().map(f64s).collect();
     assert!(x.len() <= want.len());
     let want = &want[..x.len()];
     let scale = want.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
-    let err = x
-        .iter()
-        .flatten()
-        .zip(want.iter().flatten())
-        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    let floor = 1e-6 * scale;
+    let mut worst = (0f64, 0usize, 0usize);
+    for (r, (xr, wr)) in x.iter().zip(want).enumerate() {
+        assert_eq!(xr.len(), wr.len(), "{name} activations: row {r} length");
+        for (c, (a, b)) in xr.iter().zip(wr).enumerate() {
+            // How much of the allowance this entry uses.
+            let used = (a - b).abs() / (1e-4 * b.abs() + floor);
+            if used > worst.0 {
+                worst = (used, r, c);
+            }
+        }
+    }
+    let (used, r, c) = worst;
+    eprintln!(
+        "{name} activations: worst entry uses {:.0}% of its tolerance",
+        used * 100.0
+    );
     assert!(
-        err <= 1e-4 * scale,
-        "{name} activations: max error {err}, scale {scale}"
+        used <= 1.0,
+        "{name} activations [{r}][{c}]: {} vs Hugging Face {} (tolerance 1e-4·|w| + {floor:e})",
+        x[r][c],
+        want[r][c]
     );
 }
 
