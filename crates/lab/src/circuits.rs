@@ -299,6 +299,15 @@ pub async fn head_scores(m: &Transformer, half: usize, seed: u64) -> Result<Head
             "the repeated sequence needs at least 2 tokens".into(),
         ));
     }
+    // The sequence is the half twice: say so in the half's terms, not as a too-long "prompt".
+    let ctx = m.config.n_ctx;
+    if half.saturating_mul(2) > ctx {
+        return Err(LabError::Spec(format!(
+            "each half can hold at most {} tokens: the sequence is the half twice and this \
+             model's context holds {ctx} positions",
+            ctx / 2
+        )));
+    }
     let ids = repeated_random_tokens(m.config.d_vocab, half, seed);
     let pats = attention_patterns(m, &ids).await?;
     let p = ids.len();

@@ -113,6 +113,12 @@ fn head_scores_are_attention_fractions() {
         );
     }
     assert!(s.loss_first.is_finite() && s.loss_second.is_finite());
+    // tiny-gpt2 holds 32 positions: a half of 17 is refused in the half's terms.
+    let e = pollster::block_on(head_scores(&m, 17, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 16 tokens"), "{e}");
+    assert!(pollster::block_on(head_scores(&m, 16, 1)).is_ok());
     assert_eq!(
         s,
         pollster::block_on(head_scores(&m, 10, 1)).unwrap(),
