@@ -473,3 +473,51 @@ fn learned_coefficient_gradients_match_pytorch() {
         }
     }
 }
+
+/// Two short AdaMerging runs (entropy layer-wise; few-shot block-wise) against
+/// `torch.optim.Adam` over the same objective in float64, coefficients clamped after each step:
+/// the loss before every step and the learned coefficients, on the CPU and wgpu.
+#[test]
+fn adamerging_runs_match_pytorch_adam() {
+    let g = interplay_testkit::read_json(
+        &interplay_testkit::fixtures().join("merge/adamerging_golden.json"),
+    );
+    for dev in interplay_testkit::devices() {
+        for r in g["runs"].as_array().unwrap() {
+            let spec: MergeSpec = serde_json::from_value(r["spec"].clone()).unwrap();
+            let at = format!("{:?} on {}", spec.adamerging, dev.backend.label());
+            let out = pollster::block_on(spec.run(&dev.device, &mut no_progress)).unwrap();
+            let l = out.learned.expect("coefficients");
+            let losses: Vec<f64> = r["losses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(l.losses.len(), losses.len(), "{at}: steps");
+            for (i, (a, b)) in l.losses.iter().zip(&losses).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                    "{at}: loss before step {} = {a} vs PyTorch {b}",
+                    i + 1
+                );
+            }
+            let want = r["coefficients"].as_array().unwrap();
+            assert_eq!(l.coefficients.len(), want.len(), "{at}: tasks");
+            let mut worst = 0f64;
+            for (k, (got, w)) in l.coefficients.iter().zip(want).enumerate() {
+                let w = w.as_array().unwrap();
+                assert_eq!(got.len(), w.len(), "{at}: groups");
+                for (j, (a, b)) in got.iter().zip(w).enumerate() {
+                    let b = b.as_f64().unwrap();
+                    worst = worst.max((a - b).abs());
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{at}: λ[{k}][{j}] = {a} vs PyTorch {b}"
+                    );
+                }
+            }
+            eprintln!("{at}: worst coefficient error {worst:.1e}");
+        }
+    }
+}

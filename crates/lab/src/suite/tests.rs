@@ -203,3 +203,75 @@ fn user_data_is_checked() {
     );
     assert!(Dataset::parse("").is_err());
 }
+
+/// The hand-written backward pass against PyTorch autograd in float64
+/// (tests/fixtures/make_adamerging_goldens.py): ∂L/∂θ of every tensor of the bundled base
+/// (cross-entropy and entropy) and of the linearised mirror fine-tune around it (entropy), on 2
+/// test digits per class. Every bias entry, every 16th weight entry and each tensor's squared norm.
+#[test]
+fn gradients_match_pytorch_autograd() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/merge/adamerging_golden.json"
+    );
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let device = Device::flex();
+    let base = bundled(None).unwrap();
+    let data = Dataset::task(Task::Digits, Split::Test)
+        .expect("digits")
+        .per_class(2);
+    for case in g["parameter_gradients"].as_array().unwrap() {
+        let (mlp, loss) = match (case["linearised"].as_bool().unwrap(), case["loss"].as_str()) {
+            (true, _) => (
+                Mlp::upload_at(
+                    &bundled_fine_tune(Task::Mirror, true).unwrap(),
+                    Some(&base),
+                    &device,
+                )
+                .unwrap(),
+                Loss::Entropy,
+            ),
+            (false, Some("cross-entropy")) => {
+                (Mlp::upload(&base, &device).unwrap(), Loss::CrossEntropy)
+            }
+            _ => (Mlp::upload(&base, &device).unwrap(), Loss::Entropy),
+        };
+        let at = format!("{} {:?}", case["model"], loss);
+        let (value, grads) = mlp.gradients(data.inputs(&device), Some(data.one_hot(&device)), loss);
+        let value = pollster::block_on(read_f32(value)).unwrap()[0] as f64;
+        let want = case["value"].as_f64().unwrap();
+        assert!(
+            (value - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{at}: loss {value} vs {want}"
+        );
+        for (li, (name, _, _)) in LAYERS.iter().enumerate() {
+            for (part, t) in [("weight", &grads[li].0), ("bias", &grads[li].1)] {
+                let key = format!("{name}.{part}");
+                let got = pollster::block_on(read_f32(t.clone())).unwrap();
+                let norm: f64 = got.iter().map(|v| (*v as f64).powi(2)).sum();
+                let want_norm = case["squared_norm"][&key].as_f64().unwrap();
+                assert!(
+                    (norm - want_norm).abs() <= 1e-4 * want_norm + 1e-12,
+                    "{at} {key}: squared norm {norm} vs PyTorch {want_norm}"
+                );
+                let stride = case["stride"][&key].as_u64().unwrap() as usize;
+                let want: Vec<f64> = case["entries"][&key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                let sampled: Vec<f32> = got.iter().step_by(stride).copied().collect();
+                assert_eq!(sampled.len(), want.len(), "{at} {key}: entries");
+                let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+                for (j, (a, b)) in sampled.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*a as f64 - b).abs() <= 1e-4 * b.abs() + 1e-5 * scale,
+                        "{at} {key}[{}]: {a} vs PyTorch {b}",
+                        j * stride
+                    );
+                }
+            }
+        }
+    }
+}
