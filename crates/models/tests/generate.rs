@@ -137,13 +137,20 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
     }
 }
 
-/// The tiny Llama in quantised GGUF blocks (Q4_0 blocks, Q8_0 embedding and untied output;
+/// The tiny Llama in quantised GGUF blocks (Q4_0 blocks, Q8_0 embedding and untied output) and
+/// the tiny GPT-2 (packed Q4_0 `attn_qkv`, Q8_0 / Q4_1 / Q4_0 others, tied Q8_0 embedding;
 /// tests/fixtures/make_quant_model.py): on the CPU decoding reads the kept blocks, and writes
 /// Hugging Face's greedy tokens with every step's logits at 1e-4 (transformers dequantises the
 /// same file); the kept copy's products equal the f32 weights'; wgpu (no kept copy) agrees.
 #[test]
 fn decoding_from_q4_0_and_q8_0_blocks_matches_hugging_face() {
-    let dir = interplay_testkit::fixtures().join("tiny-llama");
+    for name in ["tiny-llama", "tiny-gpt2"] {
+        decoding_from_blocks_matches_hugging_face(name);
+    }
+}
+
+fn decoding_from_blocks_matches_hugging_face(name: &str) {
+    let dir = interplay_testkit::fixtures().join(name);
     let g = interplay_testkit::read_json(&dir.join("quant_golden.json"));
     let ids = |v: &Value| -> Vec<u32> {
         v.as_array()
@@ -160,17 +167,19 @@ fn decoding_from_q4_0_and_q8_0_blocks_matches_hugging_face() {
         let on = dev.backend.label();
         if interplay_models::device::is_cpu(&dev.device) {
             let kept = m.quantised.as_ref().expect("blocks kept on the CPU");
-            assert!(kept.unembed.is_some(), "output.weight (Q8_0) kept");
+            assert!(kept.unembed.is_some(), "{name}: the Q8_0 unembedding kept");
             for b in &kept.blocks {
-                for w in [&b.q, &b.k, &b.v, &b.o, &b.up, &b.gate, &b.down] {
-                    assert!(w.is_some(), "every Q4_0 block weight kept");
+                // GPT-2 has no gate; its q, k and v are row ranges of the packed attn_qkv.
+                for w in [&b.q, &b.k, &b.v, &b.o, &b.up, &b.down] {
+                    assert!(w.is_some(), "{name}: every block weight kept");
                 }
+                assert_eq!(b.gate.is_some(), name == "tiny-llama", "{name}: gate");
             }
         } else {
             assert!(m.quantised.is_none(), "no kept copy on {on}");
         }
         let out = block_on(generate(&m, &prompt, tokens.len(), &[], Sampling::Greedy)).unwrap();
-        assert_eq!(out.tokens, tokens, "greedy tokens on {on}");
+        assert_eq!(out.tokens, tokens, "{name}: greedy tokens on {on}");
         let steps = interplay_testkit::decoding_logits(&m, &prompt, &tokens);
         let want = g["step_logits"].as_array().unwrap();
         assert_eq!(steps.len(), want.len());
@@ -184,7 +193,7 @@ fn decoding_from_q4_0_and_q8_0_blocks_matches_hugging_face() {
             let err = interplay_testkit::max_rel_err(got, &want);
             assert!(
                 err < 1e-4,
-                "step {i} on {on}: logits differ from HF by {err}"
+                "{name}: step {i} on {on}: logits differ from HF by {err}"
             );
         }
         if m.quantised.is_some() {
