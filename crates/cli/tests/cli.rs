@@ -560,6 +560,48 @@ fn merge_of_gguf_checkpoints_is_a_loadable_gguf() {
     let ((code, _, err), out) = merge("0", "m0.gguf");
     assert_eq!(code, 0, "{err}");
     assert_logits_match_hf(&out, "tiny-llama");
+    // A fine-tune written by gguf-py (make_gguf_merge_golden.py) merged at λ = 0.5 gives HF's
+    // logits of base + 0.5 (ft − base), computed on HF's own weights.
+    let g = interplay_testkit::read_json(&fixtures().join("tiny-llama/merge_golden.json"));
+    let half = dir.join("half.gguf");
+    let (code, _, err) = interplay(&[
+        "merge",
+        "--base",
+        base_path.to_str().unwrap(),
+        "--models",
+        fixtures().join("tiny-llama/ft.gguf").to_str().unwrap(),
+        "--method",
+        "task_arithmetic",
+        "--lambda",
+        "0.5",
+        "--out",
+        half.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, v, err) = interplay(&[
+        "logits",
+        "--model",
+        half.to_str().unwrap(),
+        "--ids",
+        &csv(&g["prompt"]),
+        "--all-positions",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            .collect()
+    };
+    let (got, want) = (rows(&v["logits"]), rows(&g["logits"]));
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "merged GGUF: {a} vs HF {b}"
+        );
+    }
     // Mixed formats and a wrong output extension: messages, exit 1.
     let st = fixtures().join("tiny-llama/model.safetensors");
     let (code, _, err) = interplay(&[
