@@ -1,5 +1,6 @@
-//! The WebGPU Llama block (`transformer::gpu`, seven kernels) against the tensor form (which the
-//! goldens check against Hugging Face) on what the fixtures do not reach: head widths 96 and 128
+//! The WebGPU Llama block (`transformer::gpu`, seven kernels) against the tensor form, and both
+//! against Hugging Face on the same weights (tests/fixtures/make_gpu_block_golden.py), on what
+//! the other fixtures do not reach: head widths 96 and 128
 //! (two output dimensions per attention thread), more than 64 keys (several tiles of the online
 //! softmax), a prefix shared by a batch, one prefix per batch row, a prefix that is a view of a
 //! longer cache and one the tensor form left. Every run is counted to prove it ran fused (the
@@ -165,6 +166,47 @@ fn gpu_block_equals_the_tensor_form() {
                 err < 1e-4,
                 "d_head {dh}, run {i}: WebGPU differs from the CPU by {err:e}"
             );
+        }
+        // Both devices against Hugging Face on the same weights (make_gpu_block_golden.py).
+        let g = golden("gpu_block");
+        let case = g["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["d_head"] == dh)
+            .unwrap();
+        let rows = |v: &serde_json::Value, from: usize| -> Vec<f64> {
+            v.as_array().unwrap()[from..]
+                .iter()
+                .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+                .collect()
+        };
+        let flat = |v: &serde_json::Value| -> Vec<f64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let (a, a_tail, b_tail) = (
+            rows(&case["logits_a"], 0),
+            rows(&case["logits_a"], 69),
+            rows(&case["logits_b"], 69),
+        );
+        let batch: Vec<f64> = a_tail.iter().chain(&b_tail).copied().collect();
+        let next: Vec<f64> = flat(&case["next_a"])
+            .into_iter()
+            .chain(flat(&case["next_b"]))
+            .collect();
+        for (device, out) in [("CPU", &want), ("WebGPU", &got)] {
+            for (run, hf) in [(0, &a), (1, &batch), (2, &a_tail), (3, &next), (4, &a_tail)] {
+                assert_eq!(out[run].len(), hf.len(), "d_head {dh}, run {run}: length");
+                let err = max_rel_err(&out[run], hf);
+                assert!(
+                    err < 1e-4,
+                    "d_head {dh}, run {run} on {device}: differs from Hugging Face by {err:e}"
+                );
+            }
         }
         // Fused, two blocks are at most 16 launches (+ embedding, final norm, unembedding);
         // in the tensor form they would be over 100.
