@@ -127,6 +127,18 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
             let a = block_on(generate(&m.model, &prompt, 8, &[], s)).unwrap();
             let b = block_on(generate(&m.model, &prompt, 8, &[], s)).unwrap();
             assert_eq!(a, b, "{name}: seeded sampling");
+            // And the draws are the reference's: HF logits, the sampler and the generator
+            // restated in Python (make_generate_goldens.py; its smallest boundary margin is
+            // recorded beside the tokens).
+            for r in g["models"][name.as_str()]["sampled"].as_array().unwrap() {
+                let s = Sampling::Temperature {
+                    temperature: r["temperature"].as_f64().unwrap(),
+                    seed: r["seed"].as_u64().unwrap(),
+                };
+                let want = ids(&r["tokens"]);
+                let got = block_on(generate(&m.model, &prompt, want.len(), &[], s)).unwrap();
+                assert_eq!(got.tokens, want, "{name}: sampled with {s:?}");
+            }
             let bad = Sampling::Temperature {
                 temperature: 0.0,
                 seed: 9,
