@@ -81,6 +81,8 @@ for (const mode of MODES) {
         if (k !== "reservoir") assert.deepEqual(rpy.spec[k], v, `the golden's spec differs in ${k}`);
       }
       for (const [k, v] of Object.entries(SANTA_FE.reservoir)) assert.equal(rpy.spec.reservoir[k], v, `reservoir ${k}`);
+      // Fields the link leaves out take Interplay's defaults, which the golden states.
+      assert.deepEqual([rpy.spec.reservoir.input_connectivity, rpy.spec.reservoir.rc_connectivity, rpy.spec.reservoir.bias], [0.1, 0.1, 0]);
       assert.ok(Math.abs(sf - rpy.nrmse) <= 2e-3 * rpy.nrmse, `Santa Fe: page NRMSE ${sf} vs ReservoirPy ${rpy.nrmse}`);
 
       // Izhikevich raster: spikes stream in; rates as the CLI's. The CPU is spike for spike; a
@@ -101,11 +103,10 @@ for (const mode of MODES) {
       // And against the NumPy restatement of Izhikevich's published loop on the same seeded
       // stream (make_spiking_goldens.py): spike for spike for the first 200 ms natively, then
       // chaos; rates within 2 % on the CPU (as natively) and 5 % on a GPU.
-      if (iz.ms === SPIKING.izhikevich.spec.ms && iz.seed === SPIKING.izhikevich.spec.seed) {
-        const [we, wi, tol] = [SPIKING.izhikevich.rate_exc_hz, SPIKING.izhikevich.rate_inh_hz, mode.backend === "cpu" ? 0.02 : 0.05];
-        assert.ok(Math.abs(exc - we) <= tol * we, `exc ${exc} Hz vs NumPy ${we}`);
-        assert.ok(Math.abs(inh - wi) <= tol * wi, `inh ${inh} Hz vs NumPy ${wi}`);
-      }
+      assert.deepEqual([iz.ms, iz.seed], [SPIKING.izhikevich.spec.ms, SPIKING.izhikevich.spec.seed], "the page runs the golden's network");
+      const [we, wi, rateTol] = [SPIKING.izhikevich.rate_exc_hz, SPIKING.izhikevich.rate_inh_hz, mode.backend === "cpu" ? 0.02 : 0.05];
+      assert.ok(Math.abs(exc - we) <= rateTol * we, `exc ${exc} Hz vs NumPy ${we}`);
+      assert.ok(Math.abs(inh - wi) <= rateTol * wi, `inh ${inh} Hz vs NumPy ${wi}`);
       const realtime = await b.page.textContent('[data-testid="dyn-realtime"]');
       console.log(`[${mode.name}] ${realtime}`);
       assert.match(realtime, /real time on (WebGPU|CPU)/);

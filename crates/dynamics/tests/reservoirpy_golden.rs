@@ -264,6 +264,12 @@ fn narma_and_santa_fe_nrmse_match_reservoirpy_on_the_same_weights() {
             for (i, (t, w)) in r.target.iter().zip(&want_target).enumerate() {
                 assert!((t - w).abs() < 1e-12, "{at}: target {i}: {t} vs {w}");
             }
+            assert_eq!(r.prediction.len(), spec.test, "{at}: predictions");
+            assert_eq!(
+                want_pred.len(),
+                50.min(spec.test),
+                "{at}: the golden's predictions"
+            );
             let scale = want_pred.iter().fold(0f64, |m, v| m.max(v.abs()));
             for (i, (p, w)) in r.prediction.iter().zip(&want_pred).enumerate() {
                 assert!(

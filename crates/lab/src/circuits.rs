@@ -293,6 +293,9 @@ pub fn repeated_random_tokens(vocab: usize, half: usize, seed: u64) -> Vec<u32> 
 }
 
 /// Head detector scores (see [`HeadScores`]).
+///
+/// # Errors
+/// A half under 2 tokens, or one whose doubled sequence exceeds the model's context.
 pub async fn head_scores(m: &Transformer, half: usize, seed: u64) -> Result<HeadScores, LabError> {
     if half < 2 {
         return Err(LabError::Spec(

@@ -64,14 +64,15 @@ fn lens_attribution_and_head_scores_match_hugging_face_hooks() {
             assert_eq!(lens.top.len(), rows.len(), "{at}: lens rows");
             assert_eq!(lens.tracked.len(), rows.len(), "{at}: lens rows");
             for (l, row) in rows.iter().enumerate() {
-                // Logits are checked at 1e-4 relative (of max(1, |logit|)); a probability then
-                // moves by up to twice that of the row's largest |logit| in log space.
-                let scale = 2e-4 * row["max_abs_logit"].as_f64().unwrap().max(1.0);
-                let prob = |what: String, got: f32, want: &Value| {
+                // log p = logit − logsumexp: logits within 1e-4·max(1, |logit|) move it by at most
+                // 1e-4·(max(1, |logit_t|) + Σ p_i max(1, |logit_i|)), both from the reference.
+                let lse = row["lse_scale"].as_f64().unwrap();
+                let prob = |what: String, got: f32, want: &Value, abs_logit: &Value| {
                     let want = want.as_f64().unwrap();
+                    let tol = 1e-4 * (abs_logit.as_f64().unwrap().max(1.0) + lse);
                     let e = (got as f64 - want).abs();
                     assert!(
-                        e <= scale * want + 1e-7,
+                        e <= tol * want + 1e-7,
                         "{what}: {got} vs Hugging Face {want} (off by {e:e})"
                     );
                 };
@@ -83,12 +84,22 @@ fn lens_attribution_and_head_scores_match_hugging_face_hooks() {
                         want[0].as_u64().unwrap(),
                         "{at}: lens row {l}, top {i}"
                     );
-                    prob(format!("{at}: lens row {l} top {i} p"), *p, &want[1]);
+                    prob(
+                        format!("{at}: lens row {l} top {i} p"),
+                        *p,
+                        &want[1],
+                        &want[2],
+                    );
                 }
                 let tracked = row["tracked"].as_array().unwrap();
                 assert_eq!(lens.tracked[l].len(), tracked.len());
                 for (i, ((p, rank), want)) in lens.tracked[l].iter().zip(tracked).enumerate() {
-                    prob(format!("{at}: lens row {l} tracked {i} p"), *p, &want[0]);
+                    prob(
+                        format!("{at}: lens row {l} tracked {i} p"),
+                        *p,
+                        &want[0],
+                        &want[2],
+                    );
                     assert_eq!(
                         *rank as u64,
                         want[1].as_u64().unwrap(),

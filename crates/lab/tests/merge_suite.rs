@@ -474,6 +474,30 @@ fn learned_coefficient_gradients_match_pytorch() {
     }
 }
 
+/// The coefficient gradient refuses what it cannot compute, with messages.
+#[test]
+fn coefficient_gradient_refuses_bad_input() {
+    let device = Device::flex();
+    let ask = |spec: MergeSpec, lambda: Vec<Vec<f64>>| {
+        pollster::block_on(spec.coefficient_gradient(&device, &lambda))
+            .unwrap_err()
+            .to_string()
+    };
+    let spec = MergeSpec {
+        method: LabMethod::Adamerging,
+        ..MergeSpec::default()
+    };
+    // Four tasks × three layers, given two × three.
+    let e = ask(spec.clone(), vec![vec![0.3; 3]; 2]);
+    assert!(e.contains("4 × 3 coefficients"), "{e}");
+    let digits = MergeSpec {
+        tasks: vec![Task::Digits],
+        ..spec
+    };
+    let e = ask(digits, vec![vec![0.3; 3]]);
+    assert!(e.contains("no fine-tune"), "{e}");
+}
+
 /// Two short AdaMerging runs (entropy layer-wise; few-shot block-wise) against
 /// `torch.optim.Adam` over the same objective in float64, coefficients clamped after each step:
 /// the loss before every step and the learned coefficients, on the CPU and wgpu.

@@ -138,7 +138,8 @@ impl Coefficients {
         group_names(self.granularity).len()
     }
 
-    /// θ(λ) for `lambda` (`[task · groups + group]`), one tensor per parameter.
+    /// θ(λ) for `lambda` (`[task · groups + group]`), one tensor per parameter in suite order,
+    /// each shaped as the base's (weights `[out, in]`, biases `[1, out]`).
     pub(super) fn params(&self, lambda: &[f64]) -> Vec<Tensor<2>> {
         let g = self.groups();
         (0..self.base.len())

@@ -385,13 +385,31 @@ impl MergeSpec {
 
     /// The learned-coefficient objective of this spec's bundled fine-tunes (`tasks`,
     /// `fine_tuning`, `adamerging`) at `lambda` (`[task][group]`, unclamped): the loss and its
-    /// gradient in the same layout, what each AdaMerging / aTLAS step descends. Page fine-tunes
-    /// are left out.
+    /// gradient in the same layout, what each AdaMerging / aTLAS step descends.
+    ///
+    /// # Errors
+    /// A spec [`MergeSpec::check`] refuses, page fine-tunes in the spec (they would have to be
+    /// trained first; only bundled fine-tunes are taken), or `lambda` not tasks × groups.
     pub async fn coefficient_gradient(
         &self,
         device: &Device,
         lambda: &[Vec<f64>],
     ) -> Result<(f64, Vec<Vec<f64>>), LabError> {
+        self.check()?;
+        if !self.fine_tunes.is_empty() {
+            return Err(LabError::Spec(
+                "the coefficient gradient takes the bundled fine-tunes only".into(),
+            ));
+        }
+        let (k, g) = (
+            self.tasks.len(),
+            group_names(self.adamerging.granularity).len(),
+        );
+        if lambda.len() != k || lambda.iter().any(|l| l.len() != g) {
+            return Err(LabError::Spec(format!(
+                "give {k} × {g} coefficients (tasks × groups)"
+            )));
+        }
         let lin = self.fine_tuning.linearised();
         let base = suite::bundled(None)?;
         let models: Vec<Weights> = self
@@ -400,13 +418,6 @@ impl MergeSpec {
             .map(|t| suite::bundled_fine_tune(*t, lin))
             .collect::<Result<_, _>>()?;
         let problem = Coefficients::new(device, &base, &models, &self.tasks, self)?;
-        let g = problem.groups();
-        if lambda.len() != models.len() || lambda.iter().any(|l| l.len() != g) {
-            return Err(LabError::Spec(format!(
-                "give {} × {g} coefficients (tasks × groups)",
-                models.len()
-            )));
-        }
         let (loss, grad) = problem.loss_and_gradient(&lambda.concat()).await?;
         Ok((loss, grad.chunks(g).map(<[f64]>::to_vec).collect()))
     }
