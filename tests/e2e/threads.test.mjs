@@ -5,14 +5,20 @@
 // isolated. Correctness only: the speed-up is measured by `cargo xtask bench`.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { MODES, serveDist, launch, offOrigin, DynamicsPage } from "./harness.mjs";
 
 const CPU = MODES.find((m) => m.name === "cpu");
-// An ESN whose ridge fit sums over many states: a parallel kernel that changed the numbers
-// would show here.
-const ESN = {
-  experiment: "prediction", task: "mackey-glass", steps: 3000, train: 1500, test: 500, warmup: 100,
-  reservoir: { units: 300, spectral_radius: 0.9, leak: 0.3, input_scaling: 1.0, seed: 7 },
+// An ESN whose ridge fit sums over many states (Santa Fe: 2000 training steps): a parallel
+// kernel that changed the numbers would show here. ReservoirPy ran this very spec on the same
+// weights and series (make_dynamics_goldens.py), so both thread counts are also checked against it.
+const RPY = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/dynamics/golden.json"), "utf8"))
+  .prediction.find((c) => c.spec.task === "santa-fe");
+const ESN = RPY.spec;
+const matchesReservoirPy = (text, what) => {
+  const got = Number(text);
+  assert.ok(Math.abs(got - RPY.nrmse) <= 2e-3 * RPY.nrmse, `${what}: NRMSE ${text} vs ReservoirPy ${RPY.nrmse}`);
 };
 
 const header = (page) => page.textContent('[data-testid="device-indicator"]');
@@ -48,6 +54,7 @@ test("an isolated page computes on every core, with the numbers one thread gives
     const one = await esn(b, isolated.base + "?threads=1");
     assert.equal(one.header.trim(), "CPU × 1 thread — one thread asked for");
     assert.equal(all.nrmse, one.nrmse, "threads change no number the page shows");
+    matchesReservoirPy(all.nrmse, `${n} threads`);
     assert.deepEqual(b.problems, []);
     assert.deepEqual(offOrigin(b.requests, isolated.base), []);
   } finally {
@@ -73,6 +80,7 @@ test("a host without headers: one thread, said why; the service worker isolates 
     const n = await cores(b.page);
     if (n > 1) assert.equal(run.header.trim(), `CPU × ${n} threads`);
     assert.equal(run.nrmse, single, "the threaded engine gives the single-threaded module's numbers");
+    matchesReservoirPy(single, "the single-threaded module");
     assert.deepEqual(b.problems, []);
     assert.deepEqual(offOrigin(b.requests, plain.base), []);
   } finally {

@@ -192,34 +192,48 @@ fn errors_are_messages_not_panics() {
 
 #[test]
 fn dynamics_commands_print_their_contract() {
-    let (code, v, err) = interplay(&[
-        "esn",
-        "--task",
-        "mackey-glass",
-        "--steps",
-        "2000",
-        "--train",
-        "1200",
-        "--test",
-        "500",
-        "--warmup",
-        "100",
-        "--units",
-        "100",
-        "--spectral-radius",
-        "0.9",
-        "--leak",
-        "0.3",
-        "--input-scaling",
-        "1.0",
-        "--ridge",
-        "1e-7",
-        "--seed",
-        "42",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(v["nrmse"].as_f64().unwrap() < 0.01 && v["r2"].as_f64().unwrap() > 0.99);
-    assert!(v["seconds"].as_f64().unwrap() > 0.0);
+    // Each ESN task with the flags of a spec ReservoirPy was run on (same weights and series):
+    // the CLI's NRMSE is ReservoirPy's.
+    let golden = interplay_testkit::read_json(&fixtures().join("dynamics/golden.json"));
+    let cases = golden["prediction"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "NARMA-10, Mackey-Glass, Santa Fe");
+    for c in cases {
+        let s = &c["spec"];
+        let r = &s["reservoir"];
+        let flag = |v: &Value| v.to_string().trim_matches('"').to_string();
+        let mut args = vec!["esn".to_string()];
+        for (name, v) in [
+            ("--task", &s["task"]),
+            ("--steps", &s["steps"]),
+            ("--train", &s["train"]),
+            ("--test", &s["test"]),
+            ("--warmup", &s["warmup"]),
+            ("--horizon", &s["horizon"]),
+            ("--ridge", &s["ridge"]),
+            ("--series-seed", &s["series_seed"]),
+            ("--units", &r["units"]),
+            ("--spectral-radius", &r["spectral_radius"]),
+            ("--leak", &r["leak"]),
+            ("--input-scaling", &r["input_scaling"]),
+            ("--input-connectivity", &r["input_connectivity"]),
+            ("--connectivity", &r["rc_connectivity"]),
+            ("--bias", &r["bias"]),
+            ("--seed", &r["seed"]),
+        ] {
+            args.extend([name.to_string(), flag(v)]);
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, v, err) = interplay(&a);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let (ours, want) = (v["nrmse"].as_f64().unwrap(), c["nrmse"].as_f64().unwrap());
+        assert!(
+            (ours - want).abs() <= 1e-3 * want,
+            "{}: NRMSE {ours} vs ReservoirPy {want}",
+            s["task"]
+        );
+        assert!((v["r2"].as_f64().unwrap() - c["r2"].as_f64().unwrap()).abs() <= 1e-3);
+        assert!(v["seconds"].as_f64().unwrap() > 0.0);
+    }
 
     let (code, v, err) = interplay(&[
         "memory-capacity",
@@ -252,8 +266,18 @@ fn dynamics_commands_print_their_contract() {
         "1",
     ]);
     assert_eq!(code, 0, "{err}");
-    let exc = v["rate_exc_hz"].as_f64().unwrap();
-    assert!((5.0..11.0).contains(&exc), "{exc}");
+    // Izhikevich (2003)'s network: its rates are the NumPy restatement's on the same stream.
+    let spiking = interplay_testkit::read_json(&fixtures().join("dynamics/spiking.json"));
+    for key in ["rate_exc_hz", "rate_inh_hz"] {
+        let (ours, want) = (
+            v[key].as_f64().unwrap(),
+            spiking["izhikevich"][key].as_f64().unwrap(),
+        );
+        assert!(
+            (ours - want).abs() <= 0.02 * want,
+            "{key}: {ours} vs NumPy {want}"
+        );
+    }
     assert!(v["spikes"].as_u64().unwrap() > 1000);
 }
 
