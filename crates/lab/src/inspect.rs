@@ -18,7 +18,7 @@ use crate::circuits::{
 use crate::{LabError, PatchingSpec, Prompt, TokenRef};
 
 /// Tokens the logit lens lists per layer.
-const LENS_TOP: usize = 3;
+pub const LENS_TOP: usize = 3;
 /// Next tokens a prediction lists.
 const PREDICT_TOP: usize = 10;
 /// Up to this vocabulary size a prediction carries every logit (the bundled models; tests read

@@ -164,9 +164,12 @@ fn heads(v: &serde_json::Value) -> Vec<(usize, usize)> {
 #[test]
 fn ablation_and_path_patching_match_hugging_face_hooks() {
     use interplay_lab::ablation::path_patch_receivers;
+    use interplay_lab::inspect::{Inspect, Inspection};
+    use interplay_lab::{PatchingSpec, Prompt, TokenRef};
     use interplay_testkit::{golden, ids};
     let g = golden("ablation");
     let smollm2 = interplay_testkit::smollm2();
+    let mut engine_path_cases = 0;
     for dev in interplay_testkit::devices() {
         let mut models = std::collections::HashMap::new();
         for case in g["cases"].as_array().unwrap() {
@@ -178,13 +181,30 @@ fn ablation_and_path_patching_match_hugging_face_hooks() {
                 },
                 _ => interplay_testkit::fixtures().join(name),
             };
-            let m = models
+            let loaded = models
                 .entry(name.to_string())
-                .or_insert_with(|| load_path(&path, &dev.device).unwrap().model);
+                .or_insert_with(|| load_path(&path, &dev.device).unwrap());
+            let m = &loaded.model;
             let (answer, wrong) = (
                 case["answer"].as_u64().unwrap() as u32,
                 case["wrong"].as_u64().unwrap() as u32,
             );
+            // The same question as the engine (the page's and the CLI's way in) takes it.
+            let spec = |clean: &serde_json::Value, corrupt: Vec<u32>| PatchingSpec {
+                model: name.to_string(),
+                clean: Prompt::Ids(ids(clean)),
+                corrupt: Prompt::Ids(corrupt),
+                answer: TokenRef::Id(answer),
+                wrong: TokenRef::Id(wrong),
+                target: PatchTarget::ResidPre,
+            };
+            let engine = |q: Inspect| {
+                let q: Inspect = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
+                match pollster::block_on(q.run(loaded)).unwrap() {
+                    Inspection::Scores { clean, changed } => (clean, changed),
+                    other => panic!("scores, not {other:?}"),
+                }
+            };
             let want = &case["expect"];
             let w = |k: &str| want[k].as_f64().unwrap();
             let at = format!("{name} {} on {}", case["kind"], dev.backend.label());
@@ -199,7 +219,7 @@ fn ablation_and_path_patching_match_hugging_face_hooks() {
                     serde_json::Value::Null => prompt.clone(),
                     r => ids(r),
                 };
-                let (clean, ablated) = pollster::block_on(ablate_heads(
+                let direct = pollster::block_on(ablate_heads(
                     m,
                     &prompt,
                     &reference,
@@ -209,21 +229,28 @@ fn ablation_and_path_patching_match_hugging_face_hooks() {
                     wrong,
                 ))
                 .unwrap();
-                let at = format!("{at} {kind:?}");
-                close(
-                    &format!("{at} clean"),
-                    clean.logit_diff,
-                    w("clean_metric"),
-                    1e-5,
-                );
-                close(
-                    &format!("{at} metric"),
-                    ablated.logit_diff,
-                    w("metric"),
-                    1e-5,
-                );
-                close(&format!("{at} p"), ablated.probability, w("p_answer"), 1e-6);
-                close(&format!("{at} kl"), ablated.kl, w("kl"), 2e-6);
+                let asked = engine(Inspect::Ablate {
+                    spec: spec(&case["ids"], reference.clone()),
+                    heads: heads(&case["heads"]),
+                    kind,
+                });
+                for (how, (clean, ablated)) in [("", direct), (", engine", asked)] {
+                    let at = format!("{at} {kind:?}{how}");
+                    close(
+                        &format!("{at} clean"),
+                        clean.logit_diff,
+                        w("clean_metric"),
+                        1e-5,
+                    );
+                    close(
+                        &format!("{at} metric"),
+                        ablated.logit_diff,
+                        w("metric"),
+                        1e-5,
+                    );
+                    close(&format!("{at} p"), ablated.probability, w("p_answer"), 1e-6);
+                    close(&format!("{at} kl"), ablated.kl, w("kl"), 2e-6);
+                }
             } else {
                 let receivers: Vec<_> = case["receivers"]
                     .as_array()
@@ -270,7 +297,40 @@ fn ablation_and_path_patching_match_hugging_face_hooks() {
                     w("patched_metric"),
                     1e-5,
                 );
+                // The engine asks for every listed receiver head × every listed input: where
+                // the case is such a product, the engine's answer is checked too.
+                let mut heads_r: Vec<_> = receivers.iter().map(|r| r.0).collect();
+                let mut inputs: Vec<_> = receivers.iter().map(|r| r.1).collect();
+                heads_r.sort_unstable();
+                heads_r.dedup();
+                inputs.sort_unstable_by_key(|i| format!("{i:?}"));
+                inputs.dedup();
+                if heads_r.len() * inputs.len() == receivers.len() {
+                    let (clean, patched) = engine(Inspect::PathPatch {
+                        spec: spec(&case["clean_ids"], ids(&case["corrupt_ids"])),
+                        senders: heads(&case["senders"]),
+                        receivers: heads_r,
+                        inputs,
+                    });
+                    close(
+                        &format!("{at} clean, engine"),
+                        clean.logit_diff,
+                        w("clean_metric"),
+                        1e-5,
+                    );
+                    close(
+                        &format!("{at} patched, engine"),
+                        patched.logit_diff,
+                        w("patched_metric"),
+                        1e-5,
+                    );
+                    engine_path_cases += 1;
+                }
             }
         }
     }
+    assert!(
+        engine_path_cases > 0,
+        "no path-patching case went through the engine"
+    );
 }

@@ -90,6 +90,31 @@ fn analysis_is_the_analysis_functions() {
         }
     }
     assert_eq!(an.patterns.get(2, 0, 5, 3), pats.pattern[2][0][5][3]);
+    // The cube the page draws is Hugging Face's `output_attentions`, entry by entry.
+    for l in 0..n {
+        let want = &g["hooks"][format!("blocks.{l}.attn.hook_pattern")];
+        let shape: Vec<u64> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            shape,
+            [1, h as u64, p as u64, p as u64],
+            "layer {l}'s pattern"
+        );
+        let want = want["data"].as_array().unwrap();
+        for (i, w) in want.iter().enumerate() {
+            let (hh, q, k) = (i / (p * p), i / p % p, i % p);
+            let got = an.patterns.get(l, hh, q, k) as f64;
+            let w = w.as_f64().unwrap();
+            assert!(
+                (got - w).abs() < 1e-5,
+                "pattern {l}.{hh} [{q}, {k}]: {got} vs Hugging Face {w}"
+            );
+        }
+    }
     assert_eq!(an.patterns.get(n, 0, 0, 0), 0.0);
     assert_eq!(
         an.dla,
