@@ -51,6 +51,15 @@ for (const mode of MODES) {
       cliTies.columns.forEach((task, i) => {
         assert.ok(Math.abs(merged[task] - cliTies.merged[i]) < 1e-9, `${task}: page ${merged[task]} vs CLI ${cliTies.merged[i]}`);
       });
+      // The merged model against the official TIES functions in NumPy (make_suite_goldens.py's
+      // guided TIES: the same density, trim and λ).
+      const numpyTies = NUMPY.guided.ties;
+      for (const k of ["tasks", "method", "density", "trim_scope", "lambda"]) {
+        assert.deepEqual(numpyTies.spec[k], TIES[k], `the golden's TIES spec differs in ${k}`);
+      }
+      for (const [task, want] of Object.entries(numpyTies.merged)) {
+        assert.ok(Math.abs(merged[task] - want) < 1e-9, `merged on ${task}: page ${merged[task]} vs NumPy ${want}`);
+      }
       // The base and fine-tuned rows against the NumPy float64 forward (make_suite_goldens.py).
       const rows = await lab.rows();
       for (const [model, name] of [["base", "base"], ...TIES.tasks.map((t) => [t, `fine-tuned on ${t}`])]) {

@@ -69,6 +69,79 @@ async fn suite_matches_numpy(device: &Device) {
     }
 }
 
+/// The page's guided merges (and the browser test's TIES link) against NumPy: the merged
+/// model, every λ of the sweep, the sign-conflict map and the disentanglement map.
+async fn guided_merges_match_numpy(device: &Device, on: &str) {
+    let g = golden();
+    let guided = g["guided"].as_object().expect("guided");
+    let close = |what: &str, got: f64, want: &Value| {
+        let want = want.as_f64().expect("f64");
+        assert!((got - want).abs() < 1e-9, "{what}: {got} vs NumPy {want}");
+    };
+    let by_task = |what: &str, got: &[f64], want: &Value| {
+        assert_eq!(got.len(), Task::ALL.len(), "{what}: one accuracy per task");
+        for (t, acc) in Task::ALL.iter().zip(got) {
+            close(&format!("{what} on {t}"), *acc, &want[t.name()]);
+        }
+    };
+    let mut checked = 0;
+    for (name, case) in guided {
+        if name == "margin" {
+            continue;
+        }
+        let spec: MergeSpec = serde_json::from_value(case["spec"].clone()).expect("spec");
+        let out = spec.run(device, &mut no_progress).await.expect("merge");
+        let at = format!("{name} on {on}");
+        by_task(&format!("{at}: merged"), &out.merged, &case["merged"]);
+        let sweep = case["sweep"].as_array().expect("sweep");
+        assert_eq!(out.sweep.len(), sweep.len(), "{at}: sweep rows");
+        for (row, want) in out.sweep.iter().zip(sweep) {
+            close(&format!("{at}: λ"), row.lambda, &want["lambda"]);
+            by_task(
+                &format!("{at}: λ = {}", row.lambda),
+                &row.accuracy,
+                &want["accuracy"],
+            );
+        }
+        let signs = case["signs"].as_object().expect("signs");
+        assert_eq!(out.signs.tensors.len(), signs.len(), "{at}: sign map rows");
+        for (tensor, row) in out.signs.tensors.iter().zip(&out.signs.values) {
+            let want = signs[tensor].as_array().expect("row");
+            assert_eq!(row.len(), want.len(), "{at}: sign map {tensor}");
+            for (pair, (got, want)) in out.signs.pairs.iter().zip(row.iter().zip(want)) {
+                close(&format!("{at}: sign conflicts {tensor} {pair}"), *got, want);
+            }
+        }
+        if let Some(want) = case.get("disentanglement") {
+            let d = out.disentanglement.as_ref().expect("map");
+            let want = want.as_array().expect("grid");
+            assert_eq!(d.error.len(), want.len(), "{at}: α rows");
+            for (i, (row, w)) in d.error.iter().zip(want).enumerate() {
+                let w = w.as_array().expect("row");
+                assert_eq!(row.len(), w.len(), "{at}: α columns");
+                for (j, (got, want)) in row.iter().zip(w).enumerate() {
+                    close(&format!("{at}: ξ[{i}][{j}]"), *got, want);
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 1, "the disentanglement case");
+}
+
+#[test]
+fn guided_merges_match_numpy_on_cpu() {
+    pollster::block_on(guided_merges_match_numpy(&Device::flex(), "cpu"));
+}
+
+#[test]
+fn guided_merges_match_numpy_on_wgpu() {
+    let Some(dev) = interplay_testkit::wgpu_device() else {
+        return;
+    };
+    pollster::block_on(guided_merges_match_numpy(&dev.device, "wgpu"));
+}
+
 #[test]
 fn suite_matches_numpy_on_cpu() {
     pollster::block_on(suite_matches_numpy(&Device::flex()));
@@ -336,12 +409,29 @@ fn guided_findings_report_what_the_bundled_suite_shows() {
     let standard = run(&add);
     let f = merge("add", &add, &standard, None).expect("finding");
     assert_eq!(f.agrees, Some(false), "{}", f.shows);
-    assert!(
-        f.shows
-            .starts_with("The best λ is 0.50: mean accuracy 38.7 %"),
-        "{}",
-        f.shows
+    // The finding's numbers are NumPy's (the sweeps are checked against it above): the best
+    // mean over the four tasks and its λ.
+    let numpy = &golden()["guided"];
+    let mean4 = |acc: &Value| {
+        ["mirror", "flip", "rotate", "invert"]
+            .iter()
+            .map(|t| acc[*t].as_f64().unwrap())
+            .sum::<f64>()
+            / 4.0
+    };
+    let best = numpy["add"]["sweep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by(|a, b| mean4(&a["accuracy"]).total_cmp(&mean4(&b["accuracy"])))
+        .unwrap();
+    let want = format!(
+        "The best λ is {:.2}: mean accuracy {:.1} %",
+        best["lambda"].as_f64().unwrap(),
+        100.0 * mean4(&best["accuracy"])
     );
+    assert_eq!(want, "The best λ is 0.50: mean accuracy 38.7 %");
+    assert!(f.shows.starts_with(&want), "{}", f.shows);
 
     let negate = MergeSpec {
         tasks: vec![Task::Mirror],
@@ -352,11 +442,17 @@ fn guided_findings_report_what_the_bundled_suite_shows() {
     };
     let f = merge("negate", &negate, &run(&negate), None).expect("finding");
     assert_eq!(f.agrees, Some(true), "{}", f.shows);
-    assert!(
-        f.shows.contains("picks λ = -0.50 here: mirror 27.8 %"),
-        "{}",
-        f.shows
-    );
+    let at = |lambda: f64| {
+        numpy["negate"]["sweep"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["lambda"].as_f64() == Some(lambda))
+            .map(|r| r["accuracy"]["mirror"].as_f64().unwrap())
+            .unwrap()
+    };
+    let want = format!("picks λ = -0.50 here: mirror {:.1} %", 100.0 * at(-0.5));
+    assert!(f.shows.contains(&want), "{} lacks {want}", f.shows);
 
     let ties = MergeSpec {
         method: LabMethod::Ties,
@@ -540,6 +636,16 @@ fn adamerging_runs_match_pytorch_adam() {
                         "{at}: λ[{k}][{j}] = {a} vs PyTorch {b}"
                     );
                 }
+            }
+            // The learned merge, as the page's row shows it.
+            let acc = &r["accuracy"];
+            assert_eq!(out.merged.len(), Task::ALL.len());
+            for (t, got) in Task::ALL.iter().zip(&out.merged) {
+                let want = acc[t.name()].as_f64().unwrap();
+                assert!(
+                    (got - want).abs() < 1e-9,
+                    "{at}: merged on {t}: {got} vs PyTorch {want}"
+                );
             }
             eprintln!("{at}: worst coefficient error {worst:.1e}");
         }
