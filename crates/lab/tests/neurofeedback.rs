@@ -208,8 +208,9 @@ fn icl_3l_matches_hugging_face_on_every_device() {
     }
 }
 
-/// The guided experiment on icl-3l, whole: its finding is the paradigm's negative control (no
-/// direction above its controls), which the page reports under the run.
+/// The guided experiment on icl-3l, whole, against Hugging Face + NumPy; its finding is the
+/// paradigm's negative control (no direction above its controls), which the page reports under
+/// the run.
 #[test]
 fn icl_3l_guided_run_is_a_negative_control() {
     let spec = NeurofeedbackSpec::icl_bundled();
@@ -217,6 +218,78 @@ fn icl_3l_guided_run_is_a_negative_control() {
     let m = load_path(&root().join("public/bundled/icl-3l"), &dev.device).expect("loads");
     let tk = m.tokenizer.as_ref().expect("tokenizer");
     let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
+    // The whole run against Hugging Face + NumPy (make_neurofeedback_goldens.py `guided`):
+    // every direction, the probe and the random direction restated there, both seeds, the
+    // shuffled-label control.
+    let g: Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/neurofeedback/icl-3l.json")).unwrap(),
+    )
+    .unwrap();
+    let g = &g["guided"];
+    let nums = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        nums(&g["examples"]),
+        spec.examples.iter().map(|&n| n as f64).collect::<Vec<_>>()
+    );
+    let want_dirs = g["directions"].as_array().unwrap();
+    assert_eq!(r.directions.len(), want_dirs.len(), "directions");
+    for (d, w) in r.directions.iter().zip(want_dirs) {
+        let at = d.direction.to_string();
+        assert_eq!(at, w["direction"].as_str().unwrap());
+        let same = |what: &str, got: &[f64], want: Vec<f64>| {
+            assert_eq!(got.len(), want.len(), "{at} {what}: length");
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() < 1e-9,
+                    "{at} {what}: {got:?} vs HF + NumPy {want:?}"
+                );
+            }
+        };
+        same("mean accuracy", &d.mean, nums(&w["mean"]));
+        same(
+            "shuffled control",
+            d.shuffled.as_ref().unwrap(),
+            nums(&w["shuffled"]),
+        );
+        let acc = w["accuracy"].as_array().unwrap();
+        assert_eq!(d.accuracy.len(), acc.len(), "{at}: seeds");
+        for (row, want) in d.accuracy.iter().zip(acc) {
+            same("accuracy", row, nums(want));
+        }
+        let (var, want_var) = (
+            d.variance_explained,
+            w["variance_explained"].as_f64().unwrap(),
+        );
+        assert!(
+            (var - want_var).abs() < 1e-4,
+            "{at}: variance {var} vs {want_var}"
+        );
+        let (med, want_med) = (d.median, w["median"].as_f64().unwrap());
+        assert!(
+            (med - want_med).abs() <= 1e-5 * want_med.abs().max(1.0),
+            "{at}: median {med} vs {want_med}"
+        );
+        eprintln!(
+            "{at}: variance |Δ| {:.1e}, median |Δ| {:.1e}",
+            (var - want_var).abs(),
+            (med - want_med).abs()
+        );
+    }
+    // The random direction is the generator's alone: the restated draws, to rounding.
+    let unit = nums(&want_dirs[4]["unit"]);
+    let ours = interplay_lab::neurofeedback::random_direction(unit.len(), spec.seeds[0]);
+    let worst = ours
+        .iter()
+        .zip(&unit)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-12, "random direction off by {worst:e}");
     let f = interplay_lab::findings::neurofeedback("icl", &spec, &r).expect("finding");
     assert_eq!(f.agrees, Some(true), "{}", f.shows);
     assert!(f.shows.starts_with("At N = 16: pc1 "), "{}", f.shows);
