@@ -463,6 +463,46 @@ fn quantile_bins_query_only_the_tails() {
         }
         assert_eq!(d.projections, dm.projections);
     }
+    // Against HF + NumPy (`quantiles` of make_neurofeedback_goldens.py): NumPy's quantile cuts,
+    // the same held-out queries and the accuracies.
+    let g: Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/neurofeedback/icl-3l.json")).unwrap(),
+    )
+    .unwrap();
+    let want = g["quantiles"].as_array().unwrap();
+    assert_eq!(want.len(), r.directions.len());
+    for (d, w) in r.directions.iter().zip(want) {
+        let at = d.direction.to_string();
+        assert_eq!(at, w["direction"].as_str().unwrap());
+        for (got, want) in d.cuts.iter().zip(w["cuts"].as_array().unwrap()) {
+            let want = want.as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{at}: cut {got} vs NumPy {want}"
+            );
+        }
+        let labels = bin_labels(&d.projections, spec.bins).0;
+        let (pool, queries) = labelled_split(160, 1, spec.queries, &labels);
+        assert_eq!(pool.len() as u64, w["pool"].as_u64().unwrap(), "{at}: pool");
+        let want_q: Vec<usize> = w["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(queries, want_q, "{at}: queries");
+        let want_acc: Vec<f64> = w["accuracy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(d.accuracy.len(), 1, "one seed");
+        assert_eq!(d.accuracy[0].len(), want_acc.len());
+        for (a, b) in d.accuracy[0].iter().zip(&want_acc) {
+            assert!((a - b).abs() < 1e-9, "{at}: accuracy {a} vs HF + NumPy {b}");
+        }
+    }
 }
 
 #[test]
