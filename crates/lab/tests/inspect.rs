@@ -252,6 +252,41 @@ fn continuation_is_generate() {
         assert_eq!(c.stopped, want.stopped);
         assert_eq!(c.text, tk.decode(&want.tokens).unwrap());
     }
+    // On the tiny fixtures, the continuation is Hugging Face's `generate` (greedy) and the
+    // sampler restated in Python (make_generate_goldens.py), through the engine.
+    let g = interplay_testkit::read_json(&interplay_testkit::fixtures().join("generate.json"));
+    for (name, want) in g["models"].as_object().unwrap() {
+        let m = interplay_models::load::load_path(
+            &interplay_testkit::fixtures().join(name),
+            &interplay_models::ComputeDevice::cpu().device,
+        )
+        .unwrap();
+        let prompt = ids(&want["prompt"]);
+        let mut cases = vec![(0.0, 0, ids(&want["tokens"]))];
+        for r in want["sampled"].as_array().unwrap() {
+            cases.push((
+                r["temperature"].as_f64().unwrap(),
+                r["seed"].as_u64().unwrap(),
+                ids(&r["tokens"]),
+            ));
+        }
+        for (temperature, seed, tokens) in cases {
+            let q = through_json(Inspect::Generate {
+                prompt: Prompt::Ids(prompt.clone()),
+                max_new: tokens.len(),
+                temperature,
+                seed,
+            });
+            let Inspection::Continuation(c) = block_on(q.run(&m)).unwrap() else {
+                panic!("a continuation")
+            };
+            assert_eq!(
+                c.tokens.iter().map(|t| t.1).collect::<Vec<_>>(),
+                tokens,
+                "{name} at T = {temperature}, seed {seed}: the engine vs Hugging Face"
+            );
+        }
+    }
 }
 
 #[test]

@@ -24,6 +24,7 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
     };
     for dev in interplay_testkit::devices() {
         for (name, want) in g["models"].as_object().unwrap() {
+            let want_hf = want;
             let m =
                 load_path(&interplay_testkit::fixtures().join(name), &dev.device).expect("loads");
             let prompt = ids(&want["prompt"]);
@@ -102,6 +103,19 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
                 &fed.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
             );
             assert!(err < 1e-4, "{name}: traced hooks, relative error {err}");
+            // And they are Hugging Face's: the last block's output over prompt + tokens.
+            let hf: Vec<f64> = want_hf["resid_post_last"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(hf.len(), all.len() * d, "{name}: HF positions × d_model");
+            let err = interplay_testkit::max_rel_err(&steps, &hf[half * d..(all.len() - 1) * d]);
+            assert!(
+                err < 1e-4,
+                "{name}: traced hooks vs Hugging Face, relative error {err}"
+            );
             assert_eq!(
                 trace.cache.unwrap().k[0].dims()[2],
                 all.len() - 1,
@@ -119,6 +133,14 @@ fn greedy_generation_matches_hugging_face_on_every_device() {
             let first = tokens.iter().position(|&t| t == tokens[2]).unwrap();
             assert_eq!(cut.tokens, tokens[..=first], "{name}: stop");
             assert!(cut.stopped);
+            // As HF `generate` with that token as its end of text.
+            let stop = &want_hf["stop"];
+            assert_eq!(stop["eos"].as_u64().unwrap() as u32, tokens[2]);
+            assert_eq!(
+                cut.tokens,
+                ids(&stop["tokens"]),
+                "{name}: stop vs Hugging Face"
+            );
             // Sampling is seeded: the same seed gives the same tokens.
             let s = Sampling::Temperature {
                 temperature: 1.0,
