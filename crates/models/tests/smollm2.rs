@@ -207,6 +207,22 @@ fn smollm2_decoding_from_quantised_blocks_matches_hf() {
     let mut f32_model = m.clone();
     f32_model.quantised = None;
     let plain = interplay_testkit::decoding_logits(&f32_model, &prompt, &tokens);
+    // Both against HF at each step's 20 largest logits.
+    let top = g["top20"].as_array().unwrap();
+    assert_eq!(top.len(), tokens.len(), "one top-20 per step");
+    for (what, run) in [("kept blocks", &steps), ("f32 weights", &plain)] {
+        assert_eq!(run.len(), top.len());
+        for (i, (l, want)) in run.iter().zip(top).enumerate() {
+            let want = want.as_array().unwrap();
+            assert_eq!(want.len(), 20);
+            let (got, want): (Vec<f32>, Vec<f64>) = want
+                .iter()
+                .map(|p| (l[p[0].as_u64().unwrap() as usize], p[1].as_f64().unwrap()))
+                .unzip();
+            let err = max_rel_err(&got, &want);
+            assert!(err < 1e-4, "{what}, step {i}: top-20 logits off by {err:e}");
+        }
+    }
     for (a, b) in steps.iter().zip(&plain) {
         assert_eq!(a.len(), b.len());
         let scale = b.iter().fold(0f32, |s, x| s.max(x.abs()));

@@ -501,6 +501,57 @@ mod tests {
         }
     }
 
+    /// The same products against gguf-py: random valid blocks of each kind written by gguf-py
+    /// and its `dequantize`d values (tests/fixtures/quants, also the loader's reference), rows
+    /// swapped; the reference sums in f64.
+    #[test]
+    fn products_match_gguf_py_dequantisation() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+        let bytes = std::fs::read(root.join("quants/quants.gguf")).unwrap();
+        let g = crate::gguf::Gguf::parse(&bytes).unwrap();
+        let gold: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join("quants/golden.json")).unwrap())
+                .unwrap();
+        for (name, kind) in [
+            ("Q4_0", Kind::Q4_0),
+            ("Q4_1", Kind::Q4_1),
+            ("Q8_0", Kind::Q8_0),
+        ] {
+            let info = g.info(name).unwrap();
+            let want = &gold["tensors"][name];
+            let shape: Vec<usize> = want["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            let (n, k) = (shape[0], shape[1]);
+            let dense: Vec<f64> = want["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(dense.len(), n * k, "{name}");
+            let order: Vec<usize> = (0..n).rev().collect();
+            let m = QuantMatrix::from_blocks(kind, g.raw(info).unwrap(), k, &order).unwrap();
+            let x: Vec<f32> = (0..3 * k)
+                .map(|i| ((i * 37) % 19) as f32 / 19.0 - 0.5)
+                .collect();
+            let got = m.dot_rows(&x, 0..n);
+            assert_eq!(got.len(), 3 * n, "{name}");
+            for i in 0..3 {
+                for (j, &stored) in order.iter().enumerate() {
+                    let (xi, wj) = (&x[i * k..][..k], &dense[stored * k..][..k]);
+                    let want: f64 = xi.iter().zip(wj).map(|(a, b)| *a as f64 * b).sum();
+                    let mag: f64 = xi.iter().zip(wj).map(|(a, b)| (*a as f64 * b).abs()).sum();
+                    let e = (got[i * n + j] as f64 - want).abs();
+                    assert!(e <= 1e-6 * mag + 1e-7, "{name} row {i} col {j}: {e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn partial_blocks_and_short_data_are_refused() {
         let raw = blocks(Kind::Q8_0, 2, 64, 1);
