@@ -9,6 +9,7 @@ use interplay_models::hooks::{Act, Action, HookPlan, HookPoint, Selector, mean_o
 use interplay_models::load::load_path;
 use interplay_models::{ComputeDevice, Transformer};
 use interplay_testkit::*;
+use serde_json::Value;
 
 fn model() -> Transformer {
     load_path(&fixtures().join("tiny-llama"), &ComputeDevice::cpu().device)
@@ -177,5 +178,102 @@ fn hook_names_round_trip() {
         "",
     ] {
         assert!(bad.parse::<HookPoint>().is_err(), "{bad}");
+    }
+}
+
+/// Every kind of intervention against Hugging Face with the same edit made by PyTorch hooks
+/// (tests/fixtures/make_intervention_goldens.py): the logits at every position of every batch
+/// row, on both tiny fixtures and every device.
+#[test]
+fn interventions_match_hugging_face_hooks() {
+    let g = golden("interventions");
+    let floats = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let usizes = |v: &Value| -> Option<Vec<usize>> {
+        v.as_array()
+            .map(|a| a.iter().map(|x| x.as_u64().unwrap() as usize).collect())
+    };
+    for dev in devices() {
+        for (name, cases) in g["models"].as_object().unwrap() {
+            let m = load_path(&fixtures().join(name), &dev.device)
+                .unwrap()
+                .model;
+            for c in cases.as_array().unwrap() {
+                let at = format!("{name} on {}: {}", dev.backend.label(), c["name"]);
+                let hook: HookPoint = c["hook"].as_str().unwrap().parse().unwrap();
+                let prompts: Vec<Vec<u32>> =
+                    c["prompts"].as_array().unwrap().iter().map(ids).collect();
+                let tokens = m.tokens(&prompts).unwrap();
+                let a = &c["action"];
+                let action = match a["kind"].as_str().unwrap() {
+                    "zero" => Action::Zero,
+                    "scale" => Action::Scale(a["factor"].as_f64().unwrap() as f32),
+                    "add" => Action::Add(floats(&a["vector"])),
+                    "project_out" => Action::ProjectOut(
+                        a["directions"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(floats)
+                            .collect(),
+                    ),
+                    "project_onto" => Action::ProjectOnto(
+                        a["directions"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(floats)
+                            .collect(),
+                    ),
+                    "patch_along" => {
+                        let other = m.tokens(&[ids(&a["source_prompt"])]).unwrap();
+                        let (_, oc) = m.run_with_hooks(other, &HookPlan::caching([hook]));
+                        Action::PatchAlong {
+                            source: oc.get(hook).unwrap().clone(),
+                            direction: floats(&a["direction"]),
+                        }
+                    }
+                    "mean" => {
+                        let (_, bc) = m.run_with_hooks(tokens.clone(), &HookPlan::caching([hook]));
+                        Action::Mean(mean_over_batch(bc.get(hook).unwrap()))
+                    }
+                    other => panic!("{at}: unknown action {other}"),
+                };
+                let mut sel = Selector::all();
+                sel.positions = usizes(&c["positions"]);
+                sel.heads = usizes(&c["heads"]);
+                sel.batch = usizes(&c["batch"]);
+                let plan = HookPlan::default().with(hook, sel, action);
+                let (logits, _) = m.run_with_hooks(tokens.clone(), &plan);
+                let shape: Vec<usize> = usizes(&c["shape"]).unwrap();
+                assert_eq!(logits.dims().to_vec(), shape, "{at}: logits shape");
+                let got = read3(logits);
+                let want: Vec<f64> = c["logits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect();
+                assert_eq!(got.len(), want.len(), "{at}: logits");
+                let err = max_rel_err(&got, &want);
+                assert!(err < 1e-4, "{at}: logits off Hugging Face by {err:e}");
+                // And the intervention did something: the plain run is far from it.
+                let plain = read3(m.forward(tokens));
+                let moved = plain
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    moved > 1e-3,
+                    "{at}: the intervention changed nothing ({moved:e})"
+                );
+            }
+        }
     }
 }
