@@ -141,6 +141,7 @@ fn ioi_model_names_the_indirect_object_on_held_out_pairs() {
     let m = load(Bundled::Ioi, &dev);
     let prompts = ioi_test_prompts();
     let mut right = 0;
+    let mut diffs = Vec::new();
     for p in &prompts {
         let logits = m
             .model
@@ -148,10 +149,39 @@ fn ioi_model_names_the_indirect_object_on_held_out_pairs() {
         let [_, n, v] = logits.dims();
         let last = block_on(read_f32(logits)).unwrap()[(n - 1) * v..].to_vec();
         right += (last[p.answer as usize] > last[p.subject as usize]) as usize;
+        diffs.push(last[p.answer as usize] - last[p.subject as usize]);
     }
     let acc = right as f64 / prompts.len() as f64;
     // The model card reports this number; the model must solve the task.
     assert!(acc > 0.9, "IOI accuracy on held-out pairs {acc}");
+    // Hugging Face on the held-out set restated in Python (make_ioi_heldout_golden.py): the same
+    // prompts, each logit difference, the same accuracy, and the model card's (train.json) too.
+    let g = interplay_testkit::read_json(
+        &interplay_testkit::fixtures().join("bundled/ioi-3l-heldout.json"),
+    );
+    let want = g["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), want.len(), "held-out prompts");
+    for ((p, w), d) in prompts.iter().zip(want).zip(&diffs) {
+        assert_eq!(p.text, w["text"].as_str().unwrap());
+        let hf = w["logit_diff"].as_f64().unwrap();
+        assert!(
+            (*d as f64 - hf).abs() <= 1e-4 * hf.abs() + 1e-5,
+            "{}: logit difference {d} vs HF {hf}",
+            p.text
+        );
+        assert_eq!(p.ids, interplay_testkit::ids(&w["ids"]), "{}", p.text);
+        assert_eq!(p.answer as u64, w["answer"].as_u64().unwrap());
+        assert_eq!(p.subject as u64, w["subject"].as_u64().unwrap());
+    }
+    assert!(
+        (acc - g["accuracy"].as_f64().unwrap()).abs() < 1e-12,
+        "{acc} vs HF"
+    );
+    let card = g["train_json_test_accuracy"].as_f64().unwrap();
+    assert!(
+        (acc - card).abs() < 1e-6,
+        "{acc} vs the model card's {card}"
+    );
     // The word-level tokenizer splits punctuation, so the guided prompt needs no spaces before it.
     let t = m.tokenizer.as_ref().unwrap();
     assert_eq!(
