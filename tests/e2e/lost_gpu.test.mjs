@@ -2,7 +2,14 @@
 // page switches to the CPU, and the same run then gives the same numbers there.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { MODES, serveDist, launch, CircuitsPage, maxRelErr } from "./harness.mjs";
+
+// Hugging Face's logits for the prompt on the bundled model (make_goldens.py --bundled).
+const GOLD = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/bundled/ioi-3l.json"), "utf8"));
+const [POSITIONS, VOCAB] = GOLD.logits.shape;
+const HF_LAST = GOLD.logits.data.slice((POSITIONS - 1) * VOCAB);
 
 let srv;
 before(async () => { srv = await serveDist(); });
@@ -18,8 +25,11 @@ test("a lost GPU device gives a message and the page carries on on the CPU", asy
     await page.click('[data-testid="load-ioi-3l"]');
     await page.waitForSelector('[data-testid="model-name"]:has-text("IOI")', { timeout: 60_000 });
     const prompt = "When Mary and Tom went to the store, Tom gave a drink to";
+    assert.equal(GOLD.clean_text, prompt, "the golden's prompt");
     assert.equal(await lab.runText(prompt), "done");
     const onGpu = await lab.lastLogits();
+    assert.equal(onGpu.length, VOCAB);
+    assert.ok(maxRelErr(onGpu, HF_LAST) < 1e-4, "WebGPU's logits are Hugging Face's");
 
     // Crash the browser's GPU process (DevTools protocol): WebGPU loses the device.
     const cdp = await b.context.newCDPSession(page);
@@ -36,7 +46,10 @@ test("a lost GPU device gives a message and the page carries on on the CPU", asy
     assert.ok(messages.some((m) => /GPU device was lost/.test(m)), `messages: ${messages}`);
     assert.ok(await page.isVisible('[data-testid="device-lost"]'));
     assert.equal(await lab.run(), "done");
-    assert.ok(maxRelErr(await lab.lastLogits(), onGpu) < 1e-4, "same numbers on the CPU");
+    const onCpu = await lab.lastLogits();
+    assert.ok(maxRelErr(onCpu, onGpu) < 1e-4, "same numbers on the CPU");
+    assert.equal(onCpu.length, VOCAB);
+    assert.ok(maxRelErr(onCpu, HF_LAST) < 1e-4, "the CPU's logits after the loss are Hugging Face's");
     assert.deepEqual(b.problems.filter((p) => /panic/.test(p)), []);
   } finally {
     await b.close();

@@ -2,7 +2,12 @@
 // sub-path serving, no console errors, no off-origin requests.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { MODES, serveDist, launch, ShellPage, offOrigin } from "./harness.mjs";
+
+// The start page's device check (64 × 64) computed in NumPy (make_device_check_golden.py).
+const NUMPY_CHECKSUM = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/device/golden.json"), "utf8")).checksum["64"];
 
 // GPT-2 ids of "When Mary and John went to the store, John gave a drink to".
 const SENTENCE_IDS = [2215, 5335, 290, 1757, 1816, 284, 262, 3650, 11, 1757, 2921, 257, 4144, 284];
@@ -26,6 +31,7 @@ for (const mode of MODES) {
       assert.deepEqual(await shell.tokenIds(), SENTENCE_IDS);
       assert.ok((await shell.maxError()) < 1e-4, "device result matches the float64 reference");
       checksums[mode.name] = await shell.checksum();
+      assert.ok(Math.abs(checksums[mode.name] - NUMPY_CHECKSUM) < 1e-3, `checksum ${checksums[mode.name]} vs NumPy ${NUMPY_CHECKSUM}`);
 
       // The start page says what each lab is for, with one experiment to try first that runs.
       for (const lab of ["circuits", "merge", "neurofeedback", "dynamics"]) {

@@ -37,6 +37,14 @@ fn cpu_device_check_matches_reference() {
     let dev = ComputeDevice::cpu();
     let check = pollster::block_on(device_check(&dev, 48)).unwrap();
     assert!(check.max_abs_err < 1e-4, "{check:?}");
+    // The checksum the start page shows is NumPy's (make_device_check_golden.py).
+    let want = interplay_testkit::golden("device")["checksum"]["48"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (check.checksum - want).abs() < 1e-3,
+        "{check:?} vs NumPy {want}"
+    );
 }
 
 #[test]
@@ -49,4 +57,8 @@ fn wgpu_device_check_matches_cpu() {
     let c = pollster::block_on(device_check(&ComputeDevice::cpu(), 48)).unwrap();
     assert!(g.max_abs_err < 1e-4, "{g:?}");
     assert!((g.checksum - c.checksum).abs() < 1e-3, "{g:?} vs {c:?}");
+    let want = interplay_testkit::golden("device")["checksum"]["48"]
+        .as_f64()
+        .unwrap();
+    assert!((g.checksum - want).abs() < 1e-3, "{g:?} vs NumPy {want}");
 }
