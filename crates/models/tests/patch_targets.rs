@@ -79,7 +79,11 @@ fn check(name: &str, path: &std::path::Path, dev: &ComputeDevice) {
 fn every_patch_target_matches_hugging_face_on_the_tiny_models() {
     for dev in devices() {
         for name in ["tiny-gpt2", "tiny-llama"] {
-            check(name, &fixtures().join(name), &dev);
+            // The golden pair; a pair first differing at position 4 (the sweep reuses the
+            // prefix's cache before it); equal prompts (nothing to patch).
+            for case in ["", "/late", "/same"] {
+                check(&format!("{name}{case}"), &fixtures().join(name), &dev);
+            }
         }
     }
 }
