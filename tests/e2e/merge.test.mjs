@@ -17,6 +17,7 @@ export const TIES = {
 };
 
 const NUMPY = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/merge/suite_golden.json"), "utf8"));
+const TORCH_LINEAR = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/merge/adamerging_golden.json"), "utf8")).linearised;
 
 // Task arithmetic of linearised fine-tunes, every model run in the tangent space of the base.
 const LINEAR = {
@@ -156,6 +157,13 @@ for (const mode of MODES) {
       cliLinear.columns.forEach((task, i) => {
         assert.ok(Math.abs(lin[task] - cliLinear.merged[i]) < 1e-9, `linearised ${task}: page ${lin[task]} vs CLI ${cliLinear.merged[i]}`);
       });
+      // And against torch.func.jvp in float64 on the same spec (make_adamerging_goldens.py).
+      for (const k of ["tasks", "fine_tuning", "method", "lambda"]) {
+        assert.deepEqual(TORCH_LINEAR.spec[k], LINEAR[k], `the golden's linearised spec differs in ${k}`);
+      }
+      for (const [task, want] of Object.entries(TORCH_LINEAR.merged)) {
+        assert.ok(Math.abs(lin[task] - want) < 1e-9, `linearised ${task}: page ${lin[task]} vs PyTorch ${want}`);
+      }
       assert.match(await b.page.textContent('[data-testid="merge-table"]'), /fine-tuned on mirror \(linearised\)/);
 
       // Guided runs state the paper's claim and what the run shows, computed from it: adding

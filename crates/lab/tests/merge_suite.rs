@@ -129,6 +129,127 @@ async fn guided_merges_match_numpy(device: &Device, on: &str) {
     assert_eq!(checked, 1, "the disentanglement case");
 }
 
+/// The guided linearised run (and the browser test's linearised link): the linearised fine-tunes,
+/// their task arithmetic at λ = 0.4 and its sweep, each evaluated as the linearised network,
+/// against `torch.func.jvp` in float64 (make_adamerging_goldens.py `linearised`).
+async fn linearised_run_matches_pytorch(device: &Device, on: &str) {
+    let g = interplay_testkit::read_json(
+        &interplay_testkit::fixtures().join("merge/adamerging_golden.json"),
+    );
+    let want = &g["linearised"];
+    let spec: MergeSpec = serde_json::from_value(want["spec"].clone()).expect("spec");
+    assert_eq!(spec.fine_tuning, FineTuning::Linearised);
+    let out = spec.run(device, &mut no_progress).await.expect("merge");
+    let by_task = |what: &str, got: &[f64], want: &Value| {
+        assert_eq!(got.len(), Task::ALL.len(), "{what}");
+        for (t, acc) in Task::ALL.iter().zip(got) {
+            let w = want[t.name()].as_f64().expect("acc");
+            assert!(
+                (acc - w).abs() < 1e-9,
+                "{what} on {t} ({on}): {acc} vs PyTorch {w}"
+            );
+        }
+    };
+    for t in &spec.tasks {
+        let name = format!("fine-tuned on {t} (linearised)");
+        let row = out
+            .rows
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        by_task(&name, &row.accuracy, &want["fine_tuned"][t.name()]);
+    }
+    by_task("merged", &out.merged, &want["merged"]);
+    let sweep = want["sweep"].as_array().expect("sweep");
+    assert_eq!(out.sweep.len(), sweep.len());
+    for (row, w) in out.sweep.iter().zip(sweep) {
+        assert_eq!(Some(row.lambda), w["lambda"].as_f64());
+        by_task(
+            &format!("λ = {}", row.lambda),
+            &row.accuracy,
+            &w["accuracy"],
+        );
+    }
+}
+
+#[test]
+fn linearised_run_matches_pytorch_on_cpu() {
+    pollster::block_on(linearised_run_matches_pytorch(&Device::flex(), "cpu"));
+}
+
+#[test]
+fn linearised_run_matches_pytorch_on_wgpu() {
+    let Some(dev) = interplay_testkit::wgpu_device() else {
+        return;
+    };
+    pollster::block_on(linearised_run_matches_pytorch(&dev.device, "wgpu"));
+}
+
+/// Page fine-tunes (standard and linearised) against the same training in PyTorch float64:
+/// the seeded minibatch order restated, `torch.optim.Adam`, autograd (`torch.func.jvp` for the
+/// linearised network); each epoch's mean loss and the result's accuracy on every task.
+async fn fine_tunes_match_pytorch(device: &Device, on: &str) {
+    let g = interplay_testkit::read_json(
+        &interplay_testkit::fixtures().join("merge/adamerging_golden.json"),
+    );
+    let base = suite::bundled(None).expect("base");
+    let tests = suite::test_sets(device).expect("digits");
+    let runs = g["fine_tunes"].as_array().expect("fine-tunes");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        let task: Task = r["task"].as_str().unwrap().parse().expect("task");
+        let opts: TrainOptions = serde_json::from_value(r["options"].clone()).expect("options");
+        let at = format!("{task} (linearised {}) on {on}", opts.linearised);
+        let data = Dataset::task(task, Split::Train).expect("digits");
+        let trained = suite::train(device, &base, &data, &opts, &mut |_| {
+            Box::pin(async { true })
+        })
+        .await
+        .expect("trains");
+        let want: Vec<f64> = r["losses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(trained.losses.len(), want.len(), "{at}: epochs");
+        for (i, (a, b)) in trained.losses.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs(),
+                "{at}: epoch {i} loss {a} vs PyTorch {b}"
+            );
+        }
+        let acc = suite::evaluate(
+            device,
+            &trained.weights,
+            opts.linearised.then_some(&base),
+            &tests,
+        )
+        .await
+        .expect("evaluates");
+        for (t, a) in Task::ALL.iter().zip(&acc) {
+            let w = r["accuracy"][t.name()].as_f64().unwrap();
+            assert!(
+                (a - w).abs() < 1e-9,
+                "{at}: accuracy on {t} {a} vs PyTorch {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fine_tunes_match_pytorch_on_cpu() {
+    pollster::block_on(fine_tunes_match_pytorch(&Device::flex(), "cpu"));
+}
+
+#[test]
+fn fine_tunes_match_pytorch_on_wgpu() {
+    let Some(dev) = interplay_testkit::wgpu_device() else {
+        return;
+    };
+    pollster::block_on(fine_tunes_match_pytorch(&dev.device, "wgpu"));
+}
+
 #[test]
 fn guided_merges_match_numpy_on_cpu() {
     pollster::block_on(guided_merges_match_numpy(&Device::flex(), "cpu"));
