@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
-use interplay_dynamics::esn::{Reservoir, ReservoirWeights};
+use interplay_dynamics::esn::{Adaptation, Reservoir, ReservoirWeights};
 use interplay_dynamics::linalg::{nrmse, r2, ridge, spectral_radius};
 use interplay_dynamics::series::{MackeyGlass, narma10};
 use interplay_models::patching::no_progress;
@@ -289,4 +289,101 @@ fn santa_fe_series_is_reservoirpys() {
     let got = interplay_dynamics::series::santafe_laser().unwrap();
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
+}
+
+/// An E/I reservoir with self-adapting inhibitory gains against its definition in NumPy float64
+/// (make_dynamics_goldens.py `ei_adaptation`; ReservoirPy has no E/I reservoir): the states,
+/// the final gains and every step's mean excitatory and inhibitory input.
+async fn ei_adaptation_case(device: &Device) {
+    let g = golden();
+    let e = &g["ei_adaptation"];
+    let n = e["units"].as_u64().unwrap() as usize;
+    let weights = ReservoirWeights {
+        units: n,
+        inputs: 1,
+        w: f64s(&e["w"]),
+        w_in: f64s(&e["w_in"]),
+        bias: f64s(&e["bias"]),
+        excitatory: Some(e["excitatory"].as_u64().unwrap() as usize),
+    };
+    let adaptation = Adaptation {
+        eta: e["eta"].as_f64().unwrap(),
+        steps: e["adapt_steps"].as_u64().unwrap() as usize,
+        ..Adaptation::default()
+    };
+    let targets = f64s(&e["targets"]);
+    let res = Reservoir::from_weights(
+        weights,
+        e["leak"].as_f64().unwrap(),
+        Some((adaptation, targets)),
+        device,
+    )
+    .unwrap();
+    let input = f64s(&e["input"]);
+    let out = res.run(&input, &mut no_progress).await.unwrap();
+    assert_eq!(out.states.len(), input.len() * n);
+    let rows: Vec<usize> = e["state_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let want = f64s(&e["states"]);
+    assert_eq!(want.len(), rows.len() * n);
+    let mut worst = 0f64;
+    for (k, &r) in rows.iter().enumerate() {
+        for i in 0..n {
+            let d = (out.states[r * n + i] as f64 - want[k * n + i]).abs();
+            worst = worst.max(d);
+        }
+    }
+    // Rates are in [0, 1): float32 against float64 over 800 steps (measured 8e-7).
+    assert!(worst < 1e-5, "states off NumPy by {worst:e}");
+    let gains = f64s(&e["gains"]);
+    assert_eq!(out.gains.len(), n);
+    let gw = out
+        .gains
+        .iter()
+        .zip(&gains)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    assert!(gw < 1e-5, "gains off NumPy by {gw:e}");
+    let balance = e["balance"].as_array().unwrap();
+    assert_eq!(out.balance.len(), balance.len());
+    let scale = balance
+        .iter()
+        .flat_map(|b| {
+            b.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap().abs())
+        })
+        .fold(0.0, f64::max);
+    let bw = out
+        .balance
+        .iter()
+        .zip(balance)
+        .map(|((x, y), b)| {
+            let (wx, wy) = (b[0].as_f64().unwrap(), b[1].as_f64().unwrap());
+            (*x as f64 - wx).abs().max((*y as f64 - wy).abs())
+        })
+        .fold(0.0, f64::max);
+    assert!(
+        bw < 1e-5 * scale,
+        "E/I balance off NumPy by {bw:e} (scale {scale})"
+    );
+    eprintln!("E/I adaptation: states {worst:.1e}, gains {gw:.1e}, balance {bw:.1e}");
+}
+
+#[test]
+fn ei_adaptation_matches_numpy_on_cpu() {
+    pollster::block_on(ei_adaptation_case(&Device::flex()));
+}
+
+#[test]
+fn ei_adaptation_matches_numpy_on_wgpu() {
+    let Some(dev) = interplay_testkit::wgpu_device() else {
+        return;
+    };
+    pollster::block_on(ei_adaptation_case(&dev.device));
 }
