@@ -196,7 +196,11 @@ fn dynamics_commands_print_their_contract() {
     // the CLI's NRMSE is ReservoirPy's.
     let golden = interplay_testkit::read_json(&fixtures().join("dynamics/golden.json"));
     let cases = golden["prediction"].as_array().unwrap();
-    assert_eq!(cases.len(), 3, "NARMA-10, Mackey-Glass, Santa Fe");
+    assert_eq!(
+        cases.len(),
+        4,
+        "NARMA-10, Mackey-Glass, Santa Fe at 100 and 300 units"
+    );
     for c in cases {
         let s = &c["spec"];
         let r = &s["reservoir"];
