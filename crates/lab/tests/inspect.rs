@@ -105,6 +105,7 @@ fn analysis_is_the_analysis_functions() {
             "layer {l}'s pattern"
         );
         let want = want["data"].as_array().unwrap();
+        assert_eq!(want.len(), h * p * p, "layer {l}'s pattern entries");
         for (i, w) in want.iter().enumerate() {
             let (hh, q, k) = (i / (p * p), i / p % p, i % p);
             let got = an.patterns.get(l, hh, q, k) as f64;

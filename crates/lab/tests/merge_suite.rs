@@ -105,7 +105,13 @@ async fn guided_merges_match_numpy(device: &Device, on: &str) {
         }
         let signs = case["signs"].as_object().expect("signs");
         assert_eq!(out.signs.tensors.len(), signs.len(), "{at}: sign map rows");
+        assert_eq!(out.signs.values.len(), signs.len(), "{at}: sign map values");
         for (tensor, row) in out.signs.tensors.iter().zip(&out.signs.values) {
+            assert_eq!(
+                row.len(),
+                out.signs.pairs.len(),
+                "{at}: sign map {tensor} pairs"
+            );
             let want = signs[tensor].as_array().expect("row");
             assert_eq!(row.len(), want.len(), "{at}: sign map {tensor}");
             for (pair, (got, want)) in out.signs.pairs.iter().zip(row.iter().zip(want)) {
@@ -227,6 +233,7 @@ async fn fine_tunes_match_pytorch(device: &Device, on: &str) {
         )
         .await
         .expect("evaluates");
+        assert_eq!(acc.len(), Task::ALL.len(), "{at}: one accuracy per task");
         for (t, a) in Task::ALL.iter().zip(&acc) {
             let w = r["accuracy"][t.name()].as_f64().unwrap();
             assert!(
