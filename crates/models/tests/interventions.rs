@@ -214,22 +214,14 @@ fn interventions_match_hugging_face_hooks() {
                     "zero" => Action::Zero,
                     "scale" => Action::Scale(a["factor"].as_f64().unwrap() as f32),
                     "add" => Action::Add(floats(&a["vector"])),
-                    "project_out" => Action::ProjectOut(
-                        a["directions"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(floats)
-                            .collect(),
-                    ),
-                    "project_onto" => Action::ProjectOnto(
-                        a["directions"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(floats)
-                            .collect(),
-                    ),
+                    kind @ ("project_out" | "project_onto") => {
+                        let dirs = a["directions"].as_array().unwrap().iter().map(floats);
+                        if kind == "project_out" {
+                            Action::ProjectOut(dirs.collect())
+                        } else {
+                            Action::ProjectOnto(dirs.collect())
+                        }
+                    }
                     "patch_along" => {
                         let other = m.tokens(&[ids(&a["source_prompt"])]).unwrap();
                         let (_, oc) = m.run_with_hooks(other, &HookPlan::caching([hook]));
