@@ -23,20 +23,9 @@ use interplay_lab::{Experiment, LabKind};
 
 const DRAFT_KEY: &str = "interplay.neurofeedback";
 
-type Guided = crate::speclab::Guide<NeurofeedbackSpec>;
+type Guided = interplay_lab::guided::Guided<NeurofeedbackSpec>;
 
-const GUIDED: [Guided; 2] = [
-    Guided {
-        id: "icl",
-        title: "A model that cannot report: the tiny icl-3l (negative control)",
-        spec: NeurofeedbackSpec::icl_bundled,
-    },
-    Guided {
-        id: "smollm2",
-        title: "The paper's main figure in miniature: SmolLM2, early vs late PCs",
-        spec: NeurofeedbackSpec::smollm2,
-    },
-];
+const GUIDED: &[Guided] = interplay_lab::guided::NEUROFEEDBACK;
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
@@ -255,7 +244,7 @@ pub fn NeurofeedbackLab() -> impl IntoView {
             })}
             {move || (!st.busy.get()).then(|| {
                 let ran = ran.get()?;
-                let id = Guided::of(&GUIDED, &ran)?;
+                let id = Guided::of(GUIDED, &ran)?;
                 outcome.with(|o| interplay_lab::findings::neurofeedback(id, &ran, o.as_ref()?.as_ref().ok()?))
             }).flatten().map(|f| view! { <FindingView finding=f testid="nf-finding"/> })}
         </section>

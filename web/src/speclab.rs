@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use interplay_lab::{LabKind, LabSpec};
+use interplay_lab::LabSpec;
 use leptos::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -368,32 +368,6 @@ pub fn ComputedOn(
             let (b, ms) = facts.get();
             view! { <p class="muted" data-testid=format!("{prefix}computed-on")>{format!("computed on {b} in {ms:.0} ms")}</p> }
         })
-    }
-}
-
-/// A guided experiment of a spec lab: a title and the spec it starts from; its text is
-/// [`Guide::text`].
-pub struct Guide<T> {
-    /// Test-id suffix and anchor.
-    pub id: &'static str,
-    /// Shown title (the text is in the lab's guide file, `interplay_lab::guides`).
-    pub title: &'static str,
-    /// The experiment it sets up.
-    pub spec: fn() -> T,
-}
-
-impl<T: PartialEq> Guide<T> {
-    /// The id of the guided experiment among `guides` whose spec `ran` is, if any: only a run
-    /// of the guided spec itself gets the paper's finding.
-    pub fn of(guides: &[Guide<T>], ran: &T) -> Option<&'static str> {
-        guides.iter().find(|g| (g.spec)() == *ran).map(|g| g.id)
-    }
-}
-
-impl<T> Guide<T> {
-    /// What to look for, and what this project's runs found (from `crates/lab/guides/`).
-    pub fn text(&self, lab: LabKind) -> String {
-        interplay_lab::guides::text(lab, self.id).unwrap_or_default()
     }
 }
 

@@ -22,6 +22,7 @@ pub mod bundled;
 pub mod circuits;
 pub mod experiment;
 pub mod findings;
+pub mod guided;
 pub mod guides;
 pub mod inspect;
 pub mod merge;

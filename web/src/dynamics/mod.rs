@@ -7,10 +7,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use interplay_dynamics::tasks::{MemoryCapacityResult, PredictionResult};
-use interplay_dynamics::whatwhen::{Rule, WhatWhenResult, WhatWhenSpec};
+use interplay_dynamics::whatwhen::{WhatWhenResult, WhatWhenSpec};
 use interplay_dynamics::{
     Adaptation, DynamicsSpec, EiParams, EiSweepRow, EiSweepSpec, EsnParams, MemoryCapacitySpec,
-    PredictionSpec, SpikingResult, SpikingSpec, Task,
+    SpikingResult, SpikingSpec, Task,
 };
 
 use crate::engine::{self, DynamicsOutput, Output, Part};
@@ -19,6 +19,7 @@ use crate::speclab::{
     Announce, BadInputs, ComputedOn, FindingView, RunControls, RunState, autosave, initial_spec,
     run_on_open, state_of,
 };
+use interplay_lab::guided::{mackey_glass_demo, spiking_demo};
 use interplay_lab::{Experiment, LabKind};
 
 mod views;
@@ -27,103 +28,9 @@ use views::*;
 
 const DRAFT_KEY: &str = "interplay.dynamics";
 
-type Guided = crate::speclab::Guide<DynamicsSpec>;
+type Guided = interplay_lab::guided::Guided<DynamicsSpec>;
 
-fn spiking_demo() -> DynamicsSpec {
-    DynamicsSpec::Spiking(SpikingSpec {
-        trace_neurons: vec![0, 850],
-        ..SpikingSpec::default()
-    })
-}
-
-/// Ten times the classic network with a tenth of its synapses per neuron, 8× (excitatory) and
-/// 10× (inhibitory) as strong: the classic network's rates, at O(N · k) cost.
-fn sparse_demo() -> DynamicsSpec {
-    DynamicsSpec::Spiking(SpikingSpec {
-        excitatory: 8000,
-        inhibitory: 2000,
-        synapses_per_neuron: 100,
-        weight_exc: 4.0,
-        weight_inh: 10.0,
-        ..SpikingSpec::default()
-    })
-}
-
-fn mackey_glass_demo() -> DynamicsSpec {
-    DynamicsSpec::Prediction(PredictionSpec {
-        steps: 3000,
-        train: 2000,
-        test: 800,
-        reservoir: EsnParams {
-            units: 200,
-            leak: 0.3,
-            spectral_radius: 0.9,
-            ..EsnParams::default()
-        },
-        ..PredictionSpec::default()
-    })
-}
-
-fn homogeneous_sweep() -> DynamicsSpec {
-    let d = EiSweepSpec::default();
-    DynamicsSpec::EiSweep(EiSweepSpec {
-        adaptation: Some(Adaptation {
-            target_spread: 0.0,
-            ..d.adaptation.clone().unwrap_or_default()
-        }),
-        ..d
-    })
-}
-
-fn rls_demo() -> DynamicsSpec {
-    DynamicsSpec::WhatWhen(WhatWhenSpec {
-        rule: Rule::Rls { alpha: 1.0 },
-        ..WhatWhenSpec::default()
-    })
-}
-
-const GUIDED: [Guided; 8] = [
-    Guided {
-        id: "izhikevich",
-        title: "Izhikevich (2003): 1000 spiking neurons",
-        spec: spiking_demo,
-    },
-    Guided {
-        id: "sparse-10k",
-        title: "10 000 neurons, 100 synapses each: faster than real time?",
-        spec: sparse_demo,
-    },
-    Guided {
-        id: "mackey-glass",
-        title: "An echo state network predicts Mackey-Glass",
-        spec: mackey_glass_demo,
-    },
-    Guided {
-        id: "memory",
-        title: "Memory capacity",
-        spec: || DynamicsSpec::MemoryCapacity(MemoryCapacitySpec::default()),
-    },
-    Guided {
-        id: "ei-balance",
-        title: "E/I balance and self-adaptation",
-        spec: || DynamicsSpec::EiSweep(EiSweepSpec::default()),
-    },
-    Guided {
-        id: "homogeneous",
-        title: "Homogeneous vs heterogeneous targets",
-        spec: homogeneous_sweep,
-    },
-    Guided {
-        id: "what-when",
-        title: "What and when: a three-factor readout re-adapts",
-        spec: || DynamicsSpec::WhatWhen(WhatWhenSpec::default()),
-    },
-    Guided {
-        id: "rls",
-        title: "The same with an online RLS readout (FORCE's rule, no feedback)",
-        spec: rls_demo,
-    },
-];
+const GUIDED: &[Guided] = interplay_lab::guided::DYNAMICS;
 
 /// A run's result, as the engine returns it.
 type Outcome = DynamicsOutput;
@@ -135,7 +42,7 @@ fn finding(
     hetero: Option<&[interplay_dynamics::EiSweepRow]>,
 ) -> Option<interplay_lab::findings::Finding> {
     use interplay_lab::findings::{DynamicsRun, dynamics};
-    let id = Guided::of(&GUIDED, ran.as_ref()?)?;
+    let id = Guided::of(GUIDED, ran.as_ref()?)?;
     let run = match (outcome.as_ref()?.as_ref().ok()?, ran.as_ref()?) {
         (Outcome::Spiking(r), _) => DynamicsRun::Spiking(r),
         (Outcome::Prediction(r), _) => DynamicsRun::Prediction(r),
@@ -459,7 +366,7 @@ pub fn DynamicsLab() -> impl IntoView {
         st.start(&s, 1);
         ran.set(Some(s.clone()));
         // Read now: the signals are gone if the student leaves the lab before the run ends.
-        let guide = Guided::of(&GUIDED, &s);
+        let guide = Guided::of(GUIDED, &s);
         paused.set(false);
         // The last run's time and device must not be read as this one's.
         facts.set((String::new(), 0.0));

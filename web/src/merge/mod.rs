@@ -9,8 +9,7 @@ use leptos::task::spawn_local;
 
 use interplay_lab::merge::TrimScope;
 use interplay_lab::mergelab::{
-    AdaOptions, FineTuneSpec, FineTuning, Granularity, LabMethod, MergeOutcome, MergeSpec,
-    Objective,
+    FineTuneSpec, FineTuning, Granularity, LabMethod, MergeOutcome, MergeSpec, Objective,
 };
 use interplay_lab::suite::{Task, TrainOptions};
 
@@ -28,92 +27,9 @@ use finetune::*;
 
 const DRAFT_KEY: &str = "interplay.merge";
 
-type Guided = crate::speclab::Guide<MergeSpec>;
+type Guided = interplay_lab::guided::Guided<MergeSpec>;
 
-fn lambdas() -> Vec<f64> {
-    (0..=10).map(|i| i as f64 / 10.0).collect()
-}
-
-const GUIDED: &[Guided] = &[
-    Guided {
-        id: "add",
-        title: "Adding task vectors: one multi-task model?",
-        spec: || MergeSpec {
-            method: LabMethod::TaskArithmetic,
-            lambda: 0.4,
-            sweep: lambdas(),
-            ..MergeSpec::default()
-        },
-    },
-    Guided {
-        id: "negate",
-        title: "Negating a task vector: forgetting",
-        spec: || MergeSpec {
-            tasks: vec![Task::Mirror],
-            method: LabMethod::TaskArithmetic,
-            lambda: -1.0,
-            sweep: vec![-1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0],
-            ..MergeSpec::default()
-        },
-    },
-    Guided {
-        id: "ties",
-        title: "TIES against task arithmetic when tasks interfere",
-        spec: || MergeSpec {
-            method: LabMethod::Ties,
-            lambda: 1.0,
-            density: 0.2,
-            sweep: (0..=8).map(|i| i as f64 * 0.25).collect(),
-            ..MergeSpec::default()
-        },
-    },
-    Guided {
-        id: "adamerging",
-        title: "AdaMerging: coefficients learned without labels",
-        spec: || MergeSpec {
-            method: LabMethod::Adamerging,
-            lambda: 0.3,
-            sweep: lambdas(),
-            ..MergeSpec::default()
-        },
-    },
-    Guided {
-        id: "atlas",
-        title: "aTLAS-style: per-block coefficients from five labels per class",
-        spec: || MergeSpec {
-            method: LabMethod::Adamerging,
-            lambda: 0.3,
-            adamerging: AdaOptions {
-                granularity: Granularity::BlockWise,
-                objective: Objective::FewShot,
-                ..AdaOptions::default()
-            },
-            ..MergeSpec::default()
-        },
-    },
-    Guided {
-        id: "disentangle",
-        title: "Weight disentanglement of mirror and flip",
-        spec: || MergeSpec {
-            method: LabMethod::TaskArithmetic,
-            lambda: 0.5,
-            tasks: vec![Task::Mirror, Task::Flip],
-            disentangle: vec![Task::Mirror, Task::Flip],
-            ..MergeSpec::default()
-        },
-    },
-    Guided {
-        id: "linearised",
-        title: "Task arithmetic in the tangent space",
-        spec: || MergeSpec {
-            fine_tuning: FineTuning::Linearised,
-            method: LabMethod::TaskArithmetic,
-            lambda: 0.4,
-            sweep: lambdas(),
-            ..MergeSpec::default()
-        },
-    },
-];
+const GUIDED: &[Guided] = interplay_lab::guided::MERGE;
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
