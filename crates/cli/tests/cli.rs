@@ -797,7 +797,7 @@ fn ablate_and_path_patch_match_hugging_face_hooks() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 12, "every tiny case ran");
+    assert_eq!(checked, 14, "every tiny case ran");
 
     let model = fixtures().join("tiny-llama");
     let model = model.to_str().unwrap();

@@ -170,6 +170,8 @@ fn ablation_and_path_patching_match_hugging_face_hooks() {
     let g = golden("ablation");
     let smollm2 = interplay_testkit::smollm2();
     let mut engine_path_cases = 0;
+    // Of those, cases with several receiver heads and several inputs (the panel's usual ask).
+    let mut engine_products = 0;
     for dev in interplay_testkit::devices() {
         let mut models = std::collections::HashMap::new();
         for case in g["cases"].as_array().unwrap() {
@@ -306,6 +308,7 @@ fn ablation_and_path_patching_match_hugging_face_hooks() {
                 inputs.sort_unstable_by_key(|i| format!("{i:?}"));
                 inputs.dedup();
                 if heads_r.len() * inputs.len() == receivers.len() {
+                    engine_products += usize::from(heads_r.len() > 1 && inputs.len() > 1);
                     let (clean, patched) = engine(Inspect::PathPatch {
                         spec: spec(&case["clean_ids"], ids(&case["corrupt_ids"])),
                         senders: heads(&case["senders"]),
@@ -330,7 +333,8 @@ fn ablation_and_path_patching_match_hugging_face_hooks() {
         }
     }
     assert!(
-        engine_path_cases > 0,
-        "no path-patching case went through the engine"
+        engine_path_cases > 0 && engine_products > 0,
+        "no path-patching case ({engine_path_cases}), or none with several receiver heads and \
+         inputs ({engine_products}), went through the engine"
     );
 }
