@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
-use interplay_dynamics::esn::{Adaptation, Reservoir, ReservoirWeights};
+use interplay_dynamics::EsnParams;
+use interplay_dynamics::esn::{Adaptation, Reservoir, ReservoirWeights, RunOutput};
 use interplay_dynamics::linalg::{nrmse, r2, ridge, spectral_radius};
 use interplay_dynamics::series::{MackeyGlass, narma10};
 use interplay_models::patching::no_progress;
@@ -199,9 +200,11 @@ fn memory_capacity_matches_reservoirpy() {
     else {
         panic!("not a memory-capacity spec")
     };
+    assert_eq!(spec, interplay_dynamics::MemoryCapacitySpec::default());
     for dev in interplay_testkit::devices() {
         let r = pollster::block_on(spec.run(&dev.device, &mut no_progress)).unwrap();
         let want = mc["mc"].as_f64().unwrap();
+        assert_eq!(r.mc_k.len(), f64s(&mc["mc_k"]).len(), "delays");
         let worst_k = r
             .mc_k
             .iter()
@@ -234,7 +237,27 @@ fn memory_capacity_matches_reservoirpy() {
 #[test]
 fn narma_and_santa_fe_nrmse_match_reservoirpy_on_the_same_weights() {
     let g = golden();
-    for case in g["prediction"].as_array().unwrap() {
+    let cases = g["prediction"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        // The series are float64 on both sides; the states are float32 here (1e-7 relative
+        // each), which the least-squares fit carries into the NRMSE at about 1e-4.
+        prediction_matches(case, 1e-3);
+    }
+}
+
+/// The page's 500-unit Mackey-Glass link (steps 10 000, ridge 1e-7) on Interplay's weights,
+/// fitted and scored by ReservoirPy: NRMSE, R², targets and predictions, on the CPU and wgpu.
+#[test]
+fn mackey_glass_500_units_matches_reservoirpy_on_the_same_weights() {
+    // An NRMSE of 2.4e-4 with ridge 1e-7 (measured 3.8e-5 relative).
+    prediction_matches(&golden()["mackey_glass_500"], 1e-3);
+}
+
+/// One `prediction` case of the golden: NRMSE within `nrmse_rel` relative; R² abs 1e-3; test
+/// targets abs 1e-12; the first 50 predictions within 1e-3 of their largest.
+fn prediction_matches(case: &Value, nrmse_rel: f64) {
+    {
         let interplay_dynamics::DynamicsSpec::Prediction(spec) =
             serde_json::from_value(case["spec"].clone()).unwrap()
         else {
@@ -242,6 +265,8 @@ fn narma_and_santa_fe_nrmse_match_reservoirpy_on_the_same_weights() {
         };
         let want_target = f64s(&case["target"]);
         let want_pred = f64s(&case["prediction"]);
+        // The golden keeps the first 50 test targets and predictions.
+        assert_eq!(want_target.len(), 50.min(spec.test), "the golden's targets");
         for dev in interplay_testkit::devices() {
             let r = pollster::block_on(spec.run(&dev.device, &mut no_progress)).unwrap();
             let at = format!("{:?} on {}", spec.task, dev.backend);
@@ -251,9 +276,11 @@ fn narma_and_santa_fe_nrmse_match_reservoirpy_on_the_same_weights() {
                 "{at}: NRMSE {} vs ReservoirPy {want} ({rel:.1e} relative)",
                 r.nrmse
             );
-            // The series are float64 on both sides; the states are float32 here (1e-7 relative
-            // each), which the least-squares fit carries into the NRMSE at about 1e-4.
-            assert!(rel <= 1e-3, "{at}: NRMSE {} vs ReservoirPy {want}", r.nrmse);
+            assert!(
+                rel <= nrmse_rel,
+                "{at}: NRMSE {} vs ReservoirPy {want}",
+                r.nrmse
+            );
             let r2_want = case["r2"].as_f64().unwrap();
             assert!(
                 (r.r2 - r2_want).abs() <= 1e-3,
@@ -321,7 +348,23 @@ async fn ei_adaptation_case(device: &Device) {
     .unwrap();
     let input = f64s(&e["input"]);
     let out = res.run(&input, &mut no_progress).await.unwrap();
-    assert_eq!(out.states.len(), input.len() * n);
+    let (worst, gw, bw) = ei_differences(&out, e, n);
+    // Rates are in [0, 1): float32 against float64 over 800 steps (measured 8e-7).
+    assert!(worst < 1e-5, "states off NumPy by {worst:e}");
+    assert!(gw < 1e-5, "gains off NumPy by {gw:e}");
+    assert!(
+        bw < 1e-5,
+        "E/I balance off NumPy by {bw:e} of its largest entry"
+    );
+    eprintln!("E/I adaptation: states {worst:.1e}, gains {gw:.1e}, balance {bw:.1e}");
+}
+
+/// A run's largest differences from a NumPy case `e` (`state_rows`, `states`, `gains`,
+/// `balance`): states and gains absolute, the balance relative to its largest entry. Lengths
+/// are asserted first.
+fn ei_differences(out: &RunOutput, e: &Value, n: usize) -> (f64, f64, f64) {
+    let steps = e["balance"].as_array().unwrap().len();
+    assert_eq!(out.states.len(), steps * n);
     let rows: Vec<usize> = e["state_rows"]
         .as_array()
         .unwrap()
@@ -337,9 +380,8 @@ async fn ei_adaptation_case(device: &Device) {
             worst = worst.max(d);
         }
     }
-    // Rates are in [0, 1): float32 against float64 over 800 steps (measured 8e-7).
-    assert!(worst < 1e-5, "states off NumPy by {worst:e}");
     let gains = f64s(&e["gains"]);
+    assert_eq!(gains.len(), n, "the golden's gains");
     assert_eq!(out.gains.len(), n);
     let gw = out
         .gains
@@ -347,7 +389,6 @@ async fn ei_adaptation_case(device: &Device) {
         .zip(&gains)
         .map(|(a, b)| (*a as f64 - b).abs())
         .fold(0.0, f64::max);
-    assert!(gw < 1e-5, "gains off NumPy by {gw:e}");
     let balance = e["balance"].as_array().unwrap();
     assert_eq!(out.balance.len(), balance.len());
     let scale = balance
@@ -368,11 +409,67 @@ async fn ei_adaptation_case(device: &Device) {
             (*x as f64 - wx).abs().max((*y as f64 - wy).abs())
         })
         .fold(0.0, f64::max);
+    (worst, gw, bw / scale)
+}
+
+/// E/I reservoirs drawn from their specs by Interplay's generator, restated in NumPy
+/// (make_dynamics_goldens.py `ei_specs`: the 120-unit one with heterogeneous targets, the dense
+/// 650-unit one, and a 100-unit one with and without adaptation): states, final gains and
+/// balance; and the NumPy finding that adaptation lowers the net recurrent input, seen here.
+async fn ei_specs_case(device: &Device, backend: &str) {
+    let g = golden();
+    let cases = g["ei_specs"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    let mut tails = Vec::new();
+    for e in cases {
+        let params: EsnParams = serde_json::from_value(e["params"].clone()).unwrap();
+        let n = params.units;
+        let input = f64s(&e["input"]);
+        let res = Reservoir::new(&params, 1, device).unwrap();
+        let out = res.run(&input, &mut no_progress).await.unwrap();
+        assert!(
+            out.states.iter().any(|&x| x > 0.05),
+            "{n} units stayed silent"
+        );
+        let (worst, gw, bw) = ei_differences(&out, e, n);
+        eprintln!(
+            "E/I {n} units on {backend}: states {worst:.1e}, gains {gw:.1e}, balance {bw:.1e}"
+        );
+        // Rates in [0, 1), float32 against float64; the gains sum up to 1500 float32 updates
+        // (measured on the CPU: states ≤ 1.7e-5, gains ≤ 4.3e-5, both with 1500 adapting steps).
+        assert!(
+            worst < 1e-4,
+            "{n} units on {backend}: states off NumPy by {worst:e}"
+        );
+        assert!(
+            gw < 1e-4,
+            "{n} units on {backend}: gains off NumPy by {gw:e}"
+        );
+        assert!(
+            bw < 1e-5,
+            "{n} units on {backend}: balance off NumPy by {bw:e}"
+        );
+        let tail = |b: &[(f32, f32)]| {
+            let t = &b[b.len() - 200..];
+            t.iter().map(|(e, i)| (e + i) as f64).sum::<f64>() / t.len() as f64
+        };
+        tails.push(tail(&out.balance));
+    }
+    // The last two: the same 100-unit reservoir adapted and fixed. NumPy's net input over the
+    // last 200 steps is lower with adaptation (the script asserts it); so is this run's.
     assert!(
-        bw < 1e-5 * scale,
-        "E/I balance off NumPy by {bw:e} (scale {scale})"
+        tails[2] < tails[3],
+        "adapted {} vs fixed {}",
+        tails[2],
+        tails[3]
     );
-    eprintln!("E/I adaptation: states {worst:.1e}, gains {gw:.1e}, balance {bw:.1e}");
+}
+
+#[test]
+fn ei_reservoirs_drawn_from_specs_match_numpy() {
+    for dev in interplay_testkit::devices() {
+        pollster::block_on(ei_specs_case(&dev.device, &dev.backend.to_string()));
+    }
 }
 
 #[test]
@@ -386,4 +483,55 @@ fn ei_adaptation_matches_numpy_on_wgpu() {
         return;
     };
     pollster::block_on(ei_adaptation_case(&dev.device));
+}
+
+/// The Dynamics lab's guided Mackey-Glass demo (200 units) against ReservoirPy on the same
+/// weights, as the other prediction specs.
+#[test]
+fn guided_mackey_glass_matches_reservoirpy() {
+    prediction_matches(&golden()["guided"]["mackey_glass"], 1e-3);
+}
+
+/// The guided E/I sweeps ("E/I balance": heterogeneous targets; "homogeneous": one target):
+/// memory capacity per inhibition ratio, fixed and self-adapted, against NumPy states from the
+/// definition and ReservoirPy's Ridge (make_dynamics_goldens.py `guided`), on the CPU and wgpu.
+#[test]
+fn guided_ei_sweeps_match_numpy_and_reservoirpy() {
+    use interplay_dynamics::{DynamicsSpec, EiSweepSpec};
+    let g = golden();
+    for (key, spread) in [("ei_balance", 0.15), ("homogeneous", 0.0)] {
+        let DynamicsSpec::EiSweep(spec) =
+            serde_json::from_value(g["guided"][key]["spec"].clone()).unwrap()
+        else {
+            panic!("not an E/I sweep")
+        };
+        // The golden's spec is the guided one (EiSweepSpec::default(), the spread aside).
+        let mut want_spec = EiSweepSpec::default();
+        if let Some(a) = want_spec.adaptation.as_mut() {
+            a.target_spread = spread;
+        }
+        assert_eq!(spec, want_spec, "{key}: the golden's spec");
+        let want = g["guided"][key]["rows"].as_array().unwrap();
+        for dev in interplay_testkit::devices() {
+            let rows =
+                pollster::block_on(spec.run(&dev.device, &mut |_| {}, &mut no_progress)).unwrap();
+            assert_eq!(rows.len(), want.len());
+            let mut worst = 0f64;
+            for (r, w) in rows.iter().zip(want) {
+                assert_eq!(r.inhibition, w["inhibition"].as_f64().unwrap());
+                for (got, k) in [(Some(r.mc_fixed), "mc_fixed"), (r.mc_adapted, "mc_adapted")] {
+                    let w = w[k].as_f64().unwrap();
+                    let got = got.unwrap();
+                    worst = worst.max((got - w).abs() / w);
+                }
+            }
+            eprintln!("{key} on {}: MC within {worst:.1e} relative", dev.backend);
+            // float32 states over 4500 steps (1800 adapting) against float64: measured 5.8e-6.
+            assert!(
+                worst < 1e-4,
+                "{key} on {}: MC off by {worst:e}",
+                dev.backend
+            );
+        }
+    }
 }
