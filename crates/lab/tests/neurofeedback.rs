@@ -2,7 +2,8 @@
 //! tests/fixtures/make_neurofeedback_goldens.py): pooled activations, principal components,
 //! labels, prompts, label logits and reporting accuracy — on the bundled `icl-3l` (CPU and wgpu)
 //! and on SmolLM2-135M-Instruct when it has been fetched (its chat prompts checked against the
-//! tokenizer's own chat template; the whole golden on the CPU, a subset on wgpu).
+//! tokenizer's own chat template; the whole golden on the CPU, a subset on wgpu); and the specs
+//! the browser test runs in the page (`page_links`), read from the golden and run whole.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::path::PathBuf;
@@ -291,9 +292,129 @@ fn icl_3l_guided_run_is_a_negative_control() {
         .fold(0.0, f64::max);
     assert!(worst < 1e-12, "random direction off by {worst:e}");
     let f = interplay_lab::findings::neurofeedback("icl", &spec, &r).expect("finding");
+    let (text, reported) = finding_from_golden(g);
+    // Its verdict follows from the golden numbers: no direction is a reporting one (the
+    // paradigm's negative control), so the finding agrees with the claim...
+    assert!(reported.is_empty(), "HF + NumPy report {reported:?}");
     assert_eq!(f.agrees, Some(true), "{}", f.shows);
-    assert!(f.shows.starts_with("At N = 16: pc1 "), "{}", f.shows);
-    assert!(f.shows.contains("No direction reports"), "{}", f.shows);
+    // ...and every number it quotes is the golden's at the printed precision.
+    assert_eq!(f.shows, text);
+}
+
+/// The icl-3l finding's text as the golden `guided` numbers give it: each direction's mean
+/// accuracy at the largest N and its shuffled control there (percent, one decimal), and the
+/// verdict; with the directions that report by the finding's rule (above its shuffled control
+/// and the random direction by 10 points, and above its accuracy at the smallest N).
+fn finding_from_golden(g: &Value) -> (String, Vec<String>) {
+    let examples = f64s(&g["examples"]);
+    let (last, first) = (examples.len() - 1, 0);
+    assert!(examples.windows(2).all(|w| w[0] < w[1]), "N ascending");
+    let dirs = g["directions"].as_array().unwrap();
+    let at = |w: &Value, what: &str, i: usize| f64s(&w[what])[i];
+    let pct = |v: f64| format!("{:.1} %", 100.0 * v);
+    let random = dirs
+        .iter()
+        .find(|w| w["direction"] == "random")
+        .map(|w| at(w, "mean", last));
+    let margin = 0.1;
+    let mut list = Vec::new();
+    let mut reported = Vec::new();
+    for w in dirs {
+        let name = w["direction"].as_str().unwrap();
+        let (a, s, a0) = (
+            at(w, "mean", last),
+            at(w, "shuffled", last),
+            at(w, "mean", first),
+        );
+        list.push(format!("{name} {} (shuffled {})", pct(a), pct(s)));
+        if name != "random" && a >= s + margin && random.is_none_or(|r| a >= r + margin) && a > a0 {
+            reported.push(name.to_string());
+        }
+    }
+    let mut text = format!("At N = {}: {}.", examples[last], list.join(", "));
+    if reported.is_empty() {
+        text += " No direction reports more than 10 points above its controls.";
+    }
+    (text, reported)
+}
+
+/// One of the golden's `page_links` (a spec the browser test runs in the page, as the page
+/// writes it into its share link, run whole in HF + NumPy) against the lab's run of it:
+/// accuracy per seed and N, means and shuffled control exactly; median and cuts rel `rel`;
+/// variance explained abs 1e-6; PC variance fractions abs 1e-4.
+fn check_page_link(what: &str, link: &Value, r: &NeurofeedbackResult, rel: f64) {
+    let want = &link["result"];
+    assert_eq!(r.sentences as u64, want["sentences"].as_u64().unwrap());
+    let var = f64s(&want["pc_variance"]);
+    assert_eq!(r.pc_variance.len(), var.len(), "{what}: PC variance length");
+    let mut worst = [0f64; 3];
+    for (a, b) in r.pc_variance.iter().zip(&var) {
+        assert!((a - b).abs() < 1e-4, "{what}: PC variance {a} vs {b}");
+        worst[0] = worst[0].max((a - b).abs());
+    }
+    let dirs = want["directions"].as_array().unwrap();
+    assert_eq!(r.directions.len(), dirs.len(), "{what}: directions");
+    for (d, w) in r.directions.iter().zip(dirs) {
+        let at = format!("{what} {}", d.direction);
+        assert_eq!(d.direction.to_string(), w["direction"].as_str().unwrap());
+        let acc: Vec<Vec<f64>> = w["accuracy"].as_array().unwrap().iter().map(f64s).collect();
+        assert_eq!(d.accuracy, acc, "{at}: accuracy per seed and N");
+        assert_eq!(d.mean, f64s(&w["mean"]), "{at}: mean");
+        assert_eq!(
+            d.shuffled,
+            (!w["shuffled"].is_null()).then(|| f64s(&w["shuffled"])),
+            "{at}: shuffled control"
+        );
+        let (v, wv) = (
+            d.variance_explained,
+            w["variance_explained"].as_f64().unwrap(),
+        );
+        assert!((v - wv).abs() < 1e-6, "{at}: variance {v} vs {wv}");
+        worst[1] = worst[1].max((v - wv).abs());
+        let cuts = f64s(&w["cuts"]);
+        for (got, want) in [d.median, d.cuts[0], d.cuts[1]].into_iter().zip([
+            w["median"].as_f64().unwrap(),
+            cuts[0],
+            cuts[1],
+        ]) {
+            let e = (got - want).abs() / want.abs().max(1.0);
+            assert!(e <= rel, "{at}: median or cut {got} vs NumPy {want}");
+            worst[2] = worst[2].max(e);
+        }
+    }
+    eprintln!(
+        "{what}: PC variance |Δ| {:.1e}, variance explained |Δ| {:.1e}, median/cuts rel {:.1e}",
+        worst[0], worst[1], worst[2]
+    );
+}
+
+fn page_link<'a>(g: &'a Value, name: &str) -> &'a Value {
+    g["page_links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap()
+}
+
+fn link_spec(link: &Value) -> NeurofeedbackSpec {
+    serde_json::from_value(link["spec"].clone()).expect("the golden's spec parses")
+}
+
+/// The page's icl-3l links of the browser test (the guided link trimmed, and the same with
+/// quantile bins at q = 0.3), each run from the spec stored with the golden, on every device.
+#[test]
+fn icl_3l_page_links_match_hugging_face_on_every_device() {
+    let g = golden("icl-3l");
+    for dev in devices() {
+        let m = load_path(&root().join("public/bundled/icl-3l"), &dev.device).expect("loads");
+        let tk = m.tokenizer.as_ref().unwrap();
+        for name in ["icl", "quantiles"] {
+            let link = page_link(&g, name);
+            let r = block_on(run(&link_spec(link), &m.model, tk, &mut no_progress)).unwrap();
+            check_page_link(&format!("{name} on {}", dev.backend), link, &r, 1e-5);
+        }
+    }
 }
 
 /// The spec `make_neurofeedback_goldens.py --smollm2` ran.
@@ -416,6 +537,75 @@ fn smollm2_on_wgpu_matches_hugging_face_when_fetched() {
     assert_close_rows("smollm2 wgpu", &x, &g["activations"]);
     let run_g = pc1_n4(&g);
     check_label_logits("smollm2 wgpu", &spec, &m.model, tk, run_g, 4);
+}
+
+/// The explicit control task of a page link against the golden: the same sentences written
+/// (text exact), their z-scores and the shift matrices within `tol`.
+fn check_page_explicit(what: &str, link: &Value, r: &NeurofeedbackResult, tol: f64) {
+    let want = &link["result"]["explicit"];
+    let got = r.explicit.as_ref().expect("explicit control ran");
+    assert_eq!(got.examples as u64, want["examples"].as_u64().unwrap());
+    let ws = want["sentences"].as_array().unwrap();
+    assert_eq!(got.sentences.len(), ws.len(), "{what}: sentences written");
+    let mut worst = 0f64;
+    for (s, w) in got.sentences.iter().zip(ws) {
+        assert_eq!(s.direction.to_string(), w["direction"].as_str().unwrap());
+        assert_eq!(s.label as u64, w["label"].as_u64().unwrap());
+        assert_eq!(s.seed, w["seed"].as_u64().unwrap());
+        assert_eq!(
+            s.text,
+            w["text"].as_str().unwrap(),
+            "{what}: label {}",
+            s.label
+        );
+        assert_eq!(s.finished, w["finished"].as_bool().unwrap());
+        for (a, b) in [(s.z, &w["z"]), (s.z_alone, &w["z_alone"])] {
+            let b = b.as_f64().unwrap();
+            assert!((a - b).abs() <= tol, "{what}: z {a} vs {b}");
+            worst = worst.max((a - b).abs());
+        }
+    }
+    for (rows, key) in [(&got.shift, "shift"), (&got.shift_alone, "shift_alone")] {
+        let want: Vec<Vec<f64>> = want[key].as_array().unwrap().iter().map(f64s).collect();
+        assert_eq!(rows.len(), want.len());
+        for (a, b) in rows.iter().flatten().zip(want.iter().flatten()) {
+            assert!((a - b).abs() <= tol, "{what}: {key} {a} vs {b}");
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("{what}: explicit z and shift |Δ| {worst:.1e}");
+}
+
+/// The page's two SmolLM2 links of the browser test (harness.mjs NF_SMOLLM2 on the CPU, with
+/// the explicit control task; NF_SMOLLM2_SHORT, its eight pasted sentences), run from the specs
+/// stored with the golden (`make_neurofeedback_goldens.py --smollm2-pages`) on the CPU.
+#[test]
+fn smollm2_page_links_match_hugging_face_when_fetched() {
+    let Some(path) = smollm2_path() else { return };
+    let g = golden("smollm2-pages");
+    let m = load_path(&path, &ComputeDevice::cpu().device).expect("loads");
+    let tk = m.tokenizer.as_ref().unwrap();
+    for name in ["cpu", "webgpu"] {
+        let link = page_link(&g, name);
+        let r = block_on(run(&link_spec(link), &m.model, tk, &mut no_progress)).unwrap();
+        check_page_link(&format!("smollm2 {name} link"), link, &r, 1e-4);
+        if name == "cpu" {
+            check_page_explicit("smollm2 cpu link", link, &r, 1e-4);
+        }
+    }
+}
+
+/// The short SmolLM2 link (what the page runs on WebGPU) on wgpu.
+#[test]
+fn smollm2_short_page_link_on_wgpu_matches_hugging_face_when_fetched() {
+    let Some(path) = smollm2_path() else { return };
+    let Some(dev) = wgpu_device() else { return };
+    let g = golden("smollm2-pages");
+    let m = load_path(&path, &dev.device).expect("loads");
+    let tk = m.tokenizer.as_ref().unwrap();
+    let link = page_link(&g, "webgpu");
+    let r = block_on(run(&link_spec(link), &m.model, tk, &mut no_progress)).unwrap();
+    check_page_link("smollm2 webgpu link on wgpu", link, &r, 1e-4);
 }
 
 #[test]
