@@ -1,7 +1,8 @@
 // Merge lab from a share link, on WebGPU and on the CPU fallback: a TIES merge of the bundled
 // suite shows the CLI's per-task accuracies for the same spec; a short fine-tune in the page
-// lowers its loss and a long one can be cancelled; bad input gives a message and the page stays
-// usable. Screenshots go to target/screenshots/.
+// gives PyTorch's losses and accuracies for the same training and a long one can be cancelled;
+// bad input gives a message and the page stays usable; the guided findings quote the goldens'
+// numbers. Screenshots go to target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -17,7 +18,19 @@ export const TIES = {
 };
 
 const NUMPY = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/merge/suite_golden.json"), "utf8"));
-const TORCH_LINEAR = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/merge/adamerging_golden.json"), "utf8")).linearised;
+const TORCH = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/merge/adamerging_golden.json"), "utf8"));
+const TORCH_LINEAR = TORCH.linearised;
+// The fine-tune panel's run below (rotate, 3 epochs, the panel's other options as it opens) in
+// PyTorch float64: the seeded minibatch order restated, torch.optim.Adam (make_adamerging_goldens.py).
+const TORCH_PANEL = TORCH.fine_tunes.find((r) => r.task === "rotate" && r.options.epochs === 3 && !r.options.linearised);
+
+// What the guided findings quote, derived from the goldens: each sweep's best λ (the first of
+// equal means over the merged tasks), percentages to 0.1 as the findings print them.
+const pct = (v) => (100 * v).toFixed(1);
+const mean4 = (acc) => TIES.tasks.reduce((sum, t) => sum + acc[t], 0) / TIES.tasks.length;
+const bestOf = (rows) => rows.reduce((b, r) => (b && mean4(b.accuracy) >= mean4(r.accuracy) ? b : r), null);
+/// The numbers a text quotes, in order; a sentence's full stop dropped.
+const numbers = (text) => (text.match(/-?\d[\d.]*/g) ?? []).map((n) => n.replace(/\.$/, ""));
 
 // Task arithmetic of linearised fine-tunes, every model run in the tangent space of the base.
 const LINEAR = {
@@ -120,13 +133,35 @@ for (const mode of MODES) {
       assert.equal(await b.page.getAttribute('[data-testid="merge-finetune"]', "data-state"), "idle");
       await b.page.fill('[data-testid="ft-epochs"]', "3");
       await b.page.dispatchEvent('[data-testid="ft-epochs"]', "change");
+      // The panel's other options are the golden's (TrainOptions::fine_tune, standard).
+      assert.ok(TORCH_PANEL, "no golden for the panel's run");
+      assert.equal(Number(await b.page.inputValue('[data-testid="ft-lr"]')), TORCH_PANEL.options.lr);
+      assert.equal(Number(await b.page.inputValue('[data-testid="ft-batch"]')), TORCH_PANEL.options.batch);
+      assert.equal(Number(await b.page.inputValue('[data-testid="ft-seed"]')), TORCH_PANEL.options.seed);
+      assert.equal(await b.page.isChecked('[data-testid="ft-linearised"]'), TORCH_PANEL.options.linearised);
       await b.page.click('[data-testid="ft-run"]');
       await b.page.waitForSelector('[data-testid="merge-finetune"][data-state="done"]', { timeout: 300_000, state: "attached" });
       const losses = JSON.parse(await b.page.getAttribute('[data-testid="ft-losses"]', "data-losses"));
-      console.log(`[${mode.name}] fine-tune losses ${losses.map((l) => l.toFixed(3)).join(", ")}`);
-      assert.equal(losses.length, 3);
+      // Each epoch's mean loss against PyTorch float64 (the loss falls: 6.1, 1.6, 0.92).
+      assert.equal(losses.length, TORCH_PANEL.losses.length);
+      const lossErr = Math.max(...losses.map((l, i) => Math.abs(l - TORCH_PANEL.losses[i]) / TORCH_PANEL.losses[i]));
+      console.log(`[${mode.name}] fine-tune losses ${losses.map((l) => l.toFixed(4)).join(", ")}; worst error vs PyTorch rel ${lossErr.toExponential(1)}`);
+      losses.forEach((l, i) => {
+        const want = TORCH_PANEL.losses[i];
+        assert.ok(Math.abs(l - want) <= 1e-4 * want, `epoch ${i + 1} loss: page ${l} vs PyTorch ${want}`);
+      });
       assert.ok(losses[2] < losses[0], `loss did not fall: ${losses}`);
-      assert.equal(await b.page.locator('[data-testid="ft-accuracy"] td').count(), 5);
+      // The fine-tuned model's accuracy per task, as the page prints it (0.1 %; k/450 is never
+      // a tie), against PyTorch's.
+      const ftAcc = await b.page.$$eval('[data-testid="ft-accuracy"]', ([t]) => {
+        const names = [...t.querySelectorAll("thead th")].map((th) => th.textContent);
+        const cells = [...t.querySelectorAll("tbody td")].map((td) => td.textContent);
+        return Object.fromEntries(names.map((n, i) => [n, cells[i]]));
+      });
+      assert.deepEqual(Object.keys(ftAcc).sort(), Object.keys(TORCH_PANEL.accuracy).sort());
+      for (const [task, want] of Object.entries(TORCH_PANEL.accuracy)) {
+        assert.equal(ftAcc[task], `${pct(want)}%`, `fine-tuned on ${task}: page ${ftAcc[task]} vs PyTorch ${want}`);
+      }
       await b.page.screenshot({ path: path.join(SHOTS, `merge-finetune-${mode.name}.png`), fullPage: true });
 
       // Its task vector joins the merge (the run retrains it from the spec). CPU only: on
@@ -147,7 +182,15 @@ for (const mode of MODES) {
       await b.page.click('[data-testid="ft-cancel"]');
       await b.page.waitForSelector('[data-testid="merge-finetune"][data-state="error"]', { timeout: 120_000, state: "attached" });
       assert.match(await b.page.textContent('[data-testid="ft-error"]'), /cancelled/);
-      assert.ok(JSON.parse(await b.page.getAttribute('[data-testid="ft-losses"]', "data-losses")).length >= 1);
+      // The epochs done are kept; the first ones are the same training as above (one seeded
+      // order per epoch, Adam's step count), so PyTorch's losses again.
+      const kept = JSON.parse(await b.page.getAttribute('[data-testid="ft-losses"]', "data-losses"));
+      assert.ok(kept.length >= 1);
+      console.log(`[${mode.name}] cancelled with ${kept.length} epoch(s) kept: ${kept.slice(0, 3).map((l) => l.toFixed(4)).join(", ")}`);
+      kept.slice(0, TORCH_PANEL.losses.length).forEach((l, i) => {
+        const want = TORCH_PANEL.losses[i];
+        assert.ok(Math.abs(l - want) <= 1e-4 * want, `cancelled run, epoch ${i + 1} loss: page ${l} vs PyTorch ${want}`);
+      });
 
       // Linearised fine-tunes from a share link: the page runs them linearised, as the CLI does.
       await lab.open(srv.base, LINEAR, mode.backend);
@@ -168,16 +211,30 @@ for (const mode of MODES) {
 
       // Guided runs state the paper's claim and what the run shows, computed from it: adding
       // task vectors falls short of the paper here; the linearised sweep then compares with it.
+      // Every number the page quotes is the goldens' (NumPy's task arithmetic sweep and models,
+      // torch.func.jvp's linearised sweep), and each verdict follows from them.
+      const standard = bestOf(NUMPY.guided.add.sweep);
+      const own = mean4(Object.fromEntries(TIES.tasks.map((t) => [t, Math.max(...TIES.tasks.map((m) => NUMPY.models[m][t].accuracy))])));
+      const share = mean4(standard.accuracy) / own;
       await b.page.click('[data-testid="merge-guided-add"]');
       await lab.run();
       const add = await b.page.locator('[data-testid="merge-finding"]');
-      assert.equal(await add.getAttribute("data-agrees"), "false");
-      assert.match(await add.textContent(), /The paper: .*This page's run: The best λ is 0\.50: mean accuracy 38\.7 %/);
+      const addShows = await add.locator("p").nth(1).textContent();
+      assert.match(await add.locator("p").nth(0).textContent(), /^The paper: /);
+      assert.match(addShows, /^This page's run: The best λ is /);
+      assert.deepEqual(numbers(addShows), [standard.lambda.toFixed(2), pct(mean4(standard.accuracy)), "4", pct(own),
+        (100 * share).toFixed(0), pct(standard.accuracy.digits), pct(NUMPY.models.base.digits.accuracy)], addShows);
+      assert.equal(await add.getAttribute("data-agrees"), String(share >= 0.8));
+      assert.match(addShows, /The best λ is 0\.50: mean accuracy 38\.7 %/);
+      const linBest = bestOf(TORCH_LINEAR.sweep);
       await b.page.click('[data-testid="merge-guided-linearised"]');
       await lab.run();
       const linear = await b.page.locator('[data-testid="merge-finding"]');
-      assert.equal(await linear.getAttribute("data-agrees"), "true");
-      assert.match(await linear.textContent(), /Linearised: mean accuracy 54\.9 % \(best λ 0\.40\); task arithmetic .* 38\.7 %/);
+      const linShows = await linear.locator("p").nth(1).textContent();
+      assert.deepEqual(numbers(linShows), [pct(mean4(linBest.accuracy)), linBest.lambda.toFixed(2), pct(mean4(standard.accuracy)),
+        standard.lambda.toFixed(2), pct(linBest.accuracy.digits), pct(standard.accuracy.digits)], linShows);
+      assert.equal(await linear.getAttribute("data-agrees"), String(mean4(linBest.accuracy) > mean4(standard.accuracy)));
+      assert.match(linShows, /Linearised: mean accuracy 54\.9 % \(best λ 0\.40\); task arithmetic .* 38\.7 %/);
       await b.page.screenshot({ path: path.join(SHOTS, `merge-finding-${mode.name}.png`), fullPage: true });
 
       assert.deepEqual(offOrigin(b.requests, srv.base), []);

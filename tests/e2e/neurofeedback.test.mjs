@@ -4,7 +4,10 @@
 // numbers for the same spec; quantile bins ticked by hand reach the share link and the CLI's
 // numbers; a run can be cancelled; bad input gets a message. With SmolLM2 fetched, a share link
 // of the SmolLM2 guided experiment, trimmed (see below), equals the CLI too, on both devices.
-// Screenshots under target/screenshots/.
+// Every one of these runs is also compared with the committed reference directly: the same spec
+// run in Hugging Face + NumPy (make_neurofeedback_goldens.py `page_links`, whose stored spec must
+// equal the one the page ran); and, on the CPU, the whole guided run and the numbers and verdict
+// of its finding with the golden `guided`. Screenshots under target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -35,6 +38,17 @@ const HF_ICL = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/neurofeed
 assert.equal(HF_ICL.layer, 1); // ICL's hook, blocks.1.hook_resid_post
 assert.deepEqual(HF_ICL.examples, ICL.examples);
 assert.equal(HF_ICL.queries, ICL.queries);
+// The page's runs in HF + NumPy (`page_links`), under the specs the page writes into its link.
+const goldenLink = (g, name) => g.page_links.find((l) => l.name === name);
+const [HF_ICL_LINK, HF_ICL_QUANTILES] = [goldenLink(HF_ICL, "icl"), goldenLink(HF_ICL, "quantiles")];
+assert.deepEqual(HF_ICL_LINK.spec, { ...ICL, bins: "median" });
+assert.deepEqual(HF_ICL_QUANTILES.spec, { ...ICL, bins: { quantiles: 0.3 } });
+const HF_SMOL = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/neurofeedback/smollm2-pages.json"), "utf8"));
+const [HF_SMOL_CPU, HF_SMOL_SHORT] = [goldenLink(HF_SMOL, "cpu"), goldenLink(HF_SMOL, "webgpu")];
+// The links of harness.mjs, as JSON carries them (NF_SMOLLM2_SHORT's `explicit: undefined` drops).
+const asJson = (spec) => JSON.parse(JSON.stringify({ bins: "median", ...spec }));
+assert.deepEqual(HF_SMOL_CPU.spec, asJson(SMOL));
+assert.deepEqual(HF_SMOL_SHORT.spec, asJson(SMOL_SWIFTSHADER));
 
 function cli(spec) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
@@ -58,6 +72,13 @@ function linkSpec(page) {
   return JSON.parse(decodeURIComponent(hash.slice(hash.indexOf("spec=") + 5).split("&")[0]));
 }
 
+// The spec the page ran: its share link's experiment without the `lab` tag.
+function ranSpec(page) {
+  const { lab, ...spec } = linkSpec(page);
+  assert.equal(lab, "neurofeedback");
+  return spec;
+}
+
 async function result(page) {
   return JSON.parse(await page.textContent('[data-testid="nf-result-json"]'));
 }
@@ -74,6 +95,37 @@ function sameAccuracies(got, want, what) {
   for (let i = 0; i < want.pc_variance.length; i++) {
     assert.ok(Math.abs(got.pc_variance[i] - want.pc_variance[i]) < 1e-4, `${what} PC${i + 1} variance`);
   }
+}
+
+// A page result against a golden page link (HF + NumPy, the same spec): accuracy per seed and N,
+// means and the shuffled control exactly; median and cuts rel `rel`; variance explained and the PC
+// variance fractions abs 1e-4. Logs the largest differences.
+function sameAsGolden(got, link, what, rel) {
+  const want = link.result;
+  assert.equal(got.sentences, want.sentences);
+  assert.equal(got.directions.length, want.directions.length);
+  let [worstRel, worstVar] = [0, 0];
+  for (let d = 0; d < want.directions.length; d++) {
+    const [g, w] = [got.directions[d], want.directions[d]];
+    assert.equal(g.direction, w.direction);
+    assert.deepEqual(g.accuracy, w.accuracy, `${what} ${w.direction}: page ${JSON.stringify(g.accuracy)} vs HF + NumPy ${JSON.stringify(w.accuracy)}`);
+    assert.deepEqual(g.mean, w.mean, `${what} ${w.direction} mean`);
+    assert.deepEqual(g.shuffled, w.shuffled, `${what} ${w.direction} shuffled`);
+    for (const [a, b] of [[g.median, w.median], [g.cuts[0], w.cuts[0]], [g.cuts[1], w.cuts[1]]]) {
+      const e = Math.abs(a - b) / Math.max(1, Math.abs(b));
+      assert.ok(e <= rel, `${what} ${w.direction}: median or cut ${a} vs NumPy ${b}`);
+      worstRel = Math.max(worstRel, e);
+    }
+    const ev = Math.abs(g.variance_explained - w.variance_explained);
+    assert.ok(ev < 1e-4, `${what} ${w.direction}: variance explained ${g.variance_explained} vs ${w.variance_explained}`);
+    worstVar = Math.max(worstVar, ev);
+  }
+  assert.equal(got.pc_variance.length, want.pc_variance.length);
+  want.pc_variance.forEach((v, i) => {
+    assert.ok(Math.abs(got.pc_variance[i] - v) < 1e-4, `${what} PC${i + 1} variance: page ${got.pc_variance[i]} vs NumPy ${v}`);
+    worstVar = Math.max(worstVar, Math.abs(got.pc_variance[i] - v));
+  });
+  console.log(`${what} vs HF + NumPy: median/cuts rel ${worstRel.toExponential(1)}, variances |Δ| ${worstVar.toExponential(1)}`);
 }
 
 let srv, refIcl, refSmol, refSmolSwiftshader;
@@ -100,6 +152,8 @@ for (const mode of MODES) {
       assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
       const got = await result(page);
       sameAccuracies(got, refIcl, "icl-3l");
+      assert.deepEqual(ranSpec(page), HF_ICL_LINK.spec);
+      sameAsGolden(got, HF_ICL_LINK, `icl-3l link on ${mode.name}`, 1e-5);
       // And against the committed reference directly (HF forward + NumPy SVD and reporting runs,
       // make_neurofeedback_goldens.py): PC1's accuracy at every N and the PC variance fractions.
       const pc1 = got.directions.find((d) => d.direction === "pc1");
@@ -123,7 +177,10 @@ for (const mode of MODES) {
       const q = linkSpec(page);
       assert.deepEqual(q.bins, { quantiles: 0.3 });
       assert.deepEqual(q.directions, ICL.directions);
-      sameAccuracies(await result(page), cli(q).result, "icl-3l quantiles");
+      assert.deepEqual(ranSpec(page), HF_ICL_QUANTILES.spec);
+      const gotQ = await result(page);
+      sameAccuracies(gotQ, cli(q).result, "icl-3l quantiles");
+      sameAsGolden(gotQ, HF_ICL_QUANTILES, `icl-3l quantile link on ${mode.name}`, 1e-5);
       assert.match(await page.textContent('[data-testid="nf-status"]'), /the top 30% of projections get the first label/);
 
       // Cancel: a long run stops on request and the page stays usable.
@@ -154,6 +211,37 @@ for (const mode of MODES) {
         const finding = page.locator('[data-testid="nf-finding"]');
         assert.equal(await finding.getAttribute("data-agrees"), "true");
         assert.match(await finding.textContent(), /This page's run: At N = 16: pc1 .*No direction reports/);
+        // The whole guided run against HF + NumPy (`guided`): both seeds' accuracies, the means
+        // and the shuffled control exactly, the medians rel 1e-5.
+        const G = HF_ICL.guided;
+        const gs = linkSpec(page);
+        assert.deepEqual([gs.examples, gs.seeds, gs.queries, gs.shuffled, gs.bins], [G.examples, G.seeds, G.queries, true, "median"]);
+        const guided = await result(page);
+        assert.deepEqual(guided.directions.map((d) => d.direction), G.directions.map((d) => d.direction));
+        G.directions.forEach((w, i) => {
+          const g = guided.directions[i];
+          assert.deepEqual([g.accuracy, g.mean, g.shuffled], [w.accuracy, w.mean, w.shuffled], `guided ${w.direction}`);
+          assert.ok(Math.abs(g.median - w.median) <= 1e-5 * Math.max(1, Math.abs(w.median)), `guided ${w.direction} median`);
+        });
+        // Every number the finding quotes is the golden's at the printed precision (one decimal:
+        // within half a unit of 100 × the golden's mean and shuffled control at the largest N),
+        // and its verdict follows from the golden: no direction above its shuffled control and the
+        // random direction by 10 points and rising with N.
+        const shows = (await finding.textContent()).split("This page's run: ")[1].trim();
+        const last = G.examples.length - 1;
+        const listed = [...shows.matchAll(/(\w+) (\d+\.\d) % \(shuffled (\d+\.\d) %\)/g)];
+        assert.match(shows, new RegExp(`^At N = ${G.examples[last]}: `));
+        assert.deepEqual(listed.map((m) => m[1]), G.directions.map((d) => d.direction));
+        listed.forEach((m, i) => {
+          const w = G.directions[i];
+          assert.ok(Math.abs(Number(m[2]) - 100 * w.mean[last]) <= 0.05 + 1e-9, `${m[0]} vs mean ${w.mean[last]}`);
+          assert.ok(Math.abs(Number(m[3]) - 100 * w.shuffled[last]) <= 0.05 + 1e-9, `${m[0]} vs shuffled ${w.shuffled[last]}`);
+        });
+        const random = G.directions.find((d) => d.direction === "random").mean[last];
+        const reported = G.directions.filter((d) => d.direction !== "random"
+          && d.mean[last] >= d.shuffled[last] + 0.1 && d.mean[last] >= random + 0.1 && d.mean[last] > d.mean[0]);
+        assert.deepEqual(reported, [], "HF + NumPy: no direction reports (negative control)");
+        assert.match(shows, /\. No direction reports more than 10 points above its controls\.$/);
         await page.screenshot({ path: path.join(SHOTS, `neurofeedback-finding-${mode.name}.png`), fullPage: true });
       }
 
@@ -188,6 +276,10 @@ for (const mode of MODES) {
       assert.deepEqual(linkSpec(page).sentences, spec.sentences);
       const got = await result(page);
       sameAccuracies(got, ref, "smollm2");
+      // Against HF + NumPy on the same spec (`--smollm2-pages`).
+      const hf = short ? HF_SMOL_SHORT : HF_SMOL_CPU;
+      assert.deepEqual(ranSpec(page), hf.spec);
+      sameAsGolden(got, hf, `smollm2 ${hf.name} link on ${mode.name}`, 1e-4);
       assert.ok(await page.isVisible('[data-testid="nf-accuracy"] svg'));
       if (spec.explicit) {
         // Explicit control: the page's model wrote the CLI's sentences, with the same projections.
@@ -196,6 +288,17 @@ for (const mode of MODES) {
         for (let i = 0; i < ww.length; i++) {
           assert.ok(Math.abs(gw[i].z - ww[i].z) < 1e-3, `written ${i}: z ${gw[i].z} vs CLI ${ww[i].z}`);
         }
+        // And against HF (greedy `generate`) + NumPy: the same sentences, z and z_alone within 1e-4.
+        const hw = hf.result.explicit.sentences;
+        assert.deepEqual(gw.map((s) => [s.direction, s.label, s.seed, s.text, s.finished]), hw.map((s) => [s.direction, s.label, s.seed, s.text, s.finished]));
+        let worst = 0;
+        for (let i = 0; i < hw.length; i++) {
+          for (const k of ["z", "z_alone"]) {
+            assert.ok(Math.abs(gw[i][k] - hw[i][k]) < 1e-4, `written ${i}: ${k} ${gw[i][k]} vs HF ${hw[i][k]}`);
+            worst = Math.max(worst, Math.abs(gw[i][k] - hw[i][k]));
+          }
+        }
+        console.log(`smollm2 explicit vs HF: z |Δ| ${worst.toExponential(1)}`);
         assert.ok(await page.isVisible('[data-testid="nf-written"]'));
       }
       await page.screenshot({ path: path.join(SHOTS, `neurofeedback-smollm2-${mode.name}.png`), fullPage: true });
