@@ -7,6 +7,10 @@ run_with_cache keeps); and the resid_pre patching sweep (31 x 14) done the best 
 PyTorch: the corrupted run's residual stream is cached, and for each layer L the 14 position
 variants run layers L.. as one batch (unpatched layers reused); greedy `generate` of 32 tokens
 after the prompt (key/value cache).
+
+PEER_MODEL=DIR reads another copy of SmolLM2 (a Hugging Face folder, e.g. the random-weight one
+tests/bench/random_smollm2.py writes); PEER_DEVICE=cuda runs on an NVIDIA GPU (timed after
+torch.cuda.synchronize), for the real-GPU figures beside `INTERPLAY_BENCH_DEVICE=wgpu`.
 """
 import os
 import statistics
@@ -18,26 +22,40 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 torch.set_num_threads(int(os.environ.get("PEER_THREADS", "2")))
 torch.set_grad_enabled(False)
-path = os.path.join(os.path.dirname(__file__), "..", "..", "public", "models", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DEV = os.environ.get("PEER_DEVICE", "cpu")
+path = os.environ.get("PEER_MODEL") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "public", "models", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 if not os.path.exists(path):
     print("peer: SmolLM2 missing")
     sys.exit(0)
-d, f = os.path.split(os.path.abspath(path))
-tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, attn_implementation="eager").eval()
-clean = torch.tensor([tok("When Mary and John went to the store, John gave a drink to", add_special_tokens=False).input_ids])
-corrupt = torch.tensor([tok("When Mary and John went to the store, Mary gave a drink to", add_special_tokens=False).input_ids])
+if os.path.isdir(path):
+    d, kw = path, {}
+else:
+    d, f = os.path.split(os.path.abspath(path))
+    kw = {"gguf_file": f}
+tok = AutoTokenizer.from_pretrained(d, **kw)
+model = AutoModelForCausalLM.from_pretrained(d, **kw, dtype=torch.float32, attn_implementation="eager").eval().to(DEV)
+WHERE = f"cuda, {torch.cuda.get_device_name()}" if DEV == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+clean = torch.tensor([tok("When Mary and John went to the store, John gave a drink to", add_special_tokens=False).input_ids], device=DEV)
+corrupt = torch.tensor([tok("When Mary and John went to the store, Mary gave a drink to", add_special_tokens=False).input_ids], device=DEV)
 mary = tok(" Mary", add_special_tokens=False).input_ids[0]
 john = tok(" John", add_special_tokens=False).input_ids[0]
 P = clean.shape[1]
 
 
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
 def med(fn, reps):
     fn()
+    sync()
     ts = []
     for _ in range(reps):
         t = time.perf_counter()
         fn()
+        sync()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
@@ -60,13 +78,13 @@ def sweep(first=0):
     clean_h = out.hidden_states  # [n+1] of [1, P, d]; index L = input to layer L (last: after norm)
     cor = model(corrupt, output_hidden_states=True).hidden_states
     V = P - first
-    pos_ids = torch.arange(P)[None].expand(V, P)
-    grid = torch.zeros(n + 1, P)
+    pos_ids = torch.arange(P, device=DEV)[None].expand(V, P)
+    grid = torch.zeros(n + 1, P, device=DEV)
     for L in range(n):
         h = cor[L].expand(V, P, -1).clone()
-        h[torch.arange(V), torch.arange(first, P)] = clean_h[L][0, first:]
+        h[torch.arange(V, device=DEV), torch.arange(first, P, device=DEV)] = clean_h[L][0, first:]
         pe = model.model.rotary_emb(h, pos_ids)
-        mask = torch.full((P, P), float("-inf")).triu(1)[None, None]
+        mask = torch.full((P, P), float("-inf"), device=DEV).triu(1)[None, None]
         for layer in layers[L:]:
             h = layer(h, attention_mask=mask, position_ids=pos_ids, position_embeddings=pe)
             h = h[0] if isinstance(h, tuple) else h
@@ -81,12 +99,12 @@ sw = med(sweep, 3)
 # that does not come from that alone.
 first = next(i for i in range(P) if clean[0, i] != corrupt[0, i])
 sw_skip = med(lambda: sweep(first), 3)
-print(f"torch [cpu, {torch.get_num_threads()} threads] forward, {P} tokens: {fwd * 1e3:.1f} ms")
-print(f"torch [cpu, {torch.get_num_threads()} threads] forward caching every module output: {cached * 1e3:.1f} ms")
-print(f"torch [cpu, {torch.get_num_threads()} threads] resid_pre patching sweep (31 x {P}), unpatched layers reused: {sw:.2f} s")
-print(f"torch [cpu, {torch.get_num_threads()} threads] the same, patching only positions {first}.. (where the prompts differ and after): {sw_skip:.2f} s")
+print(f"torch [{WHERE}] forward, {P} tokens: {fwd * 1e3:.1f} ms")
+print(f"torch [{WHERE}] forward caching every module output: {cached * 1e3:.1f} ms")
+print(f"torch [{WHERE}] resid_pre patching sweep (31 x {P}), unpatched layers reused: {sw:.2f} s")
+print(f"torch [{WHERE}] the same, patching only positions {first}.. (where the prompts differ and after): {sw_skip:.2f} s")
 
 NEW = 32
 gen = med(lambda: model.generate(clean, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
                                   pad_token_id=tok.eos_token_id), 3)
-print(f"torch [cpu, {torch.get_num_threads()} threads] greedy generate, {NEW} tokens after {P}: {gen:.2f} s, {NEW / gen:.1f} tokens/s")
+print(f"torch [{WHERE}] greedy generate, {NEW} tokens after {P}: {gen:.2f} s, {NEW / gen:.1f} tokens/s")

@@ -50,15 +50,24 @@ fn all_hooks(n_layers: usize) -> Vec<HookPoint> {
 }
 
 fn main() {
-    let path = interplay_models::registry::smollm2_path(
-        &std::path::PathBuf::from(
-            std::env::var("CARGO_MANIFEST_DIR")
-                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("../.."),
-    );
+    // INTERPLAY_BENCH_MODEL: another copy of SmolLM2 (a GGUF, or a safetensors folder such as
+    // tests/bench/random_smollm2.py writes on a machine that cannot fetch the weights).
+    let path = std::env::var_os("INTERPLAY_BENCH_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            interplay_models::registry::smollm2_path(
+                &std::path::PathBuf::from(
+                    std::env::var("CARGO_MANIFEST_DIR")
+                        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+                )
+                .join("../.."),
+            )
+        });
     if !path.exists() {
-        println!("SmolLM2 missing: run `cargo xtask fetch-models`");
+        println!(
+            "SmolLM2 missing at {}: run `cargo xtask fetch-models`",
+            path.display()
+        );
         return;
     }
     let backend: Backend = std::env::var("INTERPLAY_BENCH_DEVICE")
@@ -69,8 +78,13 @@ fn main() {
     let t = Instant::now();
     let loaded = load_path(&path, &dev.device).expect("load");
     println!(
-        "ours  [{}] load GGUF + dequantise: {:.0} ms",
+        "ours  [{}] load {}: {:.0} ms",
         dev.backend,
+        if path.is_dir() {
+            "safetensors"
+        } else {
+            "GGUF + dequantise"
+        },
         t.elapsed().as_secs_f64() * 1e3
     );
     let m = &loaded.model;
