@@ -35,7 +35,8 @@ else:
     kw = {"gguf_file": f}
 tok = AutoTokenizer.from_pretrained(d, **kw)
 model = AutoModelForCausalLM.from_pretrained(d, **kw, dtype=torch.float32, attn_implementation="eager").eval().to(DEV)
-WHERE = f"cuda, {torch.cuda.get_device_name()}" if DEV == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+CUDA = torch.device(DEV).type == "cuda"
+WHERE = f"{DEV}, {torch.cuda.get_device_name(DEV)}" if CUDA else f"cpu, {torch.get_num_threads()} threads"
 clean = torch.tensor([tok("When Mary and John went to the store, John gave a drink to", add_special_tokens=False).input_ids], device=DEV)
 corrupt = torch.tensor([tok("When Mary and John went to the store, Mary gave a drink to", add_special_tokens=False).input_ids], device=DEV)
 mary = tok(" Mary", add_special_tokens=False).input_ids[0]
@@ -44,7 +45,7 @@ P = clean.shape[1]
 
 
 def sync():
-    if DEV == "cuda":
+    if CUDA:
         torch.cuda.synchronize()
 
 

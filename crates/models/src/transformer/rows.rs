@@ -30,15 +30,16 @@ const TILE_COLS: usize = 8;
 /// output value is loaded and stored once per `UNROLL` weights rows instead of once per row.
 const UNROLL: usize = 8;
 
-/// Below this many weights one thread does the whole product (a thread's start costs more).
-/// In the page a pool thread is a Web Worker woken through `Atomics.wait`: splitting a
-/// decoding step's 211 products cost more than it saved, from the f32 weights (SmolLM2: 10.8
-/// tokens/s on 2 threads, 11.3 on one) and from Q4_1 blocks (11.2 and 14.5), so there only the
-/// unembedding is split.
+/// Below this much work — weights read for a few rows, multiply-adds for a tiled product —
+/// one thread does the whole product (a thread's start costs more). In the page a pool thread
+/// is a Web Worker woken through `Atomics.wait`: splitting a decoding step's 211 products cost
+/// more than it saved, from the f32 weights (SmolLM2: 10.8 tokens/s on 2 threads, 11.3 on one)
+/// and from Q4_1 blocks (11.2 and 14.5), so there only the unembedding is split; a 14-token
+/// prompt's products (12M multiply-adds and up) are split.
 #[cfg(not(target_family = "wasm"))]
-const PARALLEL_WEIGHTS: usize = 1 << 18;
+const PARALLEL_WORK: usize = 1 << 18;
 #[cfg(target_family = "wasm")]
-const PARALLEL_WEIGHTS: usize = 1 << 22;
+const PARALLEL_WORK: usize = 1 << 22;
 
 /// A CPU tensor's dense row-major f32 values, or `None` (another device, another dtype, a
 /// strided view, an autodiff tensor).
@@ -121,7 +122,11 @@ fn few_rows(
     let (xp, wp) = (dense(x)?, dense(w)?);
     let (xv, wv) = (values(&xp, r * k)?, values(&wp, k * n)?);
     // A few rows are bound by reading the weights; more rows by their products.
-    let work = if r <= MAX_ROWS { n * k } else { r * n * k };
+    let work = if r <= MAX_ROWS {
+        n * k
+    } else {
+        r.saturating_mul(n * k)
+    };
     let out = by_columns(n, work, |cols| kernel(xv, wv, cols));
     Some(Tensor::from_data(
         TensorData::new(interleave(out, r, n), [r, n]),
@@ -138,7 +143,7 @@ fn by_columns(
     f: impl Fn(std::ops::Range<usize>) -> Vec<f32> + Sync,
 ) -> Vec<Vec<f32>> {
     let threads = crate::par::threads();
-    let parts = if threads > 1 && work >= PARALLEL_WEIGHTS {
+    let parts = if threads > 1 && work >= PARALLEL_WORK {
         threads
     } else {
         1
@@ -203,8 +208,9 @@ fn axpy_rows(x: &[f32], w: &[f32], k: usize, n: usize, cols: std::ops::Range<usi
 }
 
 /// Columns `cols` of `x · w` (`x`: rows × `k`, `w`: `k` × `n`), `[rows, cols.len()]`, in tiles
-/// of [`TILE_ROWS`] × [`TILE_COLS`]: a tile's weights (a `k` × 8 panel, L1-sized) are read
-/// from memory once and reused by every tile of rows. Each output is one sum in `k` order from
+/// of [`TILE_ROWS`] × [`TILE_COLS`]: a tile's weights (a `k` × 8 panel: half of `k` cache
+/// lines, in L1 or L2 while the tiles of rows take it, the lines' other halves read by the
+/// next tile) come from memory once and are reused by every tile of rows. Each output is one sum in `k` order from
 /// 0, so the tiling (and the page's vector form) does not change its bits.
 fn tiled(x: &[f32], w: &[f32], k: usize, n: usize, cols: std::ops::Range<usize>) -> Vec<f32> {
     let rows = x.len() / k;
@@ -496,11 +502,12 @@ mod tests {
     /// equal bits to the one-sum-per-output definition.
     #[test]
     fn tiles_match_gemm_and_sum_in_order() {
+        // (14, 300, 1001): split over threads natively, with a column tail in the last part.
         for (r, k, n) in [
             (5, 3, 8),
             (6, 19, 37),
             (14, 64, 100),
-            (14, 300, 1000),
+            (14, 300, 1001),
             (64, 9, 17),
         ] {
             let x: Vec<f32> = (0..r * k)
