@@ -456,6 +456,26 @@ mod tests {
         }
     }
 
+    /// Patterned `x` (`[r, k]`) and `w` (`[k, n]`), and [`matmul`]'s `x · w`, checked against
+    /// gemm's.
+    fn matmul_against_gemm(r: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x: Vec<f32> = (0..r * k)
+            .map(|i| ((i * 37) % 17) as f32 / 17.0 - 0.5)
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 91) % 23) as f32 / 23.0 - 0.5)
+            .collect();
+        let (xt, wt) = (tensor(x.clone(), [r, k]), tensor(w.clone(), [k, n]));
+        let got = matmul(&xt, &wt)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let want = xt.matmul(wt).into_data().try_to_vec::<f32>().unwrap();
+        close(&got, &want);
+        (x, w, got)
+    }
+
     /// Both forms against gemm, at sizes with tails (k not a multiple of 8, n not of 16) and
     /// big enough to split over threads.
     #[test]
@@ -467,34 +487,10 @@ mod tests {
             (4, 300, 1000),
             (1, 577, 1537),
         ] {
-            let x: Vec<f32> = (0..r * k)
-                .map(|i| ((i * 37) % 17) as f32 / 17.0 - 0.5)
-                .collect();
-            let w: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 91) % 23) as f32 / 23.0 - 0.5)
-                .collect();
-            let (xt, wt) = (tensor(x, [r, k]), tensor(w, [k, n]));
-            let want = xt
-                .clone()
-                .matmul(wt.clone())
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            let got = matmul(&xt, &wt)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            close(&got, &want);
-            let wt_rows = wt
-                .clone()
-                .transpose()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            let w_rows = tensor(wt_rows, [n, k]);
-            let got = matmul_transposed(&xt, &w_rows).unwrap().into_data();
-            close(&got.try_to_vec::<f32>().unwrap(), &want);
+            let (x, w, want) = matmul_against_gemm(r, k, n);
+            let w_rows: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+            let got = matmul_transposed(&tensor(x, [r, k]), &tensor(w_rows, [n, k])).unwrap();
+            close(&got.into_data().try_to_vec::<f32>().unwrap(), &want);
         }
     }
 
@@ -510,25 +506,7 @@ mod tests {
             (14, 300, 1001),
             (64, 9, 17),
         ] {
-            let x: Vec<f32> = (0..r * k)
-                .map(|i| ((i * 37) % 17) as f32 / 17.0 - 0.5)
-                .collect();
-            let w: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 91) % 23) as f32 / 23.0 - 0.5)
-                .collect();
-            let (xt, wt) = (tensor(x.clone(), [r, k]), tensor(w.clone(), [k, n]));
-            let want = xt
-                .clone()
-                .matmul(wt.clone())
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            let got = matmul(&xt, &wt)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            close(&got, &want);
+            let (x, w, got) = matmul_against_gemm(r, k, n);
             for i in 0..r {
                 for j in 0..n {
                     let mut s = 0.0f32;
