@@ -257,6 +257,9 @@ pub enum Action {
     ProjectOnto(Vec<Vec<f32>>),
     /// Remove the part in the span of orthonormal directions `[k][d]`.
     ProjectOut(Vec<Vec<f32>>),
+    /// Set chosen units of the last dimension to zero at the selected entries (neuron
+    /// deactivation at `hook_post`); units past the dimension are ignored.
+    ZeroUnits(Vec<usize>),
     /// Subspace patching: x ← x + ((source − x) · v) v along a unit direction `v` `[d]`.
     PatchAlong {
         /// The run whose component along `v` is patched in (same layout as `Replace`).
@@ -481,6 +484,14 @@ fn apply_one(x: Act, hook: HookPoint, iv: &Intervention, pos_offset: usize) -> A
         Action::Zero => t.clone().zeros_like(),
         Action::Mean(m) => window(m),
         Action::Scale(f) => t.clone().mul_scalar(*f),
+        Action::ZeroUnits(units) => {
+            let mut keep = vec![1f32; d];
+            for &u in units.iter().filter(|&&u| u < d) {
+                keep[u] = 0.0;
+            }
+            let keep = Tensor::<1>::from_data(burn::tensor::TensorData::new(keep, [d]), &device);
+            t.clone() * keep.reshape([1, 1, 1, d])
+        }
         Action::Add(v) => {
             let v = Tensor::<1>::from_data(
                 burn::tensor::TensorData::new(v.clone(), [v.len()]),

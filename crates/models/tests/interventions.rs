@@ -214,6 +214,7 @@ fn interventions_match_hugging_face_hooks() {
                     "zero" => Action::Zero,
                     "scale" => Action::Scale(a["factor"].as_f64().unwrap() as f32),
                     "add" => Action::Add(floats(&a["vector"])),
+                    "zero_units" => Action::ZeroUnits(usizes(&a["units"]).unwrap()),
                     kind @ ("project_out" | "project_onto") => {
                         let dirs = a["directions"].as_array().unwrap().iter().map(floats);
                         if kind == "project_out" {
