@@ -265,7 +265,30 @@ fn run_spec_file(a: &RunArgs) -> Result<serde_json::Value> {
         Experiment::Merge(spec) => merge::run_spec(&spec, a.device),
         Experiment::Neurofeedback(spec) => neurofeedback::run_spec(&spec, model, a.device),
         Experiment::Dynamics(spec) => dynamics::run_spec(&spec, a.device),
+        Experiment::RelationNeurons(spec) => run_relation_neurons(&spec, model, a.device),
     }
+}
+
+fn run_relation_neurons(
+    spec: &interplay_lab::neurons::NeuronsSpec,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<serde_json::Value> {
+    let dev = device.init()?;
+    let m = load(&model_path(&spec.model, model), &dev)?;
+    let tk = m.tokenizer.as_ref().ok_or_else(|| {
+        anyhow!(
+            "this model has no tokenizer (the facts are text): {}",
+            m.tokenizer_note.clone().unwrap_or_default()
+        )
+    })?;
+    let result = pollster::block_on(interplay_lab::neurons::run(
+        spec,
+        &m.model,
+        tk,
+        &mut no_progress,
+    ))?;
+    Ok(json!({ "spec": spec, "result": result, "device": dev.backend }))
 }
 
 fn run_patching(

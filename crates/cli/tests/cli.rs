@@ -845,3 +845,53 @@ fn ablate_and_path_patch_match_hugging_face_hooks() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// `interplay run` of a relation-neurons spec (the trimmed one of
+/// `make_relation_neurons_goldens.py`) gives HF's top neurons and accuracies.
+#[test]
+fn run_relation_neurons_matches_hugging_face() {
+    let Some(model) = interplay_testkit::smollm2() else {
+        return;
+    };
+    let g = &golden("neurons")["trimmed"];
+    let s = &g["spec"];
+    let spec = serde_json::json!({
+        "lab": "circuits", "experiment": "relation-neurons", "model": "smollm2",
+        "facts": {"given": g["given"]}, "relation": s["relation"], "ks": s["ks"],
+        "random": s["random"], "seed": s["seed"],
+    });
+    let file = std::env::temp_dir().join("interplay-relation-neurons.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, v, err) = interplay(&[
+        "run",
+        file.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["result"];
+    assert_eq!(r["relations"], g["relations"]);
+    assert_eq!(r["tokens"], g["tokens"]);
+    let top: Vec<Value> = r["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| serde_json::json!([n["layer"], n["index"]]))
+        .collect();
+    let want: Vec<Value> = g["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| serde_json::json!([n[0], n[1]]))
+        .collect();
+    assert_eq!(top, want, "top neurons");
+    for (p, w) in r["ranked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(g["ranked"].as_array().unwrap())
+    {
+        assert_eq!(p["k"], w["k"]);
+        assert_eq!(p["correct"], w["correct"], "k = {}", p["k"]);
+    }
+}

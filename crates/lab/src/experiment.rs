@@ -18,15 +18,22 @@ use serde_json::Value;
 use crate::LabError;
 use crate::mergelab::MergeSpec;
 use crate::neurofeedback::NeurofeedbackSpec;
+use crate::neurons::NeuronsSpec;
 use crate::patching::PatchingSpec;
 use crate::share;
 
 /// One experiment of any lab.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Read through [`Experiment::from_value`] whatever the format (JSON, the engine's messages), so
+/// a Circuits spec with `"experiment": "relation-neurons"` is told from a patching sweep.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "lab", rename_all = "kebab-case")]
 pub enum Experiment {
     /// Circuits lab: an activation-patching sweep.
     Circuits(PatchingSpec),
+    /// Circuits lab: relation-specific neurons (`"experiment": "relation-neurons"`).
+    #[serde(rename = "circuits")]
+    RelationNeurons(NeuronsSpec),
     /// Merge lab: merges of the bundled suite, sweeps and maps.
     Merge(MergeSpec),
     /// Neurofeedback lab: the metacognition paradigm.
@@ -125,7 +132,7 @@ impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
         match self {
-            Experiment::Circuits(_) => LabKind::Circuits,
+            Experiment::Circuits(_) | Experiment::RelationNeurons(_) => LabKind::Circuits,
             Experiment::Merge(_) => LabKind::Merge,
             Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
             Experiment::Dynamics(_) => LabKind::Dynamics,
@@ -176,6 +183,9 @@ impl Experiment {
     /// `v` as a spec of `lab`; an error names the field at fault.
     fn parse_as(lab: LabKind, v: Value) -> Result<Experiment, LabError> {
         let parsed = match lab {
+            LabKind::Circuits if v.get("experiment").is_some() => {
+                serde_path_to_error::deserialize(v).map(Experiment::RelationNeurons)
+            }
             LabKind::Circuits => serde_path_to_error::deserialize(v).map(Experiment::Circuits),
             LabKind::Merge => match serde_path_to_error::deserialize(v.clone()) {
                 Ok(m) => Ok(Experiment::Merge(m)),
@@ -286,11 +296,19 @@ fn invalid(lab: LabKind, e: serde_path_to_error::Error<serde_json::Error>) -> La
     ))
 }
 
+impl<'de> Deserialize<'de> for Experiment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Experiment::from_value(v, None).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The lab of a bare spec (one lab's spec without the `"lab"` tag: links and files from before
 /// the tag, or a lab's spec box), by the keys each spec type always has.
 fn legacy_lab(obj: &serde_json::Map<String, Value>) -> LabKind {
     match obj.get("experiment") {
         Some(Value::String(s)) if s == "merge" => LabKind::Merge,
+        Some(Value::String(s)) if s == NeuronsSpec::EXPERIMENT => LabKind::Circuits,
         Some(_) => LabKind::Dynamics,
         None if obj.contains_key("directions") => LabKind::Neurofeedback,
         // Merge specs written after the tag lost `"experiment": "merge"`; only they have tasks.
@@ -311,6 +329,7 @@ mod tests {
             Experiment::Merge(MergeSpec::default()),
             Experiment::Neurofeedback(NeurofeedbackSpec::icl_bundled()),
             Experiment::Dynamics(DynamicsSpec::Spiking(Default::default())),
+            Experiment::RelationNeurons(NeuronsSpec::capital_smollm2()),
         ];
         for e in all {
             let json = e.to_json();

@@ -13,6 +13,7 @@
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
 //! | [`mergelab`] | the Merge lab's spec: merges of the bundled suite, AdaMerging, sweeps, maps |
 //! | [`neurofeedback`] | the metacognition paradigm: directions, labels, reporting and control |
+//! | [`neurons`] | relation-specific MLP neurons: ranked by firing frequency, deactivated, accuracy per relation |
 //! | [`patching`] | activation patching sweeps (Circuits lab) |
 //! | [`share`] | the URL encoding every spec uses |
 //! | [`suite`] | the bundled digits task suite, its MLP, fine-tuning and evaluation |
@@ -28,6 +29,7 @@ pub mod inspect;
 pub mod merge;
 pub mod mergelab;
 pub mod neurofeedback;
+pub mod neurons;
 pub mod patching;
 pub mod share;
 pub mod suite;

@@ -223,7 +223,7 @@ pub enum Output {
         rate_inh_hz: f64,
     },
     /// A Merge experiment.
-    Merge(MergeOutcome),
+    Merge(Box<MergeOutcome>),
     /// A Circuits patching sweep, with its grid's row and column labels.
     Patching {
         /// The sweep.
@@ -235,6 +235,8 @@ pub enum Output {
     },
     /// A Neurofeedback experiment.
     Neurofeedback(NeurofeedbackResult),
+    /// A Circuits relation-specific neurons experiment.
+    RelationNeurons(interplay_lab::neurons::NeuronsResult),
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.

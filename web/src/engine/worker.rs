@@ -397,7 +397,7 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                 merge_suite().await?;
                 spec.run(device, &mut on_progress)
                     .await
-                    .map(Output::Merge)
+                    .map(|o| Output::Merge(Box::new(o)))
                     .map_err(|e| e.to_string())
             }
             Experiment::Circuits(spec) => {
@@ -418,6 +418,17 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                 interplay_lab::neurofeedback::run(&spec, &m.model, tk, &mut on_progress)
                     .await
                     .map(Output::Neurofeedback)
+                    .map_err(|e| e.to_string())
+            }
+            Experiment::RelationNeurons(spec) => {
+                let m = held_model(&spec.model, dev).await?;
+                let tk = m
+                    .tokenizer
+                    .as_ref()
+                    .ok_or("this model has no tokenizer; the facts are text")?;
+                interplay_lab::neurons::run(&spec, &m.model, tk, &mut on_progress)
+                    .await
+                    .map(Output::RelationNeurons)
                     .map_err(|e| e.to_string())
             }
         },

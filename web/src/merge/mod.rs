@@ -173,7 +173,7 @@ pub fn MergeLab() -> impl IntoView {
             {
                 Ok((Output::Merge(o), ran)) => {
                     facts.set((ran.backend.label().to_string(), ran.ms));
-                    Ok(o)
+                    Ok(*o)
                 }
                 Ok(_) => Err("the engine answered with another lab's result".to_string()),
                 Err(e) => Err(e.to_string()),
