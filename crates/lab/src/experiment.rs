@@ -25,7 +25,8 @@ use crate::share;
 /// One experiment of any lab.
 ///
 /// Read through [`Experiment::from_value`] whatever the format (JSON, the engine's messages), so
-/// a Circuits spec with `"experiment": "relation-neurons"` is told from a patching sweep.
+/// a Circuits spec with `"experiment": "relation-neurons"` is told from a patching sweep. (So a
+/// bare spec without `"lab"` deserializes too, its lab recognised by its keys.)
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "lab", rename_all = "kebab-case")]
 pub enum Experiment {
@@ -128,6 +129,19 @@ lab_spec!(MergeSpec, Merge);
 lab_spec!(NeurofeedbackSpec, Neurofeedback);
 lab_spec!(DynamicsSpec, Dynamics);
 
+impl LabSpec for NeuronsSpec {
+    const LAB: LabKind = LabKind::Circuits;
+    fn into_experiment(self) -> Experiment {
+        Experiment::RelationNeurons(self)
+    }
+    fn from_experiment(e: Experiment) -> Option<Self> {
+        match e {
+            Experiment::RelationNeurons(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
@@ -147,8 +161,9 @@ impl Experiment {
     /// Read an experiment from JSON text: the tagged form, or a bare lab spec (written before the
     /// tag existed, or copied from a lab's spec box). `lab` says which lab a bare spec is for (a
     /// link's route); without it the lab is recognised by the keys its spec always has:
-    /// `"experiment": "merge"` or `"tasks"` (Merge), any other `"experiment"` (Dynamics),
-    /// `"directions"` (Neurofeedback), else Circuits.
+    /// `"experiment": "merge"` or `"tasks"` (Merge), `"experiment": "relation-neurons"`
+    /// (Circuits), any other `"experiment"` (Dynamics), `"directions"` (Neurofeedback), else
+    /// Circuits.
     pub fn from_json(text: &str, lab: Option<LabKind>) -> Result<Experiment, LabError> {
         let v: Value = serde_json::from_str(text)
             .map_err(|e| LabError::Spec(format!("the spec is not JSON: {e}")))?;
@@ -183,10 +198,19 @@ impl Experiment {
     /// `v` as a spec of `lab`; an error names the field at fault.
     fn parse_as(lab: LabKind, v: Value) -> Result<Experiment, LabError> {
         let parsed = match lab {
-            LabKind::Circuits if v.get("experiment").is_some() => {
-                serde_path_to_error::deserialize(v).map(Experiment::RelationNeurons)
-            }
-            LabKind::Circuits => serde_path_to_error::deserialize(v).map(Experiment::Circuits),
+            LabKind::Circuits => match v.get("experiment") {
+                None => serde_path_to_error::deserialize(v).map(Experiment::Circuits),
+                Some(Value::String(s)) if s == NeuronsSpec::EXPERIMENT => {
+                    serde_path_to_error::deserialize(v).map(Experiment::RelationNeurons)
+                }
+                Some(other) => {
+                    return Err(LabError::Spec(format!(
+                        "not a valid Circuits experiment spec: experiment: unknown experiment {other}: \
+                         use \"{}\", or leave it out for a patching sweep",
+                        NeuronsSpec::EXPERIMENT
+                    )));
+                }
+            },
             LabKind::Merge => match serde_path_to_error::deserialize(v.clone()) {
                 Ok(m) => Ok(Experiment::Merge(m)),
                 Err(e) => return Err(fine_tune_detail(&v).unwrap_or_else(|| invalid(lab, e))),
@@ -221,20 +245,25 @@ impl Experiment {
     }
 }
 
-/// The spec of lab `T` in a page hash: `None` when there is none; an error for a damaged link or
-/// a link of another lab.
+/// The spec of type `T` in a page hash: `None` when there is none, or when it holds another
+/// experiment of `T`'s lab (another panel's); an error for a damaged link or a link of another
+/// lab.
 pub fn read_link<T: LabSpec>(hash: &str) -> Option<Result<T, LabError>> {
-    Some(Experiment::from_link(hash)?.and_then(|e| {
-        let lab = e.lab();
-        T::from_experiment(e).ok_or_else(|| {
-            LabError::Spec(format!(
-                "this link holds a {} experiment, not a {} one: open it in the {} lab",
-                lab.title(),
-                T::LAB.title(),
-                lab.title()
-            ))
-        })
-    }))
+    let e = match Experiment::from_link(hash)? {
+        Ok(e) => e,
+        Err(e) => return Some(Err(e)),
+    };
+    let lab = e.lab();
+    match T::from_experiment(e) {
+        Some(spec) => Some(Ok(spec)),
+        None if lab == T::LAB => None,
+        None => Some(Err(LabError::Spec(format!(
+            "this link holds a {} experiment, not a {} one: open it in the {} lab",
+            lab.title(),
+            T::LAB.title(),
+            lab.title()
+        )))),
+    }
 }
 
 /// A Dynamics spec's error with the field at fault: `DynamicsSpec` is tagged by `experiment`
@@ -373,6 +402,19 @@ mod tests {
         assert!(
             err.to_string().contains("open it in the Merge lab"),
             "{err}"
+        );
+        let err = Experiment::from_json(r#"{"lab":"circuits","experiment":"neurons"}"#, None)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("use \"relation-neurons\""),
+            "{err}"
+        );
+        // Another experiment of the same lab belongs to another panel: no spec, no error.
+        let neurons = Experiment::RelationNeurons(NeuronsSpec::capital_smollm2()).link();
+        assert!(read_link::<PatchingSpec>(&neurons).is_none());
+        assert_eq!(
+            read_link::<NeuronsSpec>(&neurons).unwrap().unwrap(),
+            NeuronsSpec::capital_smollm2()
         );
         let err = Experiment::from_json(r#"{"lab":"optics"}"#, None).unwrap_err();
         assert!(err.to_string().contains("unknown lab"), "{err}");

@@ -31,6 +31,10 @@ const BUNDLED: &str = include_str!("../data/relations.json");
 /// The most prompts run together in one batch (of equal token counts).
 const BATCH: usize = 16;
 
+/// The most tokens a fact's prompt may have: every layer's `hook_pre` of a batch is held at once
+/// (SmolLM2: 16 prompts × 64 tokens × 30 layers × 1536 floats = 190 MB).
+pub const MAX_PROMPT_TOKENS: usize = 64;
+
 /// One fact: a prompt and the answer that completes it (its first token is scored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fact {
@@ -110,6 +114,20 @@ impl NeuronsSpec {
     /// The value of its `"experiment"` key.
     pub const EXPERIMENT: &str = "relation-neurons";
 
+    /// The numbers of neurons to switch off, ascending, each once (the order the run and its
+    /// plot take them in).
+    pub fn ks_sorted(&self) -> Vec<usize> {
+        let mut ks = self.ks.clone();
+        ks.sort_unstable();
+        ks.dedup();
+        ks
+    }
+
+    /// The run's progress steps: the firing counts, then one per run with neurons off.
+    pub fn steps(&self) -> usize {
+        1 + self.ks_sorted().len() * (1 + usize::from(self.random))
+    }
+
     /// The bundled facts on SmolLM2, the capital relation (the guided experiment).
     pub fn capital_smollm2() -> Self {
         Self {
@@ -158,7 +176,7 @@ pub struct NeuronsResult {
     pub tokens: Vec<usize>,
     /// The target relation's top `max(ks)` neurons, best first.
     pub top: Vec<Neuron>,
-    /// Accuracy with the top k deactivated, per k of the spec.
+    /// Accuracy with the top k deactivated, per k of the spec (ascending, each once).
     pub ranked: Vec<Point>,
     /// Accuracy with k random neurons deactivated (when the spec asks).
     pub random: Vec<Point>,
@@ -211,6 +229,9 @@ pub fn prepare(
         )));
     }
     let n_neurons = m.config.n_layers * m.config.d_mlp;
+    if n_neurons == 0 {
+        return Err(LabError::Spec("this model has no MLP neurons".into()));
+    }
     if let Some(&k) = spec.ks.iter().find(|&&k| k > n_neurons) {
         return Err(LabError::Spec(format!(
             "k = {k} is more than the model's {n_neurons} MLP neurons"
@@ -230,11 +251,20 @@ pub fn prepare(
                 f.relation
             )));
         }
+        if ids.len() > MAX_PROMPT_TOKENS.min(m.config.n_ctx) {
+            return Err(LabError::Spec(format!(
+                "the prompt \"{}\" has {} tokens; a fact's prompt may have at most {}",
+                f.prompt,
+                ids.len(),
+                MAX_PROMPT_TOKENS.min(m.config.n_ctx)
+            )));
+        }
         let answer = *tk
             .encode(&f.answer)
             .map_err(LabError::Model)?
             .first()
             .ok_or_else(|| LabError::Spec(format!("the answer to \"{}\" is empty", f.prompt)))?;
+        // Found: `relations` is made from these facts.
         let relation = relations
             .iter()
             .position(|r| *r == f.relation)
@@ -268,17 +298,17 @@ pub async fn firing_counts(
         }
         for l in 0..nl {
             let pre = cache.r3(HookPoint::MlpPre(l)).ok_or_else(|| {
-                LabError::Spec(format!("blocks.{l}.mlp.hook_pre was not recorded"))
+                LabError::Spec(format!(
+                    "internal: blocks.{l}.mlp.hook_pre was asked for and not recorded"
+                ))
             })?;
-            // [batch, pos, d_mlp]
-            let v = read_f32(pre).await?;
+            // [batch, pos, d_mlp] → tokens each neuron fires on, [batch, 1, d_mlp] (a sum of
+            // 0s and 1s, exact in f32), read back instead of every activation.
+            let fired = read_f32(pre.greater_elem(0.0).float().sum_dim(1)).await?;
             for (row, &i) in g.iter().enumerate() {
                 let c = &mut counts[items[i].relation][l * dm..(l + 1) * dm];
-                for pos in 0..p {
-                    let at = (row * p + pos) * dm;
-                    for (n, &x) in v[at..at + dm].iter().enumerate() {
-                        c[n] += u32::from(x > 0.0);
-                    }
+                for (n, &x) in fired[row * dm..(row + 1) * dm].iter().enumerate() {
+                    c[n] += x as u32;
                 }
             }
         }
@@ -396,6 +426,7 @@ pub async fn run(
     progress: &mut dyn FnMut(usize, usize) -> Progress,
 ) -> Result<NeuronsResult, LabError> {
     let (relations, items) = prepare(spec, m, tk)?;
+    // Found: `prepare` checked that a fact has it.
     let target = relations
         .iter()
         .position(|r| *r == spec.relation)
@@ -405,7 +436,8 @@ pub async fn run(
     for it in &items {
         facts[it.relation] += 1;
     }
-    let total = 1 + spec.ks.len() * (1 + usize::from(spec.random));
+    let ks = spec.ks_sorted();
+    let total = spec.steps();
     let mut done = 0;
     if !progress(done, total).await {
         return Err(LabError::Cancelled);
@@ -413,12 +445,12 @@ pub async fn run(
     let (counts, tokens) = firing_counts(m, &items, nr).await?;
     let ranked_all = rank(&counts, &tokens, target, m.config.d_mlp);
     done += 1;
-    let max_k = spec.ks.iter().copied().max().unwrap_or(0);
+    let max_k = ks.last().copied().unwrap_or(0);
     let dm = m.config.d_mlp;
     let shuffled = Rng::new(spec.seed).permutation(m.config.n_layers * dm);
-    let mut ranked = Vec::with_capacity(spec.ks.len());
+    let mut ranked = Vec::with_capacity(ks.len());
     let mut random = Vec::new();
-    for &k in &spec.ks {
+    for &k in &ks {
         if !progress(done, total).await {
             return Err(LabError::Cancelled);
         }

@@ -9,10 +9,12 @@ use interplay_dynamics::whatwhen::{WhatWhenResult, WhatWhenSpec};
 mod circuits;
 mod merge;
 mod neurofeedback;
+mod neurons;
 
 pub use circuits::circuits;
 pub use merge::merge;
 pub use neurofeedback::neurofeedback;
+pub use neurons::neurons;
 
 /// A paper's claim and what one run shows.
 #[derive(Clone, Debug, PartialEq)]
