@@ -268,7 +268,12 @@ pub fn CircuitsLab() -> impl IntoView {
     let embed = use_context::<crate::share::Embed>().is_some_and(|e| e.embed);
     let linked = crate::share::read_share_link::<PatchingSpec>()
         .and_then(Result::ok)
-        .map(|s| s.model);
+        .map(|s| s.model)
+        .or_else(|| {
+            crate::share::read_share_link::<interplay_lab::neurons::NeuronsSpec>()
+                .and_then(Result::ok)
+                .map(|s| s.model)
+        });
     // A model the page will not load by itself: say what the link needs, not nothing.
     if let Some(m) = &linked
         && models::info().is_none_or(|i| &i.key != m)
@@ -418,5 +423,6 @@ pub fn CircuitsLab() -> impl IntoView {
         <crate::views::AnalysisPanel prompt=prompt ids_text=ids_text preset=preset/>
         <crate::patching::PatchingPanel preset=preset/>
         <crate::views::HeadScoresPanel preset=preset/>
+        <crate::neurons::NeuronsPanel preset=preset/>
     }
 }

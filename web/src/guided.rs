@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 
+use interplay_lab::neurons::NeuronsSpec;
 use interplay_lab::{LabKind, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::PatchTarget;
 
@@ -16,6 +17,8 @@ pub struct Preset {
     pub prompt: Option<(String, String, String)>,
     /// Half-length for the head detectors.
     pub induction_half: Option<usize>,
+    /// For the relation-specific neurons panel.
+    pub neurons: Option<NeuronsSpec>,
 }
 
 struct Guide {
@@ -41,6 +44,7 @@ const GUIDES: &[Guide] = &[
                 "Tom".into(),
             )),
             induction_half: None,
+            neurons: None,
         },
     },
     Guide {
@@ -56,6 +60,7 @@ const GUIDES: &[Guide] = &[
                 "van".into(),
             )),
             induction_half: Some(20),
+            neurons: None,
         },
     },
     Guide {
@@ -71,6 +76,7 @@ const GUIDES: &[Guide] = &[
                 " John".into(),
             )),
             induction_half: None,
+            neurons: None,
         },
     },
     Guide {
@@ -85,6 +91,7 @@ const GUIDES: &[Guide] = &[
             }),
             prompt: None,
             induction_half: None,
+            neurons: None,
         },
     },
     Guide {
@@ -96,6 +103,7 @@ const GUIDES: &[Guide] = &[
             patching: None,
             prompt: None,
             induction_half: Some(50),
+            neurons: None,
         },
     },
     Guide {
@@ -117,6 +125,19 @@ const GUIDES: &[Guide] = &[
                 " Rome".into(),
             )),
             induction_half: None,
+            neurons: None,
+        },
+    },
+    Guide {
+        id: "relation-neurons",
+        model: "smollm2",
+        title: "Neurons for one relation",
+        paper: "Liu et al. 2025, \"On Relation-Specific Neurons in Large Language Models\"",
+        preset: || Preset {
+            patching: None,
+            prompt: None,
+            induction_half: None,
+            neurons: Some(NeuronsSpec::capital_smollm2()),
         },
     },
 ];

@@ -15,6 +15,7 @@
 //! | [`ablation`] | Circuits lab: head ablation and path patching |
 //! | [`guided`] | Circuits lab: guided experiments (presets + text) |
 //! | [`patching`] | Circuits lab: activation patching panel (spec in the URL) |
+//! | [`neurons`] | Circuits lab: relation-specific neurons (spec in the URL) |
 //! | [`neurofeedback`] | Neurofeedback lab: directions, reporting accuracy against N, control task, share links |
 //! | [`dynamics`] | Dynamics lab: spiking/reservoir experiments, raster and line plots, share links |
 //! | [`plots`] | heatmap, line plot, palettes, export |
@@ -29,6 +30,7 @@ pub mod guided;
 pub mod merge;
 pub mod models;
 pub mod neurofeedback;
+pub mod neurons;
 pub mod offline;
 pub mod patching;
 pub mod plots;

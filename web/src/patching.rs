@@ -192,8 +192,14 @@ pub fn PatchingPanel(
         </div>
     };
     let (first, last) = crate::share::result_first(result_view);
+    // An embed of another Circuits experiment (relation neurons) shows that panel only.
+    let embedded = use_context::<crate::share::Embed>().is_some_and(|e| e.embed);
+    let hidden = crate::share::hidden("patching")
+        || (embedded
+            && crate::share::read_share_link::<interplay_lab::neurons::NeuronsSpec>()
+                .is_some_and(|r| r.is_ok()));
     view! {
-        <section class="card has-result" data-testid="patching" hidden=crate::share::hidden("patching")>
+        <section class="card has-result" data-testid="patching" hidden=hidden>
             <h2>"Activation patching"</h2>
             {first}
             <p class="muted">"Run the corrupted prompt, patch one activation in from the clean run, and see how much of the \
@@ -207,19 +213,20 @@ pub fn PatchingPanel(
                 <label>"Wrong token"<input type="text" data-testid="patch-wrong" prop:disabled=lock prop:value=move || wrong.get() on:input=move |ev| wrong.set(event_target_value(&ev))/></label>
             </div>
             <label>"Activation "
-                <select data-testid="patch-target" prop:disabled=lock prop:value=move || target_name(target.get())
+                // `selected` on the options: the select's value set before its options exist is lost.
+                <select data-testid="patch-target" prop:disabled=lock
                         on:change=move |ev| if let Ok(t) = event_target_value(&ev).parse() { target.set(t) }>
-                    <option value="resid_pre">"residual stream before each layer (resid_pre)"</option>
-                    <option value="resid_mid">"residual stream between attention and MLP (resid_mid)"</option>
-                    <option value="resid_post">"residual stream after each layer (resid_post)"</option>
-                    <option value="attn_out">"attention output (attn_out)"</option>
-                    <option value="mlp_out">"MLP output (mlp_out)"</option>
-                    <option value="head_out">"each head's output, all positions (head_out)"</option>
-                    <option value="head_out_pos">"each head's output, position by position (head_out_pos)"</option>
+                    <option value="resid_pre" selected=move || target_name(target.get()) == "resid_pre">"residual stream before each layer (resid_pre)"</option>
+                    <option value="resid_mid" selected=move || target_name(target.get()) == "resid_mid">"residual stream between attention and MLP (resid_mid)"</option>
+                    <option value="resid_post" selected=move || target_name(target.get()) == "resid_post">"residual stream after each layer (resid_post)"</option>
+                    <option value="attn_out" selected=move || target_name(target.get()) == "attn_out">"attention output (attn_out)"</option>
+                    <option value="mlp_out" selected=move || target_name(target.get()) == "mlp_out">"MLP output (mlp_out)"</option>
+                    <option value="head_out" selected=move || target_name(target.get()) == "head_out">"each head's output, all positions (head_out)"</option>
+                    <option value="head_out_pos" selected=move || target_name(target.get()) == "head_out_pos">"each head's output, position by position (head_out_pos)"</option>
                 </select>
             </label>
             <RunControls st=st prefix="patch-" label="Run sweep" on_run=Callback::new(run)/>
-            <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores"/>
+            <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores,neurons"/>
             {last}
         </section>
         <crate::ablation::AblationPanel spec=current/>

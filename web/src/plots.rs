@@ -303,6 +303,16 @@ pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Series `k`'s colour and whether it is dashed: past seven series the colours repeat, dashed;
+/// from `dashed_from` on, dashed in the colour of the series `dashed_from` before.
+fn style(k: usize, dashed_from: Option<usize>) -> (&'static str, bool) {
+    let n_c = LINE_COLOURS.len();
+    match dashed_from {
+        Some(d) if d > 0 && k >= d => (LINE_COLOURS[(k - d) % n_c], true),
+        _ => (LINE_COLOURS[k % n_c], k >= n_c),
+    }
+}
+
 /// One named series of a [`LinePlot`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
@@ -334,6 +344,10 @@ pub fn LinePlot(
     /// A dashed horizontal reference line and its label, e.g. chance level.
     #[prop(optional)]
     reference: Option<(f64, String)>,
+    /// Series from this index on are drawn dashed in the colours of the series this many
+    /// before them (a control beside each measured series).
+    #[prop(optional)]
+    dashed_from: Option<usize>,
     /// x axis label.
     xlabel: String,
     /// y axis label.
@@ -394,18 +408,17 @@ pub fn LinePlot(
                 .filter(|(_, v)| v.is_finite())
                 .map(|(i, &v)| format!("{:.1},{:.1} ", px(i), py(v)))
                 .collect();
-            // Past seven series the colours repeat, dashed.
-            let n_c = LINE_COLOURS.len();
-            let dash = if k >= n_c { "5 3" } else { "none" };
-            view! { <polyline points=pts fill="none" stroke=LINE_COLOURS[k % n_c] stroke-dasharray=dash stroke-width="1.4"><title>{s.name.clone()}</title></polyline> }
+            let (colour, dashed) = style(k, dashed_from);
+            let dash = if dashed { "5 3" } else { "none" };
+            view! { <polyline points=pts fill="none" stroke=colour stroke-dasharray=dash stroke-width="1.4"><title>{s.name.clone()}</title></polyline> }
         })
         .collect_view();
     let legend = series
         .iter()
         .enumerate()
         .map(|(k, s)| {
-            let n_c = LINE_COLOURS.len();
-            view! { <span style=format!("color:{}", LINE_COLOURS[k % n_c])>{format!("{} {} ", if k >= n_c { "╍" } else { "━" }, s.name)}</span> }
+            let (colour, dashed) = style(k, dashed_from);
+            view! { <span style=format!("color:{colour}")>{format!("{} {} ", if dashed { "╍" } else { "━" }, s.name)}</span> }
         })
         .collect_view();
     // The CSV and the data table are made when asked for: a streamed run redraws this plot

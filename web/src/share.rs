@@ -194,9 +194,9 @@ pub fn locked() -> bool {
     use_context::<Embed>().is_some_and(|e| e.locked)
 }
 
-/// The spec of lab `T` in the page's hash: `None` when the hash holds none; an error (a message
-/// for the page) when the link is damaged or belongs to another lab. Links from before the
-/// `"lab"` tag still open.
+/// The spec of type `T` in the page's hash: `None` when the hash holds none or another experiment
+/// of `T`'s lab (another panel's); an error (a message for the page) when the link is damaged or
+/// belongs to another lab. Links from before the `"lab"` tag still open.
 pub fn read_share_link<T: LabSpec>() -> Option<Result<T, LabError>> {
     read_link::<T>(&current_hash())
 }

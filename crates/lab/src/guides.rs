@@ -73,6 +73,7 @@ mod tests {
                     "ioi-heads",
                     "induction",
                     "lens",
+                    "relation-neurons",
                 ],
             ),
             (
