@@ -266,6 +266,7 @@ fn run_spec_file(a: &RunArgs) -> Result<serde_json::Value> {
         Experiment::Neurofeedback(spec) => neurofeedback::run_spec(&spec, model, a.device),
         Experiment::Dynamics(spec) => dynamics::run_spec(&spec, a.device),
         Experiment::RelationNeurons(spec) => run_relation_neurons(&spec, model, a.device),
+        Experiment::CircuitReuse(spec) => run_circuit_reuse(&spec, model, a.device),
     }
 }
 
@@ -283,6 +284,28 @@ fn run_relation_neurons(
         )
     })?;
     let result = pollster::block_on(interplay_lab::neurons::run(
+        spec,
+        &m.model,
+        tk,
+        &mut no_progress,
+    ))?;
+    Ok(json!({ "spec": spec, "result": result, "device": dev.backend }))
+}
+
+fn run_circuit_reuse(
+    spec: &interplay_lab::reuse::ReuseSpec,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<serde_json::Value> {
+    let dev = device.init()?;
+    let m = load(&model_path(&spec.model, model), &dev)?;
+    let tk = m.tokenizer.as_ref().ok_or_else(|| {
+        anyhow!(
+            "this model has no tokenizer (the prompts are text): {}",
+            m.tokenizer_note.clone().unwrap_or_default()
+        )
+    })?;
+    let result = pollster::block_on(interplay_lab::reuse::run(
         spec,
         &m.model,
         tk,

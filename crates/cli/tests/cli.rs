@@ -895,3 +895,48 @@ fn run_relation_neurons_matches_hugging_face() {
         assert_eq!(p["correct"], w["correct"], "k = {}", p["k"]);
     }
 }
+
+/// `interplay run` of the trimmed circuit-reuse spec: HF's Colored Objects answers, item by item,
+/// with and without the attention intervention, and its IOI attention to the repeated name.
+#[test]
+fn run_circuit_reuse_matches_hugging_face() {
+    let Some(model) = interplay_testkit::smollm2() else {
+        return;
+    };
+    let g = &golden("reuse")["trimmed"];
+    let s = &g["spec"];
+    let spec = serde_json::json!({
+        "lab": "circuits", "experiment": "circuit-reuse", "model": "smollm2",
+        "tasks": {"given": g["given"]}, "pairs": s["pairs"], "top_k": s["top_k"],
+        "heads": s["heads"], "control": s["control"], "seed": s["seed"],
+    });
+    let file = std::env::temp_dir().join("interplay-circuit-reuse.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, v, err) = interplay(&[
+        "run",
+        file.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["result"];
+    for (ours, hf) in [("base", "base"), ("intervened", "intervened")] {
+        let want: Vec<Value> = g[hf]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["answered"].clone())
+            .collect();
+        assert_eq!(r[ours]["answered"].as_array().unwrap(), &want, "{ours}");
+    }
+    let s2 = &r["s2_attention"];
+    for (l, row) in g["s2_attention"].as_array().unwrap().iter().enumerate() {
+        for (h, w) in row.as_array().unwrap().iter().enumerate() {
+            let x = s2[l][h].as_f64().unwrap();
+            assert!(
+                (x - w.as_f64().unwrap()).abs() < 1e-4,
+                "S2 attention {l}.{h}"
+            );
+        }
+    }
+}

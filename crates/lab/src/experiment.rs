@@ -20,6 +20,7 @@ use crate::mergelab::MergeSpec;
 use crate::neurofeedback::NeurofeedbackSpec;
 use crate::neurons::NeuronsSpec;
 use crate::patching::PatchingSpec;
+use crate::reuse::ReuseSpec;
 use crate::share;
 
 /// One experiment of any lab.
@@ -35,6 +36,10 @@ pub enum Experiment {
     /// Circuits lab: relation-specific neurons (`"experiment": "relation-neurons"`).
     #[serde(rename = "circuits")]
     RelationNeurons(NeuronsSpec),
+    /// Circuits lab: circuit component reuse, IOI vs Colored Objects (`"experiment":
+    /// "circuit-reuse"`).
+    #[serde(rename = "circuits")]
+    CircuitReuse(ReuseSpec),
     /// Merge lab: merges of the bundled suite, sweeps and maps.
     Merge(MergeSpec),
     /// Neurofeedback lab: the metacognition paradigm.
@@ -142,11 +147,26 @@ impl LabSpec for NeuronsSpec {
     }
 }
 
+impl LabSpec for ReuseSpec {
+    const LAB: LabKind = LabKind::Circuits;
+    fn into_experiment(self) -> Experiment {
+        Experiment::CircuitReuse(self)
+    }
+    fn from_experiment(e: Experiment) -> Option<Self> {
+        match e {
+            Experiment::CircuitReuse(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
         match self {
-            Experiment::Circuits(_) | Experiment::RelationNeurons(_) => LabKind::Circuits,
+            Experiment::Circuits(_)
+            | Experiment::RelationNeurons(_)
+            | Experiment::CircuitReuse(_) => LabKind::Circuits,
             Experiment::Merge(_) => LabKind::Merge,
             Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
             Experiment::Dynamics(_) => LabKind::Dynamics,
@@ -203,11 +223,15 @@ impl Experiment {
                 Some(Value::String(s)) if s == NeuronsSpec::EXPERIMENT => {
                     serde_path_to_error::deserialize(v).map(Experiment::RelationNeurons)
                 }
+                Some(Value::String(s)) if s == ReuseSpec::EXPERIMENT => {
+                    serde_path_to_error::deserialize(v).map(Experiment::CircuitReuse)
+                }
                 Some(other) => {
                     return Err(LabError::Spec(format!(
                         "not a valid Circuits experiment spec: experiment: unknown experiment {other}: \
-                         use \"{}\", or leave it out for a patching sweep",
-                        NeuronsSpec::EXPERIMENT
+                         use \"{}\" or \"{}\", or leave it out for a patching sweep",
+                        NeuronsSpec::EXPERIMENT,
+                        ReuseSpec::EXPERIMENT
                     )));
                 }
             },
@@ -337,7 +361,9 @@ impl<'de> Deserialize<'de> for Experiment {
 fn legacy_lab(obj: &serde_json::Map<String, Value>) -> LabKind {
     match obj.get("experiment") {
         Some(Value::String(s)) if s == "merge" => LabKind::Merge,
-        Some(Value::String(s)) if s == NeuronsSpec::EXPERIMENT => LabKind::Circuits,
+        Some(Value::String(s)) if s == NeuronsSpec::EXPERIMENT || s == ReuseSpec::EXPERIMENT => {
+            LabKind::Circuits
+        }
         Some(_) => LabKind::Dynamics,
         None if obj.contains_key("directions") => LabKind::Neurofeedback,
         // Merge specs written after the tag lost `"experiment": "merge"`; only they have tasks.
@@ -359,6 +385,7 @@ mod tests {
             Experiment::Neurofeedback(NeurofeedbackSpec::icl_bundled()),
             Experiment::Dynamics(DynamicsSpec::Spiking(Default::default())),
             Experiment::RelationNeurons(NeuronsSpec::capital_smollm2()),
+            Experiment::CircuitReuse(ReuseSpec::smollm2()),
         ];
         for e in all {
             let json = e.to_json();
@@ -406,7 +433,8 @@ mod tests {
         let err = Experiment::from_json(r#"{"lab":"circuits","experiment":"neurons"}"#, None)
             .unwrap_err();
         assert!(
-            err.to_string().contains("use \"relation-neurons\""),
+            err.to_string()
+                .contains("use \"relation-neurons\" or \"circuit-reuse\""),
             "{err}"
         );
         // Another experiment of the same lab belongs to another panel: no spec, no error.
@@ -415,6 +443,19 @@ mod tests {
         assert_eq!(
             read_link::<NeuronsSpec>(&neurons).unwrap().unwrap(),
             NeuronsSpec::capital_smollm2()
+        );
+        let reuse = Experiment::CircuitReuse(ReuseSpec::smollm2()).link();
+        assert!(read_link::<PatchingSpec>(&reuse).is_none());
+        assert!(read_link::<NeuronsSpec>(&reuse).is_none());
+        assert_eq!(
+            read_link::<ReuseSpec>(&reuse).unwrap().unwrap(),
+            ReuseSpec::smollm2()
+        );
+        // A bare reuse spec is a Circuits one.
+        let bare = serde_json::to_string(&ReuseSpec::smollm2()).unwrap();
+        assert_eq!(
+            Experiment::from_json(&bare, None).unwrap(),
+            Experiment::CircuitReuse(ReuseSpec::smollm2())
         );
         let err = Experiment::from_json(r#"{"lab":"optics"}"#, None).unwrap_err();
         assert!(err.to_string().contains("unknown lab"), "{err}");

@@ -10,11 +10,13 @@ mod circuits;
 mod merge;
 mod neurofeedback;
 mod neurons;
+mod reuse;
 
 pub use circuits::circuits;
 pub use merge::merge;
 pub use neurofeedback::neurofeedback;
 pub use neurons::neurons;
+pub use reuse::reuse;
 
 /// A paper's claim and what one run shows.
 #[derive(Clone, Debug, PartialEq)]
