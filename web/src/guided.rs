@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 
 use interplay_lab::neurons::NeuronsSpec;
+use interplay_lab::reuse::ReuseSpec;
 use interplay_lab::{LabKind, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::PatchTarget;
 
@@ -19,6 +20,8 @@ pub struct Preset {
     pub induction_half: Option<usize>,
     /// For the relation-specific neurons panel.
     pub neurons: Option<NeuronsSpec>,
+    /// For the circuit-reuse panel.
+    pub reuse: Option<ReuseSpec>,
 }
 
 struct Guide {
@@ -45,6 +48,7 @@ const GUIDES: &[Guide] = &[
             )),
             induction_half: None,
             neurons: None,
+            reuse: None,
         },
     },
     Guide {
@@ -61,6 +65,7 @@ const GUIDES: &[Guide] = &[
             )),
             induction_half: Some(20),
             neurons: None,
+            reuse: None,
         },
     },
     Guide {
@@ -77,6 +82,7 @@ const GUIDES: &[Guide] = &[
             )),
             induction_half: None,
             neurons: None,
+            reuse: None,
         },
     },
     Guide {
@@ -92,6 +98,7 @@ const GUIDES: &[Guide] = &[
             prompt: None,
             induction_half: None,
             neurons: None,
+            reuse: None,
         },
     },
     Guide {
@@ -104,6 +111,7 @@ const GUIDES: &[Guide] = &[
             prompt: None,
             induction_half: Some(50),
             neurons: None,
+            reuse: None,
         },
     },
     Guide {
@@ -126,6 +134,7 @@ const GUIDES: &[Guide] = &[
             )),
             induction_half: None,
             neurons: None,
+            reuse: None,
         },
     },
     Guide {
@@ -138,6 +147,20 @@ const GUIDES: &[Guide] = &[
             prompt: None,
             induction_half: None,
             neurons: Some(NeuronsSpec::capital_smollm2()),
+            reuse: None,
+        },
+    },
+    Guide {
+        id: "circuit-reuse",
+        model: "smollm2",
+        title: "One circuit, two tasks",
+        paper: "Merullo et al. 2023, \"Circuit Component Reuse Across Tasks in Transformer Language Models\"",
+        preset: || Preset {
+            patching: None,
+            prompt: None,
+            induction_half: None,
+            neurons: None,
+            reuse: Some(ReuseSpec::smollm2()),
         },
     },
 ];

@@ -192,12 +192,15 @@ pub fn PatchingPanel(
         </div>
     };
     let (first, last) = crate::share::result_first(result_view);
-    // An embed of another Circuits experiment (relation neurons) shows that panel only.
+    // An embed of another Circuits experiment (relation neurons, circuit reuse) shows that
+    // panel only.
     let embedded = use_context::<crate::share::Embed>().is_some_and(|e| e.embed);
     let hidden = crate::share::hidden("patching")
         || (embedded
-            && crate::share::read_share_link::<interplay_lab::neurons::NeuronsSpec>()
-                .is_some_and(|r| r.is_ok()));
+            && (crate::share::read_share_link::<interplay_lab::neurons::NeuronsSpec>()
+                .is_some_and(|r| r.is_ok())
+                || crate::share::read_share_link::<interplay_lab::reuse::ReuseSpec>()
+                    .is_some_and(|r| r.is_ok())));
     view! {
         <section class="card has-result" data-testid="patching" hidden=hidden>
             <h2>"Activation patching"</h2>
@@ -226,7 +229,7 @@ pub fn PatchingPanel(
                 </select>
             </label>
             <RunControls st=st prefix="patch-" label="Run sweep" on_run=Callback::new(run)/>
-            <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores,neurons"/>
+            <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores,neurons,reuse"/>
             {last}
         </section>
         <crate::ablation::AblationPanel spec=current/>

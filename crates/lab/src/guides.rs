@@ -74,6 +74,7 @@ mod tests {
                     "induction",
                     "lens",
                     "relation-neurons",
+                    "circuit-reuse",
                 ],
             ),
             (

@@ -109,7 +109,8 @@ pub struct ReuseSpec {
     pub model: String,
     /// The prompts.
     pub tasks: Tasks,
-    /// How many pairs of each task the head patching averages over.
+    /// How many pairs of each task the head patching averages over (0: no patching, only the
+    /// IOI attention and the intervention — minutes on a slow device).
     pub pairs: usize,
     /// The k whose top-k overlap the result states (the curve covers every k up to 50, or k).
     pub top_k: usize,
@@ -190,7 +191,7 @@ pub struct Score {
 /// What a run found.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReuseResult {
-    /// IOI's head patching.
+    /// IOI's head patching (empty grids when no pair was patched).
     pub ioi: TaskHeads,
     /// Colored Objects' head patching.
     pub colored: TaskHeads,
@@ -321,11 +322,6 @@ fn pairs(
     n_ctx: usize,
 ) -> Result<(Vec<Pair>, Vec<Pair>), LabError> {
     let limit = MAX_PROMPT_TOKENS.min(n_ctx);
-    if spec.pairs == 0 {
-        return Err(LabError::Spec(
-            "patch at least one pair of each task".into(),
-        ));
-    }
     if tasks.ioi.len() < spec.pairs || tasks.colored.len() < spec.pairs {
         return Err(LabError::Spec(format!(
             "{} pairs asked for, but there are {} IOI pairs and {} Colored Objects items",
@@ -753,6 +749,10 @@ mod tests {
         // Clean = corrupt: nothing to recover, no division by zero.
         let flat = task_heads(&[(1.0, 1.0, vec![vec![5.0]])]);
         assert_eq!(flat.grid, vec![vec![0.0]]);
+        // No pair patched (pairs = 0): nothing ranked, no overlap.
+        let none = task_heads(&[]);
+        assert!(none.grid.is_empty() && none.ranked.is_empty());
+        assert!(overlap(&none.ranked, &none.ranked, 50).is_empty());
     }
 
     #[test]

@@ -237,6 +237,8 @@ pub enum Output {
     Neurofeedback(NeurofeedbackResult),
     /// A Circuits relation-specific neurons experiment.
     RelationNeurons(interplay_lab::neurons::NeuronsResult),
+    /// A Circuits circuit-reuse experiment.
+    CircuitReuse(Box<interplay_lab::reuse::ReuseResult>),
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.

@@ -431,6 +431,17 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                     .map(Output::RelationNeurons)
                     .map_err(|e| e.to_string())
             }
+            Experiment::CircuitReuse(spec) => {
+                let m = held_model(&spec.model, dev).await?;
+                let tk = m
+                    .tokenizer
+                    .as_ref()
+                    .ok_or("this model has no tokenizer; the prompts are text")?;
+                interplay_lab::reuse::run(&spec, &m.model, tk, &mut on_progress)
+                    .await
+                    .map(|r| Output::CircuitReuse(Box::new(r)))
+                    .map_err(|e| e.to_string())
+            }
         },
         Task::Inspect { model, query } => {
             let m = held_model(&model, dev).await?;
