@@ -380,6 +380,145 @@ pub async fn patch_sweep(
     })
 }
 
+/// One variant of an [`intervention_sweep`]: interventions at hooks of one layer's block (the
+/// sweep sets their selectors' batch rows).
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// The layer whose block every intervention is in.
+    pub layer: usize,
+    /// What changes there.
+    pub interventions: Vec<Intervention>,
+}
+
+/// What an [`intervention_sweep`] read: logits of the chosen tokens at the last position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepReadout {
+    /// The unchanged run's, `[k]`.
+    pub clean: Vec<f32>,
+    /// Each variant's, in the order given, `[variants][k]`.
+    pub variants: Vec<Vec<f32>>,
+}
+
+/// Run `ids` once per variant (ablating a head, a layer's attention or MLP, …) and read the
+/// logits of `read` at the last position, recomputing only what each variant can change: it
+/// enters at its layer from the unchanged run's residual stream, and only positions `from..`
+/// run, with keys and values of earlier positions from the unchanged run — so every
+/// intervention must select positions `from..` only (ablating at the last position: `from` is
+/// the last one). Variants of one layer join a batch that grows layer by layer, as in
+/// [`patch_sweep`]; when all of them would not fit in [`crate::budget::BLOCK_BUDGET`], they run
+/// in several such batches. `progress(done, total)` counts variants and may cancel.
+///
+/// # Shapes
+/// - `ids`: `[pos]`, `from < pos`; `read`: `[k]` token ids → logits `[k]` per run.
+pub async fn intervention_sweep(
+    model: &Transformer,
+    ids: &[u32],
+    variants: &[Variant],
+    from: usize,
+    read: &[u32],
+    progress: &mut dyn FnMut(usize, usize) -> Progress,
+) -> Result<SweepReadout> {
+    let cfg = &model.config;
+    let (n, p_len) = (cfg.n_layers, ids.len());
+    if from >= p_len {
+        return Err(ModelError::Input(format!(
+            "a sweep from position {from} of a {p_len}-token prompt runs nothing"
+        )));
+    }
+    if let Some(v) = variants.iter().find(|v| v.layer >= n) {
+        return Err(ModelError::Input(format!(
+            "there is no layer {}: the model has {n}",
+            v.layer
+        )));
+    }
+    let v = cfg.d_vocab;
+    if let Some(&t) = read.iter().find(|&&t| t as usize >= v) {
+        return Err(ModelError::Input(format!(
+            "token id {t} is outside the vocabulary (size {v})"
+        )));
+    }
+    let cols = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            read.iter().map(|&t| t as i32).collect::<Vec<_>>(),
+            [read.len()],
+        ),
+        &model.device(),
+    );
+    let readout = |resid: Tensor<3>| model.logits_of(last_position(resid), cols.clone());
+    let run = record(model, ids, &[])?;
+    let k = read.len();
+    let clean = read_f32(readout(run.resid_pre[n].clone())).await?;
+    // Variants by layer (stable), so each batch's rows are in joining order.
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    order.sort_by_key(|&i| variants[i].layer);
+    let one = crate::budget::block_bytes(cfg, 1, p_len - from, p_len).max(1);
+    let rows_max = (crate::budget::BLOCK_BUDGET / one).max(1);
+    if one > crate::budget::BLOCK_BUDGET {
+        crate::budget::check_prompt(cfg, 1, p_len - from, p_len, crate::budget::BLOCK_BUDGET)?;
+    }
+    let mut out = vec![Vec::new(); variants.len()];
+    let total = variants.len();
+    let mut done = 0;
+    for group in order.chunks(rows_max) {
+        if !progress(done, total).await {
+            return Err(ModelError::Input("cancelled".into()));
+        }
+        let first = variants[group[0]].layer;
+        let mut resid: Option<Tensor<3>> = None;
+        let mut rows = 0usize;
+        let mut next = 0usize;
+        for l in first..n {
+            let mut plan = HookPlan::default();
+            let joining = group[next..]
+                .iter()
+                .take_while(|&&i| variants[i].layer == l)
+                .count();
+            for (j, &i) in group[next..next + joining].iter().enumerate() {
+                for iv in &variants[i].interventions {
+                    plan.interventions.push(Intervention {
+                        hook: iv.hook,
+                        selector: iv.selector.clone().at_batch(vec![rows + j]),
+                        action: iv.action.clone(),
+                    });
+                }
+            }
+            next += joining;
+            rows += joining;
+            let batch = match (resid.take(), joining) {
+                (r, 0) => r,
+                (r, _) => {
+                    let fresh = run.resid_pre[l].clone().slice(s![.., from..p_len, ..]);
+                    let [_, q, d] = fresh.dims();
+                    let fresh = fresh.expand([joining, q, d]);
+                    Some(match r {
+                        Some(r) => Tensor::cat(vec![r, fresh], 0),
+                        None => fresh,
+                    })
+                }
+            };
+            let Some(batch) = batch else { continue };
+            let prefix = (from > 0).then(|| KvCache {
+                k: vec![run.kv.k[l].clone().slice(s![.., .., 0..from, ..])],
+                v: vec![run.kv.v[l].clone().slice(s![.., .., 0..from, ..])],
+            });
+            let mut hooks = HookRunner::new(&plan, from);
+            resid = Some(model.run_one_block(l, batch, prefix.as_ref(), &mut hooks));
+        }
+        if let Some(r) = resid {
+            let logits = read_f32(readout(r)).await?;
+            for (row, &i) in group.iter().enumerate() {
+                out[i] = logits[row * k..(row + 1) * k].to_vec();
+            }
+        }
+        done += group.len();
+    }
+    progress(total, total).await;
+    Ok(SweepReadout {
+        clean,
+        variants: out,
+    })
+}
+
 /// How many start positions to run at once on `model`'s device: on the CPU four per thread, else
 /// one (the GPU takes one stream of work). Fewer per thread leaves threads idle: a thread whose
 /// matmul was split finds no other work while it waits (SmolLM2's sweep on 2 threads: 6.9 s with

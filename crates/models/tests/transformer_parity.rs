@@ -216,3 +216,79 @@ fn fast_sweep_equals_naive_sweep_for_every_target() {
         }
     }
 }
+
+/// The intervention sweep (each variant entering at its layer, only positions `from..` run)
+/// equals one full forward per variant: heads, attention and MLP outputs zeroed or scaled, at
+/// every position and at the last one, variants given out of layer order.
+#[test]
+fn intervention_sweep_equals_a_full_run_per_variant() {
+    use interplay_models::hooks::{Action, Intervention, Selector};
+    use interplay_models::patching::{Variant, intervention_sweep};
+    let dev = ComputeDevice::cpu();
+    for name in ["tiny-gpt2", "tiny-llama"] {
+        let g = golden(name);
+        let m = load(name, &dev);
+        let prompt = ids(&g["patching"]["clean"]);
+        let p = prompt.len();
+        let read = [30u32, 58, 7];
+        for from in [0, p - 1] {
+            let at = if from == 0 {
+                Selector::all()
+            } else {
+                Selector::position(p - 1)
+            };
+            let n = m.config.n_layers;
+            let mut variants = Vec::new();
+            for l in (0..n).rev() {
+                let one = |hook, selector: Selector, action| Variant {
+                    layer: l,
+                    interventions: vec![Intervention {
+                        hook,
+                        selector,
+                        action,
+                    }],
+                };
+                variants.push(one(HookPoint::AttnOut(l), at.clone(), Action::Zero));
+                variants.push(one(HookPoint::MlpOut(l), at.clone(), Action::Scale(0.5)));
+                variants.push(one(
+                    HookPoint::Z(l),
+                    at.clone().at_heads(vec![1]),
+                    Action::Zero,
+                ));
+            }
+            let got = block(intervention_sweep(
+                &m,
+                &prompt,
+                &variants,
+                from,
+                &read,
+                &mut no_progress,
+            ))
+            .unwrap();
+            let full = |plan: &HookPlan| -> Vec<f32> {
+                let (logits, _) =
+                    m.run_with_hooks(m.tokens(std::slice::from_ref(&prompt)).unwrap(), plan);
+                let all = block(read_f32(logits)).unwrap();
+                let v = m.config.d_vocab;
+                read.iter()
+                    .map(|&t| all[(p - 1) * v + t as usize])
+                    .collect()
+            };
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() < 1e-4,
+                        "{name} from {from} {what}: {x} vs {y}"
+                    );
+                }
+            };
+            close(&got.clean, &full(&HookPlan::default()), "clean");
+            assert_eq!(got.variants.len(), variants.len());
+            for (i, v) in variants.iter().enumerate() {
+                let mut plan = HookPlan::default();
+                plan.interventions.extend(v.interventions.iter().cloned());
+                close(&got.variants[i], &full(&plan), &format!("variant {i}"));
+            }
+        }
+    }
+}
