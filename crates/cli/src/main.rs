@@ -267,6 +267,7 @@ fn run_spec_file(a: &RunArgs) -> Result<serde_json::Value> {
         Experiment::Dynamics(spec) => dynamics::run_spec(&spec, a.device),
         Experiment::RelationNeurons(spec) => run_relation_neurons(&spec, model, a.device),
         Experiment::CircuitReuse(spec) => run_circuit_reuse(&spec, model, a.device),
+        Experiment::RecallReasoning(spec) => run_recall_reasoning(&spec, model, a.device),
     }
 }
 
@@ -275,21 +276,10 @@ fn run_relation_neurons(
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
-    let dev = device.init()?;
-    let m = load(&model_path(&spec.model, model), &dev)?;
-    let tk = m.tokenizer.as_ref().ok_or_else(|| {
-        anyhow!(
-            "this model has no tokenizer (the facts are text): {}",
-            m.tokenizer_note.clone().unwrap_or_default()
-        )
-    })?;
-    let result = pollster::block_on(interplay_lab::neurons::run(
-        spec,
-        &m.model,
-        tk,
-        &mut no_progress,
-    ))?;
-    Ok(json!({ "spec": spec, "result": result, "device": dev.backend }))
+    run_on_text(json!(spec), &spec.model, model, device, |m, tk| {
+        pollster::block_on(interplay_lab::neurons::run(spec, m, tk, &mut no_progress))
+            .map(|r| json!(r))
+    })
 }
 
 fn run_circuit_reuse(
@@ -297,20 +287,44 @@ fn run_circuit_reuse(
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
+    run_on_text(json!(spec), &spec.model, model, device, |m, tk| {
+        pollster::block_on(interplay_lab::reuse::run(spec, m, tk, &mut no_progress))
+            .map(|r| json!(r))
+    })
+}
+
+fn run_recall_reasoning(
+    spec: &interplay_lab::recall::RecallSpec,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<serde_json::Value> {
+    run_on_text(json!(spec), &spec.model, model, device, |m, tk| {
+        pollster::block_on(interplay_lab::recall::run(spec, m, tk, &mut no_progress))
+            .map(|r| json!(r))
+    })
+}
+
+/// An experiment whose inputs are text: the spec's model (or `--model`) with its tokenizer, the
+/// run, and `{spec, result, device}`.
+fn run_on_text(
+    spec: serde_json::Value,
+    name: &str,
+    model: Option<&Path>,
+    device: DeviceArg,
+    run: impl FnOnce(
+        &interplay_models::Transformer,
+        &interplay_models::tokenizer::TextTokenizer,
+    ) -> std::result::Result<serde_json::Value, interplay_lab::LabError>,
+) -> Result<serde_json::Value> {
     let dev = device.init()?;
-    let m = load(&model_path(&spec.model, model), &dev)?;
+    let m = load(&model_path(name, model), &dev)?;
     let tk = m.tokenizer.as_ref().ok_or_else(|| {
         anyhow!(
-            "this model has no tokenizer (the prompts are text): {}",
+            "this model has no tokenizer (the experiment's prompts are text): {}",
             m.tokenizer_note.clone().unwrap_or_default()
         )
     })?;
-    let result = pollster::block_on(interplay_lab::reuse::run(
-        spec,
-        &m.model,
-        tk,
-        &mut no_progress,
-    ))?;
+    let result = run(&m.model, tk)?;
     Ok(json!({ "spec": spec, "result": result, "device": dev.backend }))
 }
 

@@ -940,3 +940,46 @@ fn run_circuit_reuse_matches_hugging_face() {
         }
     }
 }
+
+/// `interplay run` of the trimmed recall-vs-reasoning spec: HF's margins on every discovery
+/// question with each layer's attention or MLP zeroed at the last position, and the test
+/// questions answered as the model is.
+#[test]
+fn run_recall_reasoning_matches_hugging_face() {
+    let Some(model) = interplay_testkit::smollm2() else {
+        return;
+    };
+    let g = &golden("recall")["trimmed"];
+    let s = &g["spec"];
+    let spec = serde_json::json!({
+        "lab": "circuits", "experiment": "recall-reasoning", "model": "smollm2",
+        "tasks": {"given": g["given"]}, "ablation": s["ablation"], "scope": s["scope"],
+        "heads": s["heads"], "top_k": s["top_k"], "control": s["control"], "seed": s["seed"],
+    });
+    let file = std::env::temp_dir().join("interplay-recall-reasoning.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, v, err) = interplay(&[
+        "run",
+        file.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["result"];
+    for task in ["recall", "reasoning"] {
+        let effects = r["effects"].as_array().unwrap();
+        let want = g["effects"][task].as_array().unwrap();
+        assert_eq!(effects.len(), want.len(), "{task}: components");
+        for (j, (e, w)) in effects.iter().zip(want).enumerate() {
+            let ours = e[task]["margins"].as_array().unwrap();
+            for (x, y) in ours.iter().zip(w["margins"].as_array().unwrap()) {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!((x - y).abs() < 1e-3, "{task} component {j}: {x} vs HF {y}");
+            }
+        }
+        assert_eq!(
+            r["test"][task]["correct"], g["circuits"]["test"][task]["correct"],
+            "{task} test questions answered"
+        );
+    }
+}

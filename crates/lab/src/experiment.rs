@@ -20,6 +20,7 @@ use crate::mergelab::MergeSpec;
 use crate::neurofeedback::NeurofeedbackSpec;
 use crate::neurons::NeuronsSpec;
 use crate::patching::PatchingSpec;
+use crate::recall::RecallSpec;
 use crate::reuse::ReuseSpec;
 use crate::share;
 
@@ -40,6 +41,10 @@ pub enum Experiment {
     /// "circuit-reuse"`).
     #[serde(rename = "circuits")]
     CircuitReuse(ReuseSpec),
+    /// Circuits lab: recall vs reasoning, layer and head ablations (`"experiment":
+    /// "recall-reasoning"`).
+    #[serde(rename = "circuits")]
+    RecallReasoning(RecallSpec),
     /// Merge lab: merges of the bundled suite, sweeps and maps.
     Merge(MergeSpec),
     /// Neurofeedback lab: the metacognition paradigm.
@@ -160,13 +165,27 @@ impl LabSpec for ReuseSpec {
     }
 }
 
+impl LabSpec for RecallSpec {
+    const LAB: LabKind = LabKind::Circuits;
+    fn into_experiment(self) -> Experiment {
+        Experiment::RecallReasoning(self)
+    }
+    fn from_experiment(e: Experiment) -> Option<Self> {
+        match e {
+            Experiment::RecallReasoning(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
         match self {
             Experiment::Circuits(_)
             | Experiment::RelationNeurons(_)
-            | Experiment::CircuitReuse(_) => LabKind::Circuits,
+            | Experiment::CircuitReuse(_)
+            | Experiment::RecallReasoning(_) => LabKind::Circuits,
             Experiment::Merge(_) => LabKind::Merge,
             Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
             Experiment::Dynamics(_) => LabKind::Dynamics,
@@ -226,12 +245,16 @@ impl Experiment {
                 Some(Value::String(s)) if s == ReuseSpec::EXPERIMENT => {
                     serde_path_to_error::deserialize(v).map(Experiment::CircuitReuse)
                 }
+                Some(Value::String(s)) if s == RecallSpec::EXPERIMENT => {
+                    serde_path_to_error::deserialize(v).map(Experiment::RecallReasoning)
+                }
                 Some(other) => {
                     return Err(LabError::Spec(format!(
                         "not a valid Circuits experiment spec: experiment: unknown experiment {other}: \
-                         use \"{}\" or \"{}\", or leave it out for a patching sweep",
+                         use \"{}\", \"{}\" or \"{}\", or leave it out for a patching sweep",
                         NeuronsSpec::EXPERIMENT,
-                        ReuseSpec::EXPERIMENT
+                        ReuseSpec::EXPERIMENT,
+                        RecallSpec::EXPERIMENT
                     )));
                 }
             },
@@ -361,7 +384,11 @@ impl<'de> Deserialize<'de> for Experiment {
 fn legacy_lab(obj: &serde_json::Map<String, Value>) -> LabKind {
     match obj.get("experiment") {
         Some(Value::String(s)) if s == "merge" => LabKind::Merge,
-        Some(Value::String(s)) if s == NeuronsSpec::EXPERIMENT || s == ReuseSpec::EXPERIMENT => {
+        Some(Value::String(s))
+            if s == NeuronsSpec::EXPERIMENT
+                || s == ReuseSpec::EXPERIMENT
+                || s == RecallSpec::EXPERIMENT =>
+        {
             LabKind::Circuits
         }
         Some(_) => LabKind::Dynamics,
@@ -386,6 +413,7 @@ mod tests {
             Experiment::Dynamics(DynamicsSpec::Spiking(Default::default())),
             Experiment::RelationNeurons(NeuronsSpec::capital_smollm2()),
             Experiment::CircuitReuse(ReuseSpec::smollm2()),
+            Experiment::RecallReasoning(RecallSpec::smollm2()),
         ];
         for e in all {
             let json = e.to_json();
@@ -434,7 +462,7 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("use \"relation-neurons\" or \"circuit-reuse\""),
+                .contains("use \"relation-neurons\", \"circuit-reuse\" or \"recall-reasoning\""),
             "{err}"
         );
         // Another experiment of the same lab belongs to another panel: no spec, no error.
@@ -450,6 +478,12 @@ mod tests {
         assert_eq!(
             read_link::<ReuseSpec>(&reuse).unwrap().unwrap(),
             ReuseSpec::smollm2()
+        );
+        let recall = Experiment::RecallReasoning(RecallSpec::smollm2()).link();
+        assert!(read_link::<ReuseSpec>(&recall).is_none());
+        assert_eq!(
+            read_link::<RecallSpec>(&recall).unwrap().unwrap(),
+            RecallSpec::smollm2()
         );
         // A bare reuse spec is a Circuits one.
         let bare = serde_json::to_string(&ReuseSpec::smollm2()).unwrap();

@@ -75,6 +75,7 @@ mod tests {
                     "lens",
                     "relation-neurons",
                     "circuit-reuse",
+                    "recall-reasoning",
                 ],
             ),
             (

@@ -15,6 +15,7 @@
 //! | [`neurofeedback`] | the metacognition paradigm: directions, labels, reporting and control |
 //! | [`neurons`] | relation-specific MLP neurons: ranked by firing frequency, deactivated, accuracy per relation |
 //! | [`patching`] | activation patching sweeps (Circuits lab) |
+//! | [`recall`] | recall vs reasoning: layer and head ablations on both tasks, selectivity, circuits tested on held-out questions |
 //! | [`reuse`] | circuit component reuse: head patching on IOI and Colored Objects, overlap, the attention intervention |
 //! | [`share`] | the URL encoding every spec uses |
 //! | [`suite`] | the bundled digits task suite, its MLP, fine-tuning and evaluation |
@@ -32,6 +33,7 @@ pub mod mergelab;
 pub mod neurofeedback;
 pub mod neurons;
 pub mod patching;
+pub mod recall;
 pub mod reuse;
 pub mod share;
 pub mod suite;

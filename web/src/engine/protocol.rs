@@ -239,6 +239,8 @@ pub enum Output {
     RelationNeurons(interplay_lab::neurons::NeuronsResult),
     /// A Circuits circuit-reuse experiment.
     CircuitReuse(Box<interplay_lab::reuse::ReuseResult>),
+    /// A Circuits recall-vs-reasoning experiment.
+    RecallReasoning(Box<interplay_lab::recall::RecallResult>),
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.

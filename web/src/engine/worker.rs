@@ -442,6 +442,17 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                     .map(|r| Output::CircuitReuse(Box::new(r)))
                     .map_err(|e| e.to_string())
             }
+            Experiment::RecallReasoning(spec) => {
+                let m = held_model(&spec.model, dev).await?;
+                let tk = m
+                    .tokenizer
+                    .as_ref()
+                    .ok_or("this model has no tokenizer; the questions are text")?;
+                interplay_lab::recall::run(&spec, &m.model, tk, &mut on_progress)
+                    .await
+                    .map(|r| Output::RecallReasoning(Box::new(r)))
+                    .map_err(|e| e.to_string())
+            }
         },
         Task::Inspect { model, query } => {
             let m = held_model(&model, dev).await?;

@@ -10,12 +10,14 @@ mod circuits;
 mod merge;
 mod neurofeedback;
 mod neurons;
+mod recall;
 mod reuse;
 
 pub use circuits::circuits;
 pub use merge::merge;
 pub use neurofeedback::neurofeedback;
 pub use neurons::neurons;
+pub use recall::recall;
 pub use reuse::reuse;
 
 /// A paper's claim and what one run shows.
