@@ -364,10 +364,14 @@ pub fn prepare(
             )));
         }
     }
+    // The two circuits are drawn from opposite ends of one ranking: at most half each, so
+    // they never share a component.
     let pool = components(m, spec.heads).len();
-    if spec.top_k == 0 || spec.top_k > pool {
+    if spec.top_k == 0 || spec.top_k > pool / 2 {
         return Err(LabError::Spec(format!(
-            "top k must be between 1 and the {pool} components ablated"
+            "top k must be between 1 and {}, half of the {pool} components ablated (the recall \
+             and reasoning circuits must not share one)",
+            pool / 2
         )));
     }
     Ok([recall, reasoning])

@@ -188,7 +188,7 @@ fn bad_specs_are_messages() {
         ..base.clone()
     });
     assert!(
-        e.contains("top k must be between 1 and the 330 components ablated"),
+        e.contains("top k must be between 1 and 165, half of the 330 components ablated"),
         "{e}"
     );
     let mut t = base.tasks.load().unwrap();

@@ -418,6 +418,29 @@ pub async fn intervention_sweep(
     read: &[u32],
     progress: &mut dyn FnMut(usize, usize) -> Progress,
 ) -> Result<SweepReadout> {
+    intervention_sweep_within(
+        model,
+        ids,
+        variants,
+        from,
+        read,
+        crate::budget::BLOCK_BUDGET,
+        progress,
+    )
+    .await
+}
+
+/// [`intervention_sweep`] holding at most `budget` bytes per block (tests split a sweep into
+/// several batches with a small one).
+pub async fn intervention_sweep_within(
+    model: &Transformer,
+    ids: &[u32],
+    variants: &[Variant],
+    from: usize,
+    read: &[u32],
+    budget: usize,
+    progress: &mut dyn FnMut(usize, usize) -> Progress,
+) -> Result<SweepReadout> {
     let cfg = &model.config;
     let (n, p_len) = (cfg.n_layers, ids.len());
     if from >= p_len {
@@ -430,6 +453,35 @@ pub async fn intervention_sweep(
             "there is no layer {}: the model has {n}",
             v.layer
         )));
+    }
+    // A hook outside the variant's block, or a position before `from`, would be skipped
+    // without a word (the run starts at that block and position): refuse instead.
+    for v in variants {
+        for iv in &v.interventions {
+            if iv.hook.layer() != Some(v.layer) {
+                return Err(ModelError::Input(format!(
+                    "a variant of layer {} intervenes at {}: a sweep's variant may only touch \
+                     hooks inside its own layer's block",
+                    v.layer, iv.hook
+                )));
+            }
+            let early = match &iv.selector.positions {
+                None => from > 0,
+                Some(ps) => ps.iter().any(|&p| p < from || p >= p_len),
+            };
+            if early {
+                return Err(ModelError::Input(format!(
+                    "an intervention at {} selects positions outside {from}..{p_len}, the \
+                     positions this sweep runs",
+                    iv.hook
+                )));
+            }
+        }
+    }
+    if read.is_empty() {
+        return Err(ModelError::Input(
+            "a sweep must read at least one token".into(),
+        ));
     }
     let v = cfg.d_vocab;
     if let Some(&t) = read.iter().find(|&&t| t as usize >= v) {
@@ -452,9 +504,9 @@ pub async fn intervention_sweep(
     let mut order: Vec<usize> = (0..variants.len()).collect();
     order.sort_by_key(|&i| variants[i].layer);
     let one = crate::budget::block_bytes(cfg, 1, p_len - from, p_len).max(1);
-    let rows_max = (crate::budget::BLOCK_BUDGET / one).max(1);
-    if one > crate::budget::BLOCK_BUDGET {
-        crate::budget::check_prompt(cfg, 1, p_len - from, p_len, crate::budget::BLOCK_BUDGET)?;
+    let rows_max = (budget / one).max(1);
+    if one > budget {
+        crate::budget::check_prompt(cfg, 1, p_len - from, p_len, budget)?;
     }
     let mut out = vec![Vec::new(); variants.len()];
     let total = variants.len();

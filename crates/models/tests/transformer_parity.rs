@@ -222,8 +222,9 @@ fn fast_sweep_equals_naive_sweep_for_every_target() {
 /// every position and at the last one, variants given out of layer order.
 #[test]
 fn intervention_sweep_equals_a_full_run_per_variant() {
+    use interplay_models::budget::block_bytes;
     use interplay_models::hooks::{Action, Intervention, Selector};
-    use interplay_models::patching::{Variant, intervention_sweep};
+    use interplay_models::patching::{Variant, intervention_sweep, intervention_sweep_within};
     let dev = ComputeDevice::cpu();
     for name in ["tiny-gpt2", "tiny-llama"] {
         let g = golden(name);
@@ -239,6 +240,13 @@ fn intervention_sweep_equals_a_full_run_per_variant() {
             };
             let n = m.config.n_layers;
             let mut variants = Vec::new();
+            // A mean at the layer's first head: every position's value, over absolute positions.
+            let mean = |l: usize| {
+                let plan = HookPlan::caching([HookPoint::Z(l)]);
+                let (_, cache) =
+                    m.run_with_hooks(m.tokens(std::slice::from_ref(&prompt)).unwrap(), &plan);
+                cache.get(HookPoint::Z(l)).unwrap().clone()
+            };
             for l in (0..n).rev() {
                 let one = |hook, selector: Selector, action| Variant {
                     layer: l,
@@ -254,6 +262,13 @@ fn intervention_sweep_equals_a_full_run_per_variant() {
                     HookPoint::Z(l),
                     at.clone().at_heads(vec![1]),
                     Action::Zero,
+                ));
+                // Head 0 given the mean over the prompt of head 1 of the layer below's output
+                // (any activation of the right shape will do).
+                variants.push(one(
+                    HookPoint::Z(l),
+                    at.clone().at_heads(vec![0]),
+                    Action::Mean(mean(l.saturating_sub(1))),
                 ));
             }
             let got = block(intervention_sweep(
@@ -289,6 +304,65 @@ fn intervention_sweep_equals_a_full_run_per_variant() {
                 plan.interventions.extend(v.interventions.iter().cloned());
                 close(&got.variants[i], &full(&plan), &format!("variant {i}"));
             }
+            // Batches of 1, 2 and 5 rows (a layer's variants split over batches, batches that
+            // start past layer 0) give the same numbers.
+            let one = block_bytes(&m.config, 1, p - from, p);
+            for rows in [1, 2, 5] {
+                let split = block(intervention_sweep_within(
+                    &m,
+                    &prompt,
+                    &variants,
+                    from,
+                    &read,
+                    rows * one,
+                    &mut no_progress,
+                ))
+                .unwrap();
+                for (i, (a, b)) in split.variants.iter().zip(&got.variants).enumerate() {
+                    close(a, b, &format!("{rows} rows: variant {i}"));
+                }
+            }
+            // An intervention the sweep would skip is refused.
+            if from > 0 {
+                let all = [Variant {
+                    layer: 0,
+                    interventions: vec![Intervention {
+                        hook: HookPoint::AttnOut(0),
+                        selector: Selector::all(),
+                        action: Action::Zero,
+                    }],
+                }];
+                let e = block(intervention_sweep(
+                    &m,
+                    &prompt,
+                    &all,
+                    from,
+                    &read,
+                    &mut no_progress,
+                ))
+                .unwrap_err()
+                .to_string();
+                assert!(e.contains("selects positions outside"), "{e}");
+            }
+            let elsewhere = [Variant {
+                layer: 0,
+                interventions: vec![Intervention {
+                    hook: HookPoint::MlpOut(1),
+                    selector: at.clone(),
+                    action: Action::Zero,
+                }],
+            }];
+            let e = block(intervention_sweep(
+                &m,
+                &prompt,
+                &elsewhere,
+                from,
+                &read,
+                &mut no_progress,
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("only touch hooks inside its own layer"), "{e}");
         }
     }
 }
