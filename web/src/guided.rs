@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 
 use interplay_lab::neurons::NeuronsSpec;
+use interplay_lab::recall::RecallSpec;
 use interplay_lab::reuse::ReuseSpec;
 use interplay_lab::{LabKind, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::PatchTarget;
@@ -22,6 +23,8 @@ pub struct Preset {
     pub neurons: Option<NeuronsSpec>,
     /// For the circuit-reuse panel.
     pub reuse: Option<ReuseSpec>,
+    /// For the recall-vs-reasoning panel.
+    pub recall: Option<RecallSpec>,
 }
 
 struct Guide {
@@ -49,6 +52,7 @@ const GUIDES: &[Guide] = &[
             induction_half: None,
             neurons: None,
             reuse: None,
+            recall: None,
         },
     },
     Guide {
@@ -66,6 +70,7 @@ const GUIDES: &[Guide] = &[
             induction_half: Some(20),
             neurons: None,
             reuse: None,
+            recall: None,
         },
     },
     Guide {
@@ -83,6 +88,7 @@ const GUIDES: &[Guide] = &[
             induction_half: None,
             neurons: None,
             reuse: None,
+            recall: None,
         },
     },
     Guide {
@@ -99,6 +105,7 @@ const GUIDES: &[Guide] = &[
             induction_half: None,
             neurons: None,
             reuse: None,
+            recall: None,
         },
     },
     Guide {
@@ -112,6 +119,7 @@ const GUIDES: &[Guide] = &[
             induction_half: Some(50),
             neurons: None,
             reuse: None,
+            recall: None,
         },
     },
     Guide {
@@ -135,6 +143,7 @@ const GUIDES: &[Guide] = &[
             induction_half: None,
             neurons: None,
             reuse: None,
+            recall: None,
         },
     },
     Guide {
@@ -148,6 +157,7 @@ const GUIDES: &[Guide] = &[
             induction_half: None,
             neurons: Some(NeuronsSpec::capital_smollm2()),
             reuse: None,
+            recall: None,
         },
     },
     Guide {
@@ -161,6 +171,21 @@ const GUIDES: &[Guide] = &[
             induction_half: None,
             neurons: None,
             reuse: Some(ReuseSpec::smollm2()),
+            recall: None,
+        },
+    },
+    Guide {
+        id: "recall-reasoning",
+        model: "smollm2",
+        title: "Remembering vs working it out",
+        paper: "\"Disentangling Recall and Reasoning in Transformer Models through Layer-wise Attention and Activation Analysis\" (2025)",
+        preset: || Preset {
+            patching: None,
+            prompt: None,
+            induction_half: None,
+            neurons: None,
+            reuse: None,
+            recall: Some(RecallSpec::smollm2()),
         },
     },
 ];

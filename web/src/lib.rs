@@ -34,6 +34,7 @@ pub mod neurons;
 pub mod offline;
 pub mod patching;
 pub mod plots;
+pub mod recall;
 pub mod reuse;
 pub mod runtime;
 pub mod share;

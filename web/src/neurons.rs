@@ -256,7 +256,7 @@ pub fn NeuronsPanel(
             </div>
             {move || bad.message().map(|e| view! { <p class="error" role="alert" data-testid="neurons-input-error">{e}</p> })}
             <RunControls st=st prefix="neurons-" label="Find and switch off" on_run=Callback::new(run)/>
-            <crate::share::ShareLinks share=st.share prefix="neurons-" hide="guided,model,prompt,analysis,head-scores,patching,ablation,reuse"/>
+            <crate::share::ShareLinks share=st.share prefix="neurons-" hide="guided,model,prompt,analysis,head-scores,patching,ablation,reuse,recall"/>
             <div class="result" data-testid="neurons-status" data-seq=move || st.runs.get()
                  data-state=move || state_of(st.busy.get(), &result.get())>
                 <crate::speclab::Announce what="Relation neurons" busy=st.busy outcome=result/>

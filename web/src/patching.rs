@@ -229,7 +229,7 @@ pub fn PatchingPanel(
                 </select>
             </label>
             <RunControls st=st prefix="patch-" label="Run sweep" on_run=Callback::new(run)/>
-            <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores,neurons,reuse"/>
+            <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores,neurons,reuse,recall"/>
             {last}
         </section>
         <crate::ablation::AblationPanel spec=current/>

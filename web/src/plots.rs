@@ -513,3 +513,105 @@ fn axis_number(v: f64) -> String {
         format!("{v:.2e}")
     }
 }
+
+/// One point of a [`ScatterPlot`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// Its name (a tooltip and a CSV column), e.g. `head 19.2`.
+    pub name: String,
+    /// Which group it belongs to (a colour and a legend entry).
+    pub group: usize,
+    /// x.
+    pub x: f64,
+    /// y.
+    pub y: f64,
+}
+
+/// Points in the plane with the diagonal `y = x` drawn (equal effect on both axes), groups in
+/// colours, and SVG/PNG/CSV export.
+#[component]
+pub fn ScatterPlot(
+    /// The points.
+    points: Vec<Point>,
+    /// Group names, by index.
+    groups: Vec<String>,
+    /// x axis label.
+    xlabel: String,
+    /// y axis label.
+    ylabel: String,
+    /// Test id of the figure.
+    testid: String,
+) -> impl IntoView {
+    let (w, h, left, bottom) = (420.0f64, 360.0f64, 56.0f64, 34.0f64);
+    let finite: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.x.is_finite() && p.y.is_finite())
+        .collect();
+    // One range for both axes, so the diagonal is the 45° line and 0 is always shown.
+    let (lo, hi) = finite.iter().fold((0.0f64, 0.0f64), |(l, h), p| {
+        (l.min(p.x).min(p.y), h.max(p.x).max(p.y))
+    });
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 1.0, lo + 1.0)
+    };
+    let pad = 0.04 * (hi - lo);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let px = move |v: f64| left + (w - left - 10.0) * (v - lo) / (hi - lo);
+    let py = move |v: f64| 8.0 + (h - bottom - 8.0) * (1.0 - (v - lo) / (hi - lo));
+    let ticks = nice_ticks(lo, hi, 5);
+    let dots = finite
+        .iter()
+        .map(|p| {
+            let colour = LINE_COLOURS[p.group % LINE_COLOURS.len()];
+            let title = format!("{}: {:.3}, {:.3}", p.name, p.x, p.y);
+            view! { <circle cx=px(p.x) cy=py(p.y) r="3.2" fill=colour fill-opacity="0.75"><title>{title}</title></circle> }
+        })
+        .collect_view();
+    let legend = groups
+        .iter()
+        .enumerate()
+        .map(|(k, g)| {
+            let colour = LINE_COLOURS[k % LINE_COLOURS.len()];
+            view! { <span style=format!("color:{colour}")>{format!("● {g} ")}</span> }
+        })
+        .collect_view();
+    let csv = {
+        let (points, groups) = (points.clone(), groups.clone());
+        let (xl, yl) = (xlabel.clone(), ylabel.clone());
+        move || {
+            let mut out = format!("name,group,{xl},{yl}\n");
+            for p in &points {
+                let g = groups.get(p.group).cloned().unwrap_or_default();
+                out += &format!("{},{g},{},{}\n", p.name, p.x, p.y);
+            }
+            out
+        }
+    };
+    let (svg_id, csv_id) = (testid.clone(), testid.clone());
+    view! {
+        <figure class="scatter" data-testid=testid data-points=points.len()>
+            <svg xmlns="http://www.w3.org/2000/svg" viewBox=format!("0 0 {w} {h}") width="100%" style="max-width:32rem" role="img" aria-label=format!("{ylabel} against {xlabel}")>
+                <line x1=left y1=h - bottom x2=w - 10.0 y2=h - bottom stroke="#999"/>
+                <line x1=left y1=8.0 x2=left y2=h - bottom stroke="#999"/>
+                {ticks.iter().map(|&v| view! {
+                    <line x1=left y1=py(v) x2=w - 10.0 y2=py(v) stroke="#eee"/>
+                    <text x=left - 5.0 y=py(v) + 3.5 text-anchor="end" font-size="10" class="tick">{axis_number(v)}</text>
+                    <line x1=px(v) y1=8.0 x2=px(v) y2=h - bottom stroke="#eee"/>
+                    <text x=px(v) y=h - bottom + 13.0 text-anchor="middle" font-size="10" class="tick">{axis_number(v)}</text>
+                }).collect_view()}
+                <line x1=px(lo) y1=py(lo) x2=px(hi) y2=py(hi) stroke="#777" stroke-dasharray="3 3"><title>"equal effect on both"</title></line>
+                <text x=(left + w) / 2.0 y=h - 2.0 text-anchor="middle" font-size="11">{xlabel.clone()}</text>
+                <text x=12.0 y=(h - bottom) / 2.0 font-size="11" transform=format!("rotate(-90 12 {})", (h - bottom) / 2.0) text-anchor="middle">{ylabel.clone()}</text>
+                {dots}
+            </svg>
+            <figcaption class="muted">{legend}"╌ equal effect on both"</figcaption>
+            <p>
+                <button on:click={let id = svg_id.clone(); move |_| export_svg(&id)}>"Export SVG"</button>" "
+                <button on:click=move |_| export_png(&svg_id)>"Export PNG"</button>" "
+                <button on:click=move |_| download(&format!("{csv_id}.csv"), "text/csv", &csv())>"Export CSV"</button>
+            </p>
+        </figure>
+    }
+}

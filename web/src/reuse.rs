@@ -288,7 +288,7 @@ pub fn ReusePanel(
             </div>
             {move || bad.message().map(|e| view! { <p class="error" role="alert" data-testid="reuse-input-error">{e}</p> })}
             <RunControls st=st prefix="reuse-" label="Patch, compare and intervene" on_run=Callback::new(run)/>
-            <crate::share::ShareLinks share=st.share prefix="reuse-" hide="guided,model,prompt,analysis,head-scores,patching,ablation,neurons"/>
+            <crate::share::ShareLinks share=st.share prefix="reuse-" hide="guided,model,prompt,analysis,head-scores,patching,ablation,neurons,recall"/>
             <div class="result" data-testid="reuse-status" data-seq=move || st.runs.get()
                  data-state=move || state_of(st.busy.get(), &result.get())>
                 <crate::speclab::Announce what="Circuit reuse" busy=st.busy outcome=result/>

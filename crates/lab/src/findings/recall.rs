@@ -21,7 +21,7 @@ pub fn recall(spec: &RecallSpec, r: &RecallResult) -> Option<Finding> {
     let control = r.control.as_ref().map_or(String::new(), |c| {
         let (a, b) = drops(c);
         format!(
-            " {} random components: {a:+.0} and {b:+.0} points.",
+            " {} random components: {a:.0} and {b:.0} points.",
             c.components.len()
         )
     });
@@ -32,9 +32,9 @@ pub fn recall(spec: &RecallSpec, r: &RecallResult) -> Option<Finding> {
             .into(),
         shows: format!(
             "On the test questions ({} recall, {} reasoning; the model answers {:.0} % and {:.0} %), \
-             the {k} most recall-selective components cost recall {rc_rec:+.0} and reasoning \
-             {rc_rea:+.0} points; the {k} most reasoning-selective cost recall {sc_rec:+.0} and \
-             reasoning {sc_rea:+.0} points.{control}",
+             the {k} most recall-selective components cost recall {rc_rec:.0} and reasoning \
+             {rc_rea:.0} points of accuracy; the {k} most reasoning-selective cost recall \
+             {sc_rec:.0} and reasoning {sc_rea:.0} points.{control}",
             base.recall.total,
             base.reasoning.total,
             100.0 * base.recall.accuracy(),
