@@ -195,9 +195,16 @@ pub struct Item {
 
 /// Batches of items of one token count, at most [`BATCH`] each, in a fixed order.
 fn batches(items: &[Item]) -> Vec<Vec<usize>> {
+    equal_length_batches(items.iter().map(|it| it.ids.len()))
+}
+
+/// Indices of prompts of these token counts grouped by count, at most [`BATCH`] per group,
+/// shortest first, each group in the given order (the relation-neurons and recall experiments
+/// run prompts this way: a batch's rows must have as many tokens).
+pub(crate) fn equal_length_batches(lens: impl IntoIterator<Item = usize>) -> Vec<Vec<usize>> {
     let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, it) in items.iter().enumerate() {
-        by_len.entry(it.ids.len()).or_default().push(i);
+    for (i, n) in lens.into_iter().enumerate() {
+        by_len.entry(n).or_default().push(i);
     }
     by_len
         .into_values()
