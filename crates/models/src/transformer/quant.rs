@@ -292,10 +292,44 @@ mod kernel {
 
     /// 8 lanes of `Σ_b d_b · s_b` and the `Σ_b m_b · xs_b` term, for one weight row given as its
     /// blocks' `scales` and `quants`; `xs[b]` is the sum of `x`'s block `b`.
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        target_arch = "x86_64"
+    )))]
     pub(super) use scalar as row;
 
+    /// On x86-64 the plain loops compiled for AVX2 where the CPU has it (a cached flag): the 8
+    /// lanes are one vector, the nibbles widen 8 at a time. No FMA is formed, so the bits are
+    /// the plain loops'.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    pub(super) fn row(
+        kind: Kind,
+        scales: &[f32],
+        quants: &[u8],
+        x: &[f32],
+        xs: &[f32],
+    ) -> ([f32; 8], f32) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            kind: Kind,
+            scales: &[f32],
+            quants: &[u8],
+            x: &[f32],
+            xs: &[f32],
+        ) -> ([f32; 8], f32) {
+            scalar(kind, scales, quants, x, xs)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { avx2(kind, scales, quants, x, xs) }
+        } else {
+            scalar(kind, scales, quants, x, xs)
+        }
+    }
+
     /// The plain-loop form (the reference the SIMD form matches bit for bit).
+    #[inline(always)]
     #[cfg_attr(
         all(target_arch = "wasm32", target_feature = "simd128"),
         allow(dead_code)

@@ -350,7 +350,10 @@ pub(super) mod simd {
         [lanes(a0, b0), lanes(a1, b1), lanes(a2, b2), lanes(a3, b3)]
     }
 
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        target_arch = "x86_64"
+    )))]
     pub(super) fn tile(
         x: &[&[f32]; TILE_ROWS],
         panel: &[f32],
@@ -360,7 +363,37 @@ pub(super) mod simd {
         tile_plain(x, panel, n, k)
     }
 
+    /// On x86-64 the plain loops compiled for AVX2 where the CPU has it (checked once, then a
+    /// cached flag): a tile's 8 columns are one 8-lane vector instead of two SSE2 vectors. Rust
+    /// never fuses `a * b + c` into an FMA, so the bits are the plain loops' (and the page's).
+    /// SmolLM2's 14-token products on one core: 95 → 76 ms.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    pub(super) fn tile(
+        x: &[&[f32]; TILE_ROWS],
+        panel: &[f32],
+        n: usize,
+        k: usize,
+    ) -> [[f32; TILE_COLS]; TILE_ROWS] {
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            x: &[&[f32]; TILE_ROWS],
+            panel: &[f32],
+            n: usize,
+            k: usize,
+        ) -> [[f32; TILE_COLS]; TILE_ROWS] {
+            tile_plain(x, panel, n, k)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { avx2(x, panel, n, k) }
+        } else {
+            tile_plain(x, panel, n, k)
+        }
+    }
+
     /// [`tile`] as plain loops (natively the compiler vectorises them).
+    #[inline(always)]
     pub(super) fn tile_plain(
         x: &[&[f32]; TILE_ROWS],
         panel: &[f32],
