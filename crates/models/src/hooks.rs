@@ -376,9 +376,8 @@ impl<'a> HookRunner<'a> {
     }
 
     /// Whether anything happens at a hook inside block `l`: any of its hooks but the residual
-    /// entering and leaving it (a block touched inside keeps the tensor form; only WebGPU has
-    /// another).
-    #[cfg(feature = "webgpu")]
+    /// entering and leaving it (a block touched inside keeps the tensor form; the others may take
+    /// a fused form).
     pub fn touches_inside(&self, l: usize) -> bool {
         let inside = |h: HookPoint| {
             h.layer() == Some(l) && h != HookPoint::ResidPre(l) && h != HookPoint::ResidPost(l)

@@ -22,6 +22,10 @@ mod gpu;
 /// A few rows times the weights on the CPU (decoding), read where the weights lie.
 mod rows;
 
+/// Llama blocks on the CPU with the glue between products in plain loops.
+mod cpu;
+pub use cpu::fused_blocks as fused_cpu_blocks;
+
 /// Linear weights kept in their GGUF blocks for the CPU's few-row products.
 pub mod quant;
 
@@ -561,14 +565,28 @@ impl Transformer {
         {
             return (hooks.r3(HookPoint::ResidPost(l), r), k, v);
         }
+        let kept_block = self.quantised.as_ref().and_then(|w| w.blocks.get(l));
+        // On the CPU such a block runs its glue in plain loops between the products.
+        if !hooks.touches_inside(l)
+            && crate::device::is_cpu(&resid.device())
+            && let Some((r, k, v)) = cpu::block(
+                cfg,
+                block,
+                &resid,
+                prefix.as_ref(),
+                tables.rope.as_ref(),
+                kept_block,
+            )
+        {
+            return (hooks.r3(HookPoint::ResidPost(l), r), k, v);
+        }
         let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
         let [b, p, _] = resid.dims();
 
         let x = block.ln1.forward(resid.clone());
         let a = &block.attn;
-        let kept = self.quantised.as_ref().and_then(|w| w.blocks.get(l));
         let kept = |f: fn(&quant::QuantBlock) -> &Option<quant::QuantMatrix>| {
-            kept.and_then(|qb| f(qb).as_ref())
+            kept_block.and_then(|qb| f(qb).as_ref())
         };
         let q = linear(x.clone(), &a.w_q, &a.b_q, kept(|b| &b.q)).reshape([b, p, h, dh]);
         let k = linear(x.clone(), &a.w_k, &a.b_k, kept(|b| &b.k)).reshape([b, p, hkv, dh]);

@@ -1,5 +1,5 @@
-//! The WebGPU Llama block (`transformer::gpu`, seven kernels) against the tensor form, and both
-//! against Hugging Face on the same weights (tests/fixtures/make_gpu_block_golden.py), on what
+//! The fused Llama blocks — WebGPU's seven kernels (`transformer::gpu`) and the CPU's plain-loop
+//! glue (`transformer::cpu`) — against the tensor form, and against Hugging Face on the same weights (tests/fixtures/make_gpu_block_golden.py), on what
 //! the other fixtures do not reach: head widths 96 and 128
 //! (two output dimensions per attention thread), more than 64 keys (several tiles of the online
 //! softmax), a prefix shared by a batch, one prefix per batch row, a prefix that is a view of a
@@ -102,12 +102,13 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
 /// Logits of 80 tokens; then 11 more (the kernels take rows in fours: a remainder) in a batch
 /// of two rows after a shared 69-token prefix; one more token per row after that batch's own
 /// caches; 11 after a 69-position view of the 80-token run's cache; 11 after a cache the tensor
-/// form made (a hook inside every block). Returns the values and each run's launches.
-fn runs(m: &Transformer) -> (Vec<Vec<f32>>, Vec<usize>) {
+/// form made (a hook inside every block). Every run but the last under `plan` (empty: fused
+/// blocks where the device has them). Returns the values and each run's launches.
+fn runs(m: &Transformer, plan: &HookPlan) -> (Vec<Vec<f32>>, Vec<usize>) {
     let ids: Vec<u32> = (0..80).map(|i| (i * 7 + 3) % 50).collect();
-    let none = HookPlan::default();
+    let none = plan;
     let extend = |ids: &[Vec<u32>], prefix: Option<&KvCache>| {
-        counted(|| m.extend(m.tokens(ids).unwrap(), prefix, &none).unwrap())
+        counted(|| m.extend(m.tokens(ids).unwrap(), prefix, none).unwrap())
     };
     let ((full, _, cache), n_full) = extend(std::slice::from_ref(&ids), None);
     let ((_, _, prefix), _) = extend(&[ids[..69].to_vec()], None);
@@ -149,14 +150,39 @@ fn runs(m: &Transformer) -> (Vec<Vec<f32>>, Vec<usize>) {
     (out, vec![n_full, n_batch, n_per_row, n_tail, n_after])
 }
 
+/// One test: the launch counter and the CPU's fused-block counter are process-wide.
 #[test]
-fn gpu_block_equals_the_tensor_form() {
+fn fused_blocks_equal_the_tensor_form() {
+    // The CPU's fused form (`transformer::cpu`) against the tensor form, on every run.
+    let cpu = ComputeDevice::cpu().device;
+    let tensor_form = HookPlan::caching([HookPoint::Z(0), HookPoint::Z(1)]);
+    let mut on_cpu = Vec::new();
+    for dh in [128, 96] {
+        let before = interplay_models::transformer::fused_cpu_blocks();
+        let (fused, _) = runs(&model(&cpu, dh), &HookPlan::default());
+        // 6 runs of 2 blocks without a hook inside.
+        assert_eq!(
+            interplay_models::transformer::fused_cpu_blocks() - before,
+            12,
+            "d_head {dh}: the CPU's fused blocks did not run"
+        );
+        let (tensor, _) = runs(&model(&cpu, dh), &tensor_form);
+        for (i, (f, t)) in fused.iter().zip(&tensor).enumerate() {
+            let err = max_rel_err(f, &f64s(t));
+            assert!(
+                err < 1e-4,
+                "d_head {dh}, run {i}: the CPU's fused block differs from the tensor form by {err:e}"
+            );
+        }
+        on_cpu.push(fused);
+    }
     let Some(gpu) = wgpu_device() else {
+        check_against_hf(&on_cpu[0], None, 128);
+        check_against_hf(&on_cpu[1], None, 96);
         return;
     };
-    for dh in [128, 96] {
-        let (want, _) = runs(&model(&ComputeDevice::cpu().device, dh));
-        let (got, launches) = runs(&model(&gpu.device, dh));
+    for (dh, want) in [128, 96].into_iter().zip(on_cpu) {
+        let (got, launches) = runs(&model(&gpu.device, dh), &HookPlan::default());
         // The continuation after a prefix is the full run's last 11 positions.
         let v = 50;
         assert!(max_rel_err(&want[1][..11 * v], &f64s(&want[0][69 * v..])) < 1e-4);
@@ -167,7 +193,19 @@ fn gpu_block_equals_the_tensor_form() {
                 "d_head {dh}, run {i}: WebGPU differs from the CPU by {err:e}"
             );
         }
-        // Both devices against Hugging Face on the same weights (make_gpu_block_golden.py).
+        check_against_hf(&want, Some(&got), dh);
+        // Fused, two blocks are at most 16 launches (+ embedding, final norm, unembedding);
+        // in the tensor form they would be over 100.
+        for (i, n) in launches.into_iter().enumerate() {
+            assert!(n < 50, "d_head {dh}, run {i}: {n} launches: not fused");
+        }
+    }
+}
+
+/// The CPU's runs (and WebGPU's) against Hugging Face on the same weights
+/// (make_gpu_block_golden.py).
+fn check_against_hf(want: &[Vec<f32>], got: Option<&Vec<Vec<f32>>>, dh: usize) {
+    {
         let g = golden("gpu_block");
         let case = g["cases"]
             .as_array()
@@ -198,7 +236,8 @@ fn gpu_block_equals_the_tensor_form() {
             .into_iter()
             .chain(flat(&case["next_b"]))
             .collect();
-        for (device, out) in [("CPU", &want), ("WebGPU", &got)] {
+        let devices = [("CPU", Some(want)), ("WebGPU", got.map(Vec::as_slice))];
+        for (device, out) in devices.into_iter().filter_map(|(n, o)| Some((n, o?))) {
             for (run, hf) in [(0, &a), (1, &batch), (2, &a_tail), (3, &next), (4, &a_tail)] {
                 assert_eq!(out[run].len(), hf.len(), "d_head {dh}, run {run}: length");
                 let err = max_rel_err(&out[run], hf);
@@ -207,11 +246,6 @@ fn gpu_block_equals_the_tensor_form() {
                     "d_head {dh}, run {run} on {device}: differs from Hugging Face by {err:e}"
                 );
             }
-        }
-        // Fused, two blocks are at most 16 launches (+ embedding, final norm, unembedding);
-        // in the tensor form they would be over 100.
-        for (i, n) in launches.into_iter().enumerate() {
-            assert!(n < 50, "d_head {dh}, run {i}: {n} launches: not fused");
         }
     }
 }

@@ -43,13 +43,13 @@ const PARALLEL_WORK: usize = 1 << 22;
 
 /// A CPU tensor's dense row-major f32 values, or `None` (another device, another dtype, a
 /// strided view, an autodiff tensor).
-fn dense<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+pub(super) fn dense<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     let p = t.clone().try_into_primitive::<Flex>().ok()?;
     (p.dtype() == DType::F32 && p.layout().is_contiguous()).then_some(p)
 }
 
 /// The values of a tensor from [`dense`], `len` of them.
-fn values(p: &FlexTensor, len: usize) -> Option<&[f32]> {
+pub(super) fn values(p: &FlexTensor, len: usize) -> Option<&[f32]> {
     let start = p.layout().start_offset();
     p.storage::<f32>().get(start..start + len)
 }
