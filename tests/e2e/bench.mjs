@@ -57,6 +57,9 @@ for (const mode of SKIP_SMOLLM2 ? [] : VARIANTS.filter((m) => !process.env.INTER
     await page.waitForSelector(`[data-testid="run-status"]:not([data-seq="${runSeq}"]):is([data-state="done"], [data-state="error"])`, { timeout: 600_000, state: "attached" });
     const fwdAgain = Date.now() - t;
     const top = await page.textContent('[data-testid="top-tokens"] tbody tr:first-child td:first-child');
+    // The engine's own compute time of that run (the rest of the click-to-result time is the
+    // messages to and from the worker and drawing the result).
+    const engineMs = (await page.textContent('[data-testid="run-status"]')).match(/ in (\d+) ms/)?.[1] ?? "?";
     // Greedy decoding, 32 new tokens after the prompt (PyTorch's `generate` peer does the same).
     await page.fill('[data-testid="generate-max"]', "32");
     await page.click('[data-testid="generate-run"]', { timeout: 600_000 });
@@ -78,7 +81,7 @@ for (const mode of SKIP_SMOLLM2 ? [] : VARIANTS.filter((m) => !process.env.INTER
     const clean = await page.textContent('[data-testid="clean-metric"]').catch(() => "?");
     const device = await page.textContent('[data-testid="device-indicator"]');
     sweeps[mode.name] = [sweep, again, fwd, fwdAgain];
-    console.log(`browser [${mode.name}: ${device.trim()}] SmolLM2: load ${(load / 1e3).toFixed(1)} s; forward (IOI prompt) ${fwd} ms first, ${fwdAgain} ms again, top token ${JSON.stringify(top)}; resid_pre sweep 31×14 ${(sweep / 1e3).toFixed(1)} s first, ${(again / 1e3).toFixed(1)} s again (clean logit diff ${clean}); greedy generate ${decode}`);
+    console.log(`browser [${mode.name}: ${device.trim()}] SmolLM2: load ${(load / 1e3).toFixed(1)} s; forward (IOI prompt) ${fwd} ms first, ${fwdAgain} ms again (engine ${engineMs} ms), top token ${JSON.stringify(top)}; resid_pre sweep 31×14 ${(sweep / 1e3).toFixed(1)} s first, ${(again / 1e3).toFixed(1)} s again (clean logit diff ${clean}); greedy generate ${decode}`);
   } catch (e) {
     console.log(`browser [${mode.name}] SmolLM2 failed: ${e.message}`);
   } finally {
