@@ -2,8 +2,8 @@
 """PyTorch peer figures for `cargo xtask bench` (prints, asserts nothing).
 
 SmolLM2-135M-Instruct from the same GGUF, loaded by transformers, 2 threads, float32:
-forward on the 14-token IOI prompt; forward caching every module output (what TransformerLens's
-run_with_cache keeps); and the resid_pre patching sweep (31 x 14) done the best simple way in
+forward on the 14-token IOI prompt (also on one thread, beside the page's one-thread engine);
+forward caching every module output (what TransformerLens's run_with_cache keeps); and the resid_pre patching sweep (31 x 14) done the best simple way in
 PyTorch: the corrupted run's residual stream is cached, and for each layer L the 14 position
 variants run layers L.. as one batch (unpatched layers reused); greedy `generate` of 32 tokens
 after the prompt (key/value cache).
@@ -62,6 +62,13 @@ def med(fn, reps):
 
 
 fwd = med(lambda: model(clean), 10)
+# The same forward on one thread: the page's one-thread engine is compared with it.
+fwd_one = None
+if not CUDA and torch.get_num_threads() > 1:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fwd_one = med(lambda: model(clean), 10)
+    torch.set_num_threads(threads)
 
 store = {}
 handles = [m.register_forward_hook(lambda mod, a, o, n=n: store.__setitem__(n, o)) for n, m in model.named_modules() if n]
@@ -101,6 +108,8 @@ sw = med(sweep, 3)
 first = next(i for i in range(P) if clean[0, i] != corrupt[0, i])
 sw_skip = med(lambda: sweep(first), 3)
 print(f"torch [{WHERE}] forward, {P} tokens: {fwd * 1e3:.1f} ms")
+if fwd_one is not None:
+    print(f"torch [cpu, 1 thread] forward, {P} tokens: {fwd_one * 1e3:.1f} ms")
 print(f"torch [{WHERE}] forward caching every module output: {cached * 1e3:.1f} ms")
 print(f"torch [{WHERE}] resid_pre patching sweep (31 x {P}), unpatched layers reused: {sw:.2f} s")
 print(f"torch [{WHERE}] the same, patching only positions {first}.. (where the prompts differ and after): {sw_skip:.2f} s")
