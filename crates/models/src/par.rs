@@ -31,3 +31,16 @@ pub fn join<RA: Send, RB: Send>(
     #[cfg(not(any(feature = "threads", not(target_family = "wasm"))))]
     (a(), b())
 }
+
+/// `f` on one of the pool's threads (natively and in the page's threaded engine; directly
+/// elsewhere, or when already on one). A computation that splits many products over the pool
+/// runs inside it, so between products the pool's idle threads spin beside the one working
+/// instead of beside it and the calling thread: on a 2-core machine that third thread took the
+/// gains of splitting.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(any(feature = "threads", not(target_family = "wasm")))]
+    if rayon::current_thread_index().is_none() && threads() > 1 {
+        return rayon::scope(|_| f());
+    }
+    f()
+}

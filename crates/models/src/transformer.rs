@@ -446,21 +446,31 @@ impl Transformer {
         });
         let last = blocks.end == self.config.n_layers;
         let tables = self.run_tables(&resid, hooks.pos_offset);
-        for (l, block) in self
-            .blocks
-            .iter()
-            .enumerate()
-            .take(blocks.end)
-            .skip(blocks.start)
-        {
-            let pre = prefix.map(|c| (c.k[l].clone(), c.v[l].clone()));
-            let (r, k, v) = self.block_forward(l, block, resid, pre, &tables, hooks);
-            resid = r;
-            if let Some(kv) = kv.as_mut() {
-                kv.k.push(k);
-                kv.v.push(v);
+        let on_cpu = crate::device::is_cpu(&resid.device());
+        let run = || {
+            for (l, block) in self
+                .blocks
+                .iter()
+                .enumerate()
+                .take(blocks.end)
+                .skip(blocks.start)
+            {
+                let pre = prefix.map(|c| (c.k[l].clone(), c.v[l].clone()));
+                let (r, k, v) = self.block_forward(l, block, resid, pre, &tables, hooks);
+                resid = r;
+                if let Some(kv) = kv.as_mut() {
+                    kv.k.push(k);
+                    kv.v.push(v);
+                }
             }
-        }
+            resid
+        };
+        // On the CPU the blocks run on a pool thread (see `par::install`).
+        let resid = if on_cpu {
+            crate::par::install(run)
+        } else {
+            run()
+        };
         let resid = if last {
             hooks.r3(HookPoint::ResidPre(self.config.n_layers), resid)
         } else {
