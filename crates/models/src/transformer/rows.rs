@@ -34,14 +34,15 @@ const UNROLL: usize = 8;
 /// one thread does the whole product (a thread's start costs more). In the page a pool thread
 /// is a Web Worker woken through `Atomics.wait`: splitting a decoding step's 211 products cost
 /// more than it saved, from the f32 weights (SmolLM2: 10.8 tokens/s on 2 threads, 11.3 on one)
-/// and from Q4_1 blocks (11.2 and 14.5), so there only the unembedding is split. Nor do a
-/// 14-token prompt's products (12M multiply-adds at most) gain: the forward's engine time on 2
-/// threads was 104 ms split at 4M, 102 ms at 16M, and 95 ms in the one-thread module. A sweep's
-/// batched rows (50M and up) still split (1.3 s on 2 threads, 1.8 s on one).
+/// and from Q4_1 blocks (11.2 and 14.5), so there only the unembedding is split. A prompt's
+/// products (1M multiply-adds and up) split: with a run's blocks on a pool thread
+/// (`par::install`), SmolLM2's 14-token forward takes 70 ms of engine time on 2 threads and
+/// 95 ms on one (while the blocks ran on the engine's own thread, splitting gained nothing:
+/// 104 ms split from 4M).
 #[cfg(not(target_family = "wasm"))]
 const PARALLEL_WORK: usize = 1 << 18;
 #[cfg(target_family = "wasm")]
-const PARALLEL_WORK: usize = 1 << 24;
+const PARALLEL_WORK: usize = 1 << 20;
 
 /// A CPU tensor's dense row-major f32 values, or `None` (another device, another dtype, a
 /// strided view, an autodiff tensor).
