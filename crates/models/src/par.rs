@@ -36,7 +36,10 @@ pub fn join<RA: Send, RB: Send>(
 /// elsewhere, or when already on one). A computation that splits many products over the pool
 /// runs inside it, so between products the pool's idle threads spin beside the one working
 /// instead of beside it and the calling thread: on a 2-core machine that third thread took the
-/// gains of splitting.
+/// gains of splitting. While `f` waits inside the pool, its thread may run another caller's
+/// installed job (rayon's work stealing), so `f` must not hold a lock another run takes; and in
+/// the page a panic in `f` is on a pool worker (the panic hook still reports it), so `f`'s code
+/// returns errors rather than panicking on what a user gives it.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(any(feature = "threads", not(target_family = "wasm")))]
     if rayon::current_thread_index().is_none() && threads() > 1 {

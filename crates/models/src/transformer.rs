@@ -585,6 +585,7 @@ impl Transformer {
                 &resid,
                 prefix.as_ref(),
                 tables.rope.as_ref(),
+                hooks.pos_offset,
                 kept_block,
             )
         {

@@ -166,13 +166,23 @@ fn fused_blocks_equal_the_tensor_form() {
             12,
             "d_head {dh}: the CPU's fused blocks did not run"
         );
+        // A hook inside block 0 only: each run mixes the forms (block 1 fused after block 0's
+        // tensor form, and on the caches it made).
+        let before = interplay_models::transformer::fused_cpu_blocks();
+        let (mixed, _) = runs(&model(&cpu, dh), &HookPlan::caching([HookPoint::Z(0)]));
+        assert_eq!(
+            interplay_models::transformer::fused_cpu_blocks() - before,
+            6
+        );
         let (tensor, _) = runs(&model(&cpu, dh), &tensor_form);
-        for (i, (f, t)) in fused.iter().zip(&tensor).enumerate() {
-            let err = max_rel_err(f, &f64s(t));
-            assert!(
-                err < 1e-4,
-                "d_head {dh}, run {i}: the CPU's fused block differs from the tensor form by {err:e}"
-            );
+        for (form, got) in [("fused", &fused), ("mixed", &mixed)] {
+            for (i, (f, t)) in got.iter().zip(&tensor).enumerate() {
+                let err = max_rel_err(f, &f64s(t));
+                assert!(
+                    err < 1e-4,
+                    "d_head {dh}, run {i}: the CPU's {form} blocks differ from the tensor form by {err:e}"
+                );
+            }
         }
         on_cpu.push(fused);
     }

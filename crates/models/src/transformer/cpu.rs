@@ -147,8 +147,10 @@ fn attention(
 }
 
 /// Block `block` on `resid` in the fused CPU form, or `None` where it has none (not a Llama
-/// block without biases, not dense f32 on the CPU, e.g. an autodiff tensor) and the caller
-/// runs the tensor form. `rope` is the run's (cos, sin); `kept` the block's quantised copies.
+/// block without biases, not dense f32 on the CPU, e.g. an autodiff tensor, weights or a prefix
+/// whose shapes disagree with the config or the run) and the caller runs the tensor form.
+/// `rope` is the run's (cos, sin) for positions from `offset`, the prefix's length; `kept` the
+/// block's quantised copies.
 ///
 /// # Shapes
 /// - `resid`: `[batch, pos, d_model]`; `prefix`: keys/values of earlier positions,
@@ -161,6 +163,7 @@ pub(super) fn block(
     resid: &Tensor<3>,
     prefix: Option<&(Tensor<4>, Tensor<4>)>,
     rope_tables: Option<&(Tensor<4>, Tensor<4>)>,
+    offset: usize,
     kept: Option<&quant::QuantBlock>,
 ) -> Option<(Tensor<3>, Tensor<4>, Tensor<4>)> {
     let (a, m) = (&block.attn, &block.mlp);
@@ -175,6 +178,31 @@ pub(super) fn block(
     let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
     let [b, p, _] = resid.dims();
     if !llama || hkv == 0 || !h.is_multiple_of(hkv) || !dh.is_multiple_of(2) || b * p == 0 {
+        return None;
+    }
+    // The loops index by the config's shapes: anything else is left to the tensor form (whose
+    // tensor ops check what they are given).
+    let mlp = cfg.d_mlp;
+    let shapes = [
+        (a.w_q.val().dims(), [d, h * dh]),
+        (a.w_k.val().dims(), [d, hkv * dh]),
+        (a.w_v.val().dims(), [d, hkv * dh]),
+        (a.w_o.val().dims(), [h * dh, d]),
+        (w_gate.val().dims(), [d, mlp]),
+        (m.w_in.val().dims(), [d, mlp]),
+        (m.w_out.val().dims(), [mlp, d]),
+    ];
+    let norms = [block.ln1.weight.val().dims(), block.ln2.weight.val().dims()];
+    let prefix_fits = prefix.is_none_or(|(pk, pv)| {
+        let [pb, ph, p0, pd] = pk.dims();
+        pv.dims() == pk.dims() && (pb == 1 || pb == b) && ph == hkv && pd == dh && p0 == offset
+    });
+    if resid.dims()[2] != d
+        || shapes.iter().any(|(got, want)| got != want)
+        || norms.iter().any(|n| *n != [d])
+        || !prefix_fits
+        || (prefix.is_none() && offset != 0)
+    {
         return None;
     }
     let (cos, sin) = rope_tables?;
