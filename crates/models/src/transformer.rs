@@ -120,6 +120,22 @@ pub struct Block {
     pub mlp: Mlp,
 }
 
+impl Block {
+    /// A Llama block as the fused forms take it (WebGPU's kernels, the CPU's loops): RMSNorms
+    /// without bias, no projection biases, a gated MLP.
+    pub(crate) fn is_plain_llama(&self, cfg: &TransformerConfig) -> bool {
+        let (a, m) = (&self.attn, &self.mlp);
+        cfg.arch == crate::config::Arch::Llama
+            && [&self.ln1, &self.ln2]
+                .iter()
+                .all(|n| n.rms && n.bias.is_none())
+            && [&a.b_q, &a.b_k, &a.b_v, &a.b_o, &m.b_in, &m.b_out]
+                .iter()
+                .all(|b| b.is_none())
+            && m.w_gate.is_some()
+    }
+}
+
 /// The model.
 #[derive(Module, Debug)]
 pub struct Transformer {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::tensor::{Tensor, TensorData};
 
 use super::{Block, linear, quant, rows};
-use crate::config::{Arch, TransformerConfig};
+use crate::config::TransformerConfig;
 
 /// Blocks computed here since the process started (tests and the bench read it).
 static FUSED: AtomicUsize = AtomicUsize::new(0);
@@ -167,13 +167,7 @@ pub(super) fn block(
     kept: Option<&quant::QuantBlock>,
 ) -> Option<(Tensor<3>, Tensor<4>, Tensor<4>)> {
     let (a, m) = (&block.attn, &block.mlp);
-    let llama = cfg.arch == Arch::Llama
-        && [&block.ln1, &block.ln2]
-            .iter()
-            .all(|n| n.rms && n.bias.is_none())
-        && [&a.b_q, &a.b_k, &a.b_v, &a.b_o, &m.b_in, &m.b_out]
-            .iter()
-            .all(|b| b.is_none());
+    let llama = block.is_plain_llama(cfg);
     let w_gate = m.w_gate.as_ref()?;
     let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
     let [b, p, _] = resid.dims();

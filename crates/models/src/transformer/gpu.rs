@@ -50,14 +50,7 @@ pub(super) fn form(cfg: &TransformerConfig, block: &Block) -> Option<Arch> {
     let shape = cfg.d_head.is_multiple_of(2)
         && cfg.d_head <= 128
         && cfg.n_heads.is_multiple_of(cfg.n_kv_heads.max(1));
-    let llama = cfg.arch == Arch::Llama
-        && [&block.ln1, &block.ln2]
-            .iter()
-            .all(|n| n.rms && n.bias.is_none())
-        && [&a.b_q, &a.b_k, &a.b_v, &a.b_o, &m.b_in, &m.b_out]
-            .iter()
-            .all(|b| b.is_none())
-        && m.w_gate.is_some();
+    let llama = block.is_plain_llama(cfg);
     let gpt2 = cfg.arch == Arch::Gpt2
         && cfg.n_heads == cfg.n_kv_heads
         && [&block.ln1, &block.ln2]
