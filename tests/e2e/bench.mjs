@@ -18,7 +18,7 @@ const srv = await serveDist();
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // The start-up's phases, from the page's `performance.mark`s (ms since navigation).
-const PHASES = ["start", "device", "tokenizer", "check"];
+const PHASES = ["start", "engine", "tokenizer", "check"];
 for (const mode of MODES) {
   const runs = [];
   const phases = [];

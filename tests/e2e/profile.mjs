@@ -2,10 +2,11 @@
 //
 //   CARGO_TARGET_DIR=... node tests/e2e/profile.mjs [decode|forward|sweep] [--threads N]
 //
-// After `cargo xtask build`. The site's module has no function names (wasm-opt drops them), so a
-// copy of `dist/` gets the module as linked (names kept) through wasm-bindgen, without the
-// integrity attributes; the engine runs in the page (no Worker) so Chromium's sampling profiler
-// (CDP `Profiler`) sees it; SmolLM2 on the CPU. Self and inclusive times, top functions first.
+// After `cargo xtask build`. The site's engine module has no function names (wasm-opt drops
+// them), so a copy of `dist/` gets the engine's module as linked (names kept) through
+// wasm-bindgen, under the same name; the engine runs in the page (no Worker: the page imports
+// the engine's module) so Chromium's sampling profiler (CDP `Profiler`) sees it; SmolLM2 on the
+// CPU. Self and inclusive times, top functions first.
 // This is how decode's time was found in gemm's scalar one-row path (`transformer::rows`).
 import fs from "node:fs";
 import os from "node:os";
@@ -18,23 +19,22 @@ const what = process.argv[2] ?? "decode";
 const threadsAt = process.argv.indexOf("--threads");
 const threads = threadsAt > 0 ? Number(process.argv[threadsAt + 1]) : 1;
 const target = process.env.CARGO_TARGET_DIR ?? "target";
-const linked = path.join(target, "wasm32-unknown-unknown/release/interplay-web.wasm");
+const linked = path.join(target, "wasm32-unknown-unknown/release/interplay-engine.wasm");
 if (!fs.existsSync("dist/index.html") || !fs.existsSync(linked)) {
   throw new Error(`run \`cargo xtask build\` first (need dist/ and ${linked})`);
 }
 
-// dist/ with the named module in place of the optimised one.
+// dist/ with the named engine module in place of the optimised one.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-profile-"));
 // The fetched models (hundreds of MB) are linked, not copied.
 fs.cpSync("dist", dir, { recursive: true, filter: (src) => path.relative("dist", src) !== "models" });
 fs.symlinkSync(path.resolve("dist/models"), path.join(dir, "models"));
-const wasm = fs.readdirSync(dir).find((f) => /^interplay-web-.*_bg\.wasm$/.test(f));
+const engineDir = path.join(dir, "engine");
+const wasm = fs.readdirSync(engineDir).find((f) => /^engine-.*_bg\.wasm$/.test(f));
 const name = wasm.replace(/_bg\.wasm$/, "");
-fs.rmSync(path.join(dir, wasm));
-fs.rmSync(path.join(dir, `${name}.js`));
-execFileSync("wasm-bindgen", ["--target", "web", "--no-typescript", "--out-dir", dir, "--out-name", name, linked]);
-const index = path.join(dir, "index.html");
-fs.writeFileSync(index, fs.readFileSync(index, "utf8").replace(/ integrity="[^"]*"/g, ""));
+fs.rmSync(path.join(engineDir, wasm));
+fs.rmSync(path.join(engineDir, `${name}.js`));
+execFileSync("wasm-bindgen", ["--target", "web", "--no-typescript", "--out-dir", engineDir, "--out-name", name, linked]);
 
 const server = await startServer({ dir, port: 0, prefix: "/p/", isolate: true });
 const base = `http://127.0.0.1:${server.address().port}/p/`;

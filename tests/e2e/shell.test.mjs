@@ -4,6 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { MODES, serveDist, launch, ShellPage, offOrigin } from "./harness.mjs";
 
 // The start page's device check (64 × 64) computed in NumPy (make_device_check_golden.py).
@@ -64,4 +65,39 @@ for (const mode of MODES) {
 
 test("WebGPU and CPU agree", () => {
   assert.ok(Math.abs(checksums.webgpu - checksums.cpu) < 1e-3, JSON.stringify(checksums));
+});
+
+// The engine is its own module, started in a worker; where no worker starts, the page imports
+// that module and computes on its own thread — the same check, the same numbers.
+test("where the engine's worker cannot start, the page computes itself", async () => {
+  const b = await launch(MODES[1]);
+  try {
+    await b.context.route(/\/engine\.js$/, (r) => r.abort());
+    const shell = new ShellPage(b.page);
+    await shell.open(srv.base);
+    await shell.waitStartup();
+    assert.equal(await b.page.getAttribute('[data-testid="device-indicator"]', "data-engine"), "in-page");
+    assert.match(await b.page.textContent('[data-testid="device-indicator"]'), /computing in the page/);
+    assert.ok(Math.abs((await shell.checksum()) - NUMPY_CHECKSUM) < 1e-3, "the check's numbers");
+    await b.page.click('[data-testid="try-circuits"]');
+    await b.page.waitForSelector('[data-testid="patch-status"][data-state="done"]', { state: "attached", timeout: 120_000 });
+    assert.deepEqual(b.problems.filter((p) => /panic|page error/.test(p)), []);
+  } finally {
+    await b.close();
+  }
+});
+
+// The page's module is the UI alone: the engine's module (Burn, WebGPU, the models) loads in
+// the worker, and the page's own module stays small.
+test("the page's module carries no engine", () => {
+  const dist = path.resolve("dist");
+  const gz = (f) => zlib.gzipSync(fs.readFileSync(f), { level: 9 }).length;
+  const page = fs.readdirSync(dist).filter((f) => f.endsWith(".wasm"));
+  const engine = fs.readdirSync(path.join(dist, "engine")).filter((f) => f.endsWith(".wasm"));
+  assert.equal(page.length, 1);
+  assert.equal(engine.length, 1);
+  const html = fs.readFileSync(path.join(dist, "index.html"), "utf8");
+  assert.match(html, new RegExp(`<meta name="interplay-engine" content="engine/${engine[0].replace("_bg.wasm", ".js")}"`));
+  const sizes = { page: gz(path.join(dist, page[0])), engine: gz(path.join(dist, "engine", engine[0])) };
+  assert.ok(sizes.page < sizes.engine / 2, JSON.stringify(sizes));
 });

@@ -1,10 +1,11 @@
 //! Interplay's page: the app shell (labs as navigation, device indicator and switch) and one
-//! module per lab.
+//! module per lab; and the engine the labs compute in. Two binaries share this library: the
+//! page's (`main.rs`, the UI, built without WebGPU) and the engine's (`bin/interplay-engine.rs`).
 //!
 //! | module | what |
 //! |---|---|
-//! | [`runtime`] | the page's compute device (WebGPU, else CPU) shared with every lab |
-//! | [`engine`] | the engine worker: labs' computations off the main thread (page side and worker side) |
+//! | [`runtime`] | the device the page asks the engine for (WebGPU, else CPU), shared with every lab |
+//! | [`engine`] | the engine: labs' computations off the main thread, in their own wasm module (`bin/interplay-engine.rs`; page side and engine side) |
 //! | [`assets`] | fetching bundled files relative to the page (works from any sub-path) |
 //! | [`shell`] | header, navigation, device switch, start-up check |
 //! | [`speclab`] | what every spec lab shares: the opening spec (link, draft, default), autosave, run state |
@@ -43,3 +44,25 @@ pub mod speclab;
 pub mod views;
 
 pub use shell::App;
+
+/// Run the module's static constructors, once, first thing in `main` (both modules call it).
+///
+/// wasm-ld's static constructors: cubecl registers its kernels' IR through `inventory`. A bin
+/// crate is linked as a "command": unless the module calls `__wasm_call_ctors` itself, wasm-ld
+/// wraps *every* export in a call to it, so each JS → wasm call (every `JsValue` the page or the
+/// engine touches) re-ran hundreds of constructors — seconds per streamed result. One explicit
+/// call at start turns that off (lld's documented rule; see the `inventory` crate's wasm notes).
+pub fn run_static_constructors() {
+    #[cfg(target_family = "wasm")]
+    call_ctors();
+}
+
+#[cfg(target_family = "wasm")]
+#[allow(unsafe_code)]
+fn call_ctors() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    // SAFETY: called once, first thing in `main`, before any code reads what they set up.
+    unsafe { __wasm_call_ctors() }
+}

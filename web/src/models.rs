@@ -101,7 +101,7 @@ async fn send_to_engine(
         name: source.name.clone(),
         files,
     };
-    let (id, done) = engine::submit(task, runtime::current().backend, |_| {}, |_| {});
+    let (id, done) = engine::submit(task, runtime::current(), |_| {}, |_| {});
     if let Some(j) = job {
         j.set(Some(id));
     }
@@ -131,7 +131,7 @@ pub async fn ensure_in_engine(job: Option<RwSignal<Option<JobId>>>) -> Result<()
         .ok_or("load a model first")?;
     // A switch of device may start another engine (the threaded one is CPU only), which holds
     // nothing yet.
-    engine::prepare(runtime::current().backend);
+    engine::prepare(runtime::current());
     if IN_ENGINE.with(|e| e.get()) == Some((engine::starts(), source.id)) {
         return Ok(());
     }
@@ -150,7 +150,7 @@ pub async fn ask(query: Inspect) -> Result<(Inspection, Ran), String> {
     // Read after any load in flight has finished: the question is about the model now current.
     let key = info().ok_or("load a model first")?.key;
     let task = Task::Inspect { model: key, query };
-    let (_, done) = engine::submit(task, runtime::current().backend, |_| {}, |_| {});
+    let (_, done) = engine::submit(task, runtime::current(), |_| {}, |_| {});
     match done.await {
         Ok((Output::Inspection(i), ran)) => Ok((i, ran)),
         Ok(_) => Err("the engine answered with another result".into()),

@@ -1,18 +1,19 @@
 //! The page's compute device, chosen once at start and switchable by the user.
 //!
-//! Device choice itself lives in `interplay_models::device`; this module only remembers the
-//! page's current choice so every lab computes on the same device and can say which it was.
+//! The page itself never touches a device: the engine brings it up (falling back to the CPU
+//! where WebGPU fails) and says which it used. This module remembers the page's current choice,
+//! so every lab asks the engine for the same device and can say which it was.
 
 use std::cell::RefCell;
 
-use interplay_models::device::device_lost;
-use interplay_models::{Backend, ComputeDevice};
+use interplay_models::Backend;
 
 /// What the page does when it falls back to the CPU after losing the GPU.
 type LostHandler = Box<dyn Fn(DeviceStatus)>;
 
 thread_local! {
-    static CURRENT: RefCell<Option<ComputeDevice>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Backend>> = const { RefCell::new(None) };
+    static CHOSEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static ON_LOST: RefCell<Option<LostHandler>> = const { RefCell::new(None) };
 }
 
@@ -25,71 +26,38 @@ pub struct DeviceStatus {
     pub fallback_reason: Option<String>,
 }
 
-/// Bring up `preferred` (falling back to the CPU) and make it the page's device.
-pub async fn select(preferred: Backend) -> DeviceStatus {
-    // A lost WebGPU device stays lost until the page reloads.
-    let (dev, fallback_reason) = match device_lost() {
-        Some(r) if preferred == Backend::Wgpu => (
-            ComputeDevice::cpu(),
-            Some(format!(
-                "the WebGPU device was lost ({r}); reload the page to use it again"
-            )),
-        ),
-        _ => ComputeDevice::init_with_fallback(preferred).await,
-    };
-    let status = DeviceStatus {
-        backend: dev.backend,
-        fallback_reason,
-    };
-    CURRENT.with(|c| *c.borrow_mut() = Some(dev));
-    status
+/// The start-up check asks the engine for `backend`: until it answers, the page's other jobs
+/// (a model a link names, loading at once) go to the same engine, which falls back as the
+/// check does.
+pub fn asking(backend: Backend) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(backend));
+    CHOSEN.with(|c| c.set(false));
 }
 
-/// Whether [`select`] has chosen the page's device (the start-up check may still be running).
+/// Make `status` (what the engine brought up) the page's device.
+pub fn chose(status: &DeviceStatus) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(status.backend));
+    CHOSEN.with(|c| c.set(true));
+}
+
+/// Whether the page's device is chosen (the start-up check may still be running).
 pub fn chosen() -> bool {
-    CURRENT.with(|c| c.borrow().is_some())
+    CHOSEN.with(|c| c.get())
 }
 
-/// The page's current device (the CPU until [`select`] has run). Once the WebGPU device has
-/// been lost this is the CPU, and the page is told (see [`on_device_lost`]).
-pub fn current() -> ComputeDevice {
-    let dev = CURRENT.with(|c| c.borrow().clone().unwrap_or_else(ComputeDevice::cpu));
-    if dev.backend == Backend::Wgpu
-        && let Some(reason) = device_lost()
-    {
-        let cpu = ComputeDevice::cpu();
-        CURRENT.with(|c| *c.borrow_mut() = Some(cpu.clone()));
-        let status = DeviceStatus {
-            backend: Backend::Cpu,
-            fallback_reason: Some(format!(
-                "the WebGPU device was lost ({reason}); reload the page to use it again"
-            )),
-        };
-        ON_LOST.with(|f| {
-            if let Some(f) = f.borrow().as_ref() {
-                f(status);
-            }
-        });
-        return cpu;
-    }
-    dev
+/// The page's current device: the one asked for while the start-up check runs, then the one
+/// it brought up; once the WebGPU device has been lost, the CPU.
+pub fn current() -> Backend {
+    CURRENT.with(|c| c.borrow().unwrap_or(Backend::Cpu))
 }
 
-/// The engine fell back to the CPU for `reason`: a GPU it lost is lost for the page too (the
-/// same browser GPU process), so the page moves to the CPU and says so.
+/// The engine fell back to the CPU for `reason`: a GPU it lost stays lost until the page
+/// reloads, so the page moves to the CPU and says so.
 pub fn engine_fell_back(reason: &str) {
-    if !reason.contains("was lost") {
+    if !reason.contains("was lost") || current() != Backend::Wgpu {
         return;
     }
-    let on_gpu = CURRENT.with(|c| {
-        c.borrow()
-            .as_ref()
-            .is_some_and(|d| d.backend == Backend::Wgpu)
-    });
-    if !on_gpu {
-        return;
-    }
-    CURRENT.with(|c| *c.borrow_mut() = Some(ComputeDevice::cpu()));
+    CURRENT.with(|c| *c.borrow_mut() = Some(Backend::Cpu));
     let status = DeviceStatus {
         backend: Backend::Cpu,
         fallback_reason: Some(reason.to_string()),
@@ -107,6 +75,8 @@ pub fn on_device_lost(f: impl Fn(DeviceStatus) + 'static) {
 }
 
 /// Whether the browser exposes WebGPU at all (`navigator.gpu`); an adapter may still be missing.
+/// Where it does not, the page asks the engine for the CPU at once: the CPU's engine (threaded
+/// where the page is isolated) is then the only engine module the page loads.
 pub fn browser_has_webgpu() -> bool {
     web_sys::window()
         .map(|w| {

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use interplay_models::device::{DeviceCheck, device_check};
+use interplay_models::device::DeviceCheck;
 use interplay_models::{Backend, TextTokenizer};
 
 use crate::assets::{fetch_bytes, mark, now_ms};
@@ -101,10 +101,12 @@ async fn sentence_tokens() -> Result<Vec<(String, u32)>, String> {
     Ok(tk.display_tokens(&ids).into_iter().zip(ids).collect())
 }
 
-/// Choose the device (shown as soon as it is known, through `device`) and run the check on it,
-/// while the tokenizer loads: its fetch and parse overlap the GPU's start and shader compile.
+/// Have the engine bring up `ask` (falling back to the CPU) and run the check on it, while the
+/// tokenizer loads: its fetch and parse overlap the engine's start and the GPU's. `preferred`
+/// is what the user or the URL asked for (the CPU is asked for where the browser has no WebGPU).
 async fn run_startup(
     preferred: Backend,
+    ask: Backend,
     device: RwSignal<Option<DeviceStatus>>,
 ) -> Result<Startup, String> {
     let (tx, rx) = futures_channel::oneshot::channel();
@@ -112,22 +114,34 @@ async fn run_startup(
         let _ = tx.send(sentence_tokens().await);
     });
     mark("interplay:start");
-    let status = runtime::select(preferred).await;
-    mark("interplay:device");
-    device.set(Some(status));
-    let dev = runtime::current();
-    let t0 = now_ms();
-    let check = device_check(&dev, 64).await.map_err(|e| e.to_string())?;
-    let t1 = now_ms();
+    let no_webgpu = ask != preferred;
+    let (_, done) = crate::engine::submit(
+        crate::engine::Task::DeviceCheck { n: 64 },
+        ask,
+        |_| {},
+        |_| {},
+    );
+    let (output, ran) = done.await.map_err(|e| e.to_string())?;
     mark("interplay:check");
+    let status = DeviceStatus {
+        backend: ran.backend,
+        fallback_reason: ran.fallback.clone().or_else(|| {
+            no_webgpu.then(|| "this browser does not offer WebGPU (no navigator.gpu)".into())
+        }),
+    };
+    runtime::chose(&status);
+    device.set(Some(status));
+    let crate::engine::Output::DeviceCheck(check) = output else {
+        return Err("the engine answered the device check with something else".into());
+    };
     let tokens = rx
         .await
         .map_err(|_| "the tokenizer's load was cancelled".to_string())??;
     Ok(Startup {
         tokens,
         check: Some(check),
-        backend: dev.backend,
-        compute_ms: t1 - t0,
+        backend: ran.backend,
+        compute_ms: ran.ms,
         since_navigation_ms: now_ms(),
     })
 }
@@ -151,12 +165,30 @@ pub fn App() -> impl IntoView {
 
     let start = move |preferred: Backend| {
         busy.set(true);
+        // Where the browser has no WebGPU at all, the CPU at once: the CPU's engine is then the
+        // only engine module the page loads. Set now, before any other job can be sent.
+        let ask = if preferred == Backend::Wgpu && !runtime::browser_has_webgpu() {
+            Backend::Cpu
+        } else {
+            preferred
+        };
+        runtime::asking(ask);
         spawn_local(async move {
-            let result = run_startup(preferred, device).await;
+            let result = run_startup(preferred, ask, device).await;
+            if let Err(e) = &result {
+                // The engine did not answer: the page keeps the device asked for (its runs
+                // then say why they fail), and the header says what happened.
+                let status = DeviceStatus {
+                    backend: preferred,
+                    fallback_reason: Some(format!("the engine did not start: {e}")),
+                };
+                runtime::chose(&status);
+                device.set(Some(status));
+            }
             startup.set(Some(result));
             busy.set(false);
             // The device now (a GPU lost during the check has moved the page to the CPU).
-            crate::engine::warm(runtime::current().backend);
+            crate::engine::warm(runtime::current());
         });
     };
     start(requested_backend());

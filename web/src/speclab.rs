@@ -285,7 +285,7 @@ impl RunState {
     /// and Pause reach it, `on_part` receives streamed pieces.
     pub async fn compute(&self, task: Task, on_part: impl FnMut(Part) + 'static) -> Finished {
         let progress = self.progress;
-        let backend = crate::runtime::current().backend;
+        let backend = crate::runtime::current();
         let (id, done) = engine::submit(task, backend, move |p| progress.set(p), on_part);
         self.job.set(Some(id));
         let r = done.await;

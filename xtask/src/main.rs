@@ -350,6 +350,7 @@ fn build_site(root: &Path) -> Result<()> {
         .env("PATH", tool_path(root))
         .env("TRUNK_SKIP_VERSION_CHECK", "true"))?;
     externalise_loader(&root.join("dist"))?;
+    build_engine(root, &root.join("dist"))?;
     build_threads(root, &root.join("dist"))?;
     stamp_service_worker(&root.join("dist"))
 }
@@ -361,10 +362,82 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
+/// The engine's module (`dist/engine/engine-<hash>.js` and its wasm): the crate's
+/// `interplay-engine` bin with its default features (WebGPU and the CPU). The page's module
+/// (Trunk's `interplay-web` bin, built without default features, so no CubeCL) is the UI alone. The page learns the glue's name, hashed so that no cache pairs a page with another
+/// build's engine, from the `<meta name="interplay-engine">` added to `index.html`.
+fn build_engine(root: &Path, dist: &Path) -> Result<()> {
+    run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--offline",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        "interplay-web",
+        "--bin",
+        "interplay-engine",
+    ]))?;
+    let wasm = target_dir(root).join("wasm32-unknown-unknown/release/interplay-engine.wasm");
+    let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let name = format!("engine-{:016x}", fnv1a(&bytes));
+    let out = dist.join("engine");
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    run(Command::new("wasm-bindgen")
+        .env("PATH", tool_path(root))
+        .args([
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-name",
+            &name,
+            "--out-dir",
+        ])
+        .arg(&out)
+        .arg(&wasm))?;
+    // The optimisation Trunk gives the page's module (`data-wasm-opt="1"`).
+    let module = out.join(format!("{name}_bg.wasm"));
+    run(Command::new("wasm-opt")
+        .env("PATH", tool_path(root))
+        .arg("-O1")
+        .arg(&module)
+        .arg("-o")
+        .arg(&module))?;
+    let index = dist.join("index.html");
+    let html = std::fs::read_to_string(&index)?;
+    let meta = format!("<meta name=\"interplay-engine\" content=\"engine/{name}.js\" />");
+    let html = html.replacen("</head>", &format!("{meta}\n</head>"), 1);
+    std::fs::write(index, html)?;
+    Ok(())
+}
+
+/// FNV-1a, 64 bits: no dependency, and collisions do not matter for naming builds.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn eat(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = Fnv1a::new();
+    h.eat(bytes);
+    h.0
+}
+
 /// The threaded engine (`dist/threads/engine.js` and its wasm), which `engine.js` loads in place
-/// of the page's module where the page is cross-origin isolated: the same crate with
+/// of the engine's module where the page is cross-origin isolated: the same bin with
 /// `--features threads` (Burn's CPU kernels on a rayon pool of Web Workers) and without WebGPU
-/// (wgpu's browser types are not thread-safe; WebGPU runs use the page's module), built with atomics
+/// (wgpu's browser types are not thread-safe; WebGPU runs use the engine's module), built with atomics
 /// and shared memory. The standard library must be rebuilt for that (`-Z build-std` from the
 /// toolchain's rust-src; `RUSTC_BOOTSTRAP=1` lets the pinned stable toolchain take the flag, as
 /// for fuzzing). Its own target folder: other flags, so nothing is shared with the page's build.
@@ -393,7 +466,7 @@ fn build_threads(root: &Path, dist: &Path) -> Result<()> {
             "-p",
             "interplay-web",
             "--bin",
-            "interplay-web",
+            "interplay-engine",
         ])
         .args(["--no-default-features", "--features", "threads"])
         .args([
@@ -425,7 +498,7 @@ fn build_threads(root: &Path, dist: &Path) -> Result<()> {
             "--out-dir",
         ])
         .arg(&out)
-        .arg(target.join("wasm32-unknown-unknown/release/interplay-web.wasm")))?;
+        .arg(target.join("wasm32-unknown-unknown/release/interplay-engine.wasm")))?;
     quiet_pool_workers(&out)
 }
 
@@ -467,20 +540,15 @@ fn stamp_service_worker(dist: &Path) -> Result<()> {
     walk(dist, &mut files)?;
     files.retain(|p| p != &sw);
     files.sort();
-    // FNV-1a, 64 bits: no dependency, and collisions do not matter here.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = Fnv1a::new();
     for f in &files {
-        eat(f
-            .strip_prefix(dist)
-            .unwrap_or(f)
-            .to_string_lossy()
-            .as_bytes());
-        eat(&std::fs::read(f)?);
+        h.eat(
+            f.strip_prefix(dist)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        h.eat(&std::fs::read(f)?);
     }
     let precache: Vec<String> = files
         .iter()
@@ -492,7 +560,7 @@ fn stamp_service_worker(dist: &Path) -> Result<()> {
         .collect();
     let mut stamped = text.clone();
     for (start, value) in [
-        ("const BUILD = ", format!("\"{h:016x}\"")),
+        ("const BUILD = ", format!("\"{:016x}\"", h.0)),
         ("const PRECACHE = ", format!("[{}]", precache.join(", "))),
     ] {
         let line = stamped
@@ -557,21 +625,28 @@ fn test(root: &Path, skip_e2e: bool) -> Result<()> {
 
 fn bench(root: &Path) -> Result<()> {
     build_site(root)?;
-    let mut raw = 0u64;
-    let mut gz = 0u64;
-    for entry in std::fs::read_dir(root.join("dist"))? {
-        let p = entry?.path();
-        if p.extension().is_some_and(|e| e == "wasm") {
-            raw += std::fs::metadata(&p)?.len();
-            let out = Command::new("gzip").args(["-9", "-c"]).arg(&p).output()?;
-            gz += out.stdout.len() as u64;
+    // Each module on its own: the page's (the UI, loaded first), the engine's (WebGPU and the
+    // single-threaded CPU) and the threaded engine's (the CPU where the page is isolated).
+    let dist = root.join("dist");
+    let mut modules: Vec<PathBuf> = Vec::new();
+    for dir in [dist.clone(), dist.join("engine"), dist.join("threads")] {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let p = entry?.path();
+            if p.extension().is_some_and(|e| e == "wasm") {
+                modules.push(p);
+            }
         }
     }
-    println!(
-        "wasm size: {:.2} MB raw, {:.2} MB gzip -9",
-        raw as f64 / 1e6,
-        gz as f64 / 1e6
-    );
+    for p in modules {
+        let raw = std::fs::metadata(&p)?.len();
+        let out = Command::new("gzip").args(["-9", "-c"]).arg(&p).output()?;
+        println!(
+            "wasm size, {}: {:.2} MB raw, {:.2} MB gzip -9",
+            p.strip_prefix(&dist).unwrap_or(&p).display(),
+            raw as f64 / 1e6,
+            out.stdout.len() as f64 / 1e6
+        );
+    }
     run(Command::new("node").args(["tests/e2e/bench.mjs"]))?;
     run(Command::new("cargo").args([
         "bench",

@@ -1,12 +1,14 @@
 //! The engine: the labs' long computations run in one dedicated Web Worker, so the page's main
 //! thread only draws and answers the user.
 //!
-//! The worker is this same wasm module (compiled once; the page hands its `WebAssembly.Module`
-//! to `engine.js`), started in a dedicated worker where `main` calls [`worker::start`]. The page
-//! submits a [`Task`] — for the spec labs, the one `Experiment` type — and receives progress,
-//! streamed [`Part`]s and the [`Output`]. Cancel resolves the job at once on the page and stops
-//! the worker at its next progress point. Where no worker can start (no module workers), the
-//! page runs the same [`worker`] code itself, as before.
+//! The engine is its own wasm module (`bin/interplay-engine.rs`, `dist/engine/`, named in the
+//! page's `<meta name="interplay-engine">`), started by `engine.js` in a dedicated worker where
+//! its `main` calls [`worker::start`]: the page's module carries none of it. The page submits a
+//! [`Task`] — for the spec labs, the one `Experiment` type; at start, the device check — and
+//! receives progress, streamed [`Part`]s and the [`Output`]. Cancel resolves the job at once on
+//! the page and stops the worker at its next progress point. Where no worker can start, the
+//! page imports the engine's module itself and talks to it over a `MessageChannel`, the same
+//! messages as to the worker.
 //!
 //! A leaf: it knows the page's device ([`crate::runtime`]) and nothing of the labs' views.
 
@@ -64,21 +66,51 @@ struct Pending {
 /// redraws a growing result, so fewer redraws keep the main thread free.
 const PART_BATCH_MS: u64 = 250;
 
+/// Where the page reaches the engine.
+#[derive(Clone)]
+enum Port {
+    /// The engine worker.
+    Worker(web_sys::Worker),
+    /// The page's end of the channel to the engine running on the page's own thread.
+    Page(web_sys::MessagePort),
+}
+
+impl Port {
+    fn post_message(&self, v: &JsValue) -> Result<(), JsValue> {
+        match self {
+            Port::Worker(w) => w.post_message(v),
+            Port::Page(p) => p.post_message(v),
+        }
+    }
+
+    fn listen(&self, f: &js_sys::Function) {
+        match self {
+            Port::Worker(w) => w.set_onmessage(Some(f)),
+            Port::Page(p) => p.set_onmessage(Some(f)),
+        }
+    }
+
+    /// Stop the worker. The engine on the page's thread cannot be stopped: the page keeps it.
+    fn terminate(&self) {
+        if let Port::Worker(w) = self {
+            w.terminate();
+        }
+    }
+}
+
 enum State {
-    /// No worker yet (or the last one stopped): the next job starts one.
+    /// No engine yet (or the last worker stopped): the next job starts one.
     Idle,
-    /// The worker is loading; requests wait in `queue`.
-    Starting(web_sys::Worker),
-    /// The worker takes requests.
-    Ready(web_sys::Worker),
-    /// No worker can run here: jobs run in the page.
-    InPage,
+    /// The engine is loading; requests wait in `queue`.
+    Starting(Port),
+    /// The engine takes requests.
+    Ready(Port),
 }
 
 struct Client {
     state: State,
     /// The worker was started for CPU work (the threaded module where the page is isolated);
-    /// WebGPU work needs the page's module, so a switch of device starts the other one.
+    /// WebGPU work needs the engine's own module, so a switch of device starts the other one.
     for_cpu: bool,
     /// The worker starting now is the threaded engine (replaced by the single-threaded one if
     /// it does not start).
@@ -252,49 +284,57 @@ fn send(msg: ToEngine) {
     let ready = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         match &c.state {
-            State::Ready(w) => Some(Ok(w.clone())),
-            State::InPage => Some(Err(())),
-            State::Starting(_) | State::Idle => {
+            State::Ready(p) => Some(p.clone()),
+            State::Starting(_) => {
                 c.queue.push(msg.clone());
                 None
             }
+            // No engine could start: the job has failed already.
+            State::Idle => None,
         }
     });
-    match ready {
-        Some(Ok(w)) => post(&w, &msg),
-        Some(Err(())) => run_in_page(msg),
-        None => {}
+    if let Some(p) = ready {
+        post(&p, &msg);
     }
 }
 
-/// Start a worker (for CPU work: the threaded one where the page allows) unless one is there.
+/// Start the engine (for CPU work: the threaded one where the page allows) unless one is there:
+/// in a worker, else on the page's thread.
 fn start_if_idle(for_cpu: bool) {
-    let in_page = CLIENT.with(|c| {
+    let started_as = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         if !matches!(c.state, State::Idle) {
-            return false;
+            return None;
         }
         started();
         c.for_cpu = for_cpu;
         c.threaded = for_cpu && threads_expected().threads > 1;
-        match spawn_worker(if for_cpu { threads_asked() } else { 1 }) {
-            Some(w) => {
-                c.state = State::Starting(w);
-                false
-            }
-            None => {
-                c.state = State::InPage;
-                true
-            }
-        }
-    });
-    if in_page {
-        set_threads(CpuThreads {
-            threads: 1,
-            note: Some("computing in the page".into()),
+        let port = spawn_worker(if for_cpu { threads_asked() } else { 1 }).or_else(|| {
+            started();
+            start_in_page()
         });
-    }
+        let in_page = matches!(port, Some(Port::Page(_)));
+        if let Some(p) = port {
+            c.state = State::Starting(p);
+        }
+        Some((matches!(c.state, State::Starting(_)), in_page))
+    });
     publish_phase();
+    match started_as {
+        Some((false, _)) => {
+            stopped_for_good("the site has no engine module: build it with `cargo xtask build`")
+        }
+        Some((true, true)) => computing_in_page(),
+        _ => {}
+    }
+}
+
+/// Say in the header that the engine runs on the page's thread.
+fn computing_in_page() {
+    set_threads(CpuThreads {
+        threads: 1,
+        note: Some("computing in the page".into()),
+    });
 }
 
 /// Start the engine for `backend` now, before any job needs it: loading it (compiling the
@@ -325,8 +365,8 @@ fn publish_phase() {
     let now = CLIENT.with(|c| match c.borrow().state {
         State::Idle => "idle",
         State::Starting(_) => "starting",
-        State::Ready(_) => "ready",
-        State::InPage => "in-page",
+        State::Ready(Port::Page(_)) => "in-page",
+        State::Ready(Port::Worker(_)) => "ready",
     });
     PHASE.with(|p| {
         if p.get_untracked() != now {
@@ -348,7 +388,11 @@ pub fn prepare(backend: Backend) {
 fn switch_engine(id: Option<JobId>, backend: Backend) {
     let old = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
-        let live = matches!(c.state, State::Starting(_) | State::Ready(_));
+        // The engine on the page's thread computes on both devices and stays.
+        let live = matches!(
+            c.state,
+            State::Starting(Port::Worker(_)) | State::Ready(Port::Worker(_))
+        );
         if !live || c.for_cpu == (backend == Backend::Cpu) || threads_expected().threads == 1 {
             return None;
         }
@@ -381,7 +425,7 @@ fn switch_engine(id: Option<JobId>, backend: Backend) {
     }
 }
 
-fn post(w: &web_sys::Worker, msg: &ToEngine) {
+fn post(w: &Port, msg: &ToEngine) {
     let posted = msg
         .serialize(&worker::serializer())
         .map_err(|e| e.to_string())
@@ -396,42 +440,32 @@ fn post(w: &web_sys::Worker, msg: &ToEngine) {
     }
 }
 
-/// The page computes itself: control messages set the job's flags, runs start at once.
-fn run_in_page(msg: ToEngine) {
-    if let Some((id, backend, task)) = worker::receive(msg) {
-        let sink: worker::Sink = Rc::new(dispatch);
-        leptos::task::spawn_local(worker::run(id, backend, task, sink));
-    }
-}
-
-/// How long the worker may take to say it is ready before the page computes itself.
+/// How long a worker may take to say it is ready before the next fallback (one thread, then the
+/// engine on the page's thread), and the engine imported into the page before its jobs fail.
 const START_TIMEOUT_MS: u64 = 30_000;
 
-/// The same for the threaded engine (its own 17 MB module to fetch and compile, then a pool of
+/// The same for the threaded engine (its own module to fetch and compile, then a pool of
 /// workers to start); one that does not make it is replaced by the single-threaded one.
 const THREADED_START_TIMEOUT_MS: u64 = 60_000;
 
-/// Start the engine worker: `engine.js` beside the page loads this module's JavaScript glue and
-/// instantiates the page's own compiled `WebAssembly.Module`.
-fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
+/// The engine's module's JavaScript glue, absolute: `cargo xtask build` names it (with a hash
+/// of the module, so a browser never pairs this page with another build's engine) in the
+/// page's `<meta name="interplay-engine">`.
+fn engine_url() -> Option<String> {
     let doc = web_sys::window()?.document()?;
-    // Trunk preloads the glue; the element's `href` property is the absolute URL.
-    let link = doc.query_selector("link[rel=modulepreload]").ok()??;
-    let glue = js_sys::Reflect::get(&link, &"href".into())
-        .ok()?
-        .as_string()?;
-    let opts = web_sys::WorkerOptions::new();
-    opts.set_type(web_sys::WorkerType::Module);
-    opts.set_name("interplay-engine");
-    let w = web_sys::Worker::new_with_options("engine.js", &opts).ok()?;
-    // This worker's generation: once another start has happened, its messages, errors and
-    // timer are stale (a terminated worker's queued messages can still arrive).
-    let generation = starts();
-    let current = move || starts() == generation;
+    let meta = doc.query_selector("meta[name=interplay-engine]").ok()??;
+    let path = meta.get_attribute("content")?;
+    web_sys::Url::new_with_base(&path, &doc.base_uri().ok()??)
+        .ok()
+        .map(|u| u.href())
+}
 
+/// Listen to the engine at `port` on behalf of start `generation`: once another start has
+/// happened, its messages are stale (a terminated worker's queued messages can still arrive).
+fn listen(port: &Port, generation: u32) {
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-            if !current() {
+            if starts() != generation {
                 return;
             }
             match serde_wasm_bindgen::from_value::<FromEngine>(e.data()) {
@@ -439,8 +473,55 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
                 Err(e) => fail_all(&format!("the engine sent an unreadable message: {e}")),
             }
         });
-    w.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    port.listen(on_message.as_ref().unchecked_ref());
     on_message.forget();
+}
+
+#[wasm_bindgen(inline_js = "export function load_engine_in_page(url, port, panics) {
+  return import(url).then(async (engine) => { await engine.default(); engine.start_in_page(port, panics); });
+}")]
+extern "C" {
+    /// Import the engine's module into the page and start it serving `port`, reporting a panic
+    /// on the `BroadcastChannel` named `panics`.
+    fn load_engine_in_page(url: &str, port: web_sys::MessagePort, panics: &str) -> js_sys::Promise;
+}
+
+/// Start the engine on the page's own thread (no worker could start): its module is imported
+/// into the page and serves the page over a `MessageChannel`.
+fn start_in_page() -> Option<Port> {
+    let url = engine_url()?;
+    let channel = web_sys::MessageChannel::new().ok()?;
+    let port = Port::Page(channel.port1());
+    let generation = starts();
+    listen(&port, generation);
+    let panics = listen_for_panics(generation);
+    let loading =
+        wasm_bindgen_futures::JsFuture::from(load_engine_in_page(&url, channel.port2(), &panics));
+    stop_unless_ready(generation, START_TIMEOUT_MS);
+    leptos::task::spawn_local(async move {
+        if let Err(e) = loading.await
+            && starts() == generation
+        {
+            let why = e
+                .dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+                .unwrap_or_else(|| format!("{e:?}"));
+            stopped(&format!("its module did not load: {why}"));
+        }
+    });
+    Some(port)
+}
+
+/// Start the engine worker: `engine.js` beside the page loads the engine's module.
+fn spawn_worker(threads: usize) -> Option<Port> {
+    let glue = engine_url()?;
+    let opts = web_sys::WorkerOptions::new();
+    opts.set_type(web_sys::WorkerType::Module);
+    opts.set_name("interplay-engine");
+    let w = web_sys::Worker::new_with_options("engine.js", &opts).ok()?;
+    let generation = starts();
+    let current = move || starts() == generation;
+    listen(&Port::Worker(w.clone()), generation);
     // A script that fails to load gives a plain `Event`; an uncaught exception an `ErrorEvent`.
     let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
         e.prevent_default();
@@ -456,9 +537,33 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
     w.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
 
-    // The engine reports a panic on any of its threads here, with its message (a pool thread's
-    // own error never reaches this page; the trap after a panic says only "unreachable"); the
-    // name is this page's and this start's alone.
+    let channel = listen_for_panics(generation);
+    let init = js_sys::Object::new();
+    let set = [
+        ("glue", JsValue::from(glue)),
+        ("channel", JsValue::from(channel)),
+        ("threads", JsValue::from(threads as f64)),
+    ]
+    .iter()
+    .all(|(k, v)| js_sys::Reflect::set(&init, &(*k).into(), v).is_ok());
+    if !set || w.post_message(&init).is_err() {
+        w.terminate();
+        return None;
+    }
+    // A worker that never answers (a hung import) must not hold the page's runs forever.
+    let timeout = if threads > 1 {
+        THREADED_START_TIMEOUT_MS
+    } else {
+        START_TIMEOUT_MS
+    };
+    stop_unless_ready(generation, timeout);
+    Some(Port::Worker(w))
+}
+
+/// The `BroadcastChannel`, named for this page and start `generation` alone, on which the
+/// engine reports a panic on any of its threads with its message (a pool thread's own error
+/// never reaches this page; the trap after a panic says only "unreachable").
+fn listen_for_panics(generation: u32) -> String {
     let channel = format!(
         "interplay-engine-{}-{generation}",
         (js_sys::Math::random() * 1e12) as u64
@@ -468,7 +573,7 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
         let on_panic =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
                 listening.close();
-                if current() {
+                if starts() == generation {
                     let what = e.data().as_string().unwrap_or_default();
                     stopped(&format!("it panicked: {what}"));
                 }
@@ -476,66 +581,60 @@ fn spawn_worker(threads: usize) -> Option<web_sys::Worker> {
         ch.set_onmessage(Some(on_panic.as_ref().unchecked_ref()));
         on_panic.forget();
     }
+    channel
+}
 
-    let init = js_sys::Object::new();
-    js_sys::Reflect::set(&init, &"glue".into(), &glue.into()).ok()?;
-    js_sys::Reflect::set(&init, &"channel".into(), &channel.into()).ok()?;
-    js_sys::Reflect::set(&init, &"module".into(), &wasm_bindgen::module()).ok()?;
-    js_sys::Reflect::set(&init, &"threads".into(), &(threads as f64).into()).ok()?;
-    w.post_message(&init).ok()?;
-    // A worker that never answers (a hung import) must not hold the page's runs forever.
-    let timeout = if threads > 1 {
-        THREADED_START_TIMEOUT_MS
-    } else {
-        START_TIMEOUT_MS
-    };
+/// An engine of start `generation` still loading after `ms` has failed.
+fn stop_unless_ready(generation: u32, ms: u64) {
     leptos::prelude::set_timeout(
         move || {
-            if current() && CLIENT.with(|c| matches!(c.borrow().state, State::Starting(_))) {
+            if starts() == generation
+                && CLIENT.with(|c| matches!(c.borrow().state, State::Starting(_)))
+            {
                 stopped("it did not answer");
             }
         },
-        std::time::Duration::from_millis(timeout),
+        std::time::Duration::from_millis(ms),
     );
-    Some(w)
 }
 
-/// The worker failed. While loading: the threaded engine is replaced by the single-threaded
-/// one; the single-threaded one hands its queued jobs to the page. While running: its jobs fail
-/// with a message and the next job starts a fresh worker.
+/// The engine failed. A worker while loading: the threaded engine is replaced by the
+/// single-threaded one, the single-threaded one by the engine on the page's thread, which takes
+/// the queued jobs. While running: its jobs fail with a message and the next job starts a fresh
+/// worker.
 fn stopped(reason: &str) {
     enum After {
         Retried,
-        InPage(Vec<ToEngine>),
+        InPage,
+        Gone,
         FailJobs,
     }
     let after = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         match std::mem::replace(&mut c.state, State::Idle) {
-            State::Starting(w) => {
+            State::Starting(Port::Worker(w)) => {
                 w.terminate();
                 started();
-                let retry = if c.threaded { spawn_worker(1) } else { None };
-                c.threaded = false;
-                match retry {
-                    Some(w) => {
-                        c.state = State::Starting(w);
-                        After::Retried
-                    }
-                    None => {
-                        c.state = State::InPage;
-                        After::InPage(std::mem::take(&mut c.queue))
-                    }
+                let threaded = std::mem::take(&mut c.threaded);
+                if let Some(p) = threaded.then(|| spawn_worker(1)).flatten() {
+                    c.state = State::Starting(p);
+                    After::Retried
+                } else if let Some(p) = {
+                    started();
+                    start_in_page()
+                } {
+                    c.state = State::Starting(p);
+                    After::InPage
+                } else {
+                    After::Gone
                 }
             }
-            State::Ready(w) => {
-                w.terminate();
+            State::Starting(Port::Page(_)) => After::Gone,
+            State::Ready(p) => {
+                p.terminate();
                 After::FailJobs
             }
-            other => {
-                c.state = other;
-                After::FailJobs
-            }
+            State::Idle => After::FailJobs,
         }
     });
     publish_phase();
@@ -549,21 +648,31 @@ fn stopped(reason: &str) {
                 note: Some(format!("threads did not start: {reason}")),
             });
         }
-        After::InPage(queued) => {
-            set_threads(CpuThreads {
-                threads: 1,
-                note: Some("computing in the page".into()),
-            });
+        After::InPage => {
+            computing_in_page();
             web_sys::console::warn_1(
                 &format!("the engine worker did not start ({reason}); computing in the page")
                     .into(),
             );
-            queued.into_iter().for_each(run_in_page);
         }
+        After::Gone => stopped_for_good(reason),
         After::FailJobs => fail_all(&format!(
             "the engine stopped ({reason}); the next run starts it again"
         )),
     }
+}
+
+/// No engine could start: the waiting jobs fail with `reason`; the next job tries again.
+fn stopped_for_good(reason: &str) {
+    CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.state = State::Idle;
+        c.queue.clear();
+    });
+    publish_phase();
+    fail_all(&format!(
+        "the engine could not start ({reason}); the next run tries again"
+    ));
 }
 
 /// Fail every pending job with `message`.
@@ -578,17 +687,25 @@ fn fail_all(message: &str) {
 fn dispatch(msg: FromEngine) {
     match msg {
         FromEngine::Ready { threads, note } => {
+            // Start-up's phases (the bench reads the first): the engine's module is running.
+            crate::assets::mark("interplay:engine");
             let for_cpu = CLIENT.with(|c| {
                 let mut c = c.borrow_mut();
                 c.threaded = false;
                 c.for_cpu
             });
-            if for_cpu {
-                // One thread where one was asked for in the URL: say so (not on a 1-core machine).
-                let note = note.or_else(|| {
-                    (threads == 1 && threads_in_url().is_some())
-                        .then(|| "one thread asked for".to_string())
-                });
+            // The engine that serves CPU work: started for it, or the single-threaded one that
+            // serves both devices where one thread is all the page may have (the start-up check
+            // may have started it for WebGPU, which then fell back or was switched from).
+            let expected = threads_expected();
+            if for_cpu || expected.threads == 1 {
+                // One thread: why (the host, or the URL asked for one; not on a 1-core machine).
+                let note = note
+                    .or_else(|| (threads == 1).then_some(expected.note).flatten())
+                    .or_else(|| {
+                        (threads == 1 && threads_in_url().is_some())
+                            .then(|| "one thread asked for".to_string())
+                    });
                 set_threads(CpuThreads { threads, note });
             }
             let (w, queue) = CLIENT.with(|c| {

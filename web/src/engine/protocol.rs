@@ -12,6 +12,7 @@ use interplay_lab::mergelab::MergeOutcome;
 use interplay_lab::neurofeedback::NeurofeedbackResult;
 use interplay_lab::suite::{Task as SuiteTask, TrainOptions};
 use interplay_models::Backend;
+use interplay_models::device::DeviceCheck;
 use interplay_models::patching::PatchGrid;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,13 @@ pub type JobId = u32;
 /// What the engine is asked to compute.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Task {
+    /// The start page's check: an `n`×`n` seeded matrix product on the device, checked against
+    /// a float64 product (`interplay_models::device::device_check`). It brings the device up, so
+    /// its [`Ran`] says which device the page has and why not WebGPU where it fell back.
+    DeviceCheck {
+        /// Matrix size.
+        n: usize,
+    },
     /// One experiment of a spec lab, exactly as a share link or `interplay run` states it.
     Experiment(Box<Experiment>),
     /// A question about the held model (the Circuits lab's prompt run, analyses, head scores,
@@ -212,6 +220,8 @@ pub enum DynamicsOutput {
 /// A job's result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Output {
+    /// The start page's device check.
+    DeviceCheck(DeviceCheck),
     /// A Dynamics experiment.
     Dynamics(DynamicsOutput),
     /// The end of a spiking run whose raster, counts and traces came as [`Part::Spikes`]: only

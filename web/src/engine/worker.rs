@@ -1,6 +1,7 @@
-//! The engine's side: runs jobs and reports through a sink. In the engine worker the sink is
-//! `postMessage`; where no worker can start, the page runs the same code through a sink that
-//! delivers to the client directly, so there is one statement of every job.
+//! The engine's side: runs jobs and reports through a sink, which posts to the page — from the
+//! engine worker, or, where no worker can start, from this module imported into the page (over
+//! a `MessageChannel`), so there is one statement of every job. The engine is its own wasm
+//! module (`src/bin/interplay-engine.rs`): the page's module does not carry it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ use super::protocol::{DynamicsOutput, FromEngine, JobId, Output, Part, Ran, Task
 use crate::assets::{now_ms, sleep_ms, yield_now};
 
 /// Where a job's messages go.
-pub(super) type Sink = Rc<dyn Fn(FromEngine)>;
+type Sink = Rc<dyn Fn(FromEngine)>;
 
 /// A job's controls, set by the page's messages and read at each progress point.
 #[derive(Default, Clone, Copy)]
@@ -82,7 +83,7 @@ fn flags(id: JobId) -> Flags {
 /// Take a request as it arrives: a job's controls exist from its `Run` (so a `Cancel` right
 /// behind it is honoured) until it ends; controls of ended jobs are dropped. Returns the job
 /// to start, if it is a `Run`.
-pub(super) fn receive(msg: ToEngine) -> Option<(JobId, Backend, Task)> {
+fn receive(msg: ToEngine) -> Option<(JobId, Backend, Task)> {
     FLAGS.with(|f| {
         let mut f = f.borrow_mut();
         match msg {
@@ -112,16 +113,59 @@ pub fn is_worker() -> bool {
         .is_ok()
 }
 
+/// Where the engine takes requests and posts its answers.
+#[derive(Clone)]
+enum Endpoint {
+    /// Its dedicated worker's global scope.
+    Worker(web_sys::DedicatedWorkerGlobalScope),
+    /// The engine's end of a `MessageChannel`, where the page runs the engine itself.
+    Page(web_sys::MessagePort),
+}
+
+impl Endpoint {
+    fn post(&self, v: &JsValue) -> Result<(), JsValue> {
+        match self {
+            Endpoint::Worker(s) => s.post_message(v),
+            Endpoint::Page(p) => p.post_message(v),
+        }
+    }
+
+    fn listen(&self, f: &js_sys::Function) {
+        match self {
+            Endpoint::Worker(s) => s.set_onmessage(Some(f)),
+            Endpoint::Page(p) => p.set_onmessage(Some(f)),
+        }
+    }
+}
+
 /// Start the engine in this dedicated worker: take jobs from `postMessage`, answer the same way.
 pub fn start() {
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     report_panics(loader_says(&scope, "interplayPanicChannel").as_string());
-    let out = scope.clone();
+    let sink = serve(Endpoint::Worker(scope.clone()));
+    ready(scope, sink);
+}
+
+/// Start the engine on the page's own thread, where no worker could start: the page imported
+/// this module and talks to it over `port` exactly as it would to the worker, and hears of a
+/// panic on the `BroadcastChannel` named `panics`.
+pub fn start_in_page(port: web_sys::MessagePort, panics: String) {
+    report_panics(Some(panics));
+    let sink = serve(Endpoint::Page(port));
+    sink(FromEngine::Ready {
+        threads: 1,
+        note: Some("computing in the page".into()),
+    });
+}
+
+/// Take requests at `end` and run them; returns where the engine's messages go.
+fn serve(end: Endpoint) -> Sink {
+    let out = end.clone();
     let sink: Sink = Rc::new(move |msg: FromEngine| {
         let posted = msg
             .serialize(&serializer())
             .map_err(|e| e.to_string())
-            .and_then(|v| out.post_message(&v).map_err(|e| format!("{e:?}")));
+            .and_then(|v| out.post(&v).map_err(|e| format!("{e:?}")));
         // A result that cannot be sent still ends its job on the page, with the reason.
         if let (Err(e), FromEngine::Done { id, .. } | FromEngine::Failed { id, .. }) =
             (posted, &msg)
@@ -132,7 +176,7 @@ pub fn start() {
             })
             .serialize(&serializer())
         {
-            let _ = out.post_message(&v);
+            let _ = out.post(&v);
         }
     });
     let to_page = sink.clone();
@@ -153,9 +197,9 @@ pub fn start() {
                 }),
             }
         });
-    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    end.listen(on_message.as_ref().unchecked_ref());
     on_message.forget();
-    ready(scope, sink);
+    sink
 }
 
 /// What `engine.js` set on this worker's global scope before instantiating the module.
@@ -272,7 +316,7 @@ fn progress_of(id: JobId, sink: Sink) -> impl FnMut(usize, usize) -> Progress {
 
 /// Run job `id` (taken by [`receive`]) and report its outcome (always exactly one `Done` or
 /// `Failed`).
-pub(super) async fn run(id: JobId, backend: Backend, task: Task, sink: Sink) {
+async fn run(id: JobId, backend: Backend, task: Task, sink: Sink) {
     let (dev, fallback) = device_for(backend).await;
     let t0 = now_ms();
     let result = compute(id, &dev, task, sink.clone()).await;
@@ -349,6 +393,10 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
     let mut on_progress = progress_of(id, sink.clone());
     let part = move |p: Part| sink(FromEngine::Part { id, part: p });
     match task {
+        Task::DeviceCheck { n } => interplay_models::device::device_check(dev, n)
+            .await
+            .map(Output::DeviceCheck)
+            .map_err(|e| e.to_string()),
         Task::Experiment(e) => match *e {
             Experiment::Dynamics(spec) => {
                 let out = match &spec {

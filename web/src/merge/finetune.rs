@@ -60,7 +60,7 @@ pub(super) fn FineTune(
                 }
             }
         };
-        let (id, done) = engine::submit(task, crate::runtime::current().backend, |_| {}, on_part);
+        let (id, done) = engine::submit(task, crate::runtime::current(), |_| {}, on_part);
         job.set(Some(id));
         spawn_local(async move {
             let r = match done.await {
