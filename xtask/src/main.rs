@@ -382,21 +382,7 @@ fn build_engine(root: &Path, dist: &Path) -> Result<()> {
     let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let name = format!("engine-{:016x}", fnv1a(&bytes));
     let out = dist.join("engine");
-    if out.exists() {
-        std::fs::remove_dir_all(&out)?;
-    }
-    run(Command::new("wasm-bindgen")
-        .env("PATH", tool_path(root))
-        .args([
-            "--target",
-            "web",
-            "--no-typescript",
-            "--out-name",
-            &name,
-            "--out-dir",
-        ])
-        .arg(&out)
-        .arg(&wasm))?;
+    bindgen(root, &wasm, &out, &name)?;
     // The optimisation Trunk gives the page's module (`data-wasm-opt="1"`).
     let module = out.join(format!("{name}_bg.wasm"));
     run(Command::new("wasm-opt")
@@ -484,8 +470,16 @@ fn build_threads(root: &Path, dist: &Path) -> Result<()> {
         .env("RUSTFLAGS", rustflags)
         .env("CARGO_TARGET_DIR", &target))?;
     let out = dist.join("threads");
+    let wasm = target.join("wasm32-unknown-unknown/release/interplay-engine.wasm");
+    bindgen(root, &wasm, &out, "engine")?;
+    quiet_pool_workers(&out)
+}
+
+/// `wasm` through wasm-bindgen (ES module glue) into a fresh `out`, as `name.js` and
+/// `name_bg.wasm`.
+fn bindgen(root: &Path, wasm: &Path, out: &Path, name: &str) -> Result<()> {
     if out.exists() {
-        std::fs::remove_dir_all(&out)?;
+        std::fs::remove_dir_all(out)?;
     }
     run(Command::new("wasm-bindgen")
         .env("PATH", tool_path(root))
@@ -494,12 +488,11 @@ fn build_threads(root: &Path, dist: &Path) -> Result<()> {
             "web",
             "--no-typescript",
             "--out-name",
-            "engine",
+            name,
             "--out-dir",
         ])
-        .arg(&out)
-        .arg(target.join("wasm32-unknown-unknown/release/interplay-engine.wasm")))?;
-    quiet_pool_workers(&out)
+        .arg(out)
+        .arg(wasm))
 }
 
 /// wasm-bindgen-rayon's pool workers start the module with wasm-bindgen's old positional
