@@ -244,6 +244,21 @@ pub struct DeviceCheck {
     pub checksum: f64,
 }
 
+/// The check's product: on WebGPU the fused transformer blocks' kernel (so the first forward
+/// finds it compiled), elsewhere Burn's matmul.
+///
+/// # Shapes
+/// - `a`: `[n, k]`; `b`: `[k, m]`; returns `[n, m]`.
+fn check_product(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "webgpu")]
+    if !is_cpu(&a.device())
+        && let Some(p) = crate::transformer::fused_product(&a, &b)
+    {
+        return p;
+    }
+    a.matmul(b)
+}
+
 /// Run [`DeviceCheck`] on `dev`.
 pub async fn device_check(dev: &ComputeDevice, n: usize) -> Result<DeviceCheck> {
     // A small LCG keeps the inputs identical on every platform without a RNG dependency.
@@ -264,7 +279,7 @@ pub async fn device_check(dev: &ComputeDevice, n: usize) -> Result<DeviceCheck> 
         burn::tensor::TensorData::new(b.clone(), [n, n]),
         &dev.device,
     );
-    let got = read_f32(ta.matmul(tb)).await?;
+    let got = read_f32(check_product(ta, tb)).await?;
     let mut max_abs_err = 0f64;
     let mut checksum = 0f64;
     for i in 0..n {

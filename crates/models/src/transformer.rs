@@ -18,6 +18,8 @@ use crate::hooks::{ActivationCache, HookPlan, HookPoint, HookRunner};
 /// reference).
 #[cfg(feature = "webgpu")]
 mod gpu;
+#[cfg(feature = "webgpu")]
+pub(crate) use gpu::product as fused_product;
 
 /// A few rows times the weights on the CPU (decoding), read where the weights lie.
 mod rows;

@@ -61,4 +61,12 @@ fn wgpu_device_check_matches_cpu() {
         .as_f64()
         .unwrap();
     assert!((g.checksum - want).abs() < 1e-3, "{g:?} vs NumPy {want}");
+    // On wgpu the check's product is the fused blocks' kernel, tiled by four rows: a size that
+    // leaves a partial last tile, and a single row (a generation step's tile of one).
+    for n in [50, 1] {
+        let g = pollster::block_on(device_check(&gpu, n)).unwrap();
+        let c = pollster::block_on(device_check(&ComputeDevice::cpu(), n)).unwrap();
+        assert!(g.max_abs_err < 1e-4, "{g:?}");
+        assert!((g.checksum - c.checksum).abs() < 1e-3, "{g:?} vs {c:?}");
+    }
 }

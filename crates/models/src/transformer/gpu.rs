@@ -369,3 +369,45 @@ pub(super) fn block(
         Tensor::from_primitive::<Cube>(v),
     ))
 }
+
+/// `x·w` by the blocks' own product kernel (`linear_add`, here with a zero residual and no
+/// bias): the start-up check computes with the kernel every fused forward uses, whose first
+/// launch compiles in tens of milliseconds on SwiftShader where Burn's general matmul kernel
+/// takes ~0.7 s (and again for each new shape). `None` when a tensor is not a dense WebGPU
+/// buffer or the shapes disagree.
+///
+/// # Shapes
+/// - `x`: `[rows, k]`; `w`: `[k, n]`; returns `[rows, n]`.
+pub(crate) fn product(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let ([rows, k], [k_w, n]) = (x.dims(), w.dims());
+    if k != k_w || rows == 0 || n == 0 || k == 0 {
+        return None;
+    }
+    // An upload, not a fill kernel: nothing else to compile.
+    let zero = Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(vec![0f32; rows * n], [rows, n]),
+        &x.device(),
+    );
+    let (x, w, zero) = (buffer(x)?, buffer(w)?, buffer(&zero)?);
+    let out = empty_f32(&[rows, n], &x);
+    // The forward's tile (four rows share each weight read), so its compiled kernel is this one.
+    let tile = rows.min(TILE);
+    let (count, stride) = groups(rows.div_ceil(tile) * n);
+    kernels::linear_add::launch(
+        &x.client.clone(),
+        count,
+        CubeDim::new_1d(THREADS),
+        x.into_buffer_arg(),
+        w.clone().into_buffer_arg(),
+        w.into_buffer_arg(),
+        zero.into_buffer_arg(),
+        out.clone().into_buffer_arg(),
+        rows,
+        k,
+        n,
+        0u32,
+        stride,
+        tile,
+    );
+    Some(Tensor::from_primitive::<Cube>(out))
+}
