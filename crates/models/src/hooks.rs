@@ -260,6 +260,10 @@ pub enum Action {
     /// Set chosen units of the last dimension to zero at the selected entries (neuron
     /// deactivation at `hook_post`); units past the dimension are ignored.
     ZeroUnits(Vec<usize>),
+    /// Add an activation of the hook's shape, laid out like `Replace`'s source: with a zero
+    /// tensor that tracks gradients, the gradient of a metric with respect to the activation
+    /// (attribution patching) without cutting the graph through it.
+    Shift(Act),
     /// Subspace patching: x ← x + ((source − x) · v) v along a unit direction `v` `[d]`.
     PatchAlong {
         /// The run whose component along `v` is patched in (same layout as `Replace`).
@@ -482,6 +486,7 @@ fn apply_one(x: Act, hook: HookPoint, iv: &Intervention, pos_offset: usize) -> A
         Action::Replace(src) => window(src),
         Action::Zero => t.clone().zeros_like(),
         Action::Mean(m) => window(m),
+        Action::Shift(delta) => t.clone() + window(delta),
         Action::Scale(f) => t.clone().mul_scalar(*f),
         Action::ZeroUnits(units) => {
             let mut keep = vec![1f32; d];

@@ -11,12 +11,15 @@
 //! | [`transformer`] | [`Transformer`]: the model, written once for every device |
 //! | [`hooks`] | [`HookPoint`] names, [`HookPlan`] (cache + interventions) |
 //! | [`patching`] | activation-patching sweeps that recompute only what changes |
+//! | [`attribution`] | attribution patching: every patch estimated from one backward pass (`train`) |
 //! | [`generate`] | greedy / seeded sampling with a key/value cache |
 //! | [`rng`] | the seeded generator every experiment shares |
 //! | [`registry`] | ids and file names of SmolLM2 and the bundled models, and where they live |
 //! | [`gguf`], [`safetensors`], [`weights`], [`load`] | checkpoints → [`Transformer`] |
 //! | [`error`] | [`ModelError`], the crate's error |
 
+#[cfg(feature = "train")]
+pub mod attribution;
 pub mod budget;
 pub mod config;
 pub mod device;

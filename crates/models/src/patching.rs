@@ -46,7 +46,7 @@ pub enum PatchTarget {
 }
 
 impl PatchTarget {
-    fn hook(self, l: usize) -> HookPoint {
+    pub(crate) fn hook(self, l: usize) -> HookPoint {
         match self {
             PatchTarget::ResidPre => HookPoint::ResidPre(l),
             PatchTarget::ResidMid => HookPoint::ResidMid(l),
