@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use interplay_lab::attribution::AttributionSpec;
 use interplay_lab::{Experiment, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::{PatchGrid, PatchTarget};
 
@@ -74,7 +75,21 @@ pub fn PatchingPanel(
 ) -> impl IntoView {
     // A spec from a share link wins over the default; a damaged link says so.
     // A share link wins; else the autosaved draft; else the IOI default.
-    let init = initial_spec(DRAFT_KEY, PatchingSpec::ioi_smollm2);
+    let mut init = initial_spec(DRAFT_KEY, PatchingSpec::ioi_smollm2);
+    // An attribution-patching link (the CLI's, for now): its sweep opens here, and the page says
+    // why the estimate beside it does not.
+    if let Some(Ok(a)) = crate::share::read_share_link::<AttributionSpec>() {
+        init = crate::speclab::Initial {
+            spec: a.patching(),
+            link_error: Some(
+                "This link asks for attribution patching, whose gradients the page does not \
+                 compute yet: below is the activation-patching sweep it estimates. \
+                 `interplay run` computes both, with their correlation."
+                    .into(),
+            ),
+            from_link: true,
+        };
+    }
     let initial = init.spec;
     let model_name = RwSignal::new(initial.model.clone());
     let clean = RwSignal::new(prompt_text(&initial.clean));

@@ -268,7 +268,33 @@ fn run_spec_file(a: &RunArgs) -> Result<serde_json::Value> {
         Experiment::RelationNeurons(spec) => run_relation_neurons(&spec, model, a.device),
         Experiment::CircuitReuse(spec) => run_circuit_reuse(&spec, model, a.device),
         Experiment::RecallReasoning(spec) => run_recall_reasoning(&spec, model, a.device),
+        Experiment::AttributionPatching(spec) => run_attribution(&spec, model, a.device),
     }
+}
+
+/// Attribution patching and the activation-patching sweep it estimates: `{spec, result, device}`.
+fn run_attribution(
+    spec: &interplay_lab::attribution::AttributionSpec,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<serde_json::Value> {
+    if model.is_none()
+        && spec.model != registry::SMOLLM2_ID
+        && Bundled::from_id(&spec.model).is_none()
+    {
+        bail!(
+            "the spec names model {:?}: give its file with --model",
+            spec.model
+        );
+    }
+    let dev = device.init()?;
+    let m = load(&model_path(&spec.model, model), &dev)?;
+    let result = pollster::block_on(spec.run(&m, &mut no_progress))?;
+    Ok(json!({
+        "spec": spec,
+        "result": result,
+        "device": dev.backend,
+    }))
 }
 
 fn run_relation_neurons(

@@ -983,3 +983,67 @@ fn run_recall_reasoning_matches_hugging_face() {
         );
     }
 }
+
+/// `interplay run` of an attribution-patching spec on the tiny Llama: the estimates are PyTorch
+/// autograd's (make_attribution_goldens.py), the sweep beside them Hugging Face's hooks
+/// (make_patching_goldens.py), and the correlation and top-10 overlap those two goldens give.
+#[test]
+fn run_attribution_patching_matches_pytorch() {
+    let tiny = fixtures().join("tiny-llama").join("model.gguf");
+    let at = &golden("attribution")["models"]["tiny-llama"];
+    let act = &golden("patching")["models"]["tiny-llama"];
+    let spec = serde_json::json!({
+        "lab": "circuits", "experiment": "attribution-patching", "model": "tiny-llama",
+        "clean": at["clean"], "corrupt": at["corrupt"], "answer": at["answer"],
+        "wrong": at["wrong"], "target": "head_out_pos",
+    });
+    let file = std::env::temp_dir().join("interplay-attribution.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, v, err) = interplay(&[
+        "run",
+        file.to_str().unwrap(),
+        "--model",
+        tiny.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["result"];
+    let flat = |g: &Value| -> Vec<f64> {
+        g.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            .collect()
+    };
+    for (ours, want) in [("attribution", at), ("activation", act)] {
+        let (got, want) = (flat(&r[ours]["patched"]), flat(&want["head_out_pos"]));
+        assert_eq!(got.len(), want.len(), "{ours}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{ours}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+    // The correlation of the normalised grids, from the goldens.
+    let norm = |g: &Value| {
+        let (c, x) = (
+            g["clean_metric"].as_f64().unwrap(),
+            g["corrupt_metric"].as_f64().unwrap(),
+        );
+        flat(&g["head_out_pos"])
+            .iter()
+            .map(|v| (v - x) / (c - x))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (norm(at), norm(act));
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let sa: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let sb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    let want = cov / (sa * sb).sqrt();
+    let got = r["correlation"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-3, "correlation {got} vs {want}");
+    assert_eq!(r["top"], 10);
+    assert!(r["top_overlap"].as_u64().unwrap() <= 10);
+}

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::LabError;
+use crate::attribution::AttributionSpec;
 use crate::mergelab::MergeSpec;
 use crate::neurofeedback::NeurofeedbackSpec;
 use crate::neurons::NeuronsSpec;
@@ -45,6 +46,10 @@ pub enum Experiment {
     /// "recall-reasoning"`).
     #[serde(rename = "circuits")]
     RecallReasoning(RecallSpec),
+    /// Circuits lab: attribution patching beside activation patching (`"experiment":
+    /// "attribution-patching"`).
+    #[serde(rename = "circuits")]
+    AttributionPatching(AttributionSpec),
     /// Merge lab: merges of the bundled suite, sweeps and maps.
     Merge(MergeSpec),
     /// Neurofeedback lab: the metacognition paradigm.
@@ -178,6 +183,19 @@ impl LabSpec for RecallSpec {
     }
 }
 
+impl LabSpec for AttributionSpec {
+    const LAB: LabKind = LabKind::Circuits;
+    fn into_experiment(self) -> Experiment {
+        Experiment::AttributionPatching(self)
+    }
+    fn from_experiment(e: Experiment) -> Option<Self> {
+        match e {
+            Experiment::AttributionPatching(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
@@ -185,7 +203,8 @@ impl Experiment {
             Experiment::Circuits(_)
             | Experiment::RelationNeurons(_)
             | Experiment::CircuitReuse(_)
-            | Experiment::RecallReasoning(_) => LabKind::Circuits,
+            | Experiment::RecallReasoning(_)
+            | Experiment::AttributionPatching(_) => LabKind::Circuits,
             Experiment::Merge(_) => LabKind::Merge,
             Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
             Experiment::Dynamics(_) => LabKind::Dynamics,
@@ -248,13 +267,17 @@ impl Experiment {
                 Some(Value::String(s)) if s == RecallSpec::EXPERIMENT => {
                     serde_path_to_error::deserialize(v).map(Experiment::RecallReasoning)
                 }
+                Some(Value::String(s)) if s == AttributionSpec::EXPERIMENT => {
+                    serde_path_to_error::deserialize(v).map(Experiment::AttributionPatching)
+                }
                 Some(other) => {
                     return Err(LabError::Spec(format!(
                         "not a valid Circuits experiment spec: experiment: unknown experiment {other}: \
-                         use \"{}\", \"{}\" or \"{}\", or leave it out for a patching sweep",
+                         use \"{}\", \"{}\", \"{}\" or \"{}\", or leave it out for a patching sweep",
                         NeuronsSpec::EXPERIMENT,
                         ReuseSpec::EXPERIMENT,
-                        RecallSpec::EXPERIMENT
+                        RecallSpec::EXPERIMENT,
+                        AttributionSpec::EXPERIMENT
                     )));
                 }
             },
@@ -414,6 +437,7 @@ mod tests {
             Experiment::RelationNeurons(NeuronsSpec::capital_smollm2()),
             Experiment::CircuitReuse(ReuseSpec::smollm2()),
             Experiment::RecallReasoning(RecallSpec::smollm2()),
+            Experiment::AttributionPatching(AttributionSpec::ioi_smollm2()),
         ];
         for e in all {
             let json = e.to_json();
@@ -462,7 +486,7 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("use \"relation-neurons\", \"circuit-reuse\" or \"recall-reasoning\""),
+                .contains("\"recall-reasoning\" or \"attribution-patching\""),
             "{err}"
         );
         // Another experiment of the same lab belongs to another panel: no spec, no error.

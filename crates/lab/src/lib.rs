@@ -4,6 +4,7 @@
 //!
 //! | module | experiment |
 //! |---|---|
+//! | [`attribution`] | attribution patching beside activation patching: both grids, their correlation and top-10 overlap |
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`bundled`] | the Circuits lab's bundled induction and IOI models: vocabularies, data, training |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
@@ -21,6 +22,7 @@
 //! | [`suite`] | the bundled digits task suite, its MLP, fine-tuning and evaluation |
 
 pub mod ablation;
+pub mod attribution;
 pub mod bundled;
 pub mod circuits;
 pub mod experiment;

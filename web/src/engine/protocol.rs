@@ -251,6 +251,8 @@ pub enum Output {
     CircuitReuse(Box<interplay_lab::reuse::ReuseResult>),
     /// A Circuits recall-vs-reasoning experiment.
     RecallReasoning(Box<interplay_lab::recall::RecallResult>),
+    /// Attribution patching beside the sweep it estimates.
+    AttributionPatching(Box<interplay_lab::attribution::AttributionOutcome>),
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.
