@@ -65,6 +65,26 @@ struct SweepResult {
     spec: PatchingSpec,
     ms: f64,
     backend: String,
+    /// With attribution patching: its estimate of the grid, and how well it matches.
+    estimate: Option<Estimate>,
+}
+
+/// Attribution patching's estimate of a sweep and how well it matches the sweep.
+#[derive(Clone, Debug, PartialEq)]
+struct Estimate {
+    grid: PatchGrid,
+    correlation: Option<f64>,
+    top_overlap: usize,
+    top: usize,
+}
+
+/// How the panel patches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    /// One corrupted run per cell.
+    Activation,
+    /// Every cell estimated from gradients, beside the sweep.
+    Attribution,
 }
 
 /// The patching panel.
@@ -76,20 +96,17 @@ pub fn PatchingPanel(
     // A spec from a share link wins over the default; a damaged link says so.
     // A share link wins; else the autosaved draft; else the IOI default.
     let mut init = initial_spec(DRAFT_KEY, PatchingSpec::ioi_smollm2);
-    // An attribution-patching link (the CLI's, for now): its sweep opens here, and the page says
-    // why the estimate beside it does not.
+    // An attribution-patching link is this panel's too, with the method set.
+    let mut method0 = Method::Activation;
     if let Some(Ok(a)) = crate::share::read_share_link::<AttributionSpec>() {
+        method0 = Method::Attribution;
         init = crate::speclab::Initial {
             spec: a.patching(),
-            link_error: Some(
-                "This link asks for attribution patching, whose gradients the page does not \
-                 compute yet: below is the activation-patching sweep it estimates. \
-                 `interplay run` computes both, with their correlation."
-                    .into(),
-            ),
+            link_error: None,
             from_link: true,
         };
     }
+    let method = RwSignal::new(method0);
     let initial = init.spec;
     let model_name = RwSignal::new(initial.model.clone());
     let clean = RwSignal::new(prompt_text(&initial.clean));
@@ -123,10 +140,20 @@ pub fn PatchingPanel(
         let mut s = spec();
         s.model = info.key.clone();
         model_name.set(s.model.clone());
-        st.start(&s, 1);
+        let attribution = method.get_untracked() == Method::Attribution;
+        let experiment = if attribution {
+            // Gradients: the gradients engine takes over (the model is sent to it below).
+            crate::engine::prepare_gradients(crate::runtime::current());
+            let a = AttributionSpec::from_patching(s.clone());
+            st.start(&a, 1);
+            Experiment::AttributionPatching(a)
+        } else {
+            st.start(&s, 1);
+            Experiment::Circuits(s.clone())
+        };
         spawn_local(async move {
             // The engine computes; the model goes to it again if it restarted or changed device.
-            let task = Task::Experiment(Box::new(Experiment::Circuits(s.clone())));
+            let task = Task::Experiment(Box::new(experiment));
             let r = match models::ensure_in_engine(Some(st.job)).await {
                 Err(e) => Err(e),
                 Ok(()) => match st.compute(task, |_: Part| {}).await {
@@ -137,7 +164,32 @@ pub fn PatchingPanel(
                         spec: s,
                         ms: ran.ms,
                         backend: ran.backend.label().into(),
+                        estimate: None,
                     }),
+                    Ok((
+                        Output::AttributionPatching {
+                            outcome,
+                            rows,
+                            cols,
+                        },
+                        ran,
+                    )) => {
+                        let o = *outcome;
+                        Ok(SweepResult {
+                            grid: o.activation,
+                            rows,
+                            cols,
+                            spec: s,
+                            ms: ran.ms,
+                            backend: ran.backend.label().into(),
+                            estimate: Some(Estimate {
+                                grid: o.attribution,
+                                correlation: o.correlation,
+                                top_overlap: o.top_overlap,
+                                top: o.top,
+                            }),
+                        })
+                    }
                     Ok(_) => Err("the engine answered with another lab's result".to_string()),
                     Err(e) => Err(e.to_string()),
                 },
@@ -177,10 +229,34 @@ pub fn PatchingPanel(
         {move || result.get().map(|r| match r {
             Err(e) => view! { <p class="error" role="alert" data-testid="patch-error">{e}</p> }.into_any(),
             Ok(r) => {
-                let spec_json = crate::share::export_json(&r.spec);
-                let data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
+                let spec_json = match &r.estimate {
+                    Some(_) => crate::share::export_json(&AttributionSpec::from_patching(r.spec.clone())),
+                    None => crate::share::export_json(&r.spec),
+                };
+                let mut data = serde_json::json!({"spec": r.spec, "clean_metric": r.grid.clean_metric,
                     "corrupt_metric": r.grid.corrupt_metric, "grid": r.grid.grid, "patched": r.grid.patched});
+                if let Some(e) = &r.estimate {
+                    data["attribution"] = serde_json::json!({"grid": e.grid.grid, "patched": e.grid.patched,
+                        "correlation": e.correlation, "top_overlap": e.top_overlap, "top": e.top});
+                }
                 let data = data.to_string();
+                let estimate = r.estimate.clone().map(|e| {
+                    let (rows, cols) = (r.rows.clone(), r.cols.clone());
+                    view! {
+                        <dl class="facts">
+                            <dt>"correlation, estimate vs sweep"</dt>
+                            <dd data-testid="attribution-correlation">{e.correlation.map_or("— (a constant grid)".to_string(), |c| format!("{c:.3}"))}</dd>
+                            <dt>{format!("the sweep's top {} cells (largest |effect|) among the estimate's", e.top)}</dt>
+                            <dd data-testid="attribution-overlap">{format!("{} of {}", e.top_overlap, e.top)}</dd>
+                        </dl>
+                        <p class="muted">"Attribution patching: (clean − corrupted activation) · gradient of the logit \
+                            difference on the corrupted run, one backward pass for every cell. Where the metric is close to \
+                            linear in the patched activation it matches the sweep below; large residual-stream patches are not."</p>
+                        {move || view! { <Heatmap rows=rows.clone() cols=cols.clone() values=e.grid.grid.clone()
+                                 scale=fixed_scale.get().then_some(1.0)
+                                 what="attribution estimate (normalised)".to_string() testid="attribution-grid".to_string()/> }}
+                    }
+                });
                 let finding = crate::guided::sweep_guide(&r.spec)
                     .and_then(|id| interplay_lab::findings::circuits(id, &r.spec, &r.grid, &r.cols))
                     .map(|f| view! { <crate::speclab::FindingView finding=f testid="patch-finding"/> });
@@ -193,6 +269,7 @@ pub fn PatchingPanel(
                     <label><input type="checkbox" data-testid="patch-fixed-scale" prop:checked=move || fixed_scale.get()
                         on:change=move |ev| fixed_scale.set(event_target_checked(&ev))/>
                         " one colour scale for every sweep (±1 = the whole clean–corrupted difference)"</label>
+                    {estimate}
                     {move || view! { <Heatmap rows=r.rows.clone() cols=r.cols.clone() values=r.grid.grid.clone()
                              scale=fixed_scale.get().then_some(1.0)
                              what="normalised recovery".to_string() testid="patch-grid".to_string()/> }}
@@ -243,6 +320,17 @@ pub fn PatchingPanel(
                     <option value="head_out_pos" selected=move || target_name(target.get()) == "head_out_pos">"each head's output, position by position (head_out_pos)"</option>
                 </select>
             </label>
+            <label>"Method "
+                <select data-testid="patch-method" prop:disabled=lock
+                        on:change=move |ev| method.set(if event_target_value(&ev) == "attribution" { Method::Attribution } else { Method::Activation })>
+                    <option value="activation" selected=move || method.get() == Method::Activation>"activation patching: one corrupted run per cell"</option>
+                    <option value="attribution" selected=move || method.get() == Method::Attribution>"attribution patching: every cell estimated from gradients, beside the sweep"</option>
+                </select>
+            </label>
+            {move || (method.get() == Method::Attribution).then(|| view! {
+                <p class="muted" data-testid="attribution-note">"Gradients come from the gradients engine, a further module \
+                    loaded the first time (the model is sent to it again); it then serves every lab, on the CPU with one thread."</p>
+            })}
             <RunControls st=st prefix="patch-" label="Run sweep" on_run=Callback::new(run)/>
             <crate::share::ShareLinks share=st.share prefix="" hide="guided,model,prompt,analysis,head-scores,neurons,reuse,recall"/>
             {last}

@@ -375,10 +375,16 @@ fn test(root: &Path, skip_e2e: bool) -> Result<()> {
 fn bench(root: &Path) -> Result<()> {
     build_site(root)?;
     // Each module on its own: the page's (the UI, loaded first), the engine's (WebGPU and the
-    // single-threaded CPU) and the threaded engine's (the CPU where the page is isolated).
+    // single-threaded CPU), the gradients engine's (the same with autodiff, loaded for
+    // attribution patching) and the threaded engine's (the CPU where the page is isolated).
     let dist = root.join("dist");
     let mut modules: Vec<PathBuf> = Vec::new();
-    for dir in [dist.clone(), dist.join("engine"), dist.join("threads")] {
+    for dir in [
+        dist.clone(),
+        dist.join("engine"),
+        dist.join("gradients"),
+        dist.join("threads"),
+    ] {
         for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
             let p = entry?.path();
             if p.extension().is_some_and(|e| e == "wasm") {

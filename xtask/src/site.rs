@@ -1,5 +1,5 @@
-//! The static site: Trunk's page module, the engine's modules (single-threaded and threaded),
-//! the externalised loader and the service worker stamped with the build.
+//! The static site: Trunk's page module, the engine's modules (single-threaded, gradients and
+//! threaded), the externalised loader and the service worker stamped with the build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +14,8 @@ pub fn build_site(root: &Path) -> Result<()> {
         .env("PATH", tool_path(root))
         .env("TRUNK_SKIP_VERSION_CHECK", "true"))?;
     externalise_loader(&root.join("dist"))?;
-    build_engine(root, &root.join("dist"))?;
+    build_engine(root, &root.join("dist"), Engine::Plain)?;
+    build_engine(root, &root.join("dist"), Engine::Gradients)?;
     build_threads(root, &root.join("dist"))?;
     stamp_service_worker(&root.join("dist"))
 }
@@ -30,8 +31,13 @@ pub fn target_dir(root: &Path) -> PathBuf {
 /// `interplay-engine` bin with its default features (WebGPU and the CPU). The page's module
 /// (Trunk's `interplay-web` bin, built without default features, so no CubeCL) is the UI alone. The page learns the glue's name, hashed so that no cache pairs a page with another
 /// build's engine, from the `<meta name="interplay-engine">` added to `index.html`.
-fn build_engine(root: &Path, dist: &Path) -> Result<()> {
-    run(Command::new("cargo").args([
+///
+/// The gradients engine (`dist/gradients/`, `<meta name="interplay-gradients">`) is the same bin
+/// with `--features gradients` (Burn's autodiff): loaded only when a job needs gradients, so the
+/// engine every page loads stays without autodiff.
+fn build_engine(root: &Path, dist: &Path, engine: Engine) -> Result<()> {
+    let mut cargo = Command::new("cargo");
+    cargo.args([
         "build",
         "--release",
         "--offline",
@@ -41,11 +47,19 @@ fn build_engine(root: &Path, dist: &Path) -> Result<()> {
         "interplay-web",
         "--bin",
         "interplay-engine",
-    ]))?;
+    ]);
+    let (dir, meta) = match engine {
+        Engine::Plain => ("engine", "interplay-engine"),
+        Engine::Gradients => {
+            cargo.args(["--features", "gradients"]);
+            ("gradients", "interplay-gradients")
+        }
+    };
+    run(&mut cargo)?;
     let wasm = target_dir(root).join("wasm32-unknown-unknown/release/interplay-engine.wasm");
     let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let name = format!("engine-{:016x}", fnv1a(&bytes));
-    let out = dist.join("engine");
+    let out = dist.join(dir);
     bindgen(root, &wasm, &out, &name)?;
     // The optimisation Trunk gives the page's module (`data-wasm-opt="1"`).
     let module = out.join(format!("{name}_bg.wasm"));
@@ -57,10 +71,19 @@ fn build_engine(root: &Path, dist: &Path) -> Result<()> {
         .arg(&module))?;
     let index = dist.join("index.html");
     let html = std::fs::read_to_string(&index)?;
-    let meta = format!("<meta name=\"interplay-engine\" content=\"engine/{name}.js\" />");
+    let meta = format!("<meta name=\"{meta}\" content=\"{dir}/{name}.js\" />");
     let html = html.replacen("</head>", &format!("{meta}\n</head>"), 1);
     std::fs::write(index, html)?;
     Ok(())
+}
+
+/// Which engine module [`build_engine`] builds.
+#[derive(Clone, Copy)]
+enum Engine {
+    /// WebGPU and the CPU: what every page loads.
+    Plain,
+    /// The same with Burn's autodiff.
+    Gradients,
 }
 
 /// FNV-1a, 64 bits: no dependency, and collisions do not matter for naming builds.
@@ -176,7 +199,7 @@ fn quiet_pool_workers(out: &Path) -> Result<()> {
 
 /// Name the service worker's cache after the build — a hash of every other file of the site (path
 /// and bytes) — and list the files it caches at install (all but the fetched `models/` and the
-/// threaded engine, which are cached when first used). A build
+/// threaded and gradients engines, which are cached when first used). A build
 /// that changes any file (a retrained bundled model, new code) changes `sw.js`, so the browser
 /// installs the new worker, which deletes the old cache on activation.
 pub fn stamp_service_worker(dist: &Path) -> Result<()> {
@@ -212,7 +235,10 @@ pub fn stamp_service_worker(dist: &Path) -> Result<()> {
         .filter_map(|f| f.strip_prefix(dist).ok())
         .map(|f| f.to_string_lossy().replace('\\', "/"))
         // The threaded engine (20+ MB) only where the page is isolated: cached when first used.
-        .filter(|f| !f.starts_with("models/") && !f.starts_with("threads/"))
+        // So is the gradients engine (13+ MB), loaded only for attribution patching.
+        .filter(|f| {
+            !f.starts_with("models/") && !f.starts_with("threads/") && !f.starts_with("gradients/")
+        })
         .map(|f| format!("\"{}\"", f.replace('"', "\\\"")))
         .collect();
     let mut stamped = text.clone();

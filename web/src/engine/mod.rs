@@ -29,7 +29,7 @@ use interplay_models::Backend;
 use serde::Serialize;
 
 pub use protocol::*;
-use start::{Port, spawn_worker, start_in_page};
+use start::{Module, Port, spawn_worker, start_in_page};
 
 /// Why a job gave no result.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +83,12 @@ struct Client {
     /// The worker starting now is the threaded engine (replaced by the single-threaded one if
     /// it does not start).
     threaded: bool,
+    /// The worker is the gradients engine (it serves every job, on WebGPU or one CPU thread).
+    gradients: bool,
+    /// A job has needed gradients: from then on every engine started is the gradients one, so
+    /// a model sent before such a job is where the job runs (a switch back and forth would
+    /// send it again each time).
+    want_gradients: bool,
     queue: Vec<ToEngine>,
     next: JobId,
     jobs: HashMap<JobId, Pending>,
@@ -160,6 +166,8 @@ thread_local! {
         state: State::Idle,
         for_cpu: false,
         threaded: false,
+        gradients: false,
+        want_gradients: false,
         queue: Vec::new(),
         next: 1,
         jobs: HashMap::new(),
@@ -241,7 +249,10 @@ fn started() {
 
 /// Deliver `msg` to the engine: post it, queue it while the worker loads, or run it in the page.
 fn send(msg: ToEngine) {
-    if let ToEngine::Run { id, backend, .. } = &msg {
+    if let ToEngine::Run { id, backend, task } = &msg {
+        if task.needs_gradients() {
+            CLIENT.with(|c| c.borrow_mut().want_gradients = true);
+        }
         switch_engine(Some(*id), *backend);
     }
     let for_cpu = match &msg {
@@ -275,9 +286,17 @@ fn start_if_idle(for_cpu: bool) {
             return None;
         }
         started();
-        c.for_cpu = for_cpu;
-        c.threaded = for_cpu && threads_expected().threads > 1;
-        let port = spawn_worker(if for_cpu { threads_asked() } else { 1 }).or_else(|| {
+        let gradients = c.want_gradients;
+        c.for_cpu = for_cpu && !gradients;
+        c.threaded = c.for_cpu && threads_expected().threads > 1;
+        let port = if gradients {
+            spawn_worker(Module::Gradients, 1)
+        } else {
+            spawn_worker(Module::Engine, if for_cpu { threads_asked() } else { 1 })
+        };
+        c.gradients = gradients && port.is_some();
+        // Where no worker starts, the engine's module (without gradients) runs in the page.
+        let port = port.or_else(|| {
             started();
             start_in_page()
         });
@@ -351,6 +370,13 @@ pub fn prepare(backend: Backend) {
     switch_engine(None, backend);
 }
 
+/// The next job needs gradients: as [`prepare`], and the engine started from now on is the
+/// gradients engine (its own module, loaded now; it serves every lab from then on).
+pub fn prepare_gradients(backend: Backend) {
+    CLIENT.with(|c| c.borrow_mut().want_gradients = true);
+    switch_engine(None, backend);
+}
+
 /// As [`prepare`], for job `id` (about to be sent). The engine's other jobs — none, normally:
 /// the device switch waits for runs to end — fail with the reason.
 fn switch_engine(id: Option<JobId>, backend: Backend) {
@@ -361,7 +387,12 @@ fn switch_engine(id: Option<JobId>, backend: Backend) {
             c.state,
             State::Starting(Port::Worker(_)) | State::Ready(Port::Worker(_))
         );
-        if !live || c.for_cpu == (backend == Backend::Cpu) || threads_expected().threads == 1 {
+        // The gradients engine serves every job; the others their own kind of device, unless
+        // gradients are wanted now.
+        let serves = c.gradients
+            || (!c.want_gradients
+                && (c.for_cpu == (backend == Backend::Cpu) || threads_expected().threads == 1));
+        if !live || serves {
             return None;
         }
         match std::mem::replace(&mut c.state, State::Idle) {
@@ -426,7 +457,10 @@ fn stopped(reason: &str) {
                 w.terminate();
                 started();
                 let threaded = std::mem::take(&mut c.threaded);
-                if let Some(p) = threaded.then(|| spawn_worker(1)).flatten() {
+                // A gradients engine that does not start is replaced by the engine in the page,
+                // which says why it cannot compute gradients.
+                c.gradients = false;
+                if let Some(p) = threaded.then(|| spawn_worker(Module::Engine, 1)).flatten() {
                     c.state = State::Starting(p);
                     After::Retried
                 } else if let Some(p) = {
@@ -499,16 +533,21 @@ fn dispatch(msg: FromEngine) {
         FromEngine::Ready { threads, note } => {
             // Start-up's phases (the bench reads the first): the engine's module is running.
             crate::assets::mark("interplay:engine");
-            let for_cpu = CLIENT.with(|c| {
+            let (for_cpu, gradients) = CLIENT.with(|c| {
                 let mut c = c.borrow_mut();
                 c.threaded = false;
-                c.for_cpu
+                (c.for_cpu, c.gradients)
             });
             // The engine that serves CPU work: started for it, or the single-threaded one that
             // serves both devices where one thread is all the page may have (the start-up check
             // may have started it for WebGPU, which then fell back or was switched from).
             let expected = threads_expected();
-            if for_cpu || expected.threads == 1 {
+            if gradients {
+                set_threads(CpuThreads {
+                    threads,
+                    note: Some("the gradients engine computes on one thread".into()),
+                });
+            } else if for_cpu || expected.threads == 1 {
                 // One thread: why (the host, or the URL asked for one; not on a 1-core machine).
                 let note = note
                     .or_else(|| (threads == 1).then_some(expected.note).flatten())

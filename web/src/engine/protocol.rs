@@ -62,6 +62,14 @@ pub enum Task {
     },
 }
 
+impl Task {
+    /// Whether the task needs gradients, which only the gradients engine's module computes
+    /// (attribution patching).
+    pub fn needs_gradients(&self) -> bool {
+        matches!(self, Task::Experiment(e) if matches!(**e, Experiment::AttributionPatching(_)))
+    }
+}
+
 /// One file of a model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelFile {
@@ -251,8 +259,16 @@ pub enum Output {
     CircuitReuse(Box<interplay_lab::reuse::ReuseResult>),
     /// A Circuits recall-vs-reasoning experiment.
     RecallReasoning(Box<interplay_lab::recall::RecallResult>),
-    /// Attribution patching beside the sweep it estimates.
-    AttributionPatching(Box<interplay_lab::attribution::AttributionOutcome>),
+    /// Attribution patching beside the sweep it estimates, with the grids' labels (as
+    /// [`Output::Patching`]'s).
+    AttributionPatching {
+        /// Both grids, their correlation and overlap.
+        outcome: Box<interplay_lab::attribution::AttributionOutcome>,
+        /// Row labels.
+        rows: Vec<String>,
+        /// Column labels.
+        cols: Vec<String>,
+    },
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.

@@ -47,12 +47,35 @@ const START_TIMEOUT_MS: u64 = 30_000;
 /// workers to start); one that does not make it is replaced by the single-threaded one.
 const THREADED_START_TIMEOUT_MS: u64 = 60_000;
 
-/// The engine's module's JavaScript glue, absolute: `cargo xtask build` names it (with a hash
-/// of the module, so a browser never pairs this page with another build's engine) in the
-/// page's `<meta name="interplay-engine">`.
-fn engine_url() -> Option<String> {
+/// Which of the engine's modules a worker loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Module {
+    /// The engine (WebGPU and the CPU; `engine.js` swaps in the threaded build for CPU work
+    /// where the page is isolated).
+    Engine,
+    /// The engine with Burn's autodiff (WebGPU and the single-threaded CPU), loaded only when a
+    /// job needs gradients.
+    Gradients,
+}
+
+impl Module {
+    /// The `<meta>` naming the module's glue.
+    fn meta(self) -> &'static str {
+        match self {
+            Module::Engine => "interplay-engine",
+            Module::Gradients => "interplay-gradients",
+        }
+    }
+}
+
+/// A module's JavaScript glue, absolute: `cargo xtask build` names it (with a hash of the
+/// module, so a browser never pairs this page with another build's engine) in the page's
+/// `<meta name="interplay-engine">` (`interplay-gradients` for the gradients engine).
+fn engine_url(module: Module) -> Option<String> {
     let doc = web_sys::window()?.document()?;
-    let meta = doc.query_selector("meta[name=interplay-engine]").ok()??;
+    let meta = doc
+        .query_selector(&format!("meta[name={}]", module.meta()))
+        .ok()??;
     let path = meta.get_attribute("content")?;
     web_sys::Url::new_with_base(&path, &doc.base_uri().ok()??)
         .ok()
@@ -88,7 +111,7 @@ extern "C" {
 /// Start the engine on the page's own thread (no worker could start): its module is imported
 /// into the page and serves the page over a `MessageChannel`.
 pub(super) fn start_in_page() -> Option<Port> {
-    let url = engine_url()?;
+    let url = engine_url(Module::Engine)?;
     let channel = web_sys::MessageChannel::new().ok()?;
     let port = Port::Page(channel.port1());
     let generation = starts();
@@ -111,9 +134,10 @@ pub(super) fn start_in_page() -> Option<Port> {
     Some(port)
 }
 
-/// Start the engine worker: `engine.js` beside the page loads the engine's module.
-pub(super) fn spawn_worker(threads: usize) -> Option<Port> {
-    let glue = engine_url()?;
+/// Start the engine worker: `engine.js` beside the page loads `module` (`threads` > 1: the
+/// threaded engine where the page is isolated).
+pub(super) fn spawn_worker(module: Module, threads: usize) -> Option<Port> {
+    let glue = engine_url(module)?;
     let opts = web_sys::WorkerOptions::new();
     opts.set_type(web_sys::WorkerType::Module);
     opts.set_name("interplay-engine");

@@ -492,10 +492,16 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
             }
             Experiment::AttributionPatching(spec) => {
                 let m = held_model(&spec.model, dev).await?;
-                spec.run(&m, &mut on_progress)
+                let outcome = spec
+                    .run(&m, &mut on_progress)
                     .await
-                    .map(|r| Output::AttributionPatching(Box::new(r)))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                let (rows, cols) = patch_labels(&spec.patching(), &m, &outcome.activation)?;
+                Ok(Output::AttributionPatching {
+                    outcome: Box::new(outcome),
+                    rows,
+                    cols,
+                })
             }
             Experiment::RecallReasoning(spec) => {
                 let m = held_model(&spec.model, dev).await?;
