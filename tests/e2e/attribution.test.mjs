@@ -2,13 +2,14 @@
 // patching panel with the method set; the run loads the gradients engine (its own module), whose
 // estimate matches PyTorch autograd's golden and the CLI running the same spec, beside the
 // activation-patching sweep (Hugging Face's golden); the same engine then serves a plain sweep.
+// On the CPU, the guided experiment on SmolLM2 (its correlation and overlap are the references').
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { MODES, serveDist, launch, CircuitsPage, offOrigin } from "./harness.mjs";
+import { MODES, serveDist, launch, CircuitsPage, offOrigin, smollm2Skip, requireSmollm2 } from "./harness.mjs";
 
 const FIX = path.resolve("tests/fixtures");
 const MODEL = path.join(FIX, "tiny-llama", "model.gguf");
@@ -92,3 +93,41 @@ for (const mode of MODES) {
     }
   });
 }
+
+// The guided experiment on the CPU: Set up loads SmolLM2 and picks attribution patching of head
+// outputs on the IOI pair; the run's correlation and top-10 overlap are those of PyTorch's
+// estimate and HF's sweep (the numbers its text quotes).
+test("the guided attribution experiment on SmolLM2 gives the references' correlation", { skip: smollm2Skip() }, async () => {
+  requireSmollm2();
+  const ref = (file) => JSON.parse(fs.readFileSync(path.join(FIX, file, "golden.json"), "utf8")).models.smollm2;
+  const norm = (g) => g.head_out.flat().map((v) => (v - g.corrupt_metric) / (g.clean_metric - g.corrupt_metric));
+  const [x, y] = [norm(ref("attribution")), norm(ref("patching"))];
+  const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
+  const [mx, my] = [mean(x), mean(y)];
+  const dot = (u, mu, v, mv) => u.reduce((s, a, i) => s + (a - mu) * (v[i] - mv), 0);
+  const r = dot(x, mx, y, my) / Math.sqrt(dot(x, mx, x, mx) * dot(y, my, y, my));
+  const b = await launch(MODES.find((m) => m.name === "cpu"));
+  try {
+    const page = b.page;
+    await page.goto(`${srv.base}#/circuits`);
+    await page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])', { timeout: 60_000 });
+    const seq = await page.getAttribute('[data-testid="model-load"]', "data-seq");
+    await page.click('[data-testid="guide-attribution-setup"]');
+    await page.waitForSelector(`[data-testid="model-load"][data-state="idle"]:not([data-seq="${seq}"])`, { timeout: 600_000, state: "attached" });
+    assert.equal(await page.inputValue('[data-testid="patch-method"]'), "attribution");
+    assert.equal(await page.inputValue('[data-testid="patch-target"]'), "head_out");
+    const run = await page.getAttribute('[data-testid="patch-status"]', "data-seq");
+    await page.click('[data-testid="patch-run"]');
+    await page.waitForSelector(`[data-testid="patch-status"]:not([data-seq="${run}"]):is([data-state="done"], [data-state="error"])`, { timeout: 600_000, state: "attached" });
+    const err = await page.$('[data-testid="patch-error"]');
+    assert.equal(err && (await err.textContent()), null, "the run ends without an error");
+    const got = Number(await page.textContent('[data-testid="attribution-correlation"]'));
+    assert.ok(Math.abs(got - r) <= 1.5e-3, `correlation ${got} vs the references' ${r}`);
+    assert.equal(await page.textContent('[data-testid="attribution-overlap"]'), "10 of 10");
+    await page.screenshot({ path: path.join(SHOTS, "attribution-guided-cpu.png"), fullPage: true });
+    assert.deepEqual(offOrigin(b.requests, srv.base), []);
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await b.close();
+  }
+});

@@ -15,6 +15,8 @@ use interplay_models::patching::PatchTarget;
 pub struct Preset {
     /// For the patching, ablation and path-patching panels.
     pub patching: Option<PatchingSpec>,
+    /// The patching panel estimates with attribution patching, beside its sweep.
+    pub attribution: bool,
     /// For the prompt and analysis panels: (prompt, answer, wrong).
     pub prompt: Option<(String, String, String)>,
     /// Half-length for the head detectors.
@@ -43,6 +45,7 @@ const GUIDES: &[Guide] = &[
         title: "IOI on a tiny model (instant)",
         paper: "Wang et al. 2022, \"Interpretability in the Wild\"",
         preset: || Preset {
+            attribution: false,
             patching: Some(PatchingSpec::ioi_bundled()),
             prompt: Some((
                 "When Mary and Tom went to the store, Tom gave a drink to".into(),
@@ -61,6 +64,7 @@ const GUIDES: &[Guide] = &[
         title: "Induction heads in a 2-layer model (instant)",
         paper: "Olsson et al. 2022, \"In-context Learning and Induction Heads\"",
         preset: || Preset {
+            attribution: false,
             patching: Some(PatchingSpec::induction_bundled()),
             prompt: Some((
                 "cat moon ship rain fork owl bell tree cat moon ship rain fork owl bell".into(),
@@ -79,6 +83,7 @@ const GUIDES: &[Guide] = &[
         title: "Indirect object identification",
         paper: "Wang et al. 2022, \"Interpretability in the Wild\"",
         preset: || Preset {
+            attribution: false,
             patching: Some(PatchingSpec::ioi_smollm2()),
             prompt: Some((
                 "When Mary and John went to the store, John gave a drink to".into(),
@@ -97,6 +102,25 @@ const GUIDES: &[Guide] = &[
         title: "Which heads carry the name?",
         paper: "Wang et al. 2022; \"Circuit Component Reuse Across Tasks\" (Merullo et al. 2023)",
         preset: || Preset {
+            attribution: false,
+            patching: Some(PatchingSpec {
+                target: PatchTarget::HeadOut,
+                ..PatchingSpec::ioi_smollm2()
+            }),
+            prompt: None,
+            induction_half: None,
+            neurons: None,
+            reuse: None,
+            recall: None,
+        },
+    },
+    Guide {
+        id: "attribution",
+        model: "smollm2",
+        title: "Every patch from one backward pass (attribution patching)",
+        paper: "Nanda 2023, \"Attribution Patching\"; Syed et al. 2023, \"Attribution Patching Outperforms Automated Circuit Discovery\"",
+        preset: || Preset {
+            attribution: true,
             patching: Some(PatchingSpec {
                 target: PatchTarget::HeadOut,
                 ..PatchingSpec::ioi_smollm2()
@@ -114,6 +138,7 @@ const GUIDES: &[Guide] = &[
         title: "Induction heads",
         paper: "Olsson et al. 2022; \"What needs to go right for an induction head?\"",
         preset: || Preset {
+            attribution: false,
             patching: None,
             prompt: None,
             induction_half: Some(50),
@@ -128,6 +153,7 @@ const GUIDES: &[Guide] = &[
         title: "When does the model commit? (logit lens)",
         paper: "nostalgebraist 2020; \"Distributional Semantics Tracing\"",
         preset: || Preset {
+            attribution: false,
             patching: Some(PatchingSpec {
                 clean: Prompt::Text("The capital of France is".into()),
                 corrupt: Prompt::Text("The capital of Italy is".into()),
@@ -152,6 +178,7 @@ const GUIDES: &[Guide] = &[
         title: "Neurons for one relation",
         paper: "Liu et al. 2025, \"On Relation-Specific Neurons in Large Language Models\"",
         preset: || Preset {
+            attribution: false,
             patching: None,
             prompt: None,
             induction_half: None,
@@ -166,6 +193,7 @@ const GUIDES: &[Guide] = &[
         title: "One circuit, two tasks",
         paper: "Merullo et al. 2023, \"Circuit Component Reuse Across Tasks in Transformer Language Models\"",
         preset: || Preset {
+            attribution: false,
             patching: None,
             prompt: None,
             induction_half: None,
@@ -180,6 +208,7 @@ const GUIDES: &[Guide] = &[
         title: "Remembering vs working it out",
         paper: "\"Disentangling Recall and Reasoning in Transformer Models through Layer-wise Attention and Activation Analysis\" (2025)",
         preset: || Preset {
+            attribution: false,
             patching: None,
             prompt: None,
             induction_half: None,

@@ -123,15 +123,30 @@ async fn send_to_engine(
 /// Make sure the engine holds the current model (the engine may have restarted, or changed
 /// device, since), sending its files when it does not; `job` as for a load.
 pub async fn ensure_in_engine(job: Option<RwSignal<Option<JobId>>>) -> Result<(), String> {
+    ensure(job, false).await
+}
+
+/// As [`ensure_in_engine`], in the gradients engine (started now if another engine runs).
+pub async fn ensure_in_gradients_engine(
+    job: Option<RwSignal<Option<JobId>>>,
+) -> Result<(), String> {
+    ensure(job, true).await
+}
+
+async fn ensure(job: Option<RwSignal<Option<JobId>>>, gradients: bool) -> Result<(), String> {
     // A load (another panel's, or another question's re-send) finishes first: sending the model
     // again would replace it.
     sent().await;
     let source = SLOT
         .with(|s| s.borrow().as_ref().map(|sl| sl.source.clone()))
         .ok_or("load a model first")?;
-    // A switch of device may start another engine (the threaded one is CPU only), which holds
-    // nothing yet.
-    engine::prepare(runtime::current());
+    // A switch of device may start another engine (the threaded one is CPU only), and so does a
+    // need for gradients; a new engine holds nothing yet.
+    if gradients {
+        engine::prepare_gradients(runtime::current());
+    } else {
+        engine::prepare(runtime::current());
+    }
     if IN_ENGINE.with(|e| e.get()) == Some((engine::starts(), source.id)) {
         return Ok(());
     }

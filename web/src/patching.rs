@@ -74,7 +74,7 @@ struct SweepResult {
 struct Estimate {
     grid: PatchGrid,
     correlation: Option<f64>,
-    top_overlap: usize,
+    top_overlap: Option<usize>,
     top: usize,
 }
 
@@ -142,8 +142,6 @@ pub fn PatchingPanel(
         model_name.set(s.model.clone());
         let attribution = method.get_untracked() == Method::Attribution;
         let experiment = if attribution {
-            // Gradients: the gradients engine takes over (the model is sent to it below).
-            crate::engine::prepare_gradients(crate::runtime::current());
             let a = AttributionSpec::from_patching(s.clone());
             st.start(&a, 1);
             Experiment::AttributionPatching(a)
@@ -154,7 +152,13 @@ pub fn PatchingPanel(
         spawn_local(async move {
             // The engine computes; the model goes to it again if it restarted or changed device.
             let task = Task::Experiment(Box::new(experiment));
-            let r = match models::ensure_in_engine(Some(st.job)).await {
+            // Gradients: the gradients engine takes over, and the model is sent to it.
+            let sent = if attribution {
+                models::ensure_in_gradients_engine(Some(st.job)).await
+            } else {
+                models::ensure_in_engine(Some(st.job)).await
+            };
+            let r = match sent {
                 Err(e) => Err(e),
                 Ok(()) => match st.compute(task, |_: Part| {}).await {
                     Ok((Output::Patching { grid, rows, cols }, ran)) => Ok(SweepResult {
@@ -211,9 +215,16 @@ pub fn PatchingPanel(
     autosave(DRAFT_KEY, move || current.get());
     Effect::new(move |_| {
         if let Some(crate::guided::Preset {
-            patching: Some(p), ..
+            patching: Some(p),
+            attribution,
+            ..
         }) = preset.get()
         {
+            method.set(if attribution {
+                Method::Attribution
+            } else {
+                Method::Activation
+            });
             clean.set(prompt_text(&p.clean));
             corrupt.set(prompt_text(&p.corrupt));
             answer.set(token_text(&p.answer));
@@ -247,11 +258,11 @@ pub fn PatchingPanel(
                             <dt>"correlation, estimate vs sweep"</dt>
                             <dd data-testid="attribution-correlation">{e.correlation.map_or("— (a constant grid)".to_string(), |c| format!("{c:.3}"))}</dd>
                             <dt>{format!("the sweep's top {} cells (largest |effect|) among the estimate's", e.top)}</dt>
-                            <dd data-testid="attribution-overlap">{format!("{} of {}", e.top_overlap, e.top)}</dd>
+                            <dd data-testid="attribution-overlap">{e.top_overlap.map_or("— (a constant grid)".to_string(), |k| format!("{k} of {}", e.top))}</dd>
                         </dl>
                         <p class="muted">"Attribution patching: (clean − corrupted activation) · gradient of the logit \
                             difference on the corrupted run, one backward pass for every cell. Where the metric is close to \
-                            linear in the patched activation it matches the sweep below; large residual-stream patches are not."</p>
+                            linear in the patched activation it matches the sweep below; for large residual-stream patches it does not."</p>
                         {move || view! { <Heatmap rows=rows.clone() cols=cols.clone() values=e.grid.grid.clone()
                                  scale=fixed_scale.get().then_some(1.0)
                                  what="attribution estimate (normalised)".to_string() testid="attribution-grid".to_string()/> }}

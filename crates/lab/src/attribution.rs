@@ -2,8 +2,8 @@
 //! every patch of one target (`interplay_models::attribution`), the true sweep of the same target
 //! (`interplay_models::patching`), and how well the estimate ranks what the sweep finds.
 //!
-//! The estimate needs gradients, which only a build with autodiff (feature `train`: the CLI)
-//! has; elsewhere the run says so.
+//! The estimate needs gradients, which only a build with autodiff (feature `train`: the CLI, and
+//! the page's gradients engine) computes; elsewhere the run says so.
 
 use interplay_models::load::LoadedModel;
 use interplay_models::patching::{PatchGrid, PatchTarget, Progress, patch_sweep};
@@ -41,8 +41,9 @@ pub struct AttributionOutcome {
     /// Pearson correlation of the two normalised grids over every cell; `None` where either is
     /// constant (equal prompts).
     pub correlation: Option<f64>,
-    /// How many of the sweep's `top` cells of largest |effect| are among the estimate's `top`.
-    pub top_overlap: usize,
+    /// How many of the sweep's `top` cells of largest |effect| are among the estimate's `top`;
+    /// `None` where either grid is constant (nothing to rank).
+    pub top_overlap: Option<usize>,
     /// The `top` compared (ten, or fewer cells).
     pub top: usize,
 }
@@ -130,8 +131,9 @@ async fn estimate(
     _wrong: u32,
 ) -> Result<PatchGrid, LabError> {
     Err(LabError::Spec(
-        "attribution patching needs gradients, which this build does not compute (no autodiff): \
-         run the spec with `interplay run spec.json`"
+        "attribution patching needs gradients, which this engine does not compute (it has no \
+         autodiff): in the page the gradients engine did not start (run it again to retry); \
+         `interplay run spec.json` computes them too"
             .into(),
     ))
 }
@@ -154,9 +156,12 @@ pub fn compare(attribution: PatchGrid, activation: PatchGrid) -> AttributionOutc
         idx
     };
     let (ta, tb) = (ranked(&a), ranked(&b));
-    let top_overlap = tb.iter().filter(|i| ta.contains(i)).count();
+    let correlation = pearson(&a, &b);
+    let top_overlap = correlation
+        .is_some()
+        .then(|| tb.iter().filter(|i| ta.contains(i)).count());
     AttributionOutcome {
-        correlation: pearson(&a, &b),
+        correlation,
         top_overlap,
         top,
         attribution,

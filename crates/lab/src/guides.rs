@@ -71,6 +71,7 @@ mod tests {
                     "induction-bundled",
                     "ioi",
                     "ioi-heads",
+                    "attribution",
                     "induction",
                     "lens",
                     "relation-neurons",

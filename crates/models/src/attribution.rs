@@ -14,6 +14,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData, s};
 
+use crate::budget::{BLOCK_BUDGET, block_bytes};
 use crate::device::read_f32;
 use crate::error::{ModelError, Result};
 use crate::hooks::{Act, Action, HookPlan, HookPoint, Selector};
@@ -65,6 +66,26 @@ pub async fn attribution_sweep(
         }
     }
     let (n, h, p) = (cfg.n_layers, cfg.n_heads, clean.len());
+    // The backward pass needs what every block computed (the graph keeps it), and the logits.
+    let need = |t: usize| n * block_bytes(cfg, 1, t, t) + 8 * t * cfg.d_vocab;
+    if need(p) > BLOCK_BUDGET {
+        let most = (1..p).rev().find(|&t| need(t) <= BLOCK_BUDGET).unwrap_or(0);
+        return Err(ModelError::Input(format!(
+            "attribution patching keeps every layer's activations for its backward pass: {p} \
+             tokens would need about {} MB, more than can be held at once ({} MB); shorten the \
+             prompts to at most {most} tokens",
+            need(p) >> 20,
+            BLOCK_BUDGET >> 20
+        )));
+    }
+    // Before the first token where the prompts differ both runs' activations are equal (attention
+    // is causal): no estimate there, as the sweep patches nothing there (the clean run may take
+    // a fused form and the corrupted one the tensor form, which differ by rounding).
+    let first_diff = clean
+        .iter()
+        .zip(corrupt)
+        .position(|(a, b)| a != b)
+        .unwrap_or(p);
     let hooks = hooks(target, n);
     let device = model.device();
     let tokens = |ids: &[u32]| {
@@ -130,18 +151,18 @@ pub async fn attribution_sweep(
         match target {
             PatchTarget::HeadOut => {
                 for hh in 0..h {
-                    patched[l][hh] += (0..p).map(|pos| e[pos * h + hh]).sum::<f32>();
+                    patched[l][hh] += (first_diff..p).map(|pos| e[pos * h + hh]).sum::<f32>();
                 }
             }
             PatchTarget::HeadOutPos => {
                 for hh in 0..h {
-                    for pos in 0..p {
+                    for pos in first_diff..p {
                         patched[l * h + hh][pos] += e[pos * h + hh];
                     }
                 }
             }
             _ => {
-                for pos in 0..p {
+                for pos in first_diff..p {
                     patched[l][pos] += e[pos];
                 }
             }

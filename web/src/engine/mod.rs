@@ -295,11 +295,17 @@ fn start_if_idle(for_cpu: bool) {
             spawn_worker(Module::Engine, if for_cpu { threads_asked() } else { 1 })
         };
         c.gradients = gradients && port.is_some();
-        // Where no worker starts, the engine's module (without gradients) runs in the page.
-        let port = port.or_else(|| {
-            started();
-            start_in_page()
-        });
+        // No gradients engine (a site built without it): the plain one, whose gradient jobs say
+        // why they cannot run; where no worker starts, the plain engine runs in the page.
+        if gradients && port.is_none() {
+            c.want_gradients = false;
+        }
+        let port = port
+            .or_else(|| gradients.then(|| spawn_worker(Module::Engine, 1)).flatten())
+            .or_else(|| {
+                started();
+                start_in_page()
+            });
         let in_page = matches!(port, Some(Port::Page(_)));
         if let Some(p) = port {
             c.state = State::Starting(p);
@@ -395,6 +401,11 @@ fn switch_engine(id: Option<JobId>, backend: Backend) {
         if !live || serves {
             return None;
         }
+        let why = if c.want_gradients {
+            "the engine restarted to compute gradients (attribution patching); run it again"
+        } else {
+            "the engine restarted for the other device; run it again"
+        };
         match std::mem::replace(&mut c.state, State::Idle) {
             State::Starting(w) | State::Ready(w) => w.terminate(),
             _ => {}
@@ -402,22 +413,20 @@ fn switch_engine(id: Option<JobId>, backend: Backend) {
         // The stopped worker's messages and timer are stale from here on.
         started();
         c.queue.clear();
-        Some(
+        Some((
+            why,
             c.jobs
                 .keys()
                 .copied()
                 .filter(|k| Some(*k) != id)
                 .collect::<Vec<_>>(),
-        )
+        ))
     });
     let switched = old.is_some();
-    for other in old.unwrap_or_default() {
-        finish(
-            other,
-            Err(Failure::Failed(
-                "the engine restarted for the other device; run it again".into(),
-            )),
-        );
+    if let Some((why, others)) = old {
+        for other in others {
+            finish(other, Err(Failure::Failed(why.into())));
+        }
     }
     if switched {
         publish_phase();
@@ -446,6 +455,7 @@ fn post(w: &Port, msg: &ToEngine) {
 fn stopped(reason: &str) {
     enum After {
         Retried,
+        NoGradients,
         InPage,
         Gone,
         FailJobs,
@@ -457,12 +467,23 @@ fn stopped(reason: &str) {
                 w.terminate();
                 started();
                 let threaded = std::mem::take(&mut c.threaded);
-                // A gradients engine that does not start is replaced by the engine in the page,
-                // which says why it cannot compute gradients.
-                c.gradients = false;
-                if let Some(p) = threaded.then(|| spawn_worker(Module::Engine, 1)).flatten() {
+                // A gradients engine that does not start (offline before it was ever cached, a
+                // hung fetch) is replaced by the plain one, whose gradient jobs say why they
+                // cannot run; the next job that needs gradients tries it again.
+                let gradients = std::mem::take(&mut c.gradients);
+                if gradients {
+                    c.want_gradients = false;
+                }
+                if let Some(p) = (threaded || gradients)
+                    .then(|| spawn_worker(Module::Engine, 1))
+                    .flatten()
+                {
                     c.state = State::Starting(p);
-                    After::Retried
+                    if gradients {
+                        After::NoGradients
+                    } else {
+                        After::Retried
+                    }
                 } else if let Some(p) = {
                     started();
                     start_in_page()
@@ -492,6 +513,10 @@ fn stopped(reason: &str) {
                 note: Some(format!("threads did not start: {reason}")),
             });
         }
+        After::NoGradients => web_sys::console::warn_1(
+            &format!("the gradients engine did not start ({reason}); using the engine without")
+                .into(),
+        ),
         After::InPage => {
             computing_in_page();
             web_sys::console::warn_1(

@@ -23,7 +23,8 @@ pub type JobId = u32;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Task {
     /// The start page's check: an `n`×`n` seeded matrix product on the device, checked against
-    /// a float64 product (`interplay_models::device::device_check`). It brings the device up, so
+    /// a float64 product (`interplay_models::device::device_check`; on WebGPU by the fused
+    /// transformer blocks' product kernel, not Burn's matmul, which hooked runs use). It brings the device up, so
     /// its [`Ran`] says which device the page has and why not WebGPU where it fell back.
     DeviceCheck {
         /// Matrix size.

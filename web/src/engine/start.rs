@@ -173,8 +173,9 @@ pub(super) fn spawn_worker(module: Module, threads: usize) -> Option<Port> {
         w.terminate();
         return None;
     }
-    // A worker that never answers (a hung import) must not hold the page's runs forever.
-    let timeout = if threads > 1 {
+    // A worker that never answers (a hung import) must not hold the page's runs forever. The
+    // threaded engine and the gradients engine (never precached) have their own modules to fetch.
+    let timeout = if threads > 1 || module == Module::Gradients {
         THREADED_START_TIMEOUT_MS
     } else {
         START_TIMEOUT_MS
