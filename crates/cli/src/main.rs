@@ -278,17 +278,7 @@ fn run_attribution(
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
-    if model.is_none()
-        && spec.model != registry::SMOLLM2_ID
-        && Bundled::from_id(&spec.model).is_none()
-    {
-        bail!(
-            "the spec names model {:?}: give its file with --model",
-            spec.model
-        );
-    }
-    let dev = device.init()?;
-    let m = load(&model_path(&spec.model, model), &dev)?;
+    let (dev, m) = load_named(&spec.model, model, device)?;
     let result = pollster::block_on(spec.run(&m, &mut no_progress))?;
     Ok(json!({
         "spec": spec,
@@ -354,22 +344,27 @@ fn run_on_text(
     Ok(json!({ "spec": spec, "result": result, "device": dev.backend }))
 }
 
+/// The model a spec names (SmolLM2, a bundled model) or the file given with `--model`, on the
+/// device asked for.
+fn load_named(
+    name: &str,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<(ComputeDevice, LoadedModel)> {
+    if model.is_none() && name != registry::SMOLLM2_ID && Bundled::from_id(name).is_none() {
+        bail!("the spec names model {name:?}: give its file with --model");
+    }
+    let dev = device.init()?;
+    let m = load(&model_path(name, model), &dev)?;
+    Ok((dev, m))
+}
+
 fn run_patching(
     spec: &PatchingSpec,
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
-    if model.is_none()
-        && spec.model != registry::SMOLLM2_ID
-        && Bundled::from_id(&spec.model).is_none()
-    {
-        bail!(
-            "the spec names model {:?}: give its file with --model",
-            spec.model
-        );
-    }
-    let dev = device.init()?;
-    let m = load(&model_path(&spec.model, model), &dev)?;
+    let (dev, m) = load_named(&spec.model, model, device)?;
     let grid = pollster::block_on(spec.run(&m, &mut no_progress))?;
     Ok(json!({
         "spec": spec,

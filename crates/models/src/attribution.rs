@@ -168,25 +168,5 @@ pub async fn attribution_sweep(
             }
         }
     }
-    let span = clean_metric - corrupt_metric;
-    let grid = patched
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|&m| {
-                    if span == 0.0 {
-                        0.0
-                    } else {
-                        (m - corrupt_metric) / span
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    Ok(PatchGrid {
-        clean_metric,
-        corrupt_metric,
-        grid,
-        patched,
-    })
+    Ok(PatchGrid::new(clean_metric, corrupt_metric, patched))
 }

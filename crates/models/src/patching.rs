@@ -97,6 +97,34 @@ pub struct PatchGrid {
     pub patched: Vec<Vec<f32>>,
 }
 
+impl PatchGrid {
+    /// The grid of raw patched metrics `patched`, normalised: `(patched − corrupt) / (clean −
+    /// corrupt)`, 0 everywhere when the two runs' metrics are equal.
+    pub fn new(clean_metric: f32, corrupt_metric: f32, patched: Vec<Vec<f32>>) -> Self {
+        let denom = clean_metric - corrupt_metric;
+        let grid = patched
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|&v| {
+                        if denom == 0.0 {
+                            0.0
+                        } else {
+                            (v - corrupt_metric) / denom
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            clean_metric,
+            corrupt_metric,
+            grid,
+            patched,
+        }
+    }
+}
+
 /// The logit-difference metric, evaluated cheaply from residual streams.
 struct LogitDiff {
     /// `W_U[:, answer] − W_U[:, wrong]`, `[d_model, 1]`.
@@ -357,27 +385,7 @@ pub async fn patch_sweep(
             patched[n][p] = it.next().unwrap_or(f32::NAN);
         }
     }
-    let denom = clean_metric - corrupt_metric;
-    let grid = patched
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|&v| {
-                    if denom == 0.0 {
-                        0.0
-                    } else {
-                        (v - corrupt_metric) / denom
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    Ok(PatchGrid {
-        clean_metric,
-        corrupt_metric,
-        grid,
-        patched,
-    })
+    Ok(PatchGrid::new(clean_metric, corrupt_metric, patched))
 }
 
 /// One variant of an [`intervention_sweep`]: interventions at hooks of one layer's block (the
@@ -638,25 +646,5 @@ pub async fn patch_sweep_naive(
     let values = read_f32(Tensor::cat(outs, 0)).await?;
     let (clean_metric, corrupt_metric) = (values[0], values[1]);
     let patched: Vec<Vec<f32>> = values[2..].chunks(cols).map(<[f32]>::to_vec).collect();
-    let denom = clean_metric - corrupt_metric;
-    let grid = patched
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|&v| {
-                    if denom == 0.0 {
-                        0.0
-                    } else {
-                        (v - corrupt_metric) / denom
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    Ok(PatchGrid {
-        clean_metric,
-        corrupt_metric,
-        grid,
-        patched,
-    })
+    Ok(PatchGrid::new(clean_metric, corrupt_metric, patched))
 }
