@@ -12,7 +12,7 @@
 //! weight gradient is computed) and the graph through every activation stays whole, so one
 //! backward pass gives all of them.
 
-use burn::tensor::{Int, Tensor, TensorData, s};
+use burn::tensor::{Tensor, s};
 
 use crate::budget::{BLOCK_BUDGET, block_bytes};
 use crate::device::read_f32;
@@ -87,17 +87,15 @@ pub async fn attribution_sweep(
         .position(|(a, b)| a != b)
         .unwrap_or(p);
     let hooks = hooks(target, n);
-    let device = model.device();
-    let tokens = |ids: &[u32]| {
-        Tensor::<2, Int>::from_data(
-            TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, p]),
-            &device,
-        )
-    };
+    // `tokens` refuses ids outside the vocabulary (a student's typed ids), as the sweep does.
+    let (clean_ids, corrupt_ids) = (
+        model.tokens(&[clean.to_vec()])?,
+        model.tokens(&[corrupt.to_vec()])?,
+    );
 
     // The clean run: its activations at every hook, and its metric.
     let (logits, clean_acts) =
-        model.run_with_hooks(tokens(clean), &HookPlan::caching(hooks.iter().copied()));
+        model.run_with_hooks(clean_ids, &HookPlan::caching(hooks.iter().copied()));
     let clean_metric = read_f32(logit_diff(logits, answer, wrong)).await?[0];
 
     // The corrupted run with a zero leaf added at every hook: the leaves' gradients are the
@@ -115,7 +113,7 @@ pub async fn attribution_sweep(
         plan = plan.with(hook, Selector::all(), Action::Shift(leaf.clone()));
         leaves.push(leaf);
     }
-    let (logits, corrupt_acts) = model.run_with_hooks(tokens(corrupt), &plan);
+    let (logits, corrupt_acts) = model.run_with_hooks(corrupt_ids, &plan);
     let metric = logit_diff(logits, answer, wrong);
     let grads = metric.backward();
     let corrupt_metric = read_f32(metric.detach()).await?[0];

@@ -84,3 +84,23 @@ fn attribution_patching_matches_pytorch_autograd_on_smollm2() {
     };
     check("smollm2", &path, &ComputeDevice::cpu());
 }
+
+#[test]
+fn ids_outside_the_vocabulary_are_a_message() {
+    let m = load_path(&fixtures().join("tiny-gpt2"), &ComputeDevice::cpu().device)
+        .expect("loads")
+        .model;
+    let v = m.config.d_vocab as u32;
+    for (clean, answer) in [(vec![1, v, 2], 3), (vec![1, 2, 3], v)] {
+        let e = pollster::block_on(attribution_sweep(
+            &m,
+            &clean,
+            &[1, 4, 2],
+            PatchTarget::ResidPre,
+            answer,
+            5,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("outside the vocabulary"), "{e}");
+    }
+}
