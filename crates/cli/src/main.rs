@@ -269,12 +269,29 @@ fn run_spec_file(a: &RunArgs) -> Result<serde_json::Value> {
         Experiment::CircuitReuse(spec) => run_circuit_reuse(&spec, model, a.device),
         Experiment::RecallReasoning(spec) => run_recall_reasoning(&spec, model, a.device),
         Experiment::AttributionPatching(spec) => run_attribution(&spec, model, a.device),
+        Experiment::EdgeAttribution(spec) => run_edges(&spec, model, a.device),
     }
 }
 
 /// Attribution patching and the activation-patching sweep it estimates: `{spec, result, device}`.
 fn run_attribution(
     spec: &interplay_lab::attribution::AttributionSpec,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<serde_json::Value> {
+    let (dev, m) = load_named(&spec.model, model, device)?;
+    let result = pollster::block_on(spec.run(&m, &mut no_progress))?;
+    Ok(json!({
+        "spec": spec,
+        "result": result,
+        "device": dev.backend,
+    }))
+}
+
+/// Edge attribution patching, the top edges' exact effects and the faithfulness curve:
+/// `{spec, result, device}`.
+fn run_edges(
+    spec: &interplay_lab::edges::EdgeSpec,
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {

@@ -170,7 +170,7 @@ pub fn compare(attribution: PatchGrid, activation: PatchGrid) -> AttributionOutc
 }
 
 /// Pearson's r; `None` when either side is constant or the lengths differ.
-fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+pub(crate) fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
     if a.len() != b.len() || a.is_empty() {
         return None;
     }

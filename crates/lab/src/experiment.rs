@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::LabError;
 use crate::attribution::AttributionSpec;
+use crate::edges::EdgeSpec;
 use crate::mergelab::MergeSpec;
 use crate::neurofeedback::NeurofeedbackSpec;
 use crate::neurons::NeuronsSpec;
@@ -50,6 +51,10 @@ pub enum Experiment {
     /// "attribution-patching"`).
     #[serde(rename = "circuits")]
     AttributionPatching(AttributionSpec),
+    /// Circuits lab: edge attribution patching (EAP, EAP-IG), the top edges' exact effects and
+    /// the faithfulness curve (`"experiment": "edge-attribution"`).
+    #[serde(rename = "circuits")]
+    EdgeAttribution(EdgeSpec),
     /// Merge lab: merges of the bundled suite, sweeps and maps.
     Merge(MergeSpec),
     /// Neurofeedback lab: the metacognition paradigm.
@@ -196,6 +201,19 @@ impl LabSpec for AttributionSpec {
     }
 }
 
+impl LabSpec for EdgeSpec {
+    const LAB: LabKind = LabKind::Circuits;
+    fn into_experiment(self) -> Experiment {
+        Experiment::EdgeAttribution(self)
+    }
+    fn from_experiment(e: Experiment) -> Option<Self> {
+        match e {
+            Experiment::EdgeAttribution(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
@@ -204,7 +222,8 @@ impl Experiment {
             | Experiment::RelationNeurons(_)
             | Experiment::CircuitReuse(_)
             | Experiment::RecallReasoning(_)
-            | Experiment::AttributionPatching(_) => LabKind::Circuits,
+            | Experiment::AttributionPatching(_)
+            | Experiment::EdgeAttribution(_) => LabKind::Circuits,
             Experiment::Merge(_) => LabKind::Merge,
             Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
             Experiment::Dynamics(_) => LabKind::Dynamics,
@@ -270,14 +289,19 @@ impl Experiment {
                 Some(Value::String(s)) if s == AttributionSpec::EXPERIMENT => {
                     serde_path_to_error::deserialize(v).map(Experiment::AttributionPatching)
                 }
+                Some(Value::String(s)) if s == EdgeSpec::EXPERIMENT => {
+                    serde_path_to_error::deserialize(v).map(Experiment::EdgeAttribution)
+                }
                 Some(other) => {
                     return Err(LabError::Spec(format!(
                         "not a valid Circuits experiment spec: experiment: unknown experiment {other}: \
-                         use \"{}\", \"{}\", \"{}\" or \"{}\", or leave it out for a patching sweep",
+                         use \"{}\", \"{}\", \"{}\", \"{}\" or \"{}\", or leave it out for a \
+                         patching sweep",
                         NeuronsSpec::EXPERIMENT,
                         ReuseSpec::EXPERIMENT,
                         RecallSpec::EXPERIMENT,
-                        AttributionSpec::EXPERIMENT
+                        AttributionSpec::EXPERIMENT,
+                        EdgeSpec::EXPERIMENT
                     )));
                 }
             },
@@ -438,6 +462,7 @@ mod tests {
             Experiment::CircuitReuse(ReuseSpec::smollm2()),
             Experiment::RecallReasoning(RecallSpec::smollm2()),
             Experiment::AttributionPatching(AttributionSpec::ioi_smollm2()),
+            Experiment::EdgeAttribution(EdgeSpec::ioi_smollm2()),
         ];
         for e in all {
             let json = e.to_json();

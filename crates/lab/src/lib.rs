@@ -25,6 +25,7 @@ pub mod ablation;
 pub mod attribution;
 pub mod bundled;
 pub mod circuits;
+pub mod edges;
 pub mod experiment;
 pub mod findings;
 pub mod guided;

@@ -10,10 +10,19 @@
 //! | `blocks.{L}.attn.hook_attn_scores`, `hook_pattern` | `[batch, n_heads, query_pos, key_pos]` |
 //! | `blocks.{L}.attn.hook_result` | `[batch, pos, n_heads, d_model]` (each head's output) |
 //! | `blocks.{L}.mlp.hook_pre`, `hook_post` | `[batch, pos, d_mlp]` |
+//! | `blocks.{L}.hook_q_input` | `[batch, pos, n_heads, d_model]` |
+//! | `blocks.{L}.hook_k_input`, `hook_v_input` | `[batch, pos, n_kv_heads, d_model]` |
+//! | `blocks.{L}.hook_mlp_in` | `[batch, pos, d_model]` |
 //! | `ln_final.hook_normalized` | `[batch, pos, d_model]` |
 //!
 //! For gated (Llama) MLPs `hook_pre` is the gate's pre-activation and `hook_post` the input to
 //! the down projection, as in TransformerLens. Masked attention scores hold `-inf`.
+//!
+//! The input hooks are the residual stream as one consumer alone reads it, before its norm
+//! (TransformerLens's `use_split_qkv_input` and `use_hook_mlp_in`): a copy per query head and per
+//! key/value head, and the MLP's input apart from the skip connection. Touching one of a layer's
+//! q/k/v inputs makes that layer compute its projections per head from its own copies; edge
+//! attribution patching reads and patches each consumer's input there.
 //!
 //! Interventions select positions and heads with a [`Selector`], never through the name.
 //! Positions are absolute prompt positions, also when a sweep runs only a suffix of the prompt.
@@ -64,6 +73,14 @@ pub enum HookPoint {
     MlpPost(usize),
     /// `ln_final.hook_normalized`
     LnFinal,
+    /// `blocks.{L}.hook_q_input`
+    QInput(usize),
+    /// `blocks.{L}.hook_k_input`
+    KInput(usize),
+    /// `blocks.{L}.hook_v_input`
+    VInput(usize),
+    /// `blocks.{L}.hook_mlp_in`
+    MlpIn(usize),
 }
 
 impl HookPoint {
@@ -73,9 +90,8 @@ impl HookPoint {
         match self {
             Embed | PosEmbed | LnFinal => None,
             ResidPre(l) | ResidMid(l) | ResidPost(l) | AttnOut(l) | MlpOut(l) | Q(l) | K(l)
-            | V(l) | Z(l) | AttnScores(l) | Pattern(l) | Result(l) | MlpPre(l) | MlpPost(l) => {
-                Some(l)
-            }
+            | V(l) | Z(l) | AttnScores(l) | Pattern(l) | Result(l) | MlpPre(l) | MlpPost(l)
+            | QInput(l) | KInput(l) | VInput(l) | MlpIn(l) => Some(l),
         }
     }
 
@@ -88,6 +104,9 @@ impl HookPoint {
                 | HookPoint::V(_)
                 | HookPoint::Z(_)
                 | HookPoint::Result(_)
+                | HookPoint::QInput(_)
+                | HookPoint::KInput(_)
+                | HookPoint::VInput(_)
         )
     }
 
@@ -118,6 +137,10 @@ impl fmt::Display for HookPoint {
             Result(l) => write!(f, "blocks.{l}.attn.hook_result"),
             MlpPre(l) => write!(f, "blocks.{l}.mlp.hook_pre"),
             MlpPost(l) => write!(f, "blocks.{l}.mlp.hook_post"),
+            QInput(l) => write!(f, "blocks.{l}.hook_q_input"),
+            KInput(l) => write!(f, "blocks.{l}.hook_k_input"),
+            VInput(l) => write!(f, "blocks.{l}.hook_v_input"),
+            MlpIn(l) => write!(f, "blocks.{l}.hook_mlp_in"),
         }
     }
 }
@@ -151,6 +174,10 @@ impl FromStr for HookPoint {
             "attn.hook_result" => Result(l),
             "mlp.hook_pre" => MlpPre(l),
             "mlp.hook_post" => MlpPost(l),
+            "hook_q_input" => QInput(l),
+            "hook_k_input" => KInput(l),
+            "hook_v_input" => VInput(l),
+            "hook_mlp_in" => MlpIn(l),
             _ => return Err(bad()),
         })
     }

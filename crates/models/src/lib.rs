@@ -23,6 +23,7 @@ pub mod attribution;
 pub mod budget;
 pub mod config;
 pub mod device;
+pub mod eap;
 pub mod error;
 pub mod generate;
 pub mod gguf;

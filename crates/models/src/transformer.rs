@@ -575,17 +575,56 @@ impl Transformer {
         {
             return (hooks.r3(HookPoint::ResidPost(l), r), k, v);
         }
+        let (resid, k, v) = self.attention_half(l, block, resid, prefix, tables, hooks);
+        let resid = self.mlp_half(l, block, resid, hooks);
+        (resid, k, v)
+    }
+
+    /// The tensor form of block `l`'s attention: `hook_resid_pre`'s residual (already hooked) to
+    /// `hook_resid_mid`'s, with the rotated keys/values of the prefix and this run.
+    ///
+    /// # Shapes
+    /// - as [`block_forward`](Self::block_forward), returning `resid_mid` `[batch, pos, d_model]`.
+    fn attention_half(
+        &self,
+        l: usize,
+        block: &Block,
+        resid: Tensor<3>,
+        prefix: Option<(Tensor<4>, Tensor<4>)>,
+        tables: &RunTables,
+        hooks: &mut HookRunner,
+    ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
+        let cfg = &self.config;
+        let kept_block = self.quantised.as_ref().and_then(|w| w.blocks.get(l));
         let (h, hkv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
         let [b, p, _] = resid.dims();
 
-        let x = block.ln1.forward(resid.clone());
         let a = &block.attn;
         let kept = |f: fn(&quant::QuantBlock) -> &Option<quant::QuantMatrix>| {
             kept_block.and_then(|qb| f(qb).as_ref())
         };
-        let q = linear(x.clone(), &a.w_q, &a.b_q, kept(|b| &b.q)).reshape([b, p, h, dh]);
-        let k = linear(x.clone(), &a.w_k, &a.b_k, kept(|b| &b.k)).reshape([b, p, hkv, dh]);
-        let v = linear(x, &a.w_v, &a.b_v, kept(|b| &b.v)).reshape([b, p, hkv, dh]);
+        let split = [
+            HookPoint::QInput(l),
+            HookPoint::KInput(l),
+            HookPoint::VInput(l),
+        ]
+        .into_iter()
+        .any(|hook| hooks.touches(hook));
+        let (q, k, v) = if split {
+            let ln = &block.ln1;
+            (
+                split_projection(ln, &resid, h, &a.w_q, &a.b_q, HookPoint::QInput(l), hooks),
+                split_projection(ln, &resid, hkv, &a.w_k, &a.b_k, HookPoint::KInput(l), hooks),
+                split_projection(ln, &resid, hkv, &a.w_v, &a.b_v, HookPoint::VInput(l), hooks),
+            )
+        } else {
+            let x = block.ln1.forward(resid.clone());
+            (
+                linear(x.clone(), &a.w_q, &a.b_q, kept(|b| &b.q)).reshape([b, p, h, dh]),
+                linear(x.clone(), &a.w_k, &a.b_k, kept(|b| &b.k)).reshape([b, p, hkv, dh]),
+                linear(x, &a.w_v, &a.b_v, kept(|b| &b.v)).reshape([b, p, hkv, dh]),
+            )
+        };
         let q = hooks.r4(HookPoint::Q(l), q);
         let k = hooks.r4(HookPoint::K(l), k);
         let v = hooks.r4(HookPoint::V(l), v);
@@ -648,8 +687,27 @@ impl Transformer {
         };
         let attn_out = hooks.r3(HookPoint::AttnOut(l), attn_out);
         let resid = hooks.r3(HookPoint::ResidMid(l), resid + attn_out);
+        (resid, k, v)
+    }
 
-        let x = block.ln2.forward(resid.clone());
+    /// The tensor form of block `l`'s MLP: `hook_resid_mid`'s residual (already hooked) to
+    /// `hook_resid_post`'s.
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]` → same.
+    fn mlp_half(
+        &self,
+        l: usize,
+        block: &Block,
+        resid: Tensor<3>,
+        hooks: &mut HookRunner,
+    ) -> Tensor<3> {
+        let kept_block = self.quantised.as_ref().and_then(|w| w.blocks.get(l));
+        let kept = |f: fn(&quant::QuantBlock) -> &Option<quant::QuantMatrix>| {
+            kept_block.and_then(|qb| f(qb).as_ref())
+        };
+        let mlp_in = hooks.r3(HookPoint::MlpIn(l), resid.clone());
+        let x = block.ln2.forward(mlp_in);
         let m = &block.mlp;
         let post = match &m.w_gate {
             Some(wg) => {
@@ -666,7 +724,60 @@ impl Transformer {
         let post = hooks.r3(HookPoint::MlpPost(l), post);
         let mlp_out = linear(post, &m.w_out, &m.b_out, kept(|b| &b.down));
         let mlp_out = hooks.r3(HookPoint::MlpOut(l), mlp_out);
-        let resid = hooks.r3(HookPoint::ResidPost(l), resid + mlp_out);
-        (resid, k, v)
+        hooks.r3(HookPoint::ResidPost(l), resid + mlp_out)
+    }
+
+    /// Block `l`'s attention and MLP as two steps on a whole prompt (no prefix), in the tensor
+    /// form, each under its own hooks: for runs whose interventions on the MLP's input depend on
+    /// what this block's heads wrote (edge patching).
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]` (hooked as `hook_resid_pre` by `attention`'s plan) →
+    ///   same, after the half.
+    pub(crate) fn attention_step(
+        &self,
+        l: usize,
+        resid: Tensor<3>,
+        hooks: &mut HookRunner,
+    ) -> Tensor<3> {
+        let tables = self.run_tables(&resid, 0);
+        let resid = hooks.r3(HookPoint::ResidPre(l), resid);
+        self.attention_half(l, &self.blocks[l], resid, None, &tables, hooks)
+            .0
+    }
+
+    /// See [`attention_step`](Self::attention_step).
+    pub(crate) fn mlp_step(&self, l: usize, resid: Tensor<3>, hooks: &mut HookRunner) -> Tensor<3> {
+        self.mlp_half(l, &self.blocks[l], resid, hooks)
+    }
+}
+
+/// One projection computed per head from each head's own copy of the residual stream (the
+/// `hook_q_input`/`hook_k_input`/`hook_v_input` hooks), each copy through the block's first
+/// norm: equal to the plain projection when no hook changes the copies.
+///
+/// # Shapes
+/// - `resid`: `[batch, pos, d_model]`, `w`: `[d_model, n * d_head]` → `[batch, pos, n, d_head]`.
+fn split_projection(
+    norm: &Norm,
+    resid: &Tensor<3>,
+    n: usize,
+    w: &Param<Tensor<2>>,
+    bias: &Option<Param<Tensor<1>>>,
+    hook: HookPoint,
+    hooks: &mut HookRunner,
+) -> Tensor<4> {
+    let [b, p, d] = resid.dims();
+    let w = w.val();
+    let dh = w.dims()[1] / n;
+    let x = resid.clone().reshape([b, p, 1, d]).expand([b, p, n, d]);
+    let x = hooks.r4(hook, x);
+    let x = norm.forward(x.reshape([b, p * n, d])).reshape([b, p, n, d]);
+    // [1, n, d, dh]: head i's columns of W.
+    let w = w.reshape([d, n, dh]).swap_dims(0, 1).reshape([1, n, d, dh]);
+    let y = x.swap_dims(1, 2).matmul(w).swap_dims(1, 2);
+    match bias {
+        Some(bb) => y + bb.val().reshape([1, 1, n, dh]),
+        None => y,
     }
 }
