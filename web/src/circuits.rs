@@ -283,6 +283,11 @@ pub fn CircuitsLab() -> impl IntoView {
             crate::share::read_share_link::<interplay_lab::recall::RecallSpec>()
                 .and_then(Result::ok)
                 .map(|s| s.model)
+        })
+        .or_else(|| {
+            crate::share::read_share_link::<interplay_lab::edges::EdgeSpec>()
+                .and_then(Result::ok)
+                .map(|s| s.model)
         });
     // A model the page will not load by itself: say what the link needs, not nothing.
     if let Some(m) = &linked
@@ -436,5 +441,6 @@ pub fn CircuitsLab() -> impl IntoView {
         <crate::neurons::NeuronsPanel preset=preset/>
         <crate::reuse::ReusePanel preset=preset/>
         <crate::recall::RecallPanel preset=preset/>
+        <crate::edges::EdgesPanel preset=preset/>
     }
 }

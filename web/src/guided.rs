@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 
+use interplay_lab::edges::EdgeSpec;
 use interplay_lab::neurons::NeuronsSpec;
 use interplay_lab::recall::RecallSpec;
 use interplay_lab::reuse::ReuseSpec;
@@ -27,6 +28,8 @@ pub struct Preset {
     pub reuse: Option<ReuseSpec>,
     /// For the recall-vs-reasoning panel.
     pub recall: Option<RecallSpec>,
+    /// For the edge-attribution panel.
+    pub edges: Option<EdgeSpec>,
 }
 
 struct Guide {
@@ -56,6 +59,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -75,6 +79,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -94,6 +99,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -112,6 +118,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -130,6 +137,23 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: None,
+            edges: None,
+        },
+    },
+    Guide {
+        id: "edges",
+        model: "smollm2",
+        title: "The circuit's edges (EAP-IG)",
+        paper: "Syed et al. 2023 (EAP); Hanna, Pezzelle and Belinkov 2024, \"Have Faith in Faithfulness\" (EAP-IG)",
+        preset: || Preset {
+            attribution: false,
+            patching: None,
+            prompt: None,
+            induction_half: None,
+            neurons: None,
+            reuse: None,
+            recall: None,
+            edges: Some(EdgeSpec::ioi_smollm2()),
         },
     },
     Guide {
@@ -145,6 +169,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -170,6 +195,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -185,6 +211,7 @@ const GUIDES: &[Guide] = &[
             neurons: Some(NeuronsSpec::capital_smollm2()),
             reuse: None,
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -200,6 +227,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: Some(ReuseSpec::smollm2()),
             recall: None,
+            edges: None,
         },
     },
     Guide {
@@ -215,6 +243,7 @@ const GUIDES: &[Guide] = &[
             neurons: None,
             reuse: None,
             recall: Some(RecallSpec::smollm2()),
+            edges: None,
         },
     },
 ];

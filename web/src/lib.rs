@@ -26,6 +26,7 @@ pub mod ablation;
 pub mod assets;
 pub mod circuits;
 pub mod dynamics;
+pub mod edges;
 pub mod engine;
 pub mod guided;
 pub mod merge;

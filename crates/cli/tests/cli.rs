@@ -1047,3 +1047,137 @@ fn run_attribution_patching_matches_pytorch() {
     assert_eq!(r["top"], 10);
     assert!(r["top_overlap"].as_u64().unwrap() <= 10);
 }
+
+/// `interplay run` of an edge-attribution spec: the EAP-IG scores and exact effects of the top
+/// edges are PyTorch's (make_eap_goldens.py), and a circuit of every edge is the clean run.
+#[test]
+fn run_edge_attribution_matches_pytorch() {
+    let tiny = fixtures().join("tiny-llama").join("model.gguf");
+    let g = golden("eap");
+    let want = &g["models"]["tiny-llama"];
+    let spec = serde_json::json!({
+        "lab": "circuits", "experiment": "edge-attribution", "model": "tiny-llama",
+        "clean": want["clean"], "corrupt": want["corrupt"], "answer": want["answer"],
+        "wrong": want["wrong"], "method": "eap-ig", "steps": g["steps"], "top": 30,
+    });
+    let file = std::env::temp_dir().join("interplay-edges.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, v, err) = interplay(&[
+        "run",
+        file.to_str().unwrap(),
+        "--model",
+        tiny.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["result"];
+    assert_eq!(r["edges"], 82);
+    assert_eq!(r["upstream"], want["upstream"]);
+    assert_eq!(r["downstream"], want["downstream"]);
+    for e in r["top"].as_array().unwrap() {
+        let (u, vv) = (
+            e["u"].as_u64().unwrap() as usize,
+            e["v"].as_u64().unwrap() as usize,
+        );
+        for (ours, theirs) in [("score", &want["eap_ig"]), ("exact", &want["exact"])] {
+            let (got, w) = (e[ours].as_f64().unwrap(), theirs[u][vv].as_f64().unwrap());
+            assert!(
+                (got - w).abs() < 1e-4,
+                "{ours} {} → {}: {got} vs {w}",
+                e["from"],
+                e["to"]
+            );
+        }
+    }
+    let curve = r["curve"].as_array().unwrap();
+    let last = curve.last().unwrap();
+    assert_eq!(last["edges"], 82);
+    assert!(
+        (last["faithfulness"].as_f64().unwrap() - 1.0).abs() < 1e-3,
+        "{last}"
+    );
+}
+
+/// The numbers the edge guide quotes, from `interplay run` of its spec with each method (the
+/// scores and circuits themselves are checked against PyTorch in `models/eap`).
+#[test]
+fn the_edge_guides_numbers_are_this_projects_runs() {
+    let Some(model) = interplay_testkit::smollm2() else {
+        return;
+    };
+    let run = |method: &str| {
+        let mut spec = serde_json::to_value(interplay_lab::edges::EdgeSpec::ioi_smollm2()).unwrap();
+        spec["lab"] = "circuits".into();
+        spec["method"] = method.into();
+        let file = std::env::temp_dir().join(format!("interplay-edges-{method}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let (code, v, err) = interplay(&[
+            "run",
+            file.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        v["result"].clone()
+    };
+    let faith = |r: &Value, n: u64| {
+        r["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["edges"] == n)
+            .unwrap()["faithfulness"]
+            .as_f64()
+            .unwrap()
+    };
+    let close = |got: f64, want: f64, what: &str| {
+        assert!((got - want).abs() < 0.006, "{what}: {got} vs {want}")
+    };
+    let ig = run("eap-ig");
+    assert_eq!(ig["edges"], 70651);
+    close(
+        ig["correlation"].as_f64().unwrap(),
+        0.993,
+        "EAP-IG correlation",
+    );
+    let top = &ig["top"][0];
+    assert_eq!(
+        (top["from"].as_str(), top["to"].as_str()),
+        (Some("input"), Some("m0"))
+    );
+    assert!(
+        (top["score"].as_f64().unwrap() + 11.06).abs() < 0.05,
+        "{top}"
+    );
+    assert!(
+        (top["exact"].as_f64().unwrap() + 11.41).abs() < 0.05,
+        "{top}"
+    );
+    let second = &ig["top"][1];
+    assert_eq!(
+        (second["from"].as_str(), second["to"].as_str()),
+        (Some("a23.h3"), Some("logits"))
+    );
+    assert!(
+        (second["score"].as_f64().unwrap() + 6.03).abs() < 0.05,
+        "{second}"
+    );
+    assert!(
+        (second["exact"].as_f64().unwrap() + 6.19).abs() < 0.05,
+        "{second}"
+    );
+    for (n, f) in [(10, 0.27), (100, 0.48), (1000, 0.83), (10000, 0.96)] {
+        close(faith(&ig, n), f, &format!("EAP-IG, {n} edges"));
+    }
+    let eap = run("eap");
+    assert!(
+        eap["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["from"] != "input" || e["to"] != "m0"),
+        "EAP leaves input → m0 out of its top 20"
+    );
+    for (n, f) in [(10, 0.0), (100, 0.25), (1000, 0.63)] {
+        close(faith(&eap, n), f, &format!("EAP, {n} edges"));
+    }
+}

@@ -72,6 +72,7 @@ mod tests {
                     "ioi",
                     "ioi-heads",
                     "attribution",
+                    "edges",
                     "induction",
                     "lens",
                     "relation-neurons",

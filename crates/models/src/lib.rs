@@ -12,6 +12,7 @@
 //! | [`hooks`] | [`HookPoint`] names, [`HookPlan`] (cache + interventions) |
 //! | [`patching`] | activation-patching sweeps that recompute only what changes |
 //! | [`attribution`] | attribution patching: every patch estimated from one backward pass (`train`) |
+//! | [`eap`] | edge attribution patching (EAP, EAP-IG; scores need `train`) and edge-patched circuits |
 //! | [`generate`] | greedy / seeded sampling with a key/value cache |
 //! | [`rng`] | the seeded generator every experiment shares |
 //! | [`registry`] | ids and file names of SmolLM2 and the bundled models, and where they live |

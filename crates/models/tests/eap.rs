@@ -7,7 +7,7 @@
 
 use interplay_models::device::read_f32;
 use interplay_models::eap::{EdgeGraph, EdgePatcher};
-use interplay_models::hooks::{Act, Action, HookPlan, HookPoint, Selector};
+use interplay_models::hooks::{Action, HookPlan, HookPoint, Selector};
 use interplay_models::load::load_path;
 use interplay_models::patching::no_progress;
 use interplay_testkit::*;
@@ -27,7 +27,7 @@ fn split_inputs_compute_the_same_logits() {
             let m = load_path(&fixtures().join(name), &dev.device)
                 .unwrap()
                 .model;
-            let t = || m.tokens(&[clean.clone()]).unwrap();
+            let t = || m.tokens(std::slice::from_ref(&clean)).unwrap();
             let plain = pollster::block_on(read_f32(m.forward(t()))).unwrap();
             let mut plan = HookPlan::default();
             for l in 0..m.config.n_layers {
@@ -83,7 +83,6 @@ fn all_edges_give_the_clean_metric_and_none_the_corrupted() {
                 "{name}: {none} vs corrupt {}",
                 metric(&corrupt)
             );
-            let _ = no_progress;
         }
     }
 }
@@ -106,7 +105,6 @@ fn the_graph_numbers_its_nodes_as_documented() {
     assert_eq!(g.prev(9), 6);
     // q/k/v of layer 0: 8 readers × 1; m0: 5; layer 1: 8 × 6; m1: 10; logits: 11.
     assert_eq!(g.edges(), 8 + 5 + 48 + 10 + 11);
-    let _ = Act::R3;
 }
 
 /// Scores within 1e-4 of the largest |score| (they are sums of products over positions and the

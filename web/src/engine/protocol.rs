@@ -65,9 +65,12 @@ pub enum Task {
 
 impl Task {
     /// Whether the task needs gradients, which only the gradients engine's module computes
-    /// (attribution patching).
+    /// (attribution patching, edge attribution patching).
     pub fn needs_gradients(&self) -> bool {
-        matches!(self, Task::Experiment(e) if matches!(**e, Experiment::AttributionPatching(_)))
+        matches!(self, Task::Experiment(e) if matches!(
+            **e,
+            Experiment::AttributionPatching(_) | Experiment::EdgeAttribution(_)
+        ))
     }
 }
 
@@ -270,6 +273,8 @@ pub enum Output {
         /// Column labels.
         cols: Vec<String>,
     },
+    /// Edge attribution patching: the top edges, their exact effects, the faithfulness curve.
+    EdgeAttribution(Box<interplay_lab::edges::EdgeOutcome>),
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.

@@ -503,6 +503,13 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                     cols,
                 })
             }
+            Experiment::EdgeAttribution(spec) => {
+                let m = held_model(&spec.model, dev).await?;
+                spec.run(&m, &mut on_progress)
+                    .await
+                    .map(|r| Output::EdgeAttribution(Box::new(r)))
+                    .map_err(|e| e.to_string())
+            }
             Experiment::RecallReasoning(spec) => {
                 let m = held_model(&spec.model, dev).await?;
                 let tk = m
