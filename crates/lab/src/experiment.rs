@@ -511,7 +511,7 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("\"recall-reasoning\" or \"attribution-patching\""),
+                .contains("\"attribution-patching\" or \"edge-attribution\""),
             "{err}"
         );
         // Another experiment of the same lab belongs to another panel: no spec, no error.
