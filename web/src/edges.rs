@@ -60,34 +60,56 @@ fn token_of(s: &str) -> TokenRef {
 }
 
 /// Where a node sits in the circuit drawing: its row (input 0, then per layer attention and
-/// MLP, logits last) and its column among the heads (MLPs, the input and the logits centred).
-fn place(name: &str) -> (usize, Option<usize>) {
-    let head = |s: &str| -> Option<(usize, usize)> {
-        let (l, rest) = s.strip_prefix('a')?.split_once(".h")?;
+/// MLP, logits last) and its column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Column {
+    /// Query head `i`.
+    Head(usize),
+    /// Key/value head `j` (grouped), drawn below the middle of the query heads that read it.
+    Kv(usize),
+    /// The MLPs' column, right of the heads.
+    Mlp,
+    /// The input and the logits, centred.
+    Centre,
+}
+
+fn place(name: &str) -> (usize, Column) {
+    let head = |s: &str, tag: &str| -> Option<(usize, usize)> {
+        let (l, rest) = s.strip_prefix('a')?.split_once(tag)?;
         let h: String = rest.chars().take_while(char::is_ascii_digit).collect();
         Some((l.parse().ok()?, h.parse().ok()?))
     };
     if name == "input" {
-        (0, None)
+        (0, Column::Centre)
     } else if name == "logits" {
-        (usize::MAX, None)
-    } else if let Some((l, h)) = head(name) {
-        (1 + 2 * l, Some(h))
+        (usize::MAX, Column::Centre)
+    } else if let Some((l, h)) = head(name, ".h") {
+        (1 + 2 * l, Column::Head(h))
+    } else if let Some((l, j)) = head(name, ".kv") {
+        (1 + 2 * l, Column::Kv(j))
     } else {
         let l: usize = name
             .strip_prefix('m')
             .and_then(|l| l.parse().ok())
             .unwrap_or(0);
-        (2 + 2 * l, None)
+        (2 + 2 * l, Column::Mlp)
     }
 }
 
 /// The top edges as a circuit: the nodes they touch, by layer from the input (bottom) to the
-/// logits (top), and each edge as a line coloured by its score's sign (blue: corrupting it
-/// raises the logit difference, vermilion: lowers it) and as thick as its |score|. An edge into a
-/// head's queries, keys or values is labelled q, k or v at its end.
+/// logits (top), heads in columns and the MLPs in a column of their own, and each edge as a
+/// curve coloured by its score's sign (blue: corrupting it raises the logit difference,
+/// vermilion: lowers it) and as thick as its |score|. An edge into a head's queries, keys or
+/// values is labelled q, k or v at its end; grouped keys/values are their own nodes (`kv`).
 #[component]
-fn CircuitView(rows: Vec<EdgeRow>, testid: String) -> impl IntoView {
+fn CircuitView(
+    rows: Vec<EdgeRow>,
+    /// Query heads per layer.
+    heads: usize,
+    /// Key/value heads per layer.
+    kv_heads: usize,
+    testid: String,
+) -> impl IntoView {
     let mut names: Vec<String> = rows
         .iter()
         .flat_map(|r| [r.from.clone(), node_of(&r.to)])
@@ -96,22 +118,24 @@ fn CircuitView(rows: Vec<EdgeRow>, testid: String) -> impl IntoView {
     names.dedup();
     let mut levels: Vec<usize> = names.iter().map(|n| place(n).0).collect();
     levels.dedup();
-    let heads = names
-        .iter()
-        .filter_map(|n| place(n).1)
-        .max()
-        .map_or(1, |h| h + 1);
+    let (heads, group) = (heads.max(1), (heads / kv_heads.max(1)).max(1));
     let (w, row_h, top) = (640.0f64, 44.0f64, 18.0f64);
-    let h = top * 2.0 + row_h * (levels.len().max(1) - 1) as f64;
+    let (x0, span) = (40.0, w - 180.0);
+    let h = top * 2.0 + 14.0 + row_h * (levels.len().max(1) - 1) as f64;
     let at = |name: &str| -> (f64, f64) {
-        let (level, head) = place(name);
+        let (level, col) = place(name);
         let row = levels.iter().position(|&l| l == level).unwrap_or(0);
         let y = h - top - row_h * row as f64;
-        let x = match head {
-            Some(i) => 60.0 + (w - 120.0) * (i as f64 + 0.5) / heads as f64,
-            None => w / 2.0,
-        };
-        (x, y)
+        let head_x = |i: f64| x0 + span * (i + 0.5) / heads as f64;
+        match col {
+            Column::Head(i) => (head_x(i as f64), y),
+            Column::Kv(j) => (
+                head_x((j * group) as f64 + (group as f64 - 1.0) / 2.0),
+                y + 14.0,
+            ),
+            Column::Mlp => (w - 70.0, y),
+            Column::Centre => (x0 + span / 2.0, y),
+        }
     };
     let biggest = rows
         .iter()
@@ -120,19 +144,19 @@ fn CircuitView(rows: Vec<EdgeRow>, testid: String) -> impl IntoView {
         .max(1e-12);
     let edges = rows
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(k, r)| {
             let (x1, y1) = at(&r.from);
             let (x2, y2) = at(&node_of(&r.to));
             // Fixed colours by sign (a diverging scale would fade small edges to white).
             let colour = if r.score >= 0.0 { "#0072B2" } else { "#D55E00" };
             let width = 1.0 + 4.0 * (r.score.abs() / biggest);
             let port = r.to.rsplit_once('<').map(|(_, p)| p.trim_end_matches('>').to_string());
-            // Edges between nodes on one row (a head into the MLP of its layer) bow out.
-            let d = if (y1 - y2).abs() < 1.0 {
-                format!("M{x1:.1},{y1:.1} Q{:.1},{:.1} {x2:.1},{y2:.1}", (x1 + x2) / 2.0, y1 - 30.0)
-            } else {
-                format!("M{x1:.1},{y1:.1} L{x2:.1},{y2:.1}")
-            };
+            // Curves bow sideways in proportion to the rows they cross (alternating sides), so a
+            // long edge does not run through the nodes between its ends.
+            let side = if k % 2 == 0 { 1.0 } else { -1.0 };
+            let (cx, cy) = ((x1 + x2) / 2.0 + side * 0.25 * (y1 - y2).abs(), (y1 + y2) / 2.0);
+            let d = format!("M{x1:.1},{y1:.1} Q{cx:.1},{cy:.1} {x2:.1},{y2:.1}");
             view! {
                 <path d=d stroke=colour stroke-width=format!("{width:.2}") fill="none" opacity="0.85"
                       data-from=r.from.clone() data-to=r.to.clone()>
@@ -160,8 +184,8 @@ fn CircuitView(rows: Vec<EdgeRow>, testid: String) -> impl IntoView {
                 {edges}
                 {nodes}
             </svg>
-            <figcaption class="muted">"Input at the bottom, logits at the top; blue: corrupting the edge raises the \
-                logit difference, vermilion: lowers it; thickness: |score|."</figcaption>
+            <figcaption class="muted">"Input at the bottom, logits at the top, heads in columns, MLPs on the right; \
+                blue: corrupting the edge raises the logit difference, vermilion: lowers it; thickness: |score|."</figcaption>
             <p><button on:click=move |_| crate::plots::export_svg(&svg_id)>"Export SVG"</button></p>
         </figure>
     }
@@ -269,19 +293,22 @@ pub fn EdgesPanel(
                 let data = serde_json::json!({"spec": spec, "result": r}).to_string();
                 let spec_json = crate::share::export_json(&spec);
                 let n_top = r.top.len();
+                // Heads per layer, from layer 0's readers.
+                let n_heads = r.downstream.iter().filter(|n| n.starts_with("a0.") && n.ends_with("<q>")).count();
+                let n_kv = r.downstream.iter().filter(|n| n.starts_with("a0.") && n.ends_with("<k>")).count();
                 view! {
                     <dl class="facts">
                         <dt>"clean logit difference"</dt><dd data-testid="edges-clean">{format!("{:.4}", r.clean_metric)}</dd>
                         <dt>"corrupted logit difference"</dt><dd data-testid="edges-corrupt">{format!("{:.4}", r.corrupt_metric)}</dd>
                         <dt>"edges in the model"</dt><dd data-testid="edges-count">{r.edges}</dd>
-                        <dt>{format!("correlation, {method} score vs exact effect (top {n_top})")}</dt>
+                        <dt>{format!("correlation, {method} score vs exact effect, over the top {n_top} edges")}</dt>
                         <dd data-testid="edges-correlation">{r.correlation.map_or("—".to_string(), |c| format!("{c:.3}"))}</dd>
                         <dt>"computed on"</dt><dd>{format!("{backend} in {ms:.0} ms")}</dd>
                     </dl>
                     <div class="grid2">
                         <div>
                             <h3>{format!("The top {n_top} edges")}</h3>
-                            <CircuitView rows=r.top.clone() testid="edges-circuit".to_string()/>
+                            <CircuitView rows=r.top.clone() heads=n_heads kv_heads=n_kv testid="edges-circuit".to_string()/>
                         </div>
                         <div>
                             <h3>"Score against the exact effect of corrupting the edge alone"</h3>
@@ -343,19 +370,20 @@ pub fn EdgesPanel(
                         <option value="eap" selected=move || spec.with(|s| s.method == EdgeMethod::Eap)>"EAP (one gradient)"</option>
                     </select>
                 </label>
-                <label>"EAP-IG steps "
-                    <input type="number" min="1" max="100" step="1" data-testid="edges-steps" prop:disabled=lock
+                <label title="Inputs corrupted + k/steps · (clean − corrupted), k = 0 … steps − 1: one step is the corrupted input alone">"EAP-IG steps "
+                    <input type="number" min="1" max="100" step="1" data-testid="edges-steps"
+                           prop:disabled=move || lock || spec.with(|s| s.method == EdgeMethod::Eap)
                            aria-invalid=move || bad.text("edges-steps").is_some().then_some("true")
                            prop:value=move || bad.text("edges-steps").unwrap_or_else(|| spec.with(|s| s.steps.to_string()))
-                           on:change=move |ev| bad.number(spec, "edges-steps", "steps", event_target_value(&ev),
-                               |s| Some(s.steps as f64), |s, x| s.steps = x as usize, true)/>
+                           on:change=move |ev| bad.whole_in(spec, "edges-steps", "EAP-IG steps", event_target_value(&ev),
+                               (1, 100), |s, x| s.steps = x)/>
                 </label>
                 <label>"Top edges (drawn and patched exactly) "
                     <input type="number" min="1" max="200" step="1" data-testid="edges-top-n" prop:disabled=lock
                            aria-invalid=move || bad.text("edges-top-n").is_some().then_some("true")
                            prop:value=move || bad.text("edges-top-n").unwrap_or_else(|| spec.with(|s| s.top.to_string()))
-                           on:change=move |ev| bad.number(spec, "edges-top-n", "top edges", event_target_value(&ev),
-                               |s| Some(s.top as f64), |s, x| s.top = x as usize, true)/>
+                           on:change=move |ev| bad.whole_in(spec, "edges-top-n", "top edges", event_target_value(&ev),
+                               (1, 200), |s, x| s.top = x)/>
                 </label>
             </div>
             {move || bad.message().map(|e| view! { <p class="error" role="alert" data-testid="edges-input-error">{e}</p> })}

@@ -158,6 +158,31 @@ impl BadInputs {
         }
     }
 
+    /// A whole-number input that must lie in `lo..=hi` (the bounds the spec itself checks, so the
+    /// page says so at once instead of after the run has started).
+    #[allow(clippy::too_many_arguments)]
+    pub fn whole_in<T: Clone + Send + Sync + 'static>(
+        &self,
+        spec: RwSignal<T>,
+        id: &'static str,
+        label: &str,
+        text: String,
+        (lo, hi): (usize, usize),
+        set: fn(&mut T, usize),
+    ) {
+        match text.trim().parse::<usize>() {
+            Ok(x) if (lo..=hi).contains(&x) => {
+                spec.update(|s| set(s, x));
+                self.accept(id);
+            }
+            _ => self.reject(
+                id,
+                text,
+                format!("{label}: enter a whole number from {lo} to {hi}"),
+            ),
+        }
+    }
+
     /// The input `id` holds `text`, which is not valid because of `why`.
     pub fn reject(&self, id: &'static str, text: String, why: String) {
         self.0.update(|m| {

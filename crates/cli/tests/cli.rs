@@ -1095,6 +1095,34 @@ fn run_edge_attribution_matches_pytorch() {
         (last["faithfulness"].as_f64().unwrap() - 1.0).abs() < 1e-3,
         "{last}"
     );
+    // Bad specs are messages, before any gradient is computed.
+    for (change, message) in [
+        (
+            serde_json::json!({"corrupt": want["clean"]}),
+            "nothing to attribute",
+        ),
+        (
+            serde_json::json!({"circuits": []}),
+            "give 1 to 40 circuit sizes",
+        ),
+        (serde_json::json!({"top": 500}), "at most 200 edges"),
+        (serde_json::json!({"steps": 0}), "1 to 100 steps"),
+    ] {
+        let mut bad = spec.clone();
+        for (k, v) in change.as_object().unwrap() {
+            bad[k] = v.clone();
+        }
+        std::fs::write(&file, bad.to_string()).unwrap();
+        let (code, _, err) = interplay(&[
+            "run",
+            file.to_str().unwrap(),
+            "--model",
+            tiny.to_str().unwrap(),
+        ]);
+        assert_ne!(code, 0);
+        assert!(err.contains(message), "{change}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 /// The numbers the edge guide quotes, from `interplay run` of its spec with each method (the
@@ -1169,6 +1197,12 @@ fn the_edge_guides_numbers_are_this_projects_runs() {
         close(faith(&ig, n), f, &format!("EAP-IG, {n} edges"));
     }
     let eap = run("eap");
+    // EAP's score of input → m0 (not among its top 20) is PyTorch's, -0.50 (the golden's list).
+    let g = golden("eap");
+    let listed = g["models"]["smollm2"]["edges"].as_array().unwrap();
+    let e = listed.iter().find(|e| e[0] == 0 && e[1] == 15).unwrap();
+    assert!((e[2].as_f64().unwrap() + 0.50).abs() < 0.005, "{e:?}");
+    assert_eq!(g["models"]["smollm2"]["downstream"][15], "m0");
     assert!(
         eap["top"]
             .as_array()

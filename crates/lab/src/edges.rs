@@ -7,7 +7,7 @@
 //! circuits and exact effects are forward runs only.
 
 use interplay_models::eap::{
-    EdgeMethod, EdgePatcher, EdgeScores, exact_edge_effects, faithfulness_curve,
+    EdgeGraph, EdgeMethod, EdgePatcher, EdgeScores, exact_edge_effects, faithfulness_curve,
 };
 use interplay_models::load::LoadedModel;
 use interplay_models::patching::{PatchTarget, Progress};
@@ -33,7 +33,8 @@ pub struct EdgeSpec {
     /// `"eap"` or `"eap-ig"`.
     #[serde(default = "default_method")]
     pub method: EdgeMethod,
-    /// EAP-IG's interpolation points (1–100).
+    /// EAP-IG's interpolation points (1–100): inputs `corrupt + k/steps · (clean − corrupt)`,
+    /// k = 0..steps (Hanna et al.'s points; one step is the corrupted input alone).
     #[serde(default = "default_steps")]
     pub steps: usize,
     /// How many of the top edges are listed, drawn, and patched exactly one at a time (0–200).
@@ -150,7 +151,30 @@ impl EdgeSpec {
                 self.top
             )));
         }
+        let counts = match &self.circuits {
+            Some(c) if c.is_empty() || c.len() > 40 => {
+                return Err(LabError::Spec(
+                    "circuits: give 1 to 40 circuit sizes, or leave it out".into(),
+                ));
+            }
+            Some(c) => c.clone(),
+            None => default_counts(EdgeGraph::of(&m.model.config).edges()),
+        };
         let r = self.patching().resolve(m.tokenizer.as_ref())?;
+        if r.clean == r.corrupt {
+            return Err(LabError::Spec(
+                "the clean and corrupted prompts are the same token for token: no edge carries a \
+                 difference, so there is nothing to attribute; change the corrupted prompt"
+                    .into(),
+            ));
+        }
+        // Progress counts gradient runs, then single-edge runs, then circuits.
+        let runs = match self.method {
+            EdgeMethod::Eap => 1,
+            EdgeMethod::EapIg => self.steps,
+        };
+        let (nt, nc) = (self.top, counts.len());
+        let total = runs + nt + nc;
         let scores = scores(
             m,
             &r.clean,
@@ -159,24 +183,16 @@ impl EdgeSpec {
             r.wrong,
             self.method,
             self.steps,
+            &mut |d, _| progress(d, total),
         )
         .await?;
         let patcher = EdgePatcher::new(&m.model, &r.clean, &r.corrupt, r.answer, r.wrong)?;
         let ranked = scores.ranked();
         let top: Vec<(usize, usize)> = ranked.iter().copied().take(self.top).collect();
-        let counts = match &self.circuits {
-            Some(c) if c.is_empty() || c.len() > 40 => {
-                return Err(LabError::Spec(
-                    "circuits: give 1 to 40 circuit sizes, or leave it out".into(),
-                ));
-            }
-            Some(c) => c.clone(),
-            None => default_counts(ranked.len()),
-        };
-        let (nt, nc) = (top.len(), counts.len());
-        let exact = exact_edge_effects(&patcher, &top, &mut |d, _| progress(d, nt + nc)).await?;
+        let exact =
+            exact_edge_effects(&patcher, &top, &mut |d, _| progress(runs + d, total)).await?;
         let points = faithfulness_curve(&patcher, &ranked, &counts, &mut |d, _| {
-            progress(nt + d, nt + nc)
+            progress(runs + nt + d, total)
         })
         .await?;
         Ok(outcome(&scores, &top, &exact, &points))
@@ -249,6 +265,7 @@ pub fn outcome(
 }
 
 #[cfg(feature = "train")]
+#[allow(clippy::too_many_arguments)]
 async fn scores(
     m: &LoadedModel,
     clean: &[u32],
@@ -257,14 +274,16 @@ async fn scores(
     wrong: u32,
     method: EdgeMethod,
     steps: usize,
+    progress: &mut dyn FnMut(usize, usize) -> Progress,
 ) -> Result<EdgeScores, LabError> {
     Ok(interplay_models::eap::edge_attribution(
-        &m.model, clean, corrupt, answer, wrong, method, steps,
+        &m.model, clean, corrupt, answer, wrong, method, steps, progress,
     )
     .await?)
 }
 
 #[cfg(not(feature = "train"))]
+#[allow(clippy::too_many_arguments)]
 async fn scores(
     _m: &LoadedModel,
     _clean: &[u32],
@@ -273,6 +292,7 @@ async fn scores(
     _wrong: u32,
     _method: EdgeMethod,
     _steps: usize,
+    _progress: &mut dyn FnMut(usize, usize) -> Progress,
 ) -> Result<EdgeScores, LabError> {
     Err(LabError::Spec(
         "edge attribution patching needs gradients, which this engine does not compute (it has \

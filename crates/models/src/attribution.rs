@@ -67,9 +67,14 @@ pub async fn attribution_sweep(
     }
     let (n, h, p) = (cfg.n_layers, cfg.n_heads, clean.len());
     // The backward pass needs what every block computed (the graph keeps it), and the logits.
-    let need = |t: usize| n * block_bytes(cfg, 1, t, t) + 8 * t * cfg.d_vocab;
-    if need(p) > BLOCK_BUDGET {
-        let most = (1..p).rev().find(|&t| need(t) <= BLOCK_BUDGET).unwrap_or(0);
+    // In 64 bits: the page's `usize` is 32, and a long prompt's product would wrap.
+    let need =
+        |t: usize| n as u64 * block_bytes(cfg, 1, t, t) as u64 + 8 * t as u64 * cfg.d_vocab as u64;
+    if need(p) > BLOCK_BUDGET as u64 {
+        let most = (1..p)
+            .rev()
+            .find(|&t| need(t) <= BLOCK_BUDGET as u64)
+            .unwrap_or(0);
         return Err(ModelError::Input(format!(
             "attribution patching keeps every layer's activations for its backward pass: {p} \
              tokens would need about {} MB, more than can be held at once ({} MB); shorten the \

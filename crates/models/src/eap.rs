@@ -7,7 +7,9 @@
 //! the output bias) and `m{l}` (the MLP's output). Downstream nodes (what reads it), in order: per
 //! layer the queries of each head `a{l}.h{i}<q>`, the keys and the values of each key/value head
 //! `a{l}.h{j}<k>`, `a{l}.h{j}<v>` (grouped-query models keep their shared keys/values: one input per
-//! key/value head, as the model computes them), the MLP `m{l}`; then `logits`. Every upstream node
+//! key/value head, as the model computes them, named `a{l}.kv{j}<k>`, `a{l}.kv{j}<v>`; Hanna et
+//! al.'s code ungroups them into one per query head, so its graph of such a model has more edges),
+//! the MLP `m{l}`; then `logits`. Every upstream node
 //! computed before a downstream node reads the residual stream has an edge to it.
 //!
 //! **Scores** (Hanna et al.'s convention): `(a_u(corrupt) − a_u(clean)) · ∂m/∂x_v`, summed over
@@ -145,12 +147,18 @@ impl EdgeGraph {
     }
 
     /// Downstream node `v`'s name: `a{l}.h{i}<q>`, `a{l}.h{j}<k>`, `a{l}.h{j}<v>`, `m{l}`,
-    /// `logits`.
+    /// `logits`; with grouped keys/values `a{l}.kv{j}<k>`, `a{l}.kv{j}<v>` (key/value head `j`,
+    /// read by query heads `j·g .. (j+1)·g`, `g = n_heads / n_kv_heads`).
     pub fn downstream_name(&self, v: usize) -> String {
+        let kv = if self.n_kv_heads == self.n_heads {
+            "h"
+        } else {
+            "kv"
+        };
         match self.reader(v) {
             Reader::Q(l, i) => format!("a{l}.h{i}<q>"),
-            Reader::K(l, j) => format!("a{l}.h{j}<k>"),
-            Reader::V(l, j) => format!("a{l}.h{j}<v>"),
+            Reader::K(l, j) => format!("a{l}.{kv}{j}<k>"),
+            Reader::V(l, j) => format!("a{l}.{kv}{j}<v>"),
             Reader::Mlp(l) => format!("m{l}"),
             Reader::Logits => "logits".into(),
         }
@@ -272,6 +280,7 @@ fn rows_as_heads(rows: Tensor<2>, p: usize, d: usize) -> Tensor<4> {
 /// Edge scores by EAP or EAP-IG (`steps` interpolation points, ignored by EAP) for the metric
 /// `logit(answer) − logit(wrong)` at the last position. Needs autodiff (feature `train`).
 #[cfg(feature = "train")]
+#[allow(clippy::too_many_arguments)] // the patching sweep's inputs, the method and its progress
 pub async fn edge_attribution(
     model: &Transformer,
     clean: &[u32],
@@ -280,6 +289,7 @@ pub async fn edge_attribution(
     wrong: u32,
     method: EdgeMethod,
     steps: usize,
+    progress: &mut dyn FnMut(usize, usize) -> Progress,
 ) -> Result<EdgeScores> {
     use crate::budget::{BLOCK_BUDGET, block_bytes};
     use crate::hooks::Act;
@@ -301,12 +311,17 @@ pub async fn edge_attribution(
             (0..steps).map(|k| k as f32 / steps as f32).collect()
         }
     };
-    // Each row of a gradient run keeps every block's activations (and the per-head copies of
-    // the residual) for the backward pass, and its logits.
-    let row_bytes = cfg.n_layers * (block_bytes(cfg, 1, p, p) + 4 * p * d * (h + 2 * hkv))
-        + 8 * p * cfg.d_vocab;
-    let rows_at_once = BLOCK_BUDGET / row_bytes.max(1);
-    if rows_at_once == 0 {
+    // `tokens` refuses ids outside the vocabulary and prompts past the context.
+    let (clean_ids, corrupt_ids) = (
+        model.tokens(&[clean.to_vec()])?,
+        model.tokens(&[corrupt.to_vec()])?,
+    );
+    // A gradient run keeps every block's activations (and the per-head copies of the residual)
+    // for the backward pass, and its logits. In 64 bits: the page's `usize` is 32.
+    let row_bytes = cfg.n_layers as u64
+        * (block_bytes(cfg, 1, p, p) as u64 + 4 * (p * d) as u64 * (h + 2 * hkv) as u64)
+        + 8 * p as u64 * cfg.d_vocab as u64;
+    if row_bytes > BLOCK_BUDGET as u64 {
         return Err(ModelError::Input(format!(
             "edge attribution keeps every layer's activations for its backward pass: {p} tokens \
              would need about {} MB, more than can be held at once ({} MB); shorten the prompts",
@@ -316,10 +331,6 @@ pub async fn edge_attribution(
     }
 
     let writers = HookPlan::caching(graph.writer_hooks());
-    let (clean_ids, corrupt_ids) = (
-        model.tokens(&[clean.to_vec()])?,
-        model.tokens(&[corrupt.to_vec()])?,
-    );
     let (logits, clean_cache) = model.run_with_hooks(clean_ids, &writers);
     let clean_metric = read_f32(metric_of(logits, answer, wrong)).await?[0];
     let (logits, corrupt_cache) = model.run_with_hooks(corrupt_ids, &writers);
@@ -334,7 +345,11 @@ pub async fn edge_attribution(
     // Gradients at every reader's input, summed over the interpolation points.
     let device = model.device();
     let mut grads: Option<Tensor<2>> = None;
-    for chunk in alphas.chunks(rows_at_once) {
+    // One interpolation point per run: progress and cancel between them, and memory for one.
+    for (i, chunk) in alphas.chunks(1).enumerate() {
+        if !progress(i, alphas.len()).await {
+            return Err(ModelError::Input("cancelled".into()));
+        }
         let c = chunk.len();
         let alpha = Tensor::<1>::from_data(TensorData::new(chunk.to_vec(), [c]), &device)
             .reshape([c, 1, 1]);
@@ -402,6 +417,7 @@ pub async fn edge_attribution(
             None => chunk_grads,
         });
     }
+    progress(alphas.len(), alphas.len()).await;
     let grads = grads
         .ok_or_else(|| ModelError::Input("no gradient run".into()))?
         .div_scalar(alphas.len() as f64);
@@ -527,13 +543,15 @@ impl<'a> EdgePatcher<'a> {
             let v0 = l * per;
             let prev = g.prev(v0);
             let mut plan = HookPlan::caching([HookPoint::Result(l)]);
-            for (hook, range) in [
-                (HookPoint::QInput(l), v0..v0 + h),
-                (HookPoint::KInput(l), v0 + h..v0 + h + hkv),
-                (HookPoint::VInput(l), v0 + h + hkv..v0 + h + 2 * hkv),
-            ] {
-                if let Some(rows) = shifts(range, prev, &diffs) {
-                    let shift = crate::hooks::Act::R4(rows_as_heads(rows, p, d));
+            // Every attention reader of the layer in one product, `[h + 2·hkv, pos · d]`.
+            if let Some(rows) = shifts(v0..v0 + h + 2 * hkv, prev, &diffs) {
+                for (hook, range) in [
+                    (HookPoint::QInput(l), 0..h),
+                    (HookPoint::KInput(l), h..h + hkv),
+                    (HookPoint::VInput(l), h + hkv..h + 2 * hkv),
+                ] {
+                    let part = rows.clone().slice(s![range, ..]);
+                    let shift = crate::hooks::Act::R4(rows_as_heads(part, p, d));
                     plan = plan.with(hook, Selector::all(), Action::Shift(shift));
                 }
             }

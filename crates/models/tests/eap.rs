@@ -98,7 +98,8 @@ fn the_graph_numbers_its_nodes_as_documented() {
     assert_eq!(g.downstream(), 2 * 9 + 1);
     assert_eq!(g.upstream_name(5), "m0");
     assert_eq!(g.upstream_name(6), "a1.h0");
-    assert_eq!(g.downstream_name(4), "a0.h0<k>");
+    assert_eq!(g.downstream_name(4), "a0.kv0<k>");
+    assert_eq!(g.downstream_name(0), "a0.h0<q>");
     assert_eq!(g.downstream_name(8), "m0");
     assert_eq!(g.downstream_name(18), "logits");
     assert_eq!(g.prev(8), 5);
@@ -121,8 +122,17 @@ fn check_scores(name: &str, m: &interplay_models::Transformer, backend: &str) {
         want["wrong"].as_u64().unwrap() as u32,
     );
     for (method, key) in [(EdgeMethod::Eap, "eap"), (EdgeMethod::EapIg, "eap_ig")] {
-        let got =
-            pollster::block_on(edge_attribution(m, &clean, &corrupt, a, w, method, steps)).unwrap();
+        let got = pollster::block_on(edge_attribution(
+            m,
+            &clean,
+            &corrupt,
+            a,
+            w,
+            method,
+            steps,
+            &mut no_progress,
+        ))
+        .unwrap();
         let graph = got.graph;
         let names: Vec<String> = (0..graph.upstream())
             .map(|u| graph.upstream_name(u))
