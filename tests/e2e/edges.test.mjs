@@ -39,7 +39,7 @@ async function topRows(page) {
 
 async function curveRows(page) {
   return page.$$eval('[data-testid="edges-curve-table"] tbody tr', (rows) => rows.map((r) => ({
-    edges: Number(r.dataset.edges), metric: Number(r.dataset.metric),
+    edges: Number(r.dataset.edges), connected: Number(r.dataset.connected), metric: Number(r.dataset.metric),
   })));
 }
 
@@ -87,6 +87,7 @@ for (const mode of MODES) {
       assert.deepEqual(curve.map((p) => p.edges), ours.curve.map((p) => p.edges));
       for (const [i, p] of curve.entries()) {
         assert.ok(Math.abs(p.metric - ours.curve[i].metric) < 1e-3, `circuit of ${p.edges}: ${p.metric} vs CLI ${ours.curve[i].metric}`);
+        assert.equal(p.connected, ours.curve[i].connected, `circuit of ${p.edges}: edges on a path`);
       }
       // Every edge kept is the clean run.
       assert.ok(Math.abs(curve.at(-1).metric - eap.clean_metric) < 1e-3);

@@ -285,8 +285,8 @@ pub fn EdgesPanel(
                     </tr>
                 }).collect_view();
                 let curve_rows = r.curve.iter().map(|p| view! {
-                    <tr data-edges=p.edges data-metric=p.metric.to_string()>
-                        <td>{p.edges}</td><td>{format!("{:.4}", p.metric)}</td>
+                    <tr data-edges=p.edges data-connected=p.connected data-metric=p.metric.to_string()>
+                        <td>{p.edges}</td><td>{p.connected}</td><td>{format!("{:.4}", p.metric)}</td>
                         <td>{p.faithfulness.map_or("—".to_string(), |f| format!("{f:.3}"))}</td>
                     </tr>
                 }).collect_view();
@@ -323,7 +323,7 @@ pub fn EdgesPanel(
                         ylabel="faithfulness".to_string() testid="edges-curve".to_string()/>
                     <table data-testid="edges-curve-table">
                         <caption>"Every other edge carries the corrupted run's activation; faithfulness = (metric − corrupted) / (clean − corrupted)"</caption>
-                        <thead><tr><th>"edges kept"</th><th>"logit difference"</th><th>"faithfulness"</th></tr></thead>
+                        <thead><tr><th>"edges kept"</th><th>"on a path from input to logits"</th><th>"logit difference"</th><th>"faithfulness"</th></tr></thead>
                         <tbody>{curve_rows}</tbody>
                     </table>
                     <table data-testid="edges-top">

@@ -1214,4 +1214,17 @@ fn the_edge_guides_numbers_are_this_projects_runs() {
     for (n, f) in [(10, 0.0), (100, 0.25), (1000, 0.63)] {
         close(faith(&eap, n), f, &format!("EAP, {n} edges"));
     }
+    // Edges on a kept path from the input to the logits: none among EAP's top 20, 3 of EAP-IG's
+    // top 10.
+    let connected = |r: &Value, n: u64| {
+        r["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["edges"] == n)
+            .unwrap()["connected"]
+            .clone()
+    };
+    assert_eq!(connected(&eap, 20), 0);
+    assert_eq!(connected(&ig, 10), 3);
 }

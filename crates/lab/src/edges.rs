@@ -78,6 +78,9 @@ pub struct EdgeRow {
 pub struct CurvePoint {
     /// Edges kept.
     pub edges: usize,
+    /// How many of them lie on a kept path from the input to the logits (what Hanna et al.'s
+    /// pruning keeps; the others change nothing).
+    pub connected: usize,
     /// The metric with only those edges kept.
     pub metric: f32,
     /// `(metric − corrupt) / (clean − corrupt)`; `None` when the prompts give equal metrics.
@@ -256,6 +259,7 @@ pub fn outcome(
             .iter()
             .map(|p| CurvePoint {
                 edges: p.edges,
+                connected: p.connected,
                 metric: p.metric,
                 faithfulness: (span.abs() > 1e-6)
                     .then(|| (p.metric as f64 - corrupt as f64) / span),

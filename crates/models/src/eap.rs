@@ -164,6 +164,55 @@ impl EdgeGraph {
         }
     }
 
+    /// The upstream nodes that read through downstream node `v` (the head of its queries, the
+    /// query heads sharing its keys/values, the MLP); none for the logits.
+    fn writers_reading_through(&self, v: usize) -> std::ops::Range<usize> {
+        let head = |l: usize, i: usize| 1 + l * (self.n_heads + 1) + i;
+        let g = self.n_heads / self.n_kv_heads.max(1);
+        match self.reader(v) {
+            Reader::Q(l, i) => head(l, i)..head(l, i) + 1,
+            Reader::K(l, j) | Reader::V(l, j) => head(l, j * g)..head(l, (j + 1) * g),
+            Reader::Mlp(l) => head(l, self.n_heads)..head(l, self.n_heads) + 1,
+            Reader::Logits => 0..0,
+        }
+    }
+
+    /// How many of the edges `kept[u · downstream + v]` lie on a path of kept edges from the
+    /// input to the logits (Hanna et al. prune the others: they carry the corrupted activation
+    /// whether kept or not, so they change no metric).
+    pub fn connected(&self, kept: &[bool]) -> usize {
+        let (us, vs) = (self.upstream(), self.downstream());
+        let is_kept = |u: usize, v: usize| kept.get(u * vs + v).copied().unwrap_or(false);
+        // Forward: a node is reached when a kept edge from a reached node enters one of its
+        // readers. Upstream indices are in the order the model computes them.
+        let mut reached = vec![false; us];
+        reached[0] = true;
+        for v in 0..vs {
+            let entered = (0..self.prev(v)).any(|u| reached[u] && is_kept(u, v));
+            if entered {
+                for w in self.writers_reading_through(v) {
+                    reached[w] = true;
+                }
+            }
+        }
+        // Backward: a node reaches the logits when a kept edge leaves it for the logits or for a
+        // reader of a node that reaches them.
+        let mut reaches = vec![false; us];
+        let logits = vs - 1;
+        let into = |v: usize, reaches: &[bool]| {
+            v == logits || self.writers_reading_through(v).any(|w| reaches[w])
+        };
+        for u in (0..us).rev() {
+            reaches[u] = (0..vs).any(|v| is_kept(u, v) && self.is_edge(u, v) && into(v, &reaches));
+        }
+        (0..us)
+            .flat_map(|u| (0..vs).map(move |v| (u, v)))
+            .filter(|&(u, v)| {
+                is_kept(u, v) && self.is_edge(u, v) && reached[u] && into(v, &reaches)
+            })
+            .count()
+    }
+
     /// The hooks whose activations are the upstream nodes' (besides `hook_resid_pre` of layer 0).
     fn writer_hooks(&self) -> Vec<HookPoint> {
         let mut hooks = vec![HookPoint::ResidPre(0)];
@@ -591,6 +640,9 @@ impl<'a> EdgePatcher<'a> {
 pub struct CircuitPoint {
     /// Edges kept (the top `edges` by |score|).
     pub edges: usize,
+    /// How many of them lie on a kept path from the input to the logits (the others change
+    /// nothing; [`EdgeGraph::connected`]).
+    pub connected: usize,
     /// The metric with only those edges kept.
     pub metric: f32,
 }
@@ -617,7 +669,11 @@ pub async fn faithfulness_curve(
             kept[u * vs + v] = true;
         }
         let metric = read_f32(patcher.metric(&|u, v| kept[u * vs + v])).await?[0];
-        points.push(CircuitPoint { edges: n, metric });
+        points.push(CircuitPoint {
+            edges: n,
+            connected: g.connected(&kept),
+            metric,
+        });
     }
     progress(counts.len(), counts.len()).await;
     Ok(points)

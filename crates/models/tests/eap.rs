@@ -302,3 +302,47 @@ fn eap_and_eap_ig_match_pytorch_autograd_on_smollm2() {
         .model;
     check_scores("smollm2", &m, "cpu");
 }
+
+/// Only edges on a kept path from the input to the logits count as the circuit.
+#[test]
+fn connected_edges_are_those_on_a_path_from_the_input_to_the_logits() {
+    let g = EdgeGraph {
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+    };
+    let vs = g.downstream();
+    let kept_of = |edges: &[(usize, usize)]| {
+        let mut kept = vec![false; g.upstream() * vs];
+        for &(u, v) in edges {
+            kept[u * vs + v] = true;
+        }
+        kept
+    };
+    let logits = vs - 1;
+    // input → a0.h0's queries, a0.h0 → logits: a path.
+    let path = [(0, 0), (1, logits)];
+    assert_eq!(g.connected(&kept_of(&path)), 2);
+    // a1.h2 → logits with nothing into a1.h2, m0 → a1.h0's queries with nothing into m0 nor out of
+    // a1.h0: neither counts.
+    let more = [(0, 0), (1, logits), (g.upstream() - 3, logits), (5, 9)];
+    assert_eq!(g.upstream_name(g.upstream() - 3), "a1.h2");
+    assert_eq!(g.downstream_name(9), "a1.h0<q>");
+    assert_eq!(g.connected(&kept_of(&more)), 2);
+    // input → a0.kv1's keys reaches query heads 2 and 3; a0.h3 → logits completes the path.
+    let shared = [(0, 5), (4, logits)];
+    assert_eq!(g.downstream_name(5), "a0.kv1<k>");
+    assert_eq!(g.upstream_name(4), "a0.h3");
+    assert_eq!(g.connected(&kept_of(&shared)), 2);
+    assert_eq!(
+        g.connected(&kept_of(&[(0, 4), (4, logits)])),
+        0,
+        "kv0 feeds heads 0 and 1 only"
+    );
+    // Every edge.
+    let all: Vec<(usize, usize)> = (0..g.upstream())
+        .flat_map(|u| (0..vs).map(move |v| (u, v)))
+        .filter(|&(u, v)| g.is_edge(u, v))
+        .collect();
+    assert_eq!(g.connected(&kept_of(&all)), g.edges());
+}
