@@ -8,12 +8,13 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use interplay_lab::Experiment;
 use interplay_lab::edges::{EdgeOutcome, EdgeRow, EdgeSpec};
-use interplay_lab::{Experiment, Prompt, TokenRef};
 use interplay_models::eap::EdgeMethod;
 
 use crate::engine::{Output, Part as Streamed, Task};
 use crate::models;
+use crate::patching::{prompt_of, prompt_text, token_of, token_text};
 use crate::plots::{LinePlot, Point, ScatterPlot, Series, download};
 use crate::speclab::{
     BadInputs, RunControls, RunState, autosave, initial_spec, run_on_open, state_of,
@@ -28,35 +29,6 @@ struct Run {
     spec: EdgeSpec,
     ms: f64,
     backend: String,
-}
-
-fn prompt_text(p: &Prompt) -> String {
-    match p {
-        Prompt::Text(t) => t.clone(),
-        Prompt::Ids(ids) => ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
-    }
-}
-
-fn prompt_of(s: &str) -> Prompt {
-    let ids: Option<Vec<u32>> = s.split(',').map(|x| x.trim().parse().ok()).collect();
-    match ids {
-        Some(ids) if !s.trim().is_empty() => Prompt::Ids(ids),
-        _ => Prompt::Text(s.to_string()),
-    }
-}
-
-fn token_text(t: &TokenRef) -> String {
-    match t {
-        TokenRef::Text(s) => s.clone(),
-        TokenRef::Id(i) => i.to_string(),
-    }
-}
-
-fn token_of(s: &str) -> TokenRef {
-    s.trim()
-        .parse()
-        .map(TokenRef::Id)
-        .unwrap_or_else(|_| TokenRef::Text(s.to_string()))
 }
 
 /// Where a node sits in the circuit drawing: its row (input 0, then per layer attention and

@@ -16,7 +16,7 @@ const DRAFT_KEY: &str = "interplay.circuits.patching";
 use crate::models;
 use crate::plots::{Heatmap, download};
 
-fn prompt_of(s: &str) -> Prompt {
+pub(crate) fn prompt_of(s: &str) -> Prompt {
     let ids: Option<Vec<u32>> = s.split(',').map(|x| x.trim().parse().ok()).collect();
     match ids {
         Some(ids) if !s.trim().is_empty() => Prompt::Ids(ids),
@@ -24,21 +24,21 @@ fn prompt_of(s: &str) -> Prompt {
     }
 }
 
-fn token_of(s: &str) -> TokenRef {
+pub(crate) fn token_of(s: &str) -> TokenRef {
     s.trim()
         .parse()
         .map(TokenRef::Id)
         .unwrap_or_else(|_| TokenRef::Text(s.to_string()))
 }
 
-fn prompt_text(p: &Prompt) -> String {
+pub(crate) fn prompt_text(p: &Prompt) -> String {
     match p {
         Prompt::Text(t) => t.clone(),
         Prompt::Ids(ids) => ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
     }
 }
 
-fn token_text(t: &TokenRef) -> String {
+pub(crate) fn token_text(t: &TokenRef) -> String {
     match t {
         TokenRef::Text(s) => s.clone(),
         TokenRef::Id(i) => i.to_string(),

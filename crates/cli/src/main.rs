@@ -279,13 +279,9 @@ fn run_attribution(
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
-    let (dev, m) = load_named(&spec.model, model, device)?;
-    let result = pollster::block_on(spec.run(&m, &mut no_progress))?;
-    Ok(json!({
-        "spec": spec,
-        "result": result,
-        "device": dev.backend,
-    }))
+    run_on_model(json!(spec), &spec.model, model, device, |m| {
+        pollster::block_on(spec.run(m, &mut no_progress)).map(|r| json!(r))
+    })
 }
 
 /// Edge attribution patching, the top edges' exact effects and the faithfulness curve:
@@ -295,8 +291,21 @@ fn run_edges(
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
-    let (dev, m) = load_named(&spec.model, model, device)?;
-    let result = pollster::block_on(spec.run(&m, &mut no_progress))?;
+    run_on_model(json!(spec), &spec.model, model, device, |m| {
+        pollster::block_on(spec.run(m, &mut no_progress)).map(|r| json!(r))
+    })
+}
+
+/// An experiment on the model its spec names (or `--model`): `{spec, result, device}`.
+fn run_on_model(
+    spec: serde_json::Value,
+    name: &str,
+    model: Option<&Path>,
+    device: DeviceArg,
+    run: impl FnOnce(&LoadedModel) -> Result<serde_json::Value, interplay_lab::LabError>,
+) -> Result<serde_json::Value> {
+    let (dev, m) = load_named(name, model, device)?;
+    let result = run(&m)?;
     Ok(json!({
         "spec": spec,
         "result": result,
