@@ -11,8 +11,8 @@ use interplay_lab::reuse::ReuseSpec;
 use interplay_lab::{LabKind, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::PatchTarget;
 
-/// A guided experiment's preset for the lab's panels.
-#[derive(Clone, Debug, PartialEq)]
+/// A guided experiment's preset for the lab's panels (what it leaves out: nothing set).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Preset {
     /// For the patching, ablation and path-patching panels.
     pub patching: Option<PatchingSpec>,
@@ -48,18 +48,13 @@ const GUIDES: &[Guide] = &[
         title: "IOI on a tiny model (instant)",
         paper: "Wang et al. 2022, \"Interpretability in the Wild\"",
         preset: || Preset {
-            attribution: false,
             patching: Some(PatchingSpec::ioi_bundled()),
             prompt: Some((
                 "When Mary and Tom went to the store, Tom gave a drink to".into(),
                 "Mary".into(),
                 "Tom".into(),
             )),
-            induction_half: None,
-            neurons: None,
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -68,7 +63,6 @@ const GUIDES: &[Guide] = &[
         title: "Induction heads in a 2-layer model (instant)",
         paper: "Olsson et al. 2022, \"In-context Learning and Induction Heads\"",
         preset: || Preset {
-            attribution: false,
             patching: Some(PatchingSpec::induction_bundled()),
             prompt: Some((
                 "cat moon ship rain fork owl bell tree cat moon ship rain fork owl bell".into(),
@@ -76,10 +70,7 @@ const GUIDES: &[Guide] = &[
                 "van".into(),
             )),
             induction_half: Some(20),
-            neurons: None,
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -88,18 +79,13 @@ const GUIDES: &[Guide] = &[
         title: "Indirect object identification",
         paper: "Wang et al. 2022, \"Interpretability in the Wild\"",
         preset: || Preset {
-            attribution: false,
             patching: Some(PatchingSpec::ioi_smollm2()),
             prompt: Some((
                 "When Mary and John went to the store, John gave a drink to".into(),
                 " Mary".into(),
                 " John".into(),
             )),
-            induction_half: None,
-            neurons: None,
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -108,17 +94,11 @@ const GUIDES: &[Guide] = &[
         title: "Which heads carry the name?",
         paper: "Wang et al. 2022; \"Circuit Component Reuse Across Tasks\" (Merullo et al. 2023)",
         preset: || Preset {
-            attribution: false,
             patching: Some(PatchingSpec {
                 target: PatchTarget::HeadOut,
                 ..PatchingSpec::ioi_smollm2()
             }),
-            prompt: None,
-            induction_half: None,
-            neurons: None,
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -132,12 +112,7 @@ const GUIDES: &[Guide] = &[
                 target: PatchTarget::HeadOut,
                 ..PatchingSpec::ioi_smollm2()
             }),
-            prompt: None,
-            induction_half: None,
-            neurons: None,
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -146,14 +121,8 @@ const GUIDES: &[Guide] = &[
         title: "The circuit's edges (EAP-IG)",
         paper: "Syed et al. 2023 (EAP); Hanna, Pezzelle and Belinkov 2024, \"Have Faith in Faithfulness\" (EAP-IG)",
         preset: || Preset {
-            attribution: false,
-            patching: None,
-            prompt: None,
-            induction_half: None,
-            neurons: None,
-            reuse: None,
-            recall: None,
             edges: Some(EdgeSpec::ioi_smollm2()),
+            ..Preset::default()
         },
     },
     Guide {
@@ -162,14 +131,8 @@ const GUIDES: &[Guide] = &[
         title: "Induction heads",
         paper: "Olsson et al. 2022; \"What needs to go right for an induction head?\"",
         preset: || Preset {
-            attribution: false,
-            patching: None,
-            prompt: None,
             induction_half: Some(50),
-            neurons: None,
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -178,7 +141,6 @@ const GUIDES: &[Guide] = &[
         title: "When does the model commit? (logit lens)",
         paper: "nostalgebraist 2020; \"Distributional Semantics Tracing\"",
         preset: || Preset {
-            attribution: false,
             patching: Some(PatchingSpec {
                 clean: Prompt::Text("The capital of France is".into()),
                 corrupt: Prompt::Text("The capital of Italy is".into()),
@@ -191,11 +153,7 @@ const GUIDES: &[Guide] = &[
                 " Paris".into(),
                 " Rome".into(),
             )),
-            induction_half: None,
-            neurons: None,
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -204,14 +162,8 @@ const GUIDES: &[Guide] = &[
         title: "Neurons for one relation",
         paper: "Liu et al. 2025, \"On Relation-Specific Neurons in Large Language Models\"",
         preset: || Preset {
-            attribution: false,
-            patching: None,
-            prompt: None,
-            induction_half: None,
             neurons: Some(NeuronsSpec::capital_smollm2()),
-            reuse: None,
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -220,14 +172,8 @@ const GUIDES: &[Guide] = &[
         title: "One circuit, two tasks",
         paper: "Merullo et al. 2023, \"Circuit Component Reuse Across Tasks in Transformer Language Models\"",
         preset: || Preset {
-            attribution: false,
-            patching: None,
-            prompt: None,
-            induction_half: None,
-            neurons: None,
             reuse: Some(ReuseSpec::smollm2()),
-            recall: None,
-            edges: None,
+            ..Preset::default()
         },
     },
     Guide {
@@ -236,14 +182,8 @@ const GUIDES: &[Guide] = &[
         title: "Remembering vs working it out",
         paper: "\"Disentangling Recall and Reasoning in Transformer Models through Layer-wise Attention and Activation Analysis\" (2025)",
         preset: || Preset {
-            attribution: false,
-            patching: None,
-            prompt: None,
-            induction_half: None,
-            neurons: None,
-            reuse: None,
             recall: Some(RecallSpec::smollm2()),
-            edges: None,
+            ..Preset::default()
         },
     },
 ];

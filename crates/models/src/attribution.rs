@@ -18,7 +18,7 @@ use crate::budget::{BLOCK_BUDGET, block_bytes};
 use crate::device::read_f32;
 use crate::error::{ModelError, Result};
 use crate::hooks::{Act, Action, HookPlan, HookPoint, Selector};
-use crate::patching::{PatchGrid, PatchTarget, check_pair, grid_shape};
+use crate::patching::{PatchGrid, PatchTarget, check_pair, check_vocab, grid_shape};
 use crate::transformer::Transformer;
 
 /// The hooks whose activations `target` patches, one per grid row group: every layer's, plus
@@ -32,15 +32,18 @@ fn hooks(target: PatchTarget, n_layers: usize) -> Vec<HookPoint> {
     (0..layers).map(|l| target.hook(l)).collect()
 }
 
-/// `logit(answer) − logit(wrong)` at the last position.
+/// `logit(answer) − logit(wrong)` at the last position, summed over the batch (the metric whose
+/// gradients attribution and edge attribution patching take).
 ///
 /// # Shapes
-/// - `logits`: `[1, pos, d_vocab]` → `[1]`.
-fn logit_diff(logits: Tensor<3>, answer: u32, wrong: u32) -> Tensor<1> {
-    let [_, p, v] = logits.dims();
-    let last = logits.slice(s![.., p - 1..p, ..]).reshape([v]);
+/// - `logits`: `[batch, pos, d_vocab]` → `[1]`.
+pub(crate) fn logit_diff(logits: Tensor<3>, answer: u32, wrong: u32) -> Tensor<1> {
+    let [b, p, v] = logits.dims();
+    let last = logits.slice(s![.., p - 1..p, ..]).reshape([b, v]);
     let (a, w) = (answer as usize, wrong as usize);
-    last.clone().slice(s![a..a + 1]) - last.slice(s![w..w + 1])
+    (last.clone().slice(s![.., a..a + 1]) - last.slice(s![.., w..w + 1]))
+        .sum_dim(0)
+        .reshape([1])
 }
 
 /// The attribution-patching estimate of patching `target` from the clean run into the corrupted
@@ -57,14 +60,7 @@ pub async fn attribution_sweep(
 ) -> Result<PatchGrid> {
     check_pair(clean, corrupt)?;
     let cfg = &model.config;
-    for id in [answer, wrong] {
-        if id as usize >= cfg.d_vocab {
-            return Err(ModelError::Input(format!(
-                "token id {id} is outside the vocabulary (size {})",
-                cfg.d_vocab
-            )));
-        }
-    }
+    check_vocab(cfg, &[answer, wrong])?;
     let (n, h, p) = (cfg.n_layers, cfg.n_heads, clean.len());
     // The backward pass needs what every block computed (the graph keeps it), and the logits.
     // In 64 bits: the page's `usize` is 32, and a long prompt's product would wrap.

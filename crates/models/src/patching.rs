@@ -20,6 +20,7 @@ use std::pin::Pin;
 use burn::tensor::{Int, Tensor, TensorData, s};
 use serde::{Deserialize, Serialize};
 
+use crate::config::TransformerConfig;
 use crate::device::read_f32;
 use crate::error::{ModelError, Result};
 use crate::hooks::{Act, Action, HookPlan, HookPoint, HookRunner, Intervention, Selector};
@@ -133,14 +134,7 @@ struct LogitDiff {
 
 impl LogitDiff {
     fn new(model: &Transformer, answer: u32, wrong: u32) -> Result<Self> {
-        let v = model.config.d_vocab;
-        for id in [answer, wrong] {
-            if id as usize >= v {
-                return Err(ModelError::Input(format!(
-                    "token id {id} is outside the vocabulary (size {v})"
-                )));
-            }
-        }
+        check_vocab(&model.config, &[answer, wrong])?;
         let d = model.config.d_model;
         let cols = Tensor::<1, Int>::from_data(
             TensorData::new(vec![answer as i32, wrong as i32], [2]),
@@ -180,7 +174,18 @@ pub fn grid_shape(target: PatchTarget, n: usize, h: usize, p: usize) -> (usize, 
     }
 }
 
-/// Check a clean/corrupted pair.
+/// Token ids (answers, read tokens) inside the model's vocabulary.
+pub fn check_vocab(cfg: &TransformerConfig, ids: &[u32]) -> Result<()> {
+    let v = cfg.d_vocab;
+    match ids.iter().find(|&&t| t as usize >= v) {
+        Some(t) => Err(ModelError::Input(format!(
+            "token id {t} is outside the vocabulary (size {v})"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Check a clean/corrupted pair: both non-empty, of the same length.
 pub fn check_pair(clean: &[u32], corrupt: &[u32]) -> Result<()> {
     if clean.is_empty() || corrupt.is_empty() {
         return Err(ModelError::Input("a prompt is empty".into()));
@@ -491,12 +496,7 @@ pub async fn intervention_sweep_within(
             "a sweep must read at least one token".into(),
         ));
     }
-    let v = cfg.d_vocab;
-    if let Some(&t) = read.iter().find(|&&t| t as usize >= v) {
-        return Err(ModelError::Input(format!(
-            "token id {t} is outside the vocabulary (size {v})"
-        )));
-    }
+    check_vocab(cfg, read)?;
     let cols = Tensor::<1, Int>::from_data(
         TensorData::new(
             read.iter().map(|&t| t as i32).collect::<Vec<_>>(),
