@@ -270,7 +270,22 @@ fn run_spec_file(a: &RunArgs) -> Result<serde_json::Value> {
         Experiment::RecallReasoning(spec) => run_recall_reasoning(&spec, model, a.device),
         Experiment::AttributionPatching(spec) => run_attribution(&spec, model, a.device),
         Experiment::EdgeAttribution(spec) => run_edges(&spec, model, a.device),
+        Experiment::ClampedTraining(spec) => run_clamped(&spec, a.device),
     }
+}
+
+/// The induction model trained with and without the spec's clamps: `{spec, result, device}`.
+fn run_clamped(
+    spec: &interplay_lab::clamp::ClampSpec,
+    device: DeviceArg,
+) -> Result<serde_json::Value> {
+    let dev = device.init()?;
+    let result = pollster::block_on(spec.run(&dev.device, &mut |_, _| {}, &mut no_progress))?;
+    Ok(json!({
+        "spec": spec,
+        "result": result,
+        "device": dev.backend,
+    }))
 }
 
 /// Attribution patching and the activation-patching sweep it estimates: `{spec, result, device}`.

@@ -1215,3 +1215,46 @@ fn the_edge_guides_numbers_are_this_projects_runs() {
     assert_eq!(connected(&eap, 20), 0);
     assert_eq!(connected(&ig, 10), 3);
 }
+
+/// The numbers the clamping guide quotes, from `interplay run` of its spec (the training itself
+/// is checked against PyTorch step by step in `lab/clamp`); bad specs are messages.
+#[test]
+fn the_clamp_guides_numbers_are_this_projects_runs() {
+    let mut spec =
+        serde_json::to_value(interplay_lab::clamp::ClampSpec::previous_token_guided()).unwrap();
+    spec["lab"] = "circuits".into();
+    let file = std::env::temp_dir().join("interplay-clamp-guided.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, v, err) = interplay(&["run", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let runs = v["result"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["label"], "unclamped");
+    // Exact here; another CPU's float order may move a level crossing by a step or two.
+    let phase = |r: &Value| r["phase_change"].as_i64().unwrap();
+    assert!(
+        (phase(&runs[0]) - 254).abs() <= 3,
+        "unclamped: {}",
+        phase(&runs[0])
+    );
+    assert!(
+        (phase(&runs[1]) - 177).abs() <= 3,
+        "previous-token head: {}",
+        phase(&runs[1])
+    );
+    let score = |r: &Value, what: &str, l: usize, h: usize| r[what][l][h].as_f64().unwrap();
+    // Unclamped, layer 0 forms its own previous-token head; the clamped run's layer 1 heads
+    // become induction heads.
+    assert!((score(&runs[0], "previous", 0, 1) - 0.77).abs() < 0.01);
+    for h in 0..4 {
+        let s = score(&runs[1], "induction", 1, h);
+        assert!((0.935..0.965).contains(&s), "L1H{h} induction {s}");
+    }
+    assert!((score(&runs[1], "previous", 0, 0) - 1.0).abs() < 1e-6);
+
+    spec["context"] = 64.into();
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, _, err) = interplay(&["run", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("context: give 8 to 48 positions"), "{err}");
+}

@@ -316,16 +316,22 @@ mod training {
     /// right (training on the random words too only dilutes the signal and delays the phase
     /// change).
     pub fn induction_batch(rng: &mut Rng, rows: usize) -> Batch {
-        let c = Bundled::Induction.config();
-        let v = c.d_vocab;
-        let len = c.n_ctx + 1;
+        induction_batch_of(rng, rows, Bundled::Induction.config().n_ctx)
+    }
+
+    /// [`induction_batch`] with sequences of `context` inputs (8..=48): the repeated stretch is
+    /// 4..=min(20, (context + 1) / 2) words.
+    pub fn induction_batch_of(rng: &mut Rng, rows: usize, context: usize) -> Batch {
+        let v = Bundled::Induction.config().d_vocab;
+        let len = context + 1;
+        let max_n = (len / 2).min(20);
         let mut batch = Batch {
             inputs: Vec::new(),
             targets: Vec::new(),
             weights: Vec::new(),
         };
         for _ in 0..rows {
-            let n = 4 + rng.below(17);
+            let n = 4 + rng.below(max_n - 3);
             let free = len - 2 * n;
             let start = rng.below(free + 1);
             let gap = rng.below(free - start + 1);

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::LabError;
 use crate::attribution::AttributionSpec;
+use crate::clamp::ClampSpec;
 use crate::edges::EdgeSpec;
 use crate::mergelab::MergeSpec;
 use crate::neurofeedback::NeurofeedbackSpec;
@@ -55,6 +56,10 @@ pub enum Experiment {
     /// the faithfulness curve (`"experiment": "edge-attribution"`).
     #[serde(rename = "circuits")]
     EdgeAttribution(EdgeSpec),
+    /// Circuits lab: the induction model trained with and without clamped activations
+    /// (`"experiment": "clamped-training"`).
+    #[serde(rename = "circuits")]
+    ClampedTraining(ClampSpec),
     /// Merge lab: merges of the bundled suite, sweeps and maps.
     Merge(MergeSpec),
     /// Neurofeedback lab: the metacognition paradigm.
@@ -214,6 +219,19 @@ impl LabSpec for EdgeSpec {
     }
 }
 
+impl LabSpec for ClampSpec {
+    const LAB: LabKind = LabKind::Circuits;
+    fn into_experiment(self) -> Experiment {
+        Experiment::ClampedTraining(self)
+    }
+    fn from_experiment(e: Experiment) -> Option<Self> {
+        match e {
+            Experiment::ClampedTraining(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
@@ -223,7 +241,8 @@ impl Experiment {
             | Experiment::CircuitReuse(_)
             | Experiment::RecallReasoning(_)
             | Experiment::AttributionPatching(_)
-            | Experiment::EdgeAttribution(_) => LabKind::Circuits,
+            | Experiment::EdgeAttribution(_)
+            | Experiment::ClampedTraining(_) => LabKind::Circuits,
             Experiment::Merge(_) => LabKind::Merge,
             Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
             Experiment::Dynamics(_) => LabKind::Dynamics,
@@ -292,16 +311,20 @@ impl Experiment {
                 Some(Value::String(s)) if s == EdgeSpec::EXPERIMENT => {
                     serde_path_to_error::deserialize(v).map(Experiment::EdgeAttribution)
                 }
+                Some(Value::String(s)) if s == ClampSpec::EXPERIMENT => {
+                    serde_path_to_error::deserialize(v).map(Experiment::ClampedTraining)
+                }
                 Some(other) => {
                     return Err(LabError::Spec(format!(
                         "not a valid Circuits experiment spec: experiment: unknown experiment {other}: \
-                         use \"{}\", \"{}\", \"{}\", \"{}\" or \"{}\", or leave it out for a \
-                         patching sweep",
+                         use \"{}\", \"{}\", \"{}\", \"{}\", \"{}\" or \"{}\", or leave it out \
+                         for a patching sweep",
                         NeuronsSpec::EXPERIMENT,
                         ReuseSpec::EXPERIMENT,
                         RecallSpec::EXPERIMENT,
                         AttributionSpec::EXPERIMENT,
-                        EdgeSpec::EXPERIMENT
+                        EdgeSpec::EXPERIMENT,
+                        ClampSpec::EXPERIMENT
                     )));
                 }
             },
@@ -463,6 +486,7 @@ mod tests {
             Experiment::RecallReasoning(RecallSpec::smollm2()),
             Experiment::AttributionPatching(AttributionSpec::ioi_smollm2()),
             Experiment::EdgeAttribution(EdgeSpec::ioi_smollm2()),
+            Experiment::ClampedTraining(ClampSpec::previous_token_guided()),
         ];
         for e in all {
             let json = e.to_json();

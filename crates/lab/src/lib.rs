@@ -7,9 +7,11 @@
 //! | [`attribution`] | attribution patching beside activation patching: both grids, their correlation and top-10 overlap |
 //! | [`ablation`] | head ablation (zero, mean, resample), path patching, metrics |
 //! | [`bundled`] | the Circuits lab's bundled induction and IOI models: vocabularies, data, training |
+//! | [`clamp`] | clamping during training: the induction model trained with and without chosen activations clamped, loss curves and the phase change |
 //! | [`circuits`] | attention patterns, logit lens, direct logit attribution, head detectors |
 //! | [`inspect`] | the Circuits lab's interactive questions (predict, analyse, score heads, ablate, path-patch) |
 //! | [`guides`] | the guided experiments' texts (Markdown, one file per lab) |
+//! | [`edges`] | edge attribution patching (EAP, EAP-IG), the top edges' exact effects, the faithfulness curve |
 //! | [`experiment`] | the one experiment type every link, export, `interplay run` and test reads |
 //! | [`merge`] | task vectors, task arithmetic, TIES (official semantics), DARE |
 //! | [`mergelab`] | the Merge lab's spec: merges of the bundled suite, AdaMerging, sweeps, maps |
@@ -25,6 +27,7 @@ pub mod ablation;
 pub mod attribution;
 pub mod bundled;
 pub mod circuits;
+pub mod clamp;
 pub mod edges;
 pub mod experiment;
 pub mod findings;

@@ -298,6 +298,10 @@ pub enum Action {
         /// Unit direction.
         direction: Vec<f32>,
     },
+    /// Replace with the run's own mean over its batch and positions (per head), held out of the
+    /// gradient: the activation keeps its average but carries nothing about the tokens and
+    /// learns nothing (clamping during training).
+    OwnMean,
 }
 
 /// One intervention at a hook.
@@ -513,6 +517,12 @@ fn apply_one(x: Act, hook: HookPoint, iv: &Intervention, pos_offset: usize) -> A
         Action::Replace(src) => window(src),
         Action::Zero => t.clone().zeros_like(),
         Action::Mean(m) => window(m),
+        Action::OwnMean => t
+            .clone()
+            .mean_dim(0)
+            .mean_dim(1)
+            .detach()
+            .expand([b, p, h, d]),
         Action::Shift(delta) => t.clone() + window(delta),
         Action::Scale(f) => t.clone().mul_scalar(*f),
         Action::ZeroUnits(units) => {

@@ -1,6 +1,8 @@
-//! Training a GPT-2-family [`Transformer`] from scratch with Burn's autodiff (feature `train`,
-//! native only: the page never trains transformers, so its build stays without autodiff).
-//! The Circuits lab's bundled models are made with this; see `interplay_lab::bundled`.
+//! Training a GPT-2-family [`Transformer`] from scratch with Burn's autodiff (feature `train`:
+//! the CLI, and the page's gradients engine, loaded only when an experiment needs gradients, so
+//! the default engine stays without autodiff). The Circuits lab's bundled models are made with
+//! this (`interplay_lab::bundled`), and the clamped-training experiment trains with it in the
+//! page (`interplay_lab::clamp`).
 //!
 //! The model is the same [`Transformer`] the page runs, built on an autodiff device, so what is
 //! trained is exactly what is later loaded. Parameters are updated by AdamW written here over the
@@ -17,6 +19,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::config::{Arch, TransformerConfig};
 use crate::device::read_f32;
 use crate::error::{ModelError, Result};
+use crate::hooks::HookPlan;
 use crate::transformer::Transformer;
 use crate::weights::{HostTensor, Source, Weights, build_transformer};
 
@@ -228,6 +231,7 @@ pub struct Trainer {
     step: usize,
     state: HashMap<ParamId, (Tensor<1>, Tensor<1>)>,
     frozen: fn(&str) -> bool,
+    plan: HookPlan,
 }
 
 impl Trainer {
@@ -248,7 +252,15 @@ impl Trainer {
             step: 0,
             state: HashMap::new(),
             frozen,
+            plan: HookPlan::default(),
         })
+    }
+
+    /// Run every training forward under `plan` from now on (clamping activations during
+    /// training: a head zeroed, held at its mean, its pattern fixed). Tensors in the plan must
+    /// live on [`Transformer::device`] of [`Trainer::model`].
+    pub fn clamp(&mut self, plan: HookPlan) {
+        self.plan = plan;
     }
 
     /// One optimisation step on `batch`; returns the batch's loss before the step.
@@ -275,7 +287,12 @@ impl Trainer {
             ),
             &device,
         );
-        let loss = cross_entropy(self.model.forward(inputs), targets, weights);
+        let logits = if self.plan.is_empty() {
+            self.model.forward(inputs)
+        } else {
+            self.model.run_with_hooks(inputs, &self.plan).0
+        };
+        let loss = cross_entropy(logits, targets, weights);
         let grads = loss.backward();
         let value = read_f32(loss.detach()).await?[0];
         if !value.is_finite() {
@@ -346,7 +363,16 @@ impl ModuleMapper for Update<'_> {
 /// Next-token loss and accuracy (argmax = target) of a model over weighted positions, without
 /// gradients, for evaluation.
 pub async fn evaluate(model: &Transformer, batch: &Batch) -> Result<(f32, f32)> {
-    let logits = model.forward(model.tokens(&batch.inputs)?);
+    evaluate_with(model, batch, &HookPlan::default()).await
+}
+
+/// [`evaluate`] with the model run under `plan` (a clamped model as it was trained).
+pub async fn evaluate_with(
+    model: &Transformer,
+    batch: &Batch,
+    plan: &HookPlan,
+) -> Result<(f32, f32)> {
+    let logits = model.run_with_hooks(model.tokens(&batch.inputs)?, plan).0;
     let [b, p, v] = logits.dims();
     let host = read_f32(log_softmax(logits, 2)).await?;
     let (mut loss, mut correct, mut total) = (0f64, 0f64, 0f64);
