@@ -442,5 +442,6 @@ pub fn CircuitsLab() -> impl IntoView {
         <crate::reuse::ReusePanel preset=preset/>
         <crate::recall::RecallPanel preset=preset/>
         <crate::edges::EdgesPanel preset=preset/>
+        <crate::clamp::ClampPanel preset=preset/>
     }
 }

@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 
+use interplay_lab::clamp::ClampSpec;
 use interplay_lab::edges::EdgeSpec;
 use interplay_lab::neurons::NeuronsSpec;
 use interplay_lab::recall::RecallSpec;
@@ -30,6 +31,8 @@ pub struct Preset {
     pub recall: Option<RecallSpec>,
     /// For the edge-attribution panel.
     pub edges: Option<EdgeSpec>,
+    /// For the clamped-training panel.
+    pub clamp: Option<ClampSpec>,
 }
 
 struct Guide {
@@ -122,6 +125,16 @@ const GUIDES: &[Guide] = &[
         paper: "Syed et al. 2023 (EAP); Hanna, Pezzelle and Belinkov 2024, \"Have Faith in Faithfulness\" (EAP-IG)",
         preset: || Preset {
             edges: Some(EdgeSpec::ioi_smollm2()),
+            ..Preset::default()
+        },
+    },
+    Guide {
+        id: "clamp",
+        model: "induction-2l",
+        title: "What needs to go right for an induction head? (clamping during training)",
+        paper: "Singh et al. 2024, \"What needs to go right for an induction head?\"",
+        preset: || Preset {
+            clamp: Some(ClampSpec::previous_token_guided()),
             ..Preset::default()
         },
     },

@@ -25,6 +25,7 @@
 pub mod ablation;
 pub mod assets;
 pub mod circuits;
+pub mod clamp;
 pub mod dynamics;
 pub mod edges;
 pub mod engine;

@@ -73,6 +73,7 @@ mod tests {
                     "ioi-heads",
                     "attribution",
                     "edges",
+                    "clamp",
                     "induction",
                     "lens",
                     "relation-neurons",

@@ -402,7 +402,8 @@ fn switch_engine(id: Option<JobId>, backend: Backend) {
             return None;
         }
         let why = if c.want_gradients {
-            "the engine restarted to compute gradients (attribution patching); run it again"
+            "the engine restarted to compute gradients (attribution patching, edge attribution, \
+             training); run it again"
         } else {
             "the engine restarted for the other device; run it again"
         };

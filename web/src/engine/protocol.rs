@@ -65,11 +65,13 @@ pub enum Task {
 
 impl Task {
     /// Whether the task needs gradients, which only the gradients engine's module computes
-    /// (attribution patching, edge attribution patching).
+    /// (attribution patching, edge attribution patching, clamped training).
     pub fn needs_gradients(&self) -> bool {
         matches!(self, Task::Experiment(e) if matches!(
             **e,
-            Experiment::AttributionPatching(_) | Experiment::EdgeAttribution(_)
+            Experiment::AttributionPatching(_)
+                | Experiment::EdgeAttribution(_)
+                | Experiment::ClampedTraining(_)
         ))
     }
 }
@@ -201,6 +203,13 @@ pub enum Part {
     SweepRow(EiSweepRow),
     /// One trial of the what/when paradigm.
     Trial(Trial),
+    /// The newest training losses of run `run` of a clamped-training experiment.
+    Losses {
+        /// 0: the unclamped run, 1: the clamped one.
+        run: usize,
+        /// The losses of the steps since the last part.
+        losses: Vec<f32>,
+    },
     /// One fine-tuning step.
     TrainStep {
         /// Steps done.
@@ -275,6 +284,8 @@ pub enum Output {
     },
     /// Edge attribution patching: the top edges, their exact effects, the faithfulness curve.
     EdgeAttribution(Box<interplay_lab::edges::EdgeOutcome>),
+    /// The induction model trained with and without clamps: loss curves, phase changes.
+    ClampedTraining(Box<interplay_lab::clamp::ClampOutcome>),
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.

@@ -510,6 +510,18 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                     .map(|r| Output::EdgeAttribution(Box::new(r)))
                     .map_err(|e| e.to_string())
             }
+            Experiment::ClampedTraining(spec) => {
+                let mut on_losses = |run: usize, l: &[f32]| {
+                    part(Part::Losses {
+                        run,
+                        losses: l.to_vec(),
+                    })
+                };
+                spec.run(device, &mut on_losses, &mut on_progress)
+                    .await
+                    .map(|r| Output::ClampedTraining(Box::new(r)))
+                    .map_err(|e| e.to_string())
+            }
             Experiment::RecallReasoning(spec) => {
                 let m = held_model(&spec.model, dev).await?;
                 let tk = m
