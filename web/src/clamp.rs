@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use interplay_lab::Experiment;
-use interplay_lab::clamp::{Clamp, ClampKind, ClampOutcome, ClampSpec, WINDOW};
+use interplay_lab::clamp::{Clamp, ClampKind, ClampOutcome, ClampSpec, WINDOW, moving_mean};
 
 use crate::engine::{Output, Part as Streamed, Task};
 use crate::plots::{LinePlot, Series, download};
@@ -29,15 +29,7 @@ struct Run {
 
 /// The `WINDOW`-step mean of `loss` at every step from the first full window on.
 fn smoothed(loss: &[f32]) -> Vec<f64> {
-    (WINDOW - 1..loss.len())
-        .map(|s| {
-            loss[s + 1 - WINDOW..=s]
-                .iter()
-                .map(|&x| x as f64)
-                .sum::<f64>()
-                / WINDOW as f64
-        })
-        .collect()
+    moving_mean(loss).into_iter().map(f64::from).collect()
 }
 
 fn kind_of(v: &str) -> ClampKind {

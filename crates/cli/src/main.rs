@@ -280,7 +280,14 @@ fn run_clamped(
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
     let dev = device.init()?;
-    let result = pollster::block_on(spec.run(&dev.device, &mut |_, _| {}, &mut no_progress))?;
+    // Minutes of training: say how far it is on stderr (stdout is the JSON).
+    let mut report = |done: usize, total: usize| -> interplay_models::patching::Progress {
+        if done.is_multiple_of(100) || done == total {
+            eprintln!("training: step {done} of {total}");
+        }
+        Box::pin(async { true })
+    };
+    let result = pollster::block_on(spec.run(&dev.device, &mut |_, _| {}, &mut report))?;
     Ok(json!({
         "spec": spec,
         "result": result,

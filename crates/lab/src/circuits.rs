@@ -18,9 +18,19 @@ pub struct Patterns {
 
 /// Attention patterns for `ids` (one prompt).
 pub async fn attention_patterns(m: &Transformer, ids: &[u32]) -> Result<Patterns, LabError> {
+    attention_patterns_under(m, ids, &HookPlan::default()).await
+}
+
+/// [`attention_patterns`] of the model run under `plan` (a clamped model as it was trained).
+pub async fn attention_patterns_under(
+    m: &Transformer,
+    ids: &[u32],
+    plan: &HookPlan,
+) -> Result<Patterns, LabError> {
     let n = m.config.n_layers;
     let (h, p) = (m.config.n_heads, ids.len());
-    let plan = HookPlan::caching((0..n).map(HookPoint::Pattern));
+    let mut plan = plan.clone();
+    plan.cache.extend((0..n).map(HookPoint::Pattern));
     let (_, cache) = m.run_with_hooks(m.tokens(&[ids.to_vec()])?, &plan);
     let all: Vec<Tensor<4>> = (0..n)
         .map(|l| {
@@ -297,6 +307,17 @@ pub fn repeated_random_tokens(vocab: usize, half: usize, seed: u64) -> Vec<u32> 
 /// # Errors
 /// A half under 2 tokens, or one whose doubled sequence exceeds the model's context.
 pub async fn head_scores(m: &Transformer, half: usize, seed: u64) -> Result<HeadScores, LabError> {
+    head_scores_under(m, half, seed, &HookPlan::default()).await
+}
+
+/// [`head_scores`] of the model run under `plan` (a clamped model as it was trained; a
+/// pattern the plan sets must cover `2 · half` positions).
+pub async fn head_scores_under(
+    m: &Transformer,
+    half: usize,
+    seed: u64,
+    plan: &HookPlan,
+) -> Result<HeadScores, LabError> {
     if half < 2 {
         return Err(LabError::Spec(
             "the repeated sequence needs at least 2 tokens".into(),
@@ -312,7 +333,7 @@ pub async fn head_scores(m: &Transformer, half: usize, seed: u64) -> Result<Head
         )));
     }
     let ids = repeated_random_tokens(m.config.d_vocab, half, seed);
-    let pats = attention_patterns(m, &ids).await?;
+    let pats = attention_patterns_under(m, &ids, plan).await?;
     let p = ids.len();
     let score = |pat: &Vec<Vec<f32>>, back: usize| -> f32 {
         let qs: Vec<usize> = (half..p).filter(|&i| i >= back).collect();
@@ -325,7 +346,12 @@ pub async fn head_scores(m: &Transformer, half: usize, seed: u64) -> Result<Head
             .collect()
     };
     // Next-token loss per position.
-    let logits = m.forward(m.tokens(std::slice::from_ref(&ids))?);
+    let tokens = m.tokens(std::slice::from_ref(&ids))?;
+    let logits = if plan.is_empty() {
+        m.forward(tokens)
+    } else {
+        m.run_with_hooks(tokens, plan).0
+    };
     let v = m.config.d_vocab;
     let lp = burn::tensor::activation::log_softmax(logits, 2);
     let lp = read_f32(lp).await?;

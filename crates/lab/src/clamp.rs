@@ -261,10 +261,20 @@ impl ClampSpec {
     }
 }
 
+/// The [`WINDOW`]-step mean of `loss` ending at each step from `WINDOW − 1` on (what the
+/// page plots and the phase change reads).
+pub fn moving_mean(loss: &[f32]) -> Vec<f32> {
+    (WINDOW - 1..loss.len())
+        .map(|s| loss[s + 1 - WINDOW..=s].iter().sum::<f32>() / WINDOW as f32)
+        .collect()
+}
+
 /// The first step whose [`WINDOW`]-step mean loss is below `threshold`.
 pub fn phase_change(loss: &[f32], threshold: f32) -> Option<usize> {
-    (WINDOW - 1..loss.len())
-        .find(|&s| loss[s + 1 - WINDOW..=s].iter().sum::<f32>() / (WINDOW as f32) < threshold)
+    moving_mean(loss)
+        .iter()
+        .position(|&m| m < threshold)
+        .map(|i| i + WINDOW - 1)
 }
 
 /// The hook plan that holds `clamps` on a model of `n_heads` heads and `context` positions on
@@ -392,10 +402,9 @@ async fn train_run(
     use interplay_models::train::{Rng, evaluate_with};
 
     use crate::bundled::induction_batch_of;
-    use crate::circuits::repeated_random_tokens;
+    use crate::circuits::head_scores_under;
 
     let (model, plan, loss) = train(spec, &clamps, device, spec.steps, on_losses, progress).await?;
-    let (n_heads, n_layers) = (model.config.n_heads, model.config.n_layers);
     let mut rng = Rng::new(0x7E57);
     let (test_loss, test_accuracy) = evaluate_with(
         &model,
@@ -403,31 +412,11 @@ async fn train_run(
         &plan,
     )
     .await?;
-    // Head detectors under the clamps: what the trained model does as it was trained.
+    // Head detectors under the clamps: what the trained model does as it was trained (the
+    // detection sequence is `2 · (context / 2)` positions, which a pattern clamp must cover).
     let half = spec.context / 2;
-    let ids = repeated_random_tokens(model.config.d_vocab, half, 1);
-    // The plan again for the detection sequence's length (a previous-token pattern is
-    // [1, heads, pos, pos]: `context` positions in training, `2·(context / 2)` here).
-    let mut cache_plan = clamp_plan(&clamps, n_heads, ids.len(), &model.device());
-    cache_plan.cache = (0..n_layers).map(HookPoint::Pattern).collect();
-    let tokens = model.tokens(std::slice::from_ref(&ids))?;
-    let (_, cache) = model.run_with_hooks(tokens, &cache_plan);
-    let p = ids.len();
-    let mut previous = vec![vec![0f32; n_heads]; n_layers];
-    let mut induction = vec![vec![0f32; n_heads]; n_layers];
-    for l in 0..n_layers {
-        let Some(pat) = cache.r4(HookPoint::Pattern(l)) else {
-            continue;
-        };
-        let pat = interplay_models::device::read_f32(pat).await?;
-        for h in 0..n_heads {
-            let at = |q: usize, k: usize| pat[(h * p + q) * p + k];
-            let qs = half..p;
-            let n = qs.len().max(1) as f32;
-            previous[l][h] = qs.clone().map(|q| at(q, q - 1)).sum::<f32>() / n;
-            induction[l][h] = qs.map(|q| at(q, q + 1 - half)).sum::<f32>() / n;
-        }
-    }
+    let under = clamp_plan(&clamps, model.config.n_heads, 2 * half, &model.device());
+    let scores = head_scores_under(&model, half, 1, &under).await?;
     Ok(ClampRun {
         label: if clamps.is_empty() {
             "unclamped".into()
@@ -443,8 +432,8 @@ async fn train_run(
         phase_change: None,
         test_loss,
         test_accuracy,
-        previous,
-        induction,
+        previous: scores.previous,
+        induction: scores.induction,
     })
 }
 
