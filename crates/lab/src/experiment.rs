@@ -535,7 +535,7 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("\"attribution-patching\" or \"edge-attribution\""),
+                .contains("\"edge-attribution\" or \"clamped-training\""),
             "{err}"
         );
         // Another experiment of the same lab belongs to another panel: no spec, no error.
