@@ -271,6 +271,7 @@ fn run_spec_file(a: &RunArgs) -> Result<serde_json::Value> {
         Experiment::AttributionPatching(spec) => run_attribution(&spec, model, a.device),
         Experiment::EdgeAttribution(spec) => run_edges(&spec, model, a.device),
         Experiment::ClampedTraining(spec) => run_clamped(&spec, a.device),
+        Experiment::SubspacePatching(spec) => run_subspace(&spec, model, a.device),
     }
 }
 
@@ -293,6 +294,25 @@ fn run_clamped(
         "result": result,
         "device": dev.backend,
     }))
+}
+
+/// Directions learned by DAS on the bundled IOI model and patched along: `{spec, result,
+/// device}`.
+fn run_subspace(
+    spec: &interplay_lab::subspace::SubspaceSpec,
+    model: Option<&Path>,
+    device: DeviceArg,
+) -> Result<serde_json::Value> {
+    use interplay_lab::subspace::SubspaceSpec;
+    let mut report = |done: usize, total: usize| -> interplay_models::patching::Progress {
+        if done.is_multiple_of(100) || done == total {
+            eprintln!("learning directions: step {done} of {total}");
+        }
+        Box::pin(async { true })
+    };
+    run_on_model(json!(spec), SubspaceSpec::MODEL, model, device, |m| {
+        pollster::block_on(spec.run(m, &mut report)).map(|r| json!(r))
+    })
 }
 
 /// Attribution patching and the activation-patching sweep it estimates: `{spec, result, device}`.

@@ -1258,3 +1258,80 @@ fn the_clamp_guides_numbers_are_this_projects_runs() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("context: give 8 to 48 positions"), "{err}");
 }
+
+/// The numbers the subspace-patching guide quotes, from `interplay run` of its spec (the
+/// training and the effects are checked against PyTorch in `lab/subspace`); bad specs are
+/// messages.
+#[test]
+fn the_subspace_guides_numbers_are_this_projects_runs() {
+    let mut spec = serde_json::to_value(interplay_lab::subspace::SubspaceSpec::guided()).unwrap();
+    spec["lab"] = "circuits".into();
+    let file = std::env::temp_dir().join("interplay-subspace-guided.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let model = fixtures().join("../../public/bundled/ioi-3l");
+    let run = |file: &std::path::Path| {
+        interplay(&[
+            "run",
+            file.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ])
+    };
+    let (code, v, err) = run(&file);
+    assert_eq!(code, 0, "{err}");
+    let r = &v["result"];
+    assert_eq!(r["test_pairs"], 480);
+    let near = |x: &Value, want: f64, tol: f64, what: &str| {
+        let x = x.as_f64().unwrap();
+        assert!(
+            (x - want).abs() <= tol,
+            "{what}: {x}, the guide says {want}"
+        );
+    };
+    near(&r["unpatched"]["logit_diff"], 10.65, 0.01, "unpatched");
+    let d = r["directions"].as_array().unwrap();
+    assert_eq!(d[0]["hook"], "blocks.1.mlp.hook_post");
+    assert_eq!(d[1]["hook"], "blocks.1.hook_resid_post");
+    // The MLP: no illusion.
+    near(&d[0]["full"]["logit_diff"], 7.11, 0.01, "MLP full patch");
+    near(&d[0]["along"]["logit_diff"], 8.59, 0.02, "MLP along v");
+    near(&d[0]["row"]["logit_diff"], 8.68, 0.02, "MLP read part");
+    near(&d[0]["null"]["logit_diff"], 10.65, 0.01, "MLP unread part");
+    near(
+        &d[0]["from_null"],
+        0.17,
+        0.01,
+        "MLP coefficient from the unread part",
+    );
+    assert_eq!(d[0]["null_dim"], 192);
+    // The residual stream: faithful, partial.
+    near(
+        &d[1]["full"]["logit_diff"],
+        -10.20,
+        0.01,
+        "residual full patch",
+    );
+    near(
+        &d[1]["full"]["flipped"],
+        0.96,
+        0.01,
+        "residual full patch flips",
+    );
+    near(&d[1]["along"]["logit_diff"], 5.75, 0.02, "residual along v");
+    near(
+        &d[1]["along"]["flipped"],
+        0.20,
+        0.01,
+        "residual along v flips",
+    );
+    near(&d[1]["row_share"], 0.997, 0.002, "residual row share");
+
+    spec["hooks"] = serde_json::json!(["blocks.3.mlp.hook_post"]);
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (code, _, err) = run(&file);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("blocks.3.mlp.hook_post does not exist"),
+        "{err}"
+    );
+}

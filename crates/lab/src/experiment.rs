@@ -26,6 +26,7 @@ use crate::patching::PatchingSpec;
 use crate::recall::RecallSpec;
 use crate::reuse::ReuseSpec;
 use crate::share;
+use crate::subspace::SubspaceSpec;
 
 /// One experiment of any lab.
 ///
@@ -60,6 +61,10 @@ pub enum Experiment {
     /// (`"experiment": "clamped-training"`).
     #[serde(rename = "circuits")]
     ClampedTraining(ClampSpec),
+    /// Circuits lab: a direction learned by distributed alignment search and patched along, with
+    /// the parts of it the model reads and does not (`"experiment": "subspace-patching"`).
+    #[serde(rename = "circuits")]
+    SubspacePatching(SubspaceSpec),
     /// Merge lab: merges of the bundled suite, sweeps and maps.
     Merge(MergeSpec),
     /// Neurofeedback lab: the metacognition paradigm.
@@ -232,6 +237,19 @@ impl LabSpec for ClampSpec {
     }
 }
 
+impl LabSpec for SubspaceSpec {
+    const LAB: LabKind = LabKind::Circuits;
+    fn into_experiment(self) -> Experiment {
+        Experiment::SubspacePatching(self)
+    }
+    fn from_experiment(e: Experiment) -> Option<Self> {
+        match e {
+            Experiment::SubspacePatching(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 impl Experiment {
     /// The lab this experiment belongs to.
     pub fn lab(&self) -> LabKind {
@@ -242,7 +260,8 @@ impl Experiment {
             | Experiment::RecallReasoning(_)
             | Experiment::AttributionPatching(_)
             | Experiment::EdgeAttribution(_)
-            | Experiment::ClampedTraining(_) => LabKind::Circuits,
+            | Experiment::ClampedTraining(_)
+            | Experiment::SubspacePatching(_) => LabKind::Circuits,
             Experiment::Merge(_) => LabKind::Merge,
             Experiment::Neurofeedback(_) => LabKind::Neurofeedback,
             Experiment::Dynamics(_) => LabKind::Dynamics,
@@ -314,17 +333,21 @@ impl Experiment {
                 Some(Value::String(s)) if s == ClampSpec::EXPERIMENT => {
                     serde_path_to_error::deserialize(v).map(Experiment::ClampedTraining)
                 }
+                Some(Value::String(s)) if s == SubspaceSpec::EXPERIMENT => {
+                    serde_path_to_error::deserialize(v).map(Experiment::SubspacePatching)
+                }
                 Some(other) => {
                     return Err(LabError::Spec(format!(
                         "not a valid Circuits experiment spec: experiment: unknown experiment {other}: \
-                         use \"{}\", \"{}\", \"{}\", \"{}\", \"{}\" or \"{}\", or leave it out \
-                         for a patching sweep",
+                         use \"{}\", \"{}\", \"{}\", \"{}\", \"{}\", \"{}\" or \"{}\", or \
+                         leave it out for a patching sweep",
                         NeuronsSpec::EXPERIMENT,
                         ReuseSpec::EXPERIMENT,
                         RecallSpec::EXPERIMENT,
                         AttributionSpec::EXPERIMENT,
                         EdgeSpec::EXPERIMENT,
-                        ClampSpec::EXPERIMENT
+                        ClampSpec::EXPERIMENT,
+                        SubspaceSpec::EXPERIMENT
                     )));
                 }
             },
@@ -487,6 +510,7 @@ mod tests {
             Experiment::AttributionPatching(AttributionSpec::ioi_smollm2()),
             Experiment::EdgeAttribution(EdgeSpec::ioi_smollm2()),
             Experiment::ClampedTraining(ClampSpec::previous_token_guided()),
+            Experiment::SubspacePatching(SubspaceSpec::guided()),
         ];
         for e in all {
             let json = e.to_json();
@@ -535,7 +559,7 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("\"edge-attribution\" or \"clamped-training\""),
+                .contains("\"clamped-training\" or \"subspace-patching\""),
             "{err}"
         );
         // Another experiment of the same lab belongs to another panel: no spec, no error.

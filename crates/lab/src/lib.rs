@@ -42,6 +42,7 @@ pub mod patching;
 pub mod recall;
 pub mod reuse;
 pub mod share;
+pub mod subspace;
 pub mod suite;
 
 pub use experiment::{Experiment, LabKind, LabSpec};

@@ -65,13 +65,15 @@ pub enum Task {
 
 impl Task {
     /// Whether the task needs gradients, which only the gradients engine's module computes
-    /// (attribution patching, edge attribution patching, clamped training).
+    /// (attribution patching, edge attribution patching, clamped training, subspace patching's
+    /// directions).
     pub fn needs_gradients(&self) -> bool {
         matches!(self, Task::Experiment(e) if matches!(
             **e,
             Experiment::AttributionPatching(_)
                 | Experiment::EdgeAttribution(_)
                 | Experiment::ClampedTraining(_)
+                | Experiment::SubspacePatching(_)
         ))
     }
 }
@@ -286,6 +288,8 @@ pub enum Output {
     EdgeAttribution(Box<interplay_lab::edges::EdgeOutcome>),
     /// The induction model trained with and without clamps: loss curves, phase changes.
     ClampedTraining(Box<interplay_lab::clamp::ClampOutcome>),
+    /// Directions learned by DAS, the effects of patching along them and their parts.
+    SubspacePatching(Box<interplay_lab::subspace::SubspaceOutcome>),
     /// The answer to a question about the held model.
     Inspection(Inspection),
     /// A model the engine loaded.

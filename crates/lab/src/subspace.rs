@@ -1,0 +1,873 @@
+//! Subspace patching and its illusion (Makelov, Lange & Nanda 2023, "Is This the Subspace You
+//! Are Looking for?"). Distributed alignment search (DAS) learns a unit direction `v` at one
+//! hook so that patching only the activation's component along it, `x ← x + ((x_src − x)·v) v`,
+//! from a source prompt into a base prompt makes the model act as the source would. Here the
+//! variable is which of the IOI opening's two names is repeated, on the bundled `ioi-3l` model:
+//! the source is the base with the other name repeated ("When Mary and Tom …, Mary gave a drink
+//! to" for "…, Tom gave a drink to"), so carrying the variable over should make the model name
+//! the base's subject. (Swapping the opening's order instead, the paper's position variable,
+//! changes nothing at the last position of this model, even patched whole: it tells the names
+//! apart by identity, not by place.)
+//!
+//! A direction can do that without being what the model uses: in an MLP's hidden layer most
+//! directions are never read (the null space of `W_out`, 192 of 256 dimensions here), and `v`
+//! can pair a null-space part that differs between the prompts with a part the output reads but
+//! that never varies on its own (dormant). So beside the patch's effect the experiment reports
+//! how much of `v` lies in the row space of the weights that read the hook, and the effect of
+//! each part patched alone, and the same for the whole activation patched.
+
+use interplay_models::hooks::{Act, Action, HookPlan, HookPoint, Selector};
+use interplay_models::patching::Progress;
+use interplay_models::rng::Rng;
+use interplay_models::{LoadedModel, Transformer};
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+use crate::bundled::{
+    Bundled, IOI_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, ioi_held_out, ioi_prompt,
+};
+
+/// The experiment; in JSON a Circuits spec with `"experiment": "subspace-patching"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "experiment", rename = "subspace-patching")]
+pub struct SubspaceSpec {
+    /// Where a direction is learned, at the last position (1–4 hooks: `hook_resid_pre`,
+    /// `hook_resid_mid`, `hook_resid_post` or `mlp.hook_post` of any layer).
+    #[serde(default = "default_hooks")]
+    pub hooks: Vec<HookPoint>,
+    /// Adam steps per direction (1–2000).
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Prompt pairs per step (1–256).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Adam's learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Seed of the initial direction and of the batches.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_hooks() -> Vec<HookPoint> {
+    vec![HookPoint::MlpPost(1), HookPoint::ResidPost(1)]
+}
+fn default_steps() -> usize {
+    200
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_lr() -> f64 {
+    1e-2
+}
+fn default_seed() -> u64 {
+    1
+}
+
+/// Mean logit difference and how often the output flipped, over the held-out pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    /// Mean of `logit(indirect object) − logit(subject)` at the last position.
+    pub logit_diff: f32,
+    /// The share of pairs whose subject now outscores the indirect object.
+    pub flipped: f32,
+}
+
+/// One learned direction and what patching along it does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Direction {
+    /// Where.
+    pub hook: HookPoint,
+    /// The activation's width there.
+    pub width: usize,
+    /// Training loss (cross-entropy towards the subject, patched) at each step, before its
+    /// update.
+    pub loss: Vec<f32>,
+    /// The learned unit direction `v` (`[width]`).
+    pub direction: Vec<f32>,
+    /// The whole activation at the last position patched from the source.
+    pub full: Effect,
+    /// Patched along `v`.
+    pub along: Effect,
+    /// Patched along `v`'s part in the row space of the reading weights, normalised (`None`
+    /// when `v` has none).
+    pub row: Option<Effect>,
+    /// Patched along `v`'s part in their null space, normalised (`None` when it has none).
+    pub null: Option<Effect>,
+    /// `|v_row|²`: the share of `v` in the row space of the weights that read the hook.
+    pub row_share: f32,
+    /// The dimension of that null space.
+    pub null_dim: usize,
+    /// Of the patched coefficient `(x_src − x)·v` (summed as squares over the held-out pairs),
+    /// the share its null-space part makes: `Σ (δ·v_null)(δ·v) / Σ (δ·v)²`, `δ = x_src − x`.
+    /// Near 1: the prompts differ along `v` only where the model does not read.
+    pub from_null: f32,
+    /// What reads the hook, in words.
+    pub readers: String,
+}
+
+/// What the experiment found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubspaceOutcome {
+    /// Held-out prompt pairs (name pairs never trained on, every template, both orders).
+    pub test_pairs: usize,
+    /// The held-out pairs unpatched.
+    pub unpatched: Effect,
+    /// One per hook, in the spec's order.
+    pub directions: Vec<Direction>,
+}
+
+/// One base/source pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pair {
+    /// The base prompt's ids.
+    pub base: Vec<u32>,
+    /// The source: the same prompt with the other opening name repeated.
+    pub source: Vec<u32>,
+    /// The indirect object's id (the base's answer).
+    pub io: u32,
+    /// The subject's id (what the model should say when the position is carried over).
+    pub subject: u32,
+}
+
+/// Every pair of one split, per template (each template's prompts share a length): for each
+/// ordered name pair (held out or not by [`ioi_held_out`]) both opening orders, the source
+/// repeating the indirect object instead of the subject.
+pub fn pairs(held_out: bool) -> Vec<Vec<Pair>> {
+    let n = IOI_NAMES.len();
+    (0..IOI_TEMPLATES.len())
+        .map(|t| {
+            let mut out = Vec::new();
+            for a in 0..n {
+                for s in 0..n {
+                    if a == s || ioi_held_out(a, s) != held_out {
+                        continue;
+                    }
+                    let (p, o) = (
+                        (a + 3 * s) % IOI_PLACES.len(),
+                        (5 * a + s) % IOI_OBJECTS.len(),
+                    );
+                    for abba in [true, false] {
+                        let base = ioi_prompt(t, a, s, p, o, abba);
+                        let source = ioi_prompt(t, s, a, p, o, !abba);
+                        out.push(Pair {
+                            base: base.ids,
+                            source: source.ids,
+                            io: base.answer,
+                            subject: base.subject,
+                        });
+                    }
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+impl SubspaceSpec {
+    /// The value of its `"experiment"` key.
+    pub const EXPERIMENT: &str = "subspace-patching";
+    /// The model it runs on.
+    pub const MODEL: &str = "ioi-3l";
+
+    /// The guided experiment: an MLP's hidden layer beside the residual stream it writes to.
+    pub fn guided() -> Self {
+        Self {
+            hooks: default_hooks(),
+            steps: default_steps(),
+            batch: default_batch(),
+            lr: default_lr(),
+            seed: default_seed(),
+        }
+    }
+
+    /// The spec's limits for a model of `n_layers` layers, checked before any run.
+    pub fn check(&self, n_layers: usize) -> Result<(), LabError> {
+        let bad = |m: String| Err(LabError::Spec(m));
+        if self.hooks.is_empty() || self.hooks.len() > 4 {
+            return bad(format!(
+                "hooks: give 1 to 4 hooks, not {}",
+                self.hooks.len()
+            ));
+        }
+        for (i, h) in self.hooks.iter().enumerate() {
+            if !matches!(
+                h,
+                HookPoint::ResidPre(_)
+                    | HookPoint::ResidMid(_)
+                    | HookPoint::ResidPost(_)
+                    | HookPoint::MlpPost(_)
+            ) {
+                return bad(format!(
+                    "hooks: {h} is not one this experiment patches (use blocks.L.hook_resid_pre, \
+                     hook_resid_mid, hook_resid_post or mlp.hook_post)"
+                ));
+            }
+            if h.layer().is_some_and(|l| l >= n_layers) {
+                return bad(format!(
+                    "hooks: {h} does not exist (the model has layers 0 to {})",
+                    n_layers - 1
+                ));
+            }
+            if self.hooks[..i].contains(h) {
+                return bad(format!("hooks: {h} is listed twice"));
+            }
+        }
+        if !(1..=2000).contains(&self.steps) {
+            return bad(format!("steps: give 1 to 2000, not {}", self.steps));
+        }
+        if !(1..=256).contains(&self.batch) {
+            return bad(format!("batch: give 1 to 256 pairs, not {}", self.batch));
+        }
+        if !(self.lr > 0.0 && self.lr <= 1.0) {
+            return bad(format!(
+                "lr: give a learning rate in (0, 1], not {}",
+                self.lr
+            ));
+        }
+        Ok(())
+    }
+
+    /// Learn a direction at each hook, then patch along it and its parts on the held-out pairs.
+    /// `progress(done, total)` counts training steps; resolving to `false` cancels.
+    pub async fn run(
+        &self,
+        m: &LoadedModel,
+        progress: &mut dyn FnMut(usize, usize) -> Progress,
+    ) -> Result<SubspaceOutcome, LabError> {
+        let model = &m.model;
+        check_model(model)?;
+        self.check(model.config.n_layers)?;
+        let train = Cached::of(model, &pairs(false), &self.hooks).await?;
+        let test = Cached::of(model, &pairs(true), &self.hooks).await?;
+        let unpatched = test.effect(model, self.hooks[0], Some(&[])).await?;
+        let total = self.steps * self.hooks.len();
+        let mut directions = Vec::with_capacity(self.hooks.len());
+        for (i, &hook) in self.hooks.iter().enumerate() {
+            let done = i * self.steps;
+            let (v, loss) = learn(self, model, &train, hook, self.steps, &mut |d, _| {
+                progress(done + d, total)
+            })
+            .await?;
+            directions.push(assess(model, &test, hook, v, loss).await?);
+        }
+        Ok(SubspaceOutcome {
+            test_pairs: test.len(),
+            unpatched,
+            directions,
+        })
+    }
+
+    /// The losses of the first `n` steps and the direction after them, at `hook` (the
+    /// references check these).
+    pub async fn first_steps(
+        &self,
+        m: &LoadedModel,
+        hook: HookPoint,
+        n: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>), LabError> {
+        check_model(&m.model)?;
+        self.check(m.model.config.n_layers)?;
+        let train = Cached::of(&m.model, &pairs(false), &[hook]).await?;
+        let mut quiet = interplay_models::patching::no_progress;
+        let (v, loss) = learn(self, &m.model, &train, hook, n, &mut quiet).await?;
+        Ok((loss, v))
+    }
+}
+
+fn check_model(model: &Transformer) -> Result<(), LabError> {
+    let want = Bundled::Ioi.config();
+    let c = &model.config;
+    if c.d_vocab != want.d_vocab || c.n_layers != want.n_layers || c.d_model != want.d_model {
+        return Err(LabError::Spec(format!(
+            "subspace patching runs on the bundled {} model (its prompt pairs are in its \
+             vocabulary); load it first",
+            SubspaceSpec::MODEL
+        )));
+    }
+    Ok(())
+}
+
+/// The pairs of one split with every hook's activation at the last position, from both
+/// prompts.
+struct Cached {
+    /// Per template.
+    pairs: Vec<Vec<Pair>>,
+    /// `base[hook][template][pair]`: `[width]`.
+    base: Vec<Vec<Vec<Vec<f32>>>>,
+    /// Same for the source prompts.
+    source: Vec<Vec<Vec<Vec<f32>>>>,
+    hooks: Vec<HookPoint>,
+}
+
+impl Cached {
+    async fn of(
+        model: &Transformer,
+        pairs: &[Vec<Pair>],
+        hooks: &[HookPoint],
+    ) -> Result<Self, LabError> {
+        let mut base = vec![Vec::new(); hooks.len()];
+        let mut source = vec![Vec::new(); hooks.len()];
+        for group in pairs {
+            for (side, store) in [(true, &mut base), (false, &mut source)] {
+                let ids: Vec<Vec<u32>> = group
+                    .iter()
+                    .map(|p| {
+                        if side {
+                            p.base.clone()
+                        } else {
+                            p.source.clone()
+                        }
+                    })
+                    .collect();
+                let rows = last_rows(model, &ids, hooks).await?;
+                for (k, r) in rows.into_iter().enumerate() {
+                    store[k].push(r);
+                }
+            }
+        }
+        Ok(Self {
+            pairs: pairs.to_vec(),
+            base,
+            source,
+            hooks: hooks.to_vec(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.pairs.iter().map(Vec::len).sum()
+    }
+
+    fn index(&self, hook: HookPoint) -> usize {
+        self.hooks.iter().position(|&h| h == hook).unwrap_or(0)
+    }
+
+    /// `x_src − x` of pair `i` of template `t` at `hook`.
+    fn delta(&self, k: usize, t: usize, i: usize) -> Vec<f64> {
+        self.source[k][t][i]
+            .iter()
+            .zip(&self.base[k][t][i])
+            .map(|(s, b)| (*s - *b) as f64)
+            .collect()
+    }
+
+    /// The held-out effect of patching at `hook`: along the unit direction `u`, or the whole
+    /// activation (`u` is `None`; with `hook` and no patch at all when `u` is `Some(&[])`).
+    async fn effect(
+        &self,
+        model: &Transformer,
+        hook: HookPoint,
+        u: Option<&[f64]>,
+    ) -> Result<Effect, LabError> {
+        let k = self.index(hook);
+        let (mut sum, mut flipped, mut n) = (0f64, 0usize, 0usize);
+        for (t, group) in self.pairs.iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let shifts: Vec<Vec<f32>> = (0..group.len())
+                .map(|i| {
+                    let d = self.delta(k, t, i);
+                    match u {
+                        None => d.iter().map(|&x| x as f32).collect(),
+                        Some([]) => vec![0.0; d.len()],
+                        Some(u) => {
+                            let c = dot(&d, u);
+                            u.iter().map(|&x| (c * x) as f32).collect()
+                        }
+                    }
+                })
+                .collect();
+            let ids: Vec<Vec<u32>> = group.iter().map(|p| p.base.clone()).collect();
+            let last = shifted_last_logits(model, &ids, hook, &shifts).await?;
+            let v = model.config.d_vocab;
+            for (i, p) in group.iter().enumerate() {
+                let row = &last[i * v..(i + 1) * v];
+                let ld = row[p.io as usize] - row[p.subject as usize];
+                sum += ld as f64;
+                flipped += usize::from(ld < 0.0);
+                n += 1;
+            }
+        }
+        Ok(Effect {
+            logit_diff: (sum / n.max(1) as f64) as f32,
+            flipped: flipped as f32 / n.max(1) as f32,
+        })
+    }
+}
+
+/// Every hook's activation at the last position of each prompt (all of one length).
+///
+/// # Shapes
+/// - `ids`: `[batch][pos]` → `[hook][batch][width]`.
+async fn last_rows(
+    model: &Transformer,
+    ids: &[Vec<u32>],
+    hooks: &[HookPoint],
+) -> Result<Vec<Vec<Vec<f32>>>, LabError> {
+    let tokens = model.tokens(ids)?;
+    let (_, cache) = model.run_with_hooks(tokens, &HookPlan::caching(hooks.iter().copied()));
+    let mut out = Vec::with_capacity(hooks.len());
+    for &h in hooks {
+        let a = cache
+            .r3(h)
+            .ok_or_else(|| LabError::Spec(format!("{h} was not computed")))?;
+        let [b, p, d] = a.dims();
+        let last = interplay_models::device::read_f32(
+            a.slice(burn::tensor::s![.., p - 1..p, ..]).reshape([b, d]),
+        )
+        .await?;
+        out.push(last.chunks(d).map(<[f32]>::to_vec).collect());
+    }
+    Ok(out)
+}
+
+/// `[batch, pos, width]` zeros but for each row's `shift` at the last position.
+fn shift_tensor(
+    shifts: &[Vec<f32>],
+    pos: usize,
+    device: &burn::tensor::Device,
+) -> burn::tensor::Tensor<3> {
+    let d = shifts.first().map_or(0, Vec::len);
+    let mut data = vec![0f32; shifts.len() * pos * d];
+    for (b, s) in shifts.iter().enumerate() {
+        let at = (b * pos + pos - 1) * d;
+        data[at..at + d].copy_from_slice(s);
+    }
+    burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(data, [shifts.len(), pos, d]),
+        device,
+    )
+}
+
+/// The last position's logits with `shifts` added at `hook`'s last position.
+///
+/// # Shapes
+/// - `ids`: `[batch][pos]`, `shifts`: `[batch][width]` → `[batch · d_vocab]`.
+async fn shifted_last_logits(
+    model: &Transformer,
+    ids: &[Vec<u32>],
+    hook: HookPoint,
+    shifts: &[Vec<f32>],
+) -> Result<Vec<f32>, LabError> {
+    let pos = ids.first().map_or(0, Vec::len);
+    let shift = shift_tensor(shifts, pos, &model.device());
+    let plan = HookPlan::default().with(hook, Selector::all(), Action::Shift(Act::R3(shift)));
+    let (logits, _) = model.run_with_hooks(model.tokens(ids)?, &plan);
+    let [b, p, v] = logits.dims();
+    Ok(interplay_models::device::read_f32(
+        logits
+            .slice(burn::tensor::s![.., p - 1..p, ..])
+            .reshape([b, v]),
+    )
+    .await?)
+}
+
+/// The unnormalised initial direction: `d` standard normal draws (in `f32`, as PyTorch keeps
+/// them).
+fn draw(rng: &mut Rng, d: usize) -> Vec<f64> {
+    (0..d).map(|_| rng.normal() as f32 as f64).collect()
+}
+
+/// The unit direction a run of seed `seed` starts from at a hook of width `d`.
+pub fn initial_direction(seed: u64, d: usize) -> Vec<f32> {
+    let w = draw(&mut Rng::new(seed), d);
+    let l = norm(&w);
+    w.iter().map(|x| (x / l) as f32).collect()
+}
+
+/// The last position's logits of `pair`'s base prompt patched along the unit `v` at `hook`'s
+/// last position from its source (what the references check).
+///
+/// # Shapes
+/// - `v`: `[width]` → `[d_vocab]`.
+pub async fn patched_logits(
+    model: &Transformer,
+    pair: &Pair,
+    hook: HookPoint,
+    v: &[f32],
+) -> Result<Vec<f32>, LabError> {
+    let rows = [
+        last_rows(model, std::slice::from_ref(&pair.base), &[hook]).await?,
+        last_rows(model, std::slice::from_ref(&pair.source), &[hook]).await?,
+    ];
+    let (x, src) = (&rows[0][0][0], &rows[1][0][0]);
+    let c: f64 = src
+        .iter()
+        .zip(x)
+        .zip(v)
+        .map(|((s, b), u)| (*s - *b) as f64 * *u as f64)
+        .sum();
+    let shift: Vec<f32> = v.iter().map(|&u| (c * u as f64) as f32).collect();
+    shifted_last_logits(model, std::slice::from_ref(&pair.base), hook, &[shift]).await
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+/// Adam on the unnormalised `w` with `v = w/|w|` (PyTorch's `Adam`, default betas and eps).
+struct Adam {
+    lr: f64,
+    m: Vec<f64>,
+    s: Vec<f64>,
+    t: i32,
+}
+
+impl Adam {
+    fn step(&mut self, w: &mut [f64], g: &[f64]) {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        self.t += 1;
+        let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
+        for i in 0..w.len() {
+            self.m[i] = b1 * self.m[i] + (1.0 - b1) * g[i];
+            self.s[i] = b2 * self.s[i] + (1.0 - b2) * g[i] * g[i];
+            w[i] -= self.lr / c1 * self.m[i] / ((self.s[i] / c2).sqrt() + eps);
+        }
+    }
+}
+
+/// Train the direction at `hook` for `n` steps: the unit `v` and the loss of each step.
+#[cfg(feature = "train")]
+async fn learn(
+    spec: &SubspaceSpec,
+    model: &Transformer,
+    train: &Cached,
+    hook: HookPoint,
+    n: usize,
+    progress: &mut dyn FnMut(usize, usize) -> Progress,
+) -> Result<(Vec<f32>, Vec<f32>), LabError> {
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Int, Tensor, TensorData};
+    use interplay_models::device::read_f32;
+
+    let k = train.index(hook);
+    let d = train.base[k][0].first().map_or(0, Vec::len);
+    let mut rng = Rng::new(spec.seed);
+    let mut w: Vec<f64> = draw(&mut rng, d);
+    let mut adam = Adam {
+        lr: spec.lr,
+        m: vec![0.0; d],
+        s: vec![0.0; d],
+        t: 0,
+    };
+    let device = model.device();
+    let mut losses = Vec::with_capacity(n);
+    for step in 0..n {
+        let t = step % train.pairs.len();
+        let group = &train.pairs[t];
+        let idx: Vec<usize> = (0..spec.batch).map(|_| rng.below(group.len())).collect();
+        let len = norm(&w);
+        let v: Vec<f64> = w.iter().map(|x| x / len).collect();
+        let deltas: Vec<Vec<f64>> = idx.iter().map(|&i| train.delta(k, t, i)).collect();
+        let coefs: Vec<f64> = deltas.iter().map(|dl| dot(dl, &v)).collect();
+        let shifts: Vec<Vec<f32>> = coefs
+            .iter()
+            .map(|&c| v.iter().map(|&x| (c * x) as f32).collect())
+            .collect();
+        let ids: Vec<Vec<u32>> = idx.iter().map(|&i| group[i].base.clone()).collect();
+        let pos = ids[0].len();
+        // The shift is the leaf: its gradient is the loss's gradient at the patched activation.
+        let leaf = shift_tensor(&shifts, pos, &device)
+            .autodiff()
+            .require_grad();
+        let plan =
+            HookPlan::default().with(hook, Selector::all(), Action::Shift(Act::R3(leaf.clone())));
+        let (logits, _) = model.run_with_hooks(model.tokens(&ids)?, &plan);
+        let [b, p, vocab] = logits.dims();
+        let last = logits
+            .slice(burn::tensor::s![.., p - 1..p, ..])
+            .reshape([b, vocab]);
+        let labels: Vec<i64> = idx.iter().map(|&i| group[i].subject as i64).collect();
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [b, 1]), &last.device());
+        let loss = log_softmax(last, 1).gather(1, labels).mean().neg();
+        let grads = loss.backward();
+        losses.push(read_f32(loss.detach()).await?[0]);
+        let g = leaf
+            .grad(&grads)
+            .ok_or_else(|| LabError::Spec(format!("no gradient reached {hook}")))?;
+        let g = read_f32(
+            g.slice(burn::tensor::s![.., pos - 1..pos, ..])
+                .reshape([b, d]),
+        )
+        .await?;
+        // x' = x + (δ·v) v: ∂L/∂v = Σ_b (δ_b·v) g_b + (g_b·v) δ_b; through v = w/|w|, the
+        // component along v drops out and the rest is divided by |w|.
+        let mut gv = vec![0f64; d];
+        for (bi, (dl, &c)) in deltas.iter().zip(&coefs).enumerate() {
+            let gb: Vec<f64> = g[bi * d..(bi + 1) * d].iter().map(|&x| x as f64).collect();
+            let gdotv = dot(&gb, &v);
+            for j in 0..d {
+                gv[j] += c * gb[j] + gdotv * dl[j];
+            }
+        }
+        let along = dot(&gv, &v);
+        let gw: Vec<f64> = gv
+            .iter()
+            .zip(&v)
+            .map(|(g, x)| (g - along * x) / len)
+            .collect();
+        adam.step(&mut w, &gw);
+        if !progress(step + 1, n).await {
+            return Err(LabError::Cancelled);
+        }
+    }
+    let len = norm(&w);
+    Ok((w.iter().map(|x| (x / len) as f32).collect(), losses))
+}
+
+#[cfg(not(feature = "train"))]
+async fn learn(
+    _spec: &SubspaceSpec,
+    _model: &Transformer,
+    _train: &Cached,
+    _hook: HookPoint,
+    _n: usize,
+    _progress: &mut dyn FnMut(usize, usize) -> Progress,
+) -> Result<(Vec<f32>, Vec<f32>), LabError> {
+    Err(LabError::Spec(
+        "learning a direction needs gradients, which this engine does not compute (it has no \
+         autodiff): in the page the gradients engine did not start (run it again to retry); \
+         `interplay run spec.json` learns it too"
+            .into(),
+    ))
+}
+
+/// The effects of patching along `v` and its parts at `hook` on the held-out pairs.
+async fn assess(
+    model: &Transformer,
+    test: &Cached,
+    hook: HookPoint,
+    v: Vec<f32>,
+    loss: Vec<f32>,
+) -> Result<Direction, LabError> {
+    let (basis, readers) = reading_space(model, hook).await?;
+    let v64: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+    let d = v64.len();
+    let mut row = vec![0f64; d];
+    for b in &basis {
+        let c = dot(b, &v64);
+        for j in 0..d {
+            row[j] += c * b[j];
+        }
+    }
+    let null: Vec<f64> = v64.iter().zip(&row).map(|(a, r)| a - r).collect();
+    let unit = |x: &[f64]| {
+        let l = norm(x);
+        (l > 1e-6).then(|| x.iter().map(|a| a / l).collect::<Vec<f64>>())
+    };
+    let (row_u, null_u) = (unit(&row), unit(&null));
+    let k = test.index(hook);
+    let (mut from_null, mut total) = (0f64, 0f64);
+    for (t, group) in test.pairs.iter().enumerate() {
+        for i in 0..group.len() {
+            let dl = test.delta(k, t, i);
+            let c = dot(&dl, &v64);
+            from_null += dot(&dl, &null) * c;
+            total += c * c;
+        }
+    }
+    let full = test.effect(model, hook, None).await?;
+    let along = test.effect(model, hook, Some(&v64)).await?;
+    let row_e = match &row_u {
+        Some(u) => Some(test.effect(model, hook, Some(u)).await?),
+        None => None,
+    };
+    let null_e = match &null_u {
+        Some(u) => Some(test.effect(model, hook, Some(u)).await?),
+        None => None,
+    };
+    Ok(Direction {
+        hook,
+        width: d,
+        loss,
+        direction: v,
+        full,
+        along,
+        row: row_e,
+        null: null_e,
+        row_share: dot(&row, &row) as f32,
+        null_dim: d - basis.len(),
+        from_null: if total > 0.0 {
+            (from_null / total) as f32
+        } else {
+            0.0
+        },
+        readers,
+    })
+}
+
+/// An orthonormal basis (`[k][width]`) of the row space of the weights that read `hook`
+/// (the directions of the activation that change what reads it), and what they are in words.
+/// `mlp.hook_post`: the MLP's `W_out`. A residual hook: every later attention's `W_Q`, `W_K`,
+/// `W_V`, every later MLP's input weights and the unembedding, each behind its LayerNorm,
+/// whose centring no direction survives that adds the same to every unit.
+async fn reading_space(
+    model: &Transformer,
+    hook: HookPoint,
+) -> Result<(Vec<Vec<f64>>, String), LabError> {
+    use interplay_models::device::read_f32;
+
+    let c = &model.config;
+    let d = c.d_model;
+    // Each reader as its columns: vectors of the hook's width.
+    let mut columns: Vec<Vec<f64>> = Vec::new();
+    let mut push = |m: Vec<f32>, rows: usize, cols: usize, gamma: Option<&[f32]>, centre: bool| {
+        for j in 0..cols {
+            let mut col: Vec<f64> = (0..rows).map(|i| m[i * cols + j] as f64).collect();
+            if let Some(g) = gamma {
+                for (x, &s) in col.iter_mut().zip(g) {
+                    *x *= s as f64;
+                }
+            }
+            if centre {
+                let mean = col.iter().sum::<f64>() / rows as f64;
+                for x in &mut col {
+                    *x -= mean;
+                }
+            }
+            columns.push(col);
+        }
+    };
+    let readers = match hook {
+        HookPoint::MlpPost(l) => {
+            let b = &model.blocks[l];
+            push(read_f32(b.mlp.w_out.val()).await?, c.d_mlp, d, None, false);
+            format!("the MLP's output weights W_out (layer {l})")
+        }
+        _ => {
+            // Which sublayers read it: (layer, attention too?).
+            let (first, attn_first) = match hook {
+                HookPoint::ResidPre(l) => (l, true),
+                HookPoint::ResidMid(l) => (l, false),
+                HookPoint::ResidPost(l) => (l + 1, true),
+                _ => (0, true),
+            };
+            for l in first..c.n_layers {
+                let b = &model.blocks[l];
+                if l > first || attn_first {
+                    let g = read_f32(b.ln1.weight.val()).await?;
+                    for w in [&b.attn.w_q, &b.attn.w_k, &b.attn.w_v] {
+                        let [r, k] = w.val().dims();
+                        push(read_f32(w.val()).await?, r, k, Some(&g), !b.ln1.rms);
+                    }
+                }
+                let g = read_f32(b.ln2.weight.val()).await?;
+                let mut mats = vec![&b.mlp.w_in];
+                if let Some(gate) = &b.mlp.w_gate {
+                    mats.push(gate);
+                }
+                for w in mats {
+                    let [r, k] = w.val().dims();
+                    push(read_f32(w.val()).await?, r, k, Some(&g), !b.ln2.rms);
+                }
+            }
+            let g = read_f32(model.ln_final.weight.val()).await?;
+            let centre = !model.ln_final.rms;
+            match &model.unembed {
+                Some(u) => {
+                    let [r, k] = u.val().dims();
+                    push(read_f32(u.val()).await?, r, k, Some(&g), centre);
+                }
+                None => {
+                    // Tied: the embedding `[vocab, d]` read as `[d, vocab]`.
+                    let e = model.embed.val().transpose();
+                    let [r, k] = e.dims();
+                    push(read_f32(e).await?, r, k, Some(&g), centre);
+                }
+            }
+            "every later layer's attention (W_Q, W_K, W_V) and MLP input weights and the \
+             unembedding, each behind its LayerNorm"
+                .into()
+        }
+    };
+    Ok((orthonormal(columns), readers))
+}
+
+/// An orthonormal basis of the span of `vectors` (modified Gram–Schmidt, twice; vectors left
+/// with under 1e-6 of their norm are dependent).
+fn orthonormal(vectors: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    let mut basis: Vec<Vec<f64>> = Vec::new();
+    for mut x in vectors {
+        let before = norm(&x);
+        if before == 0.0 {
+            continue;
+        }
+        for _ in 0..2 {
+            for b in &basis {
+                let c = dot(&x, b);
+                for (xi, bi) in x.iter_mut().zip(b) {
+                    *xi -= c * bi;
+                }
+            }
+        }
+        let after = norm(&x);
+        if after > 1e-6 * before {
+            basis.push(x.iter().map(|v| v / after).collect());
+        }
+        if basis.len() == x.len() {
+            break;
+        }
+    }
+    basis
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_differ_only_in_the_repeated_name() {
+        let train = pairs(false);
+        let test = pairs(true);
+        assert_eq!(train.len(), 4);
+        let n: usize = test.iter().map(Vec::len).sum();
+        assert!(n > 0 && train[0].len() > test[0].len());
+        for p in train.iter().chain(&test).flatten() {
+            assert_eq!(p.base.len(), p.source.len());
+            let differ: Vec<usize> = (0..p.base.len())
+                .filter(|&i| p.base[i] != p.source[i])
+                .collect();
+            assert_eq!(differ.len(), 1, "one word differs");
+            assert_eq!(p.base[differ[0]], p.subject);
+            assert_eq!(
+                p.source[differ[0]], p.io,
+                "the source repeats the other name"
+            );
+        }
+    }
+
+    #[test]
+    fn orthonormal_drops_dependent_vectors() {
+        let b = orthonormal(vec![
+            vec![1.0, 0.0, 0.0],
+            vec![1.0, 1.0, 0.0],
+            vec![2.0, 2.0, 0.0],
+        ]);
+        assert_eq!(b.len(), 2);
+        assert!((dot(&b[0], &b[1])).abs() < 1e-12);
+    }
+
+    #[test]
+    fn specs_out_of_range_are_messages() {
+        let ok = SubspaceSpec::guided();
+        assert!(ok.check(3).is_ok());
+        let bad = |f: fn(&mut SubspaceSpec)| {
+            let mut s = ok.clone();
+            f(&mut s);
+            s.check(3).expect_err("refused").to_string()
+        };
+        assert!(bad(|s| s.hooks.clear()).contains("1 to 4"));
+        assert!(bad(|s| s.hooks[0] = HookPoint::Z(0)).contains("not one"));
+        assert!(bad(|s| s.hooks[0] = HookPoint::MlpPost(3)).contains("does not exist"));
+        assert!(bad(|s| s.hooks.push(HookPoint::MlpPost(1))).contains("twice"));
+        assert!(bad(|s| s.steps = 0).contains("steps"));
+        assert!(bad(|s| s.batch = 1000).contains("batch"));
+        assert!(bad(|s| s.lr = 0.0).contains("lr"));
+    }
+}

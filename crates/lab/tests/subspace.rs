@@ -1,0 +1,146 @@
+//! Subspace patching (DAS) against PyTorch (tests/fixtures/make_das_goldens.py: the same prompt
+//! pairs, initial direction, batches and Adam written out in plain PyTorch on the bundled
+//! `ioi-3l`, its forward checked against Hugging Face's GPT2LMHeadModel): the logits patched
+//! along the initial direction, the first 30 training steps (losses and the direction after
+//! them) on the CPU and wgpu, and the guided run's held-out effects and row-space shares.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+#![cfg(all(feature = "train", not(target_family = "wasm")))]
+
+use interplay_lab::subspace::{SubspaceSpec, initial_direction, pairs, patched_logits};
+use interplay_models::hooks::HookPoint;
+use interplay_models::load::load_path;
+use interplay_models::patching::no_progress;
+use interplay_models::{ComputeDevice, LoadedModel};
+use interplay_testkit::*;
+use serde_json::Value;
+
+fn load(dev: &ComputeDevice) -> LoadedModel {
+    load_path(&root().join("public/bundled/ioi-3l"), &dev.device).expect("loads")
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn hook(case: &Value) -> HookPoint {
+    case["hook"].as_str().unwrap().parse().unwrap()
+}
+
+fn spec(case: &Value, steps: usize) -> SubspaceSpec {
+    SubspaceSpec {
+        hooks: vec![hook(case)],
+        steps,
+        batch: case["batch"].as_u64().unwrap() as usize,
+        lr: case["lr"].as_f64().unwrap(),
+        seed: case["seed"].as_u64().unwrap(),
+    }
+}
+
+/// The first held-out pair is PyTorch's, and patching it along the initial direction gives
+/// PyTorch's logits.
+#[test]
+fn patching_along_the_initial_direction_matches_pytorch() {
+    let g = golden("das");
+    let first = &pairs(true)[0][0];
+    for case in g["cases"].as_array().unwrap() {
+        let p = &case["first_test_pair"];
+        assert_eq!(first.base, ids(&p["base"]), "the same base prompt");
+        assert_eq!(first.source, ids(&p["source"]), "the same source prompt");
+        let d = case["d"].as_u64().unwrap() as usize;
+        let v = initial_direction(case["seed"].as_u64().unwrap(), d);
+        let head = floats(&case["initial_v_head"]);
+        assert!(max_rel_err(&v[..head.len()], &head) < 1e-5, "initial v");
+        let want = floats(&case["initial_patched_logits"]);
+        for dev in devices() {
+            let m = load(&dev);
+            let got = pollster::block_on(patched_logits(&m.model, first, hook(case), &v)).unwrap();
+            let err = max_rel_err(&got, &want);
+            assert!(
+                err < 1e-4,
+                "{:?} {}: off by {err:e}",
+                dev.backend,
+                case["hook"]
+            );
+        }
+    }
+}
+
+/// Thirty Adam steps give PyTorch's losses and direction (on wgpu — lavapipe — ten).
+#[test]
+fn the_first_30_steps_match_pytorch() {
+    let g = golden("das");
+    for dev in devices() {
+        let cpu = dev.backend == interplay_models::device::Backend::Cpu;
+        let n = if cpu {
+            g["golden_steps"].as_u64().unwrap() as usize
+        } else {
+            10
+        };
+        let m = load(&dev);
+        for case in g["cases"].as_array().unwrap() {
+            let s = spec(case, 200);
+            let (loss, v) = pollster::block_on(s.first_steps(&m, hook(case), n)).unwrap();
+            let want = floats(&case["losses"]);
+            let err = max_rel_err(&loss, &want[..n]);
+            assert!(
+                err < 1e-4,
+                "{:?} {}: losses off by {err:e}",
+                dev.backend,
+                case["hook"]
+            );
+            if cpu {
+                let want = floats(&case["v_after_golden"]);
+                let worst = v
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(worst < 1e-4, "{}: v off by {worst:e}", case["hook"]);
+            }
+        }
+    }
+}
+
+/// The guided spec (200 steps at each hook) on the CPU: the held-out effects PyTorch measured
+/// with its own direction, and where each direction lies.
+#[test]
+fn the_guided_run_gives_pytorchs_effects() {
+    let g = golden("das");
+    let dev = devices().remove(0);
+    let m = load(&dev);
+    let guided = SubspaceSpec::guided();
+    let out = pollster::block_on(guided.run(&m, &mut no_progress)).unwrap();
+    let close = |got: f32, want: &Value, tol: f64, what: &str| {
+        let want = want.as_f64().unwrap();
+        assert!(
+            (got as f64 - want).abs() <= tol,
+            "{what}: {got} against PyTorch's {want}"
+        );
+    };
+    for case in g["cases"].as_array().unwrap() {
+        let e = &case["eval"];
+        let d = out
+            .directions
+            .iter()
+            .find(|d| d.hook == hook(case))
+            .expect("the guided spec learns at the golden's hooks");
+        assert_eq!(d.loss.len(), e["losses"].as_array().unwrap().len());
+        close(out.unpatched.logit_diff, &e["ld_none"], 1e-3, "unpatched");
+        close(d.full.logit_diff, &e["ld_full"], 1e-3, "full patch");
+        // 200 steps of Adam in f32 drift apart a little.
+        close(d.along.logit_diff, &e["ld_v"], 2e-2, "along v");
+        close(d.along.flipped, &e["flipped_v"], 1.5e-2, "flipped along v");
+        close(d.row_share, &e["row_share"], 1e-2, "row share");
+        assert_eq!(d.null_dim as u64, e["null_dim"].as_u64().unwrap());
+        close(d.from_null, &e["from_null"], 2e-2, "from null");
+        let null = d.null.expect("a null part");
+        // Patching along a direction no weight reads changes nothing.
+        if d.null_dim > 1 {
+            close(null.logit_diff, &e["ld_none"], 1e-3, "null part alone");
+        }
+    }
+}
