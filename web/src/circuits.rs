@@ -288,6 +288,11 @@ pub fn CircuitsLab() -> impl IntoView {
             crate::share::read_share_link::<interplay_lab::edges::EdgeSpec>()
                 .and_then(Result::ok)
                 .map(|s| s.model)
+        })
+        .or_else(|| {
+            crate::share::read_share_link::<interplay_lab::subspace::SubspaceSpec>()
+                .and_then(Result::ok)
+                .map(|_| interplay_lab::subspace::SubspaceSpec::MODEL.to_string())
         });
     // A model the page will not load by itself: say what the link needs, not nothing.
     if let Some(m) = &linked
@@ -443,5 +448,6 @@ pub fn CircuitsLab() -> impl IntoView {
         <crate::recall::RecallPanel preset=preset/>
         <crate::edges::EdgesPanel preset=preset/>
         <crate::clamp::ClampPanel preset=preset/>
+        <crate::subspace::SubspacePanel preset=preset/>
     }
 }

@@ -9,6 +9,7 @@ use interplay_lab::edges::EdgeSpec;
 use interplay_lab::neurons::NeuronsSpec;
 use interplay_lab::recall::RecallSpec;
 use interplay_lab::reuse::ReuseSpec;
+use interplay_lab::subspace::SubspaceSpec;
 use interplay_lab::{LabKind, PatchingSpec, Prompt, TokenRef};
 use interplay_models::patching::PatchTarget;
 
@@ -33,6 +34,8 @@ pub struct Preset {
     pub edges: Option<EdgeSpec>,
     /// For the clamped-training panel.
     pub clamp: Option<ClampSpec>,
+    /// For the subspace-patching panel.
+    pub subspace: Option<SubspaceSpec>,
 }
 
 struct Guide {
@@ -135,6 +138,16 @@ const GUIDES: &[Guide] = &[
         paper: "Singh et al. 2024, \"What needs to go right for an induction head?\"",
         preset: || Preset {
             clamp: Some(ClampSpec::previous_token_guided()),
+            ..Preset::default()
+        },
+    },
+    Guide {
+        id: "subspace",
+        model: "ioi-3l",
+        title: "Is this the subspace you are looking for? (DAS and its illusion)",
+        paper: "Makelov, Lange and Nanda 2023, \"Is This the Subspace You Are Looking for?\"",
+        preset: || Preset {
+            subspace: Some(SubspaceSpec::guided()),
             ..Preset::default()
         },
     },

@@ -43,6 +43,7 @@ pub mod runtime;
 pub mod share;
 pub mod shell;
 pub mod speclab;
+pub mod subspace;
 pub mod views;
 
 pub use shell::App;

@@ -74,6 +74,7 @@ mod tests {
                     "attribution",
                     "edges",
                     "clamp",
+                    "subspace",
                     "induction",
                     "lens",
                     "relation-neurons",

@@ -512,6 +512,7 @@ fn norm(a: &[f64]) -> f64 {
 }
 
 /// Adam on the unnormalised `w` with `v = w/|w|` (PyTorch's `Adam`, default betas and eps).
+#[cfg(feature = "train")]
 struct Adam {
     lr: f64,
     m: Vec<f64>,
@@ -519,6 +520,7 @@ struct Adam {
     t: i32,
 }
 
+#[cfg(feature = "train")]
 impl Adam {
     fn step(&mut self, w: &mut [f64], g: &[f64]) {
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
