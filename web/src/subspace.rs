@@ -8,7 +8,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use interplay_lab::Experiment;
-use interplay_lab::subspace::{Direction, Effect as Patched, SubspaceOutcome, SubspaceSpec};
+use interplay_lab::subspace::{
+    Counterfactual, Direction, Effect as Patched, SubspaceOutcome, SubspaceSpec,
+};
 use interplay_models::hooks::HookPoint;
 
 use crate::engine::{Output, Task};
@@ -266,6 +268,17 @@ pub fn SubspacePanel(
                 patching only the activation's component along v from the source makes the model name the subject. \
                 Then the held-out pairs are patched along v, along its part the next weights read, along its part \
                 they never read, and as a whole. Needs the gradients engine (loaded on the first run)."</p>
+            <label>"Source prompts "
+                <select data-testid="subspace-counterfactual" prop:disabled=lock
+                        prop:value=move || spec.with(|s| match s.counterfactual { Counterfactual::Repeat => "repeat", Counterfactual::Order => "order" })
+                        on:change=move |ev| {
+                            let c = if event_target_value(&ev) == "order" { Counterfactual::Order } else { Counterfactual::Repeat };
+                            spec.update(|s| s.counterfactual = c)
+                        }>
+                    <option value="repeat">"the other name repeated (“…, Mary gave …” for “…, Tom gave …”)"</option>
+                    <option value="order">"the opening's names swapped (“When Tom and Mary …”), the paper's position variable"</option>
+                </select>
+            </label>
             <fieldset>
                 <legend>"Hooks (1 to 4)"</legend>
                 {hook_boxes}

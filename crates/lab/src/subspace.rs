@@ -47,6 +47,24 @@ pub struct SubspaceSpec {
     /// Seed of the initial direction and of the batches.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// How each source differs from its base.
+    #[serde(default)]
+    pub counterfactual: Counterfactual,
+}
+
+/// How a source prompt differs from its base; either way the patch should make the model name
+/// the base's subject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Counterfactual {
+    /// The other opening name is repeated ("When Mary and Tom …, Mary gave …" for "…, Tom
+    /// gave …"): the source's answer is the base's subject.
+    #[default]
+    Repeat,
+    /// The opening's two names swap places ("When Tom and Mary …, Tom gave …"), Makelov et al.'s
+    /// position variable: the source's answer is still the indirect object, but were the
+    /// position read, carrying it over would point the model at the other name.
+    Order,
 }
 
 fn default_hooks() -> Vec<HookPoint> {
@@ -133,8 +151,8 @@ pub struct Pair {
 
 /// Every pair of one split, per template (each template's prompts share a length): for each
 /// ordered name pair (held out or not by [`ioi_held_out`]) both opening orders, the source
-/// repeating the indirect object instead of the subject.
-pub fn pairs(held_out: bool) -> Vec<Vec<Pair>> {
+/// made by `counterfactual`.
+pub fn pairs(held_out: bool, counterfactual: Counterfactual) -> Vec<Vec<Pair>> {
     let n = IOI_NAMES.len();
     (0..IOI_TEMPLATES.len())
         .map(|t| {
@@ -150,7 +168,10 @@ pub fn pairs(held_out: bool) -> Vec<Vec<Pair>> {
                     );
                     for abba in [true, false] {
                         let base = ioi_prompt(t, a, s, p, o, abba);
-                        let source = ioi_prompt(t, s, a, p, o, !abba);
+                        let source = match counterfactual {
+                            Counterfactual::Repeat => ioi_prompt(t, s, a, p, o, !abba),
+                            Counterfactual::Order => ioi_prompt(t, a, s, p, o, !abba),
+                        };
                         out.push(Pair {
                             base: base.ids,
                             source: source.ids,
@@ -179,6 +200,7 @@ impl SubspaceSpec {
             batch: default_batch(),
             lr: default_lr(),
             seed: default_seed(),
+            counterfactual: Counterfactual::Repeat,
         }
     }
 
@@ -239,8 +261,8 @@ impl SubspaceSpec {
         let model = &m.model;
         check_model(model)?;
         self.check(model.config.n_layers)?;
-        let train = Cached::of(model, &pairs(false), &self.hooks).await?;
-        let test = Cached::of(model, &pairs(true), &self.hooks).await?;
+        let train = Cached::of(model, &pairs(false, self.counterfactual), &self.hooks).await?;
+        let test = Cached::of(model, &pairs(true, self.counterfactual), &self.hooks).await?;
         let unpatched = test.effect(model, self.hooks[0], Some(&[])).await?;
         let total = self.steps * self.hooks.len();
         let mut directions = Vec::with_capacity(self.hooks.len());
@@ -269,7 +291,7 @@ impl SubspaceSpec {
     ) -> Result<(Vec<f32>, Vec<f32>), LabError> {
         check_model(&m.model)?;
         self.check(m.model.config.n_layers)?;
-        let train = Cached::of(&m.model, &pairs(false), &[hook]).await?;
+        let train = Cached::of(&m.model, &pairs(false, self.counterfactual), &[hook]).await?;
         let mut quiet = interplay_models::patching::no_progress;
         let (v, loss) = learn(self, &m.model, &train, hook, n, &mut quiet).await?;
         Ok((loss, v))
@@ -825,8 +847,8 @@ mod tests {
 
     #[test]
     fn pairs_differ_only_in_the_repeated_name() {
-        let train = pairs(false);
-        let test = pairs(true);
+        let train = pairs(false, Counterfactual::Repeat);
+        let test = pairs(true, Counterfactual::Repeat);
         assert_eq!(train.len(), 4);
         let n: usize = test.iter().map(Vec::len).sum();
         assert!(n > 0 && train[0].len() > test[0].len());
@@ -841,6 +863,23 @@ mod tests {
                 p.source[differ[0]], p.io,
                 "the source repeats the other name"
             );
+        }
+    }
+
+    #[test]
+    fn order_pairs_swap_the_opening() {
+        for (r, o) in pairs(false, Counterfactual::Repeat)
+            .iter()
+            .flatten()
+            .zip(pairs(false, Counterfactual::Order).iter().flatten())
+        {
+            assert_eq!(r.base, o.base);
+            assert_eq!((r.io, r.subject), (o.io, o.subject));
+            let differ: Vec<usize> = (0..o.base.len())
+                .filter(|&i| o.base[i] != o.source[i])
+                .collect();
+            assert_eq!(differ.len(), 2, "the two opening names swap");
+            assert_eq!(o.base[differ[0]], o.source[differ[1]]);
         }
     }
 

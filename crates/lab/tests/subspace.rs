@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![cfg(all(feature = "train", not(target_family = "wasm")))]
 
-use interplay_lab::subspace::{SubspaceSpec, initial_direction, pairs, patched_logits};
+use interplay_lab::subspace::{
+    Counterfactual, SubspaceSpec, initial_direction, pairs, patched_logits,
+};
 use interplay_models::hooks::HookPoint;
 use interplay_models::load::load_path;
 use interplay_models::patching::no_progress;
@@ -37,6 +39,7 @@ fn spec(case: &Value, steps: usize) -> SubspaceSpec {
         batch: case["batch"].as_u64().unwrap() as usize,
         lr: case["lr"].as_f64().unwrap(),
         seed: case["seed"].as_u64().unwrap(),
+        counterfactual: Counterfactual::Repeat,
     }
 }
 
@@ -45,7 +48,7 @@ fn spec(case: &Value, steps: usize) -> SubspaceSpec {
 #[test]
 fn patching_along_the_initial_direction_matches_pytorch() {
     let g = golden("das");
-    let first = &pairs(true)[0][0];
+    let first = &pairs(true, Counterfactual::Repeat)[0][0];
     for case in g["cases"].as_array().unwrap() {
         let p = &case["first_test_pair"];
         assert_eq!(first.base, ids(&p["base"]), "the same base prompt");
