@@ -137,6 +137,33 @@ test("an out-of-range subspace spec is a message and the page stays usable", asy
   }
 });
 
+// A link's choices show in the form: the position counterfactual and the hooks it names.
+test("a subspace link with the opening's order swapped shows that source", async () => {
+  const b = await launch(MODES.find((m) => m.name === "cpu"));
+  try {
+    const page = b.page;
+    const spec = { ...SPEC, counterfactual: "order", hooks: ["blocks.2.hook_resid_mid"] };
+    await page.goto(srv.base + "#/circuits?spec=" + encodeURIComponent(JSON.stringify(spec)));
+    await page.waitForSelector('[data-testid="subspace"]');
+    assert.equal(await page.inputValue('[data-testid="subspace-counterfactual"]'), "order");
+    assert.ok(await page.isChecked('[data-testid="subspace-hook-blocks.2.hook_resid_mid"]'));
+    assert.ok(!(await page.isChecked('[data-testid="subspace-hook-blocks.1.mlp.hook_post"]')));
+    // A change reaches the spec: the autosaved draft reopens with it.
+    await page.selectOption('[data-testid="subspace-counterfactual"]', "repeat");
+    await page.check('[data-testid="subspace-hook-blocks.0.hook_resid_pre"]');
+    await page.waitForTimeout(500);
+    await page.goto(`${srv.base}#/circuits`);
+    await page.reload();
+    await page.waitForSelector('[data-testid="subspace"]');
+    assert.equal(await page.inputValue('[data-testid="subspace-counterfactual"]'), "repeat");
+    assert.ok(await page.isChecked('[data-testid="subspace-hook-blocks.0.hook_resid_pre"]'));
+    assert.ok(await page.isChecked('[data-testid="subspace-hook-blocks.2.hook_resid_mid"]'));
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await b.close();
+  }
+});
+
 // The guided experiment on the CPU: Set up loads the bundled IOI model; the run gives the CLI's
 // numbers, which the guide quotes.
 test("the guided subspace experiment gives the CLI's numbers", async () => {

@@ -67,12 +67,39 @@ fn effect_cells(e: Option<Patched>, what: &'static str, testid: String) -> impl 
 
 /// One direction's effects and where it lies.
 fn direction_view(i: usize, d: &Direction, unpatched: Patched) -> impl IntoView + use<> {
-    let verdict = if d.null_dim > 1 && d.from_null > 0.5 {
-        "Most of what the prompts differ by along v lies where nothing reads it: suspect an illusion."
-    } else if d.null_dim > 1 {
-        "The patched coefficient comes mostly from the part that is read."
+    // The guide's three warning signs (an MLP hook only: a residual hook has no unread part
+    // to speak of, so there the split tells nothing).
+    let beats_full = d.along.flipped > d.full.flipped + 0.05;
+    let row_weak = d.row.is_some_and(|r| {
+        (unpatched.logit_diff - r.logit_diff) < 0.5 * (unpatched.logit_diff - d.along.logit_diff)
+    });
+    let verdict = if d.null_dim <= 1 {
+        "A residual-stream direction: the only unread direction is the mean LayerNorm removes, so the split \
+         tells nothing here (a random v lies as much in the row space)."
+            .to_string()
     } else {
-        "A residual-stream direction: the only unread direction is the mean LayerNorm removes."
+        let signs: Vec<&str> = [
+            (
+                beats_full,
+                "along v flips more pairs than the whole activation patched",
+            ),
+            (
+                row_weak,
+                "v's read part alone does less than half of v's effect",
+            ),
+            (
+                d.from_null > 0.5,
+                "most of the patched coefficient comes from the unread part",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(on, what)| on.then_some(what))
+        .collect();
+        if signs.is_empty() {
+            "None of the illusion's warning signs.".to_string()
+        } else {
+            format!("Warning signs of an illusion: {}.", signs.join("; "))
+        }
     };
     view! {
         <div data-testid=format!("subspace-direction-{i}") data-hook=d.hook.to_string()
@@ -80,7 +107,7 @@ fn direction_view(i: usize, d: &Direction, unpatched: Patched) -> impl IntoView 
              data-from-null=d.from_null.to_string()
              data-loss=serde_json::to_string(&d.loss).unwrap_or_default()>
             <table>
-                <caption>{format!("{} (width {}): mean logit difference IO − S on the held-out pairs", d.hook, d.width)}</caption>
+                <caption>{format!("{} (width {}): mean logit difference IO − S (indirect object minus subject) on the held-out pairs", d.hook, d.width)}</caption>
                 <thead><tr><th>"patched"</th><th>"logit diff"</th><th>"flipped to the subject"</th></tr></thead>
                 <tbody>
                     {effect_cells(Some(unpatched), "nothing", format!("subspace-none-{i}"))}
@@ -90,7 +117,7 @@ fn direction_view(i: usize, d: &Direction, unpatched: Patched) -> impl IntoView 
                     {effect_cells(d.null, "along v's unread part alone", format!("subspace-null-{i}"))}
                 </tbody>
             </table>
-            <p>{format!(
+            <p data-testid=format!("subspace-verdict-{i}")>{format!(
                 "|v_row|² = {:.2}: the share of v in the row space of {} (its null space has {} dimension{}). \
                  Of the patched coefficient (x_src − x)·v, {:.0}% comes from the unread part. {verdict}",
                 d.row_share, d.readers, d.null_dim, if d.null_dim == 1 { "" } else { "s" }, 100.0 * d.from_null
@@ -244,11 +271,14 @@ pub fn SubspacePanel(
                                    prop:checked=move || spec.with(|s| s.hooks.contains(&h))
                                    on:change=move |ev| {
                                        let on = event_target_checked(&ev);
+                                       // Kept in the model's order, whatever the clicks' order.
                                        spec.update(|s| {
                                            s.hooks.retain(|x| *x != h);
                                            if on {
                                                s.hooks.push(h);
                                            }
+                                           let all = candidates();
+                                           s.hooks.sort_by_key(|x| all.iter().position(|c| c == x));
                                        })
                                    }/>
                             " "{name}
@@ -270,13 +300,14 @@ pub fn SubspacePanel(
                 they never read, and as a whole. Needs the gradients engine (loaded on the first run)."</p>
             <label>"Source prompts "
                 <select data-testid="subspace-counterfactual" prop:disabled=lock
-                        prop:value=move || spec.with(|s| match s.counterfactual { Counterfactual::Repeat => "repeat", Counterfactual::Order => "order" })
                         on:change=move |ev| {
                             let c = if event_target_value(&ev) == "order" { Counterfactual::Order } else { Counterfactual::Repeat };
                             spec.update(|s| s.counterfactual = c)
                         }>
-                    <option value="repeat">"the other name repeated (“…, Mary gave …” for “…, Tom gave …”)"</option>
-                    <option value="order">"the opening's names swapped (“When Tom and Mary …”), the paper's position variable"</option>
+                    <option value="repeat" selected=move || spec.with(|s| s.counterfactual == Counterfactual::Repeat)>
+                        "the other name repeated (“…, Mary gave …” for “…, Tom gave …”)"</option>
+                    <option value="order" selected=move || spec.with(|s| s.counterfactual == Counterfactual::Order)>
+                        "the opening's names swapped (“When Tom and Mary …”), the paper's position variable"</option>
                 </select>
             </label>
             <fieldset>

@@ -1337,32 +1337,45 @@ fn the_subspace_guides_numbers_are_this_projects_runs() {
 }
 
 /// The guide's negative finding: with the opening's order swapped (the paper's position
-/// variable), nothing at the last position of `ioi-3l` carries it — even the whole activation
-/// patched leaves the logit difference where it was.
+/// variable), nothing at the last position of `ioi-3l` carries it — at every hook the experiment
+/// offers, even the whole activation patched leaves the logit difference where it was.
 #[test]
 fn the_opening_order_is_not_carried_at_the_last_position() {
-    let mut spec = serde_json::to_value(interplay_lab::subspace::SubspaceSpec::guided()).unwrap();
-    spec["lab"] = "circuits".into();
-    spec["counterfactual"] = "order".into();
-    spec["steps"] = 40.into();
-    let file = std::env::temp_dir().join("interplay-subspace-order.json");
-    std::fs::write(&file, spec.to_string()).unwrap();
     let model = fixtures().join("../../public/bundled/ioi-3l");
-    let (code, v, err) = interplay(&[
-        "run",
-        file.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let r = &v["result"];
-    let base = r["unpatched"]["logit_diff"].as_f64().unwrap();
-    for d in r["directions"].as_array().unwrap() {
-        for what in ["full", "along"] {
-            let ld = d[what]["logit_diff"].as_f64().unwrap();
+    let hooks: Vec<String> = (0..3)
+        .flat_map(|l| {
+            [
+                "hook_resid_pre",
+                "hook_resid_mid",
+                "mlp.hook_post",
+                "hook_resid_post",
+            ]
+            .map(|h| format!("blocks.{l}.{h}"))
+        })
+        .collect();
+    for four in hooks.chunks(4) {
+        let mut spec =
+            serde_json::to_value(interplay_lab::subspace::SubspaceSpec::guided()).unwrap();
+        spec["lab"] = "circuits".into();
+        spec["counterfactual"] = "order".into();
+        spec["steps"] = 1.into();
+        spec["hooks"] = serde_json::json!(four);
+        let file = std::env::temp_dir().join("interplay-subspace-order.json");
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let (code, v, err) = interplay(&[
+            "run",
+            file.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let r = &v["result"];
+        let base = r["unpatched"]["logit_diff"].as_f64().unwrap();
+        for d in r["directions"].as_array().unwrap() {
+            let ld = d["full"]["logit_diff"].as_f64().unwrap();
             assert!(
                 (ld - base).abs() < 0.05,
-                "{} {what}: {ld} against {base}",
+                "{}: {ld} against {base}",
                 d["hook"]
             );
         }

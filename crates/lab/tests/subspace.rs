@@ -134,10 +134,22 @@ fn the_guided_run_gives_pytorchs_effects() {
         assert_eq!(d.loss.len(), e["losses"].as_array().unwrap().len());
         close(out.unpatched.logit_diff, &e["ld_none"], 1e-3, "unpatched");
         close(d.full.logit_diff, &e["ld_full"], 1e-3, "full patch");
+        close(
+            d.full.flipped,
+            &e["flipped_full"],
+            1e-3,
+            "flipped by the full patch",
+        );
         // 200 steps of Adam in f32 drift apart a little.
         close(d.along.logit_diff, &e["ld_v"], 2e-2, "along v");
         close(d.along.flipped, &e["flipped_v"], 1.5e-2, "flipped along v");
         close(d.row_share, &e["row_share"], 1e-2, "row share");
+        close(
+            d.row.expect("a row part").logit_diff,
+            &e["ld_row"],
+            2e-2,
+            "along the read part",
+        );
         assert_eq!(d.null_dim as u64, e["null_dim"].as_u64().unwrap());
         close(d.from_null, &e["from_null"], 2e-2, "from null");
         let null = d.null.expect("a null part");
