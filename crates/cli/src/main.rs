@@ -170,10 +170,10 @@ struct RunArgs {
 
 #[derive(Args)]
 struct TrainBundledArgs {
-    /// induction-2l, ioi-3l or icl-3l.
-    #[arg(long, value_parser = ["induction-2l", "ioi-3l", "icl-3l"])]
+    /// induction-2l, ioi-3l, icl-3l or icl-word-3l.
+    #[arg(long, value_parser = ["induction-2l", "ioi-3l", "icl-3l", "icl-word-3l"])]
     model: String,
-    /// Training steps [default: 8000 induction-2l, 3000 ioi-3l, 400 icl-3l].
+    /// Training steps [default: 8000 induction-2l, 3000 ioi-3l, 400 icl-3l, 3000 icl-word-3l].
     #[arg(long, value_parser = clap::value_parser!(usize))]
     steps: Option<usize>,
     /// Seed of the initialisation and the data.
@@ -453,6 +453,7 @@ fn train_bundled(a: &TrainBundledArgs) -> Result<serde_json::Value> {
         Bundled::Induction => 8000,
         Bundled::Ioi => 3000,
         Bundled::Icl => 400,
+        Bundled::IclWord => 3000,
     });
     let out = a
         .out

@@ -7,9 +7,11 @@
 //! - `icl-3l`: the Neurofeedback lab's model, a 3-layer GPT-2 meta-trained on in-context
 //!   labelling: sequences of "w w w w -> A" examples whose labels follow a new random linear rule
 //!   over the words' hidden attributes in every sequence, so it must infer each rule from the
-//!   examples.
+//!   examples (it did not learn to: its labels stay at chance, kept as the lab's negative control);
+//! - `icl-word-3l`: the same architecture meta-trained on one-word examples "w -> A" over 24 words
+//!   with 3 hidden attributes, which does learn to label from the examples (the lab's positive case).
 //!
-//! Both use a word-level vocabulary (a Hugging Face `tokenizer.json`, WordLevel model), so
+//! All use a word-level vocabulary (a Hugging Face `tokenizer.json`, WordLevel model), so
 //! students type words. The data generators here are shared by training (feature `train`,
 //! native only), the tests and the model cards; the weights are committed under
 //! `public/bundled/<id>/` and served by the site.
@@ -30,6 +32,9 @@ pub enum Bundled {
     /// 3-layer model labelling 4-word sentences in context (Neurofeedback lab).
     #[serde(rename = "icl-3l")]
     Icl,
+    /// 3-layer model labelling single words in context (Neurofeedback lab).
+    #[serde(rename = "icl-word-3l")]
+    IclWord,
 }
 
 /// The unknown-word token (id 0 in both vocabularies).
@@ -65,6 +70,30 @@ pub fn icl_attributes() -> Vec<[f64; ICL_ATTRIBUTES]> {
     (0..ICL_WORDS)
         .map(|_| std::array::from_fn(|_| rng.normal()))
         .collect()
+}
+
+/// The words of `icl-word-3l`: 12 animals and 12 things. The hidden attributes are drawn per
+/// word regardless of what it names, so "animal" is a concept the model was never taught.
+pub const ICL_WORD_WORDS: [&str; 24] = [
+    "apple", "ball", "bird", "boat", "book", "box", "cake", "car", "cat", "chair", "clock", "cow",
+    "cup", "dog", "drum", "duck", "fish", "frog", "goat", "hat", "horse", "lion", "owl", "pig",
+];
+/// Hidden attributes per word of `icl-word-3l`'s task (3: an ideal reader of the attributes
+/// labels an unseen word at ~93 % with 16 examples; 4 lower that ceiling to ~89 %).
+pub const ICL_WORD_ATTRIBUTES: usize = 3;
+
+/// `icl-word-3l`'s hidden attributes per word: seeded normal draws, centred over the 24 words
+/// (so a rule's labels split the words about evenly).
+pub fn icl_word_attributes() -> Vec<[f64; ICL_WORD_ATTRIBUTES]> {
+    let mut rng = interplay_models::rng::Rng::new(0xA78);
+    let mut a: Vec<[f64; ICL_WORD_ATTRIBUTES]> = (0..ICL_WORD_WORDS.len())
+        .map(|_| std::array::from_fn(|_| rng.normal()))
+        .collect();
+    for k in 0..ICL_WORD_ATTRIBUTES {
+        let mean = a.iter().map(|x| x[k]).sum::<f64>() / a.len() as f64;
+        a.iter_mut().for_each(|x| x[k] -= mean);
+    }
+    a
 }
 
 /// Names of the IOI model.
@@ -121,7 +150,12 @@ pub fn ioi_words() -> Vec<&'static str> {
 
 impl Bundled {
     /// Every bundled model.
-    pub const ALL: [Bundled; 3] = [Bundled::Induction, Bundled::Ioi, Bundled::Icl];
+    pub const ALL: [Bundled; 4] = [
+        Bundled::Induction,
+        Bundled::Ioi,
+        Bundled::Icl,
+        Bundled::IclWord,
+    ];
 
     /// The id used in specs and URLs (and the folder under `public/bundled/`).
     pub fn id(self) -> &'static str {
@@ -129,6 +163,7 @@ impl Bundled {
             Bundled::Induction => "induction-2l",
             Bundled::Ioi => "ioi-3l",
             Bundled::Icl => "icl-3l",
+            Bundled::IclWord => "icl-word-3l",
         }
     }
 
@@ -143,6 +178,7 @@ impl Bundled {
             Bundled::Induction => "Bundled: induction (2-layer attention-only)",
             Bundled::Ioi => "Bundled: IOI (3-layer)",
             Bundled::Icl => "Bundled: in-context labelling (3-layer)",
+            Bundled::IclWord => "Bundled: in-context labelling of words (3-layer)",
         }
     }
 
@@ -156,6 +192,11 @@ impl Bundled {
                 v.push(ICL_ARROW);
                 v.extend(ICL_LABELS);
                 v.extend(&INDUCTION_WORDS[..ICL_WORDS]);
+            }
+            Bundled::IclWord => {
+                v.push(ICL_ARROW);
+                v.extend(ICL_LABELS);
+                v.extend(ICL_WORD_WORDS);
             }
         }
         v
@@ -186,8 +227,8 @@ impl Bundled {
                 n_ctx: 32,
                 ..base
             },
-            // Room for 20 examples of 6 tokens and a query.
-            Bundled::Icl => TransformerConfig {
+            // Room for 20 examples of 6 tokens and a query (icl-3l), or 42 of 3 (icl-word-3l).
+            Bundled::Icl | Bundled::IclWord => TransformerConfig {
                 n_layers: 3,
                 d_mlp: 256,
                 n_ctx: 128,
@@ -441,6 +482,90 @@ mod training {
         batch
     }
 
+    /// A batch of one-word in-context labelling episodes (`icl-word-3l`): each row is a fresh
+    /// rule and 42 "w -> L" examples (the context's 128 tokens), words drawn independently from
+    /// [`ICL_WORD_WORDS`] (so a word may come back, as in Chan et al.'s bursty sequences). A
+    /// rule is a direction `r` in attribute space; a word is `A` when its attributes · `r` > 0.
+    /// With `axis_rules`, half the rules are one attribute (`r = e_k`): on average over them a
+    /// label says something about the word by itself, the signal from which the embeddings learn
+    /// the attributes (with Gaussian rules alone training sits at chance); the rest are Gaussian
+    /// mixes. Held-out rows use Gaussian rules only. Loss on every label.
+    pub fn icl_word_batch(rng: &mut Rng, rows: usize, axis_rules: bool) -> Batch {
+        let len = Bundled::IclWord.config().n_ctx + 1;
+        let (arrow, first_label, first_word) = (1u32, 2u32, 4u32);
+        let attrs = icl_word_attributes();
+        let mut batch = Batch {
+            inputs: Vec::new(),
+            targets: Vec::new(),
+            weights: Vec::new(),
+        };
+        for _ in 0..rows {
+            let r: Vec<f64> = if axis_rules && rng.below(2) == 0 {
+                let k = rng.below(ICL_WORD_ATTRIBUTES);
+                (0..ICL_WORD_ATTRIBUTES)
+                    .map(|j| f64::from(u8::from(j == k)))
+                    .collect()
+            } else {
+                (0..ICL_WORD_ATTRIBUTES).map(|_| rng.normal()).collect()
+            };
+            let mut seq = Vec::with_capacity(len + 3);
+            while seq.len() < len {
+                let w = rng.below(ICL_WORD_WORDS.len());
+                let score: f64 = attrs[w].iter().zip(&r).map(|(x, y)| x * y).sum();
+                seq.extend([first_word + w as u32, arrow]);
+                seq.push(first_label + u32::from(score <= 0.0));
+            }
+            seq.truncate(len);
+            batch.weights.push(
+                (0..len - 1)
+                    .map(|j| (seq[j] == arrow) as u8 as f32)
+                    .collect(),
+            );
+            batch.inputs.push(seq[..len - 1].to_vec());
+            batch.targets.push(seq[1..].to_vec());
+        }
+        batch
+    }
+
+    /// `batch` weighted only on the label of example `n` (the one after `n` labelled
+    /// examples) of one-word rows: the in-context accuracy at N = `n`.
+    fn label_after(batch: &Batch, n: usize) -> Batch {
+        Batch {
+            inputs: batch.inputs.clone(),
+            targets: batch.targets.clone(),
+            weights: batch
+                .weights
+                .iter()
+                .map(|w| {
+                    (0..w.len())
+                        .map(|j| f32::from(u8::from(j == 3 * n + 1)))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// `icl-word-3l`'s held-out evaluation: 512 rows of fresh Gaussian rules (seeded), in
+    /// chunks of 32. Returns the loss and accuracy over every label, and the accuracy after N
+    /// examples for N = 0, 1, 2, 4, 8, 12, 16, 20, 32.
+    pub async fn icl_word_held_out(
+        model: &interplay_models::Transformer,
+    ) -> Result<(f32, f32, Vec<(usize, f32)>), LabError> {
+        let mut rng = Rng::new(0x7E57);
+        let ns = [0, 1, 2, 4, 8, 12, 16, 20, 32];
+        let (mut loss, mut acc, mut by_n) = (0.0, 0.0, vec![0.0; ns.len()]);
+        let chunks = 16;
+        for _ in 0..chunks {
+            let b = icl_word_batch(&mut rng, 32, false);
+            let (l, a) = evaluate(model, &b).await?;
+            (loss, acc) = (loss + l / chunks as f32, acc + a / chunks as f32);
+            for (i, &n) in ns.iter().enumerate() {
+                by_n[i] += evaluate(model, &label_after(&b, n)).await?.1 / chunks as f32;
+            }
+        }
+        Ok((loss, acc, ns.into_iter().zip(by_n).collect()))
+    }
+
     /// Four distinct word indices (into the first [`ICL_WORDS`] words).
     fn icl_sentence(rng: &mut Rng) -> [usize; ICL_SENTENCE] {
         let mut w = [0; ICL_SENTENCE];
@@ -476,6 +601,9 @@ mod training {
         pub test_accuracy: f32,
         /// Parameters.
         pub parameters: usize,
+        /// In-context models: held-out label accuracy after N examples, `(N, accuracy)`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub accuracy_by_examples: Vec<(usize, f32)>,
     }
 
     /// The files of a trained bundled model.
@@ -512,14 +640,16 @@ mod training {
             } else {
                 0
             });
-        let (batch, lr) = match which {
-            Bundled::Induction => (64, 1e-3),
-            Bundled::Ioi => (64, 1e-3),
-            Bundled::Icl => (32, 1e-3),
+        let (batch, lr, weight_decay) = match which {
+            Bundled::Induction => (64, 1e-3, 0.01),
+            Bundled::Ioi => (64, 1e-3, 0.01),
+            Bundled::Icl => (32, 1e-3, 0.01),
+            // The recipe found in PyTorch (see the model card): no decay, a higher peak.
+            Bundled::IclWord => (32, 2e-3, 0.0),
         };
         let opt = AdamW {
             lr,
-            weight_decay: 0.01,
+            weight_decay,
             warmup: 100,
             steps,
         };
@@ -529,7 +659,7 @@ mod training {
         } else {
             |_| false
         };
-        let mut trainer = Trainer::new(config, weights, device, opt, frozen)?;
+        let mut trainer = Trainer::new(config.clone(), weights, device, opt, frozen)?;
         let mut rng = Rng::new(seed ^ 0xDA7A);
         let mut curve = Vec::new();
         let mut window = Vec::new();
@@ -538,6 +668,7 @@ mod training {
                 Bundled::Induction => induction_batch(&mut rng, batch),
                 Bundled::Ioi => ioi_batch(&mut rng, batch),
                 Bundled::Icl => icl_batch(&mut rng, batch),
+                Bundled::IclWord => icl_word_batch(&mut rng, batch, true),
             };
             let loss = trainer.step(&b).await?;
             window.push(loss);
@@ -547,8 +678,29 @@ mod training {
             }
             on_step(step, loss);
         }
-        let model = trainer.model;
+        // Export, then evaluate a plain copy: forwards of the autodiff model that never run
+        // backward keep their graphs (160 held-out chunks reached 24 GB).
+        let tensors = export_gpt2(&trainer.model).await?;
+        drop(trainer);
+        let refs: Vec<(String, &interplay_models::weights::HostTensor)> =
+            tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+        let safetensors = write_safetensors(&refs);
+        let config_json = serde_json::to_string_pretty(&gpt2_config_json(&config))
+            .map_err(|e| LabError::Model(ModelError::Input(e.to_string())))?;
+        let model = interplay_models::load::load_safetensors(
+            &safetensors,
+            config_json.as_bytes(),
+            None,
+            device,
+        )?
+        .model;
+        let mut accuracy_by_examples = Vec::new();
         let (test_loss, test_accuracy) = match which {
+            Bundled::IclWord => {
+                let (loss, acc, by_n) = icl_word_held_out(&model).await?;
+                accuracy_by_examples = by_n;
+                (loss, acc)
+            }
             Bundled::Induction => {
                 let mut rng = Rng::new(0x7E57);
                 evaluate(&model, &induction_batch(&mut rng, 256)).await?
@@ -590,13 +742,8 @@ mod training {
                 (l / n, a / n)
             }
         };
-        let tensors = export_gpt2(&model).await?;
-        let refs: Vec<(String, &interplay_models::weights::HostTensor)> =
-            tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
-        let config_json = serde_json::to_string_pretty(&gpt2_config_json(&model.config))
-            .map_err(|e| LabError::Model(ModelError::Input(e.to_string())))?;
         Ok(Trained {
-            safetensors: write_safetensors(&refs),
+            safetensors,
             config_json,
             tokenizer_json: which.tokenizer_json(),
             report: TrainReport {
@@ -609,6 +756,7 @@ mod training {
                 test_loss,
                 test_accuracy,
                 parameters,
+                accuracy_by_examples,
             },
         })
     }

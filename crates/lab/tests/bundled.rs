@@ -56,7 +56,9 @@ fn spec(b: Bundled) -> PatchingSpec {
     match b {
         Bundled::Induction => PatchingSpec::induction_bundled(),
         Bundled::Ioi => PatchingSpec::ioi_bundled(),
-        Bundled::Icl => panic!("icl-3l is checked by tests/neurofeedback.rs"),
+        Bundled::Icl | Bundled::IclWord => {
+            panic!("the in-context models are checked by tests/neurofeedback.rs")
+        }
     }
 }
 
