@@ -4,6 +4,8 @@
 // numbers for the same spec; quantile bins ticked by hand reach the share link and the CLI's
 // numbers; a run can be cancelled; bad input gets a message. With SmolLM2 fetched, a share link
 // of the SmolLM2 guided experiment, trimmed (see below), equals the CLI too, on both devices.
+// On icl-word-3l, the bundled model that did learn in-context labelling, a trimmed link equals
+// the CLI and HF on both devices, and the guided run on the CPU equals HF and finds reporting.
 // Every one of these runs is also compared with the committed reference directly: the same spec
 // run in Hugging Face + NumPy (make_neurofeedback_goldens.py `page_links`, whose stored spec must
 // equal the one the page ran); and, on the CPU, the whole guided run and the numbers and verdict
@@ -41,6 +43,17 @@ assert.equal(HF_ICL.queries, ICL.queries);
 // The page's runs in HF + NumPy (`page_links`), under the specs the page writes into its link.
 const goldenLink = (g, name) => g.page_links.find((l) => l.name === name);
 const [HF_ICL_LINK, HF_ICL_QUANTILES] = [goldenLink(HF_ICL, "icl"), goldenLink(HF_ICL, "quantiles")];
+// icl-word-3l, the bundled model that learned in-context labelling: its guided spec trimmed.
+const ICL_WORD = {
+  model: "icl-word-3l", hook: "blocks.1.hook_resid_post", pooling: "mean",
+  sentences: { bundled: "icl-word" },
+  directions: ["pc1", "random"],
+  examples: [0, 12], seeds: [1, 2], bins: "median", queries: 12, shuffled: true,
+  labels: ["A", "B"], format: "plain", control: false,
+};
+const HF_ICL_WORD = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/neurofeedback/icl-word-3l.json"), "utf8"));
+const [HF_ICL_WORD_GUIDED, HF_ICL_WORD_LINK] = ["guided", "link"].map((n) => goldenLink(HF_ICL_WORD, n));
+assert.deepEqual(HF_ICL_WORD_LINK.spec, ICL_WORD);
 assert.deepEqual(HF_ICL_LINK.spec, { ...ICL, bins: "median" });
 assert.deepEqual(HF_ICL_QUANTILES.spec, { ...ICL, bins: { quantiles: 0.3 } });
 const HF_SMOL = JSON.parse(fs.readFileSync(path.resolve("tests/fixtures/neurofeedback/smollm2-pages.json"), "utf8"));
@@ -109,7 +122,9 @@ function sameAsGolden(got, link, what, rel) {
     const [g, w] = [got.directions[d], want.directions[d]];
     assert.equal(g.direction, w.direction);
     assert.deepEqual(g.accuracy, w.accuracy, `${what} ${w.direction}: page ${JSON.stringify(g.accuracy)} vs HF + NumPy ${JSON.stringify(w.accuracy)}`);
-    assert.deepEqual(g.mean, w.mean, `${what} ${w.direction} mean`);
+    // Means over seeds: NumPy sums in another order, so the last bit may differ.
+    assert.equal(g.mean.length, w.mean.length);
+    g.mean.forEach((m, i) => assert.ok(Math.abs(m - w.mean[i]) < 1e-12, `${what} ${w.direction} mean ${m} vs ${w.mean[i]}`));
     assert.deepEqual(g.shuffled, w.shuffled, `${what} ${w.direction} shuffled`);
     for (const [a, b] of [[g.median, w.median], [g.cuts[0], w.cuts[0]], [g.cuts[1], w.cuts[1]]]) {
       const e = Math.abs(a - b) / Math.max(1, Math.abs(b));
@@ -128,10 +143,11 @@ function sameAsGolden(got, link, what, rel) {
   console.log(`${what} vs HF + NumPy: median/cuts rel ${worstRel.toExponential(1)}, variances |Δ| ${worstVar.toExponential(1)}`);
 }
 
-let srv, refIcl, refSmol, refSmolSwiftshader;
+let srv, refIcl, refIclWord, refSmol, refSmolSwiftshader;
 before(async () => {
   srv = await serveDist();
   refIcl = cli(ICL).result;
+  refIclWord = cli(ICL_WORD).result;
   if (HAS_SMOLLM2) {
     refSmol = cli(SMOL).result;
     if (!SMOLLM2_ON_SWIFTSHADER) refSmolSwiftshader = cli(SMOL_SWIFTSHADER).result;
@@ -245,6 +261,44 @@ for (const mode of MODES) {
         await page.screenshot({ path: path.join(SHOTS, `neurofeedback-finding-${mode.name}.png`), fullPage: true });
       }
 
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+
+  test(`Neurofeedback on icl-word-3l (learned in-context labelling) equals HF + NumPy on ${mode.name}`, async () => {
+    const b = await launch(mode);
+    try {
+      const page = b.page;
+      await page.goto(srv.base + "#/neurofeedback?spec=" + encodeURIComponent(JSON.stringify(ICL_WORD)));
+      await page.reload();
+      await page.waitForSelector('[data-testid="nf-model-name"][data-key="icl-word-3l"]', { timeout: 60_000 });
+      await page.waitForSelector(`[data-testid="device-indicator"][data-backend="${mode.backend}"]`, { timeout: 120_000, state: "attached" });
+      assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
+      assert.deepEqual(ranSpec(page), HF_ICL_WORD_LINK.spec);
+      const got = await result(page);
+      sameAccuracies(got, refIclWord, "icl-word-3l");
+      sameAsGolden(got, HF_ICL_WORD_LINK, `icl-word-3l link on ${mode.name}`, 1e-5);
+      // The model reads the rule from the examples: PC1 at N = 12 above N = 0 and above its
+      // shuffled control (HF's numbers, which the page's equal).
+      const pc1 = got.directions.find((d) => d.direction === "pc1");
+      assert.ok(pc1.mean[1] > pc1.mean[0] && pc1.mean[1] > pc1.shuffled[1], `PC1 ${JSON.stringify(pc1.mean)} shuffled ${JSON.stringify(pc1.shuffled)}`);
+      await page.locator('[data-testid="nf-accuracy"]').screenshot({ path: path.join(SHOTS, `neurofeedback-icl-word-${mode.name}.png`) });
+
+      // The guided experiment whole (CPU only; SwiftShader would take minutes): HF's numbers and
+      // a finding that agrees with the paradigm — directions reported above their controls.
+      if (mode.backend === "cpu") {
+        await page.click('[data-testid="nf-guided-icl-word"]');
+        assert.equal(await run(page), "done", await page.textContent('[data-testid="nf-status"]'));
+        assert.deepEqual(ranSpec(page), HF_ICL_WORD_GUIDED.spec);
+        sameAsGolden(await result(page), HF_ICL_WORD_GUIDED, `icl-word-3l guided on ${mode.name}`, 1e-5);
+        const finding = page.locator('[data-testid="nf-finding"]');
+        assert.equal(await finding.getAttribute("data-agrees"), "true");
+        assert.match(await finding.textContent(), /Above its controls by 10\+ points and rising with N: /);
+        await page.screenshot({ path: path.join(SHOTS, `neurofeedback-icl-word-finding-${mode.name}.png`), fullPage: true });
+      }
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
     } finally {

@@ -270,7 +270,8 @@ pub fn NeurofeedbackLab() -> impl IntoView {
         <section class="card" data-testid="nf-model" hidden=crate::share::hidden("model")>
             <h2>"Model"</h2>
             <div class="row">
-                <button data-testid="nf-load-icl-3l" on:click=move |_| load_model("icl-3l".into()) prop:disabled=move || st.busy.get()>"Load icl-3l (bundled, tiny)"</button>
+                <button data-testid="nf-load-icl-3l" on:click=move |_| load_model("icl-3l".into()) prop:disabled=move || st.busy.get()>"Load icl-3l (bundled, tiny; never learned)"</button>
+                <button data-testid="nf-load-icl-word-3l" on:click=move |_| load_model("icl-word-3l".into()) prop:disabled=move || st.busy.get()>"Load icl-word-3l (bundled, tiny; labels in context)"</button>
                 <button data-testid="nf-load-smollm2" on:click=move |_| load_model("smollm2".into()) prop:disabled=move || st.busy.get()>"Load SmolLM2-135M-Instruct"</button>
                 <span class="muted">"…or load any model in the Circuits lab; it is shared by every lab."</span>
             </div>

@@ -20,7 +20,7 @@ use crate::{DeviceArg, List, load, model_path};
 /// `interplay neurofeedback --model M --layer L --direction pc1,random --sentences S ..`
 #[derive(Args)]
 pub struct NeurofeedbackArgs {
-    /// smollm2, icl-3l, a .gguf file or a model folder.
+    /// smollm2, icl-word-3l, icl-3l, a .gguf file or a model folder.
     #[arg(long)]
     model: String,
     /// The layer whose activations are read.
@@ -33,7 +33,7 @@ pub struct NeurofeedbackArgs {
     /// Directions, comma-separated: pc1, pc2, .., probe, random.
     #[arg(long)]
     direction: List<Direction>,
-    /// A bundled set (sentiment, icl-words) or a file: one sentence a line, optional "| 1"/"| 0".
+    /// A bundled set (sentiment, icl-words, icl-word) or a file: one sentence a line, optional "| 1"/"| 0".
     #[arg(long)]
     sentences: String,
     /// Numbers of in-context examples N, comma-separated.

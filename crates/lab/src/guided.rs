@@ -47,6 +47,11 @@ impl<T> Guided<T> {
 /// The Neurofeedback lab's guided experiments.
 pub const NEUROFEEDBACK: &[Guided<NeurofeedbackSpec>] = &[
     Guided {
+        id: "icl-word",
+        title: "A model that learned to label in context: icl-word-3l reports its own activations",
+        spec: NeurofeedbackSpec::icl_word,
+    },
+    Guided {
         id: "icl",
         title: "A model that cannot report: the tiny icl-3l (negative control)",
         spec: NeurofeedbackSpec::icl_bundled,

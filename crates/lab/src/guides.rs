@@ -94,7 +94,7 @@ mod tests {
                     "linearised",
                 ],
             ),
-            (LabKind::Neurofeedback, &["icl", "smollm2"]),
+            (LabKind::Neurofeedback, &["icl-word", "icl", "smollm2"]),
             (
                 LabKind::Dynamics,
                 &[

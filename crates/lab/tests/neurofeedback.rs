@@ -8,10 +8,12 @@
 
 use std::path::PathBuf;
 
+use interplay_lab::LabKind;
 use interplay_lab::neurofeedback::{
     Bins, Direction, ExplicitControl, NeurofeedbackResult, NeurofeedbackSpec, Sentences,
     activations, bin_labels, control_cache, label_logits, labelled_split, run, write_sentence,
 };
+use interplay_models::device::Backend;
 use interplay_models::generate::Sampling;
 use interplay_models::load::{LoadedModel, load_path};
 use interplay_models::patching::no_progress;
@@ -359,7 +361,13 @@ fn check_page_link(what: &str, link: &Value, r: &NeurofeedbackResult, rel: f64) 
         assert_eq!(d.direction.to_string(), w["direction"].as_str().unwrap());
         let acc: Vec<Vec<f64>> = w["accuracy"].as_array().unwrap().iter().map(f64s).collect();
         assert_eq!(d.accuracy, acc, "{at}: accuracy per seed and N");
-        assert_eq!(d.mean, f64s(&w["mean"]), "{at}: mean");
+        // Means over seeds: the same accuracies summed in another order (NumPy's) may differ
+        // in the last bit.
+        let mean = f64s(&w["mean"]);
+        assert_eq!(d.mean.len(), mean.len(), "{at}: mean");
+        for (a, b) in d.mean.iter().zip(&mean) {
+            assert!((a - b).abs() < 1e-12, "{at}: mean {a} vs {b}");
+        }
         assert_eq!(
             d.shuffled,
             (!w["shuffled"].is_null()).then(|| f64s(&w["shuffled"])),
@@ -415,6 +423,102 @@ fn icl_3l_page_links_match_hugging_face_on_every_device() {
             check_page_link(&format!("{name} on {}", dev.backend), link, &r, 1e-5);
         }
     }
+}
+
+/// icl-word-3l, the bundled model that learned in-context labelling: the guided spec (the
+/// golden's `guided` is `NeurofeedbackSpec::icl_word` itself) run whole on the CPU and the page's
+/// trimmed link on every device equal HF + NumPy, and the guided run's finding says the paradigm
+/// holds: directions reported above their controls.
+#[test]
+fn icl_word_3l_matches_hugging_face_and_reports() {
+    let g = golden("icl-word-3l");
+    let guided = page_link(&g, "guided");
+    assert_eq!(link_spec(guided), NeurofeedbackSpec::icl_word());
+    for dev in devices() {
+        let m = load_path(&root().join("public/bundled/icl-word-3l"), &dev.device).expect("loads");
+        let tk = m.tokenizer.as_ref().unwrap();
+        // Logits at every position of a 12-example prompt, from the committed tokenizer's ids.
+        let ids = tk.encode(g["prompt"]["text"].as_str().unwrap()).unwrap();
+        let want_ids: Vec<u32> = f64s(&g["prompt"]["ids"])
+            .iter()
+            .map(|&i| i as u32)
+            .collect();
+        assert_eq!(ids, want_ids);
+        let logits = m.model.forward(m.model.tokens(&[ids]).unwrap());
+        let got = block_on(interplay_models::device::read_f32(logits)).unwrap();
+        let want = f64s(&g["prompt"]["logits"]);
+        assert_eq!(got.len(), want.len());
+        // Relative, with logits below 1 in size compared absolutely (as tests/bundled.rs does).
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(&a, &b)| (a as f64 - b).abs() / b.abs().max(1.0))
+            .fold(0f64, f64::max);
+        assert!(
+            worst < 1e-4,
+            "icl-word-3l logits on {}: rel {worst}",
+            dev.backend
+        );
+        let link = page_link(&g, "link");
+        let r = block_on(run(&link_spec(link), &m.model, tk, &mut no_progress)).unwrap();
+        check_page_link(&format!("icl-word link on {}", dev.backend), link, &r, 1e-5);
+        if dev.backend == Backend::Cpu {
+            let spec = NeurofeedbackSpec::icl_word();
+            let r = block_on(run(&spec, &m.model, tk, &mut no_progress)).unwrap();
+            check_page_link("icl-word guided on cpu", guided, &r, 1e-5);
+            let f = interplay_lab::findings::neurofeedback("icl-word", &spec, &r).unwrap();
+            assert_eq!(f.agrees, Some(true), "{}", f.shows);
+            assert!(f.shows.contains("rising with N: pc1"), "{}", f.shows);
+            // The guide's numbers are this run's: PC1 at N = 0 and 12, its shuffled control,
+            // the random direction and PC2 with no example.
+            let guide = interplay_lab::guides::text(LabKind::Neurofeedback, "icl-word").unwrap();
+            let dir = |name: &str| {
+                r.directions
+                    .iter()
+                    .find(|d| d.direction.to_string() == name)
+                    .unwrap()
+            };
+            let last = spec.examples.len() - 1;
+            let (pc1, pc2, random) = (dir("pc1"), dir("pc2"), dir("random"));
+            for v in [
+                pc1.mean[0],
+                pc1.mean[last],
+                pc1.shuffled.as_ref().unwrap()[last],
+                random.mean[last],
+                pc2.mean[0],
+                pc2.shuffled.as_ref().unwrap()[last],
+            ] {
+                let quoted = format!("{:.1}%", 100.0 * v);
+                assert!(guide.contains(&quoted), "the guide lacks {quoted}");
+            }
+        }
+    }
+}
+
+/// What icl-word-3l's model card and `train.json` claim, recomputed from the shipped weights on
+/// the CPU: held-out in-context labelling (fresh Gaussian rules, 512 rows) at ≥ 90 % after 16
+/// examples, and at chance with none.
+#[cfg(feature = "train")]
+#[test]
+fn icl_word_3l_labels_in_context_as_its_card_says() {
+    let dir = root().join("public/bundled/icl-word-3l");
+    let m = load_path(&dir, &ComputeDevice::cpu().device).expect("loads");
+    let (loss, acc, by_n) = block_on(interplay_lab::bundled::icl_word_held_out(&m.model)).unwrap();
+    let card: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("train.json")).unwrap()).unwrap();
+    assert!((f64::from(loss) - card["test_loss"].as_f64().unwrap()).abs() < 1e-4);
+    assert!((f64::from(acc) - card["test_accuracy"].as_f64().unwrap()).abs() < 1e-4);
+    let at = |n: usize| by_n.iter().find(|(k, _)| *k == n).unwrap().1;
+    for (i, (n, a)) in by_n.iter().enumerate() {
+        let want = card["accuracy_by_examples"][i].as_array().unwrap();
+        assert_eq!(want[0].as_u64().unwrap() as usize, *n);
+        assert!(
+            (f64::from(*a) - want[1].as_f64().unwrap()).abs() < 1e-4,
+            "N = {n}"
+        );
+    }
+    assert!(at(16) >= 0.9, "after 16 examples: {}", at(16));
+    assert!((at(0) - 0.5).abs() < 0.1, "with no example: {}", at(0));
 }
 
 /// The spec `make_neurofeedback_goldens.py --smollm2` ran.

@@ -6,14 +6,15 @@ use crate::neurofeedback::{Direction, NeurofeedbackResult, NeurofeedbackSpec};
 /// How far above its shuffled-label control a direction must report to count as reported.
 const MARGIN: f64 = 0.1;
 
-/// The finding of the Neurofeedback guided experiment `id` (`"icl"`, `"smollm2"`) from its spec
+/// The finding of the Neurofeedback guided experiment `id` (`"icl"`, `"icl-word"`, `"smollm2"`)
+/// from its spec
 /// and result; `None` for an id without a finding or a run without accuracies.
 pub fn neurofeedback(
     id: &str,
     spec: &NeurofeedbackSpec,
     run: &NeurofeedbackResult,
 ) -> Option<Finding> {
-    if !matches!(id, "icl" | "smollm2") {
+    if !matches!(id, "icl" | "icl-word" | "smollm2") {
         return None;
     }
     let n = *spec.examples.iter().max()?;
@@ -98,29 +99,42 @@ pub fn neurofeedback(
             }
         );
     }
-    let (claim, agrees) = if id == "icl" {
-        (
+    let (claim, agrees) = match id {
+        "icl" => (
             "A model that cannot read a rule from examples in context cannot report its \
              activations either: every direction stays near chance, like the shuffled labels \
              (the paradigm's negative control).",
             reported.is_empty(),
-        )
-    } else {
-        (
+        ),
+        "icl-word" => (
+            "A model that reads a rule from labelled examples in context can report where an \
+             item's activation lies along a direction: accuracy rises with N above the \
+             shuffled-label control, most for directions explaining much variance (the \
+             paradigm of Ji-An et al. 2025 on a model that learned in-context labelling).",
+            !reported.is_empty(),
+        ),
+        _ => (
             "Language models learn from labelled examples in context to report where a \
              sentence's activation lies along a direction: accuracy rises with N above the \
              shuffled-label control, most for directions explaining much variance (early PCs) \
              (Ji-An et al. 2025).",
             !reported.is_empty(),
-        )
+        ),
     };
     if !agrees {
-        shows += if id == "icl" {
-            " Not what a model without in-context learning should show: read it against the \
-             seeds' spread."
-        } else {
-            " Not what the paper reports (it studied much larger models): at 135M parameters, on this \
-             run, SmolLM2 does not report."
+        shows += match id {
+            "icl" => {
+                " Not what a model without in-context learning should show: read it against \
+                 the seeds' spread."
+            }
+            "icl-word" => {
+                " Not what a model that labels in context should show: read it against the \
+                 seeds' spread."
+            }
+            _ => {
+                " Not what the paper reports (it studied much larger models): at 135M \
+                 parameters, on this run, SmolLM2 does not report."
+            }
         };
     }
     Some(Finding {

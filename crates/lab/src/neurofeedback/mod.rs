@@ -37,7 +37,9 @@ use interplay_models::{KvCache, Transformer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::LabError;
-use crate::bundled::{Bundled, ICL_ARROW, ICL_SENTENCE, ICL_WORDS, INDUCTION_WORDS};
+use crate::bundled::{
+    Bundled, ICL_ARROW, ICL_SENTENCE, ICL_WORD_WORDS, ICL_WORDS, INDUCTION_WORDS,
+};
 
 mod control;
 mod prompts;

@@ -12,8 +12,8 @@ pub const SENTIMENT: &str = include_str!("../../data/sentiment.txt");
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sentences {
-    /// A bundled set: `"sentiment"` (English, for real models) or `"icl-words"` (4-word
-    /// sentences in `icl-3l`'s vocabulary).
+    /// A bundled set: `"sentiment"` (English, for real models), `"icl-words"` (4-word
+    /// sentences in `icl-3l`'s vocabulary) or `"icl-word"` (`icl-word-3l`'s 24 words, one each).
     Bundled(String),
     /// Pasted text: one sentence per line, optionally ending in `| 1` or `| 0` (its concept,
     /// needed for the probe).
@@ -30,7 +30,7 @@ pub struct Sentence {
 }
 
 /// The bundled sentence sets' names.
-pub const BUNDLED_SETS: [&str; 2] = ["sentiment", "icl-words"];
+pub const BUNDLED_SETS: [&str; 3] = ["sentiment", "icl-words", "icl-word"];
 
 impl Sentences {
     /// The sentences, checked.
@@ -39,6 +39,7 @@ impl Sentences {
             Sentences::Bundled(name) => match name.as_str() {
                 "sentiment" => parse_sentences(SENTIMENT)?,
                 "icl-words" => icl_words_set(),
+                "icl-word" => icl_word_set(),
                 other => {
                     return Err(LabError::Spec(format!(
                         "unknown bundled sentence set {other:?} (use {BUNDLED_SETS:?})"
@@ -101,6 +102,22 @@ pub fn parse_sentences(text: &str) -> Result<Vec<Sentence>, LabError> {
 /// The animals among `icl-3l`'s words: the concept of the `icl-words` set.
 pub(crate) const ICL_ANIMALS: [&str; 9] = [
     "bird", "cat", "cow", "dog", "duck", "fish", "frog", "goat", "horse",
+];
+
+/// `icl-word-3l`'s 24 words, one per item, concept: an animal (12 of them).
+pub fn icl_word_set() -> Vec<Sentence> {
+    ICL_WORD_WORDS
+        .iter()
+        .map(|w| Sentence {
+            text: (*w).to_string(),
+            concept: Some(ICL_WORD_ANIMALS.contains(w)),
+        })
+        .collect()
+}
+
+/// The animals among `icl-word-3l`'s words.
+pub(crate) const ICL_WORD_ANIMALS: [&str; 12] = [
+    "bird", "cat", "cow", "dog", "duck", "fish", "frog", "goat", "horse", "lion", "owl", "pig",
 ];
 
 /// 160 four-word sentences of distinct words in `icl-3l`'s vocabulary (seeded), concept: the

@@ -215,6 +215,35 @@ impl NeurofeedbackSpec {
         }
     }
 
+    /// The guided experiment on the bundled model that learned in-context labelling
+    /// (`icl-word-3l`): its 24 words, 12 example candidates and 12 queries per seed.
+    pub fn icl_word() -> Self {
+        Self {
+            model: Bundled::IclWord.id().into(),
+            hook: HookPoint::ResidPost(1),
+            // One token per item: the mean is that token.
+            pooling: Pooling::Mean,
+            sentences: Sentences::Bundled("icl-word".into()),
+            directions: vec![
+                Direction::Pc(1),
+                Direction::Pc(2),
+                Direction::Pc(3),
+                Direction::Pc(8),
+                Direction::Probe,
+                Direction::Random,
+            ],
+            examples: vec![0, 2, 4, 8, 12],
+            seeds: vec![1, 2, 3, 4, 5, 6],
+            bins: Bins::Median,
+            queries: 12,
+            shuffled: true,
+            labels: ["A".into(), "B".into()],
+            format: PromptFormat::Plain,
+            control: false,
+            explicit: None,
+        }
+    }
+
     /// The guided experiment on SmolLM2-135M-Instruct: early versus late PCs as N grows.
     pub fn smollm2() -> Self {
         Self {

@@ -46,6 +46,14 @@ fn sentences_parse_with_concepts_and_say_what_is_wrong() {
         150
     );
     assert_eq!(icl_words_set().len(), 160);
+    // icl-word-3l's set: its 24 words once each, in its vocabulary, half of them animals.
+    let words = Sentences::Bundled("icl-word".into())
+        .load()
+        .expect("bundled");
+    let vocab = Bundled::IclWord.vocabulary();
+    assert_eq!(words.len(), 24);
+    assert!(words.iter().all(|s| vocab.contains(&s.text.as_str())));
+    assert_eq!(words.iter().filter(|s| s.concept == Some(true)).count(), 12);
 }
 
 #[test]
