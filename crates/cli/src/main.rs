@@ -296,21 +296,20 @@ fn run_clamped(
     }))
 }
 
-/// Directions learned by DAS on the bundled IOI model and patched along: `{spec, result,
-/// device}`.
+/// Directions learned by DAS on the spec's model (`ioi-3l` or SmolLM2) and patched along:
+/// `{spec, result, device}`.
 fn run_subspace(
     spec: &interplay_lab::subspace::SubspaceSpec,
     model: Option<&Path>,
     device: DeviceArg,
 ) -> Result<serde_json::Value> {
-    use interplay_lab::subspace::SubspaceSpec;
     let mut report = |done: usize, total: usize| -> interplay_models::patching::Progress {
         if done.is_multiple_of(100) || done == total {
             eprintln!("learning directions: step {done} of {total}");
         }
         Box::pin(async { true })
     };
-    run_on_model(json!(spec), SubspaceSpec::MODEL, model, device, |m| {
+    run_on_model(json!(spec), &spec.model, model, device, |m| {
         pollster::block_on(spec.run(m, &mut report)).map(|r| json!(r))
     })
 }

@@ -75,6 +75,7 @@ mod tests {
                     "edges",
                     "clamp",
                     "subspace",
+                    "subspace-smollm2",
                     "induction",
                     "lens",
                     "relation-neurons",

@@ -40,6 +40,7 @@ fn spec(case: &Value, steps: usize) -> SubspaceSpec {
         lr: case["lr"].as_f64().unwrap(),
         seed: case["seed"].as_u64().unwrap(),
         counterfactual: Counterfactual::Repeat,
+        ..SubspaceSpec::guided()
     }
 }
 
@@ -48,7 +49,7 @@ fn spec(case: &Value, steps: usize) -> SubspaceSpec {
 #[test]
 fn patching_along_the_initial_direction_matches_pytorch() {
     let g = golden("das");
-    let first = &pairs(true, Counterfactual::Repeat)[0][0];
+    let first = &pairs(true, Counterfactual::Repeat, 20)[0][0];
     for case in g["cases"].as_array().unwrap() {
         let p = &case["first_test_pair"];
         assert_eq!(first.base, ids(&p["base"]), "the same base prompt");
@@ -157,5 +158,146 @@ fn the_guided_run_gives_pytorchs_effects() {
         if d.null_dim > 1 {
             close(null.logit_diff, &e["ld_none"], 1e-3, "null part alone");
         }
+    }
+}
+
+/// The SmolLM2 golden (tests/fixtures/make_das_smollm2_goldens.py: HF's model from the same GGUF,
+/// the last position recomputed from the hook's layer against the prefix's keys/values).
+fn smollm2_golden() -> Value {
+    read_json(&fixtures().join("das").join("smollm2.json"))
+}
+
+fn smollm2_spec(case: &Value) -> SubspaceSpec {
+    SubspaceSpec {
+        names: case["names"].as_u64().unwrap() as usize,
+        counterfactual: Counterfactual::Order,
+        ..spec(case, 400)
+    }
+}
+
+/// On SmolLM2 the text pairs are PyTorch's, patching the first held-out pair along the initial
+/// direction gives its logits (CPU and wgpu), and the first steps give its losses and direction
+/// (CPU).
+#[test]
+fn smollm2_patching_and_first_steps_match_pytorch_when_fetched() {
+    let Some(path) = smollm2() else { return };
+    let g = smollm2_golden();
+    let n = g["golden_steps"].as_u64().unwrap() as usize;
+    for dev in devices() {
+        let cpu = dev.backend == interplay_models::device::Backend::Cpu;
+        let m = load_path(&path, &dev.device).expect("loads");
+        for case in g["cases"].as_array().unwrap() {
+            let s = smollm2_spec(case);
+            let test = s.pairs_on(&m, true).unwrap();
+            let train = s.pairs_on(&m, false).unwrap();
+            let sizes: Vec<u64> = train.iter().map(|t| t.len() as u64).collect();
+            let want_sizes: Vec<u64> = case["train_sizes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            assert_eq!(sizes, want_sizes, "train pairs a template");
+            let first = &test[0][0];
+            let p = &case["first_test_pair"];
+            assert_eq!(first.base, ids(&p["base"]), "the same base prompt");
+            assert_eq!(first.source, ids(&p["source"]), "the same source prompt");
+            assert_eq!(first.io as u64, p["io"].as_u64().unwrap());
+            assert_eq!(first.subject as u64, p["subject"].as_u64().unwrap());
+            let d = case["d"].as_u64().unwrap() as usize;
+            let v = initial_direction(case["seed"].as_u64().unwrap(), d);
+            let got = pollster::block_on(patched_logits(&m.model, first, hook(case), &v)).unwrap();
+            let checked: Vec<f32> = case["checked_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| got[i.as_u64().unwrap() as usize])
+                .collect();
+            let err = max_rel_err(&checked, &floats(&case["initial_patched_logits"]));
+            assert!(
+                err < 1e-4,
+                "{:?} {}: logits off by {err:e}",
+                dev.backend,
+                case["hook"]
+            );
+            let top = got
+                .iter()
+                .map(|&x| x as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let lse = top
+                + got
+                    .iter()
+                    .map(|&x| (x as f64 - top).exp())
+                    .sum::<f64>()
+                    .ln();
+            let want = case["initial_patched_logsumexp"].as_f64().unwrap();
+            assert!(
+                (lse - want).abs() / want.abs() < 1e-4,
+                "logsumexp {lse} vs {want}"
+            );
+            // On lavapipe caching the 224 training prompts takes minutes: the patch alone there.
+            if !cpu {
+                continue;
+            }
+            let (loss, v) = pollster::block_on(s.first_steps(&m, hook(case), n)).unwrap();
+            let err = max_rel_err(&loss, &floats(&case["losses"])[..n]);
+            assert!(err < 1e-4, "{}: losses off by {err:e}", case["hook"]);
+            let want = floats(&case["v_after_golden"]);
+            let worst = v
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-4, "{}: v off by {worst:e}", case["hook"]);
+        }
+    }
+}
+
+/// The SmolLM2 guide quotes PyTorch's run of the guided spec (the golden's "guided" part; this
+/// project's `interplay run` of `SubspaceSpec::smollm2()` printed the same numbers).
+#[test]
+fn the_smollm2_guide_quotes_pytorchs_guided_run() {
+    let g = &smollm2_golden()["guided"];
+    let s = SubspaceSpec::smollm2();
+    assert_eq!(g["names"].as_u64().unwrap() as usize, s.names);
+    assert_eq!(g["steps"].as_u64().unwrap() as usize, s.steps);
+    assert_eq!(g["batch"].as_u64().unwrap() as usize, s.batch);
+    assert_eq!(g["lr"].as_f64().unwrap(), s.lr);
+    assert_eq!(g["seed"].as_u64().unwrap(), s.seed);
+    let text = interplay_lab::guides::text(interplay_lab::LabKind::Circuits, "subspace-smollm2")
+        .expect("the guide has its text");
+    let d = g["directions"].as_array().unwrap();
+    let (mlp, resid) = (&d[0], &d[1]);
+    let num = |x: &Value| format!("{:.2}", x.as_f64().unwrap()).replace('-', "−");
+    let pct = |x: &Value| format!("{:.0} %", 100.0 * x.as_f64().unwrap());
+    let quoted = [
+        format!("{} held-out pairs", g["test_pairs"]),
+        format!("IO − S is\n{} on average", num(&mlp["ld_none"])),
+        format!("({},\nno pair flipped)", num(&mlp["ld_full"])),
+        format!(
+            "{:.1} % of the pairs ({})",
+            100.0 * mlp["flipped_v"].as_f64().unwrap(),
+            num(&mlp["ld_v"])
+        ),
+        format!("none ({})", num(&mlp["ld_row"])),
+        format!("nothing ({}, as it must)", num(&mlp["ld_null"])),
+        format!("{} of the patched", pct(&mlp["from_null"])),
+        format!(
+            "flips {}\n({})",
+            pct(&resid["flipped_full"]),
+            num(&resid["ld_full"])
+        ),
+        format!(
+            "one direction {} ({})",
+            pct(&resid["flipped_v"]),
+            num(&resid["ld_v"])
+        ),
+    ];
+    let flat = text.replace('\n', " ");
+    for q in quoted {
+        assert!(
+            flat.contains(&q.replace('\n', " ")),
+            "the guide quotes “{q}”"
+        );
     }
 }

@@ -313,6 +313,39 @@ impl Transformer {
         Ok(hooks.cache)
     }
 
+    /// Resume a run at block `from` for new positions whose residual stream entering it is
+    /// `resid`, after a prefix whose keys/values for blocks `from..n_layers` are in `prefix`
+    /// (`prefix.k[0]` is block `from`'s): the blocks before `from` are not run again. A patch at
+    /// one position of a prompt computes only that position from the patched layer on; with an
+    /// autodiff shift in `plan`, backward runs through those blocks alone. Returns the residual
+    /// after the last block (for [`logits_rows`](Self::logits_rows)) and the cached hooks.
+    ///
+    /// # Shapes
+    /// - `resid`: `[batch, pos, d_model]`; `prefix`: per block `[1 or batch, n_kv_heads, pos0,
+    ///   d_head]` → `[batch, pos, d_model]`.
+    pub fn resume(
+        &self,
+        resid: Tensor<3>,
+        from: usize,
+        prefix: &KvCache,
+        plan: &HookPlan,
+    ) -> Result<(Tensor<3>, ActivationCache)> {
+        let n = self.config.n_layers;
+        if from >= n || prefix.k.len() != n - from || prefix.v.len() != n - from {
+            return Err(ModelError::Input(format!(
+                "resuming at block {from} of {n} needs the keys/values of {} blocks, not {}",
+                n.saturating_sub(from),
+                prefix.k.len()
+            )));
+        }
+        let [b, p, _] = resid.dims();
+        let offset = prefix.positions();
+        self.check_context(b, p, offset + p)?;
+        let mut hooks = HookRunner::new(plan, offset);
+        let (resid, _) = self.run_blocks(resid, from..n, Some(prefix), &mut hooks, false);
+        Ok((resid, hooks.cache))
+    }
+
     /// Logits of some rows of a residual from [`extend_residual`](Self::extend_residual) (e.g.
     /// the last position only): `ln_final`, then `W_U`.
     ///
@@ -411,7 +444,7 @@ impl Transformer {
 
     /// Run `blocks` (a range of layers) on a residual stream whose first position is
     /// `hooks.pos_offset`. `prefix` holds keys/values of positions `0..pos_offset` for every
-    /// layer (needed when the offset is non-zero). With `record_kv` the rotated keys/values of
+    /// block run, from `blocks.start` (`k[0]` is its first; needed when the offset is non-zero). With `record_kv` the rotated keys/values of
     /// the prefix and this run are returned, `[batch, n_kv_heads, pos_offset + pos, d_head]`.
     ///
     /// # Shapes
@@ -440,7 +473,8 @@ impl Transformer {
                 .take(blocks.end)
                 .skip(blocks.start)
             {
-                let pre = prefix.map(|c| (c.k[l].clone(), c.v[l].clone()));
+                let pre =
+                    prefix.map(|c| (c.k[l - blocks.start].clone(), c.v[l - blocks.start].clone()));
                 let (r, k, v) = self.block_forward(l, block, resid, pre, &tables, hooks);
                 resid = r;
                 if let Some(kv) = kv.as_mut() {

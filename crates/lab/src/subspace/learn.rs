@@ -44,13 +44,12 @@ pub(super) async fn learn(
     use burn::tensor::activation::log_softmax;
     use burn::tensor::{Int, Tensor, TensorData};
     use interplay_models::device::read_f32;
-    use interplay_models::hooks::{Act, Action, HookPlan, Selector};
     use interplay_models::rng::Rng;
 
     use super::{dot, draw, norm, shift_tensor};
 
     let k = train.index(hook)?;
-    let d = train.base[k][0].first().map_or(0, Vec::len);
+    let d = train.width(k);
     let mut rng = Rng::new(spec.seed);
     let mut w: Vec<f64> = draw(&mut rng, d);
     let mut adam = Adam {
@@ -62,9 +61,11 @@ pub(super) async fn learn(
     let device = model.device();
     let mut losses = Vec::with_capacity(n);
     for step in 0..n {
-        let t = step % train.pairs.len();
-        let group = &train.pairs[t];
-        let idx: Vec<usize> = (0..spec.batch).map(|_| rng.below(group.len())).collect();
+        let t = step % train.groups.len();
+        let group = &train.groups[t];
+        let idx: Vec<usize> = (0..spec.batch)
+            .map(|_| rng.below(group.pairs.len()))
+            .collect();
         let len = norm(&w);
         let v: Vec<f64> = w.iter().map(|x| x / len).collect();
         let deltas: Vec<Vec<f64>> = idx.iter().map(|&i| train.delta(k, t, i)).collect();
@@ -73,20 +74,14 @@ pub(super) async fn learn(
             .iter()
             .map(|&c| v.iter().map(|&x| (c * x) as f32).collect())
             .collect();
-        let ids: Vec<Vec<u32>> = idx.iter().map(|&i| group[i].base.clone()).collect();
-        let pos = ids[0].len();
+        let pos = group.pos;
         // The shift is the leaf: its gradient is the loss's gradient at the patched activation.
         let leaf = shift_tensor(&shifts, pos, &device)
             .autodiff()
             .require_grad();
-        let plan =
-            HookPlan::default().with(hook, Selector::all(), Action::Shift(Act::R3(leaf.clone())));
-        let (logits, _) = model.run_with_hooks(model.tokens(&ids)?, &plan);
-        let [b, p, vocab] = logits.dims();
-        let last = logits
-            .slice(burn::tensor::s![.., p - 1..p, ..])
-            .reshape([b, vocab]);
-        let labels: Vec<i64> = idx.iter().map(|&i| group[i].subject as i64).collect();
+        let last = train.resumed_logits(model, t, &idx, hook, leaf.clone())?;
+        let b = idx.len();
+        let labels: Vec<i64> = idx.iter().map(|&i| group.pairs[i].subject as i64).collect();
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [b, 1]), &last.device());
         let loss = log_softmax(last, 1).gather(1, labels).mean().neg();
         let grads = loss.backward();

@@ -1,13 +1,14 @@
 //! Subspace patching and its illusion (Makelov, Lange & Nanda 2023, "Is This the Subspace You
 //! Are Looking for?"). Distributed alignment search (DAS) learns a unit direction `v` at one
 //! hook so that patching only the activation's component along it, `x ← x + ((x_src − x)·v) v`,
-//! from a source prompt into a base prompt makes the model act as the source would. Here the
-//! variable is which of the IOI opening's two names is repeated, on the bundled `ioi-3l` model:
-//! the source is the base with the other name repeated ("When Mary and Tom …, Mary gave a drink
-//! to" for "…, Tom gave a drink to"), so carrying the variable over should make the model name
-//! the base's subject. (Swapping the opening's order instead, the paper's position variable,
-//! changes nothing at the last position of this model, even patched whole: it tells the names
-//! apart by identity, not by place.)
+//! from a source prompt into a base prompt makes the model act as the source would. The prompts
+//! are IOI's, on the bundled `ioi-3l` model (its own vocabulary) or on a model with a tokenizer
+//! (SmolLM2) as text. The variable is either which of the opening's two names is repeated (the
+//! source is the base with the other name repeated, "When Mary and Tom …, Mary gave a drink to"
+//! for "…, Tom gave a drink to") or the paper's position variable, the opening's order swapped;
+//! either way carrying it over should make the model name the base's subject. On `ioi-3l` the
+//! order changes nothing at the last position, even patched whole (it tells the names apart by
+//! identity, not by place); SmolLM2 carries it.
 //!
 //! A direction can do that without being what the model uses: in an MLP's hidden layer most
 //! directions are never read (the null space of `W_out`, 192 of 256 dimensions here), and `v`
@@ -16,19 +17,21 @@
 //! how much of `v` lies in the row space of the weights that read the hook, and the effect of
 //! each part patched alone, and the same for the whole activation patched.
 
-use interplay_models::hooks::{Act, Action, HookPlan, HookPoint, Selector};
+use interplay_models::hooks::HookPoint;
 use interplay_models::patching::Progress;
 use interplay_models::rng::Rng;
-use interplay_models::{LoadedModel, Transformer};
+use interplay_models::{LoadedModel, TextTokenizer, Transformer};
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
 use crate::bundled::{
-    Bundled, IOI_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, ioi_held_out, ioi_prompt,
+    Bundled, IOI_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IoiPrompt, ioi_held_out, ioi_prompt,
 };
 
+mod cache;
 mod learn;
 mod reading;
+use cache::{Cached, Patch, shift_tensor};
 use learn::{can_learn, learn};
 use reading::reading_space;
 
@@ -55,6 +58,14 @@ pub struct SubspaceSpec {
     /// How each source differs from its base.
     #[serde(default)]
     pub counterfactual: Counterfactual,
+    /// The model: `"ioi-3l"` (the bundled IOI model) or one whose tokenizer reads every name,
+    /// place and object as one token with its leading space (`"smollm2"`).
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// How many of the 20 names the prompts use (6–20; the pairs grow with its square, and the
+    /// held-out pairs, `a ≡ s mod 5`, need 6).
+    #[serde(default = "default_names")]
+    pub names: usize,
 }
 
 /// How a source prompt differs from its base; either way the patch should make the model name
@@ -86,6 +97,12 @@ fn default_lr() -> f64 {
 }
 fn default_seed() -> u64 {
     1
+}
+fn default_model() -> String {
+    SubspaceSpec::MODEL.into()
+}
+fn default_names() -> usize {
+    IOI_NAMES.len()
 }
 
 /// Mean logit difference and how often the output flipped, over the held-out pairs.
@@ -154,11 +171,62 @@ pub struct Pair {
     pub subject: u32,
 }
 
-/// Every pair of one split, per template (each template's prompts share a length): for each
-/// ordered name pair (held out or not by [`ioi_held_out`]) both opening orders, the source
-/// made by `counterfactual`.
-pub fn pairs(held_out: bool, counterfactual: Counterfactual) -> Vec<Vec<Pair>> {
-    let n = IOI_NAMES.len();
+/// Every pair of one split in the bundled model's vocabulary, per template (each template's
+/// prompts share a length): for each ordered pair of the first `names` names (held out or not
+/// by [`ioi_held_out`]) both opening orders, the source made by `counterfactual`.
+pub fn pairs(held_out: bool, counterfactual: Counterfactual, names: usize) -> Vec<Vec<Pair>> {
+    let built: Result<_, LabError> = build_pairs(held_out, counterfactual, names, |prompt, _| {
+        Ok((prompt.ids.clone(), [prompt.answer, prompt.subject]))
+    });
+    built.unwrap_or_default()
+}
+
+/// The same pairs as text through `tk` ("When Mary and John went to the office, John gave a
+/// book to"): every name, place and object must be one token with its leading space, and a
+/// template's prompts one length.
+pub fn text_pairs(
+    tk: &TextTokenizer,
+    held_out: bool,
+    counterfactual: Counterfactual,
+    names: usize,
+) -> Result<Vec<Vec<Pair>>, LabError> {
+    let mut name_ids = Vec::with_capacity(IOI_NAMES.len());
+    for w in IOI_NAMES.iter().chain(&IOI_PLACES).chain(&IOI_OBJECTS) {
+        let id = tk.single_token(&format!(" {w}")).map_err(|e| {
+            LabError::Spec(format!(
+                "subspace patching needs \" {w}\" to be one token of this model's tokenizer: {e}"
+            ))
+        })?;
+        if name_ids.len() < IOI_NAMES.len() {
+            name_ids.push(id);
+        }
+    }
+    let groups = build_pairs(held_out, counterfactual, names, |prompt, [a, s]| {
+        let text = prompt.text.replace(" ,", ",").replace(" .", ".");
+        let ids = tk.encode(&text).map_err(LabError::Model)?;
+        Ok((ids, [name_ids[a], name_ids[s]]))
+    })?;
+    for (t, g) in groups.iter().enumerate() {
+        if g.iter()
+            .any(|p| p.base.len() != g[0].base.len() || p.source.len() != g[0].base.len())
+        {
+            return Err(LabError::Spec(format!(
+                "template {t}'s prompts are not all one length on this tokenizer"
+            )));
+        }
+    }
+    Ok(groups)
+}
+
+/// The pairs of one split, each prompt made by `encode` from the prompt and its (indirect
+/// object, subject) name indices: its ids and those names' ids.
+fn build_pairs(
+    held_out: bool,
+    counterfactual: Counterfactual,
+    names: usize,
+    mut encode: impl FnMut(&IoiPrompt, [usize; 2]) -> Result<(Vec<u32>, [u32; 2]), LabError>,
+) -> Result<Vec<Vec<Pair>>, LabError> {
+    let n = names.min(IOI_NAMES.len());
     (0..IOI_TEMPLATES.len())
         .map(|t| {
             let mut out = Vec::new();
@@ -172,21 +240,26 @@ pub fn pairs(held_out: bool, counterfactual: Counterfactual) -> Vec<Vec<Pair>> {
                         (5 * a + s) % IOI_OBJECTS.len(),
                     );
                     for abba in [true, false] {
-                        let base = ioi_prompt(t, a, s, p, o, abba);
-                        let source = match counterfactual {
-                            Counterfactual::Repeat => ioi_prompt(t, s, a, p, o, !abba),
-                            Counterfactual::Order => ioi_prompt(t, a, s, p, o, !abba),
+                        let (base, [io, subject]) =
+                            encode(&ioi_prompt(t, a, s, p, o, abba), [a, s])?;
+                        let (source, _) = match counterfactual {
+                            Counterfactual::Repeat => {
+                                encode(&ioi_prompt(t, s, a, p, o, !abba), [s, a])?
+                            }
+                            Counterfactual::Order => {
+                                encode(&ioi_prompt(t, a, s, p, o, !abba), [a, s])?
+                            }
                         };
                         out.push(Pair {
-                            base: base.ids,
-                            source: source.ids,
-                            io: base.answer,
-                            subject: base.subject,
+                            base,
+                            source,
+                            io,
+                            subject,
                         });
                     }
                 }
             }
-            out
+            Ok(out)
         })
         .collect()
 }
@@ -194,7 +267,7 @@ pub fn pairs(held_out: bool, counterfactual: Counterfactual) -> Vec<Vec<Pair>> {
 impl SubspaceSpec {
     /// The value of its `"experiment"` key.
     pub const EXPERIMENT: &str = "subspace-patching";
-    /// The model it runs on.
+    /// The model it runs on by default.
     pub const MODEL: &str = "ioi-3l";
 
     /// The guided experiment: an MLP's hidden layer beside the residual stream it writes to.
@@ -206,6 +279,24 @@ impl SubspaceSpec {
             lr: default_lr(),
             seed: default_seed(),
             counterfactual: Counterfactual::Repeat,
+            model: default_model(),
+            names: default_names(),
+        }
+    }
+
+    /// The guided experiment on SmolLM2, where the paper's illusion shows: layer 20's MLP
+    /// activation beside its residual output, the opening's order swapped (8 names: 448 prompts
+    /// to run once, so that the page learns both directions in minutes).
+    pub fn smollm2() -> Self {
+        Self {
+            hooks: vec![HookPoint::MlpPost(20), HookPoint::ResidPost(20)],
+            steps: 400,
+            batch: 32,
+            lr: 0.05,
+            seed: 1,
+            counterfactual: Counterfactual::Order,
+            model: "smollm2".into(),
+            names: 8,
         }
     }
 
@@ -247,6 +338,13 @@ impl SubspaceSpec {
         if !(1..=256).contains(&self.batch) {
             return bad(format!("batch: give 1 to 256 pairs, not {}", self.batch));
         }
+        if !(6..=IOI_NAMES.len()).contains(&self.names) {
+            return bad(format!(
+                "names: give 6 to {} (the held-out pairs need 6), not {}",
+                IOI_NAMES.len(),
+                self.names
+            ));
+        }
         if !(self.lr > 0.0 && self.lr <= 1.0) {
             return bad(format!(
                 "lr: give a learning rate in (0, 1], not {}",
@@ -264,11 +362,10 @@ impl SubspaceSpec {
         progress: &mut dyn FnMut(usize, usize) -> Progress,
     ) -> Result<SubspaceOutcome, LabError> {
         let model = &m.model;
-        check_model(model)?;
         self.check(model.config.n_layers)?;
         can_learn()?;
-        let train = Cached::of(model, &pairs(false, self.counterfactual), &self.hooks).await?;
-        let test = Cached::of(model, &pairs(true, self.counterfactual), &self.hooks).await?;
+        let train = Cached::of(model, &self.pairs_on(m, false)?, &self.hooks).await?;
+        let test = Cached::of(model, &self.pairs_on(m, true)?, &self.hooks).await?;
         let unpatched = test.effect(model, self.hooks[0], Patch::Nothing).await?;
         let total = self.steps * self.hooks.len();
         let mut directions = Vec::with_capacity(self.hooks.len());
@@ -295,215 +392,33 @@ impl SubspaceSpec {
         hook: HookPoint,
         n: usize,
     ) -> Result<(Vec<f32>, Vec<f32>), LabError> {
-        check_model(&m.model)?;
         self.check(m.model.config.n_layers)?;
         can_learn()?;
-        let train = Cached::of(&m.model, &pairs(false, self.counterfactual), &[hook]).await?;
+        let train = Cached::of(&m.model, &self.pairs_on(m, false)?, &[hook]).await?;
         let mut quiet = interplay_models::patching::no_progress;
         let (v, loss) = learn(self, &m.model, &train, hook, n, &mut quiet).await?;
         Ok((loss, v))
     }
 }
 
-fn check_model(model: &Transformer) -> Result<(), LabError> {
-    let want = Bundled::Ioi.config();
-    let c = &model.config;
-    if c.d_vocab != want.d_vocab || c.n_layers != want.n_layers || c.d_model != want.d_model {
-        return Err(LabError::Spec(format!(
-            "subspace patching runs on the bundled {} model (its prompt pairs are in its \
-             vocabulary); load it first",
-            SubspaceSpec::MODEL
-        )));
-    }
-    Ok(())
-}
-
-/// The pairs of one split with every hook's activation at the last position, from both
-/// prompts.
-pub(super) struct Cached {
-    /// Per template.
-    pub(super) pairs: Vec<Vec<Pair>>,
-    /// `base[hook][template][pair]`: `[width]`.
-    pub(super) base: Vec<Vec<Vec<Vec<f32>>>>,
-    /// Same for the source prompts.
-    source: Vec<Vec<Vec<Vec<f32>>>>,
-    hooks: Vec<HookPoint>,
-}
-
-impl Cached {
-    async fn of(
-        model: &Transformer,
-        pairs: &[Vec<Pair>],
-        hooks: &[HookPoint],
-    ) -> Result<Self, LabError> {
-        let mut base = vec![Vec::new(); hooks.len()];
-        let mut source = vec![Vec::new(); hooks.len()];
-        for group in pairs {
-            for (side, store) in [(true, &mut base), (false, &mut source)] {
-                let ids: Vec<Vec<u32>> = group
-                    .iter()
-                    .map(|p| {
-                        if side {
-                            p.base.clone()
-                        } else {
-                            p.source.clone()
-                        }
-                    })
-                    .collect();
-                let rows = last_rows(model, &ids, hooks).await?;
-                for (k, r) in rows.into_iter().enumerate() {
-                    store[k].push(r);
-                }
-            }
+impl SubspaceSpec {
+    /// The pairs of one split for model `m`: the bundled IOI model's own ids, or text through
+    /// the model's tokenizer.
+    pub fn pairs_on(&self, m: &LoadedModel, held_out: bool) -> Result<Vec<Vec<Pair>>, LabError> {
+        let want = Bundled::Ioi.config();
+        let c = &m.model.config;
+        if c.d_vocab == want.d_vocab && c.n_layers == want.n_layers && c.d_model == want.d_model {
+            return Ok(pairs(held_out, self.counterfactual, self.names));
         }
-        Ok(Self {
-            pairs: pairs.to_vec(),
-            base,
-            source,
-            hooks: hooks.to_vec(),
-        })
+        let tk = m.tokenizer.as_ref().ok_or_else(|| {
+            LabError::Spec(
+                "subspace patching writes its prompts as text, and this model has no tokenizer \
+                 (load ioi-3l or SmolLM2)"
+                    .into(),
+            )
+        })?;
+        text_pairs(tk, held_out, self.counterfactual, self.names)
     }
-
-    fn len(&self) -> usize {
-        self.pairs.iter().map(Vec::len).sum()
-    }
-
-    pub(super) fn index(&self, hook: HookPoint) -> Result<usize, LabError> {
-        self.hooks
-            .iter()
-            .position(|&h| h == hook)
-            .ok_or_else(|| LabError::Spec(format!("{hook} was not computed")))
-    }
-
-    /// `x_src − x` of pair `i` of template `t` at `hook`.
-    pub(super) fn delta(&self, k: usize, t: usize, i: usize) -> Vec<f64> {
-        self.source[k][t][i]
-            .iter()
-            .zip(&self.base[k][t][i])
-            .map(|(s, b)| (*s - *b) as f64)
-            .collect()
-    }
-
-    /// The effect over these pairs of `patch` at `hook`.
-    async fn effect(
-        &self,
-        model: &Transformer,
-        hook: HookPoint,
-        patch: Patch<'_>,
-    ) -> Result<Effect, LabError> {
-        let k = self.index(hook)?;
-        let (mut sum, mut flipped, mut n) = (0f64, 0usize, 0usize);
-        for (t, group) in self.pairs.iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let shifts: Vec<Vec<f32>> = (0..group.len())
-                .map(|i| {
-                    let d = self.delta(k, t, i);
-                    match patch {
-                        Patch::Whole => d.iter().map(|&x| x as f32).collect(),
-                        Patch::Nothing => vec![0.0; d.len()],
-                        Patch::Along(u) => {
-                            let c = dot(&d, u);
-                            u.iter().map(|&x| (c * x) as f32).collect()
-                        }
-                    }
-                })
-                .collect();
-            let ids: Vec<Vec<u32>> = group.iter().map(|p| p.base.clone()).collect();
-            let last = shifted_last_logits(model, &ids, hook, &shifts).await?;
-            let v = model.config.d_vocab;
-            for (i, p) in group.iter().enumerate() {
-                let row = &last[i * v..(i + 1) * v];
-                let ld = row[p.io as usize] - row[p.subject as usize];
-                sum += ld as f64;
-                flipped += usize::from(ld < 0.0);
-                n += 1;
-            }
-        }
-        Ok(Effect {
-            logit_diff: (sum / n.max(1) as f64) as f32,
-            flipped: flipped as f32 / n.max(1) as f32,
-        })
-    }
-}
-
-/// What a patch at the last position carries over from the source.
-#[derive(Clone, Copy)]
-enum Patch<'a> {
-    /// Nothing (the base as it is).
-    Nothing,
-    /// The whole activation.
-    Whole,
-    /// Its component along a unit direction.
-    Along(&'a [f64]),
-}
-
-/// Every hook's activation at the last position of each prompt (all of one length).
-///
-/// # Shapes
-/// - `ids`: `[batch][pos]` → `[hook][batch][width]`.
-async fn last_rows(
-    model: &Transformer,
-    ids: &[Vec<u32>],
-    hooks: &[HookPoint],
-) -> Result<Vec<Vec<Vec<f32>>>, LabError> {
-    let tokens = model.tokens(ids)?;
-    let (_, cache) = model.run_with_hooks(tokens, &HookPlan::caching(hooks.iter().copied()));
-    let mut out = Vec::with_capacity(hooks.len());
-    for &h in hooks {
-        let a = cache
-            .r3(h)
-            .ok_or_else(|| LabError::Spec(format!("{h} was not computed")))?;
-        let [b, p, d] = a.dims();
-        let last = interplay_models::device::read_f32(
-            a.slice(burn::tensor::s![.., p - 1..p, ..]).reshape([b, d]),
-        )
-        .await?;
-        out.push(last.chunks(d).map(<[f32]>::to_vec).collect());
-    }
-    Ok(out)
-}
-
-/// `[batch, pos, width]` zeros but for each row's `shift` at the last position.
-pub(super) fn shift_tensor(
-    shifts: &[Vec<f32>],
-    pos: usize,
-    device: &burn::tensor::Device,
-) -> burn::tensor::Tensor<3> {
-    let d = shifts.first().map_or(0, Vec::len);
-    let mut data = vec![0f32; shifts.len() * pos * d];
-    for (b, s) in shifts.iter().enumerate() {
-        let at = (b * pos + pos - 1) * d;
-        data[at..at + d].copy_from_slice(s);
-    }
-    burn::tensor::Tensor::from_data(
-        burn::tensor::TensorData::new(data, [shifts.len(), pos, d]),
-        device,
-    )
-}
-
-/// The last position's logits with `shifts` added at `hook`'s last position.
-///
-/// # Shapes
-/// - `ids`: `[batch][pos]`, `shifts`: `[batch][width]` → `[batch · d_vocab]`.
-async fn shifted_last_logits(
-    model: &Transformer,
-    ids: &[Vec<u32>],
-    hook: HookPoint,
-    shifts: &[Vec<f32>],
-) -> Result<Vec<f32>, LabError> {
-    let pos = ids.first().map_or(0, Vec::len);
-    let shift = shift_tensor(shifts, pos, &model.device());
-    let plan = HookPlan::default().with(hook, Selector::all(), Action::Shift(Act::R3(shift)));
-    let (logits, _) = model.run_with_hooks(model.tokens(ids)?, &plan);
-    let [b, p, v] = logits.dims();
-    Ok(interplay_models::device::read_f32(
-        logits
-            .slice(burn::tensor::s![.., p - 1..p, ..])
-            .reshape([b, v]),
-    )
-    .await?)
 }
 
 /// The unnormalised initial direction: `d` standard normal draws (in `f32`, as PyTorch keeps
@@ -530,19 +445,17 @@ pub async fn patched_logits(
     hook: HookPoint,
     v: &[f32],
 ) -> Result<Vec<f32>, LabError> {
-    let rows = [
-        last_rows(model, std::slice::from_ref(&pair.base), &[hook]).await?,
-        last_rows(model, std::slice::from_ref(&pair.source), &[hook]).await?,
-    ];
-    let (x, src) = (&rows[0][0][0], &rows[1][0][0]);
-    let c: f64 = src
+    let one = Cached::of(model, &[vec![pair.clone()]], &[hook]).await?;
+    let c: f64 = one
+        .delta(0, 0, 0)
         .iter()
-        .zip(x)
         .zip(v)
-        .map(|((s, b), u)| (*s - *b) as f64 * *u as f64)
+        .map(|(d, u)| d * *u as f64)
         .sum();
     let shift: Vec<f32> = v.iter().map(|&u| (c * u as f64) as f32).collect();
-    shifted_last_logits(model, std::slice::from_ref(&pair.base), hook, &[shift]).await
+    let shift = shift_tensor(&[shift], pair.base.len(), &model.device());
+    let logits = one.resumed_logits(model, 0, &[0], hook, shift)?;
+    Ok(interplay_models::device::read_f32(logits).await?)
 }
 
 pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -579,8 +492,8 @@ async fn assess(
     let (row_u, null_u) = (unit(&row), unit(&null));
     let k = test.index(hook)?;
     let (mut from_null, mut total) = (0f64, 0f64);
-    for (t, group) in test.pairs.iter().enumerate() {
-        for i in 0..group.len() {
+    for (t, group) in test.groups.iter().enumerate() {
+        for i in 0..group.pairs.len() {
             let dl = test.delta(k, t, i);
             let c = dot(&dl, &v64);
             from_null += dot(&dl, &null) * c;
@@ -623,8 +536,8 @@ mod tests {
 
     #[test]
     fn pairs_differ_only_in_the_repeated_name() {
-        let train = pairs(false, Counterfactual::Repeat);
-        let test = pairs(true, Counterfactual::Repeat);
+        let train = pairs(false, Counterfactual::Repeat, 20);
+        let test = pairs(true, Counterfactual::Repeat, 20);
         assert_eq!(train.len(), 4);
         let n: usize = test.iter().map(Vec::len).sum();
         assert!(n > 0 && train[0].len() > test[0].len());
@@ -644,10 +557,10 @@ mod tests {
 
     #[test]
     fn order_pairs_swap_the_opening() {
-        for (r, o) in pairs(false, Counterfactual::Repeat)
+        for (r, o) in pairs(false, Counterfactual::Repeat, 20)
             .iter()
             .flatten()
-            .zip(pairs(false, Counterfactual::Order).iter().flatten())
+            .zip(pairs(false, Counterfactual::Order, 20).iter().flatten())
         {
             assert_eq!(r.base, o.base);
             assert_eq!((r.io, r.subject), (o.io, o.subject));
