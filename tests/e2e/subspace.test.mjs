@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
+import { MODES, serveDist, launch, offOrigin, smollm2Skip, requireSmollm2 } from "./harness.mjs";
 
 // Trimmed for SwiftShader: a few small batches at two hooks.
 const SPEC = {
@@ -103,6 +103,49 @@ for (const mode of MODES) {
       const share = decodeURIComponent(await page.inputValue('[data-testid="subspace-share-link"]'));
       assert.match(share, /"experiment":"subspace-patching"/);
       await page.locator('[data-testid="subspace"]').screenshot({ path: path.join(SHOTS, `subspace-${mode.name}.png`) });
+      assert.deepEqual(offOrigin(b.requests, srv.base), []);
+      assert.deepEqual(b.problems, []);
+    } finally {
+      await b.close();
+    }
+  });
+}
+
+// SmolLM2, where the illusion shows: a link names the model and `run=1` loads it; the prompt
+// pairs come through its tokenizer, and a trimmed run (6 names: 240 prompts cached once, a few
+// steps at layer 20's MLP, every patch resumed at layer 20 for the last position) gives the CLI's
+// losses and effects (the CLI's are checked against PyTorch in crates/lab/tests/subspace.rs).
+// CPU only: on SwiftShader a SmolLM2 forward takes about a minute whatever its rows, and caching
+// the prompts takes eight (INTERPLAY_E2E_SMOLLM2=1 runs it there too); the resumed runs are the
+// ones the ioi-3l link above exercises on WebGPU, and SmolLM2's run on wgpu natively (lavapipe).
+const SMOL = {
+  lab: "circuits", experiment: "subspace-patching", model: "smollm2", names: 6, counterfactual: "order",
+  hooks: ["blocks.20.mlp.hook_post"], steps: 4, batch: 8, lr: 0.05, seed: 1,
+};
+let smol;
+for (const mode of MODES.filter((m) => m.name === "cpu" || process.env.INTERPLAY_E2E_SMOLLM2 === "1")) {
+  test(`subspace patching on SmolLM2 from a share link gives the CLI's direction on ${mode.name}`, { skip: smollm2Skip() }, async () => {
+    requireSmollm2();
+    smol ??= cli(SMOL);
+    const b = await launch(mode);
+    try {
+      const page = b.page;
+      const t0 = Date.now();
+      await page.goto(srv.base + "#/circuits?spec=" + encodeURIComponent(JSON.stringify(SMOL)) + "&run=1");
+      await page.waitForSelector('[data-testid="subspace"]');
+      assert.equal(await page.inputValue('[data-testid="subspace-model"]'), "smollm2", "the link set the model");
+      assert.equal(await page.inputValue('[data-testid="subspace-names"]'), "6");
+      assert.ok(await page.isChecked('[data-testid="subspace-hook-blocks.20.mlp.hook_post"]'), "SmolLM2's layers are offered");
+      await page.waitForSelector('[data-testid="subspace-status"]:is([data-state="done"], [data-state="error"])', { timeout: 600_000, state: "attached" });
+      const err = await page.$('[data-testid="subspace-error"]');
+      assert.equal(await page.getAttribute('[data-testid="subspace-status"]', "data-state"), "done", err ? await err.textContent() : "");
+      console.log(`SmolLM2 subspace run on ${mode.name}: ${((Date.now() - t0) / 1000).toFixed(0)} s with the load`);
+      const got = await directions(page);
+      same(got, smol, 1e-3, 1e-2);
+      const unpatched = Number(await page.getAttribute('[data-testid="subspace-pairs"]', "data-ld"));
+      assert.ok(Math.abs(unpatched - smol.unpatched.logit_diff) < 1e-2, `unpatched ${unpatched} vs CLI ${smol.unpatched.logit_diff}`);
+      assert.ok(Math.abs(got[0].nul.ld - unpatched) < 1e-3, `null part ${got[0].nul.ld} vs unpatched ${unpatched}`);
+      await page.locator('[data-testid="subspace"]').screenshot({ path: path.join(SHOTS, `subspace-smollm2-${mode.name}.png`) });
       assert.deepEqual(offOrigin(b.requests, srv.base), []);
       assert.deepEqual(b.problems, []);
     } finally {

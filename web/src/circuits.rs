@@ -292,7 +292,7 @@ pub fn CircuitsLab() -> impl IntoView {
         .or_else(|| {
             crate::share::read_share_link::<interplay_lab::subspace::SubspaceSpec>()
                 .and_then(Result::ok)
-                .map(|_| interplay_lab::subspace::SubspaceSpec::MODEL.to_string())
+                .map(|s| s.model)
         });
     // A model the page will not load by itself: say what the link needs, not nothing.
     if let Some(m) = &linked

@@ -152,6 +152,16 @@ const GUIDES: &[Guide] = &[
         },
     },
     Guide {
+        id: "subspace-smollm2",
+        model: "smollm2",
+        title: "The illusion on SmolLM2: a direction that works through a dormant pathway (DAS)",
+        paper: "Makelov, Lange and Nanda 2023, \"Is This the Subspace You Are Looking for?\"",
+        preset: || Preset {
+            subspace: Some(SubspaceSpec::smollm2()),
+            ..Preset::default()
+        },
+    },
+    Guide {
         id: "induction",
         model: "smollm2",
         title: "Induction heads",

@@ -1,8 +1,8 @@
 //! Circuits lab: subspace patching and its illusion. Its state is a [`SubspaceSpec`]
 //! (`"experiment": "subspace-patching"`), in the URL, exported as JSON and run by the CLI
 //! (`interplay run`); the gradients engine learns a direction at each chosen hook of the bundled
-//! IOI model by distributed alignment search, then patches the held-out pairs along it, along
-//! its part that the next weights read and along the part they never read.
+//! IOI model or SmolLM2 by distributed alignment search, then patches the held-out pairs along
+//! it, along its part that the next weights read and along the part they never read.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -23,8 +23,17 @@ use crate::speclab::{
 /// Where the panel autosaves its experiment.
 const DRAFT_KEY: &str = "interplay.circuits.subspace";
 
-/// The bundled IOI model's layers.
-const LAYERS: usize = 3;
+/// SmolLM2-135M's layers (what the form offers before it is loaded).
+const SMOLLM2_LAYERS: usize = 30;
+
+/// The layers of the spec's model: the loaded one's, else the bundled model's or SmolLM2's.
+fn layers_of(model: &str) -> usize {
+    models::info()
+        .filter(|i| i.key == model)
+        .map(|i| i.n_layers)
+        .or_else(|| interplay_lab::bundled::Bundled::from_id(model).map(|b| b.config().n_layers))
+        .unwrap_or(SMOLLM2_LAYERS)
+}
 
 #[derive(Clone, Debug, PartialEq)]
 struct Run {
@@ -35,8 +44,8 @@ struct Run {
 }
 
 /// Every hook the experiment can learn a direction at, in the model's order.
-fn candidates() -> Vec<HookPoint> {
-    (0..LAYERS)
+fn candidates(layers: usize) -> Vec<HookPoint> {
+    (0..layers)
         .flat_map(|l| {
             [
                 HookPoint::ResidPre(l),
@@ -148,16 +157,16 @@ pub fn SubspacePanel(
         }
         let s = spec.get_untracked();
         // Refused here, before the gradients engine replaces the engine other panels use.
-        if let Err(e) = s.check(LAYERS) {
+        if let Err(e) = s.check(layers_of(&s.model)) {
             result.set(Some(Err(e.to_string())));
             st.runs.update(|n| *n += 1);
             return;
         }
-        if models::info().is_none_or(|i| i.key != SubspaceSpec::MODEL) {
+        if models::info().is_none_or(|i| i.key != s.model) {
             result.set(Some(Err(format!(
-                "load the bundled IOI model first (\"{}\": the guided experiment's Set up loads it): \
-                 the prompt pairs are in its vocabulary",
-                SubspaceSpec::MODEL
+                "load \"{}\" first (the guided experiment's Set up loads it): the experiment runs \
+                 on the model its spec names",
+                s.model
             ))));
             st.runs.update(|n| *n += 1);
             return;
@@ -186,7 +195,7 @@ pub fn SubspacePanel(
     run_on_open(
         from_link,
         st,
-        || models::info().is_some_and(|i| i.key == SubspaceSpec::MODEL),
+        move || models::info().is_some_and(|i| i.key == spec.with_untracked(|s| s.model.clone())),
         move || run(()),
     );
     autosave(DRAFT_KEY, move || spec.get());
@@ -257,9 +266,10 @@ pub fn SubspacePanel(
             </label>
         }
     };
-    // One line per layer, in the order the stream flows.
-    let hook_boxes = candidates()
-        .chunks(4)
+    // One line per layer, in the order the stream flows; the model's layers.
+    let hook_boxes = move || {
+        let all = candidates(spec.with(|s| layers_of(&s.model)));
+        all.chunks(4)
         .map(|layer| {
             let boxes = layer
                 .iter()
@@ -277,7 +287,7 @@ pub fn SubspacePanel(
                                            if on {
                                                s.hooks.push(h);
                                            }
-                                           let all = candidates();
+                                           let all = candidates(layers_of(&s.model));
                                            s.hooks.sort_by_key(|x| all.iter().position(|c| c == x));
                                        })
                                    }/>
@@ -288,16 +298,31 @@ pub fn SubspacePanel(
                 .collect_view();
             view! { <div>{boxes}</div> }
         })
-        .collect_view();
+        .collect_view()
+    };
     view! {
         <section class="card has-result" data-testid="subspace" hidden=hidden>
             <h2>"Subspace patching and its illusion (DAS)"</h2>
-            <p class="muted">"On the bundled IOI model: each base prompt (\"When Mary and Tom …, Tom gave a drink to\" → Mary) \
+            <p class="muted">"On the bundled IOI model or SmolLM2: each base prompt (\"When Mary and Tom …, Tom gave a drink to\" → Mary) \
                 has a source that differs only in which opening name is repeated (\"…, Mary gave a drink to\" → Tom). \
                 Distributed alignment search learns one direction v at each chosen hook (last position) so that \
                 patching only the activation's component along v from the source makes the model name the subject. \
                 Then the held-out pairs are patched along v, along its part the next weights read, along its part \
                 they never read, and as a whole. Needs the gradients engine (loaded on the first run)."</p>
+            <label>"Model "
+                <select data-testid="subspace-model" prop:disabled=lock
+                        on:change=move |ev| {
+                            // Another model: its guided setup (its hooks and learning rate).
+                            let s = if event_target_value(&ev) == "smollm2" { SubspaceSpec::smollm2() } else { SubspaceSpec::guided() };
+                            bad.clear();
+                            spec.set(s);
+                        }>
+                    <option value="ioi-3l" selected=move || spec.with(|s| s.model == "ioi-3l")>
+                        "ioi-3l (bundled, seconds)"</option>
+                    <option value="smollm2" selected=move || spec.with(|s| s.model == "smollm2")>
+                        "SmolLM2-135M-Instruct (shows the illusion; minutes)"</option>
+                </select>
+            </label>
             <label>"Source prompts "
                 <select data-testid="subspace-counterfactual" prop:disabled=lock
                         on:change=move |ev| {
@@ -315,6 +340,7 @@ pub fn SubspacePanel(
                 {hook_boxes}
             </fieldset>
             <div class="grid2">
+                {whole("subspace-names", "Names used (6 to 20; pairs grow with its square)", (6, 20), |s| s.names.to_string(), |s, x| s.names = x)}
                 {whole("subspace-steps", "Adam steps per hook", (1, 2000), |s| s.steps.to_string(), |s, x| s.steps = x)}
                 {whole("subspace-batch", "Pairs per step", (1, 256), |s| s.batch.to_string(), |s, x| s.batch = x)}
                 {whole("subspace-seed", "Seed (direction and batches)", (0, u32::MAX as usize), |s| s.seed.to_string(), |s, x| s.seed = x as u64)}

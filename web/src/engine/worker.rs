@@ -523,7 +523,7 @@ async fn compute(id: JobId, dev: &ComputeDevice, task: Task, sink: Sink) -> Resu
                     .map_err(|e| e.to_string())
             }
             Experiment::SubspacePatching(spec) => {
-                let m = held_model(interplay_lab::subspace::SubspaceSpec::MODEL, dev).await?;
+                let m = held_model(&spec.model, dev).await?;
                 spec.run(&m, &mut on_progress)
                     .await
                     .map(|r| Output::SubspacePatching(Box::new(r)))
