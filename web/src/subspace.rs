@@ -195,7 +195,7 @@ pub fn SubspacePanel(
     run_on_open(
         from_link,
         st,
-        move || models::info().is_some_and(|i| i.key == spec.with_untracked(|s| s.model.clone())),
+        move || models::info().is_some_and(|i| spec.with_untracked(|s| i.key == s.model)),
         move || run(()),
     );
     autosave(DRAFT_KEY, move || spec.get());
@@ -267,8 +267,10 @@ pub fn SubspacePanel(
         }
     };
     // One line per layer, in the order the stream flows; the model's layers.
+    // Only a change of model redraws the boxes (a click keeps its focus).
+    let layers = Memo::new(move |_| spec.with(|s| layers_of(&s.model)));
     let hook_boxes = move || {
-        let all = candidates(spec.with(|s| layers_of(&s.model)));
+        let all = candidates(layers.get());
         all.chunks(4)
         .map(|layer| {
             let boxes = layer
@@ -304,7 +306,7 @@ pub fn SubspacePanel(
         <section class="card has-result" data-testid="subspace" hidden=hidden>
             <h2>"Subspace patching and its illusion (DAS)"</h2>
             <p class="muted">"On the bundled IOI model or SmolLM2: each base prompt (\"When Mary and Tom …, Tom gave a drink to\" → Mary) \
-                has a source that differs only in which opening name is repeated (\"…, Mary gave a drink to\" → Tom). \
+                has a source that differs in which opening name is repeated (\"…, Mary gave a drink to\" → Tom) or in the opening's order. \
                 Distributed alignment search learns one direction v at each chosen hook (last position) so that \
                 patching only the activation's component along v from the source makes the model name the subject. \
                 Then the held-out pairs are patched along v, along its part the next weights read, along its part \

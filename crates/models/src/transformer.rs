@@ -128,11 +128,12 @@ pub struct Transformer {
     pub quantised: Option<std::sync::Arc<quant::QuantWeights>>,
 }
 
-/// Keys and values of earlier positions (already rotated), one per layer, so a run can start
-/// in the middle of a prompt.
+/// Keys and values of earlier positions (already rotated), one per block run (every layer, or
+/// those from the block a [`Transformer::resume`] starts at), so a run can start in the middle
+/// of a prompt.
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    /// Per layer: `[batch or 1, n_kv_heads, pos, d_head]`.
+    /// Per block: `[batch or 1, n_kv_heads, pos, d_head]`.
     pub k: Vec<Tensor<4>>,
     /// Per layer: same as `k`.
     pub v: Vec<Tensor<4>>,

@@ -44,6 +44,35 @@ pub(super) struct Cached {
 }
 
 impl Cached {
+    /// Refuse before any run when the keys/values kept for `splits` (every split's pairs) would
+    /// not fit: they grow with the pairs, the prompts' length and the blocks after the earliest
+    /// hook (SmolLM2, 20 names, layer 0: 2.5 GB).
+    pub(super) fn check_fits(
+        model: &Transformer,
+        splits: &[&[Vec<Pair>]],
+        hooks: &[HookPoint],
+    ) -> Result<(), LabError> {
+        let c = &model.config;
+        let from = hooks.iter().filter_map(|h| h.layer()).min().unwrap_or(0);
+        let per_position = 2 * c.n_layers.saturating_sub(from) * c.n_kv_heads * c.d_head * 4;
+        let bytes: usize = splits
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|g| g.len() * g.first().map_or(0, |p| p.base.len().saturating_sub(1)))
+            .sum::<usize>()
+            * per_position;
+        let budget = interplay_models::budget::BLOCK_BUDGET;
+        if bytes > budget {
+            return Err(LabError::Spec(format!(
+                "the prompts' keys and values from layer {from} on would take {} MB, over the {} MB \
+                 a run may hold: use fewer names or a later hook",
+                bytes >> 20,
+                budget >> 20
+            )));
+        }
+        Ok(())
+    }
+
     /// Run every base prompt (and each source that is not also a base) once.
     pub(super) async fn of(
         model: &Transformer,

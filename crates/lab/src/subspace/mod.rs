@@ -364,8 +364,10 @@ impl SubspaceSpec {
         let model = &m.model;
         self.check(model.config.n_layers)?;
         can_learn()?;
-        let train = Cached::of(model, &self.pairs_on(m, false)?, &self.hooks).await?;
-        let test = Cached::of(model, &self.pairs_on(m, true)?, &self.hooks).await?;
+        let (train, test) = (self.pairs_on(m, false)?, self.pairs_on(m, true)?);
+        Cached::check_fits(model, &[&train, &test], &self.hooks)?;
+        let train = Cached::of(model, &train, &self.hooks).await?;
+        let test = Cached::of(model, &test, &self.hooks).await?;
         let unpatched = test.effect(model, self.hooks[0], Patch::Nothing).await?;
         let total = self.steps * self.hooks.len();
         let mut directions = Vec::with_capacity(self.hooks.len());
@@ -394,7 +396,9 @@ impl SubspaceSpec {
     ) -> Result<(Vec<f32>, Vec<f32>), LabError> {
         self.check(m.model.config.n_layers)?;
         can_learn()?;
-        let train = Cached::of(&m.model, &self.pairs_on(m, false)?, &[hook]).await?;
+        let train = self.pairs_on(m, false)?;
+        Cached::check_fits(&m.model, &[&train], &[hook])?;
+        let train = Cached::of(&m.model, &train, &[hook]).await?;
         let mut quiet = interplay_models::patching::no_progress;
         let (v, loss) = learn(self, &m.model, &train, hook, n, &mut quiet).await?;
         Ok((loss, v))
