@@ -114,6 +114,8 @@ fn real_main() -> Result<()> {
             setup(&root)?;
             build_site(&root)
         }
+        // `test` builds the site in a child process beside the native tests (setup done).
+        Some("build-site") => build_site(&root),
         Some("serve") => {
             setup(&root)?;
             build_site(&root)?;
@@ -361,15 +363,124 @@ fn test(root: &Path, skip_e2e: bool) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(Command::new("cargo").args(["test"]))?;
     if skip_e2e {
-        return Ok(());
+        return run(Command::new("cargo").args(["test"]));
     }
-    build_site(root)?;
+    // The site's release builds are mostly one thread (LTO, one codegen unit), and so are many
+    // of the native tests (a binary whose one long test runs alone): on two cores they overlap.
+    // `cargo test` holds the target dir's lock while its tests run, so the test binaries are
+    // built first and run directly, while the site builds in a child process.
+    let binaries = test_binaries()?;
+    let log = root.join("target/site-build.log");
+    std::fs::create_dir_all(root.join("target"))?;
+    let out = std::fs::File::create(&log)?;
+    eprintln!("+ the site builds alongside the native tests (its output: {})", log.display());
+    let mut site = Command::new(std::env::current_exe()?)
+        .arg("build-site")
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .context("starting the site build")?;
+    let tested = run_tests(&binaries);
+    if tested.is_err() {
+        let _ = site.kill();
+    }
+    let built = site.wait();
+    print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    tested?;
+    if !built?.success() {
+        bail!("the site build failed (its output is above)");
+    }
+    run(Command::new("cargo").args(["test", "--doc"]))?;
+    // Most browser tests keep one core busy (the engine's worker; SwiftShader), so two files run
+    // at a time. The one test that times the page, the main thread's responsiveness, runs alone
+    // afterwards, on a quiet machine.
+    let (alone, rest): (Vec<String>, Vec<String>) = e2e_files(root)?
+        .into_iter()
+        .partition(|f| f.ends_with(TIMED_E2E));
+    run(Command::new("node")
+        .args(["--test", "--test-concurrency=2"])
+        .args(rest)
+        .env("PATH", &path))?;
     run(Command::new("node")
         .args(["--test", "--test-concurrency=1"])
-        .args(e2e_files(root)?)
+        .args(alone)
         .env("PATH", path))
+}
+
+/// The browser test file that asserts a time (the main thread answers within 100 ms).
+const TIMED_E2E: &str = "responsive.test.mjs";
+
+/// One test binary as `cargo test` would run it: the executable and its package's folder.
+struct TestBinary {
+    exe: PathBuf,
+    package: PathBuf,
+    name: String,
+}
+
+/// Builds every test binary of the workspace (`cargo test --no-run`) and lists them by package,
+/// then name.
+fn test_binaries() -> Result<Vec<TestBinary>> {
+    eprintln!("+ cargo test --no-run --message-format=json-render-diagnostics");
+    let out = Command::new("cargo")
+        .args(["test", "--no-run", "--message-format=json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the tests failed with {}", out.status);
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(exe), Some(manifest)) = (
+            msg["executable"].as_str(),
+            msg["manifest_path"].as_str(),
+        ) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" || msg["profile"]["test"] != true {
+            continue;
+        }
+        let package = Path::new(manifest)
+            .parent()
+            .map(Path::to_path_buf)
+            .context("a manifest path without a folder")?;
+        let name = msg["target"]["name"].as_str().unwrap_or("?").to_string();
+        found.push(TestBinary {
+            exe: PathBuf::from(exe),
+            package,
+            name,
+        });
+    }
+    if found.is_empty() {
+        bail!("cargo test --no-run listed no test binaries");
+    }
+    found.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
+    Ok(found)
+}
+
+/// Runs the test binaries one after another, each from its package's folder with the variables
+/// cargo sets at run time; every binary runs, and any failure fails the whole.
+fn run_tests(binaries: &[TestBinary]) -> Result<()> {
+    let mut failed = Vec::new();
+    for b in binaries {
+        eprintln!("     Running {} ({})", b.name, b.exe.display());
+        let status = Command::new(&b.exe)
+            .current_dir(&b.package)
+            .env("CARGO_MANIFEST_DIR", &b.package)
+            .status()
+            .with_context(|| format!("starting {}", b.exe.display()))?;
+        if !status.success() {
+            failed.push(format!("{} ({status})", b.name));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("native tests failed: {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 fn bench(root: &Path) -> Result<()> {
