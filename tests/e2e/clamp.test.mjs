@@ -1,7 +1,10 @@
 // Clamping during training in the page, on WebGPU and on the CPU fallback: a share link opens the
 // panel with its clamps; the run loads the gradients engine and trains both runs, whose loss at
 // every step is the CLI's for the same spec (the CLI's own curve is checked against PyTorch in
-// crates/lab/tests/clamp.rs). On the CPU, the guided experiment: its phase changes are the CLI's.
+// crates/lab/tests/clamp.rs). On the CPU, the guided experiment's setup trained for 300 of its 600
+// steps (the learning rate's cosine follows the steps; only the clamped run changes phase in
+// them): its curves and phase changes are the CLI's. The whole guided run is checked in crates/cli/tests/cli.rs, by
+// `interplay run`, against the guide's numbers.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -115,7 +118,9 @@ test("an out-of-range clamp spec is a message and the page stays usable", async 
   }
 });
 
-// The guided experiment on the CPU: the full runs, with the CLI's phase changes.
+// The guided experiment on the CPU: its setup, trained for 300 of its 600 steps (the whole pair of
+// runs in the page took 9 to 11 minutes of CI's 90).
+const GUIDED_STEPS = 300;
 test("the guided clamping experiment gives the CLI's phase changes", async () => {
   const b = await launch(MODES.find((m) => m.name === "cpu"));
   try {
@@ -123,14 +128,22 @@ test("the guided clamping experiment gives the CLI's phase changes", async () =>
     await page.goto(`${srv.base}#/circuits`);
     await page.waitForSelector('[data-testid="device-indicator"][data-backend]:not([data-backend=""])', { timeout: 60_000 });
     await page.click('[data-testid="guide-clamp-setup"]');
-    await run(page, 600_000);
+    assert.equal(await page.inputValue('[data-testid="clamp-steps"]'), "600", "the guided setup's steps");
+    await page.fill('[data-testid="clamp-steps"]', String(GUIDED_STEPS));
+    await page.press('[data-testid="clamp-steps"]', "Tab");
+    await run(page, 300_000);
     const link = await page.inputValue('[data-testid="clamp-share-link"]');
     const guided = JSON.parse(decodeURIComponent(link.split("spec=")[1].split("&")[0]));
     assert.equal(guided.experiment, "clamped-training");
+    assert.equal(guided.steps, GUIDED_STEPS);
+    assert.deepEqual(guided.clamps, [{ layer: 0, head: 0, clamp: "previous-token" }], "the guided clamp");
     const want = cli(guided);
     const got = await runs(page);
-    // 1,200 steps of training: rounding in the page's float order may move a step's loss by a
-    // little, and the first 25-step mean below the threshold by a step or two.
+    // The clamp brings the phase change forward: within these 300 steps only the clamped run
+    // makes it (with the whole 600, the unclamped run's comes at step 254, the clamped one's at 177).
+    assert.deepEqual(want.runs.map((r) => r.phase_change !== null), [false, true], "only the clamped run changes phase");
+    // Rounding in the page's float order may move a step's loss by a little over hundreds of
+    // steps, and the first 25-step mean below the threshold by a step or two.
     sameCurves(got, want.runs, 1e-2, 2);
     await page.locator('[data-testid="clamp"]').screenshot({ path: path.join(SHOTS, "clamp-guided-cpu.png") });
     assert.deepEqual(offOrigin(b.requests, srv.base), []);
