@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { startServer } from "./serve.mjs";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 
 export const PREFIX = "/courses/interp/";
 export const MODES = [
@@ -224,4 +225,43 @@ export class MergePage extends SpecLabPage {
       accuracy: Object.fromEntries([...tr.querySelectorAll("td")].map((td) => [td.dataset.task, Number(td.dataset.value)])),
     })));
   }
+}
+
+/// `interplay run` of `spec` (the dev build, as `cargo run` gives it): its `result`.
+export function cliResult(spec) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
+  const file = path.join(dir, "spec.json");
+  fs.writeFileSync(file, JSON.stringify(spec));
+  const out = execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8", maxBuffer: 256 << 20 });
+  return JSON.parse(out).result;
+}
+
+/// The result the page's "Export JSON" button (inside `panel`) downloads: `{spec, result}`.
+export async function exportedJson(page, panel) {
+  const [dl] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click(`[data-testid="${panel}"] button:has-text("Export JSON")`),
+  ]);
+  return JSON.parse(fs.readFileSync(await dl.path(), "utf8"));
+}
+
+/// Two JSON values equal: the same keys, strings and booleans, numbers within `rel` relative
+/// or `abs` absolute (for values near zero). Returns the worst absolute difference.
+export function sameJson(got, want, { rel = 1e-4, abs = 1e-5 } = {}, at = "result") {
+  if (typeof want === "number" && typeof got === "number") {
+    const d = Math.abs(got - want);
+    assert.ok(d <= abs || d <= rel * Math.abs(want), `${at}: ${got} vs the CLI's ${want}`);
+    return d;
+  }
+  if (Array.isArray(want)) {
+    assert.ok(Array.isArray(got) && got.length === want.length, `${at}: ${JSON.stringify(got)?.slice(0, 200)} vs the CLI's ${JSON.stringify(want).slice(0, 200)}`);
+    return want.reduce((m, w, i) => Math.max(m, sameJson(got[i], w, { rel, abs }, `${at}[${i}]`)), 0);
+  }
+  if (want && typeof want === "object") {
+    assert.ok(got && typeof got === "object", `${at}: ${JSON.stringify(got)} vs an object`);
+    assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort(), `${at}: keys`);
+    return Object.keys(want).reduce((m, k) => Math.max(m, sameJson(got[k], want[k], { rel, abs }, `${at}.${k}`)), 0);
+  }
+  assert.deepEqual(got, want, at);
+  return 0;
 }
