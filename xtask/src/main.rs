@@ -374,7 +374,10 @@ fn test(root: &Path, skip_e2e: bool) -> Result<()> {
     let log = root.join("target/site-build.log");
     std::fs::create_dir_all(root.join("target"))?;
     let out = std::fs::File::create(&log)?;
-    eprintln!("+ the site builds alongside the native tests (its output: {})", log.display());
+    eprintln!(
+        "+ the site builds alongside the native tests (its output: {})",
+        log.display()
+    );
     let mut site = Command::new(std::env::current_exe()?)
         .arg("build-site")
         .stdout(out.try_clone()?)
@@ -423,7 +426,11 @@ struct TestBinary {
 fn test_binaries() -> Result<Vec<TestBinary>> {
     eprintln!("+ cargo test --no-run --message-format=json-render-diagnostics");
     let out = Command::new("cargo")
-        .args(["test", "--no-run", "--message-format=json-render-diagnostics"])
+        .args([
+            "test",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("starting cargo test --no-run")?;
@@ -435,10 +442,9 @@ fn test_binaries() -> Result<Vec<TestBinary>> {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let (Some(exe), Some(manifest)) = (
-            msg["executable"].as_str(),
-            msg["manifest_path"].as_str(),
-        ) else {
+        let (Some(exe), Some(manifest)) =
+            (msg["executable"].as_str(), msg["manifest_path"].as_str())
+        else {
             continue;
         };
         if msg["reason"] != "compiler-artifact" || msg["profile"]["test"] != true {
