@@ -182,22 +182,29 @@ pub fn pairs(held_out: bool, counterfactual: Counterfactual, names: usize) -> Ve
 }
 
 /// The same pairs as text through `tk` ("When Mary and John went to the office, John gave a
-/// book to"): every name, place and object must be one token with its leading space, and a
-/// template's prompts one length.
+/// book to"): each of the first `names` names, every place and every object must be one token
+/// with its leading space, and a template's prompts one length.
 pub fn text_pairs(
     tk: &TextTokenizer,
     held_out: bool,
     counterfactual: Counterfactual,
     names: usize,
 ) -> Result<Vec<Vec<Pair>>, LabError> {
-    let mut name_ids = Vec::with_capacity(IOI_NAMES.len());
-    for w in IOI_NAMES.iter().chain(&IOI_PLACES).chain(&IOI_OBJECTS) {
+    // Only the names the spec uses need to be one token; every place and object may appear.
+    let n = names.min(IOI_NAMES.len());
+    let mut name_ids = Vec::with_capacity(n);
+    for (i, w) in IOI_NAMES[..n]
+        .iter()
+        .chain(&IOI_PLACES)
+        .chain(&IOI_OBJECTS)
+        .enumerate()
+    {
         let id = tk.single_token(&format!(" {w}")).map_err(|e| {
             LabError::Spec(format!(
                 "subspace patching needs \" {w}\" to be one token of this model's tokenizer: {e}"
             ))
         })?;
-        if name_ids.len() < IOI_NAMES.len() {
+        if i < n {
             name_ids.push(id);
         }
     }
@@ -557,6 +564,24 @@ mod tests {
                 "the source repeats the other name"
             );
         }
+    }
+
+    /// Through a tokenizer that lacks the 20th name: the first 6 names still make pairs (the
+    /// bundled model's ids, as `pairs` gives them); all 20 are a message naming it.
+    #[test]
+    fn text_pairs_need_only_the_names_used() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&crate::bundled::Bundled::Ioi.tokenizer_json()).expect("json");
+        let last = IOI_NAMES[IOI_NAMES.len() - 1];
+        json["model"]["vocab"]
+            .as_object_mut()
+            .expect("a vocabulary")
+            .remove(last);
+        let tk = TextTokenizer::from_json(json.to_string().as_bytes()).expect("a tokenizer");
+        let six = text_pairs(&tk, false, Counterfactual::Repeat, 6).expect("6 names");
+        assert_eq!(six, pairs(false, Counterfactual::Repeat, 6));
+        let all = text_pairs(&tk, false, Counterfactual::Repeat, 20).expect_err("20 names");
+        assert!(all.to_string().contains(&format!("\" {last}\"")), "{all}");
     }
 
     #[test]
