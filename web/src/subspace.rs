@@ -129,7 +129,8 @@ fn direction_view(i: usize, d: &Direction, unpatched: Patched) -> impl IntoView 
             <p data-testid=format!("subspace-verdict-{i}")>{format!(
                 "|v_row|² = {:.2}: the share of v in the row space of {} (its null space has {} dimension{}). \
                  Of the patched coefficient (x_src − x)·v, {:.0}% comes from the unread part. {verdict}",
-                d.row_share, d.readers, d.null_dim, if d.null_dim == 1 { "" } else { "s" }, 100.0 * d.from_null
+                // Rounded first, then + 0.0: a share just below zero reads 0%, not -0%.
+                d.row_share, d.readers, d.null_dim, if d.null_dim == 1 { "" } else { "s" }, (100.0 * d.from_null).round() + 0.0
             )}</p>
         </div>
     }
