@@ -3,15 +3,13 @@
 // every step is the CLI's for the same spec (the CLI's own curve is checked against PyTorch in
 // crates/lab/tests/clamp.rs). On the CPU, the guided experiment's setup trained for 300 of its 600
 // steps (the learning rate's cosine follows the steps; only the clamped run changes phase in
-// them): its curves and phase changes are the CLI's. The whole guided run is checked in crates/cli/tests/cli.rs, by
-// `interplay run`, against the guide's numbers.
+// them): its curves and phase changes are the CLI's. The whole guided run is checked in
+// crates/cli/tests/cli.rs, by `interplay run`, against the guide's numbers.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { MODES, serveDist, launch, offOrigin } from "./harness.mjs";
+import { MODES, serveDist, launch, offOrigin, cliResult as cli } from "./harness.mjs";
 
 // Trimmed for SwiftShader: a short run of small batches (the mean clamp needs 32 sequences or
 // more; it is checked against PyTorch natively, on the same code).
@@ -20,14 +18,6 @@ const SPEC = {
   warmup: 10, seed: 3, clamps: [{ layer: 0, head: 1, clamp: "previous-token" }, { layer: 1, head: 2, clamp: "zero" }],
 };
 const SHOTS = path.resolve("target/screenshots");
-
-function cli(spec) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
-  const file = path.join(dir, "spec.json");
-  fs.writeFileSync(file, JSON.stringify(spec));
-  const out = execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8" });
-  return JSON.parse(out).result;
-}
 
 /** The page's runs: {phase, testLoss, testAccuracy, loss}. */
 async function runs(page) {

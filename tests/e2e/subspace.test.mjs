@@ -5,11 +5,9 @@
 // crates/lab/tests/subspace.rs). On the CPU, the guided experiment gives the CLI's numbers.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { MODES, serveDist, launch, offOrigin, smollm2Skip, requireSmollm2 } from "./harness.mjs";
+import { MODES, serveDist, launch, offOrigin, smollm2Skip, requireSmollm2, cliResult as cli } from "./harness.mjs";
 
 // Trimmed for SwiftShader: a few small batches at two hooks.
 const SPEC = {
@@ -17,14 +15,6 @@ const SPEC = {
   hooks: ["blocks.1.mlp.hook_post", "blocks.0.hook_resid_post"], steps: 12, batch: 8, lr: 0.02, seed: 5,
 };
 const SHOTS = path.resolve("target/screenshots");
-
-function cli(spec) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interplay-spec-"));
-  const file = path.join(dir, "spec.json");
-  fs.writeFileSync(file, JSON.stringify(spec));
-  const out = execFileSync("cargo", ["run", "-q", "-p", "interplay-cli", "--", "run", file], { encoding: "utf8" });
-  return JSON.parse(out).result;
-}
 
 /** The page's directions: {hook, loss, rowShare, nullDim, fromNull, along, full, row, nul}. */
 async function directions(page) {
